@@ -1,0 +1,475 @@
+//! One connection: its cheap-clone handle and the driver that owns its socket.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::future::Future;
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::task::{Context, Poll, ready};
+
+use bytes::{Buf, Bytes, BytesMut};
+use rustls::pki_types::CertificateDer;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::mpsc;
+use tokio::time::{Instant, Sleep};
+use tokio_util::sync::{CancellationToken, PollSender};
+
+use crate::link::{Core, LinkEvent};
+use crate::queue::{PushError, SendQueue, Take};
+use crate::{Address, ConnectorId, LinkError, ListenerId, Throttle, TokenBucket};
+
+/// Identifies a connection within its link. Never reused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnectionId(pub u64);
+
+impl fmt::Display for ConnectionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "conn#{}", self.0)
+    }
+}
+
+/// Where a connection came from. Once connected, both kinds behave alike.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// Accepted by a listener.
+    Listener(ListenerId),
+    /// Made by a connector.
+    Connector(ConnectorId),
+    /// A stream handed to [`Link::adopt`](crate::Link::adopt).
+    Adopted,
+}
+
+/// What is known about a connection when it is established.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct ConnectionInfo {
+    /// The connection's id.
+    pub id: ConnectionId,
+    /// Listener, connector or adopted.
+    pub origin: Origin,
+    /// The other side's address, when it has one (unnamed Unix clients have
+    /// none).
+    pub peer: Option<Address>,
+    /// Our side's address, when it has one.
+    pub local: Option<Address>,
+    /// The peer's certificate chain, leaf first, for TLS connections where
+    /// the peer presented one.
+    pub peer_certificates: Option<Arc<[CertificateDer<'static>]>>,
+    /// Whether each send and each data event is one datagram (UDP).
+    pub datagram: bool,
+}
+
+/// Why a connection ended.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum DisconnectReason {
+    /// We closed it ([`Connection::close`]) and it shut down cleanly.
+    Closed,
+    /// The peer closed it (end of stream).
+    PeerClosed,
+    /// It was aborted: [`Connection::abort`], its connector or UDP listener
+    /// was removed, or the link shut down.
+    Aborted,
+    /// An I/O error.
+    Io(Arc<io::Error>),
+}
+
+impl fmt::Display for DisconnectReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DisconnectReason::Closed => f.write_str("closed"),
+            DisconnectReason::PeerClosed => f.write_str("closed by peer"),
+            DisconnectReason::Aborted => f.write_str("aborted"),
+            DisconnectReason::Io(e) => write!(f, "I/O error: {e}"),
+        }
+    }
+}
+
+impl From<io::Error> for DisconnectReason {
+    fn from(e: io::Error) -> DisconnectReason {
+        DisconnectReason::Io(Arc::new(e))
+    }
+}
+
+pub(crate) struct ConnShared {
+    pub(crate) info: ConnectionInfo,
+    pub(crate) queue: SendQueue,
+    /// Cancelled to abort the connection.
+    pub(crate) abort: CancellationToken,
+    /// Cancelled once the connection has ended and its events were sent.
+    pub(crate) finished: CancellationToken,
+}
+
+/// A handle to one connection: send to it, close it, wait for its end.
+/// Cheap to clone; the link keeps the connection open until it is closed,
+/// whether or not handles exist.
+#[derive(Clone)]
+pub struct Connection {
+    pub(crate) shared: Arc<ConnShared>,
+}
+
+impl fmt::Debug for Connection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connection")
+            .field("id", &self.shared.info.id)
+            .field("peer", &self.shared.info.peer)
+            .finish()
+    }
+}
+
+fn push_error(e: PushError) -> LinkError {
+    match e {
+        PushError::Full => LinkError::QueueFull,
+        PushError::Closed => LinkError::Closed,
+    }
+}
+
+impl Connection {
+    pub(crate) fn new(
+        info: ConnectionInfo,
+        capacity: usize,
+        parent: &CancellationToken,
+    ) -> Connection {
+        let datagram = info.datagram;
+        Connection {
+            shared: Arc::new(ConnShared {
+                info,
+                queue: SendQueue::new(capacity, datagram),
+                abort: parent.child_token(),
+                finished: CancellationToken::new(),
+            }),
+        }
+    }
+
+    /// The connection's id.
+    pub fn id(&self) -> ConnectionId {
+        self.shared.info.id
+    }
+
+    /// Addresses, origin and TLS certificates.
+    pub fn info(&self) -> &ConnectionInfo {
+        &self.shared.info
+    }
+
+    /// Queues `data`, waiting while the send queue is full.
+    ///
+    /// Cancel-safe: dropping the future before it completes queues nothing.
+    pub async fn send(&self, data: Bytes) -> Result<(), LinkError> {
+        self.shared.queue.push(&[], &data).await.map_err(push_error)
+    }
+
+    /// Queues `data`, or fails with [`LinkError::QueueFull`] at once.
+    pub fn try_send(&self, data: Bytes) -> Result<(), LinkError> {
+        self.shared.queue.try_push(&[], &data).map_err(push_error)
+    }
+
+    /// Queues `prefix` and `data` as one write (one datagram on UDP), waiting
+    /// for room. Layers above use it for headers; `data` is not copied
+    /// when large. Cancel-safe like [`send`](Self::send).
+    pub async fn send_prefixed(&self, prefix: &[u8], data: &Bytes) -> Result<(), LinkError> {
+        self.shared
+            .queue
+            .push(prefix, data)
+            .await
+            .map_err(push_error)
+    }
+
+    /// [`send_prefixed`](Self::send_prefixed) without waiting.
+    pub fn try_send_prefixed(&self, prefix: &[u8], data: &Bytes) -> Result<(), LinkError> {
+        self.shared.queue.try_push(prefix, data).map_err(push_error)
+    }
+
+    /// Bytes waiting in the send queue.
+    pub fn queued_bytes(&self) -> usize {
+        self.shared.queue.queued_bytes()
+    }
+
+    /// Starts a graceful close: what is queued is still sent, then the
+    /// connection shuts down its sending side and ends when the peer closes
+    /// too (or after the link's `close_timeout`). Returns at once.
+    pub fn close(&self) {
+        self.shared.queue.close();
+    }
+
+    /// Ends the connection now, dropping what is queued.
+    pub fn abort(&self) {
+        self.shared.abort.cancel();
+    }
+
+    /// Waits until the connection has ended and its `Disconnected` event was
+    /// handed to the link's events. Cancel-safe.
+    pub async fn closed(&self) {
+        self.shared.finished.cancelled().await
+    }
+
+    /// Whether the connection has ended.
+    pub fn is_closed(&self) -> bool {
+        self.shared.finished.is_cancelled()
+    }
+}
+
+/// Runs a stream connection to its end: announces it, drives it, reports
+/// its end. The caller has registered it with the core.
+pub(crate) async fn run_stream<S>(
+    core: Arc<Core>,
+    conn: Connection,
+    stream: S,
+    events: mpsc::Sender<LinkEvent>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    if events
+        .send(LinkEvent::Connected(conn.clone()))
+        .await
+        .is_err()
+    {
+        core.unregister(&conn, DisconnectReason::Aborted);
+        return;
+    }
+    let mut driver = StreamDriver {
+        stream,
+        conn: conn.clone(),
+        core: core.clone(),
+        events: PollSender::new(events.clone()),
+        batch: VecDeque::new(),
+        need_flush: false,
+        write_closed: false,
+        close_deadline: None,
+        read_buf: BytesMut::new(),
+        read_chunk: INITIAL_READ_CHUNK,
+        max_read_chunk: core.config.max_read_chunk.max(INITIAL_READ_CHUNK),
+        pending: None,
+        throttle: core.config.throttle.map(ThrottleState::new),
+    };
+    let abort = conn.shared.abort.clone();
+    let reason = tokio::select! {
+        reason = &mut driver => reason,
+        _ = abort.cancelled() => DisconnectReason::Aborted,
+    };
+    // Data already read is delivered before the end is reported.
+    if let Some(event) = driver.pending.take() {
+        let _ = events.send(event).await;
+    }
+    drop(driver);
+    finish(&core, &conn, reason, &events).await;
+}
+
+/// Reports a connection's end and releases it.
+pub(crate) async fn finish(
+    core: &Core,
+    conn: &Connection,
+    reason: DisconnectReason,
+    events: &mpsc::Sender<LinkEvent>,
+) {
+    core.unregister(conn, reason.clone());
+    let _ = events
+        .send(LinkEvent::Disconnected {
+            connection: conn.id(),
+            reason,
+        })
+        .await;
+    conn.shared.finished.cancel();
+}
+
+const INITIAL_READ_CHUNK: usize = 4096;
+const MAX_IO_SLICES: usize = 64;
+
+struct ThrottleState {
+    bucket: TokenBucket,
+    sleep: Pin<Box<Sleep>>,
+}
+
+impl ThrottleState {
+    fn new(throttle: Throttle) -> ThrottleState {
+        let now = Instant::now();
+        ThrottleState {
+            bucket: TokenBucket::new(throttle, now),
+            sleep: Box::pin(tokio::time::sleep_until(now)),
+        }
+    }
+}
+
+/// Polls a stream's reads and writes from one task: the socket is never
+/// split and never locked.
+struct StreamDriver<S> {
+    stream: S,
+    conn: Connection,
+    core: Arc<Core>,
+    events: PollSender<LinkEvent>,
+    /// Chunks taken from the queue, being written.
+    batch: VecDeque<Bytes>,
+    need_flush: bool,
+    write_closed: bool,
+    close_deadline: Option<Pin<Box<Sleep>>>,
+    read_buf: BytesMut,
+    read_chunk: usize,
+    max_read_chunk: usize,
+    /// A data event waiting for room in the event channel; no reads happen
+    /// until it is delivered.
+    pending: Option<LinkEvent>,
+    throttle: Option<ThrottleState>,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> StreamDriver<S> {
+    /// Writes as much as the socket takes. `Ready` only when the
+    /// connection must end.
+    fn poll_write_side(&mut self, cx: &mut Context<'_>) -> Poll<DisconnectReason> {
+        loop {
+            if self.write_closed {
+                return Poll::Pending;
+            }
+            if self.batch.is_empty() {
+                if self.need_flush {
+                    match Pin::new(&mut self.stream).poll_flush(cx) {
+                        Poll::Ready(Ok(())) => self.need_flush = false,
+                        Poll::Ready(Err(e)) => return Poll::Ready(e.into()),
+                        Poll::Pending => return Poll::Pending,
+                    }
+                }
+                match self.conn.shared.queue.take(&mut self.batch, cx.waker()) {
+                    Take::Data => {}
+                    Take::Empty => return Poll::Pending,
+                    Take::Close => {
+                        match ready!(Pin::new(&mut self.stream).poll_shutdown(cx)) {
+                            Ok(()) => {}
+                            // The peer may have gone already; we are closing anyway.
+                            Err(e) => tracing::debug!(conn = %self.conn.id(), "shutdown: {e}"),
+                        }
+                        self.write_closed = true;
+                        let timeout = self.core.config.close_timeout;
+                        self.close_deadline = Some(Box::pin(tokio::time::sleep(timeout)));
+                        return Poll::Pending;
+                    }
+                }
+            }
+            let mut limit = usize::MAX;
+            if let Some(t) = &mut self.throttle {
+                let now = Instant::now();
+                let available = t.bucket.available(now);
+                if available == 0 {
+                    let front = self.batch.front().map_or(1, Bytes::len);
+                    let wait = t.bucket.wait_for(now, front);
+                    t.sleep.as_mut().reset(now + wait);
+                    ready!(t.sleep.as_mut().poll(cx));
+                    continue;
+                }
+                limit = available;
+            }
+            let mut slices = [IoSlice::new(&[]); MAX_IO_SLICES];
+            let mut count = 0;
+            let mut total = 0;
+            for chunk in self.batch.iter().take(MAX_IO_SLICES) {
+                let take = chunk.len().min(limit - total);
+                slices[count] = IoSlice::new(&chunk[..take]);
+                count += 1;
+                total += take;
+                if total == limit {
+                    break;
+                }
+            }
+            let written = match Pin::new(&mut self.stream).poll_write_vectored(cx, &slices[..count])
+            {
+                Poll::Ready(Ok(0)) => {
+                    return Poll::Ready(io::Error::from(io::ErrorKind::WriteZero).into());
+                }
+                Poll::Ready(Ok(n)) => n,
+                Poll::Ready(Err(e)) => return Poll::Ready(e.into()),
+                Poll::Pending => return Poll::Pending,
+            };
+            self.need_flush = true;
+            if let Some(t) = &mut self.throttle {
+                t.bucket.consume(written);
+            }
+            self.core
+                .stats
+                .bytes_sent
+                .fetch_add(written as u64, Ordering::Relaxed);
+            let mut left = written;
+            while left > 0 {
+                let front = self
+                    .batch
+                    .front_mut()
+                    .expect("wrote more than the batch holds");
+                if front.len() <= left {
+                    left -= front.len();
+                    self.batch.pop_front();
+                } else {
+                    front.advance(left);
+                    left = 0;
+                }
+            }
+        }
+    }
+
+    /// Reads until the socket or the event channel has nothing more.
+    /// `Ready` only when the connection must end.
+    fn poll_read_side(&mut self, cx: &mut Context<'_>) -> Poll<DisconnectReason> {
+        loop {
+            if let Some(event) = self.pending.take() {
+                match self.events.poll_reserve(cx) {
+                    Poll::Ready(Ok(())) => {
+                        let _ = self.events.send_item(event);
+                    }
+                    Poll::Ready(Err(_)) => return Poll::Ready(DisconnectReason::Aborted),
+                    Poll::Pending => {
+                        self.pending = Some(event);
+                        return Poll::Pending;
+                    }
+                }
+            }
+            if self.read_buf.capacity() < self.read_chunk / 2 {
+                self.read_buf.reserve(self.read_chunk);
+            }
+            let room = self.read_buf.capacity();
+            let n = match tokio_util::io::poll_read_buf(
+                Pin::new(&mut self.stream),
+                cx,
+                &mut self.read_buf,
+            ) {
+                Poll::Ready(Ok(0)) => {
+                    return Poll::Ready(if self.write_closed {
+                        DisconnectReason::Closed
+                    } else {
+                        DisconnectReason::PeerClosed
+                    });
+                }
+                Poll::Ready(Ok(n)) => n,
+                Poll::Ready(Err(e)) => return Poll::Ready(e.into()),
+                Poll::Pending => return Poll::Pending,
+            };
+            if n == room && self.read_chunk < self.max_read_chunk {
+                self.read_chunk = (self.read_chunk * 2).min(self.max_read_chunk);
+            }
+            self.core
+                .stats
+                .bytes_received
+                .fetch_add(n as u64, Ordering::Relaxed);
+            self.pending = Some(LinkEvent::Data {
+                connection: self.conn.id(),
+                data: self.read_buf.split().freeze(),
+            });
+        }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Future for StreamDriver<S> {
+    type Output = DisconnectReason;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<DisconnectReason> {
+        let this = self.get_mut();
+        if let Poll::Ready(reason) = this.poll_write_side(cx) {
+            return Poll::Ready(reason);
+        }
+        if let Poll::Ready(reason) = this.poll_read_side(cx) {
+            return Poll::Ready(reason);
+        }
+        if let Some(deadline) = &mut this.close_deadline {
+            if deadline.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(DisconnectReason::Closed);
+            }
+        }
+        Poll::Pending
+    }
+}
