@@ -1,2 +1,38 @@
-//! placeholder
-fn main() {}
+//! weft's task runner, in the rust-analyzer style: plain Rust, no shell
+//! scripts to keep in sync.
+//!
+//! - `cargo xtask ci`: everything CI checks, in order (see [`ci`]).
+//! - `cargo xtask bench [--quick]`: the side-by-side comparisons (see [`bench`]).
+//! - `cargo xtask interop`: tests against real peers weft did not write.
+
+mod bench;
+mod ci;
+mod interop;
+mod util;
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (task, rest) = match args.split_first() {
+        Some((t, rest)) => (t.as_str(), rest),
+        None => ("help", &[][..]),
+    };
+    let result = match task {
+        "ci" => ci::run(rest),
+        "bench" => bench::run(rest),
+        "interop" => interop::run(rest),
+        "help" | "--help" | "-h" => {
+            println!("usage: cargo xtask <ci | bench [--quick] | interop>");
+            Ok(())
+        }
+        other => Err(format!("unknown task `{other}`; try `cargo xtask help`")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask {task}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

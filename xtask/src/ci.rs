@@ -1,0 +1,97 @@
+//! `cargo xtask ci`: what CI checks, in order, failing on the first error.
+//!
+//! 1. formatting (`cargo fmt --check`)
+//! 2. clippy on every target with `-D warnings`
+//! 3. each crate checked alone with `--no-default-features`
+//! 4. the workspace tests (unit and integration)
+//! 5. the doc tests
+//! 6. the docs, without warnings
+//! 7. the benches compiled (with the libzmq baselines where libzmq can be had)
+//! 8. interop against real peers (`cargo xtask interop`)
+//!
+//! What a machine cannot run (no root for namespaces, no libzmq) is said
+//! loudly, never silently skipped.
+
+use std::time::Instant;
+
+use crate::util::{self, cargo, run as step};
+
+/// The crates under `crates/`, each of which must build alone.
+const CRATES: &[&str] = &["weft-link", "weft-packeter", "weft-cli"];
+
+pub(crate) fn run_ci() -> Result<(), String> {
+    let start = Instant::now();
+    let mut skipped: Vec<String> = Vec::new();
+
+    let mut fmt = cargo();
+    fmt.args(["fmt", "--all", "--", "--check"]);
+    step("format", fmt)?;
+
+    let zmq = crate::bench::ensure_libzmq();
+    if !zmq {
+        skipped.push("libzmq baselines in benches (libzmq3-dev could not be installed)".into());
+    }
+    let bench_features: &[&str] = if zmq {
+        &["--features", "weft-benches/zmq"]
+    } else {
+        &[]
+    };
+
+    let mut clippy = cargo();
+    clippy
+        .args(["clippy", "--workspace", "--all-targets", "--locked"])
+        .args(bench_features)
+        .args(["--", "-D", "warnings"]);
+    step("clippy", clippy)?;
+
+    for krate in CRATES {
+        let mut check = cargo();
+        check.args(["check", "--locked", "-p", krate, "--no-default-features"]);
+        step(&format!("{krate} alone, no default features"), check)?;
+    }
+
+    let mut test = cargo();
+    test.args([
+        "test",
+        "--workspace",
+        "--locked",
+        "--lib",
+        "--bins",
+        "--tests",
+    ]);
+    step("tests", test)?;
+
+    let mut doctest = cargo();
+    doctest.args(["test", "--workspace", "--locked", "--doc"]);
+    step("doc tests", doctest)?;
+
+    let mut doc = cargo();
+    doc.args(["doc", "--workspace", "--locked", "--no-deps"])
+        .env("RUSTDOCFLAGS", "-D warnings");
+    step("docs", doc)?;
+
+    let mut bench = cargo();
+    bench
+        .args(["bench", "--workspace", "--locked", "--no-run"])
+        .args(bench_features);
+    step("benches compile", bench)?;
+
+    println!("\n==> interop");
+    crate::interop::run(&[])?;
+
+    if !util::is_root() {
+        skipped.push("multi-host tests in network namespaces (need root)".into());
+    }
+    println!("\n==> ci passed in {:.0}s", start.elapsed().as_secs_f64());
+    for s in &skipped {
+        println!("!!! SKIPPED: {s}");
+    }
+    Ok(())
+}
+
+pub(crate) fn run(args: &[String]) -> Result<(), String> {
+    if let Some(a) = args.first() {
+        return Err(format!("`ci` takes no arguments, got `{a}`"));
+    }
+    run_ci()
+}
