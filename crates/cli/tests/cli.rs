@@ -1,0 +1,45 @@
+//! The `weft` binary as users run it.
+
+use std::process::Command;
+
+fn weft() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_weft"))
+}
+
+#[test]
+fn demo_delivers_everything_and_exits_zero() {
+    let out = weft().arg("demo").output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for transport in [
+        "tcp v4",
+        "tcp v6",
+        "tls",
+        "mutual tls",
+        "unix path",
+        "unix abstract",
+        "unix+tls",
+        "udp",
+    ] {
+        assert!(
+            stdout.contains(&format!("[{transport}]")),
+            "missing {transport}:\n{stdout}"
+        );
+    }
+    assert!(stdout.contains("client certificate verified"));
+    assert!(stdout.contains("reconnected on its own"));
+    assert!(stdout.contains("all 48 packets delivered"), "{stdout}");
+}
+
+#[test]
+fn bad_arguments_get_one_line_and_exit_2() {
+    let out = weft().arg("no-such-command").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("no-such-command"));
+}
