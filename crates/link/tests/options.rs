@@ -1,0 +1,161 @@
+//! Socket options that change where and how sockets live.
+
+use std::time::Duration;
+
+use tokio::time::timeout;
+use weft_link::{
+    ConnectOptions, DisconnectReason, Interface, Link, LinkConfig, LinkError, LinkEvent,
+    SocketOptions,
+};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn bound_to(interface: Interface) -> ConnectOptions {
+    let mut socket = SocketOptions::default();
+    socket.interface = Some(interface);
+    let mut options = ConnectOptions::default();
+    options.socket = Some(socket);
+    options
+}
+
+fn loopback_index() -> u32 {
+    std::fs::read_to_string("/sys/class/net/lo/ifindex")
+        .expect("Linux exposes lo's index")
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// Binding to `lo` by name or index reaches a loopback listener; where the
+/// process may not bind to devices, the error says so by type.
+#[tokio::test]
+async fn binding_to_an_interface_by_name_or_index() {
+    let (server, _events) = Link::new(LinkConfig::default());
+    let bound = server.listen("tcp://127.0.0.1:0").await.unwrap();
+    let (client, _client_events) = Link::new(LinkConfig::default());
+    for interface in [
+        Interface::Name("lo".into()),
+        Interface::Index(loopback_index()),
+    ] {
+        match client
+            .connect_once(&bound.address, bound_to(interface.clone()))
+            .await
+        {
+            Ok(conn) => assert!(conn.info().local.is_some()),
+            Err(LinkError::BindDevicePermission {
+                interface: name, ..
+            }) => {
+                eprintln!("not permitted to bind to {name} here; the typed error is the behaviour");
+            }
+            Err(e) => panic!("{interface:?}: {e}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn binding_to_a_missing_interface_is_a_typed_error() {
+    let (client, _events) = Link::new(LinkConfig::default());
+    let err = client
+        .connect_once("tcp://127.0.0.1:9", bound_to(Interface::Index(999_999)))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, LinkError::NoSuchInterface(999_999)), "{err}");
+    let err = client
+        .connect_once(
+            "tcp://127.0.0.1:9",
+            bound_to(Interface::Name("nope-weft0".into())),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            LinkError::Io { .. } | LinkError::BindDevicePermission { .. }
+        ),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn binding_to_a_local_address() {
+    let (server, mut server_events) = Link::new(LinkConfig::default());
+    let bound = server.listen("tcp://127.0.0.1:0").await.unwrap();
+    let mut socket = SocketOptions::default();
+    socket.bind = Some("127.0.0.2:0".parse().unwrap());
+    let mut options = ConnectOptions::default();
+    options.socket = Some(socket);
+    let (client, _events) = Link::new(LinkConfig::default());
+    let conn = client.connect_once(&bound.address, options).await.unwrap();
+    let local = conn.info().local.as_ref().unwrap().socket_addr().unwrap();
+    assert_eq!(local.ip().to_string(), "127.0.0.2");
+    match timeout(WAIT, server_events.recv()).await.unwrap().unwrap() {
+        LinkEvent::Connected(c) => assert_eq!(c.info().peer, conn.info().local),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn dropping_the_last_handle_closes_everything() {
+    let (server, mut server_events) = Link::new(LinkConfig::default());
+    let bound = server.listen("tcp://127.0.0.1:0").await.unwrap();
+    let (client, client_events) = Link::new(LinkConfig::default());
+    let clone = client.clone();
+    clone.connect(&bound.address).unwrap();
+    let Some(LinkEvent::Connected(_)) = timeout(WAIT, server_events.recv()).await.unwrap() else {
+        panic!("no connection")
+    };
+    drop(client);
+    drop(clone);
+    drop(client_events);
+    match timeout(WAIT, server_events.recv()).await.unwrap().unwrap() {
+        LinkEvent::Disconnected { reason, .. } => {
+            assert!(
+                matches!(
+                    reason,
+                    DisconnectReason::PeerClosed | DisconnectReason::Io(_)
+                ),
+                "{reason}"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn removing_a_listener_stops_accepting_but_keeps_connections() {
+    let (server, mut server_events) = Link::new(LinkConfig::default());
+    let bound = server.listen("tcp://127.0.0.1:0").await.unwrap();
+    let (client, _client_events) = Link::new(LinkConfig::default());
+    let first = client
+        .connect_once(&bound.address, Default::default())
+        .await
+        .unwrap();
+    let Some(LinkEvent::Connected(accepted)) = timeout(WAIT, server_events.recv()).await.unwrap()
+    else {
+        panic!("no connection")
+    };
+    assert!(server.remove_listener(bound.id));
+    assert!(!server.remove_listener(bound.id));
+    // New connections are refused once the accept task has stopped.
+    let mut refused = false;
+    for _ in 0..100 {
+        if client
+            .connect_once(&bound.address, Default::default())
+            .await
+            .is_err()
+        {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(refused, "the listener kept accepting");
+    first.send("still up".into()).await.unwrap();
+    match timeout(WAIT, server_events.recv()).await.unwrap().unwrap() {
+        LinkEvent::Data { connection, data } => {
+            assert_eq!(connection, accepted.id());
+            assert_eq!(&data[..], b"still up");
+        }
+        other => panic!("{other:?}"),
+    }
+}
