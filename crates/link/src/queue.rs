@@ -134,6 +134,13 @@ impl SendQueue {
     /// Appends, waiting for room. Cancel-safe: if the future is dropped
     /// before it completes, nothing was queued.
     pub(crate) async fn push(&self, prefix: &[u8], payload: &Bytes) -> Result<(), PushError> {
+        // The common case, room in the queue, touches only the queue's lock;
+        // a waiter is armed (before retrying, so no wake-up is lost) only
+        // once the queue was found full.
+        match self.try_push(prefix, payload) {
+            Err(PushError::Full) => {}
+            other => return other,
+        }
         loop {
             let notified = self.space.notified();
             tokio::pin!(notified);
