@@ -50,6 +50,7 @@ mod config;
 mod connection;
 mod error;
 mod link;
+pub mod pipe;
 mod queue;
 mod socket;
 mod throttle;

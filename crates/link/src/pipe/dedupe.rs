@@ -1,0 +1,122 @@
+//! The dedupe window: plain logic, no I/O.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::hash::{BuildHasher, RandomState};
+use std::net::SocketAddr;
+
+use super::config::{Dedupe, DedupeId};
+use crate::ConnectionId;
+
+/// Who sent a message, for deduplication.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum SenderKey {
+    /// Its normalised socket address.
+    Addr(SocketAddr),
+    /// Its connection, when it has no address (Unix sockets).
+    Connection(ConnectionId),
+}
+
+#[derive(Default)]
+struct Seen {
+    order: VecDeque<u64>,
+    ids: HashSet<u64>,
+}
+
+/// The ids of the last `window` messages accepted from each sender.
+pub(crate) struct DedupeFilter {
+    window: usize,
+    id: DedupeId,
+    hasher: RandomState,
+    senders: HashMap<SenderKey, Seen>,
+}
+
+impl DedupeFilter {
+    pub(crate) fn new(config: Dedupe) -> DedupeFilter {
+        DedupeFilter {
+            window: config.window,
+            id: config.id,
+            hasher: RandomState::new(),
+            senders: HashMap::new(),
+        }
+    }
+
+    /// Whether `data` from `sender` repeats a remembered id. If not, its id
+    /// (when it has one) is remembered, pushing out the oldest.
+    pub(crate) fn is_duplicate(&mut self, sender: SenderKey, data: &[u8]) -> bool {
+        if self.window == 0 {
+            return false;
+        }
+        let id = match &self.id {
+            DedupeId::Payload => data,
+            DedupeId::Regex(re) => match re.captures(data).and_then(|c| c.get(1)) {
+                Some(m) => m.as_bytes(),
+                None => return false,
+            },
+        };
+        let hash = self.hasher.hash_one(id);
+        let seen = self.senders.entry(sender).or_default();
+        if seen.ids.contains(&hash) {
+            return true;
+        }
+        while seen.order.len() >= self.window {
+            match seen.order.pop_front() {
+                Some(old) => {
+                    seen.ids.remove(&old);
+                }
+                None => break,
+            }
+        }
+        seen.order.push_back(hash);
+        seen.ids.insert(hash);
+        false
+    }
+
+    /// Forgets a sender's ids (its connection ended).
+    pub(crate) fn forget(&mut self, sender: &SenderKey) {
+        self.senders.remove(sender);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(port: u16) -> SenderKey {
+        SenderKey::Addr(SocketAddr::from(([127, 0, 0, 1], port)))
+    }
+
+    #[test]
+    fn payload_window_per_sender() {
+        let mut f = DedupeFilter::new(Dedupe::payload(2));
+        assert!(!f.is_duplicate(key(1), b"a"));
+        assert!(f.is_duplicate(key(1), b"a"));
+        assert!(!f.is_duplicate(key(2), b"a"), "another sender");
+        assert!(!f.is_duplicate(key(1), b"b"));
+        assert!(!f.is_duplicate(key(1), b"c"), "pushes a out");
+        assert!(!f.is_duplicate(key(1), b"a"), "a left the window");
+        assert!(f.is_duplicate(key(1), b"c"));
+        f.forget(&key(1));
+        assert!(!f.is_duplicate(key(1), b"c"));
+    }
+
+    #[test]
+    fn regex_ids_and_messages_without_one() {
+        let re = regex::bytes::Regex::new(r"^id=(\d+);").unwrap();
+        let mut f = DedupeFilter::new(Dedupe::regex(8, re));
+        assert!(!f.is_duplicate(key(1), b"id=7;hello"));
+        assert!(f.is_duplicate(key(1), b"id=7;other body"));
+        assert!(!f.is_duplicate(key(1), b"id=8;hello"));
+        assert!(!f.is_duplicate(key(1), b"no id"));
+        assert!(
+            !f.is_duplicate(key(1), b"no id"),
+            "no id, never a duplicate"
+        );
+    }
+
+    #[test]
+    fn zero_window_is_off() {
+        let mut f = DedupeFilter::new(Dedupe::payload(0));
+        assert!(!f.is_duplicate(key(1), b"a"));
+        assert!(!f.is_duplicate(key(1), b"a"));
+    }
+}

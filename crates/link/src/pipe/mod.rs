@@ -1,0 +1,1269 @@
+//! Pipes: P2PD's one API for TCP, UDP, TLS and Unix endpoints.
+//!
+//! A [`Pipe`] is a client when it has a destination ([`Pipe::connect`]) and
+//! a server when it has none ([`Pipe::listen`]), over any transport an
+//! [`Address`] names, IPv4 or IPv6; it can also wrap a std socket made
+//! elsewhere ([`Pipe::from_std_tcp_stream`], [`Pipe::from_std_udp_socket`],
+//! [`Pipe::from_std_tcp_listener`]). Pipes carry raw bytes without framing:
+//! a message is what one read returned on a stream (so two quick sends may
+//! arrive as one message, or one as two), or one datagram on UDP. For
+//! framed messages use weft-packeter on a [`Link`].
+//!
+//! A TCP echo server and a client, as in P2PD's examples:
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), weft_link::pipe::PipeError> {
+//! use std::time::Duration;
+//! use weft_link::pipe::{MessageHandler, Pipe, PipeConfig};
+//!
+//! // A server has no destination. Its handler sends each message back.
+//! let echo = MessageHandler::new(|msg, pipe| async move {
+//!     let _ = pipe.reply(&msg, msg.data.clone()).await;
+//! });
+//! let server = Pipe::listen(
+//!     "tcp://127.0.0.1:0",
+//!     PipeConfig { message_handlers: vec![echo], ..PipeConfig::default() },
+//! )
+//! .await?;
+//!
+//! // A client has a destination, and without a handler it gets a default
+//! // queue subscribed to every message (SUB_ALL).
+//! let at = server.local_address().expect("a listening pipe has an address");
+//! let client = Pipe::connect(at, PipeConfig::default()).await?;
+//! client.send("hello", None).await?;
+//! let reply = client.recv(Some(Duration::from_secs(5))).await?;
+//! assert_eq!(&reply.data[..], b"hello");
+//!
+//! client.close().await;
+//! server.close().await;
+//! # Ok(()) }
+//! ```
+//!
+//! # What happens to a message
+//! Each pipe has one task that reads its link's events, so everything below
+//! happens in order, one message at a time:
+//!
+//! 1. With [`PipeConfig::dedupe`], a message whose id its sender sent
+//!    recently is dropped (and counted).
+//! 2. It is sent on every pipe relayed to with [`Pipe::add_pipe`].
+//! 3. A copy goes to every [`SubscriptionQueue`] whose [`Subscription`]
+//!    matches its payload (a `regex::bytes::Regex`) and sender address.
+//!    Queues are bounded; a full queue drops by [`DropPolicy`], counted.
+//! 4. The message handlers run, in the order they were added, each awaited
+//!    before the next. A handler that takes long holds up the pipe.
+//!
+//! Connection-up and connection-end handlers run in the same task when
+//! connections (or UDP peers) come and go.
+//!
+//! # Sending
+//! [`Pipe::send`] sends to a client's destination when given no peer, or
+//! to the [`Peer`] named: a socket address or a connection id. A UDP server
+//! pipe can send first to an address it never heard from. Sends wait for
+//! room in the connection's bounded send queue, retrying as
+//! [`PipeConfig::send_retries`] says; [`Pipe::try_send`] never waits.
+//!
+//! # Closing
+//! [`Pipe::close`] closes gracefully with [`Link::close`]: queued data is
+//! written, listeners stop, connections end. Dropping the last handle of a
+//! pipe aborts it. Handlers get clones of the pipe; a handler that keeps
+//! one (in a spawned task, say) keeps the pipe open.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::net::UdpSocket;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    Address, ConnectOptions, Connection, ConnectionId, ConnectionInfo, Link, LinkStats,
+    ListenOptions, ListenerId, Origin, Scheme, ToAddress,
+};
+
+mod config;
+mod dedupe;
+mod error;
+mod handler;
+mod subscription;
+mod task;
+
+pub use config::{Dedupe, DedupeId, DropPolicy, PipeConfig, Role};
+pub use error::PipeError;
+pub use handler::{BoxFuture, EndHandler, HandlerId, MessageHandler, UpHandler};
+pub use subscription::{SUB_ALL, Subscription, SubscriptionId, SubscriptionQueue, normalize_addr};
+
+use dedupe::{DedupeFilter, SenderKey};
+
+/// Ids for pipes, handlers, subscriptions, relays and the connections of
+/// adopted UDP sockets. Process-wide, so never reused.
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+fn next_id() -> u64 {
+    NEXT_ID.fetch_add(1, Ordering::Relaxed)
+}
+
+tokio::task_local! {
+    /// The id of the pipe whose task is running (so `close` called from a
+    /// handler does not wait for its own task).
+    static CURRENT_PIPE: u64;
+}
+
+/// One message a pipe received.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct PipeMessage {
+    /// The payload: one read chunk of a stream, or one datagram.
+    pub data: Bytes,
+    /// The sender's socket address, [normalised](normalize_addr); `None`
+    /// on Unix sockets.
+    pub from: Option<SocketAddr>,
+    /// The connection it came on (for UDP servers: one per peer address).
+    pub connection: ConnectionId,
+}
+
+/// Whom a send goes to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Peer {
+    /// The peer at this socket address (compared after
+    /// [normalising](normalize_addr)).
+    Addr(SocketAddr),
+    /// The peer on this connection.
+    Connection(ConnectionId),
+}
+
+impl fmt::Display for Peer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Peer::Addr(a) => write!(f, "{a}"),
+            Peer::Connection(c) => write!(f, "{c}"),
+        }
+    }
+}
+
+impl From<SocketAddr> for Peer {
+    fn from(addr: SocketAddr) -> Peer {
+        Peer::Addr(addr)
+    }
+}
+
+impl From<ConnectionId> for Peer {
+    fn from(id: ConnectionId) -> Peer {
+        Peer::Connection(id)
+    }
+}
+
+impl From<&PipeMessage> for Peer {
+    /// The connection the message came on.
+    fn from(msg: &PipeMessage) -> Peer {
+        Peer::Connection(msg.connection)
+    }
+}
+
+/// A connection (or UDP peer) of a pipe, as given to up and end handlers.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct PeerInfo {
+    /// The connection's id.
+    pub connection: ConnectionId,
+    /// The peer's socket address, [normalised](normalize_addr); `None` on
+    /// Unix sockets.
+    pub addr: Option<SocketAddr>,
+    /// What the link knows about the connection (addresses, TLS
+    /// certificates).
+    pub info: ConnectionInfo,
+}
+
+impl PeerInfo {
+    fn of(info: ConnectionInfo) -> PeerInfo {
+        PeerInfo {
+            connection: info.id,
+            addr: info
+                .peer
+                .as_ref()
+                .and_then(Address::socket_addr)
+                .map(normalize_addr),
+            info,
+        }
+    }
+}
+
+/// Identifies a relay made with [`Pipe::add_pipe`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RelayId(u64);
+
+impl fmt::Display for RelayId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "relay#{}", self.0)
+    }
+}
+
+/// Counters of a pipe, read with [`Pipe::stats`]. The link's own counters
+/// (bytes, connections) are in [`Pipe::link_stats`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PipeStats {
+    /// Messages received (before deduplication).
+    pub messages_received: u64,
+    /// Messages sent through this pipe (by `send`, `try_send`, `reply`, and
+    /// relays from other pipes into this one).
+    pub messages_sent: u64,
+    /// Sends that failed.
+    pub send_failures: u64,
+    /// Messages lost to full subscription queues, summed over queues.
+    pub queue_dropped: u64,
+    /// Messages dropped as duplicates.
+    pub duplicates_dropped: u64,
+    /// Messages this pipe relayed into other pipes.
+    pub relayed: u64,
+    /// Relays that failed (the other pipe was closed, had no destination,
+    /// or its send failed).
+    pub relay_failures: u64,
+    /// Datagrams dropped by an adopted UDP socket because it tracked
+    /// [`PipeConfig::max_udp_peers`] peers already. (Pipes opened from
+    /// an address count these in [`LinkStats::datagrams_dropped`].)
+    pub datagrams_dropped: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    messages_received: AtomicU64,
+    messages_sent: AtomicU64,
+    send_failures: AtomicU64,
+    queue_dropped: AtomicU64,
+    duplicates_dropped: AtomicU64,
+    relayed: AtomicU64,
+    relay_failures: AtomicU64,
+    datagrams_dropped: AtomicU64,
+}
+
+fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+/// How to reach one peer.
+#[derive(Clone)]
+enum Route {
+    /// A link connection.
+    Link(Connection),
+    /// An adopted UDP socket, to `to` (with `send` when it is connected).
+    Udp {
+        socket: Arc<UdpSocket>,
+        to: SocketAddr,
+        connected: bool,
+    },
+}
+
+impl Route {
+    /// Sends, waiting at most `wait` for room in the send queue.
+    async fn send(&self, data: &Bytes, wait: Duration) -> Result<(), PipeError> {
+        match self {
+            Route::Link(conn) => match tokio::time::timeout(wait, conn.send(data.clone())).await {
+                Ok(r) => r.map_err(PipeError::from_link),
+                Err(_) => Err(PipeError::QueueFull),
+            },
+            Route::Udp {
+                socket,
+                to,
+                connected,
+            } => {
+                // A refused earlier datagram (ICMP) is reported on the next
+                // send, which it fails; that send is tried once more.
+                let mut result = Ok(0);
+                for _ in 0..2 {
+                    result = if *connected {
+                        socket.send(data).await
+                    } else {
+                        socket.send_to(data, *to).await
+                    };
+                    match &result {
+                        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {}
+                        _ => break,
+                    }
+                }
+                result
+                    .map(drop)
+                    .map_err(|e| PipeError::io(format!("sending to {to}"), e))
+            }
+        }
+    }
+
+    fn try_send(&self, data: &Bytes) -> Result<(), PipeError> {
+        match self {
+            Route::Link(conn) => conn.try_send(data.clone()).map_err(PipeError::from_link),
+            Route::Udp {
+                socket,
+                to,
+                connected,
+            } => {
+                let sent = if *connected {
+                    socket.try_send(data)
+                } else {
+                    socket.try_send_to(data, *to)
+                };
+                match sent {
+                    Ok(_) => Ok(()),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        Err(PipeError::QueueFull)
+                    }
+                    Err(e) => Err(PipeError::io(format!("sending to {to}"), e)),
+                }
+            }
+        }
+    }
+}
+
+struct PeerEntry {
+    info: PeerInfo,
+    route: Route,
+    /// Whether the up handlers ran for it (adopted UDP sockets announce a
+    /// peer when they first hear from it).
+    announced: bool,
+}
+
+type Handlers<H> = Arc<Vec<(HandlerId, H)>>;
+
+struct State {
+    peers: HashMap<ConnectionId, PeerEntry>,
+    by_addr: HashMap<SocketAddr, ConnectionId>,
+    message_handlers: Handlers<MessageHandler>,
+    up_handlers: Handlers<UpHandler>,
+    end_handlers: Handlers<EndHandler>,
+    queues: Vec<SubscriptionQueue>,
+    relays: Arc<Vec<(RelayId, Weak<Handle>)>>,
+    dedupe: Option<DedupeFilter>,
+    closed: bool,
+}
+
+impl State {
+    fn insert_peer(&mut self, info: PeerInfo, route: Route, announced: bool) -> bool {
+        if self.closed || self.peers.contains_key(&info.connection) {
+            return false;
+        }
+        if let Some(addr) = info.addr {
+            self.by_addr.insert(addr, info.connection);
+        }
+        self.peers.insert(
+            info.connection,
+            PeerEntry {
+                info,
+                route,
+                announced,
+            },
+        );
+        true
+    }
+
+    fn remove_peer(&mut self, id: ConnectionId) -> Option<PeerInfo> {
+        let entry = self.peers.remove(&id)?;
+        if let Some(addr) = entry.info.addr {
+            if self.by_addr.get(&addr) == Some(&id) {
+                self.by_addr.remove(&addr);
+            }
+            if let Some(d) = &mut self.dedupe {
+                d.forget(&SenderKey::Addr(addr));
+            }
+        } else if let Some(d) = &mut self.dedupe {
+            d.forget(&SenderKey::Connection(id));
+        }
+        Some(entry.info)
+    }
+}
+
+/// An adopted UDP socket.
+struct RawUdp {
+    socket: Arc<UdpSocket>,
+    connected: bool,
+    local: Option<SocketAddr>,
+}
+
+/// What the pipe's handles and its task share.
+struct Shared {
+    id: u64,
+    role: Role,
+    scheme: Scheme,
+    destination: Option<Address>,
+    dest_connection: Option<ConnectionId>,
+    local: Option<Address>,
+    udp_listener: Option<ListenerId>,
+    raw: Option<RawUdp>,
+    recv_timeout: Duration,
+    send_retries: u32,
+    send_retry_wait: Duration,
+    queue_capacity: usize,
+    queue_policy: DropPolicy,
+    max_udp_peers: usize,
+    default_queue: Option<SubscriptionQueue>,
+    state: Mutex<State>,
+    stats: Counters,
+    /// Cancelled when the last handle goes: the task stops at once.
+    abort: CancellationToken,
+    /// Cancelled by `close` (and by `abort`, being its child).
+    close_requested: CancellationToken,
+    /// Cancelled when the task has ended.
+    finished: CancellationToken,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // No invariant spans a panic here that matters more than going on.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn local_socket_addr(&self) -> Option<SocketAddr> {
+        self.raw
+            .as_ref()
+            .and_then(|r| r.local)
+            .or_else(|| self.local.as_ref().and_then(Address::socket_addr))
+    }
+
+    /// The address in the family of our socket: an IPv4 peer of an IPv6
+    /// socket becomes `::ffff:a.b.c.d`, a mapped peer of an IPv4 socket
+    /// plain IPv4.
+    fn in_our_family(&self, addr: SocketAddr) -> SocketAddr {
+        match (self.local_socket_addr(), addr) {
+            (Some(SocketAddr::V6(_)), SocketAddr::V4(v4)) => {
+                SocketAddr::new(v4.ip().to_ipv6_mapped().into(), v4.port())
+            }
+            (Some(SocketAddr::V4(_)), a) => normalize_addr(a),
+            (_, a) => a,
+        }
+    }
+
+    fn find(&self, to: Option<Peer>) -> Result<Found, PipeError> {
+        if self.close_requested.is_cancelled() {
+            return Err(PipeError::Closed);
+        }
+        let st = self.lock();
+        if st.closed {
+            return Err(PipeError::Closed);
+        }
+        let route = |id: &ConnectionId| st.peers.get(id).map(|p| Found::Route(p.route.clone()));
+        match to {
+            None => {
+                let id = self.dest_connection.ok_or(PipeError::NoDestination)?;
+                route(&id).ok_or(PipeError::Closed)
+            }
+            Some(Peer::Connection(id)) => {
+                route(&id).ok_or(PipeError::UnknownPeer(Peer::Connection(id)))
+            }
+            Some(Peer::Addr(addr)) => Ok(st
+                .by_addr
+                .get(&normalize_addr(addr))
+                .and_then(route)
+                .unwrap_or(Found::Missing(addr))),
+        }
+    }
+
+    /// A peer entry for an adopted, unconnected UDP socket, made now.
+    fn raw_peer(&self, addr: SocketAddr) -> Result<Route, PipeError> {
+        let Some(raw) = self.raw.as_ref().filter(|r| !r.connected) else {
+            return Err(PipeError::UnknownPeer(Peer::Addr(addr)));
+        };
+        let mut st = self.lock();
+        if st.closed {
+            return Err(PipeError::Closed);
+        }
+        if let Some(entry) = st
+            .by_addr
+            .get(&normalize_addr(addr))
+            .and_then(|id| st.peers.get(id))
+        {
+            return Ok(entry.route.clone());
+        }
+        if st.peers.len() >= self.max_udp_peers {
+            return Err(PipeError::TooManyPeers {
+                max: self.max_udp_peers,
+            });
+        }
+        let (info, route) = raw_entry(raw, self.in_our_family(addr));
+        st.insert_peer(info, route.clone(), false);
+        Ok(route)
+    }
+
+    /// Ends the pipe's life: queues close (what is queued stays readable),
+    /// handlers and relays are released.
+    fn finish(&self) {
+        {
+            let mut st = self.lock();
+            st.closed = true;
+            st.peers.clear();
+            st.by_addr.clear();
+            st.message_handlers = Arc::default();
+            st.up_handlers = Arc::default();
+            st.end_handlers = Arc::default();
+            st.relays = Arc::default();
+            for q in &st.queues {
+                q.close();
+            }
+        }
+        self.close_requested.cancel();
+        self.finished.cancel();
+    }
+}
+
+enum Found {
+    Route(Route),
+    Missing(SocketAddr),
+}
+
+/// The peer entry of an adopted UDP socket for `to`, with a new id.
+fn raw_entry(raw: &RawUdp, to: SocketAddr) -> (PeerInfo, Route) {
+    let info = ConnectionInfo {
+        id: ConnectionId(next_id()),
+        origin: Origin::Adopted,
+        peer: Some(Address::udp(to)),
+        local: raw.local.map(Address::udp),
+        peer_certificates: None,
+        datagram: true,
+    };
+    let route = Route::Udp {
+        socket: raw.socket.clone(),
+        to,
+        connected: raw.connected,
+    };
+    (PeerInfo::of(info), route)
+}
+
+fn with_ids<H>(handlers: Vec<H>) -> Handlers<H> {
+    Arc::new(
+        handlers
+            .into_iter()
+            .map(|h| (HandlerId(next_id()), h))
+            .collect(),
+    )
+}
+
+/// What dropping the last [`Pipe`] drops.
+struct Handle {
+    shared: Arc<Shared>,
+    link: Option<Link>,
+    /// Cancelled when the accept task of an adopted TCP listener has
+    /// stopped.
+    accept_stopped: Option<CancellationToken>,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.shared.abort.cancel();
+    }
+}
+
+/// A P2PD-style pipe: a client or server endpoint over TCP, TLS, UDP or a
+/// Unix socket, with message handlers, subscription queues, deduplication
+/// and relaying. See the [module documentation](self).
+///
+/// Cheap to clone; all clones are the same pipe. Dropping the last handle
+/// aborts the pipe; [`close`](Self::close) closes it gracefully. Opening a
+/// pipe needs a Tokio runtime.
+#[derive(Clone)]
+pub struct Pipe {
+    handle: Arc<Handle>,
+}
+
+impl fmt::Debug for Pipe {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let sh = self.shared();
+        f.debug_struct("Pipe")
+            .field("role", &sh.role)
+            .field("scheme", &sh.scheme)
+            .field("local", &sh.local)
+            .field("destination", &sh.destination)
+            .field("closed", &self.is_closed())
+            .finish()
+    }
+}
+
+/// Adopting a std socket outside a runtime would panic in tokio.
+fn need_runtime() -> Result<(), PipeError> {
+    tokio::runtime::Handle::try_current()
+        .map(drop)
+        .map_err(|_| PipeError::NoRuntime)
+}
+
+/// How a pipe starts: everything known before its task runs.
+struct Parts {
+    role: Role,
+    scheme: Scheme,
+    destination: Option<Address>,
+    dest_peer: Option<(PeerInfo, Route)>,
+    local: Option<Address>,
+    udp_listener: Option<ListenerId>,
+    raw: Option<RawUdp>,
+    link: Option<Link>,
+    accept_stopped: Option<CancellationToken>,
+    source: task::Source,
+}
+
+impl Pipe {
+    /// Opens a pipe as `config.role` says: a client connected to
+    /// `address` ([`connect`](Self::connect)), or a server listening on it
+    /// ([`listen`](Self::listen)).
+    ///
+    /// Cancel-safe: dropping the future before it completes opens nothing
+    /// (a connection being made is dropped).
+    pub async fn open(address: impl ToAddress, config: PipeConfig) -> Result<Pipe, PipeError> {
+        match config.role {
+            Role::Client => Pipe::connect(address, config).await,
+            Role::Server => Pipe::listen(address, config).await,
+        }
+    }
+
+    /// Opens a client pipe: connects once to `destination` (no reconnect)
+    /// and returns when the connection is up (TLS handshake included). Over
+    /// `udp://` this makes a connected UDP socket and returns at once.
+    /// Unless `config.message_handlers` has a handler, the pipe gets a
+    /// default queue subscribed to every message: see [`recv`](Self::recv).
+    /// Ignores `config.role`.
+    ///
+    /// Cancel-safe like [`open`](Self::open).
+    pub async fn connect(
+        destination: impl ToAddress,
+        config: PipeConfig,
+    ) -> Result<Pipe, PipeError> {
+        let address = destination.to_address().map_err(crate::LinkError::from)?;
+        let (link, events) = Link::new(config.link_config());
+        let options = ConnectOptions {
+            tls: config.tls_client.clone(),
+            socket: Some(config.socket_options()),
+            reconnect: None,
+        };
+        let conn = link.connect_once(&address, options).await?;
+        let info = PeerInfo::of(conn.info().clone());
+        let local = conn.info().local.clone();
+        Ok(Pipe::start(
+            Parts {
+                role: Role::Client,
+                scheme: address.scheme(),
+                destination: Some(address),
+                dest_peer: Some((info, Route::Link(conn))),
+                local,
+                udp_listener: None,
+                raw: None,
+                link: Some(link),
+                accept_stopped: None,
+                source: task::Source::Link(events),
+            },
+            config,
+        ))
+    }
+
+    /// Opens a server pipe listening on `local` (port 0 picks a free port;
+    /// see [`local_address`](Self::local_address)). Over `udp://`, each
+    /// remote address it hears from becomes a connection. Returns once
+    /// bound. Ignores `config.role` and `config.bind`.
+    ///
+    /// Cancel-safe like [`open`](Self::open).
+    pub async fn listen(local: impl ToAddress, config: PipeConfig) -> Result<Pipe, PipeError> {
+        let address = local.to_address().map_err(crate::LinkError::from)?;
+        let (link, events) = Link::new(config.link_config());
+        let options = ListenOptions {
+            tls: config.tls_server.clone(),
+            socket: Some(config.socket_options()),
+        };
+        let listening = link.listen_with(&address, options).await?;
+        let scheme = address.scheme();
+        Ok(Pipe::start(
+            Parts {
+                role: Role::Server,
+                scheme,
+                destination: None,
+                dest_peer: None,
+                local: Some(listening.address),
+                udp_listener: (scheme == Scheme::Udp).then_some(listening.id),
+                raw: None,
+                link: Some(link),
+                accept_stopped: None,
+                source: task::Source::Link(events),
+            },
+            config,
+        ))
+    }
+
+    /// Wraps a connected std TCP stream as a client pipe whose destination
+    /// is the stream's peer. TLS is not started on it. Of the socket
+    /// options, only `nodelay` and `linger` are applied (the socket is
+    /// connected already).
+    ///
+    /// Fails with [`PipeError::NoRuntime`] outside a Tokio runtime.
+    pub fn from_std_tcp_stream(
+        stream: std::net::TcpStream,
+        config: PipeConfig,
+    ) -> Result<Pipe, PipeError> {
+        need_runtime()?;
+        let (link, events) = Link::new(config.link_config());
+        let conn = link.adopt_tcp(stream)?;
+        let info = PeerInfo::of(conn.info().clone());
+        let destination = conn.info().peer.clone();
+        let local = conn.info().local.clone();
+        Ok(Pipe::start(
+            Parts {
+                role: Role::Client,
+                scheme: Scheme::Tcp,
+                destination,
+                dest_peer: Some((info, Route::Link(conn))),
+                local,
+                udp_listener: None,
+                raw: None,
+                link: Some(link),
+                accept_stopped: None,
+                source: task::Source::Link(events),
+            },
+            config,
+        ))
+    }
+
+    /// Wraps a bound std UDP socket. With a destination (given, or the peer
+    /// of an already connected socket) it is a client pipe sending there;
+    /// without one, a server pipe that tracks each address it hears from
+    /// or sends to as a peer, up to [`PipeConfig::max_udp_peers`]. The
+    /// socket is used as it is: an unconnected socket with a destination
+    /// still receives from anyone, and those senders become peers too.
+    /// Of the socket options, only `broadcast` is applied (when true); the
+    /// pipe reads the socket itself, without a link, so
+    /// [`link_stats`](Self::link_stats) is `None`.
+    ///
+    /// Fails with [`PipeError::NoRuntime`] outside a Tokio runtime.
+    pub fn from_std_udp_socket(
+        socket: std::net::UdpSocket,
+        destination: Option<SocketAddr>,
+        config: PipeConfig,
+    ) -> Result<Pipe, PipeError> {
+        need_runtime()?;
+        socket
+            .set_nonblocking(true)
+            .map_err(|e| PipeError::io("setting non-blocking mode", e))?;
+        let socket = UdpSocket::from_std(socket)
+            .map_err(|e| PipeError::io("registering a UDP socket", e))?;
+        if config.broadcast {
+            socket
+                .set_broadcast(true)
+                .map_err(|e| PipeError::io("setting SO_BROADCAST", e))?;
+        }
+        let peer = socket.peer_addr().ok();
+        let local = socket.local_addr().ok();
+        let raw = RawUdp {
+            socket: Arc::new(socket),
+            connected: peer.is_some(),
+            local,
+        };
+        let destination = destination.or(peer);
+        let dest_peer = destination.map(|d| {
+            let to = match (local, d) {
+                (Some(SocketAddr::V6(_)), SocketAddr::V4(v4)) => {
+                    SocketAddr::new(v4.ip().to_ipv6_mapped().into(), v4.port())
+                }
+                _ => d,
+            };
+            raw_entry(&raw, to)
+        });
+        let source = task::Source::Udp {
+            socket: raw.socket.clone(),
+            max_datagram: config.max_datagram,
+        };
+        Ok(Pipe::start(
+            Parts {
+                role: if destination.is_some() {
+                    Role::Client
+                } else {
+                    Role::Server
+                },
+                scheme: Scheme::Udp,
+                destination: destination.map(Address::udp),
+                dest_peer,
+                local: local.map(Address::udp),
+                udp_listener: None,
+                raw: Some(raw),
+                link: None,
+                accept_stopped: None,
+                source,
+            },
+            config,
+        ))
+    }
+
+    /// Wraps a bound, listening std TCP listener as a server pipe: each
+    /// accepted stream becomes a connection, with the pipe's `nodelay` and
+    /// `linger` applied to it.
+    ///
+    /// Fails with [`PipeError::NoRuntime`] outside a Tokio runtime.
+    pub fn from_std_tcp_listener(
+        listener: std::net::TcpListener,
+        config: PipeConfig,
+    ) -> Result<Pipe, PipeError> {
+        need_runtime()?;
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| PipeError::io("setting non-blocking mode", e))?;
+        let listener = tokio::net::TcpListener::from_std(listener)
+            .map_err(|e| PipeError::io("registering a TCP listener", e))?;
+        let local = listener.local_addr().ok().map(Address::tcp);
+        let (link, events) = Link::new(config.link_config());
+        let sockopts = config.socket_options();
+        let stopped = CancellationToken::new();
+        let pipe = Pipe::start(
+            Parts {
+                role: Role::Server,
+                scheme: Scheme::Tcp,
+                destination: None,
+                dest_peer: None,
+                local,
+                udp_listener: None,
+                raw: None,
+                link: Some(link.clone()),
+                accept_stopped: Some(stopped.clone()),
+                source: task::Source::Link(events),
+            },
+            config,
+        );
+        let stop = pipe.shared().close_requested.clone();
+        tokio::spawn(task::accept(listener, link, sockopts, stop, stopped));
+        Ok(pipe)
+    }
+
+    fn start(parts: Parts, config: PipeConfig) -> Pipe {
+        let abort = CancellationToken::new();
+        let close_requested = abort.child_token();
+        let default_queue = (parts.destination.is_some() && config.message_handlers.is_empty())
+            .then(|| {
+                SubscriptionQueue::new(
+                    SubscriptionId(next_id()),
+                    SUB_ALL,
+                    config.queue_capacity,
+                    config.queue_policy,
+                    config.recv_timeout,
+                )
+            });
+        let mut state = State {
+            peers: HashMap::new(),
+            by_addr: HashMap::new(),
+            message_handlers: with_ids(config.message_handlers),
+            up_handlers: with_ids(config.up_handlers),
+            end_handlers: with_ids(config.end_handlers),
+            queues: default_queue.iter().cloned().collect(),
+            relays: Arc::default(),
+            dedupe: config.dedupe.map(DedupeFilter::new),
+            closed: false,
+        };
+        let dest_connection = parts.dest_peer.as_ref().map(|(i, _)| i.connection);
+        if let Some((info, route)) = parts.dest_peer {
+            state.insert_peer(info, route, false);
+        }
+        let shared = Arc::new(Shared {
+            id: next_id(),
+            role: parts.role,
+            scheme: parts.scheme,
+            destination: parts.destination,
+            dest_connection,
+            local: parts.local,
+            udp_listener: parts.udp_listener,
+            raw: parts.raw,
+            recv_timeout: config.recv_timeout,
+            send_retries: config.send_retries,
+            send_retry_wait: config.send_retry_wait,
+            queue_capacity: config.queue_capacity,
+            queue_policy: config.queue_policy,
+            max_udp_peers: config.max_udp_peers,
+            default_queue,
+            state: Mutex::new(state),
+            stats: Counters::default(),
+            abort,
+            close_requested,
+            finished: CancellationToken::new(),
+        });
+        let handle = Arc::new(Handle {
+            shared: shared.clone(),
+            link: parts.link,
+            accept_stopped: parts.accept_stopped,
+        });
+        let run = task::run(shared.clone(), Arc::downgrade(&handle), parts.source);
+        tokio::spawn(CURRENT_PIPE.scope(shared.id, run));
+        tracing::debug!(pipe = shared.id, role = ?shared.role, local = ?shared.local,
+            destination = ?shared.destination, "pipe open");
+        Pipe { handle }
+    }
+
+    fn shared(&self) -> &Arc<Shared> {
+        &self.handle.shared
+    }
+
+    /// Client or server.
+    pub fn role(&self) -> Role {
+        self.shared().role
+    }
+
+    /// The transport.
+    pub fn scheme(&self) -> Scheme {
+        self.shared().scheme
+    }
+
+    /// Where a client pipe sends by default, as it was given (it may name
+    /// a host); `None` for servers.
+    pub fn destination(&self) -> Option<&Address> {
+        self.shared().destination.as_ref()
+    }
+
+    /// The socket address a client pipe is connected to, normalised;
+    /// `None` for servers and Unix sockets.
+    pub fn destination_addr(&self) -> Option<SocketAddr> {
+        let sh = self.shared();
+        let id = sh.dest_connection?;
+        let st = sh.lock();
+        st.peers.get(&id).and_then(|p| p.info.addr).or_else(|| {
+            sh.destination
+                .as_ref()
+                .and_then(Address::socket_addr)
+                .map(normalize_addr)
+        })
+    }
+
+    /// The local address: where a server listens (with the real port when
+    /// opened with port 0), or a client's side of its connection.
+    pub fn local_address(&self) -> Option<Address> {
+        self.shared().local.clone()
+    }
+
+    /// The local socket address, when the transport has one.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.shared().local_socket_addr()
+    }
+
+    /// The connections (or UDP peers) that are up.
+    pub fn peers(&self) -> Vec<PeerInfo> {
+        self.shared()
+            .lock()
+            .peers
+            .values()
+            .map(|p| p.info.clone())
+            .collect()
+    }
+
+    /// Sends `data` to `to`, or to a client pipe's destination when `to` is
+    /// `None`. A UDP server pipe sends to an address it has not heard from
+    /// yet by making a connection for it.
+    ///
+    /// Waits for room in the peer's bounded send queue, at most
+    /// [`PipeConfig::send_retry_wait`] per attempt, and tries
+    /// [`PipeConfig::send_retries`] more times when the queue stayed full
+    /// or a server pipe's peer has no connection (yet, or any more). Then
+    /// fails with [`PipeError::QueueFull`], [`PipeError::UnknownPeer`] or
+    /// [`PipeError::Closed`]. A pipe without a destination given `None`
+    /// fails with [`PipeError::NoDestination`] at once.
+    ///
+    /// Cancel-safe: dropping the future before it completes sends nothing.
+    ///
+    /// Called from one of this pipe's handlers, a send that has to make a
+    /// new UDP peer connection waits for room in the link's event queue,
+    /// which only the pipe's task empties; it can wait forever if that
+    /// queue is full.
+    pub async fn send(&self, data: impl Into<Bytes>, to: Option<Peer>) -> Result<(), PipeError> {
+        let data = data.into();
+        let sh = self.shared();
+        let mut attempt = 0;
+        loop {
+            let result = match self.route(to).await {
+                Ok(route) => route.send(&data, sh.send_retry_wait).await,
+                Err(e) => Err(e),
+            };
+            let error = match result {
+                Ok(()) => {
+                    bump(&sh.stats.messages_sent);
+                    return Ok(());
+                }
+                Err(e) => e,
+            };
+            if attempt >= sh.send_retries || !self.worth_retrying(&error, to) {
+                bump(&sh.stats.send_failures);
+                return Err(error);
+            }
+            attempt += 1;
+            if !matches!(error, PipeError::QueueFull) {
+                // A full queue already waited; a missing peer waits here.
+                tokio::select! {
+                    _ = tokio::time::sleep(sh.send_retry_wait) => {}
+                    _ = sh.close_requested.cancelled() => {}
+                }
+            }
+        }
+    }
+
+    fn worth_retrying(&self, error: &PipeError, to: Option<Peer>) -> bool {
+        if self.shared().close_requested.is_cancelled() {
+            return false;
+        }
+        match error {
+            PipeError::QueueFull | PipeError::UnknownPeer(_) => true,
+            // A client's connection does not come back; a server's peer may.
+            PipeError::Closed => to.is_some() && self.role() == Role::Server,
+            _ => false,
+        }
+    }
+
+    /// Sends `data` now or fails: with [`PipeError::QueueFull`] when the
+    /// peer's send queue (or the UDP socket's buffer) is full, with
+    /// [`PipeError::UnknownPeer`] for a peer without a connection (it
+    /// cannot make one for a UDP server pipe opened from an address; use
+    /// [`send`](Self::send) for that). No retries.
+    pub fn try_send(&self, data: impl Into<Bytes>, to: Option<Peer>) -> Result<(), PipeError> {
+        let data = data.into();
+        let sh = self.shared();
+        let result = match sh.find(to) {
+            Ok(Found::Route(route)) => route.try_send(&data),
+            Ok(Found::Missing(addr)) => sh.raw_peer(addr).and_then(|r| r.try_send(&data)),
+            Err(e) => Err(e),
+        };
+        match &result {
+            Ok(()) => bump(&sh.stats.messages_sent),
+            Err(_) => bump(&sh.stats.send_failures),
+        }
+        result
+    }
+
+    /// Sends `data` back to where `msg` came from (its connection), like
+    /// `send(data, Some(Peer::from(msg)))`. Cancel-safe like
+    /// [`send`](Self::send).
+    pub async fn reply(&self, msg: &PipeMessage, data: impl Into<Bytes>) -> Result<(), PipeError> {
+        self.send(data, Some(Peer::Connection(msg.connection)))
+            .await
+    }
+
+    async fn route(&self, to: Option<Peer>) -> Result<Route, PipeError> {
+        let sh = self.shared();
+        let addr = match sh.find(to)? {
+            Found::Route(route) => return Ok(route),
+            Found::Missing(addr) => addr,
+        };
+        match (sh.udp_listener, &self.handle.link) {
+            (Some(listener), Some(link)) => {
+                let conn = link
+                    .udp_peer(listener, sh.in_our_family(addr))
+                    .await
+                    .map_err(PipeError::from_link)?;
+                let mut st = sh.lock();
+                // Unless the task has seen the connection end already (the
+                // link forgets a connection before reporting its end).
+                if link.connection(conn.id()).is_some() {
+                    let info = PeerInfo::of(conn.info().clone());
+                    st.insert_peer(info, Route::Link(conn.clone()), false);
+                }
+                Ok(Route::Link(conn))
+            }
+            _ => sh.raw_peer(addr),
+        }
+    }
+
+    /// Adds a handler for every message, run after those added before.
+    /// It applies from the next message the pipe's task takes up.
+    pub fn add_message_handler<F, Fut>(&self, f: F) -> HandlerId
+    where
+        F: Fn(PipeMessage, Pipe) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let id = HandlerId(next_id());
+        let mut st = self.shared().lock();
+        if !st.closed {
+            Arc::make_mut(&mut st.message_handlers).push((id, MessageHandler::new(f)));
+        }
+        id
+    }
+
+    /// Adds a handler for each connection (or UDP peer) that comes up.
+    pub fn add_up_handler<F, Fut>(&self, f: F) -> HandlerId
+    where
+        F: Fn(PeerInfo, Pipe) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let id = HandlerId(next_id());
+        let mut st = self.shared().lock();
+        if !st.closed {
+            Arc::make_mut(&mut st.up_handlers).push((id, UpHandler::new(f)));
+        }
+        id
+    }
+
+    /// Adds a handler for each connection that ends. (Peers of adopted UDP
+    /// sockets never end.)
+    pub fn add_end_handler<F, Fut>(&self, f: F) -> HandlerId
+    where
+        F: Fn(PeerInfo, crate::DisconnectReason, Pipe) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let id = HandlerId(next_id());
+        let mut st = self.shared().lock();
+        if !st.closed {
+            Arc::make_mut(&mut st.end_handlers).push((id, EndHandler::new(f)));
+        }
+        id
+    }
+
+    /// Removes a message, up or end handler (including those given in the
+    /// config). A handler that is running finishes. Returns whether it
+    /// existed.
+    pub fn remove_handler(&self, id: HandlerId) -> bool {
+        fn remove<H: Clone>(list: &mut Handlers<H>, id: HandlerId) -> bool {
+            match list.iter().position(|(i, _)| *i == id) {
+                Some(at) => {
+                    Arc::make_mut(list).remove(at);
+                    true
+                }
+                None => false,
+            }
+        }
+        let mut st = self.shared().lock();
+        let st = &mut *st;
+        remove(&mut st.message_handlers, id)
+            || remove(&mut st.up_handlers, id)
+            || remove(&mut st.end_handlers, id)
+    }
+
+    /// Adds a queue that gets a copy of every message matching `sub` from
+    /// now on, holding [`PipeConfig::queue_capacity`] messages. On a closed
+    /// pipe the queue comes back closed.
+    pub fn subscribe(&self, sub: Subscription) -> SubscriptionQueue {
+        let sh = self.shared();
+        let queue = SubscriptionQueue::new(
+            SubscriptionId(next_id()),
+            sub,
+            sh.queue_capacity,
+            sh.queue_policy,
+            sh.recv_timeout,
+        );
+        let mut st = sh.lock();
+        if st.closed {
+            queue.close();
+        } else {
+            st.queues.push(queue.clone());
+        }
+        queue
+    }
+
+    /// Removes a subscription and closes its queue (what it holds can
+    /// still be read). Returns whether it existed.
+    pub fn unsubscribe(&self, id: SubscriptionId) -> bool {
+        let mut st = self.shared().lock();
+        match st.queues.iter().position(|q| q.id() == id) {
+            Some(at) => {
+                st.queues.remove(at).close();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The `SUB_ALL` queue a client pipe gets when opened without a
+    /// message handler, while it is subscribed.
+    pub fn default_queue(&self) -> Option<SubscriptionQueue> {
+        let sh = self.shared();
+        let queue = sh.default_queue.as_ref()?;
+        let st = sh.lock();
+        (st.closed || st.queues.iter().any(|q| q.id() == queue.id())).then(|| queue.clone())
+    }
+
+    /// The next message on the [default queue](Self::default_queue), waiting
+    /// at most `timeout` (`None`: [`PipeConfig::recv_timeout`]). Fails with
+    /// [`PipeError::Timeout`], [`PipeError::Closed`] or
+    /// [`PipeError::NoDefaultQueue`].
+    ///
+    /// Cancel-safe: a message is taken only when the future completes
+    /// with it.
+    pub async fn recv(&self, timeout: Option<Duration>) -> Result<PipeMessage, PipeError> {
+        let queue = self.default_queue().ok_or(PipeError::NoDefaultQueue)?;
+        queue.recv(timeout).await
+    }
+
+    /// Relays every message this pipe receives (after deduplication) into
+    /// `other`: it is sent to `other`'s destination, with `other`'s send
+    /// retries, before it reaches this pipe's queues and handlers. Failures
+    /// are counted in [`PipeStats::relay_failures`]. The relay does not keep
+    /// `other` open; once `other` is gone, relaying to it fails.
+    pub fn add_pipe(&self, other: &Pipe) -> RelayId {
+        let id = RelayId(next_id());
+        let mut st = self.shared().lock();
+        if !st.closed {
+            Arc::make_mut(&mut st.relays).push((id, Arc::downgrade(&other.handle)));
+        }
+        id
+    }
+
+    /// Stops a relay. Returns whether it existed.
+    pub fn del_pipe(&self, id: RelayId) -> bool {
+        let mut st = self.shared().lock();
+        match st.relays.iter().position(|(i, _)| *i == id) {
+            Some(at) => {
+                Arc::make_mut(&mut st.relays).remove(at);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Closes gracefully with [`Link::close`]: stops listening, writes what
+    /// is queued, ends every connection (each waits at most
+    /// [`PipeConfig::close_timeout`] for its peer) and waits until the pipe's
+    /// task has handled the last events (letting a running handler finish).
+    /// Then the subscription queues are
+    /// closed (what they hold stays readable) and sends fail with
+    /// [`PipeError::Closed`].
+    ///
+    /// Called from one of this pipe's own handlers, it starts the close and
+    /// returns without waiting (the task cannot wait for itself).
+    ///
+    /// Cancel-safe: once called, the close goes on; calling again waits
+    /// for it.
+    pub async fn close(&self) {
+        let sh = self.shared();
+        sh.close_requested.cancel();
+        let in_own_task = CURRENT_PIPE.try_with(|id| *id == sh.id).unwrap_or(false);
+        if let Some(link) = &self.handle.link {
+            // An adopted listener stops accepting first, so that no
+            // connection starts after the link closed the others.
+            let accepting = self.handle.accept_stopped.clone();
+            let link = link.clone();
+            let close_link = async move {
+                if let Some(stopped) = accepting {
+                    stopped.cancelled().await;
+                }
+                link.close().await;
+            };
+            if in_own_task {
+                tokio::spawn(close_link);
+                return;
+            }
+            close_link.await;
+        }
+        if !in_own_task {
+            sh.finished.cancelled().await;
+        }
+    }
+
+    /// Whether the pipe is closed or closing.
+    pub fn is_closed(&self) -> bool {
+        self.shared().close_requested.is_cancelled()
+    }
+
+    /// A snapshot of the pipe's counters.
+    pub fn stats(&self) -> PipeStats {
+        let c = &self.shared().stats;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        PipeStats {
+            messages_received: get(&c.messages_received),
+            messages_sent: get(&c.messages_sent),
+            send_failures: get(&c.send_failures),
+            queue_dropped: get(&c.queue_dropped),
+            duplicates_dropped: get(&c.duplicates_dropped),
+            relayed: get(&c.relayed),
+            relay_failures: get(&c.relay_failures),
+            datagrams_dropped: get(&c.datagrams_dropped),
+        }
+    }
+
+    /// The counters of the pipe's link (bytes, connections, ...); `None`
+    /// for adopted UDP sockets, which run without a link.
+    pub fn link_stats(&self) -> Option<LinkStats> {
+        self.handle.link.as_ref().map(Link::stats)
+    }
+}
