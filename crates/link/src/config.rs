@@ -30,8 +30,9 @@ pub struct LinkConfig {
     pub connect_timeout: Duration,
     /// Limit for a TLS handshake, on both sides. Default: 10 s.
     pub tls_handshake_timeout: Duration,
-    /// After a local close, how long to keep reading the peer's last data
-    /// before dropping the socket. Default: 2 s.
+    /// How long a graceful close may take in all: writing what is queued,
+    /// shutting down our side, and reading the peer's last data until it
+    /// closes too. Past it the connection is dropped. Default: 5 s.
     pub close_timeout: Duration,
     /// How connectors retry. Default: see [`ReconnectPolicy`].
     pub reconnect: ReconnectPolicy,
@@ -55,7 +56,7 @@ impl Default for LinkConfig {
             dns_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(10),
             tls_handshake_timeout: Duration::from_secs(10),
-            close_timeout: Duration::from_secs(2),
+            close_timeout: Duration::from_secs(5),
             reconnect: ReconnectPolicy::default(),
             socket: SocketOptions::default(),
             throttle: None,

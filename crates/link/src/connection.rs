@@ -72,6 +72,10 @@ pub enum DisconnectReason {
     /// It was aborted: [`Connection::abort`], its connector or UDP listener
     /// was removed, or the link shut down.
     Aborted,
+    /// We closed it, but it did not finish within the link's
+    /// `close_timeout` (the peer stopped reading, or never closed its side);
+    /// what was still queued was dropped.
+    CloseTimedOut,
     /// An I/O error.
     Io(Arc<io::Error>),
 }
@@ -82,6 +86,7 @@ impl fmt::Display for DisconnectReason {
             DisconnectReason::Closed => f.write_str("closed"),
             DisconnectReason::PeerClosed => f.write_str("closed by peer"),
             DisconnectReason::Aborted => f.write_str("aborted"),
+            DisconnectReason::CloseTimedOut => f.write_str("close timed out"),
             DisconnectReason::Io(e) => write!(f, "I/O error: {e}"),
         }
     }
@@ -98,6 +103,8 @@ pub(crate) struct ConnShared {
     pub(crate) queue: SendQueue,
     /// Cancelled to abort the connection.
     pub(crate) abort: CancellationToken,
+    /// Cancelled when a graceful close is asked for; starts its deadline.
+    pub(crate) closing: CancellationToken,
     /// Cancelled once the connection has ended and its events were sent.
     pub(crate) finished: CancellationToken,
 }
@@ -138,6 +145,7 @@ impl Connection {
                 info,
                 queue: SendQueue::new(capacity, datagram),
                 abort: parent.child_token(),
+                closing: CancellationToken::new(),
                 finished: CancellationToken::new(),
             }),
         }
@@ -188,9 +196,12 @@ impl Connection {
 
     /// Starts a graceful close: what is queued is still sent, then the
     /// connection shuts down its sending side and ends when the peer closes
-    /// too (or after the link's `close_timeout`). Returns at once.
+    /// too. The whole close takes at most the link's `close_timeout`; past
+    /// it the connection is dropped with [`DisconnectReason::CloseTimedOut`].
+    /// Returns at once.
     pub fn close(&self) {
         self.shared.queue.close();
+        self.shared.closing.cancel();
     }
 
     /// Ends the connection now, dropping what is queued.
@@ -236,7 +247,6 @@ pub(crate) async fn run_stream<S>(
         batch: VecDeque::new(),
         need_flush: false,
         write_closed: false,
-        close_deadline: None,
         read_buf: BytesMut::new(),
         read_chunk: INITIAL_READ_CHUNK,
         max_read_chunk: core.config.max_read_chunk.max(INITIAL_READ_CHUNK),
@@ -244,9 +254,22 @@ pub(crate) async fn run_stream<S>(
         throttle: core.config.throttle.map(ThrottleState::new),
     };
     let abort = conn.shared.abort.clone();
+    let closing = conn.shared.closing.clone();
+    let close_timeout = core.config.close_timeout;
+    let close_deadline = async move {
+        closing.cancelled().await;
+        tokio::time::sleep(close_timeout).await;
+    };
     let reason = tokio::select! {
         reason = &mut driver => reason,
         _ = abort.cancelled() => DisconnectReason::Aborted,
+        // Everything was sent and our side shut down: the peer was just slow
+        // to close its side.
+        _ = close_deadline => if driver.write_closed && driver.batch.is_empty() {
+            DisconnectReason::Closed
+        } else {
+            DisconnectReason::CloseTimedOut
+        },
     };
     // Data already read is delivered before the end is reported.
     if let Some(event) = driver.pending.take() {
@@ -302,7 +325,6 @@ struct StreamDriver<S> {
     batch: VecDeque<Bytes>,
     need_flush: bool,
     write_closed: bool,
-    close_deadline: Option<Pin<Box<Sleep>>>,
     read_buf: BytesMut,
     read_chunk: usize,
     max_read_chunk: usize,
@@ -338,8 +360,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> StreamDriver<S> {
                             Err(e) => tracing::debug!(conn = %self.conn.id(), "shutdown: {e}"),
                         }
                         self.write_closed = true;
-                        let timeout = self.core.config.close_timeout;
-                        self.close_deadline = Some(Box::pin(tokio::time::sleep(timeout)));
                         return Poll::Pending;
                     }
                 }
@@ -462,14 +482,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Future for StreamDriver<S> {
         if let Poll::Ready(reason) = this.poll_write_side(cx) {
             return Poll::Ready(reason);
         }
-        if let Poll::Ready(reason) = this.poll_read_side(cx) {
-            return Poll::Ready(reason);
-        }
-        if let Some(deadline) = &mut this.close_deadline {
-            if deadline.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(DisconnectReason::Closed);
-            }
-        }
-        Poll::Pending
+        this.poll_read_side(cx)
     }
 }

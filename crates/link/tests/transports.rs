@@ -599,3 +599,28 @@ async fn throttle_rate_is_measured_within_tolerance_midway() {
         "measured {rate:.0} B/s"
     );
 }
+
+/// A peer that never reads cannot make a graceful close hang: the close
+/// ends after `close_timeout` (virtual time here), dropping what is queued.
+#[tokio::test(start_paused = true)]
+async fn a_close_to_a_peer_that_never_reads_times_out() {
+    let mut cfg = config();
+    cfg.close_timeout = Duration::from_secs(3);
+    let (a, _never_read) = tokio::io::duplex(1024);
+    let (link, mut events) = Link::new(cfg);
+    let conn = link.adopt(a, None, None).unwrap();
+    let _ = connected(&mut events).await;
+    conn.send(Bytes::from(vec![0u8; 1 << 20])).await.unwrap();
+    let start = tokio::time::Instant::now();
+    link.close().await;
+    assert_eq!(start.elapsed(), Duration::from_secs(3));
+    match next(&mut events).await {
+        LinkEvent::Disconnected { reason, .. } => {
+            assert!(
+                matches!(reason, DisconnectReason::CloseTimedOut),
+                "{reason}"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+}
