@@ -61,7 +61,7 @@ pub use config::{Interface, LinkConfig, ReconnectPolicy, SocketOptions};
 pub use connection::{Connection, ConnectionId, ConnectionInfo, DisconnectReason, Origin};
 pub use error::LinkError;
 pub use link::{
-    ConnectOptions, ConnectorId, Link, LinkEvent, LinkEvents, LinkStats, ListenOptions, ListenerId,
+    Adopted, ConnectOptions, ConnectorId, Link, LinkEvent, LinkEvents, LinkStats, ListenOptions, ListenerId,
     Listening, ToAddress,
 };
 pub use throttle::{Throttle, TokenBucket};

@@ -79,6 +79,15 @@ impl ToAddress for String {
     }
 }
 
+/// What [`Link::adopt_udp`] made of a socket.
+#[derive(Clone, Debug)]
+pub enum Adopted {
+    /// A connected socket: one datagram connection.
+    Connection(Connection),
+    /// An unconnected socket: a listener with a connection per peer.
+    Listener(Listening),
+}
+
 /// Options for one listener.
 #[derive(Clone, Debug, Default)]
 #[non_exhaustive]
@@ -640,6 +649,111 @@ impl Link {
             .map_err(|e| LinkError::io("registering a TCP stream", e))?;
         socket::configure_accepted(&stream, &self.core().config.socket);
         self.adopt(stream, peer, local)
+    }
+
+    /// Accepts on an existing std TCP listener as if [`listen`](Self::listen)
+    /// had bound it (plain TCP; the link's socket options apply to accepted
+    /// streams).
+    pub fn adopt_tcp_listener(
+        &self,
+        listener: std::net::TcpListener,
+    ) -> Result<Listening, LinkError> {
+        let core = self.core().clone();
+        let events = core.sender()?;
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| LinkError::io("setting non-blocking mode", e))?;
+        let listener = tokio::net::TcpListener::from_std(listener)
+            .map_err(|e| LinkError::io("registering a listener", e))?;
+        let local = listener
+            .local_addr()
+            .map_err(|e| LinkError::io("reading the local address", e))?;
+        let bound = Address::tcp(local);
+        let id = ListenerId(core.next_id());
+        let cancel = core.shutdown.child_token();
+        core.tracker.spawn(tcp_accept_task(
+            core.clone(),
+            id,
+            listener,
+            None,
+            core.config.socket.clone(),
+            bound.clone(),
+            cancel.clone(),
+            events,
+        ));
+        lock(&core.listeners).insert(
+            id,
+            ListenerEntry {
+                cancel,
+                unix_file: None,
+                udp: None,
+            },
+        );
+        Ok(Listening { id, address: bound })
+    }
+
+    /// Runs an existing std UDP socket. A connected socket (or one given a
+    /// `peer`, which connects it) becomes one datagram connection, like a
+    /// `udp://` connector; an unconnected one becomes a UDP listener with a
+    /// connection per remote address, like [`listen`](Self::listen).
+    pub async fn adopt_udp(
+        &self,
+        socket: std::net::UdpSocket,
+        peer: Option<SocketAddr>,
+    ) -> Result<Adopted, LinkError> {
+        let core = self.core().clone();
+        let events = core.sender()?;
+        socket
+            .set_nonblocking(true)
+            .map_err(|e| LinkError::io("setting non-blocking mode", e))?;
+        let socket = UdpSocket::from_std(socket)
+            .map_err(|e| LinkError::io("registering a UDP socket", e))?;
+        if let Some(peer) = peer {
+            socket
+                .connect(peer)
+                .await
+                .map_err(|e| LinkError::io(format!("connecting to {peer}"), e))?;
+        }
+        let local = socket.local_addr().ok().map(Address::udp);
+        if let Ok(peer) = socket.peer_addr() {
+            let conn = core.new_connection(
+                Origin::Adopted,
+                Some(Address::udp(peer)),
+                local,
+                None,
+                true,
+                &core.shutdown,
+            );
+            core.tracker.spawn(run_udp_connected(
+                core.clone(),
+                conn.clone(),
+                socket,
+                events,
+            ));
+            return Ok(Adopted::Connection(conn));
+        }
+        let id = ListenerId(core.next_id());
+        let cancel = core.shutdown.child_token();
+        let bound =
+            local.ok_or_else(|| LinkError::Unsupported("UDP socket without an address".into()))?;
+        let udp = Arc::new(UdpListener {
+            id,
+            socket: Arc::new(socket),
+            local: Some(bound.clone()),
+            peers: tokio::sync::Mutex::new(HashMap::new()),
+            cancel: cancel.clone(),
+        });
+        core.tracker
+            .spawn(udp_listener_task(core.clone(), udp.clone(), events));
+        lock(&core.listeners).insert(
+            id,
+            ListenerEntry {
+                cancel,
+                unix_file: None,
+                udp: Some(udp),
+            },
+        );
+        Ok(Adopted::Listener(Listening { id, address: bound }))
     }
 
     /// The connection with this id, while it is up.

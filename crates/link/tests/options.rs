@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use tokio::time::timeout;
 use weft_link::{
-    ConnectOptions, DisconnectReason, Interface, Link, LinkConfig, LinkError, LinkEvent,
+    Adopted, ConnectOptions, DisconnectReason, Interface, Link, LinkConfig, LinkError, LinkEvent,
     SocketOptions,
 };
 
@@ -157,5 +157,65 @@ async fn removing_a_listener_stops_accepting_but_keeps_connections() {
             assert_eq!(&data[..], b"still up");
         }
         other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn adopting_std_listeners_and_udp_sockets() {
+    let (link, mut events) = Link::new(LinkConfig::default());
+    let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = std_listener.local_addr().unwrap();
+    let listening = link.adopt_tcp_listener(std_listener).unwrap();
+    assert_eq!(listening.address.socket_addr(), Some(addr));
+    let mut client = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut client, b"via std listener")
+        .await
+        .unwrap();
+    let Some(LinkEvent::Connected(conn)) = timeout(WAIT, events.recv()).await.unwrap() else {
+        panic!("no connection")
+    };
+    let mut got = Vec::new();
+    while got.len() < 16 {
+        match timeout(WAIT, events.recv()).await.unwrap().unwrap() {
+            LinkEvent::Data { connection, data } if connection == conn.id() => {
+                got.extend_from_slice(&data)
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(got, b"via std listener");
+
+    // An unconnected UDP socket serves many peers; a connected one is one.
+    let server_socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let server_addr = server_socket.local_addr().unwrap();
+    let Adopted::Listener(l) = link.adopt_udp(server_socket, None).await.unwrap() else {
+        panic!("an unconnected socket is a listener")
+    };
+    assert_eq!(l.address.socket_addr(), Some(server_addr));
+    let client_socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let Adopted::Connection(c) = link
+        .adopt_udp(client_socket, Some(server_addr))
+        .await
+        .unwrap()
+    else {
+        panic!("a socket given a peer is a connection")
+    };
+    c.send("datagram".into()).await.unwrap();
+    let mut saw_client = false;
+    let mut saw_server_side = false;
+    let mut data_seen = false;
+    while !(saw_client && saw_server_side && data_seen) {
+        match timeout(WAIT, events.recv()).await.unwrap().unwrap() {
+            LinkEvent::Connected(x) if x.id() == c.id() => saw_client = true,
+            LinkEvent::Connected(x) => {
+                assert_eq!(x.info().peer, c.info().local);
+                saw_server_side = true;
+            }
+            LinkEvent::Data { data, .. } => {
+                assert_eq!(&data[..], b"datagram");
+                data_seen = true;
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }
