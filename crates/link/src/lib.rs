@@ -61,8 +61,8 @@ pub use config::{Interface, LinkConfig, ReconnectPolicy, SocketOptions};
 pub use connection::{Connection, ConnectionId, ConnectionInfo, DisconnectReason, Origin};
 pub use error::LinkError;
 pub use link::{
-    Adopted, ConnectOptions, ConnectorId, Link, LinkEvent, LinkEvents, LinkStats, ListenOptions, ListenerId,
-    Listening, ToAddress,
+    Adopted, ConnectOptions, ConnectorId, Link, LinkEvent, LinkEvents, LinkStats, ListenOptions,
+    ListenerId, Listening, ToAddress,
 };
 pub use throttle::{Throttle, TokenBucket};
 #[cfg(feature = "self-signed")]

@@ -1,0 +1,190 @@
+//! `weft-bench`: weft measured side by side with its baselines, in one run.
+//!
+//! `cargo xtask bench [--quick]` builds and runs this binary. Every case
+//! measures weft and its baseline in the same run, alternating rounds so
+//! that both see the same machine noise, and the table reports their ratio:
+//! absolute numbers are noisy on a shared machine, ratios much less so.
+//!
+//! | case | weft | baseline | target |
+//! | --- | --- | --- | --- |
+//! | throughput 64 B, 1 KiB | packeter over loopback TCP | libzmq PUSH/PULL | >= 1.5x, >= 1.2x msg/s |
+//! | throughput 64 KiB | packeter | raw TCP, 256 KiB writes | >= 0.85x MB/s |
+//! | ping-pong 64 B | packeter | raw Tokio TCP | p50 <= 1.1x |
+//! | memory | 1 000 idle connections, both ends in one process | | <= 64 MiB |
+//!
+//! ```text
+//! weft-bench [--quick] [--json PATH] [--only TEXT]
+//! ```
+//!
+//! - `--quick`: fewer rounds and messages (well under 3 minutes on 2 cores).
+//! - `--json PATH`: also write the rows as JSON (see `report.rs` for the
+//!   format).
+//! - `--only TEXT`: run only the cases whose name contains TEXT
+//!   (`throughput`, `ping-pong`, `memory`).
+//!
+//! Built without the `zmq` feature, the libzmq rows have no baseline value
+//! (`null` in the JSON, with a note) instead of failing.
+//!
+//! The exit status is non-zero when a measurement failed (never because a
+//! target was missed: benches measure, tests assert).
+
+mod harness;
+mod memory;
+mod pingpong;
+mod report;
+mod series;
+mod throughput;
+#[cfg(feature = "zmq")]
+mod zmq_pushpull;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use report::Report;
+
+/// Why the libzmq baselines have no value in a build without them.
+#[cfg(not(feature = "zmq"))]
+pub(crate) const NO_ZMQ: &str = "not measured: weft-bench was built without the `zmq` feature \
+     (cargo xtask bench does so when libzmq cannot be installed or built)";
+
+/// How long the run is.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Scale {
+    /// The short run.
+    pub(crate) quick: bool,
+    /// Rounds per comparison (each round measures weft and the baseline).
+    pub(crate) rounds: usize,
+}
+
+struct Args {
+    scale: Scale,
+    json: Option<PathBuf>,
+    only: Option<String>,
+    memory_child: Option<String>,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args {
+        scale: Scale {
+            quick: false,
+            rounds: 9,
+        },
+        json: None,
+        only: None,
+        memory_child: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        let mut value = |name: &str| it.next().ok_or(format!("{name} needs a value"));
+        match arg.as_str() {
+            "--quick" => {
+                args.scale = Scale {
+                    quick: true,
+                    rounds: 5,
+                }
+            }
+            "--json" => args.json = Some(PathBuf::from(value("--json")?)),
+            "--only" => args.only = Some(value("--only")?),
+            "--memory-child" => args.memory_child = Some(value("--memory-child")?),
+            "-h" | "--help" => {
+                return Err("usage: weft-bench [--quick] [--json PATH] [--only TEXT]".into());
+            }
+            other => return Err(format!("unknown argument `{other}`; try --help")),
+        }
+    }
+    Ok(args)
+}
+
+/// Raises the soft limit on open files to at least `want` (up to the hard
+/// limit).
+pub(crate) fn raise_fd_limit(want: u64) -> Result<(), String> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we own.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return Err(format!("getrlimit: {}", std::io::Error::last_os_error()));
+    }
+    let want = want as libc::rlim_t;
+    if limit.rlim_cur >= want {
+        return Ok(());
+    }
+    if limit.rlim_max < want {
+        return Err(format!(
+            "need {want} open files, the hard limit is {}; raise it with `ulimit -Hn`",
+            limit.rlim_max
+        ));
+    }
+    limit.rlim_cur = want;
+    // SAFETY: setrlimit reads the struct we own.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } != 0 {
+        return Err(format!("setrlimit: {}", std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("weft-bench: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Some(mode) = &args.memory_child {
+        return match memory::child_main(mode) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                println!("{e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    if let Err(e) = raise_fd_limit(4096) {
+        eprintln!("weft-bench: {e}");
+        return ExitCode::FAILURE;
+    }
+    let wanted = |case: &str| args.only.as_deref().is_none_or(|o| case.contains(o));
+    let start = Instant::now();
+    let mut report = Report::default();
+    if wanted("throughput") {
+        throughput::run(args.scale, &mut report);
+    }
+    if wanted("ping-pong") {
+        pingpong::run(args.scale, &mut report);
+    }
+    if wanted("memory") {
+        memory::run(&mut report);
+    }
+    report.note(format!(
+        "{} run: {} rounds per comparison, {:.0} s in all, on {} CPUs",
+        if args.scale.quick { "quick" } else { "full" },
+        args.scale.rounds,
+        start.elapsed().as_secs_f64(),
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    ));
+    #[cfg(feature = "zmq")]
+    {
+        let (major, minor, patch) = zmq::version();
+        report.note(format!(
+            "libzmq {major}.{minor}.{patch} (as linked by the zmq crate)"
+        ));
+    }
+    println!("\n{}", report.render());
+    if let Some(path) = &args.json {
+        match report.write_json(path) {
+            Ok(()) => println!("wrote {}", path.display()),
+            Err(e) => {
+                eprintln!("weft-bench: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    if report.failed() {
+        eprintln!("weft-bench: some measurements failed (see the table)");
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,147 @@
+//! The values one side of a comparison produced over its rounds, and the
+//! summaries the report shows (median, spread, percentiles).
+
+/// Values measured round after round, or the error that stopped them.
+/// After the first error no further rounds are attempted for this series.
+#[derive(Debug, Default)]
+pub(crate) struct Series {
+    values: Vec<f64>,
+    error: Option<String>,
+    /// Why the series was never measured (a baseline that is not built in).
+    unavailable: Option<String>,
+    /// How the value was obtained, when it is not a median of rounds.
+    detail: Option<String>,
+}
+
+impl Series {
+    /// A series that will not be measured, and why.
+    pub(crate) fn unavailable(why: impl Into<String>) -> Series {
+        Series {
+            unavailable: Some(why.into()),
+            ..Series::default()
+        }
+    }
+
+    /// A series of one value obtained as `detail` says (a percentile over
+    /// all samples, one child process), or the error that prevented it.
+    pub(crate) fn single(value: Result<f64, String>, detail: impl Into<String>) -> Series {
+        let mut s = Series {
+            detail: Some(detail.into()),
+            ..Series::default()
+        };
+        s.push(value);
+        s
+    }
+
+    /// Whether another round should be run.
+    pub(crate) fn live(&self) -> bool {
+        self.error.is_none() && self.unavailable.is_none()
+    }
+
+    /// Records one round's outcome.
+    pub(crate) fn push(&mut self, round: Result<f64, String>) {
+        match round {
+            Ok(v) if v.is_finite() => self.values.push(v),
+            Ok(v) => self.error = Some(format!("measured a non-finite value ({v})")),
+            Err(e) => self.error = Some(e),
+        }
+    }
+
+    /// The median round, when every round succeeded.
+    pub(crate) fn median(&self) -> Option<f64> {
+        if !self.live() || self.values.is_empty() {
+            return None;
+        }
+        Some(percentile(&self.values, 50.0))
+    }
+
+    /// "min..max over n" for the table, or why there is no value.
+    pub(crate) fn describe(&self) -> String {
+        if let Some(why) = &self.unavailable {
+            return why.clone();
+        }
+        if let Some(e) = &self.error {
+            return format!("FAILED: {e}");
+        }
+        if let Some(d) = &self.detail {
+            return d.clone();
+        }
+        let min = self.values.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = self
+            .values
+            .iter()
+            .copied()
+            .fold(f64::NEG_INFINITY, f64::max);
+        format!(
+            "median of {} rounds, range {}..{}",
+            self.values.len(),
+            short(min),
+            short(max)
+        )
+    }
+
+    /// Why there is no value: the error or the reason it was not measured.
+    pub(crate) fn missing_reason(&self) -> Option<String> {
+        if let Some(why) = &self.unavailable {
+            return Some(why.clone());
+        }
+        if let Some(e) = &self.error {
+            return Some(format!("failed: {e}"));
+        }
+        if self.values.is_empty() {
+            return Some("no rounds ran".into());
+        }
+        None
+    }
+
+    /// Whether the series failed (as opposed to being unavailable by build).
+    pub(crate) fn failed(&self) -> bool {
+        self.error.is_some()
+    }
+}
+
+/// The `p`th percentile (0 to 100) of `values`, by the nearest rank on a
+/// sorted copy. `values` must not be empty.
+pub(crate) fn percentile(values: &[f64], p: f64) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let rank = (p / 100.0 * (sorted.len() - 1) as f64).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+/// A compact rendering of a number with about three significant digits.
+pub(crate) fn short(v: f64) -> String {
+    let a = v.abs();
+    if a >= 1e6 {
+        format!("{:.2}M", v / 1e6)
+    } else if a >= 1e4 {
+        format!("{:.0}k", v / 1e3)
+    } else if a >= 100.0 {
+        format!("{v:.0}")
+    } else if a >= 10.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_and_median() {
+        let v = [5.0, 1.0, 3.0, 2.0, 4.0];
+        assert_eq!(percentile(&v, 50.0), 3.0);
+        assert_eq!(percentile(&v, 0.0), 1.0);
+        assert_eq!(percentile(&v, 100.0), 5.0);
+        let mut s = Series::default();
+        s.push(Ok(2.0));
+        s.push(Ok(1.0));
+        s.push(Ok(9.0));
+        assert_eq!(s.median(), Some(2.0));
+        s.push(Err("boom".into()));
+        assert_eq!(s.median(), None);
+        assert!(!s.live() && s.failed());
+    }
+}

@@ -1,0 +1,85 @@
+//! `cargo xtask bench [--quick]`: weft side by side with its baselines.
+//!
+//! Builds the `weft-bench` binary of `weft-benches` in release mode (with
+//! the libzmq baselines when libzmq can be had) and runs it once: it
+//! measures every comparison in the same run, prints one table of ratios
+//! and writes `target/weft-bench/latest.json`, a list of
+//! `{case, unit, weft, baseline, baseline_value, ratio, target}` objects.
+//!
+//! Without libzmq the binary is built without the `zmq` feature and the
+//! libzmq rows carry `null` baseline values with a note, rather than the
+//! whole run failing. The same happens when the build with libzmq fails.
+
+use crate::util::{self, cargo, run as step};
+
+/// Makes libzmq available for the ZeroMQ baselines; false when it cannot be.
+pub(crate) fn ensure_libzmq() -> bool {
+    util::has_pkg("libzmq")
+        || (util::ensure_debs(&["libzmq3-dev", "pkg-config"]) && util::has_pkg("libzmq"))
+}
+
+/// Where the results go, relative to the workspace root.
+const JSON: &str = "target/weft-bench/latest.json";
+
+pub(crate) fn run(args: &[String]) -> Result<(), String> {
+    let mut quick = false;
+    for a in args {
+        match a.as_str() {
+            "--quick" => quick = true,
+            other => return Err(format!("`bench` takes only --quick, got `{other}`")),
+        }
+    }
+
+    let mut zmq = ensure_libzmq();
+    if !zmq {
+        println!("!!! libzmq is unavailable: the libzmq baselines will have no values");
+    }
+    if zmq {
+        if let Err(e) = step("build weft-bench with libzmq", build(true)) {
+            println!("!!! {e}; building without the libzmq baselines");
+            zmq = false;
+        }
+    }
+    if !zmq {
+        step("build weft-bench", build(false))?;
+    }
+
+    let json = util::root().join(JSON);
+    let mut bench = cargo();
+    bench.args([
+        "run",
+        "--quiet",
+        "--release",
+        "-p",
+        "weft-benches",
+        "--bin",
+        "weft-bench",
+    ]);
+    if zmq {
+        bench.args(["--features", "zmq"]);
+    }
+    bench.arg("--");
+    if quick {
+        bench.arg("--quick");
+    }
+    bench.arg("--json").arg(&json);
+    step(if quick { "bench (quick)" } else { "bench" }, bench)?;
+    println!("\nresults: {}", json.display());
+    Ok(())
+}
+
+fn build(zmq: bool) -> std::process::Command {
+    let mut c = cargo();
+    c.args([
+        "build",
+        "--release",
+        "-p",
+        "weft-benches",
+        "--bin",
+        "weft-bench",
+    ]);
+    if zmq {
+        c.args(["--features", "zmq"]);
+    }
+    c
+}
