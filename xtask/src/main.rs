@@ -1,8 +1,8 @@
 //! weft's task runner, in the rust-analyzer style: plain Rust, no shell
 //! scripts to keep in sync.
 //!
-//! - `cargo xtask ci`: everything CI checks, in order (see [`ci`]).
-//! - `cargo xtask bench [--quick]`: the side-by-side comparisons (see [`bench`]).
+//! - `cargo xtask ci`: everything CI checks, in order (see [`mod@ci`]).
+//! - `cargo xtask bench [--quick]`: the side-by-side comparisons (see [`mod@bench`]).
 //! - `cargo xtask interop`: tests against real peers weft did not write.
 
 mod bench;
