@@ -6,7 +6,7 @@ use std::future::Future;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, ready};
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -107,6 +107,8 @@ pub(crate) struct ConnShared {
     pub(crate) closing: CancellationToken,
     /// Cancelled once the connection has ended and its events were sent.
     pub(crate) finished: CancellationToken,
+    /// Bytes written to the socket so far.
+    pub(crate) written: AtomicU64,
 }
 
 /// A handle to one connection: send to it, close it, wait for its end.
@@ -147,6 +149,7 @@ impl Connection {
                 abort: parent.child_token(),
                 closing: CancellationToken::new(),
                 finished: CancellationToken::new(),
+                written: AtomicU64::new(0),
             }),
         }
     }
@@ -192,6 +195,19 @@ impl Connection {
     /// Bytes waiting in the send queue.
     pub fn queued_bytes(&self) -> usize {
         self.shared.queue.queued_bytes()
+    }
+
+    /// Bytes ever accepted for sending on this connection. Read it right
+    /// after a send: once [`bytes_written`](Self::bytes_written) reaches
+    /// that value, the send has been handed to the operating system.
+    pub fn bytes_accepted(&self) -> u64 {
+        self.shared.queue.pushed_total()
+    }
+
+    /// Bytes written to the socket so far (handed to the operating system;
+    /// not a sign that the peer has read them).
+    pub fn bytes_written(&self) -> u64 {
+        self.shared.written.load(Ordering::Acquire)
     }
 
     /// Starts a graceful close: what is queued is still sent, then the
@@ -406,6 +422,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> StreamDriver<S> {
                 .stats
                 .bytes_sent
                 .fetch_add(written as u64, Ordering::Relaxed);
+            self.conn
+                .shared
+                .written
+                .fetch_add(written as u64, Ordering::Release);
             let mut left = written;
             while left > 0 {
                 let front = self

@@ -1220,7 +1220,7 @@ async fn run_udp_connected(
                 if t == Take::Close {
                     break DisconnectReason::Closed;
                 }
-                if let Err(reason) = send_datagrams(&core, &socket, None, &mut batch).await {
+                if let Err(reason) = send_datagrams(&core, &conn, &socket, None, &mut batch).await {
                     break reason;
                 }
             }
@@ -1232,6 +1232,7 @@ async fn run_udp_connected(
 
 async fn send_datagrams(
     core: &Core,
+    conn: &Connection,
     socket: &UdpSocket,
     to: Option<SocketAddr>,
     batch: &mut VecDeque<Bytes>,
@@ -1248,6 +1249,10 @@ async fn send_datagrams(
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {}
             Err(e) => return Err(e.into()),
         }
+        // A datagram refused by ICMP still left this host: it counts.
+        conn.shared
+            .written
+            .fetch_add(d.len() as u64, Ordering::Release);
     }
     Ok(())
 }
@@ -1312,7 +1317,7 @@ async fn udp_peer_task(
                 if t == Take::Close {
                     break DisconnectReason::Closed;
                 }
-                if let Err(reason) = send_datagrams(&core, &udp.socket, Some(peer), &mut batch).await {
+                if let Err(reason) = send_datagrams(&core, &conn, &udp.socket, Some(peer), &mut batch).await {
                     break reason;
                 }
             }

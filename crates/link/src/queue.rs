@@ -49,6 +49,8 @@ struct State {
     /// Small writes being coalesced, after `chunks` (stream mode only).
     tail: BytesMut,
     queued: usize,
+    /// Bytes ever accepted, for write-progress tracking.
+    pushed_total: u64,
     writer: Option<Waker>,
     closing: bool,
     closed: bool,
@@ -71,6 +73,7 @@ impl SendQueue {
                 chunks: VecDeque::new(),
                 tail: BytesMut::new(),
                 queued: 0,
+                pushed_total: 0,
                 writer: None,
                 closing: false,
                 closed: false,
@@ -102,6 +105,7 @@ impl SendQueue {
                 return Err(PushError::Full);
             }
             st.queued += len;
+            st.pushed_total += len as u64;
             if self.datagrams {
                 let dgram = if prefix.is_empty() {
                     payload.clone()
@@ -217,6 +221,11 @@ impl SendQueue {
         };
         self.space.notify_waiters();
         dropped
+    }
+
+    /// Bytes ever accepted by this queue.
+    pub(crate) fn pushed_total(&self) -> u64 {
+        self.lock().pushed_total
     }
 
     /// Bytes queued and not yet taken by the driver.

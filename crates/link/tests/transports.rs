@@ -624,3 +624,29 @@ async fn a_close_to_a_peer_that_never_reads_times_out() {
         other => panic!("{other:?}"),
     }
 }
+
+#[tokio::test]
+async fn write_progress_is_observable() {
+    let (a, mut b) = tokio::io::duplex(64);
+    let (link, _events) = Link::new(config());
+    let conn = link.adopt(a, None, None).unwrap();
+    conn.send(Bytes::from(vec![1u8; 1000])).await.unwrap();
+    let accepted = conn.bytes_accepted();
+    assert_eq!(accepted, 1000);
+    // Only 64 bytes fit in the duplex until the other end reads.
+    let mut buf = vec![0u8; 1000];
+    tokio::io::AsyncReadExt::read_exact(&mut b, &mut buf[..64])
+        .await
+        .unwrap();
+    assert!(conn.bytes_written() < accepted);
+    tokio::io::AsyncReadExt::read_exact(&mut b, &mut buf[64..])
+        .await
+        .unwrap();
+    timeout(WAIT, async {
+        while conn.bytes_written() < accepted {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("every accepted byte is written");
+}
