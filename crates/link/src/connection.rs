@@ -192,6 +192,12 @@ impl Connection {
         self.shared.queue.try_push(prefix, data).map_err(push_error)
     }
 
+    /// Waits until the send queue has room, without sending anything; fails
+    /// with [`LinkError::Closed`] once the connection is closing. Cancel-safe.
+    pub async fn ready(&self) -> Result<(), LinkError> {
+        self.shared.queue.ready().await.map_err(push_error)
+    }
+
     /// Bytes waiting in the send queue.
     pub fn queued_bytes(&self) -> usize {
         self.shared.queue.queued_bytes()

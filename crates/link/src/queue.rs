@@ -156,6 +156,27 @@ impl SendQueue {
         }
     }
 
+    /// Waits until the queue has room (holds less than its capacity) or is
+    /// closed. Cancel-safe.
+    pub(crate) async fn ready(&self) -> Result<(), PushError> {
+        loop {
+            let notified = self.space.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let st = self.lock();
+                if st.closing || st.closed {
+                    return Err(PushError::Closed);
+                }
+                if st.queued < self.capacity {
+                    return Ok(());
+                }
+                self.someone_waits.store(true, Ordering::Relaxed);
+            }
+            notified.await;
+        }
+    }
+
     /// Moves everything queued into `batch` (driver only).
     pub(crate) fn take(&self, batch: &mut VecDeque<Bytes>, waker: &Waker) -> Take {
         let took = {

@@ -40,6 +40,6 @@ pub use codec::{
     DEFAULT_MAX_PACKET, HEADER_LEN, PacketCodec, PacketDecoder, PacketError, encode, header,
 };
 pub use packeter::{
-    PacketDisconnect, PacketEvent, PacketSender, PacketStats, Packeter, PacketerConfig,
+    MAX_HEAD, PacketDisconnect, PacketEvent, PacketSender, PacketStats, Packeter, PacketerConfig,
     PacketerError,
 };

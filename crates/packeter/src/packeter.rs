@@ -11,7 +11,10 @@ use weft_link::{
     LinkEvent, LinkEvents,
 };
 
-use crate::codec::{DEFAULT_MAX_PACKET, PacketDecoder, PacketError, header};
+use crate::codec::{DEFAULT_MAX_PACKET, HEADER_LEN, PacketDecoder, PacketError, header};
+
+/// The longest head [`PacketSender::send_parts`] takes.
+pub const MAX_HEAD: usize = 64;
 
 /// How a [`Packeter`] behaves.
 #[derive(Clone, Debug)]
@@ -44,6 +47,14 @@ pub enum PacketerError {
     /// The byte stream broke the packet format.
     #[error(transparent)]
     Packet(#[from] PacketError),
+    /// A head passed to [`PacketSender::send_parts`] is over [`MAX_HEAD`].
+    #[error("packet head of {len} bytes exceeds the maximum of {max}")]
+    HeadTooLong {
+        /// The head's length.
+        len: usize,
+        /// [`MAX_HEAD`].
+        max: usize,
+    },
 }
 
 /// Why a packet connection ended.
@@ -183,6 +194,60 @@ impl PacketSender {
         }
         self.counters.packets_sent.fetch_add(1, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Queues one packet made of `head` followed by `body`, waiting while the
+    /// send queue is full. `body` is not copied when large; `head` (a
+    /// header of the layer above) is. Cancel-safe like [`send`](Self::send).
+    pub async fn send_parts(&self, head: &[u8], body: &Bytes) -> Result<(), PacketerError> {
+        let (prefix, len) = self.prefix(head, body)?;
+        self.conn.send_prefixed(&prefix[..len], body).await?;
+        self.counters.packets_sent.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// [`send_parts`](Self::send_parts) without waiting.
+    pub fn try_send_parts(&self, head: &[u8], body: &Bytes) -> Result<(), PacketerError> {
+        let (prefix, len) = self.prefix(head, body)?;
+        self.conn.try_send_prefixed(&prefix[..len], body)?;
+        self.counters.packets_sent.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// The length prefix (streams only) followed by `head`.
+    fn prefix(
+        &self,
+        head: &[u8],
+        body: &Bytes,
+    ) -> Result<([u8; MAX_HEAD + HEADER_LEN], usize), PacketerError> {
+        let total = head.len() + body.len();
+        if head.len() > MAX_HEAD {
+            return Err(PacketerError::HeadTooLong {
+                len: head.len(),
+                max: MAX_HEAD,
+            });
+        }
+        if total > self.max {
+            return Err(PacketError::TooLarge {
+                len: total as u64,
+                max: self.max,
+            }
+            .into());
+        }
+        let mut prefix = [0u8; MAX_HEAD + HEADER_LEN];
+        let mut at = 0;
+        if !self.conn.info().datagram {
+            prefix[..HEADER_LEN].copy_from_slice(&header(total));
+            at = HEADER_LEN;
+        }
+        prefix[at..at + head.len()].copy_from_slice(head);
+        Ok((prefix, at + head.len()))
+    }
+
+    /// Waits until the connection's send queue has room, without sending.
+    /// Cancel-safe.
+    pub async fn ready(&self) -> Result<(), PacketerError> {
+        Ok(self.conn.ready().await?)
     }
 
     /// Closes gracefully after queued packets are written.

@@ -317,3 +317,32 @@ async fn packets_over_packeters_on_udp() {
     let _ = connected(&mut server).await;
     assert_eq!(packet(&mut server).await, "over v6");
 }
+
+#[tokio::test]
+async fn a_packet_in_parts_is_one_packet() {
+    let (mut p, sender, mut raw) = over_duplex(100).await;
+    sender
+        .send_parts(b"head:", &Bytes::from_static(b"body"))
+        .await
+        .unwrap();
+    sender
+        .try_send_parts(b"", &Bytes::from_static(b"x"))
+        .unwrap();
+    let mut got = [0u8; 4 + 9 + 4 + 1];
+    raw.read_exact(&mut got).await.unwrap();
+    assert_eq!(&got, b"\0\0\0\x09head:body\0\0\0\x01x");
+    assert!(matches!(
+        sender.try_send_parts(&[0u8; 65], &Bytes::new()),
+        Err(PacketerError::HeadTooLong { len: 65, max: 64 })
+    ));
+    assert!(matches!(
+        sender.try_send_parts(&[0u8; 50], &Bytes::from(vec![0u8; 51])),
+        Err(PacketerError::Packet(PacketError::TooLarge {
+            len: 101,
+            max: 100
+        }))
+    ));
+    sender.ready().await.unwrap();
+    raw.write_all(&wire(&[b"in"])).await.unwrap();
+    assert_eq!(packet(&mut p).await, "in");
+}
