@@ -17,7 +17,12 @@ use std::time::Instant;
 use crate::util::{self, cargo, run as step};
 
 /// The crates under `crates/`, each of which must build alone.
-const CRATES: &[&str] = &["weft-link", "weft-packeter", "weft-cli"];
+const CRATES: &[&str] = &[
+    "weft-link",
+    "weft-packeter",
+    "weft-messaging",
+    "weft-cli",
+];
 
 pub(crate) fn run_ci() -> Result<(), String> {
     let start = Instant::now();

@@ -1,0 +1,89 @@
+//! Plain configuration with documented defaults.
+
+use std::time::Duration;
+
+use weft_link::LinkConfig;
+use weft_packeter::PacketerConfig;
+
+/// What happens when an identity's outgoing queue is full.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum QueuePolicy {
+    /// `send_message` fails with [`MessagingError::QueueFull`](crate::MessagingError::QueueFull);
+    /// nothing queued is dropped. The default.
+    #[default]
+    Error,
+    /// The oldest waiting message is dropped (and counted) to make room.
+    DropOldest,
+    /// The new message is dropped (and counted); `send_message` succeeds.
+    DropNewest,
+}
+
+/// What happens when a second connection claims an identity that is
+/// already connected.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DuplicateIdentity {
+    /// The new connection is closed; the established one stays (snakeMQ's
+    /// behaviour). The default.
+    #[default]
+    RejectNew,
+    /// The established connection is closed and the new one takes over
+    /// (useful when a peer restarts faster than its old connection times out).
+    ReplaceOld,
+}
+
+/// How a [`Messaging`](crate::Messaging) behaves.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct MessagingConfig {
+    /// Messages one identity's queue holds (waiting, and sent but not yet
+    /// acknowledged). Default: 1 000 000.
+    pub max_queue_messages: usize,
+    /// Payload bytes one identity's queue holds. Default: 1 GiB.
+    pub max_queue_bytes: usize,
+    /// What a full queue does. Default: [`QueuePolicy::Error`].
+    pub queue_policy: QueuePolicy,
+    /// What a duplicate identity does. Default: [`DuplicateIdentity::RejectNew`].
+    pub duplicate_identity: DuplicateIdentity,
+    /// Send PING after this long without hearing from a peer; `None` turns
+    /// keep-alive off. Default: 30 s.
+    pub keepalive_interval: Option<Duration>,
+    /// Disconnect a peer that has not answered a PING after this long.
+    /// Default: 10 s.
+    pub keepalive_wait: Duration,
+    /// Offer weft's delivery acks to weft peers (resend after reconnects,
+    /// no loss and no duplicates). snakeMQ peers never see them. Default: true.
+    pub acks: bool,
+    /// Message ids remembered (from all weft peers together) to drop
+    /// duplicates of resent messages; a duplicate older than the window is
+    /// not recognised. Default: 65 536.
+    pub dedupe_window: usize,
+    /// How often queues are swept for messages whose TTL ran out while
+    /// waiting. Default: 1 s.
+    pub ttl_sweep: Duration,
+    /// Messages a subscription queue holds; beyond it the oldest is dropped
+    /// and counted. Default: 65 536.
+    pub subscription_capacity: usize,
+    /// The link underneath.
+    pub link: LinkConfig,
+    /// The packeter underneath.
+    pub packeter: PacketerConfig,
+}
+
+impl Default for MessagingConfig {
+    fn default() -> MessagingConfig {
+        MessagingConfig {
+            max_queue_messages: 1_000_000,
+            max_queue_bytes: 1 << 30,
+            queue_policy: QueuePolicy::Error,
+            duplicate_identity: DuplicateIdentity::RejectNew,
+            keepalive_interval: Some(Duration::from_secs(30)),
+            keepalive_wait: Duration::from_secs(10),
+            acks: true,
+            dedupe_window: 65_536,
+            ttl_sweep: Duration::from_secs(1),
+            subscription_capacity: 65_536,
+            link: LinkConfig::default(),
+            packeter: PacketerConfig::default(),
+        }
+    }
+}

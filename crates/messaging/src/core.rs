@@ -1,0 +1,732 @@
+//! The messaging protocol as a state machine, free of I/O.
+//!
+//! The shell feeds it connections, packets, disconnections, sends and the
+//! time; it answers by writing frames through each connection's
+//! [`Transmit`] (a non-blocking queue push) and by queueing [`CoreEvent`]s.
+//! Tests drive it with a fake transmitter and chosen instants.
+//!
+//! Delivery: to a weft peer that offered acks, a message is delivered when
+//! the peer acknowledges it (a cumulative count of MESSAGE frames on the
+//! connection); unacknowledged messages go back to the front of the queue
+//! when the connection drops and are sent again, and the receiver drops
+//! the duplicates by id. To any other peer (snakeMQ has no acks) a message
+//! is delivered once its bytes were written to the socket.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::time::Instant;
+use weft_link::ConnectionId;
+
+use crate::dedupe::DedupeWindow;
+use crate::frame::{EXTENSION_VERSION, FilterKind, Frame, PROTOCOL_VERSION, caps, message_head};
+use crate::{
+    DuplicateIdentity, Identity, Message, MessageId, MessagingConfig, ProtocolError, QueuePolicy,
+};
+
+/// A connection's transmit side, as the core sees it.
+pub(crate) trait Transmit: Clone {
+    /// Queues one packet made of `head` and `body` without waiting.
+    fn try_send(&self, head: &[u8], body: &Bytes) -> Result<(), TxError>;
+    /// Closes the connection (gracefully: queued packets still go out).
+    fn close(&self);
+    /// Bytes ever accepted for sending.
+    fn bytes_accepted(&self) -> u64;
+    /// Bytes written to the socket.
+    fn bytes_written(&self) -> u64;
+}
+
+/// Why a transmit failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum TxError {
+    /// No room now; wait for the connection to be ready.
+    Full,
+    /// The connection is gone.
+    Closed,
+}
+
+/// What the shell acts on.
+#[derive(Debug)]
+pub(crate) enum CoreEvent {
+    /// A peer finished its handshake.
+    Connected { ident: Identity },
+    /// A peer's connection ended.
+    Disconnected { ident: Identity },
+    /// A message arrived (or was sent to ourselves).
+    Message { from: Identity, message: Message },
+    /// A message reached its peer.
+    Delivered { id: MessageId, persistent: bool },
+    /// A message's TTL ran out before it was written.
+    Expired { id: MessageId, persistent: bool },
+    /// A message was dropped by the queue policy.
+    Dropped { id: MessageId, persistent: bool },
+    /// A peer broke the protocol; its connection was closed.
+    ProtocolError {
+        ident: Option<Identity>,
+        error: ProtocolError,
+    },
+    /// A weft peer subscribed to topics.
+    Subscribe {
+        from: Identity,
+        kind: FilterKind,
+        filter: String,
+    },
+    /// A weft peer unsubscribed.
+    Unsubscribe {
+        from: Identity,
+        kind: FilterKind,
+        filter: String,
+    },
+}
+
+/// Counters, read under the shell's lock.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) sent: u64,
+    pub(crate) received: u64,
+    pub(crate) delivered: u64,
+    pub(crate) acked: u64,
+    pub(crate) expired: u64,
+    pub(crate) dropped: u64,
+    pub(crate) resent: u64,
+    pub(crate) duplicates: u64,
+    pub(crate) protocol_errors: u64,
+}
+
+/// A message waiting in a queue or in flight.
+#[derive(Debug, Clone)]
+pub(crate) struct Entry {
+    pub(crate) message: Message,
+    pub(crate) deadline: Option<Instant>,
+    /// In flight to a peer without acks: the byte offset that, once
+    /// written, means the message left.
+    end: u64,
+    /// Sent before on a connection that dropped.
+    resend: bool,
+}
+
+impl Entry {
+    pub(crate) fn new(message: Message, now: Instant) -> Entry {
+        let deadline = message.ttl.map(|ttl| now + ttl);
+        Entry {
+            message,
+            deadline,
+            end: 0,
+            resend: false,
+        }
+    }
+}
+
+struct Conn<T> {
+    tx: T,
+    ident: Option<Identity>,
+    /// The peer sent HELLO (before IDENT): its capabilities.
+    weft: Option<u32>,
+    last_recv: Instant,
+    ping_sent: Option<Instant>,
+    /// MESSAGE frames received on this connection.
+    received: u64,
+    /// The count last acknowledged to the peer.
+    ack_sent: u64,
+}
+
+#[derive(Default)]
+struct Peer {
+    queue: VecDeque<Entry>,
+    inflight: VecDeque<Entry>,
+    bytes: usize,
+    conn: Option<ConnectionId>,
+    /// Deliveries are confirmed by acks (else by writes).
+    acked_mode: bool,
+    /// MESSAGE frames acknowledged on the current connection.
+    acked: u64,
+    blocked: bool,
+}
+
+impl Peer {
+    fn len(&self) -> usize {
+        self.queue.len() + self.inflight.len()
+    }
+}
+
+pub(crate) struct Core<T> {
+    me: Identity,
+    config: MessagingConfig,
+    conns: HashMap<ConnectionId, Conn<T>>,
+    peers: HashMap<Identity, Peer>,
+    dedupe: DedupeWindow,
+    events: VecDeque<CoreEvent>,
+    blocked: Vec<(ConnectionId, T)>,
+    next_sweep: Option<Instant>,
+    /// Something happened that may make `poll_timeout` earlier.
+    timer_moved: bool,
+    pub(crate) counters: Counters,
+}
+
+/// How often unconfirmed writes to peers without acks are checked.
+const WRITE_CHECK: Duration = Duration::from_millis(5);
+
+impl<T: Transmit> Core<T> {
+    pub(crate) fn new(me: Identity, config: MessagingConfig) -> Core<T> {
+        Core {
+            dedupe: DedupeWindow::new(config.dedupe_window),
+            me,
+            config,
+            conns: HashMap::new(),
+            peers: HashMap::new(),
+            events: VecDeque::new(),
+            blocked: Vec::new(),
+            next_sweep: None,
+            timer_moved: false,
+            counters: Counters::default(),
+        }
+    }
+
+    fn send_frame(tx: &T, frame: &Frame) -> Result<(), TxError> {
+        let (head, body) = frame.encode();
+        tx.try_send(head.as_slice(), &body)
+    }
+
+    /// A connection is up: introduce ourselves.
+    pub(crate) fn on_connected(&mut self, conn: ConnectionId, tx: T, now: Instant) {
+        let capabilities = if self.config.acks {
+            caps::ACKS | caps::PUBSUB
+        } else {
+            caps::PUBSUB
+        };
+        // VERSION, then weft's HELLO (snakeMQ ignores it), then IDENT: when
+        // the peer's IDENT arrives we already know whether it speaks weft.
+        let hello = [
+            Frame::Version(PROTOCOL_VERSION),
+            Frame::Hello {
+                version: EXTENSION_VERSION,
+                capabilities,
+            },
+            Frame::Ident(self.me.clone()),
+        ];
+        for frame in &hello {
+            // A fresh connection's queue has room for the handshake.
+            let _ = Self::send_frame(&tx, frame);
+        }
+        self.conns.insert(
+            conn,
+            Conn {
+                tx,
+                ident: None,
+                weft: None,
+                last_recv: now,
+                ping_sent: None,
+                received: 0,
+                ack_sent: 0,
+            },
+        );
+    }
+
+    fn fail(&mut self, conn: ConnectionId, error: ProtocolError) {
+        self.counters.protocol_errors += 1;
+        let ident = self.conns.get(&conn).and_then(|c| c.ident.clone());
+        tracing::debug!(%conn, ?ident, %error, "protocol error");
+        if let Some(c) = self.conns.get(&conn) {
+            c.tx.close();
+        }
+        self.events
+            .push_back(CoreEvent::ProtocolError { ident, error });
+    }
+
+    /// One packet from a connection.
+    pub(crate) fn on_packet(&mut self, conn_id: ConnectionId, packet: Bytes, now: Instant) {
+        let Some(conn) = self.conns.get_mut(&conn_id) else {
+            return;
+        };
+        conn.last_recv = now;
+        conn.ping_sent = None;
+        let frame = match Frame::parse(packet) {
+            Ok(f) => f,
+            Err(e) => return self.fail(conn_id, ProtocolError::Frame(e)),
+        };
+        match frame {
+            Frame::Version(v) if v != PROTOCOL_VERSION => {
+                let _ = Self::send_frame(&conn.tx, &Frame::Incompatible);
+                self.fail(conn_id, ProtocolError::IncompatibleVersion(v));
+            }
+            Frame::Version(_) | Frame::Pong | Frame::Unknown(_) => {}
+            Frame::Incompatible => self.fail(conn_id, ProtocolError::PeerRejectedVersion),
+            Frame::Ping => {
+                // Always answered: snakeMQ's loop fails on an unanswered PING.
+                let _ = Self::send_frame(&conn.tx, &Frame::Pong);
+            }
+            Frame::Hello { capabilities, .. } => {
+                if conn.ident.is_none() {
+                    conn.weft = Some(capabilities);
+                }
+            }
+            Frame::Ident(ident) => self.on_ident(conn_id, ident, now),
+            Frame::Message {
+                id,
+                ttl,
+                flags,
+                data,
+            } => {
+                let Some(from) = conn.ident.clone() else {
+                    return self.fail(conn_id, ProtocolError::MessageBeforeIdent);
+                };
+                conn.received += 1;
+                let weft = conn.weft.is_some();
+                self.counters.received += 1;
+                if weft && !self.dedupe.insert(id) {
+                    self.counters.duplicates += 1;
+                    return;
+                }
+                let message = Message {
+                    id,
+                    data,
+                    ttl: ttl.map(|s| Duration::from_secs(u64::from(s))),
+                    flags,
+                };
+                self.events.push_back(CoreEvent::Message { from, message });
+            }
+            Frame::Ack(count) => {
+                if let Some(ident) = conn.ident.clone() {
+                    self.on_ack(&ident, count);
+                }
+            }
+            Frame::Subscribe(kind, filter) => {
+                if let Some(from) = conn.ident.clone() {
+                    self.events
+                        .push_back(CoreEvent::Subscribe { from, kind, filter });
+                }
+            }
+            Frame::Unsubscribe(kind, filter) => {
+                if let Some(from) = conn.ident.clone() {
+                    self.events
+                        .push_back(CoreEvent::Unsubscribe { from, kind, filter });
+                }
+            }
+        }
+    }
+
+    fn on_ident(&mut self, conn_id: ConnectionId, ident: Identity, now: Instant) {
+        let conn = self.conns.get_mut(&conn_id).expect("caller checked");
+        if conn.ident.is_some() {
+            return; // a second IDENT on one connection is ignored, as snakeMQ does
+        }
+        if let Some(old) = self.peers.get(&ident).and_then(|p| p.conn) {
+            match self.config.duplicate_identity {
+                DuplicateIdentity::RejectNew => {
+                    return self.fail(conn_id, ProtocolError::DuplicateIdentity(ident));
+                }
+                DuplicateIdentity::ReplaceOld => {
+                    if let Some(c) = self.conns.get_mut(&old) {
+                        c.tx.close();
+                        c.ident = None;
+                    }
+                    self.unbind(&ident);
+                }
+            }
+        }
+        let conn = self.conns.get_mut(&conn_id).expect("caller checked");
+        conn.ident = Some(ident.clone());
+        let acks_both = self.config.acks && conn.weft.is_some_and(|c| c & caps::ACKS != 0);
+        let weft = conn.weft.is_some();
+        let peer = self.peers.entry(ident.clone()).or_default();
+        peer.conn = Some(conn_id);
+        peer.acked_mode = acks_both;
+        peer.acked = 0;
+        peer.blocked = false;
+        tracing::debug!(conn = %conn_id, %ident, weft, acks = acks_both, "identified");
+        self.events.push_back(CoreEvent::Connected {
+            ident: ident.clone(),
+        });
+        self.flush_at(&ident, now);
+    }
+
+    /// The peer's connection ended or was replaced: what is in flight goes
+    /// back to the front of the queue, in order.
+    fn unbind(&mut self, ident: &Identity) {
+        let Some(peer) = self.peers.get_mut(ident) else {
+            return;
+        };
+        if peer.conn.take().is_none() {
+            return;
+        }
+        while let Some(mut e) = peer.inflight.pop_back() {
+            e.resend = true;
+            peer.queue.push_front(e);
+        }
+        peer.blocked = false;
+        self.events.push_back(CoreEvent::Disconnected {
+            ident: ident.clone(),
+        });
+    }
+
+    fn on_ack(&mut self, ident: &Identity, count: u64) {
+        let Some(peer) = self.peers.get_mut(ident) else {
+            return;
+        };
+        if !peer.acked_mode || count <= peer.acked {
+            return;
+        }
+        let newly = (count - peer.acked) as usize;
+        peer.acked = count;
+        for _ in 0..newly.min(peer.inflight.len()) {
+            let e = peer.inflight.pop_front().expect("counted");
+            peer.bytes -= e.message.data.len();
+            self.counters.acked += 1;
+            self.counters.delivered += 1;
+            self.events.push_back(CoreEvent::Delivered {
+                id: e.message.id,
+                persistent: e.message.is_persistent(),
+            });
+        }
+    }
+
+    /// Sends acks for what the last batch of packets brought.
+    pub(crate) fn end_batch(&mut self) {
+        for conn in self.conns.values_mut() {
+            if conn.received > conn.ack_sent
+                && self.config.acks
+                && conn.weft.is_some_and(|c| c & caps::ACKS != 0)
+                && Self::send_frame(&conn.tx, &Frame::Ack(conn.received)).is_ok()
+            {
+                conn.ack_sent = conn.received;
+            }
+        }
+    }
+
+    /// A connection ended.
+    pub(crate) fn on_disconnected(&mut self, conn_id: ConnectionId) {
+        let Some(conn) = self.conns.remove(&conn_id) else {
+            return;
+        };
+        if let Some(ident) = conn.ident {
+            self.confirm_writes(&ident, &conn.tx);
+            if self
+                .peers
+                .get(&ident)
+                .is_some_and(|p| p.conn == Some(conn_id))
+            {
+                self.unbind(&ident);
+            }
+        }
+    }
+
+    /// Queues a message for `to`; it leaves as soon as `to` is connected.
+    pub(crate) fn send_message(
+        &mut self,
+        to: &Identity,
+        message: Message,
+        now: Instant,
+    ) -> Result<(), MessageId> {
+        if *to == self.me {
+            self.counters.sent += 1;
+            self.counters.received += 1;
+            self.counters.delivered += 1;
+            self.events.push_back(CoreEvent::Message {
+                from: self.me.clone(),
+                message,
+            });
+            return Ok(());
+        }
+        let (max_n, max_bytes, policy) = (
+            self.config.max_queue_messages,
+            self.config.max_queue_bytes,
+            self.config.queue_policy,
+        );
+        let peer = self.peers.entry(to.clone()).or_default();
+        let len = message.data.len();
+        while peer.len() >= max_n || (peer.bytes + len > max_bytes && peer.len() > 0) {
+            match policy {
+                QueuePolicy::Error => return Err(message.id),
+                QueuePolicy::DropNewest => {
+                    self.counters.dropped += 1;
+                    self.events.push_back(CoreEvent::Dropped {
+                        id: message.id,
+                        persistent: message.is_persistent(),
+                    });
+                    return Ok(());
+                }
+                QueuePolicy::DropOldest => {
+                    let Some(old) = peer.queue.pop_front() else {
+                        // Everything is in flight: nothing waiting can make room.
+                        return Err(message.id);
+                    };
+                    peer.bytes -= old.message.data.len();
+                    self.counters.dropped += 1;
+                    self.events.push_back(CoreEvent::Dropped {
+                        id: old.message.id,
+                        persistent: old.message.is_persistent(),
+                    });
+                }
+            }
+        }
+        peer.bytes += len;
+        let entry = Entry::new(message, now);
+        if entry.deadline.is_some() && self.next_sweep.is_none() {
+            self.next_sweep = Some(now + self.config.ttl_sweep);
+            self.timer_moved = true;
+        }
+        peer.queue.push_back(entry);
+        if peer.conn.is_some() && !peer.blocked {
+            self.flush_at(to, now);
+        }
+        Ok(())
+    }
+
+    /// Puts back a message loaded from storage at start.
+    pub(crate) fn restore(&mut self, to: Identity, entry: Entry, now: Instant) {
+        if entry.deadline.is_some() && self.next_sweep.is_none() {
+            // The first timeout runs the sweep at once.
+            self.next_sweep = Some(now);
+        }
+        let peer = self.peers.entry(to).or_default();
+        peer.bytes += entry.message.data.len();
+        peer.queue.push_back(entry);
+    }
+
+    /// Writes what `ident`'s queue holds while its connection takes it.
+    fn flush_at(&mut self, ident: &Identity, now: Instant) {
+        let Some(peer) = self.peers.get_mut(ident) else {
+            return;
+        };
+        let Some(conn_id) = peer.conn else {
+            return;
+        };
+        if peer.blocked {
+            return;
+        }
+        let Some(conn) = self.conns.get(&conn_id) else {
+            return;
+        };
+        while let Some(entry) = peer.queue.pop_front() {
+            let ttl = match entry.deadline {
+                None => None,
+                Some(d) if d < now => {
+                    peer.bytes -= entry.message.data.len();
+                    self.counters.expired += 1;
+                    self.events.push_back(CoreEvent::Expired {
+                        id: entry.message.id,
+                        persistent: entry.message.is_persistent(),
+                    });
+                    continue;
+                }
+                Some(d) => Some(u32::try_from((d - now).as_secs()).unwrap_or(u32::MAX - 1)),
+            };
+            let m = &entry.message;
+            let head = message_head(&m.id, ttl, m.flags);
+            match conn.tx.try_send(head.as_slice(), &m.data) {
+                Ok(()) => {
+                    self.counters.sent += 1;
+                    if entry.resend {
+                        self.counters.resent += 1;
+                    }
+                    let mut entry = entry;
+                    if !peer.acked_mode {
+                        entry.end = conn.tx.bytes_accepted();
+                        self.timer_moved |= peer.inflight.is_empty();
+                    }
+                    peer.inflight.push_back(entry);
+                }
+                Err(TxError::Full) => {
+                    peer.queue.push_front(entry);
+                    peer.blocked = true;
+                    self.blocked.push((conn_id, conn.tx.clone()));
+                    break;
+                }
+                Err(TxError::Closed) => {
+                    peer.queue.push_front(entry);
+                    break;
+                }
+            }
+        }
+        if !peer.acked_mode {
+            let tx = conn.tx.clone();
+            self.confirm_writes(ident, &tx);
+        }
+    }
+
+    /// Peers without acks: messages whose bytes were written are delivered.
+    fn confirm_writes(&mut self, ident: &Identity, tx: &T) {
+        let Some(peer) = self.peers.get_mut(ident) else {
+            return;
+        };
+        if peer.acked_mode {
+            return;
+        }
+        let written = tx.bytes_written();
+        while peer.inflight.front().is_some_and(|e| e.end <= written) {
+            let e = peer.inflight.pop_front().expect("checked");
+            peer.bytes -= e.message.data.len();
+            self.counters.delivered += 1;
+            self.events.push_back(CoreEvent::Delivered {
+                id: e.message.id,
+                persistent: e.message.is_persistent(),
+            });
+        }
+    }
+
+    /// Connections that had no room; the shell waits for each to be ready.
+    pub(crate) fn take_blocked(&mut self) -> Vec<(ConnectionId, T)> {
+        std::mem::take(&mut self.blocked)
+    }
+
+    /// A blocked connection has room again.
+    pub(crate) fn on_ready(&mut self, conn_id: ConnectionId, now: Instant) {
+        let Some(ident) = self.conns.get(&conn_id).and_then(|c| c.ident.clone()) else {
+            return;
+        };
+        if let Some(peer) = self.peers.get_mut(&ident) {
+            peer.blocked = false;
+        }
+        self.flush_at(&ident, now);
+    }
+
+    /// Keep-alive, TTL sweeps and write confirmations.
+    pub(crate) fn on_timeout(&mut self, now: Instant) {
+        if let Some(interval) = self.config.keepalive_interval {
+            let wait = self.config.keepalive_wait;
+            let mut dead = Vec::new();
+            for (id, conn) in &mut self.conns {
+                match conn.ping_sent {
+                    Some(sent) if now >= sent + wait => dead.push(*id),
+                    Some(_) => {}
+                    None if now >= conn.last_recv + interval => {
+                        conn.ping_sent = Some(now);
+                        let _ = Self::send_frame(&conn.tx, &Frame::Ping);
+                    }
+                    None => {}
+                }
+            }
+            for id in dead {
+                self.fail(id, ProtocolError::KeepaliveTimeout);
+            }
+        }
+        if self.next_sweep.is_some_and(|t| now >= t) {
+            self.sweep(now);
+            let more = self
+                .peers
+                .values()
+                .any(|p| p.queue.iter().any(|e| e.deadline.is_some()));
+            self.next_sweep = more.then(|| now + self.config.ttl_sweep);
+        }
+        let unconfirmed: Vec<(Identity, T)> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| !p.acked_mode && !p.inflight.is_empty())
+            .filter_map(|(ident, p)| {
+                let conn = self.conns.get(&p.conn?)?;
+                Some((ident.clone(), conn.tx.clone()))
+            })
+            .collect();
+        for (ident, tx) in unconfirmed {
+            self.confirm_writes(&ident, &tx);
+        }
+    }
+
+    /// Drops messages whose TTL ran out while they waited.
+    fn sweep(&mut self, now: Instant) {
+        let events = &mut self.events;
+        let counters = &mut self.counters;
+        self.peers.retain(|_, peer| {
+            let bytes = &mut peer.bytes;
+            peer.queue.retain(|e| {
+                let live = e.deadline.is_none_or(|d| d >= now);
+                if !live {
+                    *bytes -= e.message.data.len();
+                    counters.expired += 1;
+                    events.push_back(CoreEvent::Expired {
+                        id: e.message.id,
+                        persistent: e.message.is_persistent(),
+                    });
+                }
+                live
+            });
+            peer.conn.is_some() || peer.len() > 0
+        });
+    }
+
+    /// When [`on_timeout`](Self::on_timeout) wants to run next, given the
+    /// time now.
+    pub(crate) fn poll_timeout(&self, now: Instant) -> Option<Instant> {
+        let mut next = self.next_sweep;
+        let mut earliest = |t: Instant| next = Some(next.map_or(t, |n| n.min(t)));
+        if let Some(interval) = self.config.keepalive_interval {
+            for conn in self.conns.values() {
+                earliest(match conn.ping_sent {
+                    Some(sent) => sent + self.config.keepalive_wait,
+                    None => conn.last_recv + interval,
+                });
+            }
+        }
+        if self
+            .peers
+            .values()
+            .any(|p| !p.acked_mode && p.conn.is_some() && !p.inflight.is_empty())
+        {
+            earliest(now + WRITE_CHECK);
+        }
+        next
+    }
+
+    /// Whether the shell's task should run now: events to dispatch,
+    /// connections to wait for, or a timer that moved. Clears the last.
+    pub(crate) fn wants_attention(&mut self) -> bool {
+        let moved = std::mem::take(&mut self.timer_moved);
+        moved || !self.events.is_empty() || !self.blocked.is_empty()
+    }
+
+    pub(crate) fn poll_event(&mut self) -> Option<CoreEvent> {
+        self.events.pop_front()
+    }
+
+    /// Messages waiting for, or in flight to, `ident`.
+    pub(crate) fn queue_depth(&self, ident: &Identity) -> usize {
+        self.peers.get(ident).map_or(0, Peer::len)
+    }
+
+    /// Every identity with a queue, with its depth.
+    pub(crate) fn queue_depths(&self) -> Vec<(Identity, usize)> {
+        self.peers
+            .iter()
+            .map(|(i, p)| (i.clone(), p.len()))
+            .collect()
+    }
+
+    /// Nothing waiting and nothing in flight.
+    pub(crate) fn is_idle(&self) -> bool {
+        self.peers.values().all(|p| p.len() == 0)
+    }
+
+    /// Identities whose handshake finished.
+    pub(crate) fn connected(&self) -> Vec<Identity> {
+        self.peers
+            .iter()
+            .filter(|(_, p)| p.conn.is_some())
+            .map(|(i, _)| i.clone())
+            .collect()
+    }
+
+    /// The transmit of a connected identity.
+    pub(crate) fn transmit_of(&self, ident: &Identity) -> Option<T> {
+        let conn = self.peers.get(ident)?.conn?;
+        Some(self.conns.get(&conn)?.tx.clone())
+    }
+
+    /// Whether `ident` is a connected weft peer (it gets extension frames).
+    pub(crate) fn is_weft(&self, ident: &Identity) -> bool {
+        self.peers
+            .get(ident)
+            .and_then(|p| p.conn)
+            .and_then(|c| self.conns.get(&c))
+            .is_some_and(|c| c.weft.is_some())
+    }
+
+    /// Sends an extension frame to a connected weft peer.
+    pub(crate) fn send_extension(&self, ident: &Identity, frame: &Frame) -> bool {
+        if !self.is_weft(ident) {
+            return false;
+        }
+        self.transmit_of(ident)
+            .is_some_and(|tx| Self::send_frame(&tx, frame).is_ok())
+    }
+}

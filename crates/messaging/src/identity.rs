@@ -1,0 +1,117 @@
+//! Who a peer is: a short UTF-8 name.
+
+use std::fmt;
+use std::sync::Arc;
+
+/// The most characters an identity may have (snakeMQ's limit).
+pub const MAX_IDENTITY_CHARS: usize = 50;
+
+/// A peer's identity: UTF-8, 1 to 50 characters, unique among the peers
+/// that talk to each other. Cheap to clone.
+///
+/// ```
+/// use weft_messaging::Identity;
+/// let alice = Identity::new("alice")?;
+/// assert_eq!(alice.as_str(), "alice");
+/// assert!(Identity::new("x".repeat(51)).is_err());
+/// # Ok::<(), weft_messaging::IdentityError>(())
+/// ```
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Identity(Arc<str>);
+
+/// Why a name is not a valid identity.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum IdentityError {
+    /// The name is empty.
+    #[error("an identity cannot be empty")]
+    Empty,
+    /// The name is longer than [`MAX_IDENTITY_CHARS`].
+    #[error("identity has {chars} characters; the limit is {MAX_IDENTITY_CHARS}")]
+    TooLong {
+        /// Its length in characters.
+        chars: usize,
+    },
+    /// The bytes are not UTF-8.
+    #[error("identity is not valid UTF-8")]
+    NotUtf8,
+}
+
+impl Identity {
+    /// Checks and wraps a name.
+    pub fn new(name: impl AsRef<str>) -> Result<Identity, IdentityError> {
+        let name = name.as_ref();
+        if name.is_empty() {
+            return Err(IdentityError::Empty);
+        }
+        let chars = name.chars().count();
+        if chars > MAX_IDENTITY_CHARS {
+            return Err(IdentityError::TooLong { chars });
+        }
+        Ok(Identity(Arc::from(name)))
+    }
+
+    /// Checks bytes received from the network.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Identity, IdentityError> {
+        let name = std::str::from_utf8(bytes).map_err(|_| IdentityError::NotUtf8)?;
+        Identity::new(name)
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", &*self.0)
+    }
+}
+
+impl std::str::FromStr for Identity {
+    type Err = IdentityError;
+    fn from_str(s: &str) -> Result<Identity, IdentityError> {
+        Identity::new(s)
+    }
+}
+
+impl TryFrom<&str> for Identity {
+    type Error = IdentityError;
+    fn try_from(s: &str) -> Result<Identity, IdentityError> {
+        Identity::new(s)
+    }
+}
+
+impl AsRef<str> for Identity {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_count_characters_not_bytes() {
+        let fifty = "ž".repeat(50);
+        assert_eq!(fifty.len(), 100);
+        assert!(Identity::new(&fifty).is_ok());
+        assert_eq!(
+            Identity::new("ž".repeat(51)),
+            Err(IdentityError::TooLong { chars: 51 })
+        );
+        assert_eq!(Identity::new(""), Err(IdentityError::Empty));
+        assert_eq!(
+            Identity::from_bytes(&[0xff, 0xfe]),
+            Err(IdentityError::NotUtf8)
+        );
+    }
+}

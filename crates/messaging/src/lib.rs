@@ -1,0 +1,56 @@
+//! weft-messaging: peers addressed by identity, messages with TTL, queues
+//! that survive disconnects and restarts; wire-compatible with snakeMQ 1.6.
+//!
+//! ```
+//! # #[tokio::main]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::time::Duration;
+//! use weft_messaging::{Identity, Message, Messaging};
+//!
+//! let server = Messaging::new(Identity::new("server")?, Default::default()).await?;
+//! let at = server.link().listen("tcp://127.0.0.1:0").await?.address;
+//! let client = Messaging::new(Identity::new("client")?, Default::default()).await?;
+//! client.link().connect(&at)?;
+//!
+//! let msg = Message::new("ping").with_ttl(Duration::from_secs(10));
+//! client.send_message(server.identity(), msg).await?;
+//! let got = server.recv(Some(Duration::from_secs(5))).await?;
+//! assert_eq!(got.from, *client.identity());
+//! # Ok(()) }
+//! ```
+//!
+//! - [`Messaging`] sends by identity: [`send_message`](Messaging::send_message)
+//!   queues the message for that identity and it leaves once the identity is
+//!   connected. Queues are bounded ([`QueuePolicy`]); a TTL runs while a
+//!   message waits, and a message whose TTL runs out is dropped and counted.
+//! - Persistent messages are stored ([`Storage`]: [`SqliteStorage`],
+//!   [`MemoryStorage`]) before `send_message` returns and removed once
+//!   delivered.
+//! - Between weft peers, delivery is acknowledged: a dropped connection
+//!   loses nothing and duplicates nothing. snakeMQ peers never see weft's
+//!   extension frames (see `PROTOCOL.md`).
+//! - Receive through [`SubscriptionQueue`]s (a regex over the data and an
+//!   optional sender) and handlers.
+
+mod config;
+mod core;
+mod dedupe;
+mod error;
+pub mod frame;
+mod identity;
+mod message;
+mod messaging;
+mod patterns;
+pub mod storage;
+mod subscription;
+
+pub use config::{DuplicateIdentity, MessagingConfig, QueuePolicy};
+pub use error::{MessagingError, ProtocolError, StorageError};
+pub use identity::{Identity, IdentityError, MAX_IDENTITY_CHARS};
+pub use message::{Flags, Kind, Message, MessageId};
+pub use messaging::{HandlerId, Messaging, MessagingStats};
+pub use patterns::{MAX_TOPIC, Pusher};
+#[cfg(feature = "sqlite")]
+pub use storage::SqliteStorage;
+pub use storage::{MemoryStorage, Storage, StoredMessage};
+pub use subscription::{Received, Subscription, SubscriptionQueue, TopicFilter};

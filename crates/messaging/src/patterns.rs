@@ -1,0 +1,282 @@
+//! pyroute2's patterns on identity messaging: REQ/REP, PUSH/PULL and
+//! PUB/SUB. Each is a convention in the MESSAGE flags (see [`Flags`]), so a
+//! pattern message is an ordinary message to a snakeMQ peer.
+//!
+//! ```
+//! # #[tokio::main]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::time::Duration;
+//! use weft_messaging::{Identity, Kind, Messaging, Subscription, TopicFilter};
+//!
+//! let server = Messaging::new(Identity::new("server")?, Default::default()).await?;
+//! let at = server.link().listen("tcp://127.0.0.1:0").await?.address;
+//! let client = Messaging::new(Identity::new("client")?, Default::default()).await?;
+//! client.link().connect(&at)?;
+//!
+//! // REQ/REP: the server answers what its request queue receives.
+//! let requests = server.subscribe(Subscription::all().of_kind(Kind::Request));
+//! let answering = tokio::spawn({
+//!     let server = server.clone();
+//!     async move {
+//!         let req = requests.recv(None).await?;
+//!         server.reply(&req, "pong").await
+//!     }
+//! });
+//! let reply = client.request(server.identity(), "ping", Duration::from_secs(5)).await?;
+//! assert_eq!(&reply.message.data[..], b"pong");
+//! answering.await??;
+//!
+//! // PUB/SUB: the subscription travels to the publisher, which then sends.
+//! let news = client.subscribe_topic(TopicFilter::Prefix("news.".into()));
+//! while server.publish("news.weather", "sunny")? == 0 {
+//!     tokio::time::sleep(Duration::from_millis(5)).await; // until the interest arrived
+//! }
+//! let got = news.recv(Some(Duration::from_secs(5))).await?;
+//! assert_eq!(got.topic.as_deref(), Some("news.weather"));
+//! # Ok(()) }
+//! ```
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use tokio::sync::oneshot;
+
+use crate::frame::{FilterKind, Frame};
+use crate::{
+    Flags, Identity, Message, MessageId, Messaging, MessagingError, Received, Subscription,
+    SubscriptionQueue, TopicFilter,
+};
+
+/// The longest topic, in bytes.
+pub const MAX_TOPIC: usize = 255;
+
+/// The longest filter accepted from a peer, in bytes.
+pub(crate) const MAX_REMOTE_FILTER: usize = 1024;
+
+/// A peer's interest in topics, as it told us.
+#[derive(Clone, Debug)]
+pub(crate) struct Interest {
+    kind: FilterKind,
+    text: String,
+    regex: Option<regex::Regex>,
+}
+
+impl Interest {
+    /// Parses a filter from the network; `None` when unusable (too long, a
+    /// regex that does not compile within bounds).
+    pub(crate) fn new(kind: FilterKind, text: String) -> Option<Interest> {
+        if text.len() > MAX_REMOTE_FILTER {
+            return None;
+        }
+        let regex = match kind {
+            FilterKind::Prefix => None,
+            FilterKind::Regex => Some(
+                regex::RegexBuilder::new(&text)
+                    .size_limit(1 << 20)
+                    .build()
+                    .ok()?,
+            ),
+        };
+        Some(Interest { kind, text, regex })
+    }
+
+    pub(crate) fn same(&self, kind: FilterKind, text: &str) -> bool {
+        self.kind == kind && self.text == text
+    }
+
+    fn matches(&self, topic: &str) -> bool {
+        match &self.regex {
+            Some(r) => r.is_match(topic),
+            None => topic.starts_with(self.text.as_str()),
+        }
+    }
+}
+
+/// Removes a pending request when its caller stops waiting.
+struct PendingGuard<'a> {
+    messaging: &'a Messaging,
+    id: MessageId,
+}
+
+impl Drop for PendingGuard<'_> {
+    fn drop(&mut self) {
+        self.messaging.pending().remove(&self.id);
+    }
+}
+
+impl Messaging {
+    /// Sends a request to `to` and waits for its reply, at most `timeout`
+    /// (which is also the request's TTL). Fails with
+    /// [`MessagingError::Timeout`] when no reply comes.
+    ///
+    /// Cancel-safe: dropping the future forgets the request; a late reply is
+    /// counted as unhandled.
+    pub async fn request(
+        &self,
+        to: &Identity,
+        data: impl Into<Bytes>,
+        timeout: Duration,
+    ) -> Result<Received, MessagingError> {
+        let mut message = Message::new(data).with_ttl(timeout);
+        message.flags = Flags::REQUEST;
+        let id = message.id;
+        let (tx, rx) = oneshot::channel();
+        self.pending().insert(id, tx);
+        let _guard = PendingGuard {
+            messaging: self,
+            id,
+        };
+        self.send_message(to, message).await?;
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(reply)) => Ok(reply),
+            Ok(Err(_)) => Err(MessagingError::Closed),
+            Err(_) => Err(MessagingError::Timeout(timeout)),
+        }
+    }
+
+    /// Answers a request received from a peer.
+    pub async fn reply(
+        &self,
+        request: &Received,
+        data: impl Into<Bytes>,
+    ) -> Result<(), MessagingError> {
+        if request.kind() != crate::Kind::Request {
+            return Err(MessagingError::NotARequest);
+        }
+        let data = data.into();
+        let mut body = BytesMut::with_capacity(16 + data.len());
+        body.put_slice(&request.message.id.0);
+        body.put_slice(&data);
+        let mut message = Message::new(body.freeze());
+        message.ttl = request.message.ttl;
+        message.flags = Flags::REPLY;
+        self.send_message(&request.from, message).await
+    }
+
+    /// A pusher that spreads work over `pullers` (PUSH/PULL). Pullers take
+    /// work with a subscription of [`Kind::Push`](crate::Kind::Push).
+    pub fn pusher(&self, pullers: impl IntoIterator<Item = Identity>) -> Pusher {
+        Pusher {
+            messaging: self.clone(),
+            pullers: pullers.into_iter().collect(),
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    /// Publishes `data` on `topic` to every peer (and to ourselves) whose
+    /// subscriptions match it; returns how many got a copy. Peers that have
+    /// not subscribed get nothing: subscriptions travel to publishers.
+    pub fn publish(&self, topic: &str, data: impl Into<Bytes>) -> Result<usize, MessagingError> {
+        if topic.len() > MAX_TOPIC {
+            return Err(MessagingError::TopicTooLong(topic.len()));
+        }
+        let data = data.into();
+        let mut body = BytesMut::with_capacity(1 + topic.len() + data.len());
+        body.put_u8(topic.len() as u8);
+        body.put_slice(topic.as_bytes());
+        body.put_slice(&data);
+        let body = body.freeze();
+        let mut targets: Vec<Identity> = self
+            .interest()
+            .iter()
+            .filter(|(_, filters)| filters.iter().any(|f| f.matches(topic)))
+            .map(|(who, _)| who.clone())
+            .collect();
+        if self.local_topics().iter().any(|(_, f)| f.matches(topic)) {
+            targets.push(self.identity().clone());
+        }
+        for to in &targets {
+            let mut message = Message::new(body.clone());
+            message.flags = Flags::PUBLISH;
+            self.try_send_message(to, message)?;
+        }
+        Ok(targets.len())
+    }
+
+    /// A queue of publications whose topic matches `filter`. The filter is
+    /// sent to every connected weft peer now and to every peer that
+    /// connects later, until the queue is unsubscribed with
+    /// [`unsubscribe_topic`](Self::unsubscribe_topic).
+    pub fn subscribe_topic(&self, filter: TopicFilter) -> SubscriptionQueue {
+        let queue = self.subscribe(Subscription {
+            kind: Some(crate::Kind::Publish),
+            topic: Some(filter.clone()),
+            ..Subscription::default()
+        });
+        let (kind, text) = filter.wire();
+        self.local_topics().push((queue.id(), filter));
+        self.tell_peers(&Frame::Subscribe(kind, text));
+        queue
+    }
+
+    /// Removes a topic subscription and tells the peers.
+    pub fn unsubscribe_topic(&self, queue: &SubscriptionQueue) -> bool {
+        let removed = {
+            let mut topics = self.local_topics();
+            let at = topics.iter().position(|(id, _)| *id == queue.id());
+            at.map(|i| topics.remove(i))
+        };
+        let Some((_, filter)) = removed else {
+            return false;
+        };
+        self.unsubscribe(queue.id());
+        let (kind, text) = filter.wire();
+        let still_wanted = self
+            .local_topics()
+            .iter()
+            .any(|(_, f)| f.wire() == (kind, text.clone()));
+        if !still_wanted {
+            self.tell_peers(&Frame::Unsubscribe(kind, text));
+        }
+        true
+    }
+}
+
+/// Spreads work over pullers in turn (PUSH/PULL).
+#[derive(Debug)]
+pub struct Pusher {
+    messaging: Messaging,
+    pullers: Vec<Identity>,
+    next: AtomicUsize,
+}
+
+impl Pusher {
+    /// Pushes to the next connected puller, round robin; returns which.
+    /// Fails with [`MessagingError::NoPeer`] when none is connected.
+    pub fn push(&self, data: impl Into<Bytes>) -> Result<Identity, MessagingError> {
+        let connected: Vec<&Identity> = self
+            .pullers
+            .iter()
+            .filter(|p| self.messaging.is_connected(p))
+            .collect();
+        if connected.is_empty() {
+            return Err(MessagingError::NoPeer);
+        }
+        let who = connected[self.next.fetch_add(1, Ordering::Relaxed) % connected.len()];
+        self.push_to(who, data)?;
+        Ok(who.clone())
+    }
+
+    /// Pushes to a named puller, queued until it connects.
+    pub fn push_to(&self, puller: &Identity, data: impl Into<Bytes>) -> Result<(), MessagingError> {
+        let mut message = Message::new(data);
+        message.flags = Flags::PUSH;
+        self.messaging.try_send_message(puller, message)
+    }
+}
+
+/// Splits a publication's body into topic and payload.
+pub(crate) fn split_publication(data: &Bytes) -> Option<(Arc<str>, Bytes)> {
+    let (&len, rest) = data.split_first()?;
+    let len = len as usize;
+    let topic = std::str::from_utf8(rest.get(..len)?).ok()?;
+    Some((Arc::from(topic), data.slice(1 + len..)))
+}
+
+/// Splits a reply's body into the request id and payload.
+pub(crate) fn split_reply(data: &Bytes) -> Option<(MessageId, Bytes)> {
+    let id: [u8; 16] = data.get(..16)?.try_into().ok()?;
+    Some((MessageId(id), data.slice(16..)))
+}

@@ -1,0 +1,68 @@
+//! Storage in memory: survives a [`Messaging`](crate::Messaging) restart
+//! within one process (clones share the same store), not the process.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use super::{Storage, StoredMessage};
+use crate::{MessageId, StorageError};
+
+/// An in-memory [`Storage`]. Clones share one store.
+#[derive(Clone, Debug, Default)]
+pub struct MemoryStorage {
+    inner: Arc<Mutex<Inner>>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    next: u64,
+    by_id: HashMap<MessageId, (u64, StoredMessage)>,
+}
+
+impl MemoryStorage {
+    /// An empty store.
+    pub fn new() -> MemoryStorage {
+        MemoryStorage::default()
+    }
+
+    /// How many messages are stored.
+    pub fn len(&self) -> usize {
+        self.lock().by_id.len()
+    }
+
+    /// Whether nothing is stored.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Storage for MemoryStorage {
+    fn store(&mut self, messages: &[StoredMessage]) -> Result<(), StorageError> {
+        let mut inner = self.lock();
+        for m in messages {
+            let seq = inner.next;
+            inner.next += 1;
+            inner.by_id.insert(m.message.id, (seq, m.clone()));
+        }
+        Ok(())
+    }
+
+    fn delete(&mut self, ids: &[MessageId]) -> Result<(), StorageError> {
+        let mut inner = self.lock();
+        for id in ids {
+            inner.by_id.remove(id);
+        }
+        Ok(())
+    }
+
+    fn load(&mut self) -> Result<Vec<StoredMessage>, StorageError> {
+        let inner = self.lock();
+        let mut all: Vec<_> = inner.by_id.values().cloned().collect();
+        all.sort_by_key(|(seq, _)| *seq);
+        Ok(all.into_iter().map(|(_, m)| m).collect())
+    }
+}
