@@ -1,11 +1,81 @@
-//! Tests against real peers that weft did not write.
+//! `cargo xtask interop`: tests against real peers weft did not write.
 //!
-//! The link and packeter layers speak no third-party protocol beyond TCP,
-//! TLS and UDP, which their own tests cover against the system's stacks and
-//! rustls. Suites join here as the layers above them land: snakeMQ 1.6 for
-//! weft-messaging, coturn for weft-stun.
+//! - snakeMQ 1.6 (Python, from PyPI) for weft-messaging: a venv under
+//!   `target/interop/venv`, then the `#[ignore]`d suite
+//!   `crates/messaging/tests/snakemq_interop.rs` with `WEFT_SNAKEMQ_PYTHON`
+//!   pointing at the venv's python.
+//!
+//! Each peer is installed by this task itself, so a fresh machine needs
+//! nothing but Python 3 (and `python3-venv`, installed when missing).
 
-pub(crate) fn run(_args: &[String]) -> Result<(), String> {
-    println!("==> interop: no suites yet (snakeMQ and coturn arrive with messaging and stun)");
-    Ok(())
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::util::{self, cargo, root, run as step};
+
+/// The snakeMQ release weft is wire-compatible with.
+const SNAKEMQ: &str = "snakemq==1.6";
+
+pub(crate) fn run(args: &[String]) -> Result<(), String> {
+    if let Some(a) = args.first() {
+        return Err(format!("`interop` takes no arguments, got `{a}`"));
+    }
+    let python = snakemq_venv()?;
+    let mut test = cargo();
+    test.args([
+        "test",
+        "--locked",
+        "-p",
+        "weft-messaging",
+        "--test",
+        "snakemq_interop",
+        "--",
+        "--ignored",
+    ])
+    .env("WEFT_SNAKEMQ_PYTHON", &python);
+    step("interop: weft-messaging against snakeMQ 1.6", test)
+}
+
+fn venv_dir() -> PathBuf {
+    root().join("target").join("interop").join("venv")
+}
+
+fn has_snakemq(python: &Path) -> bool {
+    Command::new(python)
+        .args(["-c", "import snakemq.version as v; assert v.VERSION == '1.6'"])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+/// A venv with snakemq 1.6; returns its python.
+fn snakemq_venv() -> Result<PathBuf, String> {
+    let venv = venv_dir();
+    let python = venv.join("bin").join("python");
+    if python.exists() && has_snakemq(&python) {
+        return Ok(python);
+    }
+    let make = || {
+        Command::new("python3")
+            .args(["-m", "venv", "--clear"])
+            .arg(&venv)
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    };
+    if !make() {
+        // Debian's python3 splits venv support into its own package.
+        util::ensure_debs(&["python3-venv"]);
+        if !make() {
+            return Err("cannot create a Python venv (python3 and python3-venv are needed)".into());
+        }
+    }
+    let mut pip = Command::new(&python);
+    pip.args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", SNAKEMQ]);
+    step("interop: install snakeMQ 1.6 from PyPI", pip)?;
+    if has_snakemq(&python) {
+        Ok(python)
+    } else {
+        Err("snakemq 1.6 did not import after installing".into())
+    }
 }

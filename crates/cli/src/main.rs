@@ -5,6 +5,7 @@
 //! exit with status 2.
 
 mod demo;
+mod ifaces;
 
 use std::process::ExitCode;
 
@@ -22,6 +23,8 @@ struct Cli {
 enum Command {
     /// Show each layer at work on this machine (loopback only).
     Demo,
+    /// List network interfaces, their addresses and the default route.
+    Ifaces(ifaces::IfacesArgs),
 }
 
 fn main() -> ExitCode {
@@ -59,6 +62,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Demo => demo::run().await,
+            Command::Ifaces(args) => ifaces::run_ifaces(args).map_err(Into::into),
         }
     });
     match result {
