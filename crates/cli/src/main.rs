@@ -6,10 +6,26 @@
 
 mod demo;
 mod ifaces;
+mod peer;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+/// Why a command failed: bad arguments exit with 2, anything else with 1.
+#[derive(Debug)]
+pub(crate) enum Failure {
+    /// The arguments are wrong (exit 2).
+    Usage(String),
+    /// The command ran and failed (exit 1).
+    Run(String),
+}
+
+impl<E: std::fmt::Display> From<E> for Failure {
+    fn from(e: E) -> Failure {
+        Failure::Run(e.to_string())
+    }
+}
 
 /// weft: message-oriented networking between peers.
 #[derive(Parser, Debug)]
@@ -25,6 +41,8 @@ enum Command {
     Demo,
     /// List network interfaces, their addresses and the default route.
     Ifaces(ifaces::IfacesArgs),
+    /// A messaging peer: stdin lines `IDENT<TAB>TEXT` out, JSON events in.
+    Peer(peer::PeerArgs),
 }
 
 fn main() -> ExitCode {
@@ -61,13 +79,18 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Demo => demo::run().await,
-            Command::Ifaces(args) => ifaces::run_ifaces(args).map_err(Into::into),
+            Command::Demo => demo::run().await.map_err(Failure::from),
+            Command::Ifaces(args) => ifaces::run_ifaces(args).map_err(Failure::Run),
+            Command::Peer(args) => peer::run(args).await,
         }
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
+        Err(Failure::Usage(e)) => {
+            eprintln!("weft: {e}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Run(e)) => {
             eprintln!("weft: {e}");
             ExitCode::FAILURE
         }
