@@ -730,3 +730,216 @@ impl<T: Transmit> Core<T> {
             .is_some_and(|tx| Self::send_frame(&tx, frame).is_ok())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    use super::*;
+    use crate::Flags;
+
+    /// Records frames; can refuse (full) and pretend bytes were written.
+    #[derive(Clone, Default)]
+    struct FakeTx {
+        frames: Rc<RefCell<Vec<Frame>>>,
+        full: Rc<RefCell<bool>>,
+        accepted: Rc<RefCell<u64>>,
+        written: Rc<RefCell<u64>>,
+        closed: Rc<RefCell<bool>>,
+    }
+
+    impl Transmit for FakeTx {
+        fn try_send(&self, head: &[u8], body: &Bytes) -> Result<(), TxError> {
+            if *self.full.borrow() {
+                return Err(TxError::Full);
+            }
+            let packet = Bytes::from([head, &body[..]].concat());
+            *self.accepted.borrow_mut() += packet.len() as u64;
+            self.frames.borrow_mut().push(Frame::parse(packet).unwrap());
+            Ok(())
+        }
+        fn close(&self) {
+            *self.closed.borrow_mut() = true;
+        }
+        fn bytes_accepted(&self) -> u64 {
+            *self.accepted.borrow()
+        }
+        fn bytes_written(&self) -> u64 {
+            *self.written.borrow()
+        }
+    }
+
+    impl FakeTx {
+        fn take(&self) -> Vec<Frame> {
+            std::mem::take(&mut self.frames.borrow_mut())
+        }
+        fn messages(&self) -> Vec<Bytes> {
+            self.take()
+                .into_iter()
+                .filter_map(|f| match f {
+                    Frame::Message { data, .. } => Some(data),
+                    _ => None,
+                })
+                .collect()
+        }
+    }
+
+    fn id(s: &str) -> Identity {
+        Identity::new(s).unwrap()
+    }
+
+    fn packet(f: &Frame) -> Bytes {
+        let (head, body) = f.encode();
+        Bytes::from([head.as_slice(), &body[..]].concat())
+    }
+
+    const WEFT: Frame = Frame::Hello {
+        version: 1,
+        capabilities: caps::ACKS | caps::PUBSUB,
+    };
+
+    /// A core whose connection 1 is an identified peer `bob`.
+    fn connected(weft: bool, now: Instant) -> (Core<FakeTx>, FakeTx) {
+        let mut core = Core::new(id("me"), MessagingConfig::default());
+        let tx = FakeTx::default();
+        core.on_connected(ConnectionId(1), tx.clone(), now);
+        assert!(matches!(
+            &tx.take()[..],
+            [Frame::Version(1), Frame::Hello { .. }, Frame::Ident(_)]
+        ));
+        if weft {
+            core.on_packet(ConnectionId(1), packet(&WEFT), now);
+        }
+        core.on_packet(ConnectionId(1), packet(&Frame::Ident(id("bob"))), now);
+        assert!(matches!(
+            core.poll_event(),
+            Some(CoreEvent::Connected { .. })
+        ));
+        (core, tx)
+    }
+
+    #[test]
+    fn unacked_messages_are_resent_in_order_after_a_drop() {
+        let t0 = Instant::now();
+        let (mut core, tx) = connected(true, t0);
+        for m in ["1", "2", "3"] {
+            core.send_message(&id("bob"), Message::new(m), t0).unwrap();
+        }
+        assert_eq!(tx.messages(), ["1", "2", "3"]);
+        core.on_packet(ConnectionId(1), packet(&Frame::Ack(1)), t0);
+        assert!(matches!(
+            core.poll_event(),
+            Some(CoreEvent::Delivered { .. })
+        ));
+        assert_eq!(core.queue_depth(&id("bob")), 2);
+        core.on_disconnected(ConnectionId(1));
+        assert!(matches!(
+            core.poll_event(),
+            Some(CoreEvent::Disconnected { .. })
+        ));
+
+        let tx2 = FakeTx::default();
+        core.on_connected(ConnectionId(2), tx2.clone(), t0);
+        core.on_packet(ConnectionId(2), packet(&WEFT), t0);
+        core.on_packet(ConnectionId(2), packet(&Frame::Ident(id("bob"))), t0);
+        assert_eq!(
+            tx2.messages(),
+            ["2", "3"],
+            "only the unacknowledged, in order"
+        );
+        assert_eq!(core.counters.resent, 2);
+        // Acks count per connection, from its start.
+        core.on_packet(ConnectionId(2), packet(&Frame::Ack(2)), t0);
+        assert!(core.is_idle());
+        assert_eq!(core.counters.acked, 3);
+    }
+
+    #[test]
+    fn duplicates_from_weft_peers_are_dropped_and_still_acked() {
+        let t0 = Instant::now();
+        let (mut core, tx) = connected(true, t0);
+        let m = Frame::Message {
+            id: MessageId([9; 16]),
+            ttl: None,
+            flags: Flags(0),
+            data: Bytes::from_static(b"once"),
+        };
+        core.on_packet(ConnectionId(1), packet(&m), t0);
+        core.on_packet(ConnectionId(1), packet(&m), t0);
+        core.end_batch();
+        assert!(matches!(core.poll_event(), Some(CoreEvent::Message { .. })));
+        assert!(core.poll_event().is_none());
+        assert_eq!(core.counters.duplicates, 1);
+        assert!(tx.take().contains(&Frame::Ack(2)));
+    }
+
+    #[test]
+    fn without_acks_a_message_is_delivered_once_written() {
+        let t0 = Instant::now();
+        let (mut core, tx) = connected(false, t0);
+        core.send_message(&id("bob"), Message::new("x"), t0)
+            .unwrap();
+        assert_eq!(core.queue_depth(&id("bob")), 1, "in flight until written");
+        *tx.written.borrow_mut() = tx.bytes_accepted();
+        core.on_timeout(t0);
+        assert!(matches!(
+            core.poll_event(),
+            Some(CoreEvent::Delivered { .. })
+        ));
+        assert!(core.is_idle());
+        assert!(
+            !tx.take().iter().any(|f| matches!(f, Frame::Ack(_))),
+            "no extension frames"
+        );
+    }
+
+    #[test]
+    fn ttl_expires_exactly_at_the_sweep_after_the_deadline() {
+        let t0 = Instant::now();
+        let mut core: Core<FakeTx> = Core::new(id("me"), MessagingConfig::default());
+        let m = Message::new("soon").with_ttl(Duration::from_millis(1500));
+        core.send_message(&id("away"), m, t0).unwrap();
+        assert_eq!(core.poll_timeout(t0), Some(t0 + Duration::from_secs(1)));
+        core.on_timeout(t0 + Duration::from_secs(1));
+        assert_eq!(core.counters.expired, 0);
+        core.on_timeout(t0 + Duration::from_secs(2));
+        assert_eq!(core.counters.expired, 1);
+        assert!(matches!(core.poll_event(), Some(CoreEvent::Expired { .. })));
+        assert_eq!(
+            core.poll_timeout(t0 + Duration::from_secs(2)),
+            None,
+            "nothing left to sweep"
+        );
+    }
+
+    #[test]
+    fn a_full_connection_blocks_until_ready() {
+        let t0 = Instant::now();
+        let (mut core, tx) = connected(true, t0);
+        *tx.full.borrow_mut() = true;
+        core.send_message(&id("bob"), Message::new("a"), t0)
+            .unwrap();
+        assert_eq!(core.take_blocked().len(), 1);
+        core.send_message(&id("bob"), Message::new("b"), t0)
+            .unwrap();
+        assert!(core.take_blocked().is_empty(), "already waiting");
+        *tx.full.borrow_mut() = false;
+        core.on_ready(ConnectionId(1), t0);
+        assert_eq!(tx.messages(), ["a", "b"]);
+    }
+
+    #[test]
+    fn keepalive_pings_then_closes() {
+        let t0 = Instant::now();
+        let (mut core, tx) = connected(true, t0);
+        tx.take();
+        let interval = Duration::from_secs(30);
+        core.on_timeout(t0 + interval);
+        assert_eq!(tx.take(), [Frame::Ping]);
+        core.on_timeout(t0 + interval + Duration::from_secs(9));
+        assert!(!*tx.closed.borrow());
+        core.on_timeout(t0 + interval + Duration::from_secs(10));
+        assert!(*tx.closed.borrow());
+    }
+}
