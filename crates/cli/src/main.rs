@@ -6,6 +6,7 @@
 
 mod demo;
 mod ifaces;
+mod stun;
 mod peer;
 
 use std::process::ExitCode;
@@ -41,6 +42,11 @@ enum Command {
     Demo,
     /// List network interfaces, their addresses and the default route.
     Ifaces(ifaces::IfacesArgs),
+    /// Ask STUN servers for this host's public address; --nat also
+    /// discovers the NAT's behaviour (RFC 5780).
+    Stun(stun::StunArgs),
+    /// Serve STUN (RFC 8489; RFC 5780 with --alt) until interrupted.
+    StunServer(stun::StunServerArgs),
     /// A messaging peer: stdin lines `IDENT<TAB>TEXT` out, JSON events in.
     Peer(peer::PeerArgs),
 }
@@ -81,6 +87,8 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Demo => demo::run().await.map_err(Failure::from),
             Command::Ifaces(args) => ifaces::run_ifaces(args).map_err(Failure::Run),
+            Command::Stun(args) => stun::run_stun(args).await.map_err(Failure::Run),
+            Command::StunServer(args) => stun::run_stun_server(args).await.map_err(Failure::Run),
             Command::Peer(args) => peer::run(args).await,
         }
     });

@@ -33,6 +33,19 @@ fn demo_delivers_everything_and_exits_zero() {
     assert!(stdout.contains("client certificate verified"));
     assert!(stdout.contains("reconnected on its own"));
     assert!(stdout.contains("all 48 packets delivered"), "{stdout}");
+    for line in [
+        "alice sends to bob, who does not exist yet: queued (1 waiting)",
+        "bob receives \"hello bob\" from alice",
+        "alice restarts: 3 messages for carol loaded from SQLite",
+        "carol receives \"order 3\"",
+        "w1 replies 144",
+        "w2 works on \"job 4\"",
+        "hub publishes weather.today to 1 peer(s), sport.today to 0",
+        "w2 receives \"sunny\" on weather.today",
+        "demo complete.",
+    ] {
+        assert!(stdout.contains(line), "missing {line:?}:\n{stdout}");
+    }
 }
 
 #[test]

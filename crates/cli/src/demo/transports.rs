@@ -1,4 +1,4 @@
-//! `weft demo`: the layers at work, as a readable transcript.
+//! The link and packeter layers: every transport, then a reconnect.
 
 use std::time::{Duration, Instant};
 
@@ -8,12 +8,10 @@ use weft_link::{
 };
 use weft_packeter::{PacketEvent, PacketSender, Packeter, PacketerConfig};
 
-type DemoResult<T> = Result<T, Box<dyn std::error::Error>>;
-
-const WAIT: Duration = Duration::from_secs(10);
+use super::{DemoResult, WAIT};
 
 pub(crate) async fn run() -> DemoResult<()> {
-    println!("weft demo: link + packeter, loopback only\n");
+    println!("== link + packeter: every transport ==\n");
     let pki = SelfSignedPki::generate(&["localhost", "127.0.0.1", "::1"])?;
     let tls_server = pki.server_config(ClientAuth::None)?;
     let mtls_server = pki.server_config(ClientAuth::Required(pki.anchors()))?;
@@ -77,7 +75,7 @@ pub(crate) async fn run() -> DemoResult<()> {
         packets += exchange(name, &url, listen, connect).await?;
     }
     reconnect().await?;
-    println!("\nall {packets} packets delivered over 8 transports; reconnect shown.");
+    println!("\nall {packets} packets delivered over 8 transports; reconnect shown.\n");
     Ok(())
 }
 

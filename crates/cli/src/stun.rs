@@ -1,0 +1,459 @@
+//! `weft stun` asks STUN servers for this host's public (mapped) address,
+//! and with `--nat` runs RFC 5780 NAT behaviour discovery; `weft
+//! stun-server` serves STUN.
+//!
+//! `weft stun --json` prints exactly one JSON object:
+//!
+//! ```text
+//! {"local":"192.168.1.20:40000","mapped":"203.0.113.7:40000",
+//!  "servers":[{"server":"udp://stun.example.org:3478","address":"192.0.2.1:3478",
+//!              "transport":"udp","mapped":"203.0.113.7:40000","local":"192.168.1.20:40000",
+//!              "rtt_ms":12.5,"agrees":true,"error":null}],
+//!  "nat":{"mapping":"endpoint-independent","filtering":"address-dependent","type":"restricted"}}
+//! ```
+//!
+//! `nat` is there only with `--nat`. `mapping` and `filtering` are
+//! `endpoint-independent`, `address-dependent`, `address-and-port-dependent`
+//! or `null` (unknown); `type` is `open`, `full-cone`, `restricted`,
+//! `port-restricted`, `symmetric`, `blocked` or `null`; when discovery
+//! itself failed (the server does not do RFC 5780, say) `nat` also has an
+//! `error` string. A server that did not answer has `mapped`, `local` and
+//! `rtt_ms` null and an `error` string; `agrees` says whether its answer
+//! matches the others'. When no server answers, `weft stun` prints one
+//! error line and exits with status 1.
+//!
+//! `weft stun-server` prints `{"event":"ready","listen":["ip:port",...]}`
+//! once its sockets are bound (one address, or four with `--alt`), then
+//! serves until it is killed or interrupted.
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::net::SocketAddr;
+
+use weft_stun::{
+    ClientConfig, NatReport, QueryReport, ServerConfig, ServerResult, ServerUrl, StunError,
+    StunServer, Transport,
+};
+
+/// Arguments of `weft stun`.
+#[derive(clap::Args, Debug)]
+pub(crate) struct StunArgs {
+    /// A STUN server, repeatable; all are asked at once: stun:host[:port],
+    /// stun://host[:port], udp://, tcp://, tls://host[:port] or host[:port].
+    /// UDP unless said otherwise; port 3478 (5349 for TLS).
+    #[arg(long = "server", value_name = "URL", required = true)]
+    servers: Vec<String>,
+    /// Also discover the NAT's mapping and filtering behaviour (RFC 5780)
+    /// with the first UDP server that answered. A filtering NAT makes this
+    /// wait for the full retransmission period (39.5 s).
+    #[arg(long)]
+    nat: bool,
+    /// Send from this network interface (SO_BINDTODEVICE; Linux, needs
+    /// CAP_NET_RAW).
+    #[arg(long, value_name = "NAME")]
+    interface: Option<String>,
+    /// Send from this local address (ip or ip:port).
+    #[arg(long, value_name = "ADDR")]
+    local: Option<String>,
+    /// Trust the certificates in this PEM file for tls:// servers instead
+    /// of the system's CA bundle.
+    #[arg(long, value_name = "FILE")]
+    ca: Option<std::path::PathBuf>,
+    /// Print one JSON object:
+    /// {"local","mapped","servers":[{"server","address","transport","mapped","local","rtt_ms","agrees","error"}]},
+    /// with --nat also "nat":{"mapping","filtering","type"}.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Arguments of `weft stun-server`.
+#[derive(clap::Args, Debug)]
+pub(crate) struct StunServerArgs {
+    /// The primary address, ip:port (port 0 picks one).
+    #[arg(long, value_name = "ADDR")]
+    listen: String,
+    /// An alternate address (ip or ip:port; the port defaults to the
+    /// primary port + 1). Enables RFC 5780: four sockets, OTHER-ADDRESS,
+    /// RESPONSE-ORIGIN, CHANGE-REQUEST and RESPONSE-PORT.
+    #[arg(long, value_name = "ADDR")]
+    alt: Option<String>,
+}
+
+/// `ip:port`, or `ip` with `default_port`.
+fn parse_addr(what: &str, s: &str, default_port: u16) -> Result<SocketAddr, String> {
+    if let Ok(a) = s.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    let bare = s.trim_start_matches('[').trim_end_matches(']');
+    bare.parse::<std::net::IpAddr>()
+        .map(|ip| SocketAddr::new(ip, default_port))
+        .map_err(|_| format!("bad {what} `{s}`: expected ip:port or ip"))
+}
+
+fn client_config(args: &StunArgs, urls: &[ServerUrl]) -> Result<ClientConfig, String> {
+    let mut config = ClientConfig {
+        interface: args.interface.clone(),
+        ..ClientConfig::default()
+    };
+    if let Some(local) = &args.local {
+        config.local = Some(parse_addr("--local", local, 0)?);
+    }
+    if urls.iter().any(|u| u.transport == Transport::Tls) {
+        config.tls = match &args.ca {
+            Some(path) => {
+                let pem = std::fs::read(path)
+                    .map_err(|e| format!("reading --ca {}: {e}", path.display()))?;
+                Some(weft_stun::tls_config_from_pem(&pem).map_err(|e| e.to_string())?)
+            }
+            None => match weft_stun::system_tls_config() {
+                Ok(tls) => Some(tls),
+                Err(e) => {
+                    tracing::warn!("no TLS trust anchors: {e}");
+                    None
+                }
+            },
+        };
+    }
+    Ok(config)
+}
+
+/// Runs `weft stun`. `Err` is the one-line message for exit status 1.
+pub(crate) async fn run_stun(args: StunArgs) -> Result<(), String> {
+    let urls = args
+        .servers
+        .iter()
+        .map(|s| s.parse::<ServerUrl>())
+        .collect::<Result<Vec<_>, StunError>>()
+        .map_err(|e| e.to_string())?;
+    let config = client_config(&args, &urls)?;
+    let report = weft_stun::query_servers(&urls, &config).await;
+    let (Some(local), Some(mapped)) = (report.local, report.mapped) else {
+        let reasons: Vec<String> = report
+            .results
+            .iter()
+            .filter_map(|r| r.result.as_ref().err().map(|e| format!("{}: {e}", r.url)))
+            .collect();
+        return Err(format!("no STUN server answered ({})", reasons.join("; ")));
+    };
+    let nat = if args.nat {
+        Some(discover(&report, &config).await)
+    } else {
+        None
+    };
+    if args.json {
+        println!("{}", to_json(&report, local, mapped, nat.as_ref()));
+    } else {
+        print!("{}", text(&report, local, mapped, nat.as_ref()));
+    }
+    Ok(())
+}
+
+/// NAT discovery with the first UDP server that answered.
+async fn discover(report: &QueryReport, config: &ClientConfig) -> Result<NatReport, String> {
+    let server = report
+        .results
+        .iter()
+        .filter(|r| r.url.transport == Transport::Udp)
+        .find_map(|r| r.result.as_ref().ok().map(|b| b.server))
+        .ok_or("NAT discovery needs a UDP server that answers")?;
+    // A fresh port: the query's socket may still be closing.
+    let config = ClientConfig {
+        local: config.local.map(|l| SocketAddr::new(l.ip(), 0)),
+        ..config.clone()
+    };
+    weft_stun::discover_nat(server, &config)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// A JSON value that prints its object keys in the order given
+/// (serde_json's own map sorts them).
+enum Json {
+    Null,
+    Bool(bool),
+    Number(f64),
+    Str(String),
+    Array(Vec<Json>),
+    Object(Vec<(&'static str, Json)>),
+}
+
+impl Json {
+    fn opt(s: Option<String>) -> Json {
+        s.map_or(Json::Null, Json::Str)
+    }
+}
+
+impl std::fmt::Display for Json {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Json::Null => f.write_str("null"),
+            Json::Bool(b) => write!(f, "{b}"),
+            Json::Number(n) => write!(f, "{}", serde_json::Value::from(*n)),
+            Json::Str(s) => write!(f, "{}", serde_json::Value::from(s.as_str())),
+            Json::Array(items) => {
+                f.write_str("[")?;
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(",")?;
+                    }
+                    write!(f, "{item}")?;
+                }
+                f.write_str("]")
+            }
+            Json::Object(fields) => {
+                f.write_str("{")?;
+                for (i, (k, v)) in fields.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(",")?;
+                    }
+                    write!(f, "{}:{v}", serde_json::Value::from(*k))?;
+                }
+                f.write_str("}")
+            }
+        }
+    }
+}
+
+fn server_json(report: &QueryReport, r: &ServerResult) -> Json {
+    let ok = r.result.as_ref().ok();
+    Json::Object(vec![
+        ("server", Json::Str(r.url.to_string())),
+        ("address", Json::opt(r.address.map(|a| a.to_string()))),
+        ("transport", Json::Str(r.url.transport.as_str().into())),
+        ("mapped", Json::opt(ok.map(|b| b.mapped.to_string()))),
+        ("local", Json::opt(ok.map(|b| b.local.to_string()))),
+        (
+            "rtt_ms",
+            ok.map_or(Json::Null, |b| {
+                Json::Number((b.elapsed.as_secs_f64() * 1e4).round() / 10.0)
+            }),
+        ),
+        ("agrees", Json::Bool(report.agrees(r))),
+        (
+            "error",
+            Json::opt(r.result.as_ref().err().map(|e| e.to_string())),
+        ),
+    ])
+}
+
+fn nat_json(nat: &Result<NatReport, String>) -> Json {
+    let word = |w: Option<&'static str>| Json::opt(w.map(str::to_owned));
+    match nat {
+        Ok(n) => Json::Object(vec![
+            ("mapping", word(n.mapping.map(|m| m.as_str()))),
+            ("filtering", word(n.filtering.map(|f| f.as_str()))),
+            ("type", word(n.nat_type.map(|t| t.as_str()))),
+        ]),
+        Err(e) => Json::Object(vec![
+            ("mapping", Json::Null),
+            ("filtering", Json::Null),
+            ("type", Json::Null),
+            ("error", Json::Str(e.clone())),
+        ]),
+    }
+}
+
+fn to_json(
+    report: &QueryReport,
+    local: SocketAddr,
+    mapped: SocketAddr,
+    nat: Option<&Result<NatReport, String>>,
+) -> Json {
+    let servers = report
+        .results
+        .iter()
+        .map(|r| server_json(report, r))
+        .collect();
+    let mut fields = vec![
+        ("local", Json::Str(local.to_string())),
+        ("mapped", Json::Str(mapped.to_string())),
+        ("servers", Json::Array(servers)),
+    ];
+    if let Some(nat) = nat {
+        fields.push(("nat", nat_json(nat)));
+    }
+    Json::Object(fields)
+}
+
+fn text(
+    report: &QueryReport,
+    local: SocketAddr,
+    mapped: SocketAddr,
+    nat: Option<&Result<NatReport, String>>,
+) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "local    {local}");
+    let _ = writeln!(s, "mapped   {mapped}");
+    let _ = writeln!(
+        s,
+        "servers  {} of {} answered, {}",
+        report.answered(),
+        report.results.len(),
+        if report.agree {
+            "in agreement"
+        } else {
+            "DISAGREEING"
+        }
+    );
+    for r in &report.results {
+        match &r.result {
+            Ok(b) => {
+                let _ = writeln!(
+                    s,
+                    "  {}  mapped {}  from {}  {:.1} ms{}",
+                    r.url,
+                    b.mapped,
+                    b.local,
+                    b.elapsed.as_secs_f64() * 1000.0,
+                    if report.agrees(r) {
+                        ""
+                    } else {
+                        "  (disagrees)"
+                    }
+                );
+            }
+            Err(e) => {
+                let _ = writeln!(s, "  {}  error: {e}", r.url);
+            }
+        }
+    }
+    if let Some(nat) = nat {
+        match nat {
+            Ok(n) => {
+                let word = |o: Option<&'static str>| o.unwrap_or("unknown");
+                let _ = writeln!(
+                    s,
+                    "nat      {} (mapping {}, filtering {})",
+                    word(n.nat_type.map(|t| t.as_str())),
+                    word(n.mapping.map(|m| m.as_str())),
+                    word(n.filtering.map(|f| f.as_str())),
+                );
+            }
+            Err(e) => {
+                let _ = writeln!(s, "nat      unknown: {e}");
+            }
+        }
+    }
+    s
+}
+
+/// Runs `weft stun-server` until interrupted. `Err` is the one-line
+/// message for exit status 1.
+pub(crate) async fn run_stun_server(args: StunServerArgs) -> Result<(), String> {
+    let listen = parse_addr("--listen", &args.listen, weft_stun::DEFAULT_PORT)?;
+    let alternate = match &args.alt {
+        Some(alt) => Some(parse_addr("--alt", alt, 0)?),
+        None => None,
+    };
+    let server = StunServer::bind(ServerConfig {
+        listen,
+        alternate,
+        ..ServerConfig::default()
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+    let listening: Vec<String> = server.udp_addrs().iter().map(|a| a.to_string()).collect();
+    let ready = Json::Object(vec![
+        ("event", Json::Str("ready".into())),
+        (
+            "listen",
+            Json::Array(listening.into_iter().map(Json::Str).collect()),
+        ),
+    ]);
+    let mut stdout = std::io::stdout();
+    let _ = writeln!(stdout, "{ready}");
+    let _ = stdout.flush();
+    tokio::signal::ctrl_c()
+        .await
+        .map_err(|e| format!("waiting for a signal: {e}"))?;
+    server.close().await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_with_and_without_port() {
+        assert_eq!(
+            parse_addr("--alt", "127.0.0.2", 0).unwrap(),
+            "127.0.0.2:0".parse::<SocketAddr>().unwrap()
+        );
+        assert_eq!(
+            parse_addr("--listen", "[::1]", 3478).unwrap(),
+            "[::1]:3478".parse::<SocketAddr>().unwrap()
+        );
+        assert_eq!(
+            parse_addr("--listen", "127.0.0.1:9", 3478).unwrap().port(),
+            9
+        );
+        let err = parse_addr("--listen", "nowhere", 1).unwrap_err();
+        assert_eq!(err, "bad --listen `nowhere`: expected ip:port or ip");
+    }
+
+    #[test]
+    fn json_keeps_the_documented_order() {
+        let j = Json::Object(vec![
+            ("local", Json::Str("127.0.0.1:1".into())),
+            ("mapped", Json::Str("127.0.0.1:1".into())),
+            ("servers", Json::Array(vec![Json::Null, Json::Bool(true)])),
+            (
+                "nat",
+                Json::Object(vec![
+                    ("mapping", Json::Str("endpoint-independent".into())),
+                    ("filtering", Json::Null),
+                    ("type", Json::Number(1.5)),
+                ]),
+            ),
+        ]);
+        assert_eq!(
+            j.to_string(),
+            r#"{"local":"127.0.0.1:1","mapped":"127.0.0.1:1","servers":[null,true],"nat":{"mapping":"endpoint-independent","filtering":null,"type":1.5}}"#
+        );
+        assert_eq!(Json::Str("a\"b\n".into()).to_string(), r#""a\"b\n""#);
+    }
+
+    /// The whole `weft stun --nat --json` output against weft's own RFC 5780
+    /// server on loopback.
+    #[tokio::test]
+    async fn stun_json_against_a_loopback_server() {
+        let server = StunServer::bind(ServerConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            alternate: Some("127.0.0.2:0".parse().unwrap()),
+            ..ServerConfig::default()
+        })
+        .await
+        .unwrap();
+        let urls = vec![
+            ServerUrl::new(Transport::Udp, server.primary()),
+            ServerUrl::new(Transport::Udp, server.alternate().unwrap()),
+        ];
+        let config = ClientConfig {
+            local: Some("127.0.0.1:0".parse().unwrap()),
+            ..ClientConfig::default()
+        };
+        let wait = std::time::Duration::from_secs(20);
+        let report = tokio::time::timeout(wait, weft_stun::query_servers(&urls, &config))
+            .await
+            .unwrap();
+        let nat = tokio::time::timeout(wait, discover(&report, &config))
+            .await
+            .unwrap();
+        let (local, mapped) = (report.local.unwrap(), report.mapped.unwrap());
+        let out = to_json(&report, local, mapped, Some(&nat)).to_string();
+        let parsed: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(parsed["local"], parsed["mapped"]);
+        assert_eq!(parsed["servers"].as_array().unwrap().len(), 2);
+        assert_eq!(parsed["servers"][1]["agrees"], true);
+        assert_eq!(parsed["servers"][0]["error"], serde_json::Value::Null);
+        assert_eq!(parsed["nat"]["mapping"], "endpoint-independent");
+        assert_eq!(parsed["nat"]["filtering"], "endpoint-independent");
+        assert_eq!(parsed["nat"]["type"], "open");
+        assert!(out.starts_with(r#"{"local":"#), "{out}");
+        assert!(out.contains(r#","nat":{"mapping":"#), "{out}");
+        let text = text(&report, local, mapped, Some(&nat));
+        assert!(text.contains("2 of 2 answered, in agreement"), "{text}");
+        assert!(text.contains("nat      open"), "{text}");
+    }
+}

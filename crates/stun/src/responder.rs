@@ -1,0 +1,501 @@
+//! The server's request handling, free of I/O.
+
+use std::net::SocketAddr;
+
+use crate::{
+    Attribute, AttributeType, ChangeRequest, Class, ErrorCode, Message, MessageView, Method,
+    Trailer, Transport,
+};
+
+/// One of the server's (up to four) UDP sockets, named by whether it uses
+/// the alternate IP and the alternate port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Endpoint {
+    /// Uses the alternate IP address.
+    pub alternate_ip: bool,
+    /// Uses the alternate port.
+    pub alternate_port: bool,
+}
+
+impl Endpoint {
+    /// Primary IP, primary port: the only socket without RFC 5780.
+    pub const PRIMARY: Endpoint = Endpoint {
+        alternate_ip: false,
+        alternate_port: false,
+    };
+
+    /// All four, in [`index`](Self::index) order.
+    pub const ALL: [Endpoint; 4] = [
+        Endpoint::PRIMARY,
+        Endpoint {
+            alternate_ip: false,
+            alternate_port: true,
+        },
+        Endpoint {
+            alternate_ip: true,
+            alternate_port: false,
+        },
+        Endpoint {
+            alternate_ip: true,
+            alternate_port: true,
+        },
+    ];
+
+    /// 0 to 3: the position in [`ALL`](Self::ALL).
+    pub fn index(self) -> usize {
+        usize::from(self.alternate_ip) * 2 + usize::from(self.alternate_port)
+    }
+
+    /// The endpoint a CHANGE-REQUEST received here asks to answer from.
+    pub fn changed(self, change: ChangeRequest) -> Endpoint {
+        Endpoint {
+            alternate_ip: self.alternate_ip ^ change.change_ip,
+            alternate_port: self.alternate_port ^ change.change_port,
+        }
+    }
+}
+
+/// How the [`Responder`] answers. Plain data with a constructor for the
+/// common case.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResponderConfig {
+    /// The primary address (IP and port), as bound.
+    pub primary: SocketAddr,
+    /// The alternate address: its IP is the alternate IP, its port the
+    /// alternate port. `Some` enables RFC 5780.
+    pub alternate: Option<SocketAddr>,
+    /// SOFTWARE in responses. Default (from [`new`](Self::new)): `weft-stun`
+    /// and its version.
+    pub software: Option<String>,
+    /// Whether responses carry FINGERPRINT. Default: `true`.
+    pub fingerprint: bool,
+}
+
+impl ResponderConfig {
+    /// A single-address responder with SOFTWARE and FINGERPRINT.
+    pub fn new(primary: SocketAddr) -> ResponderConfig {
+        ResponderConfig {
+            primary,
+            alternate: None,
+            software: Some(concat!("weft-stun ", env!("CARGO_PKG_VERSION")).to_owned()),
+            fingerprint: true,
+        }
+    }
+
+    /// The address of an endpoint; `None` for the alternate ones without
+    /// RFC 5780.
+    pub fn address(&self, endpoint: Endpoint) -> Option<SocketAddr> {
+        if endpoint == Endpoint::PRIMARY {
+            return Some(self.primary);
+        }
+        let alt = self.alternate?;
+        let ip = if endpoint.alternate_ip {
+            alt.ip()
+        } else {
+            self.primary.ip()
+        };
+        let port = if endpoint.alternate_port {
+            alt.port()
+        } else {
+            self.primary.port()
+        };
+        Some(SocketAddr::new(ip, port))
+    }
+}
+
+/// A response to send.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reply {
+    /// The socket to send from (always the receiving one over TCP and TLS).
+    pub from: Endpoint,
+    /// Where to send it (over TCP and TLS, the connection's peer).
+    pub to: SocketAddr,
+    /// The encoded response.
+    pub payload: Vec<u8>,
+}
+
+/// Why a datagram got no answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ignored {
+    /// Not a STUN message.
+    Malformed,
+    /// FINGERPRINT present and wrong.
+    BadFingerprint,
+    /// A response or an indication.
+    NotARequest,
+}
+
+/// What the [`Responder`] made of a datagram.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Handled {
+    /// Send this response (success or error).
+    Reply(Reply),
+    /// No answer.
+    Ignored(Ignored),
+}
+
+/// The server's request handling, free of I/O: bytes and their source in,
+/// response bytes and the socket to send them from out.
+///
+/// With one address the server answers Binding requests with
+/// XOR-MAPPED-ADDRESS. With an alternate address (RFC 5780) it owns four
+/// sockets, every pairing of the primary and alternate IP with the primary
+/// and alternate port; it then adds RESPONSE-ORIGIN and OTHER-ADDRESS,
+/// answers CHANGE-REQUEST from the socket it names and honours
+/// RESPONSE-PORT.
+///
+/// ```
+/// use weft_stun::{Endpoint, Handled, Message, Responder, ResponderConfig, Transport};
+/// let responder = Responder::new(ResponderConfig::new("127.0.0.1:3478".parse().unwrap()));
+/// let request = Message::binding_request().encode()?;
+/// let client = "127.0.0.1:40000".parse().unwrap();
+/// let Handled::Reply(reply) = responder.handle(&request, client, Endpoint::PRIMARY, Transport::Udp)
+/// else { panic!("no reply") };
+/// assert_eq!((reply.from, reply.to), (Endpoint::PRIMARY, client));
+/// let response = Message::decode(&reply.payload)?;
+/// assert_eq!(response.mapped_address(), Some(client));
+/// # Ok::<(), weft_stun::StunError>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct Responder {
+    config: ResponderConfig,
+}
+
+impl Responder {
+    /// A responder.
+    pub fn new(config: ResponderConfig) -> Responder {
+        Responder { config }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ResponderConfig {
+        &self.config
+    }
+
+    /// Handles one message from `source`, received on endpoint `on` over
+    /// `transport`. Never panics on any input.
+    pub fn handle(
+        &self,
+        data: &[u8],
+        source: SocketAddr,
+        on: Endpoint,
+        transport: Transport,
+    ) -> Handled {
+        let Ok(view) = MessageView::new_checked(data) else {
+            return Handled::Ignored(Ignored::Malformed);
+        };
+        if view.verify_fingerprint().is_err() {
+            return Handled::Ignored(Ignored::BadFingerprint);
+        }
+        if view.class() != Class::Request {
+            return Handled::Ignored(Ignored::NotARequest);
+        }
+        self.answer(&view, source, on, transport)
+            .unwrap_or(Handled::Ignored(Ignored::Malformed))
+    }
+
+    /// The response to a request; `None` only if it cannot be encoded.
+    fn answer(
+        &self,
+        view: &MessageView<'_>,
+        source: SocketAddr,
+        on: Endpoint,
+        transport: Transport,
+    ) -> Option<Handled> {
+        let reply_to = |response: Message, from: Endpoint, to: SocketAddr| {
+            self.encode(response)
+                .map(|payload| Handled::Reply(Reply { from, to, payload }))
+        };
+        let error = |code: u16, reason: String, unknown: Vec<AttributeType>| {
+            let mut response =
+                Message::new(Class::ErrorResponse, view.method(), view.transaction_id())
+                    .with(Attribute::ErrorCode(ErrorCode::new(code, reason)));
+            if !unknown.is_empty() {
+                response.push(Attribute::UnknownAttributes(unknown));
+            }
+            reply_to(response, on, source)
+        };
+        if view.method() != Method::BINDING {
+            return error(
+                ErrorCode::BAD_REQUEST,
+                format!("unsupported method 0x{:03x}", view.method().value()),
+                vec![],
+            );
+        }
+        let mut unknown = view.unknown_comprehension_required();
+        let rfc5780 = self.config.alternate.is_some() && transport == Transport::Udp;
+        if !rfc5780 {
+            // Without an alternate address (or over a stream) CHANGE-REQUEST
+            // and RESPONSE-PORT cannot be honoured: RFC 5780 §6.1 treats
+            // them as unknown.
+            for kind in [AttributeType::CHANGE_REQUEST, AttributeType::RESPONSE_PORT] {
+                if view.get(kind).is_some() {
+                    unknown.push(kind);
+                }
+            }
+        }
+        if !unknown.is_empty() {
+            return error(
+                ErrorCode::UNKNOWN_ATTRIBUTE,
+                "Unknown Attribute".into(),
+                unknown,
+            );
+        }
+        let request = match view.to_message() {
+            Ok(r) => r,
+            Err(e) => return error(ErrorCode::BAD_REQUEST, e.to_string(), vec![]),
+        };
+        let from = match request.change_request() {
+            Some(change) if rfc5780 => on.changed(change),
+            _ => on,
+        };
+        let to = match request.response_port() {
+            Some(port) if rfc5780 => SocketAddr::new(source.ip(), port),
+            _ => source,
+        };
+        let mut response = Message::new(
+            Class::SuccessResponse,
+            Method::BINDING,
+            request.transaction_id,
+        )
+        .with(Attribute::XorMappedAddress(source));
+        if rfc5780 {
+            let all = ChangeRequest {
+                change_ip: true,
+                change_port: true,
+            };
+            if let Some(origin) = self.config.address(from) {
+                response.push(Attribute::ResponseOrigin(origin));
+            }
+            if let Some(other) = self.config.address(on.changed(all)) {
+                response.push(Attribute::OtherAddress(other));
+            }
+        }
+        reply_to(response, from, to)
+    }
+
+    fn encode(&self, mut response: Message) -> Option<Vec<u8>> {
+        if let Some(software) = &self.config.software {
+            response.push(Attribute::Software(software.clone()));
+        }
+        let trailer = Trailer {
+            fingerprint: self.config.fingerprint,
+            ..Trailer::default()
+        };
+        match response.encode_with(&trailer) {
+            Ok(bytes) => Some(bytes),
+            Err(_) => {
+                // Only a reason phrase or SOFTWARE over the limits can fail:
+                // answer without them rather than not at all.
+                response
+                    .attributes
+                    .retain(|a| !matches!(a, Attribute::Software(_)));
+                for a in &mut response.attributes {
+                    if let Attribute::ErrorCode(e) = a {
+                        e.reason.truncate(0);
+                    }
+                }
+                response.encode_with(&trailer).ok()
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rfc5780() -> Responder {
+        let mut config = ResponderConfig::new("127.0.0.1:3478".parse().unwrap());
+        config.alternate = Some("127.0.0.2:3479".parse().unwrap());
+        Responder::new(config)
+    }
+
+    fn client() -> SocketAddr {
+        "127.0.0.1:50000".parse().unwrap()
+    }
+
+    fn reply(h: Handled) -> (Reply, Message) {
+        match h {
+            Handled::Reply(r) => {
+                let m = Message::decode(&r.payload).unwrap();
+                assert!(
+                    MessageView::new_checked(&r.payload)
+                        .unwrap()
+                        .verify_fingerprint()
+                        .unwrap()
+                );
+                (r, m)
+            }
+            other => panic!("expected a reply, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn endpoints() {
+        for (i, e) in Endpoint::ALL.iter().enumerate() {
+            assert_eq!(e.index(), i);
+        }
+        let r = rfc5780();
+        let addrs: Vec<String> = Endpoint::ALL
+            .iter()
+            .map(|e| r.config().address(*e).unwrap().to_string())
+            .collect();
+        assert_eq!(
+            addrs,
+            [
+                "127.0.0.1:3478",
+                "127.0.0.1:3479",
+                "127.0.0.2:3478",
+                "127.0.0.2:3479"
+            ]
+        );
+    }
+
+    #[test]
+    fn rfc5780_change_request_and_response_port() {
+        let r = rfc5780();
+        let request = Message::binding_request()
+            .with(Attribute::ChangeRequest(ChangeRequest {
+                change_ip: true,
+                change_port: true,
+            }))
+            .encode()
+            .unwrap();
+        let (rep, m) = reply(r.handle(&request, client(), Endpoint::PRIMARY, Transport::Udp));
+        assert_eq!(rep.from, Endpoint::ALL[3]);
+        assert_eq!(rep.to, client());
+        assert_eq!(m.mapped_address(), Some(client()));
+        assert_eq!(m.response_origin(), Some("127.0.0.2:3479".parse().unwrap()));
+        assert_eq!(m.other_address(), Some("127.0.0.2:3479".parse().unwrap()));
+
+        let request = Message::binding_request()
+            .with(Attribute::ChangeRequest(ChangeRequest {
+                change_ip: false,
+                change_port: true,
+            }))
+            .with(Attribute::ResponsePort(6000))
+            .encode()
+            .unwrap();
+        let on = Endpoint::ALL[2]; // alternate IP, primary port
+        let (rep, m) = reply(r.handle(&request, client(), on, Transport::Udp));
+        assert_eq!(rep.from, Endpoint::ALL[3]);
+        assert_eq!(rep.to, "127.0.0.1:6000".parse().unwrap());
+        assert_eq!(m.mapped_address(), Some(client()));
+        // OTHER-ADDRESS is relative to the receiving socket.
+        assert_eq!(m.other_address(), Some("127.0.0.1:3479".parse().unwrap()));
+    }
+
+    #[test]
+    fn without_alternate_change_request_is_unknown() {
+        let r = Responder::new(ResponderConfig::new("127.0.0.1:3478".parse().unwrap()));
+        let request = Message::binding_request()
+            .with(Attribute::ChangeRequest(ChangeRequest::default()))
+            .encode()
+            .unwrap();
+        let (rep, m) = reply(r.handle(&request, client(), Endpoint::PRIMARY, Transport::Udp));
+        assert_eq!(rep.from, Endpoint::PRIMARY);
+        assert_eq!(m.class, Class::ErrorResponse);
+        assert_eq!(m.error_code().unwrap().code, 420);
+        assert_eq!(
+            m.get(AttributeType::UNKNOWN_ATTRIBUTES),
+            Some(&Attribute::UnknownAttributes(vec![
+                AttributeType::CHANGE_REQUEST
+            ]))
+        );
+        assert!(m.other_address().is_none());
+    }
+
+    #[test]
+    fn unknown_required_attributes_get_420_and_bad_ones_400() {
+        let r = rfc5780();
+        let request = Message::binding_request()
+            .with(Attribute::Unknown {
+                kind: AttributeType(0x0024),
+                value: vec![0; 4],
+            })
+            .with(Attribute::Unknown {
+                kind: AttributeType(0x8029),
+                value: vec![0; 8],
+            })
+            .encode()
+            .unwrap();
+        let (_, m) = reply(r.handle(&request, client(), Endpoint::PRIMARY, Transport::Udp));
+        assert_eq!(m.error_code().unwrap().code, 420);
+        assert_eq!(
+            m.get(AttributeType::UNKNOWN_ATTRIBUTES),
+            Some(&Attribute::UnknownAttributes(vec![AttributeType(0x0024)]))
+        );
+
+        let mut bad = Message::binding_request().encode().unwrap();
+        bad.extend_from_slice(&[0x00, 0x20, 0x00, 0x04, 0, 9, 0, 0]);
+        bad[3] = 8;
+        let (_, m) = reply(r.handle(&bad, client(), Endpoint::PRIMARY, Transport::Udp));
+        assert_eq!(m.error_code().unwrap().code, 400);
+        assert!(
+            m.error_code()
+                .unwrap()
+                .reason
+                .contains("XOR-MAPPED-ADDRESS")
+        );
+
+        let other_method = Message::new(
+            Class::Request,
+            Method::new(3).unwrap(),
+            crate::TransactionId::random(),
+        )
+        .encode()
+        .unwrap();
+        let (_, m) = reply(r.handle(&other_method, client(), Endpoint::PRIMARY, Transport::Udp));
+        assert_eq!(m.error_code().unwrap().code, 400);
+        assert_eq!(m.method, Method::new(3).unwrap());
+    }
+
+    #[test]
+    fn junk_and_non_requests_are_ignored() {
+        let r = rfc5780();
+        assert_eq!(
+            r.handle(b"hello", client(), Endpoint::PRIMARY, Transport::Udp),
+            Handled::Ignored(Ignored::Malformed)
+        );
+        let indication = Message::new(
+            Class::Indication,
+            Method::BINDING,
+            crate::TransactionId::random(),
+        )
+        .encode()
+        .unwrap();
+        assert_eq!(
+            r.handle(&indication, client(), Endpoint::PRIMARY, Transport::Udp),
+            Handled::Ignored(Ignored::NotARequest)
+        );
+        let mut request = Message::binding_request()
+            .encode_with(&Trailer::fingerprint())
+            .unwrap();
+        let last = request.len() - 1;
+        request[last] ^= 0xff;
+        assert_eq!(
+            r.handle(&request, client(), Endpoint::PRIMARY, Transport::Udp),
+            Handled::Ignored(Ignored::BadFingerprint)
+        );
+    }
+
+    #[test]
+    fn streams_never_change_address() {
+        let r = rfc5780();
+        let request = Message::binding_request()
+            .with(Attribute::ChangeRequest(ChangeRequest {
+                change_ip: true,
+                change_port: false,
+            }))
+            .encode()
+            .unwrap();
+        let (_, m) = reply(r.handle(&request, client(), Endpoint::PRIMARY, Transport::Tcp));
+        assert_eq!(m.error_code().unwrap().code, 420);
+        let plain = Message::binding_request().encode().unwrap();
+        let (rep, m) = reply(r.handle(&plain, client(), Endpoint::PRIMARY, Transport::Tcp));
+        assert_eq!(rep.from, Endpoint::PRIMARY);
+        assert_eq!(m.mapped_address(), Some(client()));
+        assert!(m.other_address().is_none());
+    }
+}

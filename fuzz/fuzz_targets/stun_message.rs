@@ -1,0 +1,33 @@
+//! Arbitrary bytes through the STUN codec and the server's request
+//! handling: never a panic, and whatever decodes encodes back to bytes that
+//! decode to the same message.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use weft_stun::{Endpoint, Key, Message, MessageView, Responder, ResponderConfig, Transport};
+
+fuzz_target!(|input: &[u8]| {
+    let _ = MessageView::frame_len(input);
+    if let Ok(view) = MessageView::new_checked(input) {
+        let _ = view.verify_integrity(&Key::short_term("fuzz"));
+        let _ = view.verify_fingerprint();
+        let _ = view.unknown_comprehension_required();
+        let tid = view.transaction_id();
+        for attribute in view.attributes() {
+            let _ = attribute.parse(&tid);
+        }
+    }
+    if let Ok(message) = Message::decode(input) {
+        let bytes = message.encode().expect("a decoded message encodes");
+        let again = Message::decode(&bytes).expect("an encoded message decodes");
+        assert_eq!(again, message);
+    }
+    let mut config = ResponderConfig::new("127.0.0.1:3478".parse().unwrap());
+    config.alternate = Some("127.0.0.2:3479".parse().unwrap());
+    let responder = Responder::new(config);
+    let source = "127.0.0.1:40000".parse().unwrap();
+    for endpoint in Endpoint::ALL {
+        let _ = responder.handle(input, source, endpoint, Transport::Udp);
+    }
+    let _ = responder.handle(input, source, Endpoint::PRIMARY, Transport::Tcp);
+});
