@@ -1049,41 +1049,60 @@ async fn tcp_accept_task(
         socket::configure_accepted(&stream, &sockopts);
         let local = stream.local_addr().ok().map(|a| Address::ip(scheme, a));
         let peer = Some(Address::ip(scheme, peer));
-        let core2 = core.clone();
-        let events2 = events.clone();
-        match &tls {
-            None => {
-                let conn = core.new_connection(
-                    Origin::Listener(id),
-                    peer,
-                    local,
-                    None,
-                    false,
-                    &core.shutdown,
-                );
-                core.tracker.spawn(run_stream(core2, conn, stream, events2));
-            }
-            Some(acceptor) => {
-                let acceptor = acceptor.clone();
-                core.tracker.spawn(async move {
-                    let peer_name = peer.as_ref().map(ToString::to_string).unwrap_or_default();
-                    if let Some(tls) =
-                        accept_tls(&core2, id, &acceptor, stream, peer_name, &events2).await
-                    {
-                        let tls = tokio_rustls::TlsStream::Server(tls);
-                        let certs = certs_of(&tls);
-                        let conn = core2.new_connection(
-                            Origin::Listener(id),
-                            peer,
-                            local,
-                            certs,
-                            false,
-                            &core2.shutdown,
-                        );
-                        run_stream(core2, conn, tls, events2).await;
-                    }
-                });
-            }
+        start_accepted(&core, id, stream, tls.as_ref(), peer, local, &events);
+    }
+}
+
+/// Runs an accepted stream as a connection, after the TLS handshake when
+/// the listener has TLS (in its own task, so a slow handshake never holds
+/// up the accept loop).
+fn start_accepted<IO>(
+    core: &Arc<Core>,
+    id: ListenerId,
+    stream: IO,
+    tls: Option<&tokio_rustls::TlsAcceptor>,
+    peer: Option<Address>,
+    local: Option<Address>,
+    events: &mpsc::Sender<LinkEvent>,
+) where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let core2 = core.clone();
+    let events = events.clone();
+    match tls {
+        None => {
+            let conn = core.new_connection(
+                Origin::Listener(id),
+                peer,
+                local,
+                None,
+                false,
+                &core.shutdown,
+            );
+            core.tracker.spawn(run_stream(core2, conn, stream, events));
+        }
+        Some(acceptor) => {
+            let acceptor = acceptor.clone();
+            core.tracker.spawn(async move {
+                let name = peer
+                    .as_ref()
+                    .or(local.as_ref())
+                    .map(ToString::to_string)
+                    .unwrap_or_default();
+                if let Some(tls) = accept_tls(&core2, id, &acceptor, stream, name, &events).await {
+                    let tls = tokio_rustls::TlsStream::Server(tls);
+                    let certs = certs_of(&tls);
+                    let conn = core2.new_connection(
+                        Origin::Listener(id),
+                        peer,
+                        local,
+                        certs,
+                        false,
+                        &core2.shutdown,
+                    );
+                    run_stream(core2, conn, tls, events).await;
+                }
+            });
         }
     }
 }
@@ -1139,48 +1158,16 @@ async fn unix_accept_task(
                 continue;
             }
         };
-        let local = Some(bound.clone());
-        let core2 = core.clone();
-        let events2 = events.clone();
-        match &tls {
-            None => {
-                let conn = core.new_connection(
-                    Origin::Listener(id),
-                    None,
-                    local,
-                    None,
-                    false,
-                    &core.shutdown,
-                );
-                core.tracker.spawn(run_stream(core2, conn, stream, events2));
-            }
-            Some(acceptor) => {
-                let acceptor = acceptor.clone();
-                core.tracker.spawn(async move {
-                    if let Some(tls) =
-                        accept_tls(&core2, id, &acceptor, stream, bound_name(&local), &events2)
-                            .await
-                    {
-                        let tls = tokio_rustls::TlsStream::Server(tls);
-                        let certs = certs_of(&tls);
-                        let conn = core2.new_connection(
-                            Origin::Listener(id),
-                            None,
-                            local,
-                            certs,
-                            false,
-                            &core2.shutdown,
-                        );
-                        run_stream(core2, conn, tls, events2).await;
-                    }
-                });
-            }
-        }
+        start_accepted(
+            &core,
+            id,
+            stream,
+            tls.as_ref(),
+            None,
+            Some(bound.clone()),
+            &events,
+        );
     }
-}
-
-fn bound_name(a: &Option<Address>) -> String {
-    a.as_ref().map(ToString::to_string).unwrap_or_default()
 }
 
 /// A connected UDP socket: each send is a datagram, each datagram an event.

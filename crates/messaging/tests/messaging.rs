@@ -7,26 +7,14 @@ use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
-use weft_link::{LinkConfig, ReconnectPolicy};
 use weft_messaging::frame::{Frame, PROTOCOL_VERSION};
 use weft_messaging::{
-    DuplicateIdentity, Identity, MemoryStorage, Message, Messaging, MessagingConfig,
-    MessagingError, ProtocolError, QueuePolicy, Subscription,
+    DuplicateIdentity, MemoryStorage, Message, Messaging, MessagingConfig, MessagingError,
+    ProtocolError, QueuePolicy, Subscription,
 };
 
-const WAIT: Duration = Duration::from_secs(10);
-
-fn id(s: &str) -> Identity {
-    Identity::new(s).unwrap()
-}
-
-fn config() -> MessagingConfig {
-    let mut c = MessagingConfig::default();
-    let mut link = LinkConfig::default();
-    link.reconnect = ReconnectPolicy::fixed(Duration::from_millis(20));
-    c.link = link;
-    c
-}
+mod common;
+use common::{WAIT, config, id, until};
 
 async fn pair(config_a: MessagingConfig, config_b: MessagingConfig) -> (Messaging, Messaging) {
     let a = Messaging::new(id("a"), config_a).await.unwrap();
@@ -34,16 +22,6 @@ async fn pair(config_a: MessagingConfig, config_b: MessagingConfig) -> (Messagin
     let b = Messaging::new(id("b"), config_b).await.unwrap();
     b.link().connect(&at).unwrap();
     (a, b)
-}
-
-async fn until(what: &str, mut check: impl FnMut() -> bool) {
-    timeout(WAIT, async {
-        while !check() {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("timed out waiting for {what}"));
 }
 
 #[tokio::test]

@@ -3,25 +3,10 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use tokio::time::timeout;
-use weft_link::{LinkConfig, ReconnectPolicy};
-use weft_messaging::{
-    Identity, Kind, Message, Messaging, MessagingConfig, MessagingError, Subscription, TopicFilter,
-};
+use weft_messaging::{Kind, Message, Messaging, MessagingError, Subscription, TopicFilter};
 
-const WAIT: Duration = Duration::from_secs(10);
-
-fn id(s: &str) -> Identity {
-    Identity::new(s).unwrap()
-}
-
-fn config() -> MessagingConfig {
-    let mut c = MessagingConfig::default();
-    let mut link = LinkConfig::default();
-    link.reconnect = ReconnectPolicy::fixed(Duration::from_millis(20));
-    c.link = link;
-    c
-}
+mod common;
+use common::{WAIT, config, id, until};
 
 /// A hub listening, and spokes connected to it, all identified.
 async fn hub_and_spokes(hub: &str, spokes: &[&str]) -> (Messaging, Vec<Messaging>) {
@@ -38,16 +23,6 @@ async fn hub_and_spokes(hub: &str, spokes: &[&str]) -> (Messaging, Vec<Messaging
     })
     .await;
     (h, out)
-}
-
-async fn until(what: &str, mut check: impl FnMut() -> bool) {
-    timeout(WAIT, async {
-        while !check() {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("timed out waiting for {what}"));
 }
 
 #[tokio::test]

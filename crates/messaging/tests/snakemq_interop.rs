@@ -28,7 +28,11 @@ fn config() -> MessagingConfig {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A snakeMQ peer process started by this test (and killed by it).
@@ -53,7 +57,11 @@ impl Snake {
             .expect("python starts");
         let stdin = child.stdin.take().unwrap();
         let lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let mut snake = Snake { child, stdin, lines };
+        let mut snake = Snake {
+            child,
+            stdin,
+            lines,
+        };
         snake.expect("ready").await;
         snake
     }
@@ -62,7 +70,12 @@ impl Snake {
     async fn expect(&mut self, kind: &str) -> Value {
         timeout(WAIT, async {
             loop {
-                let line = self.lines.next_line().await.unwrap().expect("snakeMQ peer still running");
+                let line = self
+                    .lines
+                    .next_line()
+                    .await
+                    .unwrap()
+                    .expect("snakeMQ peer still running");
                 let v: Value = serde_json::from_str(&line).unwrap();
                 if v["event"] == kind {
                     return v;
@@ -74,7 +87,10 @@ impl Snake {
     }
 
     async fn send(&mut self, to: &str, text: &str) {
-        self.stdin.write_all(format!("{to}\t{text}\n").as_bytes()).await.unwrap();
+        self.stdin
+            .write_all(format!("{to}\t{text}\n").as_bytes())
+            .await
+            .unwrap();
         self.stdin.flush().await.unwrap();
     }
 
@@ -84,7 +100,9 @@ impl Snake {
 }
 
 async fn exchange(weft: &Messaging, snake: &mut Snake) {
-    let sent = Message::new("hello snake").with_ttl(Duration::from_secs(60)).persistent();
+    let sent = Message::new("hello snake")
+        .with_ttl(Duration::from_secs(60))
+        .persistent();
     weft.send_message(&id("snake"), sent.clone()).await.unwrap();
     let got = snake.expect("message").await;
     assert_eq!(got["from"], "weft");
@@ -98,7 +116,10 @@ async fn exchange(weft: &Messaging, snake: &mut Snake) {
     let got = weft.recv(Some(WAIT)).await.unwrap();
     assert_eq!(got.from.as_str(), "snake");
     assert_eq!(&got.message.data[..], b"hello weft");
-    assert!(got.message.flags.contains(Flags::PERSISTENT), "persistent flag carried");
+    assert!(
+        got.message.flags.contains(Flags::PERSISTENT),
+        "persistent flag carried"
+    );
     let ttl = got.message.ttl.unwrap().as_secs();
     assert!((28..=30).contains(&ttl), "TTL carried: {ttl}");
 }
@@ -107,9 +128,20 @@ async fn exchange(weft: &Messaging, snake: &mut Snake) {
 #[ignore = "needs snakeMQ: run `cargo xtask interop`"]
 async fn weft_connects_to_a_snakemq_listener() {
     let port = free_port();
-    let mut snake = Snake::start(&["--ident", "snake", "--listen", &port.to_string(), "--ttl", "30", "--persistent"]).await;
+    let mut snake = Snake::start(&[
+        "--ident",
+        "snake",
+        "--listen",
+        &port.to_string(),
+        "--ttl",
+        "30",
+        "--persistent",
+    ])
+    .await;
     let weft = Messaging::new(id("weft"), config()).await.unwrap();
-    weft.link().connect(format!("tcp://127.0.0.1:{port}")).unwrap();
+    weft.link()
+        .connect(format!("tcp://127.0.0.1:{port}"))
+        .unwrap();
     assert_eq!(snake.expect("connect").await["ident"], "weft");
     exchange(&weft, &mut snake).await;
     snake.kill().await;
@@ -119,12 +151,30 @@ async fn weft_connects_to_a_snakemq_listener() {
 #[ignore = "needs snakeMQ: run `cargo xtask interop`"]
 async fn a_snakemq_connector_reaches_a_weft_listener() {
     let weft = Messaging::new(id("weft"), config()).await.unwrap();
-    let at = weft.link().listen("tcp://127.0.0.1:0").await.unwrap().address;
+    let at = weft
+        .link()
+        .listen("tcp://127.0.0.1:0")
+        .await
+        .unwrap()
+        .address;
     let port = at.socket_addr().unwrap().port().to_string();
-    let mut snake = Snake::start(&["--ident", "snake", "--connect", &port, "--ttl", "30", "--persistent"]).await;
+    let mut snake = Snake::start(&[
+        "--ident",
+        "snake",
+        "--connect",
+        &port,
+        "--ttl",
+        "30",
+        "--persistent",
+    ])
+    .await;
     assert_eq!(snake.expect("connect").await["ident"], "weft");
     exchange(&weft, &mut snake).await;
-    assert_eq!(weft.stats().acked, 0, "a snakeMQ peer is never sent weft's extensions");
+    assert_eq!(
+        weft.stats().acked,
+        0,
+        "a snakeMQ peer is never sent weft's extensions"
+    );
     snake.kill().await;
 }
 
@@ -132,11 +182,17 @@ async fn a_snakemq_connector_reaches_a_weft_listener() {
 #[ignore = "needs snakeMQ: run `cargo xtask interop`"]
 async fn snakemq_pings_are_answered() {
     let weft = Messaging::new(id("weft"), config()).await.unwrap();
-    let at = weft.link().listen("tcp://127.0.0.1:0").await.unwrap().address;
+    let at = weft
+        .link()
+        .listen("tcp://127.0.0.1:0")
+        .await
+        .unwrap()
+        .address;
     let port = at.socket_addr().unwrap().port().to_string();
     // snakeMQ pings after 0.2 s of silence and hangs up 0.2 s later
     // without a PONG.
-    let mut snake = Snake::start(&["--ident", "snake", "--connect", &port, "--keepalive", "0.2"]).await;
+    let mut snake =
+        Snake::start(&["--ident", "snake", "--connect", &port, "--keepalive", "0.2"]).await;
     snake.expect("connect").await;
     let received_before = weft.link().stats().bytes_received;
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -144,9 +200,16 @@ async fn snakemq_pings_are_answered() {
         weft.link().stats().bytes_received >= received_before + 5,
         "snakeMQ sent PINGs while idle"
     );
-    assert_eq!(weft.link().stats().connections_opened, 1, "no reconnect: every PING was answered");
+    assert_eq!(
+        weft.link().stats().connections_opened,
+        1,
+        "no reconnect: every PING was answered"
+    );
     snake.send("weft", "still here").await;
-    assert_eq!(&weft.recv(Some(WAIT)).await.unwrap().message.data[..], b"still here");
+    assert_eq!(
+        &weft.recv(Some(WAIT)).await.unwrap().message.data[..],
+        b"still here"
+    );
     snake.kill().await;
 }
 
@@ -157,7 +220,9 @@ async fn messages_queued_while_snakemq_restarts_arrive() {
     let listen = ["--ident", "snake", "--listen", &port.to_string()];
     let mut snake = Snake::start(&listen).await;
     let weft = Messaging::new(id("weft"), config()).await.unwrap();
-    weft.link().connect(format!("tcp://127.0.0.1:{port}")).unwrap();
+    weft.link()
+        .connect(format!("tcp://127.0.0.1:{port}"))
+        .unwrap();
     snake.expect("connect").await;
     snake.kill().await;
     timeout(WAIT, async {
@@ -168,13 +233,18 @@ async fn messages_queued_while_snakemq_restarts_arrive() {
     .await
     .expect("weft notices the peer is gone");
     for i in 0..5 {
-        weft.send_message(&id("snake"), Message::new(format!("queued {i}"))).await.unwrap();
+        weft.send_message(&id("snake"), Message::new(format!("queued {i}")))
+            .await
+            .unwrap();
     }
     assert_eq!(weft.queue_depth(&id("snake")), 5);
     let mut snake = Snake::start(&listen).await;
     for i in 0..5 {
         assert_eq!(snake.expect("message").await["data"], format!("queued {i}"));
     }
-    assert!(weft.flush(WAIT).await, "delivered = written to snakeMQ's socket");
+    assert!(
+        weft.flush(WAIT).await,
+        "delivered = written to snakeMQ's socket"
+    );
     snake.kill().await;
 }
