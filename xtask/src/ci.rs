@@ -57,6 +57,8 @@ pub(crate) fn run_ci() -> Result<(), String> {
         step(&format!("{krate} alone, no default features"), check)?;
     }
 
+    // Tools the multi-host tests (network namespaces, NAT) use.
+    util::ensure_debs(&["iproute2", "nftables", "procps", "coturn"]);
     let mut test = cargo();
     test.args([
         "test",

@@ -33,7 +33,8 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
         "--ignored",
     ])
     .env("WEFT_SNAKEMQ_PYTHON", &python);
-    step("interop: weft-messaging against snakeMQ 1.6", test)
+    step("interop: weft-messaging against snakeMQ 1.6", test)?;
+    crate::coturn::run()
 }
 
 fn venv_dir() -> PathBuf {
@@ -42,14 +43,18 @@ fn venv_dir() -> PathBuf {
 
 fn has_snakemq(python: &Path) -> bool {
     Command::new(python)
-        .args(["-c", "import snakemq.version as v; assert v.VERSION == '1.6'"])
+        .args([
+            "-c",
+            "import snakemq.version as v; assert v.VERSION == '1.6'",
+        ])
         .status()
         .map(|s| s.success())
         .unwrap_or(false)
 }
 
-/// A venv with snakemq 1.6; returns its python.
-fn snakemq_venv() -> Result<PathBuf, String> {
+/// A venv with snakemq 1.6 (made once, under `target/interop/venv`);
+/// returns its python. `cargo xtask bench` uses it too.
+pub(crate) fn snakemq_venv() -> Result<PathBuf, String> {
     let venv = venv_dir();
     let python = venv.join("bin").join("python");
     if python.exists() && has_snakemq(&python) {
@@ -71,7 +76,14 @@ fn snakemq_venv() -> Result<PathBuf, String> {
         }
     }
     let mut pip = Command::new(&python);
-    pip.args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", SNAKEMQ]);
+    pip.args([
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        SNAKEMQ,
+    ]);
     step("interop: install snakeMQ 1.6 from PyPI", pip)?;
     if has_snakemq(&python) {
         Ok(python)

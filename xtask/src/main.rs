@@ -7,6 +7,7 @@
 
 mod bench;
 mod ci;
+mod coturn;
 mod interop;
 mod util;
 

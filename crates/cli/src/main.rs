@@ -6,8 +6,8 @@
 
 mod demo;
 mod ifaces;
-mod stun;
 mod peer;
+mod stun;
 
 use std::process::ExitCode;
 
@@ -87,8 +87,8 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Demo => demo::run().await.map_err(Failure::from),
             Command::Ifaces(args) => ifaces::run_ifaces(args).map_err(Failure::Run),
-            Command::Stun(args) => stun::run_stun(args).await.map_err(Failure::Run),
-            Command::StunServer(args) => stun::run_stun_server(args).await.map_err(Failure::Run),
+            Command::Stun(args) => stun::run_stun(args).await,
+            Command::StunServer(args) => stun::run_stun_server(args).await,
             Command::Peer(args) => peer::run(args).await,
         }
     });

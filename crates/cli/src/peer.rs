@@ -86,14 +86,19 @@ fn print_line(line: &str) {
 
 fn parse_urls(flag: &str, urls: &[String]) -> Result<Vec<Address>, Failure> {
     urls.iter()
-        .map(|u| u.parse().map_err(|e| Failure::Usage(format!("{flag} {u}: {e}"))))
+        .map(|u| {
+            u.parse()
+                .map_err(|e| Failure::Usage(format!("{flag} {u}: {e}")))
+        })
         .collect()
 }
 
 pub(crate) async fn run(args: PeerArgs) -> Result<(), Failure> {
     let ident = Identity::new(&args.ident).map_err(|e| Failure::Usage(format!("--ident: {e}")))?;
     if !args.linger.is_finite() || args.linger < 0.0 {
-        return Err(Failure::Usage("--linger: expected a number of seconds".into()));
+        return Err(Failure::Usage(
+            "--linger: expected a number of seconds".into(),
+        ));
     }
     let listen = parse_urls("--listen", &args.listen)?;
     let connect = parse_urls("--connect", &args.connect)?;
@@ -105,8 +110,7 @@ pub(crate) async fn run(args: PeerArgs) -> Result<(), Failure> {
             Messaging::with_storage(ident, config, storage).await
         }
         None => Messaging::new(ident, config).await,
-    }
-    ?;
+    }?;
 
     let out = Arc::new(Out {
         before_ready: Mutex::new(Some(Vec::new())),
@@ -115,7 +119,8 @@ pub(crate) async fn run(args: PeerArgs) -> Result<(), Failure> {
     let o = out.clone();
     messaging.on_connect(move |who| o.emit(json!({"event": "connect", "ident": who.as_str()})));
     let o = out.clone();
-    messaging.on_disconnect(move |who| o.emit(json!({"event": "disconnect", "ident": who.as_str()})));
+    messaging
+        .on_disconnect(move |who| o.emit(json!({"event": "disconnect", "ident": who.as_str()})));
     let o = out.clone();
     messaging.on_message(move |r| {
         o.emit(json!({

@@ -20,7 +20,9 @@
 //! `error` string. A server that did not answer has `mapped`, `local` and
 //! `rtt_ms` null and an `error` string; `agrees` says whether its answer
 //! matches the others'. When no server answers, `weft stun` prints one
-//! error line and exits with status 1.
+//! error line and exits with status 1; a bad `--server` or `--local` (and,
+//! for `weft stun-server`, a bad `--listen` or `--alt`) is a usage error:
+//! one line, exit status 2.
 //!
 //! `weft stun-server` prints `{"event":"ready","listen":["ip:port",...]}`
 //! once its sockets are bound (one address, or four with `--alt`), then
@@ -30,6 +32,7 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 use std::net::SocketAddr;
 
+use crate::Failure;
 use weft_stun::{
     ClientConfig, NatReport, QueryReport, ServerConfig, ServerResult, ServerUrl, StunError,
     StunServer, Transport,
@@ -38,8 +41,8 @@ use weft_stun::{
 /// Arguments of `weft stun`.
 #[derive(clap::Args, Debug)]
 pub(crate) struct StunArgs {
-    /// A STUN server, repeatable; all are asked at once: stun:host[:port],
-    /// stun://host[:port], udp://, tcp://, tls://host[:port] or host[:port].
+    /// A STUN server, repeatable; all are asked at once: `stun:host[:port]`,
+    /// `stun://host[:port]`, `udp://`, `tcp://`, `tls://host[:port]` or `host[:port]`.
     /// UDP unless said otherwise; port 3478 (5349 for TLS).
     #[arg(long = "server", value_name = "URL", required = true)]
     servers: Vec<String>,
@@ -90,13 +93,15 @@ fn parse_addr(what: &str, s: &str, default_port: u16) -> Result<SocketAddr, Stri
         .map_err(|_| format!("bad {what} `{s}`: expected ip:port or ip"))
 }
 
-fn client_config(args: &StunArgs, urls: &[ServerUrl]) -> Result<ClientConfig, String> {
+/// The client configuration from the arguments: a bad `--local` is a
+/// usage error; an unreadable or unusable `--ca` fails the run.
+fn client_config(args: &StunArgs, urls: &[ServerUrl]) -> Result<ClientConfig, Failure> {
     let mut config = ClientConfig {
         interface: args.interface.clone(),
         ..ClientConfig::default()
     };
     if let Some(local) = &args.local {
-        config.local = Some(parse_addr("--local", local, 0)?);
+        config.local = Some(parse_addr("--local", local, 0).map_err(Failure::Usage)?);
     }
     if urls.iter().any(|u| u.transport == Transport::Tls) {
         config.tls = match &args.ca {
@@ -117,14 +122,16 @@ fn client_config(args: &StunArgs, urls: &[ServerUrl]) -> Result<ClientConfig, St
     Ok(config)
 }
 
-/// Runs `weft stun`. `Err` is the one-line message for exit status 1.
-pub(crate) async fn run_stun(args: StunArgs) -> Result<(), String> {
+/// Runs `weft stun`. A bad `--server` or `--local` is
+/// [`Failure::Usage`] (exit status 2); no server answering is
+/// [`Failure::Run`] (exit status 1).
+pub(crate) async fn run_stun(args: StunArgs) -> Result<(), Failure> {
     let urls = args
         .servers
         .iter()
         .map(|s| s.parse::<ServerUrl>())
         .collect::<Result<Vec<_>, StunError>>()
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| Failure::Usage(e.to_string()))?;
     let config = client_config(&args, &urls)?;
     let report = weft_stun::query_servers(&urls, &config).await;
     let (Some(local), Some(mapped)) = (report.local, report.mapped) else {
@@ -133,7 +140,10 @@ pub(crate) async fn run_stun(args: StunArgs) -> Result<(), String> {
             .iter()
             .filter_map(|r| r.result.as_ref().err().map(|e| format!("{}: {e}", r.url)))
             .collect();
-        return Err(format!("no STUN server answered ({})", reasons.join("; ")));
+        return Err(Failure::Run(format!(
+            "no STUN server answered ({})",
+            reasons.join("; ")
+        )));
     };
     let nat = if args.nat {
         Some(discover(&report, &config).await)
@@ -337,12 +347,14 @@ fn text(
     s
 }
 
-/// Runs `weft stun-server` until interrupted. `Err` is the one-line
-/// message for exit status 1.
-pub(crate) async fn run_stun_server(args: StunServerArgs) -> Result<(), String> {
-    let listen = parse_addr("--listen", &args.listen, weft_stun::DEFAULT_PORT)?;
+/// Runs `weft stun-server` until interrupted. A bad `--listen` or `--alt`
+/// is [`Failure::Usage`] (exit status 2); failing to bind or serve is
+/// [`Failure::Run`] (exit status 1).
+pub(crate) async fn run_stun_server(args: StunServerArgs) -> Result<(), Failure> {
+    let listen =
+        parse_addr("--listen", &args.listen, weft_stun::DEFAULT_PORT).map_err(Failure::Usage)?;
     let alternate = match &args.alt {
-        Some(alt) => Some(parse_addr("--alt", alt, 0)?),
+        Some(alt) => Some(parse_addr("--alt", alt, 0).map_err(Failure::Usage)?),
         None => None,
     };
     let server = StunServer::bind(ServerConfig {

@@ -117,7 +117,10 @@ fn two_peers_talk_through_stdin_and_json_lines() {
     let ready = bob.next();
     assert_eq!(ready["event"], "ready", "the first line is ready");
     let url = ready["listen"][0].as_str().unwrap().to_owned();
-    assert!(url.starts_with("tcp://127.0.0.1:") && !url.ends_with(":0"), "{url}");
+    assert!(
+        url.starts_with("tcp://127.0.0.1:") && !url.ends_with(":0"),
+        "{url}"
+    );
 
     let mut alice = Peer::start(&["--ident", "alice", "--connect", &url, "--ttl", "30"]);
     assert_eq!(alice.next()["event"], "ready");
@@ -132,7 +135,13 @@ fn two_peers_talk_through_stdin_and_json_lines() {
     assert_eq!(got["flags"], 0);
     assert_eq!(got["uuid"], sent["uuid"]);
     assert_eq!(got["uuid"].as_str().unwrap().len(), 32);
-    assert!(got["uuid"].as_str().unwrap().bytes().all(|b| b.is_ascii_hexdigit()));
+    assert!(
+        got["uuid"]
+            .as_str()
+            .unwrap()
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit())
+    );
     let ttl = got["ttl"].as_u64().unwrap();
     assert!((28..=30).contains(&ttl), "{ttl}");
 
@@ -158,7 +167,10 @@ fn bad_arguments_get_one_line_and_exit_2() {
         vec!["peer", "--ident", "ok", "--connect", "carrier-pigeon://x:1"],
         vec!["peer", "--ident", "ok", "--linger", "-1"],
     ] {
-        let out = Command::new(env!("CARGO_BIN_EXE_weft")).args(&args).output().unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_weft"))
+            .args(&args)
+            .output()
+            .unwrap();
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: {stderr}");
@@ -179,7 +191,15 @@ fn persistent_messages_survive_sigkill_exactly_once() {
     let total = 2_000;
 
     // The receiver is not there yet: everything waits in the sender's store.
-    let tx_args = ["--ident", "tx", "--connect", &url, "--store", store, "--persistent"];
+    let tx_args = [
+        "--ident",
+        "tx",
+        "--connect",
+        &url,
+        "--store",
+        store,
+        "--persistent",
+    ];
     let mut tx = Peer::start(&tx_args);
     assert_eq!(tx.next()["event"], "ready");
     let mut accepted = Vec::new();
@@ -196,7 +216,9 @@ fn persistent_messages_survive_sigkill_exactly_once() {
     // Kill the sender once delivery is under way.
     while seen.len() < 10 {
         let m = rx.expect("message");
-        *seen.entry(m["uuid"].as_str().unwrap().to_owned()).or_default() += 1;
+        *seen
+            .entry(m["uuid"].as_str().unwrap().to_owned())
+            .or_default() += 1;
     }
     tx.kill9();
 
@@ -204,10 +226,16 @@ fn persistent_messages_survive_sigkill_exactly_once() {
     assert_eq!(tx.next()["event"], "ready");
     let deadline = Instant::now() + Duration::from_secs(60);
     while seen.len() < total {
-        assert!(Instant::now() < deadline, "only {} of {total} arrived", seen.len());
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {total} arrived",
+            seen.len()
+        );
         let v = rx.next();
         if v["event"] == "message" {
-            *seen.entry(v["uuid"].as_str().unwrap().to_owned()).or_default() += 1;
+            *seen
+                .entry(v["uuid"].as_str().unwrap().to_owned())
+                .or_default() += 1;
         }
     }
     tx.end_input();
@@ -215,7 +243,9 @@ fn persistent_messages_survive_sigkill_exactly_once() {
     // Anything left over would have arrived by now: drain what is there.
     while let Ok(v) = rx.events.recv_timeout(Duration::from_millis(200)) {
         if v["event"] == "message" {
-            *seen.entry(v["uuid"].as_str().unwrap().to_owned()).or_default() += 1;
+            *seen
+                .entry(v["uuid"].as_str().unwrap().to_owned())
+                .or_default() += 1;
         }
     }
     let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
@@ -224,5 +254,8 @@ fn persistent_messages_survive_sigkill_exactly_once() {
     accepted_sorted.sort();
     let mut seen_sorted: Vec<_> = seen.keys().cloned().collect();
     seen_sorted.sort();
-    assert_eq!(seen_sorted, accepted_sorted, "exactly the accepted messages arrived");
+    assert_eq!(
+        seen_sorted, accepted_sorted,
+        "exactly the accepted messages arrived"
+    );
 }
