@@ -21,6 +21,7 @@ const CRATES: &[&str] = &[
     "weft-link",
     "weft-packeter",
     "weft-messaging",
+    "weft-rpc",
     "weft-stun",
     "weft-netiface",
     "weft-cli",

@@ -42,6 +42,9 @@ fn demo_delivers_everything_and_exits_zero() {
         "w2 works on \"job 4\"",
         "hub publishes weather.today to 1 peer(s), sport.today to 0",
         "w2 receives \"sunny\" on weather.today",
+        "teller calls calc.add(2, 40) = 42",
+        "type:      weft::demo::rpc::LedgerError",
+        "caused by: no such file",
         "demo complete.",
     ] {
         assert!(stdout.contains(line), "missing {line:?}:\n{stdout}");

@@ -1,6 +1,7 @@
 //! `weft demo`: the layers at work, as a readable transcript. Loopback only.
 
 mod messaging;
+mod rpc;
 mod transports;
 
 use std::time::Duration;
@@ -14,6 +15,7 @@ pub(crate) async fn run() -> DemoResult<()> {
     println!("weft demo, loopback only\n");
     transports::run().await?;
     messaging::run().await?;
+    rpc::run().await?;
     println!("demo complete.");
     Ok(())
 }

@@ -1,0 +1,120 @@
+//! Plain configuration with documented defaults.
+
+use std::time::Duration;
+
+/// How an [`Rpc`](crate::Rpc) behaves, as a caller and as a server.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct RpcConfig {
+    /// The largest CALL or SIGNAL frame (the whole MESSAGE data) this peer
+    /// sends or accepts. A call over it fails with
+    /// [`RpcError::TooLarge`](crate::RpcError::TooLarge) before it is
+    /// sent; a received one is answered with
+    /// [`RemoteErrorKind::TooLarge`](crate::RemoteErrorKind::TooLarge).
+    /// Default: 1 MiB.
+    pub max_request_bytes: usize,
+    /// The largest RESULT frame this peer sends or accepts. A handler's
+    /// result over it is replaced by a
+    /// [`TooLarge`](crate::RemoteErrorKind::TooLarge) error; a received
+    /// one fails the call with [`RpcError::TooLarge`](crate::RpcError::TooLarge).
+    /// Default: 1 MiB.
+    pub max_response_bytes: usize,
+    /// The timeout of calls made without [`CallOptions`]. Default: 30 s.
+    pub default_timeout: Duration,
+    /// RPC frames received and not yet handled by the dispatcher. When
+    /// full, the newest frame is dropped and counted in
+    /// [`RpcStats::inbound_dropped`](crate::RpcStats::inbound_dropped).
+    /// Default: 65 536.
+    pub inbound_capacity: usize,
+    /// Removes the messaging instance's default queue (id 0) when the RPC
+    /// instance starts. That queue keeps a copy of every received message,
+    /// RPC frames included, until someone reads it; on an instance used
+    /// for RPC nobody does. Turn this off only if the default queue is
+    /// read. Default: true.
+    pub close_default_queue: bool,
+    /// The serving side.
+    pub server: ServerConfig,
+}
+
+impl Default for RpcConfig {
+    fn default() -> RpcConfig {
+        RpcConfig {
+            max_request_bytes: 1 << 20,
+            max_response_bytes: 1 << 20,
+            default_timeout: Duration::from_secs(30),
+            inbound_capacity: 65_536,
+            close_default_queue: true,
+            server: ServerConfig::default(),
+        }
+    }
+}
+
+/// How an [`Rpc`](crate::Rpc) serves calls.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct ServerConfig {
+    /// Handlers (calls and signals) running at once; more wait for a turn.
+    /// Default: 256.
+    pub max_concurrent_calls: usize,
+    /// Calls and signals waiting for a turn. Beyond it a call is answered
+    /// with [`RemoteErrorKind::Overloaded`](crate::RemoteErrorKind::Overloaded)
+    /// (and does not run), a signal is dropped; both are counted in
+    /// [`RpcStats::overloaded`](crate::RpcStats::overloaded). Default: 4 096.
+    pub max_waiting_calls: usize,
+    /// Results remembered per caller, to answer a repeated call id without
+    /// running the method again. First in, first out: a repeat of a call
+    /// older than the last `result_cache` calls of that caller runs again.
+    /// 0 turns the cache off. Default: 4 096.
+    pub result_cache: usize,
+    /// Bytes the result caches of all callers hold together (each result
+    /// counts its frame plus 64 bytes). Over it, the oldest result of the
+    /// caller holding the most bytes is dropped. Default: 64 MiB.
+    pub result_cache_bytes: usize,
+    /// The longest a handler may run, whatever deadline the caller asked
+    /// for; also the deadline of signals. Default: 1 hour.
+    pub max_deadline: Duration,
+    /// Send the error chain of a failed handler to the caller in
+    /// [`RemoteError::context`](crate::RemoteError::context). Off, callers
+    /// get the kind, type name and message only. Default: true.
+    pub send_error_context: bool,
+}
+
+impl Default for ServerConfig {
+    fn default() -> ServerConfig {
+        ServerConfig {
+            max_concurrent_calls: 256,
+            max_waiting_calls: 4096,
+            result_cache: 4096,
+            result_cache_bytes: 64 << 20,
+            max_deadline: Duration::from_secs(3600),
+            send_error_context: true,
+        }
+    }
+}
+
+/// Options of one call ([`Rpc::call_with`](crate::Rpc::call_with)).
+///
+/// ```
+/// use std::time::Duration;
+/// use weft_rpc::CallOptions;
+/// let quick = CallOptions::timeout(Duration::from_millis(200));
+/// assert_eq!(quick.timeout, Some(Duration::from_millis(200)));
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CallOptions {
+    /// How long to wait for the result; also the server's deadline (sent
+    /// as a relative duration) and the CALL message's TTL while it waits
+    /// for the peer to connect. `None`: the config's
+    /// [`default_timeout`](RpcConfig::default_timeout). Default: `None`.
+    pub timeout: Option<Duration>,
+}
+
+impl CallOptions {
+    /// Options with this timeout.
+    pub fn timeout(timeout: Duration) -> CallOptions {
+        CallOptions {
+            timeout: Some(timeout),
+        }
+    }
+}
