@@ -55,12 +55,10 @@ pub(crate) enum CoreEvent {
     Disconnected { ident: Identity },
     /// A message arrived (or was sent to ourselves).
     Message { from: Identity, message: Message },
-    /// A message reached its peer.
-    Delivered { id: MessageId, persistent: bool },
-    /// A message's TTL ran out before it was written.
-    Expired { id: MessageId, persistent: bool },
-    /// A message was dropped by the queue policy.
-    Dropped { id: MessageId, persistent: bool },
+    /// A persistent message is settled (delivered, expired or dropped:
+    /// the counters say which): storage may forget it. Not emitted for
+    /// messages that were never stored.
+    Settled { id: MessageId },
     /// A peer broke the protocol; its connection was closed.
     ProtocolError {
         ident: Option<Identity>,
@@ -78,6 +76,14 @@ pub(crate) enum CoreEvent {
         kind: FilterKind,
         filter: String,
     },
+}
+
+/// Records a settled message: an event when storage must forget it.
+fn settle(events: &mut VecDeque<CoreEvent>, progress: &mut bool, message: &Message) {
+    *progress = true;
+    if message.is_persistent() {
+        events.push_back(CoreEvent::Settled { id: message.id });
+    }
 }
 
 /// Counters, read under the shell's lock.
@@ -161,6 +167,10 @@ pub(crate) struct Core<T> {
     next_sweep: Option<Instant>,
     /// Something happened that may make `poll_timeout` earlier.
     timer_moved: bool,
+    /// A message was settled since the shell last asked.
+    progress: bool,
+    /// When to check which writes to peers without acks have completed.
+    next_write_check: Option<Instant>,
     pub(crate) counters: Counters,
 }
 
@@ -179,6 +189,8 @@ impl<T: Transmit> Core<T> {
             blocked: Vec::new(),
             next_sweep: None,
             timer_moved: false,
+            progress: false,
+            next_write_check: None,
             counters: Counters::default(),
         }
     }
@@ -374,10 +386,7 @@ impl<T: Transmit> Core<T> {
             peer.bytes -= e.message.data.len();
             self.counters.acked += 1;
             self.counters.delivered += 1;
-            self.events.push_back(CoreEvent::Delivered {
-                id: e.message.id,
-                persistent: e.message.is_persistent(),
-            });
+            settle(&mut self.events, &mut self.progress, &e.message);
         }
     }
 
@@ -440,10 +449,7 @@ impl<T: Transmit> Core<T> {
                 QueuePolicy::Error => return Err(message.id),
                 QueuePolicy::DropNewest => {
                     self.counters.dropped += 1;
-                    self.events.push_back(CoreEvent::Dropped {
-                        id: message.id,
-                        persistent: message.is_persistent(),
-                    });
+                    settle(&mut self.events, &mut self.progress, &message);
                     return Ok(());
                 }
                 QueuePolicy::DropOldest => {
@@ -453,10 +459,7 @@ impl<T: Transmit> Core<T> {
                     };
                     peer.bytes -= old.message.data.len();
                     self.counters.dropped += 1;
-                    self.events.push_back(CoreEvent::Dropped {
-                        id: old.message.id,
-                        persistent: old.message.is_persistent(),
-                    });
+                    settle(&mut self.events, &mut self.progress, &old.message);
                 }
             }
         }
@@ -504,10 +507,7 @@ impl<T: Transmit> Core<T> {
                 Some(d) if d < now => {
                     peer.bytes -= entry.message.data.len();
                     self.counters.expired += 1;
-                    self.events.push_back(CoreEvent::Expired {
-                        id: entry.message.id,
-                        persistent: entry.message.is_persistent(),
-                    });
+                    settle(&mut self.events, &mut self.progress, &entry.message);
                     continue;
                 }
                 Some(d) => Some(u32::try_from((d - now).as_secs()).unwrap_or(u32::MAX - 1)),
@@ -523,7 +523,10 @@ impl<T: Transmit> Core<T> {
                     let mut entry = entry;
                     if !peer.acked_mode {
                         entry.end = conn.tx.bytes_accepted();
-                        self.timer_moved |= peer.inflight.is_empty();
+                        if self.next_write_check.is_none() {
+                            self.next_write_check = Some(now + WRITE_CHECK);
+                            self.timer_moved = true;
+                        }
                     }
                     peer.inflight.push_back(entry);
                 }
@@ -558,10 +561,7 @@ impl<T: Transmit> Core<T> {
             let e = peer.inflight.pop_front().expect("checked");
             peer.bytes -= e.message.data.len();
             self.counters.delivered += 1;
-            self.events.push_back(CoreEvent::Delivered {
-                id: e.message.id,
-                persistent: e.message.is_persistent(),
-            });
+            settle(&mut self.events, &mut self.progress, &e.message);
         }
     }
 
@@ -609,17 +609,24 @@ impl<T: Transmit> Core<T> {
                 .any(|p| p.queue.iter().any(|e| e.deadline.is_some()));
             self.next_sweep = more.then(|| now + self.config.ttl_sweep);
         }
-        let unconfirmed: Vec<(Identity, T)> = self
-            .peers
-            .iter()
-            .filter(|(_, p)| !p.acked_mode && !p.inflight.is_empty())
-            .filter_map(|(ident, p)| {
-                let conn = self.conns.get(&p.conn?)?;
-                Some((ident.clone(), conn.tx.clone()))
-            })
-            .collect();
-        for (ident, tx) in unconfirmed {
-            self.confirm_writes(&ident, &tx);
+        if self.next_write_check.is_some_and(|t| now >= t) {
+            let unconfirmed: Vec<(Identity, T)> = self
+                .peers
+                .iter()
+                .filter(|(_, p)| !p.acked_mode && !p.inflight.is_empty())
+                .filter_map(|(ident, p)| {
+                    let conn = self.conns.get(&p.conn?)?;
+                    Some((ident.clone(), conn.tx.clone()))
+                })
+                .collect();
+            for (ident, tx) in unconfirmed {
+                self.confirm_writes(&ident, &tx);
+            }
+            let more = self
+                .peers
+                .values()
+                .any(|p| !p.acked_mode && p.conn.is_some() && !p.inflight.is_empty());
+            self.next_write_check = more.then(|| now + WRITE_CHECK);
         }
     }
 
@@ -627,6 +634,7 @@ impl<T: Transmit> Core<T> {
     fn sweep(&mut self, now: Instant) {
         let events = &mut self.events;
         let counters = &mut self.counters;
+        let progress = &mut self.progress;
         self.peers.retain(|_, peer| {
             let bytes = &mut peer.bytes;
             peer.queue.retain(|e| {
@@ -634,10 +642,7 @@ impl<T: Transmit> Core<T> {
                 if !live {
                     *bytes -= e.message.data.len();
                     counters.expired += 1;
-                    events.push_back(CoreEvent::Expired {
-                        id: e.message.id,
-                        persistent: e.message.is_persistent(),
-                    });
+                    settle(events, progress, &e.message);
                 }
                 live
             });
@@ -645,9 +650,8 @@ impl<T: Transmit> Core<T> {
         });
     }
 
-    /// When [`on_timeout`](Self::on_timeout) wants to run next, given the
-    /// time now.
-    pub(crate) fn poll_timeout(&self, now: Instant) -> Option<Instant> {
+    /// When [`on_timeout`](Self::on_timeout) wants to run next.
+    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
         let mut next = self.next_sweep;
         let mut earliest = |t: Instant| next = Some(next.map_or(t, |n| n.min(t)));
         if let Some(interval) = self.config.keepalive_interval {
@@ -658,14 +662,16 @@ impl<T: Transmit> Core<T> {
                 });
             }
         }
-        if self
-            .peers
-            .values()
-            .any(|p| !p.acked_mode && p.conn.is_some() && !p.inflight.is_empty())
-        {
-            earliest(now + WRITE_CHECK);
+        if let Some(t) = self.next_write_check {
+            earliest(t);
         }
         next
+    }
+
+    /// Whether a message was settled since the last call (for the shell's
+    /// `flush` waiters).
+    pub(crate) fn take_progress(&mut self) -> bool {
+        std::mem::take(&mut self.progress)
     }
 
     /// Whether the shell's task should run now: events to dispatch,
@@ -828,10 +834,12 @@ mod tests {
         }
         assert_eq!(tx.messages(), ["1", "2", "3"]);
         core.on_packet(ConnectionId(1), packet(&Frame::Ack(1)), t0);
-        assert!(matches!(
-            core.poll_event(),
-            Some(CoreEvent::Delivered { .. })
-        ));
+        assert_eq!(core.counters.delivered, 1);
+        assert!(core.take_progress());
+        assert!(
+            core.poll_event().is_none(),
+            "nothing stored: nothing for storage"
+        );
         assert_eq!(core.queue_depth(&id("bob")), 2);
         core.on_disconnected(ConnectionId(1));
         assert!(matches!(
@@ -878,15 +886,14 @@ mod tests {
     fn without_acks_a_message_is_delivered_once_written() {
         let t0 = Instant::now();
         let (mut core, tx) = connected(false, t0);
-        core.send_message(&id("bob"), Message::new("x"), t0)
-            .unwrap();
+        let m = Message::new("x").persistent();
+        let stored = m.id;
+        core.send_message(&id("bob"), m, t0).unwrap();
         assert_eq!(core.queue_depth(&id("bob")), 1, "in flight until written");
+        let check = core.poll_timeout().expect("a write check is due");
         *tx.written.borrow_mut() = tx.bytes_accepted();
-        core.on_timeout(t0);
-        assert!(matches!(
-            core.poll_event(),
-            Some(CoreEvent::Delivered { .. })
-        ));
+        core.on_timeout(check);
+        assert!(matches!(core.poll_event(), Some(CoreEvent::Settled { id }) if id == stored));
         assert!(core.is_idle());
         assert!(
             !tx.take().iter().any(|f| matches!(f, Frame::Ack(_))),
@@ -898,19 +905,17 @@ mod tests {
     fn ttl_expires_exactly_at_the_sweep_after_the_deadline() {
         let t0 = Instant::now();
         let mut core: Core<FakeTx> = Core::new(id("me"), MessagingConfig::default());
-        let m = Message::new("soon").with_ttl(Duration::from_millis(1500));
+        let m = Message::new("soon")
+            .with_ttl(Duration::from_millis(1500))
+            .persistent();
         core.send_message(&id("away"), m, t0).unwrap();
-        assert_eq!(core.poll_timeout(t0), Some(t0 + Duration::from_secs(1)));
+        assert_eq!(core.poll_timeout(), Some(t0 + Duration::from_secs(1)));
         core.on_timeout(t0 + Duration::from_secs(1));
         assert_eq!(core.counters.expired, 0);
         core.on_timeout(t0 + Duration::from_secs(2));
         assert_eq!(core.counters.expired, 1);
-        assert!(matches!(core.poll_event(), Some(CoreEvent::Expired { .. })));
-        assert_eq!(
-            core.poll_timeout(t0 + Duration::from_secs(2)),
-            None,
-            "nothing left to sweep"
-        );
+        assert!(matches!(core.poll_event(), Some(CoreEvent::Settled { .. })));
+        assert_eq!(core.poll_timeout(), None, "nothing left to sweep");
     }
 
     #[test]

@@ -113,7 +113,9 @@ struct Inner {
     wake: Notify,
     /// Signalled whenever deliveries happen (for `flush`).
     progress: Notify,
-    dispatch: Mutex<Dispatch>,
+    /// Handlers and queues; copied on write, so a dispatch takes a cheap
+    /// snapshot.
+    dispatch: Mutex<Arc<Dispatch>>,
     storage: Option<StorageWorker>,
     next_id: AtomicU64,
     unhandled: AtomicU64,
@@ -242,10 +244,10 @@ impl Messaging {
             core: Mutex::new(core),
             wake: Notify::new(),
             progress: Notify::new(),
-            dispatch: Mutex::new(Dispatch {
+            dispatch: Mutex::new(Arc::new(Dispatch {
                 queues: vec![default_queue.shared.clone()],
                 ..Dispatch::default()
-            }),
+            })),
             storage,
             next_id: AtomicU64::new(1),
             unhandled: AtomicU64::new(0),
@@ -356,14 +358,17 @@ impl Messaging {
             subscription,
             self.inner.config.subscription_capacity,
         ));
-        lock(&self.inner.dispatch).queues.push(shared.clone());
+        Arc::make_mut(&mut lock(&self.inner.dispatch))
+            .queues
+            .push(shared.clone());
         SubscriptionQueue { shared }
     }
 
     /// Removes a subscription queue; its `recv` then fails once drained.
     /// Id 0 is the default queue. Returns whether it existed.
     pub fn unsubscribe(&self, id: u64) -> bool {
-        let mut d = lock(&self.inner.dispatch);
+        let mut guard = lock(&self.inner.dispatch);
+        let d = Arc::make_mut(&mut guard);
         let before = d.queues.len();
         d.queues.retain(|q| {
             if q.id == id {
@@ -396,7 +401,7 @@ impl Messaging {
     /// it short (hand work to another task).
     pub fn on_message(&self, f: impl Fn(&Received) + Send + Sync + 'static) -> HandlerId {
         let id = self.handler_id();
-        lock(&self.inner.dispatch)
+        Arc::make_mut(&mut lock(&self.inner.dispatch))
             .on_message
             .push((id, Arc::new(f)));
         id
@@ -405,7 +410,7 @@ impl Messaging {
     /// Calls `f` when a peer has identified itself.
     pub fn on_connect(&self, f: impl Fn(&Identity) + Send + Sync + 'static) -> HandlerId {
         let id = self.handler_id();
-        lock(&self.inner.dispatch)
+        Arc::make_mut(&mut lock(&self.inner.dispatch))
             .on_connect
             .push((id, Arc::new(f)));
         id
@@ -414,7 +419,7 @@ impl Messaging {
     /// Calls `f` when an identified peer's connection ends.
     pub fn on_disconnect(&self, f: impl Fn(&Identity) + Send + Sync + 'static) -> HandlerId {
         let id = self.handler_id();
-        lock(&self.inner.dispatch)
+        Arc::make_mut(&mut lock(&self.inner.dispatch))
             .on_disconnect
             .push((id, Arc::new(f)));
         id
@@ -426,13 +431,16 @@ impl Messaging {
         f: impl Fn(Option<&Identity>, &ProtocolError) + Send + Sync + 'static,
     ) -> HandlerId {
         let id = self.handler_id();
-        lock(&self.inner.dispatch).on_error.push((id, Arc::new(f)));
+        Arc::make_mut(&mut lock(&self.inner.dispatch))
+            .on_error
+            .push((id, Arc::new(f)));
         id
     }
 
     /// Removes a handler. Returns whether it existed.
     pub fn remove_handler(&self, id: HandlerId) -> bool {
-        let mut d = lock(&self.inner.dispatch);
+        let mut guard = lock(&self.inner.dispatch);
+        let d = Arc::make_mut(&mut guard);
         let before =
             d.on_message.len() + d.on_connect.len() + d.on_disconnect.len() + d.on_error.len();
         d.on_message.retain(|(h, _)| *h != id);
@@ -534,7 +542,7 @@ async fn run(
     let mut ready_waits: JoinSet<ConnectionId> = JoinSet::new();
     let mut events = Vec::new();
     loop {
-        let deadline = lock(&inner.core).poll_timeout(Instant::now());
+        let deadline = lock(&inner.core).poll_timeout();
         let sleep_until = deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
         tokio::select! {
             event = packeter.recv() => {
@@ -573,6 +581,9 @@ async fn run(
             while let Some(e) = core.poll_event() {
                 events.push(e);
             }
+            if core.take_progress() {
+                inner.progress.notify_waiters();
+            }
         }
         if !events.is_empty() {
             dispatch(&inner, &mut events);
@@ -584,8 +595,7 @@ async fn run(
 /// Hands core events to queues, handlers and storage.
 fn dispatch(inner: &Inner, events: &mut Vec<CoreEvent>) {
     // A snapshot: handlers may subscribe or add handlers without deadlock.
-    let d = lock(&inner.dispatch).clone();
-    let mut progressed = false;
+    let d = Arc::clone(&lock(&inner.dispatch));
     for event in events.drain(..) {
         match event {
             CoreEvent::Message { from, mut message } => {
@@ -662,14 +672,9 @@ fn dispatch(inner: &Inner, events: &mut Vec<CoreEvent>) {
                     h(&ident);
                 }
             }
-            CoreEvent::Delivered { id, persistent }
-            | CoreEvent::Expired { id, persistent }
-            | CoreEvent::Dropped { id, persistent } => {
-                progressed = true;
-                if persistent {
-                    if let Some(s) = &inner.storage {
-                        s.delete(id);
-                    }
+            CoreEvent::Settled { id } => {
+                if let Some(s) = &inner.storage {
+                    s.delete(id);
                 }
             }
             CoreEvent::ProtocolError { ident, error } => {
@@ -692,8 +697,5 @@ fn dispatch(inner: &Inner, events: &mut Vec<CoreEvent>) {
                 }
             }
         }
-    }
-    if progressed {
-        inner.progress.notify_waiters();
     }
 }
