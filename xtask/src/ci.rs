@@ -24,6 +24,8 @@ const CRATES: &[&str] = &[
     "weft-rpc",
     "weft-stun",
     "weft-netiface",
+    "weft-discovery",
+    "weft-participant",
     "weft-cli",
 ];
 

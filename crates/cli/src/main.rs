@@ -6,6 +6,7 @@
 
 mod demo;
 mod ifaces;
+mod participant;
 mod peer;
 mod stun;
 
@@ -49,6 +50,13 @@ enum Command {
     StunServer(stun::StunServerArgs),
     /// A messaging peer: stdin lines `IDENT<TAB>TEXT` out, JSON events in.
     Peer(peer::PeerArgs),
+    /// A participant: finds the others on the network and carries
+    /// publications for `weft pub` and `weft sub` (JSON events on stdout).
+    Participant(participant::ParticipantArgs),
+    /// Publish each stdin line on TOPIC.
+    Pub(participant::PubArgs),
+    /// Print each message on topics starting with TOPIC as a JSON line.
+    Sub(participant::SubArgs),
 }
 
 fn main() -> ExitCode {
@@ -90,6 +98,9 @@ fn main() -> ExitCode {
             Command::Stun(args) => stun::run_stun(args).await,
             Command::StunServer(args) => stun::run_stun_server(args).await,
             Command::Peer(args) => peer::run(args).await,
+            Command::Participant(args) => participant::run_participant(args).await,
+            Command::Pub(args) => participant::run_pub(args).await,
+            Command::Sub(args) => participant::run_sub(args).await,
         }
     });
     match result {

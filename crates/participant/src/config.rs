@@ -1,0 +1,88 @@
+//! Plain configuration with documented defaults.
+
+use std::time::Duration;
+
+use weft_discovery::{DiscoveryConfig, ParticipantId};
+use weft_messaging::{DuplicateIdentity, MessagingConfig, QueuePolicy};
+
+/// How a [`Participant`](crate::Participant) behaves. Each field documents
+/// its default; the defaults need no configuration at all.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct ParticipantConfig {
+    /// The identity others address us by (1 to 50 characters). Default:
+    /// `weft-` and the first 8 hex digits of the participant id.
+    pub identity: Option<String>,
+    /// The participant id; keep one to be seen as the same participant,
+    /// restarted, after a restart. Default: a new random id.
+    pub id: Option<ParticipantId>,
+    /// Where streams from other participants are accepted (a `tcp://`
+    /// address; an unspecified IP is announced as such and stands for the
+    /// address our beacons come from). Default: `tcp://0.0.0.0:0`.
+    pub listen: String,
+    /// Discovery. Default: [`DiscoveryConfig::default`] (beacons on every
+    /// suitable interface).
+    pub discovery: DiscoveryConfig,
+    /// Messaging underneath. Default: [`MessagingConfig::default`] with a
+    /// restarted participant's stream replacing its old one
+    /// ([`DuplicateIdentity::ReplaceOld`]), queues of at most 65 536
+    /// messages per participant that drop their oldest when full
+    /// ([`QueuePolicy::DropOldest`]: a publisher never blocks), and
+    /// keep-alive every 5 s with 5 s to answer, so a stream to a
+    /// participant that vanished without closing it ends within 10 s.
+    pub messaging: MessagingConfig,
+    /// Hops a routed message may take (participants it passes through,
+    /// plus one). Default: 8.
+    pub max_hops: u8,
+    /// Events kept for each [`ParticipantEvents`](crate::ParticipantEvents)
+    /// reader; a reader that falls further behind loses the oldest and is
+    /// told how many. Default: 1024.
+    pub event_capacity: usize,
+    /// Direct messages waiting in [`recv_direct`](crate::Participant::recv_direct);
+    /// further ones are dropped and counted. Default: 1024.
+    pub direct_capacity: usize,
+    /// How long a control message (lists of publishers and subscribers,
+    /// routes) may wait for a stream before it is dropped. Default: 10 s.
+    pub control_ttl: Duration,
+}
+
+impl Default for ParticipantConfig {
+    fn default() -> ParticipantConfig {
+        let mut messaging = MessagingConfig::default();
+        messaging.duplicate_identity = DuplicateIdentity::ReplaceOld;
+        messaging.queue_policy = QueuePolicy::DropOldest;
+        messaging.max_queue_messages = 65_536;
+        messaging.keepalive_interval = Some(Duration::from_secs(5));
+        messaging.keepalive_wait = Duration::from_secs(5);
+        ParticipantConfig {
+            identity: None,
+            id: None,
+            listen: "tcp://0.0.0.0:0".into(),
+            discovery: DiscoveryConfig::default(),
+            messaging,
+            max_hops: 8,
+            event_capacity: 1024,
+            direct_capacity: 1024,
+            control_ttl: Duration::from_secs(10),
+        }
+    }
+}
+
+impl ParticipantConfig {
+    /// Participants of this host only: streams on `127.0.0.1`, beacons to
+    /// `127.255.255.255` on `port` ([`DiscoveryConfig::loopback`]).
+    /// Nothing leaves the host.
+    pub fn loopback(port: u16) -> ParticipantConfig {
+        ParticipantConfig {
+            listen: "tcp://127.0.0.1:0".into(),
+            discovery: DiscoveryConfig::loopback(port),
+            ..ParticipantConfig::default()
+        }
+    }
+
+    /// This configuration with the identity `identity`.
+    pub fn with_identity(mut self, identity: impl Into<String>) -> ParticipantConfig {
+        self.identity = Some(identity.into());
+        self
+    }
+}

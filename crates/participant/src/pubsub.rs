@@ -1,0 +1,174 @@
+//! Publishers and subscribers hosted by a participant.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use weft_messaging::{Identity, MessagingError, Received, SubscriptionQueue, TopicFilter};
+
+use crate::control::FilterSpec;
+use crate::{Participant, ParticipantError};
+
+/// A publication received by a [`Subscriber`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Publication {
+    /// Its topic.
+    pub topic: Arc<str>,
+    /// The identity of the participant that published it.
+    pub from: Identity,
+    /// The payload.
+    pub data: Bytes,
+}
+
+impl Publication {
+    fn from_received(r: Received) -> Publication {
+        Publication {
+            topic: r.topic.unwrap_or_else(|| Arc::from("")),
+            from: r.from,
+            data: r.message.data,
+        }
+    }
+}
+
+/// Publishes on one topic (from [`Participant::publisher`]). The other
+/// participants know we publish it while this lives; dropping it tells
+/// them we no longer do (once no other publisher of the topic is left).
+#[derive(Debug)]
+pub struct Publisher {
+    participant: Participant,
+    topic: String,
+}
+
+impl Publisher {
+    pub(crate) fn new(participant: Participant, topic: String) -> Publisher {
+        Publisher { participant, topic }
+    }
+
+    /// The topic.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// Publishes `data` to every participant (ourselves included) with a
+    /// subscriber whose filter matches the topic; returns how many
+    /// participants got a copy. With no matching subscriber anywhere
+    /// nothing is sent and 0 is returned. Never waits: a participant's
+    /// queue that is full drops its oldest message
+    /// ([`QueuePolicy::DropOldest`](weft_messaging::QueuePolicy::DropOldest)
+    /// in the default configuration).
+    pub fn publish(&self, data: impl Into<Bytes>) -> Result<usize, ParticipantError> {
+        Ok(self
+            .participant
+            .messaging()
+            .publish(&self.topic, data.into())?)
+    }
+
+    /// The participants with a subscriber to our topic, as they told us.
+    pub fn subscribers(&self) -> Vec<Identity> {
+        self.participant.subscribers_of(&self.topic)
+    }
+
+    /// Waits until at least one participant has told us it subscribes to
+    /// our topic, up to `timeout`. Returns whether one has. Cancel-safe.
+    pub async fn wait_for_subscribers(&self, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if !self.subscribers().is_empty() {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// The participant hosting this publisher.
+    pub fn participant(&self) -> &Participant {
+        &self.participant
+    }
+}
+
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        self.participant.drop_publisher(&self.topic);
+    }
+}
+
+/// Receives the publications whose topic its filter matches (from
+/// [`Participant::subscriber`]). Dropping it withdraws its interest.
+///
+/// Its queue is bounded ([`subscription_capacity`](weft_messaging::MessagingConfig::subscription_capacity));
+/// when full, the oldest publication is dropped and counted in
+/// [`dropped`](Self::dropped).
+#[derive(Debug)]
+pub struct Subscriber {
+    participant: Participant,
+    queue: SubscriptionQueue,
+    filter: TopicFilter,
+    spec: FilterSpec,
+}
+
+impl Subscriber {
+    pub(crate) fn new(
+        participant: Participant,
+        queue: SubscriptionQueue,
+        filter: TopicFilter,
+        spec: FilterSpec,
+    ) -> Subscriber {
+        Subscriber {
+            participant,
+            queue,
+            filter,
+            spec,
+        }
+    }
+
+    /// The next publication, waiting up to `timeout` (`None`: until the
+    /// participant closes). Cancel-safe.
+    pub async fn recv(&self, timeout: Option<Duration>) -> Result<Publication, ParticipantError> {
+        match self.queue.recv(timeout).await {
+            Ok(r) => Ok(Publication::from_received(r)),
+            Err(MessagingError::Timeout(t)) => Err(ParticipantError::Timeout(t)),
+            Err(MessagingError::Closed) => Err(ParticipantError::Closed),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The next publication if one is waiting.
+    pub fn try_recv(&self) -> Option<Publication> {
+        self.queue.try_recv().map(Publication::from_received)
+    }
+
+    /// Publications waiting.
+    pub fn len(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Whether no publication is waiting.
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    /// Publications dropped because the queue was full.
+    pub fn dropped(&self) -> u64 {
+        self.queue.dropped()
+    }
+
+    /// The filter.
+    pub fn filter(&self) -> &TopicFilter {
+        &self.filter
+    }
+
+    /// The participant hosting this subscriber.
+    pub fn participant(&self) -> &Participant {
+        &self.participant
+    }
+}
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        self.participant.drop_subscriber(&self.queue, &self.spec);
+    }
+}

@@ -1,0 +1,305 @@
+//! Participants in one process, on loopback: beacons to 127.255.255.255 on
+//! a port of each test's own (or unicast between ports of their own), so
+//! nothing leaves the host and concurrent tests do not meet.
+
+use std::collections::BTreeSet;
+use std::net::{SocketAddr, UdpSocket};
+use std::time::Duration;
+
+use tokio::time::{Instant, sleep, timeout};
+use weft_discovery::BeaconTarget;
+use weft_participant::{
+    GoneReason, Participant, ParticipantConfig, ParticipantEvent, ParticipantEvents, TopicFilter,
+};
+
+fn free_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Polls `cond` every 10 ms until it holds, at most `within`.
+async fn eventually(within: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !cond() {
+        assert!(Instant::now() < deadline, "not within {within:?}: {what}");
+        sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn next_event<T>(
+    events: &mut ParticipantEvents,
+    within: Duration,
+    mut f: impl FnMut(&ParticipantEvent) -> Option<T>,
+) -> T {
+    let deadline = Instant::now() + within;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match timeout(left, events.recv()).await {
+            Ok(Some(e)) => {
+                if let Some(t) = f(&e) {
+                    return t;
+                }
+            }
+            Ok(None) => panic!("participant stopped"),
+            Err(_) => panic!("no matching event within {within:?}"),
+        }
+    }
+}
+
+fn fast(port: u16, name: &str) -> ParticipantConfig {
+    let mut c = ParticipantConfig::loopback(port).with_identity(name);
+    c.discovery.lease = Duration::from_millis(1200);
+    c.discovery.interval = Duration::from_millis(300);
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_participants_form_a_full_mesh_and_publishers_reach_subscribers() {
+    let port = free_port();
+    let start = Instant::now();
+    let mut ps = Vec::new();
+    for i in 0..5 {
+        let config = ParticipantConfig::loopback(port).with_identity(format!("p{i}"));
+        ps.push(Participant::start(config).await.unwrap());
+    }
+    eventually(Duration::from_secs(3), "a full mesh", || {
+        ps.iter()
+            .all(|p| p.connected().len() == 4 && p.peers().len() == 4)
+    })
+    .await;
+    let mesh_after = start.elapsed();
+    // Exactly one stream per pair: 10 pairs, 20 stream ends.
+    let ends: usize = ps
+        .iter()
+        .map(|p| p.messaging().link().connections().len())
+        .sum();
+    assert_eq!(ends, 20, "one stream per pair");
+    for p in &ps {
+        let names: BTreeSet<String> = p.connected().iter().map(|i| i.to_string()).collect();
+        assert!(!names.contains(p.identity().as_str()));
+        assert_eq!(p.peers().len(), 4);
+    }
+    eprintln!("full mesh of 5 after {mesh_after:?}");
+
+    // Subscribers on p1..p4 (prefixes and a regex); p0 publishes.
+    let subs = [
+        ps[1].subscriber(TopicFilter::Prefix("sensors.".into())),
+        ps[2].subscriber(TopicFilter::Prefix("sensors.temp".into())),
+        ps[3].subscriber(TopicFilter::Regex(
+            regex::Regex::new(r"^sensors\.[a-z]+$").unwrap(),
+        )),
+        ps[4].subscriber(TopicFilter::Prefix("other.".into())),
+    ];
+    let publisher = ps[0].publisher("sensors.temp").unwrap();
+    eventually(Duration::from_secs(3), "three subscribers known", || {
+        publisher.subscribers().len() == 3
+    })
+    .await;
+    // Messaging's own interest (SUBSCRIBE frames) arrives with the lists.
+    eventually(Duration::from_secs(3), "three copies", || {
+        let n = publisher.publish("probe").unwrap();
+        assert!(n <= 3, "only matching participants get a copy");
+        n == 3
+    })
+    .await;
+    for s in &subs[..3] {
+        let got = s.recv(Some(Duration::from_secs(3))).await.unwrap();
+        assert_eq!(&*got.topic, "sensors.temp");
+        assert_eq!(got.from.as_str(), "p0");
+    }
+    sleep(Duration::from_millis(100)).await;
+    assert!(subs[3].is_empty(), "p4 subscribes to other topics");
+
+    // The lists: p1 knows p0 publishes sensors.temp, and who subscribes.
+    let p0 = ps[1]
+        .peers()
+        .into_iter()
+        .find(|p| p.identity == "p0")
+        .unwrap();
+    assert_eq!(p0.publishers, ["sensors.temp"]);
+    assert!(p0.connected);
+    let p4 = ps[1]
+        .peers()
+        .into_iter()
+        .find(|p| p.identity == "p4")
+        .unwrap();
+    assert_eq!(p4.subscribers[0].text, "other.");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lists_travel_as_they_change() {
+    let port = free_port();
+    let a = Participant::start(fast(port, "a")).await.unwrap();
+    let mut events = a.events();
+    let b = Participant::start(fast(port, "b")).await.unwrap();
+    // Made before the streams are up: travels in the first exchange.
+    let early = b.publisher("early").unwrap();
+    next_event(&mut events, Duration::from_secs(3), |e| match e {
+        ParticipantEvent::PublisherAdded { participant, topic }
+            if participant.as_str() == "b" && topic == "early" =>
+        {
+            Some(())
+        }
+        _ => None,
+    })
+    .await;
+    // Made later: travels as it happens.
+    let sub = b.subscriber(TopicFilter::Prefix("x".into()));
+    next_event(&mut events, Duration::from_secs(3), |e| match e {
+        ParticipantEvent::SubscriberAdded {
+            participant,
+            filter,
+        } if participant.as_str() == "b" && filter.text == "x" => Some(()),
+        _ => None,
+    })
+    .await;
+    drop(sub);
+    next_event(&mut events, Duration::from_secs(3), |e| match e {
+        ParticipantEvent::SubscriberRemoved { filter, .. } if filter.text == "x" => Some(()),
+        _ => None,
+    })
+    .await;
+    drop(early);
+    next_event(&mut events, Duration::from_secs(3), |e| match e {
+        ParticipantEvent::PublisherRemoved { topic, .. } if topic == "early" => Some(()),
+        _ => None,
+    })
+    .await;
+    assert!(a.subscribers_of("xyz").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_participant_is_gone_within_its_lease_with_its_interest() {
+    let port = free_port();
+    let a = Participant::start(fast(port, "a")).await.unwrap();
+    let mut events = a.events();
+    let b = Participant::start(fast(port, "b")).await.unwrap();
+    let _sub = b.subscriber(TopicFilter::Prefix("t".into()));
+    let publisher = a.publisher("t").unwrap();
+    assert!(publisher.wait_for_subscribers(Duration::from_secs(3)).await);
+
+    // Dies without a goodbye.
+    b.abort().await;
+    let stopped = Instant::now();
+    let (reason, took) = next_event(&mut events, Duration::from_secs(3), |e| match e {
+        ParticipantEvent::Gone {
+            identity, reason, ..
+        } if identity == "b" => Some((*reason, stopped.elapsed())),
+        _ => None,
+    })
+    .await;
+    assert_eq!(reason, GoneReason::LeaseExpired);
+    assert!(
+        took <= Duration::from_millis(1200 + 300),
+        "gone after {took:?}"
+    );
+    assert!(
+        publisher.subscribers().is_empty(),
+        "its interest is dropped"
+    );
+    assert_eq!(publisher.publish("x").unwrap(), 0, "nobody to send to");
+    assert!(a.peers().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_is_seen_as_a_new_incarnation() {
+    let port = free_port();
+    let watcher = Participant::start(fast(port, "watcher")).await.unwrap();
+    let mut events = watcher.events();
+    // A lease long enough that the restart (closing streams included)
+    // happens within it, even on a loaded machine.
+    let phoenix = || {
+        let mut c = fast(port, "phoenix");
+        c.discovery.lease = Duration::from_secs(8);
+        c
+    };
+    let first = Participant::start(phoenix()).await.unwrap();
+    let id = first.id();
+    next_event(&mut events, Duration::from_secs(3), |e| match e {
+        ParticipantEvent::Found { id: found, .. } if *found == id => Some(()),
+        _ => None,
+    })
+    .await;
+    let old = watcher
+        .peers()
+        .into_iter()
+        .find(|p| p.id == id)
+        .unwrap()
+        .incarnation;
+    first.abort().await;
+    drop(first);
+
+    let mut config = phoenix();
+    config.id = Some(id);
+    let second = Participant::start(config).await.unwrap();
+    let new = next_event(&mut events, Duration::from_secs(3), |e| match e {
+        ParticipantEvent::Restarted {
+            id: r, incarnation, ..
+        } if *r == id => Some(*incarnation),
+        _ => None,
+    })
+    .await;
+    assert!(new > old);
+    // The new incarnation gets a stream and publications.
+    let sub = second.subscriber(TopicFilter::Prefix("".into()));
+    let publisher = watcher.publisher("again").unwrap();
+    eventually(
+        Duration::from_secs(5),
+        "a copy for the new incarnation",
+        || publisher.publish("hi").unwrap() == 1,
+    )
+    .await;
+    let got = sub.recv(Some(Duration::from_secs(3))).await.unwrap();
+    assert_eq!(&got.data[..], b"hi");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_for_an_identity_out_of_sight_goes_through_a_broker() {
+    // A line: a sees b, b sees a and c, c sees b; a never sees c.
+    let (pa, pb, pc) = (free_port(), free_port(), free_port());
+    let make = |name: &str, port: u16, to: &[u16]| {
+        let mut c = fast(0, name);
+        c.discovery.port = port;
+        c.discovery.bind_v4 = std::net::Ipv4Addr::LOCALHOST;
+        c.discovery.targets = to
+            .iter()
+            .map(|p| BeaconTarget::Unicast(SocketAddr::from(([127, 0, 0, 1], *p))))
+            .collect();
+        c
+    };
+    let a = Participant::start(make("a", pa, &[pb])).await.unwrap();
+    let b = Participant::start(make("b", pb, &[pa, pc])).await.unwrap();
+    let c = Participant::start(make("c", pc, &[pb])).await.unwrap();
+    eventually(Duration::from_secs(5), "a route from a to c", || {
+        a.routes()
+            .iter()
+            .any(|r| r.destination == "c" && r.next_hop == "b" && r.hops == 2)
+    })
+    .await;
+    let a_sees: Vec<String> = a.connected().iter().map(|i| i.to_string()).collect();
+    assert_eq!(a_sees, ["b"], "a has no stream to c");
+    assert!(a.peers().iter().all(|p| p.identity != "c"));
+
+    a.send_to("c", "through b").unwrap();
+    let got = c.recv_direct(Some(Duration::from_secs(3))).await.unwrap();
+    assert_eq!(
+        (got.from.as_str(), &got.data[..], got.hops),
+        ("a", &b"through b"[..], 1)
+    );
+    assert_eq!(b.stats().routed_forwarded, 1);
+    // And back.
+    c.send_to("a", "reply").unwrap();
+    let got = a.recv_direct(Some(Duration::from_secs(3))).await.unwrap();
+    assert_eq!(got.from, "c");
+    // Nobody reaches an unknown identity.
+    assert!(a.send_to("nobody", "x").is_err());
+    // When c goes, the route goes.
+    c.close().await;
+    eventually(Duration::from_secs(5), "the route to c withdrawn", || {
+        a.routes().iter().all(|r| r.destination != "c")
+    })
+    .await;
+}
