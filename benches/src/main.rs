@@ -11,28 +11,39 @@
 //! | throughput 64 KiB | packeter | raw TCP, 256 KiB writes | >= 0.85x MB/s |
 //! | ping-pong 64 B | packeter | raw Tokio TCP | p50 <= 1.1x |
 //! | memory | 1 000 idle connections, both ends in one process | | <= 64 MiB |
+//! | messaging 64 B no acks | two `Messaging` peers, acks off | libzmq PUSH/PULL | >= 1.0x msg/s |
+//! | messaging 64 B with acks | two `Messaging` peers, acks on | libzmq PUSH/PULL | >= 0.7x msg/s |
+//! | messaging vs snakeMQ 64 B | the row above | snakeMQ 1.6, two Python processes | >= 50x msg/s |
+//! | messaging persistent SQLite | persistent messages, `SqliteStorage` | | >= 50 000 msg/s |
+//! | messaging 100k queued 1 KiB | RSS growth for a disconnected identity | | <= 2x payload |
 //!
 //! ```text
-//! weft-bench [--quick] [--json PATH] [--only TEXT]
+//! weft-bench [--quick] [--json PATH] [--only TEXT] [--snakemq-python PATH]
 //! ```
 //!
 //! - `--quick`: fewer rounds and messages (well under 3 minutes on 2 cores).
 //! - `--json PATH`: also write the rows as JSON (see `report.rs` for the
 //!   format).
 //! - `--only TEXT`: run only the cases whose name contains TEXT
-//!   (`throughput`, `ping-pong`, `memory`).
+//!   (`throughput`, `ping-pong`, `memory`, `messaging`, `messaging 64 B`,
+//!   `snakeMQ`, `persistent`, `queued`).
+//! - `--snakemq-python PATH`: a Python with snakeMQ 1.6 for the snakeMQ
+//!   baseline (default: `$WEFT_SNAKEMQ_PYTHON`).
 //!
 //! Built without the `zmq` feature, the libzmq rows have no baseline value
-//! (`null` in the JSON, with a note) instead of failing.
+//! (`null` in the JSON, with a note) instead of failing; so has the snakeMQ
+//! row without a Python with snakeMQ.
 //!
 //! The exit status is non-zero when a measurement failed (never because a
 //! target was missed: benches measure, tests assert).
 
 mod harness;
 mod memory;
+mod messaging;
 mod pingpong;
 mod report;
 mod series;
+mod snakemq;
 mod throughput;
 #[cfg(feature = "zmq")]
 mod zmq_pushpull;
@@ -62,6 +73,7 @@ struct Args {
     json: Option<PathBuf>,
     only: Option<String>,
     memory_child: Option<String>,
+    snakemq_python: Option<PathBuf>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -73,6 +85,7 @@ fn parse_args() -> Result<Args, String> {
         json: None,
         only: None,
         memory_child: None,
+        snakemq_python: std::env::var_os("WEFT_SNAKEMQ_PYTHON").map(PathBuf::from),
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -87,8 +100,13 @@ fn parse_args() -> Result<Args, String> {
             "--json" => args.json = Some(PathBuf::from(value("--json")?)),
             "--only" => args.only = Some(value("--only")?),
             "--memory-child" => args.memory_child = Some(value("--memory-child")?),
+            "--snakemq-python" => {
+                args.snakemq_python = Some(PathBuf::from(value("--snakemq-python")?));
+            }
             "-h" | "--help" => {
-                return Err("usage: weft-bench [--quick] [--json PATH] [--only TEXT]".into());
+                return Err("usage: weft-bench [--quick] [--json PATH] [--only TEXT] \
+                     [--snakemq-python PATH]"
+                    .into());
             }
             other => return Err(format!("unknown argument `{other}`; try --help")),
         }
@@ -134,7 +152,12 @@ fn main() -> ExitCode {
         }
     };
     if let Some(mode) = &args.memory_child {
-        return match memory::child_main(mode) {
+        let measured = if mode == messaging::MEMORY_CHILD {
+            messaging::memory_child()
+        } else {
+            memory::child_main(mode)
+        };
+        return match measured {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 println!("{e}");
@@ -158,6 +181,12 @@ fn main() -> ExitCode {
     if wanted("memory") {
         memory::run(&mut report);
     }
+    messaging::run(
+        args.scale,
+        args.snakemq_python.as_deref(),
+        &wanted,
+        &mut report,
+    );
     report.note(format!(
         "{} run: {} rounds per comparison, {:.0} s in all, on {} CPUs",
         if args.scale.quick { "quick" } else { "full" },

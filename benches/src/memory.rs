@@ -56,9 +56,9 @@ impl Measured {
 /// Runs case 3 (two child processes) and adds its row.
 pub(crate) fn run(report: &mut Report) {
     eprintln!("memory: {CONNECTIONS} connections, both ends in one process");
-    let both = in_child("both");
+    let both = in_child::<Measured>("both");
     eprintln!("memory: {CONNECTIONS} connections, listener side alone");
-    let listener = in_child("listener");
+    let listener = in_child::<Measured>("listener");
     let detail = match &both {
         Ok(m) => format!(
             "one child process, VmRSS {} -> {} KiB",
@@ -100,7 +100,7 @@ pub(crate) fn run(report: &mut Report) {
 }
 
 /// Runs this binary with `--memory-child mode` and parses its report.
-fn in_child(mode: &str) -> Result<Measured, String> {
+pub(crate) fn in_child<T: serde::de::DeserializeOwned>(mode: &str) -> Result<T, String> {
     let exe = std::env::current_exe().map_err(ctx("finding this executable"))?;
     let mut child = Command::new(exe)
         .args(["--memory-child", mode])
@@ -150,7 +150,7 @@ pub(crate) fn child_main(mode: &str) -> Result<(), String> {
 }
 
 /// The resident set size of this process, in KiB.
-fn rss_kib() -> Result<u64, String> {
+pub(crate) fn rss_kib() -> Result<u64, String> {
     let status =
         std::fs::read_to_string("/proc/self/status").map_err(ctx("reading /proc/self/status"))?;
     status

@@ -23,6 +23,8 @@ pub(crate) enum Target {
     RatioAtMost(f64),
     /// weft's value at most the baseline value, which is a fixed limit.
     WithinLimit,
+    /// weft's value at least the baseline value, which is a fixed target.
+    AtLeastValue,
 }
 
 /// One comparison.
@@ -86,6 +88,23 @@ impl Row {
         }
     }
 
+    /// A row comparing a measured series against a fixed value it must
+    /// reach (higher is better); the baseline is named `target`.
+    pub(crate) fn floor(case: &str, unit: &'static str, weft: &Series, value: f64) -> Row {
+        Row {
+            case: case.to_string(),
+            unit,
+            weft: weft.median(),
+            weft_detail: weft.describe(),
+            baseline: "target",
+            baseline_value: Some(value),
+            baseline_detail: "fixed".into(),
+            target: Target::AtLeastValue,
+            note: weft.missing_reason().map(|w| format!("weft {w}")),
+            failed: weft.failed(),
+        }
+    }
+
     fn ratio(&self) -> Option<f64> {
         match (self.weft, self.baseline_value) {
             (Some(w), Some(b)) if b != 0.0 => Some(w / b),
@@ -101,6 +120,10 @@ impl Row {
                 Some(v) => format!("<= {} {}", trim(v), self.unit),
                 None => "<= limit".into(),
             },
+            Target::AtLeastValue => match self.baseline_value {
+                Some(v) => format!(">= {} {}", trim(v), self.unit),
+                None => ">= target".into(),
+            },
         }
     }
 
@@ -110,6 +133,7 @@ impl Row {
             Target::RatioAtLeast(r) => ratio >= r,
             Target::RatioAtMost(r) => ratio <= r,
             Target::WithinLimit => ratio <= 1.0,
+            Target::AtLeastValue => ratio >= 1.0,
         })
     }
 }
@@ -251,6 +275,7 @@ impl Report {
 pub(crate) fn value(v: f64, unit: &str) -> String {
     match unit {
         "msg/s" => thousands(v.round() as u64),
+        "x payload" => format!("{v:.2}"),
         _ => format!("{v:.1}"),
     }
 }
@@ -306,6 +331,7 @@ mod tests {
             Target::RatioAtLeast(1.5),
         ));
         report.row(Row::limit("m", "MiB", &series(&[80.0]), 64.0));
+        report.row(Row::floor("p", "msg/s", &series(&[60_000.0]), 50_000.0));
         report.row(Row::compare(
             "z",
             "msg/s",
@@ -318,7 +344,9 @@ mod tests {
         assert_eq!(report.rows[0].met(), Some(true));
         assert_eq!(report.rows[1].target_text(), "<= 64 MiB");
         assert_eq!(report.rows[1].met(), Some(false));
-        assert_eq!(report.rows[2].met(), None);
+        assert_eq!(report.rows[2].target_text(), ">= 50000 msg/s");
+        assert_eq!(report.rows[2].met(), Some(true));
+        assert_eq!(report.rows[3].met(), None);
         assert!(!report.failed());
         assert_eq!(thousands(1234567), "1,234,567");
         assert!(report.render().contains("n/a"));

@@ -153,23 +153,29 @@ fn rate(load: Load, took: Duration, bytes: bool) -> f64 {
     }
 }
 
+/// A series for a libzmq baseline: empty, or unavailable in a build
+/// without libzmq.
 #[cfg(feature = "zmq")]
-fn zmq_series() -> Series {
+pub(crate) fn zmq_series() -> Series {
     Series::default()
 }
 
+/// A series for a libzmq baseline: empty, or unavailable in a build
+/// without libzmq.
 #[cfg(not(feature = "zmq"))]
-fn zmq_series() -> Series {
+pub(crate) fn zmq_series() -> Series {
     Series::unavailable(crate::NO_ZMQ)
 }
 
+/// One libzmq PUSH/PULL measurement of `load`.
 #[cfg(feature = "zmq")]
-fn zmq_once(load: Load) -> Result<Duration, String> {
+pub(crate) fn zmq_once(load: Load) -> Result<Duration, String> {
     crate::zmq_pushpull::once(load)
 }
 
+/// One libzmq PUSH/PULL measurement of `load` (not built in).
 #[cfg(not(feature = "zmq"))]
-fn zmq_once(_load: Load) -> Result<Duration, String> {
+pub(crate) fn zmq_once(_load: Load) -> Result<Duration, String> {
     Err(crate::NO_ZMQ.into())
 }
 

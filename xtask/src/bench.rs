@@ -9,6 +9,11 @@
 //! Without libzmq the binary is built without the `zmq` feature and the
 //! libzmq rows carry `null` baseline values with a note, rather than the
 //! whole run failing. The same happens when the build with libzmq fails.
+//!
+//! The snakeMQ baseline needs Python with snakeMQ 1.6: the venv that
+//! `cargo xtask interop` makes (`target/interop/venv`, made here when
+//! missing), passed to the binary as `--snakemq-python`. When it cannot be
+//! made, the snakeMQ row carries a `null` baseline value with a note.
 
 use crate::util::{self, cargo, run as step};
 
@@ -44,6 +49,14 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
         step("build weft-bench", build(false))?;
     }
 
+    let python = match crate::interop::snakemq_venv() {
+        Ok(python) => Some(python),
+        Err(e) => {
+            println!("!!! {e}: the snakeMQ baseline will have no value");
+            None
+        }
+    };
+
     let json = util::root().join(JSON);
     let mut bench = cargo();
     bench.args([
@@ -63,6 +76,9 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
         bench.arg("--quick");
     }
     bench.arg("--json").arg(&json);
+    if let Some(python) = &python {
+        bench.arg("--snakemq-python").arg(python);
+    }
     step(if quick { "bench (quick)" } else { "bench" }, bench)?;
     println!("\nresults: {}", json.display());
     Ok(())
