@@ -55,7 +55,7 @@ pub(crate) struct NetArgs {
     /// multicast4 and multicast6 on every suitable interface.
     #[arg(long, value_name = "TARGET")]
     beacon: Vec<String>,
-    /// Our identity when running a participant (default: weft-<id>).
+    /// Our identity when running a participant (default: `weft-<id>`).
     #[arg(long, value_name = "NAME")]
     ident: Option<String>,
 }
