@@ -213,8 +213,8 @@ impl Address {
 
     /// An address of the given IP scheme for a socket address.
     ///
-    /// # Panics
-    /// Never; a Unix scheme gives a `tcp://` address (use [`Address::unix`]).
+    /// A Unix scheme is mapped to its IP counterpart (`unix` to `tcp`,
+    /// `unix+tls` to `tls`); use [`Address::unix`] for Unix sockets.
     pub fn ip(scheme: Scheme, addr: SocketAddr) -> Address {
         let scheme = match scheme {
             Scheme::Unix => Scheme::Tcp,
