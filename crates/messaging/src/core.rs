@@ -8,11 +8,14 @@
 //! Delivery: to a weft peer that offered acks, a message is delivered when
 //! the peer acknowledges it (a cumulative count of MESSAGE frames on the
 //! connection); unacknowledged messages go back to the front of the queue
-//! when the connection drops and are sent again, and the receiver drops
-//! the duplicates by id. To any other peer (snakeMQ has no acks) a message
-//! is delivered once its bytes were written to the socket.
+//! when the connection drops and are sent again as RESENT frames, and the
+//! receiver checks those (only those) against its window of received ids.
+//! To any other peer (snakeMQ has no acks) a message is delivered once its
+//! bytes were written to the socket; what was not written is sent again,
+//! so without acks a message can only be lost with the connection, never
+//! arrive twice, and nothing needs checking.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -24,6 +27,10 @@ use crate::frame::{EXTENSION_VERSION, FilterKind, Frame, PROTOCOL_VERSION, caps,
 use crate::{
     DuplicateIdentity, Identity, Message, MessageId, MessagingConfig, ProtocolError, QueuePolicy,
 };
+
+/// Maps keyed by identity or connection: hashed with a per-process random
+/// seed (identities come from the network), faster than SipHash.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 /// A connection's transmit side, as the core sees it.
 pub(crate) trait Transmit: Clone {
@@ -110,6 +117,8 @@ pub(crate) struct Entry {
     end: u64,
     /// Sent before on a connection that dropped.
     resend: bool,
+    /// Loaded from storage at start: it may have been sent before.
+    restored: bool,
 }
 
 impl Entry {
@@ -120,7 +129,44 @@ impl Entry {
             deadline,
             end: 0,
             resend: false,
+            restored: false,
         }
+    }
+}
+
+/// What became of an entry offered to a connection.
+enum Wrote {
+    /// Queued on the connection: now in flight.
+    Sent,
+    /// Its TTL ran out while it waited.
+    Expired,
+    /// The connection has no room: it waits for it.
+    Full,
+    /// The connection is closing.
+    Closed,
+}
+
+/// Offers `entry` to `tx`. `acked_mode`: the peer acknowledges messages.
+fn write_entry<T: Transmit>(tx: &T, acked_mode: bool, entry: &mut Entry, now: Instant) -> Wrote {
+    let ttl = match entry.deadline {
+        None => None,
+        Some(d) if d < now => return Wrote::Expired,
+        Some(d) => Some(u32::try_from((d - now).as_secs()).unwrap_or(u32::MAX - 1)),
+    };
+    let m = &entry.message;
+    // Without acks a message is sent again only when none of it was
+    // written, so only peers with acks can get it twice.
+    let resent = acked_mode && (entry.resend || entry.restored);
+    let head = message_head(&m.id, ttl, m.flags, resent);
+    match tx.try_send(head.as_slice(), &m.data) {
+        Ok(()) => {
+            if !acked_mode {
+                entry.end = tx.bytes_accepted();
+            }
+            Wrote::Sent
+        }
+        Err(TxError::Full) => Wrote::Full,
+        Err(TxError::Closed) => Wrote::Closed,
     }
 }
 
@@ -131,6 +177,9 @@ struct Conn<T> {
     weft: Option<u32>,
     last_recv: Instant,
     ping_sent: Option<Instant>,
+    /// Both sides take acks (known from IDENT on): messages from this
+    /// peer may come again, as RESENT frames.
+    acks: bool,
     /// MESSAGE frames received on this connection.
     received: u64,
     /// The count last acknowledged to the peer.
@@ -154,6 +203,26 @@ impl Peer {
     fn len(&self) -> usize {
         self.queue.len() + self.inflight.len()
     }
+
+    /// Without acks: the messages in flight whose bytes are among the
+    /// `written` bytes of the connection are delivered.
+    fn confirm_written(
+        &mut self,
+        written: u64,
+        counters: &mut Counters,
+        events: &mut VecDeque<CoreEvent>,
+        progress: &mut bool,
+    ) {
+        if self.acked_mode {
+            return;
+        }
+        while self.inflight.front().is_some_and(|e| e.end <= written) {
+            let e = self.inflight.pop_front().expect("checked");
+            self.bytes -= e.message.data.len();
+            counters.delivered += 1;
+            settle(events, progress, &e.message);
+        }
+    }
 }
 
 pub(crate) struct Core<T> {
@@ -171,6 +240,8 @@ pub(crate) struct Core<T> {
     progress: bool,
     /// When to check which writes to peers without acks have completed.
     next_write_check: Option<Instant>,
+    /// The latest time the shell gave.
+    last_now: Instant,
     pub(crate) counters: Counters,
 }
 
@@ -183,14 +254,15 @@ impl<T: Transmit> Core<T> {
             dedupe: DedupeWindow::new(config.dedupe_window),
             me,
             config,
-            conns: HashMap::new(),
-            peers: HashMap::new(),
+            conns: HashMap::default(),
+            peers: HashMap::default(),
             events: VecDeque::new(),
             blocked: Vec::new(),
             next_sweep: None,
             timer_moved: false,
             progress: false,
             next_write_check: None,
+            last_now: Instant::now(),
             counters: Counters::default(),
         }
     }
@@ -229,6 +301,7 @@ impl<T: Transmit> Core<T> {
                 weft: None,
                 last_recv: now,
                 ping_sent: None,
+                acks: false,
                 received: 0,
                 ack_sent: 0,
             },
@@ -246,8 +319,23 @@ impl<T: Transmit> Core<T> {
             .push_back(CoreEvent::ProtocolError { ident, error });
     }
 
+    /// Whether [`send_message`](Self::send_message) needs the time read
+    /// from the clock for `message`; when not, [`last_now`](Self::last_now)
+    /// does as well. It does when the message or any queued message has a
+    /// TTL: otherwise the time only schedules the next write check, and a
+    /// time in the past only makes that check run early.
+    pub(crate) fn needs_clock(&self, message: &Message) -> bool {
+        message.ttl.is_some() || self.next_sweep.is_some()
+    }
+
+    /// The latest time the shell gave the core.
+    pub(crate) fn last_now(&self) -> Instant {
+        self.last_now
+    }
+
     /// One packet from a connection.
     pub(crate) fn on_packet(&mut self, conn_id: ConnectionId, packet: Bytes, now: Instant) {
+        self.last_now = now;
         let Some(conn) = self.conns.get_mut(&conn_id) else {
             return;
         };
@@ -279,16 +367,22 @@ impl<T: Transmit> Core<T> {
                 ttl,
                 flags,
                 data,
+                resent,
             } => {
                 let Some(from) = conn.ident.clone() else {
                     return self.fail(conn_id, ProtocolError::MessageBeforeIdent);
                 };
                 conn.received += 1;
-                let weft = conn.weft.is_some();
                 self.counters.received += 1;
-                if weft && !self.dedupe.insert(id) {
-                    self.counters.duplicates += 1;
-                    return;
+                if conn.acks {
+                    if resent {
+                        if !self.dedupe.check_and_record(id) {
+                            self.counters.duplicates += 1;
+                            return;
+                        }
+                    } else {
+                        self.dedupe.record(id);
+                    }
                 }
                 let message = Message {
                     id,
@@ -340,6 +434,7 @@ impl<T: Transmit> Core<T> {
         let conn = self.conns.get_mut(&conn_id).expect("caller checked");
         conn.ident = Some(ident.clone());
         let acks_both = self.config.acks && conn.weft.is_some_and(|c| c & caps::ACKS != 0);
+        conn.acks = acks_both;
         let weft = conn.weft.is_some();
         let peer = self.peers.entry(ident.clone()).or_default();
         peer.conn = Some(conn_id);
@@ -350,7 +445,7 @@ impl<T: Transmit> Core<T> {
         self.events.push_back(CoreEvent::Connected {
             ident: ident.clone(),
         });
-        self.flush_at(&ident, now);
+        self.flush_at(&ident, now, None);
     }
 
     /// The peer's connection ended or was replaced: what is in flight goes
@@ -394,8 +489,7 @@ impl<T: Transmit> Core<T> {
     pub(crate) fn end_batch(&mut self) {
         for conn in self.conns.values_mut() {
             if conn.received > conn.ack_sent
-                && self.config.acks
-                && conn.weft.is_some_and(|c| c & caps::ACKS != 0)
+                && conn.acks
                 && Self::send_frame(&conn.tx, &Frame::Ack(conn.received)).is_ok()
             {
                 conn.ack_sent = conn.received;
@@ -442,7 +536,10 @@ impl<T: Transmit> Core<T> {
             self.config.max_queue_bytes,
             self.config.queue_policy,
         );
-        let peer = self.peers.entry(to.clone()).or_default();
+        let peer = match self.peers.get_mut(to) {
+            Some(peer) => peer,
+            None => self.peers.entry(to.clone()).or_default(),
+        };
         let len = message.data.len();
         while peer.len() >= max_n || (peer.bytes + len > max_bytes && peer.len() > 0) {
             match policy {
@@ -469,15 +566,21 @@ impl<T: Transmit> Core<T> {
             self.next_sweep = Some(now + self.config.ttl_sweep);
             self.timer_moved = true;
         }
-        peer.queue.push_back(entry);
-        if peer.conn.is_some() && !peer.blocked {
-            self.flush_at(to, now);
+        if peer.conn.is_none() || peer.blocked {
+            peer.queue.push_back(entry);
+        } else if peer.queue.is_empty() {
+            // The common case: straight to the connection.
+            self.flush_at(to, now, Some(entry));
+        } else {
+            peer.queue.push_back(entry);
+            self.flush_at(to, now, None);
         }
         Ok(())
     }
 
     /// Puts back a message loaded from storage at start.
-    pub(crate) fn restore(&mut self, to: Identity, entry: Entry, now: Instant) {
+    pub(crate) fn restore(&mut self, to: Identity, mut entry: Entry, now: Instant) {
+        entry.restored = true;
         if entry.deadline.is_some() && self.next_sweep.is_none() {
             // The first timeout runs the sweep at once.
             self.next_sweep = Some(now);
@@ -487,81 +590,71 @@ impl<T: Transmit> Core<T> {
         peer.queue.push_back(entry);
     }
 
-    /// Writes what `ident`'s queue holds while its connection takes it.
-    fn flush_at(&mut self, ident: &Identity, now: Instant) {
+    /// Writes what `ident`'s queue holds, then `last`, while its connection
+    /// takes them.
+    fn flush_at(&mut self, ident: &Identity, now: Instant, mut last: Option<Entry>) {
         let Some(peer) = self.peers.get_mut(ident) else {
             return;
         };
-        let Some(conn_id) = peer.conn else {
+        let writable = peer.conn.filter(|_| !peer.blocked);
+        let Some((conn_id, conn)) =
+            writable.and_then(|id| self.conns.get(&id).map(|conn| (id, conn)))
+        else {
+            peer.queue.extend(last);
             return;
         };
-        if peer.blocked {
-            return;
-        }
-        let Some(conn) = self.conns.get(&conn_id) else {
-            return;
-        };
-        while let Some(entry) = peer.queue.pop_front() {
-            let ttl = match entry.deadline {
-                None => None,
-                Some(d) if d < now => {
-                    peer.bytes -= entry.message.data.len();
-                    self.counters.expired += 1;
-                    settle(&mut self.events, &mut self.progress, &entry.message);
-                    continue;
-                }
-                Some(d) => Some(u32::try_from((d - now).as_secs()).unwrap_or(u32::MAX - 1)),
-            };
-            let m = &entry.message;
-            let head = message_head(&m.id, ttl, m.flags);
-            match conn.tx.try_send(head.as_slice(), &m.data) {
-                Ok(()) => {
+        while let Some(mut entry) = peer.queue.pop_front().or_else(|| last.take()) {
+            match write_entry(&conn.tx, peer.acked_mode, &mut entry, now) {
+                Wrote::Sent => {
                     self.counters.sent += 1;
                     if entry.resend {
                         self.counters.resent += 1;
                     }
-                    let mut entry = entry;
-                    if !peer.acked_mode {
-                        entry.end = conn.tx.bytes_accepted();
-                        if self.next_write_check.is_none() {
-                            self.next_write_check = Some(now + WRITE_CHECK);
-                            self.timer_moved = true;
-                        }
+                    if !peer.acked_mode && self.next_write_check.is_none() {
+                        self.next_write_check = Some(now + WRITE_CHECK);
+                        self.timer_moved = true;
                     }
                     peer.inflight.push_back(entry);
                 }
-                Err(TxError::Full) => {
+                Wrote::Expired => {
+                    peer.bytes -= entry.message.data.len();
+                    self.counters.expired += 1;
+                    settle(&mut self.events, &mut self.progress, &entry.message);
+                }
+                Wrote::Full => {
                     peer.queue.push_front(entry);
                     peer.blocked = true;
                     self.blocked.push((conn_id, conn.tx.clone()));
                     break;
                 }
-                Err(TxError::Closed) => {
+                Wrote::Closed => {
                     peer.queue.push_front(entry);
                     break;
                 }
             }
         }
+        peer.queue.extend(last);
         if !peer.acked_mode {
-            let tx = conn.tx.clone();
-            self.confirm_writes(ident, &tx);
+            let written = conn.tx.bytes_written();
+            peer.confirm_written(
+                written,
+                &mut self.counters,
+                &mut self.events,
+                &mut self.progress,
+            );
         }
     }
 
     /// Peers without acks: messages whose bytes were written are delivered.
     fn confirm_writes(&mut self, ident: &Identity, tx: &T) {
-        let Some(peer) = self.peers.get_mut(ident) else {
-            return;
-        };
-        if peer.acked_mode {
-            return;
-        }
-        let written = tx.bytes_written();
-        while peer.inflight.front().is_some_and(|e| e.end <= written) {
-            let e = peer.inflight.pop_front().expect("checked");
-            peer.bytes -= e.message.data.len();
-            self.counters.delivered += 1;
-            settle(&mut self.events, &mut self.progress, &e.message);
+        if let Some(peer) = self.peers.get_mut(ident) {
+            let written = tx.bytes_written();
+            peer.confirm_written(
+                written,
+                &mut self.counters,
+                &mut self.events,
+                &mut self.progress,
+            );
         }
     }
 
@@ -578,11 +671,12 @@ impl<T: Transmit> Core<T> {
         if let Some(peer) = self.peers.get_mut(&ident) {
             peer.blocked = false;
         }
-        self.flush_at(&ident, now);
+        self.flush_at(&ident, now, None);
     }
 
     /// Keep-alive, TTL sweeps and write confirmations.
     pub(crate) fn on_timeout(&mut self, now: Instant) {
+        self.last_now = now;
         if let Some(interval) = self.config.keepalive_interval {
             let wait = self.config.keepalive_wait;
             let mut dead = Vec::new();
@@ -781,10 +875,14 @@ mod tests {
             std::mem::take(&mut self.frames.borrow_mut())
         }
         fn messages(&self) -> Vec<Bytes> {
+            self.messages_marked().into_iter().map(|(d, _)| d).collect()
+        }
+        /// Messages with whether each was sent as a RESENT frame.
+        fn messages_marked(&self) -> Vec<(Bytes, bool)> {
             self.take()
                 .into_iter()
                 .filter_map(|f| match f {
-                    Frame::Message { data, .. } => Some(data),
+                    Frame::Message { data, resent, .. } => Some((data, resent)),
                     _ => None,
                 })
                 .collect()
@@ -852,34 +950,105 @@ mod tests {
         core.on_packet(ConnectionId(2), packet(&WEFT), t0);
         core.on_packet(ConnectionId(2), packet(&Frame::Ident(id("bob"))), t0);
         assert_eq!(
-            tx2.messages(),
-            ["2", "3"],
-            "only the unacknowledged, in order"
+            tx2.messages_marked(),
+            [("2".into(), true), ("3".into(), true)],
+            "only the unacknowledged, in order, marked as RESENT"
         );
         assert_eq!(core.counters.resent, 2);
+        core.send_message(&id("bob"), Message::new("4"), t0)
+            .unwrap();
+        assert_eq!(tx2.messages_marked(), [("4".into(), false)]);
         // Acks count per connection, from its start.
-        core.on_packet(ConnectionId(2), packet(&Frame::Ack(2)), t0);
+        core.on_packet(ConnectionId(2), packet(&Frame::Ack(3)), t0);
         assert!(core.is_idle());
-        assert_eq!(core.counters.acked, 3);
+        assert_eq!(core.counters.acked, 4);
+    }
+
+    fn message(n: u8, resent: bool) -> Frame {
+        Frame::Message {
+            id: MessageId([n; 16]),
+            ttl: None,
+            flags: Flags(0),
+            data: Bytes::from_static(b"data"),
+            resent,
+        }
+    }
+
+    /// The ids of the messages the core delivered.
+    fn delivered(core: &mut Core<FakeTx>) -> Vec<u8> {
+        std::iter::from_fn(|| core.poll_event())
+            .filter_map(|e| match e {
+                CoreEvent::Message { message, .. } => Some(message.id.0[0]),
+                _ => None,
+            })
+            .collect()
     }
 
     #[test]
-    fn duplicates_from_weft_peers_are_dropped_and_still_acked() {
+    fn resent_duplicates_from_weft_peers_are_dropped_and_still_acked() {
         let t0 = Instant::now();
         let (mut core, tx) = connected(true, t0);
-        let m = Frame::Message {
-            id: MessageId([9; 16]),
-            ttl: None,
-            flags: Flags(0),
-            data: Bytes::from_static(b"once"),
-        };
-        core.on_packet(ConnectionId(1), packet(&m), t0);
-        core.on_packet(ConnectionId(1), packet(&m), t0);
+        core.on_packet(ConnectionId(1), packet(&message(9, false)), t0);
+        core.on_packet(ConnectionId(1), packet(&message(8, false)), t0);
+        core.on_packet(ConnectionId(1), packet(&message(9, true)), t0);
+        core.on_packet(ConnectionId(1), packet(&message(7, true)), t0);
         core.end_batch();
-        assert!(matches!(core.poll_event(), Some(CoreEvent::Message { .. })));
-        assert!(core.poll_event().is_none());
+        assert_eq!(delivered(&mut core), [9, 8, 7]);
         assert_eq!(core.counters.duplicates, 1);
-        assert!(tx.take().contains(&Frame::Ack(2)));
+        assert!(tx.take().contains(&Frame::Ack(4)));
+    }
+
+    #[test]
+    fn only_resent_frames_are_checked() {
+        let t0 = Instant::now();
+        let (mut core, _tx) = connected(true, t0);
+        // A sender may reuse an id it chose; only RESENT marks a repeat.
+        core.on_packet(ConnectionId(1), packet(&message(5, false)), t0);
+        core.on_packet(ConnectionId(1), packet(&message(5, false)), t0);
+        assert_eq!(delivered(&mut core), [5, 5]);
+        assert_eq!(core.counters.duplicates, 0);
+    }
+
+    #[test]
+    fn peers_without_acks_are_not_checked() {
+        // Without acks nothing is sent twice: the window is not used.
+        let t0 = Instant::now();
+        let config = MessagingConfig {
+            acks: false,
+            ..MessagingConfig::default()
+        };
+        let mut core: Core<FakeTx> = Core::new(id("me"), config);
+        let tx = FakeTx::default();
+        core.on_connected(ConnectionId(1), tx.clone(), t0);
+        core.on_packet(ConnectionId(1), packet(&WEFT), t0);
+        core.on_packet(ConnectionId(1), packet(&Frame::Ident(id("bob"))), t0);
+        core.on_packet(ConnectionId(1), packet(&message(3, false)), t0);
+        core.on_packet(ConnectionId(1), packet(&message(3, true)), t0);
+        core.end_batch();
+        assert_eq!(delivered(&mut core), [3, 3]);
+        assert!(
+            !tx.take().iter().any(|f| matches!(f, Frame::Ack(_))),
+            "no acks offered, none sent"
+        );
+    }
+
+    #[test]
+    fn restored_messages_are_marked_resent_only_to_peers_with_acks() {
+        let t0 = Instant::now();
+        for weft in [true, false] {
+            let mut core: Core<FakeTx> = Core::new(id("me"), MessagingConfig::default());
+            let m = Message::new("stored").persistent();
+            core.restore(id("bob"), Entry::new(m, t0), t0);
+            let tx = FakeTx::default();
+            core.on_connected(ConnectionId(1), tx.clone(), t0);
+            tx.take();
+            if weft {
+                core.on_packet(ConnectionId(1), packet(&WEFT), t0);
+            }
+            core.on_packet(ConnectionId(1), packet(&Frame::Ident(id("bob"))), t0);
+            assert_eq!(tx.messages_marked(), [("stored".into(), weft)]);
+            assert_eq!(core.counters.resent, 0, "restored is not resent");
+        }
     }
 
     #[test]

@@ -43,6 +43,9 @@ pub mod kind {
     pub const SUBSCRIBE: u8 = 0x82;
     /// weft: `[u8 filter kind][UTF-8 filter]`
     pub const UNSUBSCRIBE: u8 = 0x83;
+    /// weft: a MESSAGE the sender may have sent before (see
+    /// [`Frame::Message::resent`](super::Frame::Message)); same body as MESSAGE
+    pub const RESENT: u8 = 0x84;
 }
 
 /// The size of a MESSAGE frame's header: type, uuid, ttl, flags.
@@ -85,6 +88,11 @@ pub enum Frame {
         flags: Flags,
         /// The payload: a slice of the packet.
         data: Bytes,
+        /// weft: sent as a RESENT frame, because the sender may have sent
+        /// it before (after a reconnect, or after loading it from storage);
+        /// the receiver checks it for a duplicate. Only sent to weft peers
+        /// that take acks.
+        resent: bool,
     },
     /// Are you there?
     Ping,
@@ -168,10 +176,14 @@ impl Frame {
             }
             kind::INCOMPATIBLE => Frame::Incompatible,
             kind::IDENT => Frame::Ident(Identity::from_bytes(&body)?),
-            kind::MESSAGE => {
+            kind::MESSAGE | kind::RESENT => {
                 if body.len() < MESSAGE_HEAD_LEN - 1 {
                     return Err(FrameError::BadLength {
-                        frame: "MESSAGE",
+                        frame: if ty == kind::MESSAGE {
+                            "MESSAGE"
+                        } else {
+                            "RESENT"
+                        },
                         need: "at least 24",
                         got: body.len(),
                     });
@@ -184,6 +196,7 @@ impl Frame {
                     ttl: (ttl != INFINITE_TTL).then_some(ttl),
                     flags: Flags(flags),
                     data: body.slice(24..),
+                    resent: ty == kind::RESENT,
                 }
             }
             kind::PING => Frame::Ping,
@@ -251,8 +264,9 @@ impl Frame {
                 ttl,
                 flags,
                 data,
+                resent,
             } => {
-                head = message_head(id, *ttl, *flags);
+                head = message_head(id, *ttl, *flags, *resent);
                 data.clone()
             }
             Frame::Ping => {
@@ -296,10 +310,10 @@ impl Frame {
     }
 }
 
-/// A MESSAGE frame's 25-byte head.
-pub fn message_head(id: &MessageId, ttl: Option<u32>, flags: Flags) -> Head {
+/// A MESSAGE (or, `resent`, a RESENT) frame's 25-byte head.
+pub fn message_head(id: &MessageId, ttl: Option<u32>, flags: Flags, resent: bool) -> Head {
     let mut head = Head::default();
-    head.push(&[kind::MESSAGE]);
+    head.push(&[if resent { kind::RESENT } else { kind::MESSAGE }]);
     head.push(&id.0);
     head.push(&ttl.unwrap_or(INFINITE_TTL).to_be_bytes());
     head.push(&flags.0.to_be_bytes());
@@ -356,17 +370,38 @@ mod tests {
             ttl: Some(60),
             flags: Flags::PERSISTENT,
             data: Bytes::from_static(b"hi"),
+            resent: false,
         };
         let mut expected = vec![3];
         expected.extend([0xAB; 16]);
         expected.extend([0, 0, 0, 60, 0, 0, 0, 1]);
         expected.extend(b"hi");
         assert_eq!(wire(&m), expected);
+        let Frame::Message {
+            id,
+            ttl,
+            flags,
+            data,
+            ..
+        } = m
+        else {
+            unreachable!()
+        };
+        let resent = Frame::Message {
+            id,
+            ttl,
+            flags,
+            data,
+            resent: true,
+        };
+        expected[0] = 0x84;
+        assert_eq!(wire(&resent), expected);
         let forever = Frame::Message {
             id: MessageId([0; 16]),
             ttl: None,
             flags: Flags::default(),
             data: Bytes::new(),
+            resent: false,
         };
         assert_eq!(&wire(&forever)[17..21], [0xFF; 4]);
         assert_eq!(
@@ -402,6 +437,13 @@ mod tests {
             })
         ));
         assert!(matches!(
+            parse(b"\x84short"),
+            Err(FrameError::BadLength {
+                frame: "RESENT",
+                ..
+            })
+        ));
+        assert!(matches!(
             parse(b"\x02\xff"),
             Err(FrameError::Identity(IdentityError::NotUtf8))
         ));
@@ -429,6 +471,7 @@ mod tests {
             ttl: None,
             flags: Flags(0),
             data: Bytes::from_static(b"payload"),
+            resent: false,
         }));
         let Ok(Frame::Message { data, .. }) = Frame::parse(packet.clone()) else {
             panic!()
@@ -445,13 +488,15 @@ mod tests {
                 any::<[u8; 16]>(),
                 any::<Option<u32>>(),
                 any::<u32>(),
-                proptest::collection::vec(any::<u8>(), 0..100)
+                proptest::collection::vec(any::<u8>(), 0..100),
+                any::<bool>(),
             )
-                .prop_map(|(id, ttl, flags, data)| Frame::Message {
+                .prop_map(|(id, ttl, flags, data, resent)| Frame::Message {
                     id: MessageId(id),
                     ttl: ttl.filter(|t| *t != INFINITE_TTL),
                     flags: Flags(flags),
                     data: Bytes::from(data),
+                    resent,
                 }),
             Just(Frame::Ping),
             Just(Frame::Pong),

@@ -330,7 +330,12 @@ impl Messaging {
         let id = message.id;
         let (result, wake) = {
             let mut core = lock(&self.inner.core);
-            let result = core.send_message(to, message, Instant::now());
+            let now = if core.needs_clock(&message) {
+                Instant::now()
+            } else {
+                core.last_now()
+            };
+            let result = core.send_message(to, message, now);
             (result, core.wants_attention())
         };
         if wake {
