@@ -784,6 +784,24 @@ impl<T: Transmit> Core<T> {
         self.peers.get(ident).map_or(0, Peer::len)
     }
 
+    /// Drops the messages waiting for `ident` (not those in flight on a
+    /// live connection), counted as dropped; returns how many.
+    pub(crate) fn purge(&mut self, ident: &Identity) -> usize {
+        let Some(peer) = self.peers.get_mut(ident) else {
+            return 0;
+        };
+        let purged = peer.queue.len();
+        for e in peer.queue.drain(..) {
+            peer.bytes -= e.message.data.len();
+            self.counters.dropped += 1;
+            settle(&mut self.events, &mut self.progress, &e.message);
+        }
+        if peer.conn.is_none() && peer.inflight.is_empty() {
+            self.peers.remove(ident);
+        }
+        purged
+    }
+
     /// Every identity with a queue, with its depth.
     pub(crate) fn queue_depths(&self) -> Vec<(Identity, usize)> {
         self.peers
@@ -996,6 +1014,25 @@ mod tests {
         assert_eq!(delivered(&mut core), [9, 8, 7]);
         assert_eq!(core.counters.duplicates, 1);
         assert!(tx.take().contains(&Frame::Ack(4)));
+    }
+
+    #[test]
+    fn purging_drops_what_waits_and_forgets_a_gone_identity() {
+        let t0 = Instant::now();
+        let mut core: Core<FakeTx> = Core::new(id("me"), MessagingConfig::default());
+        core.send_message(&id("gone"), Message::new("a").persistent(), t0)
+            .unwrap();
+        core.send_message(&id("gone"), Message::new("b"), t0)
+            .unwrap();
+        assert_eq!(core.purge(&id("gone")), 2);
+        assert_eq!(core.counters.dropped, 2);
+        assert!(
+            matches!(core.poll_event(), Some(CoreEvent::Settled { .. })),
+            "storage forgets the persistent one"
+        );
+        assert!(core.poll_event().is_none());
+        assert!(core.queue_depths().is_empty());
+        assert_eq!(core.purge(&id("never")), 0);
     }
 
     #[test]

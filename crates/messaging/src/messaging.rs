@@ -478,6 +478,22 @@ impl Messaging {
         lock(&self.inner.core).queue_depth(identity)
     }
 
+    /// Drops every message waiting for `identity` (one that is gone for
+    /// good, say), removing persistent ones from storage; messages in
+    /// flight on a live connection stay. They count as dropped. Returns how
+    /// many were dropped.
+    pub fn purge_queue(&self, identity: &Identity) -> usize {
+        let (purged, wake) = {
+            let mut core = lock(&self.inner.core);
+            let purged = core.purge(identity);
+            (purged, core.wants_attention())
+        };
+        if wake {
+            self.inner.wake.notify_one();
+        }
+        purged
+    }
+
     /// Every identity with a queue, and its depth.
     pub fn queue_depths(&self) -> HashMap<Identity, usize> {
         lock(&self.inner.core).queue_depths().into_iter().collect()

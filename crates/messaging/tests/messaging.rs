@@ -251,6 +251,28 @@ async fn persistent_messages_survive_a_restart() {
 }
 
 #[tokio::test]
+async fn purging_a_gone_identity_empties_its_queue_and_storage() {
+    let storage = MemoryStorage::new();
+    let b = Messaging::with_storage(id("b"), config(), storage.clone())
+        .await
+        .unwrap();
+    for i in 0..3 {
+        b.send_message(&id("gone"), Message::new(format!("p{i}")).persistent())
+            .await
+            .unwrap();
+    }
+    b.send_message(&id("kept"), Message::new("stays").persistent())
+        .await
+        .unwrap();
+    assert_eq!(storage.len(), 4);
+    assert_eq!(b.purge_queue(&id("gone")), 3);
+    assert_eq!(b.queue_depth(&id("gone")), 0);
+    assert_eq!(b.queue_depth(&id("kept")), 1);
+    assert_eq!(b.stats().dropped, 3);
+    until("storage forgot the purged", || storage.len() == 1).await;
+}
+
+#[tokio::test]
 async fn a_full_queue_follows_its_policy() {
     let mut c = config();
     c.max_queue_messages = 2;
