@@ -16,6 +16,11 @@
 //! | messaging vs snakeMQ 64 B | the row above | snakeMQ 1.6, two Python processes | >= 50x msg/s |
 //! | messaging persistent SQLite | persistent messages, `SqliteStorage` | | >= 50 000 msg/s |
 //! | messaging 100k queued 1 KiB | RSS growth for a disconnected identity | | <= 2x payload |
+//! | rpc 64 B sequential p50 round trip | weft-rpc echo calls one at a time over loopback TCP | tarpc 0.38 over TCP | p50 <= 1.0x |
+//! | rpc 64 B 64 in flight | the same echo, 64 calls in flight | tarpc 0.38 over TCP | >= 1.5x calls/s |
+//! | rpc vs snakeMQ 64 B | the row above | snakeMQ 1.6 RPC, two Python processes | >= 20x calls/s |
+//! | participants: full mesh of 10 | 10 loopback participants, start to full mesh | | <= 1 000 ms (the beacon interval) |
+//! | participants pub/sub fan-out 10 | 1 publisher, 10 subscriber participants, 64 B, deliveries/s | libzmq PUB, 10 SUB | >= 1.0x msg/s |
 //!
 //! ```text
 //! weft-bench [--quick] [--json PATH] [--only TEXT] [--snakemq-python PATH]
@@ -26,7 +31,7 @@
 //!   format).
 //! - `--only TEXT`: run only the cases whose name contains TEXT
 //!   (`throughput`, `ping-pong`, `memory`, `messaging`, `messaging 64 B`,
-//!   `snakeMQ`, `persistent`, `queued`).
+//!   `snakeMQ`, `persistent`, `queued`, `rpc`, `participants`, `mesh`, `fan-out`).
 //! - `--snakemq-python PATH`: a Python with snakeMQ 1.6 for the snakeMQ
 //!   baseline (default: `$WEFT_SNAKEMQ_PYTHON`).
 //!
@@ -40,11 +45,16 @@
 mod harness;
 mod memory;
 mod messaging;
+mod participants;
 mod pingpong;
 mod report;
+mod rpc;
 mod series;
 mod snakemq;
+mod tarpc_echo;
 mod throughput;
+#[cfg(feature = "zmq")]
+mod zmq_pubsub;
 #[cfg(feature = "zmq")]
 mod zmq_pushpull;
 
@@ -182,6 +192,13 @@ fn main() -> ExitCode {
         memory::run(&mut report);
     }
     messaging::run(
+        args.scale,
+        args.snakemq_python.as_deref(),
+        &wanted,
+        &mut report,
+    );
+    participants::run(args.scale, &wanted, &mut report);
+    rpc::run(
         args.scale,
         args.snakemq_python.as_deref(),
         &wanted,

@@ -274,7 +274,7 @@ impl Report {
 /// A value as the table shows it, by unit.
 pub(crate) fn value(v: f64, unit: &str) -> String {
     match unit {
-        "msg/s" => thousands(v.round() as u64),
+        "msg/s" | "calls/s" => thousands(v.round() as u64),
         "x payload" => format!("{v:.2}"),
         _ => format!("{v:.1}"),
     }
@@ -282,7 +282,7 @@ pub(crate) fn value(v: f64, unit: &str) -> String {
 
 fn round(v: f64, unit: &str) -> f64 {
     match unit {
-        "msg/s" => v.round(),
+        "msg/s" | "calls/s" => v.round(),
         _ => (v * 1000.0).round() / 1000.0,
     }
 }

@@ -28,20 +28,27 @@ pub(crate) const NO_PYTHON: &str = "not measured: no Python with snakeMQ 1.6 was
      no baseline)";
 
 /// How long a peer may take to start (Python, imports, listening).
-const START: Duration = Duration::from_secs(30);
+pub(crate) const START: Duration = Duration::from_secs(30);
 
-/// One Python peer, killed if still running when dropped.
-struct Peer {
+/// One Python peer running a script with `python -c`, killed if still
+/// running when dropped. Each stdout line is one JSON event.
+pub(crate) struct Peer {
     name: &'static str,
     child: Child,
     lines: mpsc::Receiver<String>,
 }
 
 impl Peer {
-    fn start(python: &Path, name: &'static str, args: &[String]) -> Result<Peer, String> {
+    /// Starts `script` with `args`; `name` says which peer in errors.
+    pub(crate) fn start(
+        python: &Path,
+        script: &str,
+        name: &'static str,
+        args: &[String],
+    ) -> Result<Peer, String> {
         let mut child = Command::new(python)
             .arg("-c")
-            .arg(SCRIPT)
+            .arg(script)
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -65,7 +72,7 @@ impl Peer {
     }
 
     /// The next event line, as JSON, of kind `event`.
-    fn expect(&self, event: &str, by: Instant) -> Result<Value, String> {
+    pub(crate) fn expect(&self, event: &str, by: Instant) -> Result<Value, String> {
         let left = by.saturating_duration_since(Instant::now());
         let line = self.lines.recv_timeout(left).map_err(|e| match e {
             mpsc::RecvTimeoutError::Timeout => {
@@ -87,7 +94,7 @@ impl Peer {
     }
 
     /// Waits for the process to exit by itself.
-    fn finish(mut self, by: Instant) -> Result<(), String> {
+    pub(crate) fn finish(mut self, by: Instant) -> Result<(), String> {
         loop {
             match self.child.try_wait() {
                 Ok(Some(status)) if status.success() => return Ok(()),
@@ -113,7 +120,8 @@ impl Drop for Peer {
     }
 }
 
-fn number(value: &Value, key: &str) -> Result<f64, String> {
+/// The number `key` of an event.
+pub(crate) fn number(value: &Value, key: &str) -> Result<f64, String> {
     value[key]
         .as_f64()
         .ok_or_else(|| format!("no number `{key}` in {value}"))
@@ -124,6 +132,7 @@ pub(crate) fn once(python: &Path, count: u64, size: usize) -> Result<f64, String
     let started = Instant::now();
     let receiver = Peer::start(
         python,
+        SCRIPT,
         "receiver",
         &[
             "--role".into(),
@@ -138,6 +147,7 @@ pub(crate) fn once(python: &Path, count: u64, size: usize) -> Result<f64, String
         .ok_or_else(|| format!("no port in {ready}"))?;
     let sender = Peer::start(
         python,
+        SCRIPT,
         "sender",
         &[
             "--role".into(),
