@@ -53,6 +53,12 @@ pub struct MessagingConfig {
     /// Offer weft's delivery acks to weft peers (resend after reconnects,
     /// no loss and no duplicates). snakeMQ peers never see them. Default: true.
     pub acks: bool,
+    /// How long a receiver may hold back an ACK so that it leaves with the
+    /// next message it sends that peer (a reply, say) instead of on its own.
+    /// An ACK leaves at once when [`ACK_EVERY`](crate::ACK_EVERY) messages
+    /// are unacknowledged. Zero acknowledges after every batch of packets.
+    /// Default: 1 ms.
+    pub ack_delay: Duration,
     /// Message ids remembered (from all weft peers together) to drop
     /// duplicates of resent messages; a duplicate older than the window is
     /// not recognised. Default: 65 536.
@@ -79,6 +85,7 @@ impl Default for MessagingConfig {
             keepalive_interval: Some(Duration::from_secs(30)),
             keepalive_wait: Duration::from_secs(10),
             acks: true,
+            ack_delay: Duration::from_millis(1),
             dedupe_window: 65_536,
             ttl_sweep: Duration::from_secs(1),
             subscription_capacity: 65_536,

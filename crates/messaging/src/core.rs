@@ -184,6 +184,24 @@ struct Conn<T> {
     received: u64,
     /// The count last acknowledged to the peer.
     ack_sent: u64,
+    /// When a held-back ACK must leave.
+    ack_due: Option<Instant>,
+}
+
+impl<T: Transmit> Conn<T> {
+    /// Sends ACK for what arrived since the last one, if anything did.
+    /// False when the connection had no room for it.
+    fn send_ack(&mut self) -> bool {
+        if !self.acks || self.received == self.ack_sent {
+            return true;
+        }
+        if Core::<T>::send_frame(&self.tx, &Frame::Ack(self.received)).is_err() {
+            return false;
+        }
+        self.ack_sent = self.received;
+        self.ack_due = None;
+        true
+    }
 }
 
 #[derive(Default)]
@@ -248,6 +266,10 @@ pub(crate) struct Core<T> {
 /// How often unconfirmed writes to peers without acks are checked.
 const WRITE_CHECK: Duration = Duration::from_millis(5);
 
+/// Unacknowledged messages from a peer that make a receiver send ACK at
+/// once, without waiting for [`MessagingConfig::ack_delay`].
+pub const ACK_EVERY: u64 = 256;
+
 impl<T: Transmit> Core<T> {
     pub(crate) fn new(me: Identity, config: MessagingConfig) -> Core<T> {
         Core {
@@ -304,6 +326,7 @@ impl<T: Transmit> Core<T> {
                 acks: false,
                 received: 0,
                 ack_sent: 0,
+                ack_due: None,
             },
         );
     }
@@ -485,14 +508,22 @@ impl<T: Transmit> Core<T> {
         }
     }
 
-    /// Sends acks for what the last batch of packets brought.
+    /// Acknowledges what the last batch of packets brought: at once when
+    /// [`ACK_EVERY`] messages wait for it (or without an ack delay), else
+    /// by `ack_delay` at the latest, earlier with an outgoing message.
     pub(crate) fn end_batch(&mut self) {
+        let delay = self.config.ack_delay;
         for conn in self.conns.values_mut() {
-            if conn.received > conn.ack_sent
-                && conn.acks
-                && Self::send_frame(&conn.tx, &Frame::Ack(conn.received)).is_ok()
-            {
-                conn.ack_sent = conn.received;
+            let unacked = conn.received - conn.ack_sent;
+            if !conn.acks || unacked == 0 {
+                continue;
+            }
+            if (unacked >= ACK_EVERY || delay.is_zero()) && conn.send_ack() {
+                continue;
+            }
+            if conn.ack_due.is_none() {
+                conn.ack_due = Some(self.last_now + delay);
+                self.timer_moved = true;
             }
         }
     }
@@ -598,11 +629,16 @@ impl<T: Transmit> Core<T> {
         };
         let writable = peer.conn.filter(|_| !peer.blocked);
         let Some((conn_id, conn)) =
-            writable.and_then(|id| self.conns.get(&id).map(|conn| (id, conn)))
+            writable.and_then(|id| self.conns.get_mut(&id).map(|conn| (id, conn)))
         else {
             peer.queue.extend(last);
             return;
         };
+        if last.is_some() || !peer.queue.is_empty() {
+            // A held-back ACK leaves in the same write as the messages.
+            conn.send_ack();
+        }
+        let conn = &*conn;
         while let Some(mut entry) = peer.queue.pop_front().or_else(|| last.take()) {
             match write_entry(&conn.tx, peer.acked_mode, &mut entry, now) {
                 Wrote::Sent => {
@@ -695,6 +731,13 @@ impl<T: Transmit> Core<T> {
                 self.fail(id, ProtocolError::KeepaliveTimeout);
             }
         }
+        let retry = now + self.config.ack_delay.max(Duration::from_millis(1));
+        for conn in self.conns.values_mut() {
+            if conn.ack_due.is_some_and(|due| now >= due) && !conn.send_ack() {
+                // No room: try again later (or with the next message).
+                conn.ack_due = Some(retry);
+            }
+        }
         if self.next_sweep.is_some_and(|t| now >= t) {
             self.sweep(now);
             let more = self
@@ -748,12 +791,15 @@ impl<T: Transmit> Core<T> {
     pub(crate) fn poll_timeout(&self) -> Option<Instant> {
         let mut next = self.next_sweep;
         let mut earliest = |t: Instant| next = Some(next.map_or(t, |n| n.min(t)));
-        if let Some(interval) = self.config.keepalive_interval {
-            for conn in self.conns.values() {
+        for conn in self.conns.values() {
+            if let Some(interval) = self.config.keepalive_interval {
                 earliest(match conn.ping_sent {
                     Some(sent) => sent + self.config.keepalive_wait,
                     None => conn.last_recv + interval,
                 });
+            }
+            if let Some(due) = conn.ack_due {
+                earliest(due);
             }
         }
         if let Some(t) = self.next_write_check {
@@ -1013,7 +1059,65 @@ mod tests {
         core.end_batch();
         assert_eq!(delivered(&mut core), [9, 8, 7]);
         assert_eq!(core.counters.duplicates, 1);
+        core.on_timeout(t0 + MessagingConfig::default().ack_delay);
         assert!(tx.take().contains(&Frame::Ack(4)));
+    }
+
+    #[test]
+    fn acks_wait_for_an_outgoing_message_or_the_delay() {
+        let t0 = Instant::now();
+        let delay = MessagingConfig::default().ack_delay;
+        let (mut core, tx) = connected(true, t0);
+        core.on_packet(ConnectionId(1), packet(&message(1, false)), t0);
+        core.end_batch();
+        assert!(tx.take().is_empty(), "held back");
+        assert_eq!(core.poll_timeout(), Some(t0 + delay));
+        // A reply carries it: ACK first, in the same write.
+        core.send_message(&id("bob"), Message::new("reply"), t0)
+            .unwrap();
+        let frames = tx.take();
+        assert!(matches!(
+            &frames[..],
+            [Frame::Ack(1), Frame::Message { .. }]
+        ));
+        core.on_timeout(t0 + delay);
+        assert!(tx.take().is_empty(), "sent once");
+
+        // Nothing to carry it: it leaves when due.
+        core.on_packet(ConnectionId(1), packet(&message(2, false)), t0 + delay);
+        core.end_batch();
+        assert!(tx.take().is_empty());
+        core.on_timeout(t0 + delay * 2 - Duration::from_nanos(1));
+        assert!(tx.take().is_empty(), "not yet due");
+        core.on_timeout(t0 + delay * 2);
+        assert_eq!(tx.take(), [Frame::Ack(2)]);
+
+        // A long run of messages is acknowledged at once.
+        for n in 0..ACK_EVERY {
+            core.on_packet(ConnectionId(1), packet(&message(n as u8, false)), t0);
+        }
+        core.end_batch();
+        assert_eq!(tx.take(), [Frame::Ack(2 + ACK_EVERY)]);
+    }
+
+    #[test]
+    fn a_zero_ack_delay_acknowledges_every_batch() {
+        let t0 = Instant::now();
+        let mut core: Core<FakeTx> = Core::new(
+            id("me"),
+            MessagingConfig {
+                ack_delay: Duration::ZERO,
+                ..MessagingConfig::default()
+            },
+        );
+        let tx = FakeTx::default();
+        core.on_connected(ConnectionId(1), tx.clone(), t0);
+        core.on_packet(ConnectionId(1), packet(&WEFT), t0);
+        core.on_packet(ConnectionId(1), packet(&Frame::Ident(id("bob"))), t0);
+        tx.take();
+        core.on_packet(ConnectionId(1), packet(&message(1, false)), t0);
+        core.end_batch();
+        assert_eq!(tx.take(), [Frame::Ack(1)]);
     }
 
     #[test]

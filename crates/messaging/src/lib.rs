@@ -44,6 +44,7 @@ mod patterns;
 pub mod storage;
 mod subscription;
 
+pub use crate::core::ACK_EVERY;
 pub use config::{DuplicateIdentity, MessagingConfig, QueuePolicy};
 pub use error::{MessagingError, ProtocolError, StorageError};
 pub use identity::{Identity, IdentityError, MAX_IDENTITY_CHARS};
