@@ -326,6 +326,33 @@ impl Messaging {
         self.enqueue(to, message, false)
     }
 
+    /// Queues a copy of `message` (same id, data shared) for each of
+    /// `targets` under one lock: the publish path. The message is not
+    /// stored. Stops at the first full queue.
+    pub(crate) fn enqueue_each(
+        &self,
+        targets: &[Identity],
+        message: Message,
+    ) -> Result<(), MessagingError> {
+        let (result, wake) = {
+            let mut core = lock(&self.inner.core);
+            let now = if core.needs_clock(&message) {
+                Instant::now()
+            } else {
+                core.last_now()
+            };
+            let result = targets.iter().try_for_each(|to| {
+                core.send_message(to, message.clone(), now)
+                    .map_err(|_| MessagingError::QueueFull(to.clone()))
+            });
+            (result, core.wants_attention())
+        };
+        if wake {
+            self.inner.wake.notify_one();
+        }
+        result
+    }
+
     fn enqueue(&self, to: &Identity, message: Message, stored: bool) -> Result<(), MessagingError> {
         let id = message.id;
         let (result, wake) = {
@@ -617,6 +644,7 @@ async fn run(
 fn dispatch(inner: &Inner, events: &mut Vec<CoreEvent>) {
     // A snapshot: handlers may subscribe or add handlers without deadlock.
     let d = Arc::clone(&lock(&inner.dispatch));
+    let mut last_topic = None;
     for event in events.drain(..) {
         match event {
             CoreEvent::Message { from, mut message } => {
@@ -640,7 +668,7 @@ fn dispatch(inner: &Inner, events: &mut Vec<CoreEvent>) {
                         }
                         continue;
                     }
-                    Kind::Publish => match split_publication(&message.data) {
+                    Kind::Publish => match split_publication(&message.data, &mut last_topic) {
                         Some((t, data)) => {
                             topic = Some(t);
                             message.data = data;

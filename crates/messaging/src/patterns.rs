@@ -168,6 +168,8 @@ impl Messaging {
     /// Publishes `data` on `topic` to every peer (and to ourselves) whose
     /// subscriptions match it; returns how many got a copy. Peers that have
     /// not subscribed get nothing: subscriptions travel to publishers.
+    /// Every copy carries the same message id. A full queue fails the
+    /// publication for that peer and those after it.
     pub fn publish(&self, topic: &str, data: impl Into<Bytes>) -> Result<usize, MessagingError> {
         if topic.len() > MAX_TOPIC {
             return Err(MessagingError::TopicTooLong(topic.len()));
@@ -187,11 +189,9 @@ impl Messaging {
         if self.local_topics().iter().any(|(_, f)| f.matches(topic)) {
             targets.push(self.identity().clone());
         }
-        for to in &targets {
-            let mut message = Message::new(body.clone());
-            message.flags = Flags::PUBLISH;
-            self.try_send_message(to, message)?;
-        }
+        let mut message = Message::new(body);
+        message.flags = Flags::PUBLISH;
+        self.enqueue_each(&targets, message)?;
         Ok(targets.len())
     }
 
@@ -268,15 +268,48 @@ impl Pusher {
 }
 
 /// Splits a publication's body into topic and payload.
-pub(crate) fn split_publication(data: &Bytes) -> Option<(Arc<str>, Bytes)> {
+/// `last` is the topic of the publication before, shared when it is the
+/// same (publications mostly come in runs on one topic): no allocation.
+pub(crate) fn split_publication(
+    data: &Bytes,
+    last: &mut Option<Arc<str>>,
+) -> Option<(Arc<str>, Bytes)> {
     let (&len, rest) = data.split_first()?;
     let len = len as usize;
-    let topic = std::str::from_utf8(rest.get(..len)?).ok()?;
-    Some((Arc::from(topic), data.slice(1 + len..)))
+    let raw = rest.get(..len)?;
+    let topic = match last {
+        Some(t) if t.as_bytes() == raw => t.clone(),
+        _ => {
+            let t: Arc<str> = Arc::from(std::str::from_utf8(raw).ok()?);
+            *last = Some(t.clone());
+            t
+        }
+    };
+    Some((topic, data.slice(1 + len..)))
 }
 
 /// Splits a reply's body into the request id and payload.
 pub(crate) fn split_reply(data: &Bytes) -> Option<(MessageId, Bytes)> {
     let id: [u8; 16] = data.get(..16)?.try_into().ok()?;
     Some((MessageId(id), data.slice(16..)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_of_publications_on_one_topic_shares_it() {
+        let mut last = None;
+        let a = Bytes::from_static(b"\x02ababc");
+        let (t1, data) = split_publication(&a, &mut last).unwrap();
+        assert_eq!((&*t1, &data[..]), ("ab", &b"abc"[..]));
+        let (t2, _) = split_publication(&a, &mut last).unwrap();
+        assert!(Arc::ptr_eq(&t1, &t2), "the same topic is shared");
+        let (t3, data) = split_publication(&Bytes::from_static(b"\x01xy"), &mut last).unwrap();
+        assert_eq!((&*t3, &data[..]), ("x", &b"y"[..]));
+        assert!(split_publication(&Bytes::from_static(b"\x05ab"), &mut last).is_none());
+        assert!(split_publication(&Bytes::from_static(b"\x01\xff"), &mut last).is_none());
+        assert!(split_publication(&Bytes::new(), &mut last).is_none());
+    }
 }

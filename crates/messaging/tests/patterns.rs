@@ -130,9 +130,9 @@ async fn publications_go_only_where_subscriptions_match() {
     assert_eq!(publisher.publish("local.weather", "rain").unwrap(), 1);
     assert_eq!(publisher.publish("other", "nobody").unwrap(), 0);
 
-    let got = news.recv(Some(WAIT)).await.unwrap();
+    let sunny = news.recv(Some(WAIT)).await.unwrap();
     assert_eq!(
-        (got.topic.as_deref(), &got.message.data[..]),
+        (sunny.topic.as_deref(), &sunny.message.data[..]),
         (Some("news.weather"), &b"sunny"[..])
     );
     let got = news.recv(Some(WAIT)).await.unwrap();
@@ -140,6 +140,7 @@ async fn publications_go_only_where_subscriptions_match() {
     assert!(news.try_recv().is_none());
     let got = weather.recv(Some(WAIT)).await.unwrap();
     assert_eq!(got.topic.as_deref(), Some("news.weather"));
+    assert_eq!(got.message.id, sunny.message.id, "one publication, one id");
     let got = weather.recv(Some(WAIT)).await.unwrap();
     assert_eq!(got.topic.as_deref(), Some("local.weather"));
     // The peer without subscriptions was never sent anything.
