@@ -50,7 +50,10 @@ pub enum ParticipantEvent {
         /// Its new incarnation.
         incarnation: u64,
     },
-    /// A participant is gone.
+    /// A participant that discovery [found](Self::Found) is gone. One
+    /// whose stream reached us before any of its beacons did, and that
+    /// died before one did, was never found: its end shows only as
+    /// [`Disconnected`](Self::Disconnected).
     Gone {
         /// Its id.
         id: ParticipantId,
