@@ -73,6 +73,15 @@ pub struct ServerConfig {
     /// The longest a handler may run, whatever deadline the caller asked
     /// for; also the deadline of signals. Default: 1 hour.
     pub max_deadline: Duration,
+    /// Start every handler in a task of its own. Off, the dispatcher polls
+    /// a handler once itself when a turn is free: one that finishes at
+    /// once (nothing it awaits has to wait) costs no task and no timer; one
+    /// that has to wait goes on in a task of its own, as all do when this
+    /// is on. Turn it on when handlers do heavy work before their first
+    /// wait, so that the work runs in tasks (on any worker thread of a
+    /// multi-thread runtime) and not in the dispatcher, which meanwhile
+    /// receives nothing. Default: false.
+    pub spawn_handlers: bool,
     /// Send the error chain of a failed handler to the caller in
     /// [`RemoteError::context`](crate::RemoteError::context). Off, callers
     /// get the kind, type name and message only. Default: true.
@@ -87,6 +96,7 @@ impl Default for ServerConfig {
             result_cache: 4096,
             result_cache_bytes: 64 << 20,
             max_deadline: Duration::from_secs(3600),
+            spawn_handlers: false,
             send_error_context: true,
         }
     }

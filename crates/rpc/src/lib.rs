@@ -40,7 +40,10 @@
 //!
 //! - One [`Rpc`] per [`Messaging`](weft_messaging::Messaging) is both
 //!   server and caller. Handlers are async and run concurrently, at most
-//!   [`ServerConfig::max_concurrent_calls`] at once.
+//!   [`ServerConfig::max_concurrent_calls`] at once. A handler that
+//!   finishes without waiting runs right where the call is received, with
+//!   no task of its own; one that waits goes on in a task (see
+//!   [`ServerConfig::spawn_handlers`]).
 //! - A [`Method`] names an object and a method and fixes the argument and
 //!   result types; [`Rpc::call_raw`] and [`Rpc::register_raw`] work with
 //!   names and bytes.

@@ -1,6 +1,7 @@
 //! The tokio shell: one dispatcher task per RPC instance reads the RPC
-//! frames messaging hands it; callers wait on a oneshot channel; each
-//! served call runs in a task of its own.
+//! frames messaging hands it; callers wait on a oneshot channel. The
+//! dispatcher polls a served call's handler once itself; a handler that
+//! does not finish at once continues in a task of its own.
 
 use std::any::Any;
 use std::collections::HashMap;
@@ -78,7 +79,9 @@ pub struct RpcStats {
     pub cached_results: u64,
     /// Bytes the result cache holds now (frames plus per-entry overhead).
     pub cached_bytes: u64,
-    /// Calls and signals running or waiting for a turn now.
+    /// Calls and signals running or waiting for a turn now, in tasks of
+    /// their own (a handler that finishes when the dispatcher first polls
+    /// it is never counted here).
     pub in_progress: u64,
 }
 
@@ -127,6 +130,8 @@ pub struct Request {
 
 type HandlerFuture = Pin<Box<dyn Future<Output = Result<Body, RemoteError>> + Send>>;
 type Handler = Arc<dyn Fn(Request) -> HandlerFuture + Send + Sync>;
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+type Registry = FastMap<String, FastMap<String, Handler>>;
 
 /// A call waiting for its result.
 struct Pending {
@@ -158,8 +163,10 @@ struct Inner {
     closed: AtomicBool,
     handler_ids: Mutex<Vec<HandlerId>>,
     next_id: AtomicU64,
-    pending: Mutex<HashMap<u64, Pending>>,
-    registry: RwLock<HashMap<String, HashMap<String, Handler>>>,
+    /// Calls waiting for their result, by id (our own ids: a fast hash).
+    pending: Mutex<FastMap<u64, Pending>>,
+    /// Handlers by object and method (names we registered: a fast hash).
+    registry: RwLock<Registry>,
     turns: Semaphore,
     serving: Mutex<Serving>,
     /// Handler tasks alive, and a wake-up when that reaches 0.
@@ -250,20 +257,78 @@ fn panic_message(panic: &(dyn Any + Send)) -> String {
     }
 }
 
-/// Counts a handler task as alive until dropped (also when aborted).
-struct Active(Arc<Inner>);
+/// Counts a handler as alive until dropped (also when its task is
+/// aborted): `I` is `Arc<Inner>` in a task, `&Inner` while the dispatcher
+/// polls a handler itself.
+struct Active<I: std::ops::Deref<Target = Inner>>(I);
 
-impl Active {
-    fn new(inner: &Arc<Inner>) -> Active {
+impl<I: std::ops::Deref<Target = Inner>> Active<I> {
+    fn new(inner: I) -> Active<I> {
         inner.active.fetch_add(1, Ordering::AcqRel);
-        Active(inner.clone())
+        Active(inner)
     }
 }
 
-impl Drop for Active {
+impl<I: std::ops::Deref<Target = Inner>> Drop for Active<I> {
     fn drop(&mut self) {
         if self.0.active.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.0.idle.notify_waiters();
+        }
+    }
+}
+
+/// A turn (a permit of [`Inner::turns`]) held by a handler task; given
+/// back when dropped, also when the task is aborted.
+struct Turn(Arc<Inner>);
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        self.0.turns.add_permits(1);
+    }
+}
+
+/// How a handler task begins.
+enum Start {
+    /// Polled once by the dispatcher, which had a turn for it: the turn
+    /// travels with it.
+    Started(CatchUnwind, Turn),
+    /// Not started: it waits for a turn first.
+    Waiting(Handler, Request),
+}
+
+/// The instant the dispatcher handles a chunk of frames: read once per
+/// chunk, and only if a frame needs it.
+#[derive(Default)]
+struct Clock(Option<Instant>);
+
+impl Clock {
+    fn now(&mut self) -> Instant {
+        *self.0.get_or_insert_with(Instant::now)
+    }
+}
+
+/// Polls `work` once, with a waker that does nothing: a future that is not
+/// ready is then moved into a task, which polls it again at once (and so
+/// registers the task's waker).
+fn poll_once(work: &mut CatchUnwind) -> Poll<<CatchUnwind as Future>::Output> {
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    Pin::new(work).poll(&mut cx)
+}
+
+/// A finished handler's outcome, a panic turned into an error.
+fn outcome_of(
+    inner: &Inner,
+    finished: Result<Result<Body, RemoteError>, Box<dyn Any + Send>>,
+    caller: &Identity,
+    id: u64,
+) -> Result<Body, RemoteError> {
+    match finished {
+        Ok(outcome) => outcome,
+        Err(panic) => {
+            inc(&inner.counters.panics);
+            let message = panic_message(&*panic);
+            tracing::warn!(%caller, id, %message, "RPC handler panicked");
+            Err(RemoteError::builtin(RemoteErrorKind::Panic, message))
         }
     }
 }
@@ -326,8 +391,8 @@ impl Rpc {
             closed: AtomicBool::new(false),
             handler_ids: Mutex::new(Vec::new()),
             next_id: AtomicU64::new(base),
-            pending: Mutex::new(HashMap::new()),
-            registry: RwLock::new(HashMap::new()),
+            pending: Mutex::new(HashMap::default()),
+            registry: RwLock::new(FastMap::default()),
             turns: Semaphore::new(
                 config
                     .server
@@ -812,14 +877,67 @@ impl Rpc {
     }
 }
 
+/// The most frames the dispatcher handles in one go.
+const MAX_CHUNK: usize = 256;
+
 /// The dispatcher: every RPC frame messaging received, in order.
+///
+/// The frames waiting when it starts on them (a wave, often a burst of
+/// calls that one write brought) are handled in two halves, and between
+/// the halves, and whenever more frames wait, it lets the runtime's other
+/// tasks run: the connection writers send the first half's results while
+/// the second half is handled, so that the peer can start on them instead
+/// of waiting for the whole wave. Each chunk reads the clock at most once,
+/// and only if a frame needs the time.
 async fn dispatch(inner: Arc<Inner>, mut rx: mpsc::Receiver<Received>) {
-    let mut batch = Vec::with_capacity(256);
-    while rx.recv_many(&mut batch, 256).await > 0 {
+    let mut batch = Vec::with_capacity(MAX_CHUNK);
+    // Frames of the current wave not taken yet, and the size of its chunks.
+    let mut left = 0usize;
+    let mut chunk = 1usize;
+    loop {
+        if left == 0 {
+            if rx.recv_many(&mut batch, 1).await == 0 {
+                return; // messaging is gone
+            }
+            left = 1 + rx.len();
+            chunk = left.div_ceil(2).min(MAX_CHUNK);
+        }
+        let more = chunk.min(left).saturating_sub(batch.len());
+        if more > 0 {
+            rx.recv_many(&mut batch, more).await;
+        }
+        left = left.saturating_sub(batch.len());
+        let mut clock = Clock::default();
         for received in batch.drain(..) {
-            inner.on_frame(received);
+            inner.on_frame(received, &mut clock);
+        }
+        if !rx.is_empty() {
+            YieldOnce(false).await;
         }
     }
+}
+
+/// Goes to the back of the runtime's queue of ready tasks once: the tasks
+/// woken meanwhile (the connection writers among them) run first.
+struct YieldOnce(bool);
+
+impl Future for YieldOnce {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.0 {
+            return Poll::Ready(());
+        }
+        self.0 = true;
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+}
+
+/// `now + d`, or a time too far to matter when that does not fit.
+fn deadline_at(now: Instant, d: Duration) -> Instant {
+    now.checked_add(d)
+        .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365 * 30))
 }
 
 impl Inner {
@@ -878,7 +996,7 @@ impl Inner {
         }
     }
 
-    fn on_frame(self: &Arc<Self>, r: Received) {
+    fn on_frame(self: &Arc<Self>, r: Received, clock: &mut Clock) {
         if self.closed.load(Ordering::Acquire) {
             return;
         }
@@ -921,10 +1039,10 @@ impl Inner {
             return;
         }
         match Frame::parse(data) {
-            Ok(Frame::Call(call)) => self.serve_call(&r, call),
+            Ok(Frame::Call(call)) => self.serve_call(&r, call, clock),
             Ok(Frame::Result(reply)) => self.on_result(&r, reply),
             Ok(Frame::Cancel { id }) => self.on_cancel(&r.from, id),
-            Ok(Frame::Signal(signal)) => self.serve_signal(&r, signal),
+            Ok(Frame::Signal(signal)) => self.serve_signal(&r, signal, clock),
             Err(e) => {
                 inc(&self.counters.bad_frames);
                 tracing::debug!(from = %r.from, error = %e, "bad RPC frame");
@@ -982,12 +1100,12 @@ impl Inner {
             .saturating_add(s.max_waiting_calls)
     }
 
-    fn serve_call(self: &Arc<Self>, r: &Received, call: wire::Call<'_>) {
+    fn serve_call(self: &Arc<Self>, r: &Received, call: wire::Call<'_>, clock: &mut Clock) {
         inc(&self.counters.calls_received);
         let deadline = self.deadline_of(call.deadline_ms, r.message.ttl);
         let handler = self.lookup(call.object, call.method);
         let key = (r.from.clone(), call.id);
-        let mut s = lock(&self.serving);
+        let s = lock(&self.serving);
         if let Some(frame) = s.cache.get(&r.from, call.id) {
             drop(s);
             inc(&self.counters.duplicates_cached);
@@ -1022,18 +1140,67 @@ impl Inner {
                 return;
             }
         };
-        s.admitted += 1;
-        s.running.insert(key.clone(), None);
         let request = Request {
             caller: r.from.clone(),
             args: r.message.data.slice_ref(call.args),
         };
-        let active = Active::new(self);
-        let task =
-            tokio::spawn(
-                self.clone()
-                    .run_call(key.clone(), handler, request, deadline, active),
-            );
+        let Some(turn) = self.inline_turn() else {
+            let start = Start::Waiting(handler, request);
+            return self.spawn_call(s, key, start, deadline, clock);
+        };
+        drop(s); // the handler may use this instance
+        inc(&self.counters.calls_executed);
+        let active = Active::new(&**self);
+        let mut work = CatchUnwind(handler(request));
+        match poll_once(&mut work) {
+            Poll::Ready(finished) => {
+                drop(turn);
+                let outcome = outcome_of(self, finished, &key.0, key.1);
+                let frame = self.result_frame(key.1, outcome);
+                if self.config.server.result_cache > 0 {
+                    lock(&self.serving)
+                        .cache
+                        .insert(&key.0, key.1, frame.clone());
+                }
+                self.send(&key.0, frame, deadline);
+            }
+            Poll::Pending => {
+                turn.forget();
+                let start = Start::Started(work, Turn(self.clone()));
+                self.spawn_call(lock(&self.serving), key, start, deadline, clock);
+            }
+        }
+        drop(active); // the task, if any, counts itself from now on
+    }
+
+    /// A turn for the dispatcher to poll a handler itself: none if
+    /// handlers are always spawned, or if every turn is taken (the handler
+    /// then waits in a task, in line with the others).
+    fn inline_turn(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        if self.config.server.spawn_handlers {
+            return None;
+        }
+        self.turns.try_acquire().ok()
+    }
+
+    /// Admits call `key` as running (or waiting for a turn) and spawns its
+    /// task; `s` is held until the task's abort handle is stored.
+    fn spawn_call(
+        self: &Arc<Self>,
+        mut s: MutexGuard<'_, Serving>,
+        key: (Identity, u64),
+        start: Start,
+        deadline: Duration,
+        clock: &mut Clock,
+    ) {
+        let at = deadline_at(clock.now(), deadline);
+        s.admitted += 1;
+        s.running.insert(key.clone(), None);
+        let active = Active::new(self.clone());
+        let task = tokio::spawn(
+            self.clone()
+                .run_call(key.clone(), start, deadline, at, active),
+        );
         if let Some(slot) = s.running.get_mut(&key) {
             *slot = Some(task.abort_handle());
         }
@@ -1042,18 +1209,23 @@ impl Inner {
     async fn run_call(
         self: Arc<Self>,
         key: (Identity, u64),
-        handler: Handler,
-        request: Request,
+        start: Start,
         deadline: Duration,
-        _active: Active,
+        at: Instant,
+        _active: Active<Arc<Inner>>,
     ) {
         let id = key.1;
         let work = async {
-            let _turn = self.turns.acquire().await;
-            inc(&self.counters.calls_executed);
-            CatchUnwind(handler(request)).await
+            match start {
+                Start::Started(work, _turn) => work.await,
+                Start::Waiting(handler, request) => {
+                    let _turn = self.turns.acquire().await;
+                    inc(&self.counters.calls_executed);
+                    CatchUnwind(handler(request)).await
+                }
+            }
         };
-        let outcome = match tokio::time::timeout(deadline, work).await {
+        let outcome = match tokio::time::timeout_at(at, work).await {
             Err(_) => {
                 inc(&self.counters.deadline_exceeded);
                 Err(RemoteError::builtin(
@@ -1061,13 +1233,7 @@ impl Inner {
                     format!("the deadline of {deadline:?} passed; the call was stopped"),
                 ))
             }
-            Ok(Err(panic)) => {
-                inc(&self.counters.panics);
-                let message = panic_message(&*panic);
-                tracing::warn!(caller = %key.0, id, %message, "RPC handler panicked");
-                Err(RemoteError::builtin(RemoteErrorKind::Panic, message))
-            }
-            Ok(Ok(outcome)) => outcome,
+            Ok(finished) => outcome_of(&self, finished, &key.0, id),
         };
         let frame = self.result_frame(id, outcome);
         {
@@ -1139,7 +1305,7 @@ impl Inner {
         }
     }
 
-    fn serve_signal(self: &Arc<Self>, r: &Received, signal: wire::Signal<'_>) {
+    fn serve_signal(self: &Arc<Self>, r: &Received, signal: wire::Signal<'_>, clock: &mut Clock) {
         inc(&self.counters.signals_received);
         let handler = match self.lookup(signal.object, signal.method) {
             Ok(h) => h,
@@ -1149,26 +1315,51 @@ impl Inner {
                 return;
             }
         };
-        let mut s = lock(&self.serving);
+        let s = lock(&self.serving);
         if s.admitted >= self.admission_limit() {
             inc(&self.counters.overloaded);
             tracing::debug!(from = %r.from, "signal dropped: overloaded");
             return;
         }
-        s.admitted += 1;
-        let n = s.next_signal;
-        s.next_signal += 1;
-        s.signals.insert(n, None);
         let request = Request {
             caller: r.from.clone(),
             args: r.message.data.slice_ref(signal.args),
         };
-        let deadline = self.config.server.max_deadline;
-        let active = Active::new(self);
-        let task = tokio::spawn(
-            self.clone()
-                .run_signal(n, handler, request, deadline, active),
-        );
+        let Some(turn) = self.inline_turn() else {
+            let start = Start::Waiting(handler, request);
+            return self.spawn_signal(s, r.from.clone(), start, clock);
+        };
+        drop(s); // the handler may use this instance
+        inc(&self.counters.signals_executed);
+        let active = Active::new(&**self);
+        let mut work = CatchUnwind(handler(request));
+        match poll_once(&mut work) {
+            Poll::Ready(finished) => self.signal_done(finished, &r.from),
+            Poll::Pending => {
+                turn.forget();
+                let start = Start::Started(work, Turn(self.clone()));
+                self.spawn_signal(lock(&self.serving), r.from.clone(), start, clock);
+            }
+        }
+        drop(active); // the task, if any, counts itself from now on
+    }
+
+    /// Admits a signal as running (or waiting for a turn) and spawns its
+    /// task; `s` is held until the task's abort handle is stored.
+    fn spawn_signal(
+        self: &Arc<Self>,
+        mut s: MutexGuard<'_, Serving>,
+        caller: Identity,
+        start: Start,
+        clock: &mut Clock,
+    ) {
+        let at = deadline_at(clock.now(), self.config.server.max_deadline);
+        s.admitted += 1;
+        let n = s.next_signal;
+        s.next_signal += 1;
+        s.signals.insert(n, None);
+        let active = Active::new(self.clone());
+        let task = tokio::spawn(self.clone().run_signal(n, caller, start, at, active));
         if let Some(slot) = s.signals.get_mut(&n) {
             *slot = Some(task.abort_handle());
         }
@@ -1177,33 +1368,48 @@ impl Inner {
     async fn run_signal(
         self: Arc<Self>,
         n: u64,
-        handler: Handler,
-        request: Request,
-        deadline: Duration,
-        _active: Active,
+        caller: Identity,
+        start: Start,
+        at: Instant,
+        _active: Active<Arc<Inner>>,
     ) {
-        let caller = request.caller.clone();
         let work = async {
-            let _turn = self.turns.acquire().await;
-            inc(&self.counters.signals_executed);
-            CatchUnwind(handler(request)).await
+            match start {
+                Start::Started(work, _turn) => work.await,
+                Start::Waiting(handler, request) => {
+                    let _turn = self.turns.acquire().await;
+                    inc(&self.counters.signals_executed);
+                    CatchUnwind(handler(request)).await
+                }
+            }
         };
-        match tokio::time::timeout(deadline, work).await {
+        match tokio::time::timeout_at(at, work).await {
             Err(_) => {
                 inc(&self.counters.deadline_exceeded);
                 tracing::debug!(%caller, "signal handler stopped at the deadline");
             }
-            Ok(Err(panic)) => {
-                inc(&self.counters.panics);
-                let message = panic_message(&*panic);
-                tracing::warn!(%caller, %message, "RPC signal handler panicked");
-            }
-            Ok(Ok(Err(e))) => tracing::debug!(%caller, error = %e, "signal handler failed"),
-            Ok(Ok(Ok(_))) => {}
+            Ok(finished) => self.signal_done(finished, &caller),
         }
         let mut s = lock(&self.serving);
         if s.signals.remove(&n).is_some() {
             s.admitted -= 1;
+        }
+    }
+
+    /// Counts and logs how a signal's handler ended.
+    fn signal_done(
+        &self,
+        finished: Result<Result<Body, RemoteError>, Box<dyn Any + Send>>,
+        caller: &Identity,
+    ) {
+        match finished {
+            Err(panic) => {
+                inc(&self.counters.panics);
+                let message = panic_message(&*panic);
+                tracing::warn!(%caller, %message, "RPC signal handler panicked");
+            }
+            Ok(Err(e)) => tracing::debug!(%caller, error = %e, "signal handler failed"),
+            Ok(Ok(_)) => {}
         }
     }
 

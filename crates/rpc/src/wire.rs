@@ -25,7 +25,7 @@
 //! # Ok::<(), weft_rpc::wire::WireError>(())
 //! ```
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 use serde::{Deserialize, Serialize, Serializer};
 
 use crate::RemoteError;
@@ -279,6 +279,10 @@ pub(crate) fn signal_headroom(object: &str, method: &str) -> usize {
     TAG.len() + 1 + (VARINT_MAX + object.len()) + (VARINT_MAX + method.len()) + VARINT_MAX
 }
 
+/// Room reserved for an encoded value beyond its headroom, so that small
+/// values are written without growing the buffer.
+const VALUE_ROOM: usize = 128;
+
 /// A postcard value written after free room for a frame header, so the
 /// header can be put in front without copying the value.
 #[derive(Debug)]
@@ -287,15 +291,39 @@ pub(crate) struct Body {
     start: usize,
 }
 
+/// postcard's output: appended to a `Vec` (which already holds the
+/// headroom), byte slices copied at once.
+struct VecOut(Vec<u8>);
+
+impl postcard::ser_flavors::Flavor for VecOut {
+    type Output = Vec<u8>;
+
+    #[inline]
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        self.0.extend_from_slice(data);
+        Ok(())
+    }
+
+    #[inline]
+    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
+        self.0.push(data);
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<Vec<u8>> {
+        Ok(self.0)
+    }
+}
+
 impl Body {
     /// Encodes `value` after `headroom` free bytes.
     pub(crate) fn encode<T: Serialize + ?Sized>(
         headroom: usize,
         value: &T,
     ) -> Result<Body, postcard::Error> {
-        let mut buf = Vec::with_capacity(headroom + 64);
+        let mut buf = Vec::with_capacity(headroom + VALUE_ROOM);
         buf.resize(headroom, 0);
-        let buf = postcard::to_extend(value, buf)?;
+        let buf = postcard::serialize_with_flavor(value, VecOut(buf))?;
         Ok(Body {
             buf,
             start: headroom,
@@ -323,49 +351,67 @@ impl Body {
         &self.buf[self.start..]
     }
 
-    /// Puts `header` right before the value and hands out header + value.
-    fn finish(mut self, header: &Header) -> Bytes {
-        let header = header.as_slice();
-        if header.len() > self.start {
-            // Not enough room (never with the headroom functions above):
-            // build the frame the slow way.
-            let mut out = Vec::with_capacity(header.len() + self.len());
-            out.extend_from_slice(header);
-            out.extend_from_slice(self.value());
-            return Bytes::from(out);
+    /// Writes the header with `header` (back to front, see [`Front`]) right
+    /// before the value and hands out header + value.
+    fn finish(mut self, header: impl Fn(&mut Front<'_>)) -> Bytes {
+        let mut front = Front::new(&mut self.buf[..self.start]);
+        header(&mut front);
+        if let Some(at) = front.done() {
+            let mut frame = Bytes::from(self.buf);
+            frame.advance(at);
+            return frame;
         }
-        let at = self.start - header.len();
-        self.buf[at..self.start].copy_from_slice(header);
-        Bytes::from(self.buf).slice(at..)
+        // Not enough room (never with the headroom functions above): build
+        // the frame again with room for the longest header.
+        let mut body = Body::raw(HEADER_MAX, self.value());
+        let mut front = Front::new(&mut body.buf[..body.start]);
+        header(&mut front);
+        let at = front.done().unwrap_or(0);
+        let mut frame = Bytes::from(body.buf);
+        frame.advance(at);
+        frame
     }
 }
 
-/// A frame header built on the stack.
-struct Header {
-    buf: [u8; Header::CAPACITY],
-    len: usize,
+/// The longest frame header: tag, kind, four varints and two names.
+const HEADER_MAX: usize = TAG.len() + 1 + 4 * VARINT_MAX + 2 * (VARINT_MAX + MAX_NAME);
+
+/// Writes a frame header back to front into the headroom before a value,
+/// its last field first, so that it ends right where the value starts.
+struct Front<'a> {
+    room: &'a mut [u8],
+    at: usize,
+    fits: bool,
 }
 
-impl Header {
-    const CAPACITY: usize = TAG.len() + 1 + 4 * VARINT_MAX + 2 * (VARINT_MAX + MAX_NAME);
-
-    fn new(kind: FrameKind) -> Header {
-        let mut h = Header {
-            buf: [0; Header::CAPACITY],
-            len: 0,
-        };
-        h.put(&TAG);
-        h.put(&[kind.code()]);
-        h
+impl<'a> Front<'a> {
+    fn new(room: &'a mut [u8]) -> Front<'a> {
+        let at = room.len();
+        Front {
+            room,
+            at,
+            fits: true,
+        }
     }
 
+    /// Where the header starts, if it fit.
+    fn done(self) -> Option<usize> {
+        self.fits.then_some(self.at)
+    }
+
+    /// Puts `bytes` before what is written so far.
     fn put(&mut self, bytes: &[u8]) {
-        // Names are checked against MAX_NAME before a header is built, so
-        // this always fits; should it not, the name is cut rather than
-        // panicking, and the peer rejects the frame.
-        let n = bytes.len().min(Header::CAPACITY - self.len);
-        self.buf[self.len..self.len + n].copy_from_slice(&bytes[..n]);
-        self.len += n;
+        match self.at.checked_sub(bytes.len()) {
+            Some(at) if self.fits => {
+                self.room[at..self.at].copy_from_slice(bytes);
+                self.at = at;
+            }
+            _ => self.fits = false,
+        }
+    }
+
+    fn byte(&mut self, b: u8) {
+        self.put(&[b]);
     }
 
     fn varint(&mut self, mut v: u64) {
@@ -385,14 +431,20 @@ impl Header {
         self.put(&tmp[..n]);
     }
 
+    /// A name: its length, then its bytes (written in reverse order).
+    /// Names are checked against [`MAX_NAME`] before a frame is built;
+    /// should one be longer, it is cut rather than panicking, and the peer
+    /// rejects the frame.
     fn name(&mut self, name: &str) {
         let name = &name.as_bytes()[..name.len().min(MAX_NAME)];
-        self.varint(name.len() as u64);
         self.put(name);
+        self.varint(name.len() as u64);
     }
 
-    fn as_slice(&self) -> &[u8] {
-        &self.buf[..self.len]
+    /// The tag and the kind, which start every frame.
+    fn start(&mut self, kind: FrameKind) {
+        self.byte(kind.code());
+        self.put(&TAG);
     }
 }
 
@@ -404,31 +456,37 @@ pub(crate) fn call_frame(
     deadline_ms: u32,
     args: Body,
 ) -> Bytes {
-    let mut h = Header::new(FrameKind::Call);
-    h.varint(id);
-    h.name(object);
-    h.name(method);
-    h.varint(u64::from(deadline_ms));
-    h.varint(args.len() as u64);
-    args.finish(&h)
+    let len = args.len() as u64;
+    args.finish(|h| {
+        h.varint(len);
+        h.varint(u64::from(deadline_ms));
+        h.name(method);
+        h.name(object);
+        h.varint(id);
+        h.start(FrameKind::Call);
+    })
 }
 
 /// A SIGNAL frame around encoded arguments.
 pub(crate) fn signal_frame(object: &str, method: &str, args: Body) -> Bytes {
-    let mut h = Header::new(FrameKind::Signal);
-    h.name(object);
-    h.name(method);
-    h.varint(args.len() as u64);
-    args.finish(&h)
+    let len = args.len() as u64;
+    args.finish(|h| {
+        h.varint(len);
+        h.name(method);
+        h.name(object);
+        h.start(FrameKind::Signal);
+    })
 }
 
 /// A RESULT frame around an encoded return value.
 pub(crate) fn ok_frame(id: u64, value: Body) -> Bytes {
-    let mut h = Header::new(FrameKind::Result);
-    h.varint(id);
-    h.put(&[0]);
-    h.varint(value.len() as u64);
-    value.finish(&h)
+    let len = value.len() as u64;
+    value.finish(|h| {
+        h.varint(len);
+        h.byte(0); // Ok
+        h.varint(id);
+        h.start(FrameKind::Result);
+    })
 }
 
 /// A RESULT frame carrying an error.
@@ -479,6 +537,25 @@ mod tests {
             let reference = Frame::Result(Reply { id, outcome: Outcome::Ok(&args) });
             prop_assert_eq!(&fast[..], &reference.encode()[..]);
             prop_assert_eq!(Frame::parse(&fast).unwrap(), reference);
+        }
+
+        #[test]
+        fn frames_without_headroom_are_built_all_the_same(id: u64, object in name(), method in name(),
+                                                          deadline_ms: u32, args: Vec<u8>) {
+            let fast = call_frame(id, &object, &method, deadline_ms, Body::raw(3, &args));
+            let reference = Frame::Call(Call { id, object: &object, method: &method, deadline_ms, args: &args });
+            prop_assert_eq!(&fast[..], &reference.encode()[..]);
+            let fast = ok_frame(id, Body::raw(0, &args));
+            let reference = Frame::Result(Reply { id, outcome: Outcome::Ok(&args) });
+            prop_assert_eq!(&fast[..], &reference.encode()[..]);
+        }
+
+        #[test]
+        fn encoded_bodies_are_postcard(headroom in 0usize..64, bytes: Vec<u8>, text in ".{0,300}", n: i64) {
+            let value = (bytes, text, n);
+            let body = Body::encode(headroom, &value).unwrap();
+            prop_assert_eq!(body.value(), &postcard::to_allocvec(&value).unwrap()[..]);
+            prop_assert_eq!(body.len(), body.value().len());
         }
 
         #[test]

@@ -78,6 +78,14 @@ async fn pair(server: RpcConfig, client: RpcConfig) -> (Rpc, Rpc) {
     (s, c)
 }
 
+/// The default config, with every handler spawned or not: each guarantee
+/// below that a handler's way of running could touch is checked both ways.
+fn config(spawn_handlers: bool) -> RpcConfig {
+    let mut c = RpcConfig::default();
+    c.server.spawn_handlers = spawn_handlers;
+    c
+}
+
 fn serve_add(rpc: &Rpc) {
     rpc.register(ADD, |(a, b)| async move { Ok::<_, Infallible>(a + b) });
 }
@@ -187,9 +195,18 @@ async fn a_call_whose_connection_is_cut_after_the_server_got_it_runs_once() {
 
 #[tokio::test(start_paused = true)]
 async fn a_deadline_that_passes_stops_the_server() {
+    deadline_stops_the_server(false).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_deadline_that_passes_stops_a_spawned_handler() {
+    deadline_stops_the_server(true).await;
+}
+
+async fn deadline_stops_the_server(spawn: bool) {
     // Calls to our own identity stay in the process: the clock can be
     // paused without a network underneath.
-    let mut config = RpcConfig::default();
+    let mut config = config(spawn);
     config.server.max_deadline = Duration::from_secs(600);
     let rpc = peer("solo", config).await;
     let finished = Arc::new(AtomicBool::new(false));
@@ -257,7 +274,7 @@ async fn a_deadline_that_passes_stops_the_server() {
 
     // 3. The server's own cap applies whatever the caller asks.
     drop(rpc);
-    let mut config = RpcConfig::default();
+    let mut config = self::config(spawn);
     config.server.max_deadline = Duration::from_secs(1);
     let rpc = Rpc::new(
         Messaging::new(id("solo2"), messaging_config())
@@ -290,7 +307,19 @@ async fn a_deadline_that_passes_stops_the_server() {
 
 #[tokio::test]
 async fn dropping_a_call_cancels_it_on_the_server() {
-    let (server, client) = pair(RpcConfig::default(), RpcConfig::default()).await;
+    dropping_cancels(false).await;
+}
+
+#[tokio::test]
+async fn dropping_a_call_cancels_its_spawned_handler() {
+    dropping_cancels(true).await;
+}
+
+async fn dropping_cancels(spawn: bool) {
+    // One turn: the stopped handler must give it back for the last call.
+    let mut config = config(spawn);
+    config.server.max_concurrent_calls = 1;
+    let (server, client) = pair(config, RpcConfig::default()).await;
     serve_add(&server);
     let (started_tx, mut started) = mpsc::channel(4);
     let (dropped_tx, mut dropped) = mpsc::channel(4);
@@ -433,7 +462,19 @@ async fn bad_payloads_and_malformed_frames_are_answered_and_survived() {
 
 #[tokio::test]
 async fn a_panicking_handler_is_an_error_and_the_server_keeps_serving() {
-    let (server, client) = pair(RpcConfig::default(), RpcConfig::default()).await;
+    panicking_handler(false).await;
+}
+
+#[tokio::test]
+async fn a_panicking_spawned_handler_is_an_error_too() {
+    panicking_handler(true).await;
+}
+
+async fn panicking_handler(spawn: bool) {
+    // One turn: the panicked handler must give it back for the next calls.
+    let mut config = config(spawn);
+    config.server.max_concurrent_calls = 1;
+    let (server, client) = pair(config, RpcConfig::default()).await;
     serve_add(&server);
     server.register(BOOM, |n: u32| async move {
         if n == 7 {
@@ -547,7 +588,16 @@ async fn signals_never_wait_and_unknown_ones_are_counted() {
 
 #[tokio::test]
 async fn the_concurrency_limit_holds_and_beyond_the_waiting_room_calls_are_refused() {
-    let mut config = RpcConfig::default();
+    concurrency_limit(false).await;
+}
+
+#[tokio::test]
+async fn the_concurrency_limit_holds_for_spawned_handlers() {
+    concurrency_limit(true).await;
+}
+
+async fn concurrency_limit(spawn: bool) {
+    let mut config = config(spawn);
     config.server.max_concurrent_calls = 2;
     config.server.max_waiting_calls = 2;
     let (server, client) = pair(config, RpcConfig::default()).await;
@@ -830,4 +880,283 @@ async fn a_handler_can_call_back_its_caller() {
         .await
         .unwrap_err();
     assert!(matches!(err, RpcError::Timeout(_)), "{err:?}");
+}
+
+const TASK: Method<(), String> = Method::new("where", "task");
+
+/// Serves [`TASK`]: the id of the task that runs the handler.
+fn serve_task_id(rpc: &Rpc) {
+    rpc.register(TASK, |()| async move {
+        Ok::<_, Infallible>(tokio::task::try_id().map_or("none".into(), |id| id.to_string()))
+    });
+}
+
+#[tokio::test]
+async fn handlers_that_finish_at_once_run_in_the_dispatcher_unless_spawned() {
+    for spawn in [false, true] {
+        let (server, client) = pair(config(spawn), RpcConfig::default()).await;
+        serve_task_id(&server);
+        let mut tasks = Vec::new();
+        for _ in 0..3 {
+            tasks.push(
+                client
+                    .call_with(&id("server"), TASK, (), opts())
+                    .await
+                    .unwrap(),
+            );
+        }
+        tasks.dedup();
+        if spawn {
+            assert_eq!(tasks.len(), 3, "a task of its own for each: {tasks:?}");
+        } else {
+            assert_eq!(tasks.len(), 1, "all in the dispatcher's task: {tasks:?}");
+        }
+        let s = server.stats();
+        assert_eq!((s.calls_executed, s.in_progress), (3, 0));
+    }
+}
+
+#[tokio::test]
+async fn a_handler_run_by_the_dispatcher_may_use_its_own_rpc() {
+    const INSPECT: Method<(), u64> = Method::new("self", "inspect");
+    let (server, client) = pair(RpcConfig::default(), RpcConfig::default()).await;
+    server.register(INSPECT, {
+        let server = server.clone();
+        move |()| {
+            // All before the first await: this runs in the dispatcher.
+            let executed = server.stats().calls_executed;
+            serve_add(&server);
+            assert!(server.unregister("calc", "add"));
+            async move { Ok::<_, Infallible>(executed) }
+        }
+    });
+    assert_eq!(client.call(&id("server"), INSPECT, ()).await.unwrap(), 1);
+    assert_eq!(client.call(&id("server"), INSPECT, ()).await.unwrap(), 2);
+    timeout(WAIT, server.close()).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_call_that_would_finish_at_once_still_waits_for_a_turn() {
+    let mut config = RpcConfig::default();
+    config.server.max_concurrent_calls = 1;
+    let (server, client) = pair(config, RpcConfig::default()).await;
+    serve_add(&server);
+    let release = Arc::new(Semaphore::new(0));
+    let (started_tx, mut started) = mpsc::channel(4);
+    server.register(SLOW_ADD, {
+        let release = release.clone();
+        move |(a, b)| {
+            let (release, started_tx) = (release.clone(), started_tx.clone());
+            async move {
+                let _ = started_tx.send(()).await;
+                release.acquire().await.unwrap().forget();
+                Ok::<_, Infallible>(a + b)
+            }
+        }
+    });
+    let slow = tokio::spawn({
+        let client = client.clone();
+        async move {
+            client
+                .call_with(&id("server"), SLOW_ADD, (1, 1), opts())
+                .await
+        }
+    });
+    timeout(WAIT, started.recv()).await.unwrap().unwrap();
+    let quick = tokio::spawn({
+        let client = client.clone();
+        async move { client.call_with(&id("server"), ADD, (2, 2), opts()).await }
+    });
+    until("the quick call to arrive", || {
+        server.stats().calls_received == 2
+    })
+    .await;
+    // The slow call holds the only turn: the quick one waits, not run.
+    let s = server.stats();
+    assert_eq!((s.calls_executed, s.in_progress), (1, 2));
+    assert!(!quick.is_finished());
+    release.add_permits(1);
+    assert_eq!(timeout(WAIT, slow).await.unwrap().unwrap().unwrap(), 2);
+    assert_eq!(timeout(WAIT, quick).await.unwrap().unwrap().unwrap(), 4);
+    let s = server.stats();
+    assert_eq!((s.calls_executed, s.in_progress), (2, 0));
+}
+
+#[tokio::test]
+async fn a_call_waiting_for_a_turn_is_cancelled_without_running() {
+    for spawn in [false, true] {
+        let mut config = config(spawn);
+        config.server.max_concurrent_calls = 1;
+        let (server, client) = pair(config, RpcConfig::default()).await;
+        let runs = Arc::new(AtomicUsize::new(0));
+        let release = Arc::new(Semaphore::new(0));
+        let (started_tx, mut started) = mpsc::channel(4);
+        server.register(SLOW_ADD, {
+            let (runs, release) = (runs.clone(), release.clone());
+            move |(a, b)| {
+                let (runs, release, started_tx) =
+                    (runs.clone(), release.clone(), started_tx.clone());
+                async move {
+                    runs.fetch_add(1, Ordering::SeqCst);
+                    let _ = started_tx.send(()).await;
+                    release.acquire().await.unwrap().forget();
+                    Ok::<_, Infallible>(a + b)
+                }
+            }
+        });
+        let call = |n| {
+            let client = client.clone();
+            tokio::spawn(async move {
+                client
+                    .call_with(&id("server"), SLOW_ADD, (n, 0), opts())
+                    .await
+            })
+        };
+        let first = call(1);
+        timeout(WAIT, started.recv()).await.unwrap().unwrap();
+        let second = call(2);
+        until("the second call to wait for a turn", || {
+            server.stats().in_progress == 2
+        })
+        .await;
+        second.abort();
+        until("the cancel", || server.stats().cancelled == 1).await;
+        assert_eq!(server.stats().in_progress, 1);
+        release.add_permits(1);
+        assert_eq!(timeout(WAIT, first).await.unwrap().unwrap().unwrap(), 1);
+        until("the first call to end", || server.stats().in_progress == 0).await;
+        assert_eq!(
+            runs.load(Ordering::SeqCst),
+            1,
+            "the cancelled call never ran"
+        );
+        assert_eq!(server.stats().calls_executed, 1);
+    }
+}
+
+#[tokio::test]
+async fn signals_that_wait_or_panic_are_counted_and_leave_their_place() {
+    const WAIT_NOTE: Method<u32, ()> = Method::new("log", "wait");
+    const BAD_NOTE: Method<u32, ()> = Method::new("log", "bad");
+    for spawn in [false, true] {
+        let (server, client) = pair(config(spawn), RpcConfig::default()).await;
+        let release = Arc::new(Semaphore::new(0));
+        let done = Arc::new(AtomicUsize::new(0));
+        server.register(WAIT_NOTE, {
+            let (release, done) = (release.clone(), done.clone());
+            move |_n: u32| {
+                let (release, done) = (release.clone(), done.clone());
+                async move {
+                    release.acquire().await.unwrap().forget();
+                    done.fetch_add(1, Ordering::SeqCst);
+                    Ok::<_, Infallible>(())
+                }
+            }
+        });
+        server.register(BAD_NOTE, |n: u32| async move {
+            if n > 0 {
+                panic!("bad note {n}");
+            }
+            Ok::<_, Infallible>(())
+        });
+        client.signal(&id("server"), BAD_NOTE, 1, WAIT).unwrap();
+        client.signal(&id("server"), WAIT_NOTE, 1, WAIT).unwrap();
+        until("both signals to start", || {
+            let s = server.stats();
+            s.panics == 1 && s.signals_executed == 2
+        })
+        .await;
+        // The one that waits holds its place; the one that panicked left it.
+        assert_eq!(server.stats().in_progress, 1);
+        release.add_permits(1);
+        until("the waiting signal to end", || {
+            server.stats().in_progress == 0
+        })
+        .await;
+        assert_eq!(done.load(Ordering::SeqCst), 1);
+    }
+}
+
+/// Wakes itself at every poll, so that it runs whenever the runtime's
+/// other ready tasks let it, and records `handled` each time.
+async fn watch(handled: Arc<AtomicUsize>, until: usize) -> Vec<usize> {
+    let mut seen = Vec::new();
+    std::future::poll_fn(|cx| {
+        let now = handled.load(Ordering::SeqCst);
+        if seen.last() != Some(&now) {
+            seen.push(now);
+        }
+        if now >= until {
+            return std::task::Poll::Ready(());
+        }
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
+    })
+    .await;
+    seen
+}
+
+#[tokio::test]
+async fn a_burst_of_frames_is_handled_in_two_halves_with_other_tasks_between() {
+    // A current-thread runtime and signals to ourselves: the 64 frames
+    // reach the dispatcher at once, and what runs between its chunks is
+    // deterministic.
+    let rpc = peer("solo", RpcConfig::default()).await;
+    let handled = Arc::new(AtomicUsize::new(0));
+    rpc.register(NOTE, {
+        let handled = handled.clone();
+        move |_n: u32| {
+            handled.fetch_add(1, Ordering::SeqCst);
+            async move { Ok::<_, Infallible>(()) }
+        }
+    });
+    let watcher = tokio::spawn(watch(handled.clone(), 64));
+    for n in 0..64 {
+        rpc.signal(rpc.identity(), NOTE, n, WAIT).unwrap();
+    }
+    let mut seen = timeout(WAIT, watcher).await.unwrap().unwrap();
+    seen.retain(|&n| n > 0); // whether it ran before the burst is no matter
+    assert_eq!(seen, vec![32, 64], "the watcher ran between the halves");
+    assert_eq!(rpc.stats().signals_executed, 64);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_that_finish_at_once_or_wait_run_once_each_on_worker_threads() {
+    const MAYBE_WAIT: Method<i32, i32> = Method::new("calc", "maybe_wait");
+    for spawn in [false, true] {
+        let mut config = config(spawn);
+        config.server.max_concurrent_calls = 8;
+        let (server, client) = pair(config, RpcConfig::default()).await;
+        let runs = Arc::new(AtomicUsize::new(0));
+        server.register(MAYBE_WAIT, {
+            let runs = runs.clone();
+            move |n: i32| {
+                let runs = runs.clone();
+                async move {
+                    runs.fetch_add(1, Ordering::SeqCst);
+                    if n % 3 == 0 {
+                        tokio::task::yield_now().await;
+                    }
+                    Ok::<_, Infallible>(n * 2)
+                }
+            }
+        });
+        const N: i32 = 600;
+        let mut calls = JoinSet::new();
+        for n in 0..N {
+            let client = client.clone();
+            calls.spawn(async move {
+                let got = client.call_with(&id("server"), MAYBE_WAIT, n, opts()).await;
+                (n, got)
+            });
+        }
+        while let Some(joined) = timeout(WAIT, calls.join_next()).await.unwrap() {
+            let (n, got) = joined.unwrap();
+            assert_eq!(got.unwrap(), n * 2);
+        }
+        assert_eq!(runs.load(Ordering::SeqCst), N as usize, "each ran once");
+        until("every handler to end", || server.stats().in_progress == 0).await;
+        let s = server.stats();
+        assert_eq!((s.calls_executed, s.overloaded), (N as u64, 0));
+    }
 }
