@@ -821,8 +821,16 @@ impl<T: Transmit> Core<T> {
         moved || !self.events.is_empty() || !self.blocked.is_empty()
     }
 
+    #[cfg(test)]
     pub(crate) fn poll_event(&mut self) -> Option<CoreEvent> {
         self.events.pop_front()
+    }
+
+    /// Every event so far, swapped for `into` (which must be empty), so
+    /// that neither list is copied nor reallocated.
+    pub(crate) fn take_events(&mut self, into: &mut VecDeque<CoreEvent>) {
+        debug_assert!(into.is_empty());
+        std::mem::swap(&mut self.events, into);
     }
 
     /// Messages waiting for, or in flight to, `ident`.

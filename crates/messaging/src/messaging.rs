@@ -1,7 +1,7 @@
 //! The tokio shell around the core: one task reads packets and runs the
 //! timers; senders call into the core directly under a short lock.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -588,7 +588,7 @@ async fn run(
 ) {
     let mut batch = Vec::with_capacity(256);
     let mut ready_waits: JoinSet<ConnectionId> = JoinSet::new();
-    let mut events = Vec::new();
+    let mut events = VecDeque::new();
     loop {
         let deadline = lock(&inner.core).poll_timeout();
         let sleep_until = deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
@@ -626,9 +626,7 @@ async fn run(
                     conn
                 });
             }
-            while let Some(e) = core.poll_event() {
-                events.push(e);
-            }
+            core.take_events(&mut events);
             if core.take_progress() {
                 inner.progress.notify_waiters();
             }
@@ -641,7 +639,7 @@ async fn run(
 }
 
 /// Hands core events to queues, handlers and storage.
-fn dispatch(inner: &Inner, events: &mut Vec<CoreEvent>) {
+fn dispatch(inner: &Inner, events: &mut VecDeque<CoreEvent>) {
     // A snapshot: handlers may subscribe or add handlers without deadlock.
     let d = Arc::clone(&lock(&inner.dispatch));
     let mut last_topic = None;
@@ -685,21 +683,35 @@ fn dispatch(inner: &Inner, events: &mut Vec<CoreEvent>) {
                     message,
                     topic,
                 };
-                let mut handled = false;
+                let push = |q: &QueueShared, r: Received| {
+                    if q.push(r) {
+                        inner.subscription_drops.fetch_add(1, Ordering::Relaxed);
+                    }
+                };
+                // Every matching queue gets a copy; the last one (when no
+                // handler needs it after) gets the message itself.
+                let mut matched: Option<&Arc<QueueShared>> = None;
                 for q in &d.queues {
                     if q.subscription.matches(&received) {
-                        handled = true;
-                        if q.push(received.clone()) {
-                            inner.subscription_drops.fetch_add(1, Ordering::Relaxed);
+                        if let Some(before) = matched.replace(q) {
+                            push(before, received.clone());
                         }
                     }
                 }
-                for (_, h) in &d.on_message {
-                    handled = true;
-                    h(&received);
-                }
-                if !handled {
-                    inner.unhandled.fetch_add(1, Ordering::Relaxed);
+                if d.on_message.is_empty() {
+                    match matched {
+                        Some(q) => push(q, received),
+                        None => {
+                            inner.unhandled.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                } else {
+                    if let Some(q) = matched {
+                        push(q, received.clone());
+                    }
+                    for (_, h) in &d.on_message {
+                        h(&received);
+                    }
                 }
             }
             CoreEvent::Connected { ident } => {
