@@ -21,7 +21,9 @@ pub struct RpcConfig {
     pub max_response_bytes: usize,
     /// The timeout of calls made without [`CallOptions`]. Default: 30 s.
     pub default_timeout: Duration,
-    /// RPC frames received and not yet handled by the dispatcher. When
+    /// Calls, signals and cancels received and not yet handled by the
+    /// dispatcher (results skip it: they are matched to their callers as
+    /// they arrive). When
     /// full, the newest frame is dropped and counted in
     /// [`RpcStats::inbound_dropped`](crate::RpcStats::inbound_dropped).
     /// Default: 65 536.

@@ -416,15 +416,22 @@ impl Rpc {
         });
 
         let (tx, rx) = mpsc::channel::<Received>(inner.config.inbound_capacity.max(1));
+        let weak: Weak<Inner> = Arc::downgrade(&inner);
+        let results_to = weak.clone();
         let on_message = messaging.on_message(move |r| {
-            if r.kind() == Kind::Plain
-                && wire::is_rpc(&r.message.data)
-                && tx.try_send(r.clone()).is_err()
-            {
+            if r.kind() != Kind::Plain || !wire::is_rpc(&r.message.data) {
+                return;
+            }
+            if matches!(wire::peek(&r.message.data), Some((FrameKind::Result, _))) {
+                // A result only wakes its caller: done here, on messaging's
+                // task, without the hop to the dispatcher.
+                if let Some(inner) = results_to.upgrade() {
+                    inner.on_frame(r.clone(), &mut Clock::default());
+                }
+            } else if tx.try_send(r.clone()).is_err() {
                 inc(&counters.inbound_dropped);
             }
         });
-        let weak: Weak<Inner> = Arc::downgrade(&inner);
         let on_connect = messaging.on_connect(move |who| {
             if let Some(inner) = weak.upgrade() {
                 inner.resend_to(who);

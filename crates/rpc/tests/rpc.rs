@@ -103,6 +103,29 @@ impl Drop for OnDrop {
     }
 }
 
+/// Results skip the inbound queue (they only wake their callers): a burst
+/// of them is never dropped, however small that queue is.
+#[tokio::test]
+async fn a_burst_of_results_never_waits_in_the_inbound_queue() {
+    let mut small = RpcConfig::default();
+    small.inbound_capacity = 1;
+    let (server, client) = pair(RpcConfig::default(), small).await;
+    serve_add(&server);
+    let mut calls = tokio::task::JoinSet::new();
+    for i in 0..64 {
+        let client = client.clone();
+        calls.spawn(async move {
+            let sum = client.call_with(&id("server"), ADD, (i, 1), opts()).await;
+            (i, sum)
+        });
+    }
+    while let Some(done) = calls.join_next().await {
+        let (i, sum) = done.unwrap();
+        assert_eq!(sum.unwrap(), i + 1);
+    }
+    assert_eq!(client.stats().inbound_dropped, 0);
+}
+
 #[tokio::test]
 async fn a_typed_call_and_its_result() {
     let (server, client) = pair(RpcConfig::default(), RpcConfig::default()).await;
