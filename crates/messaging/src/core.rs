@@ -599,12 +599,10 @@ impl<T: Transmit> Core<T> {
         }
         if peer.conn.is_none() || peer.blocked {
             peer.queue.push_back(entry);
-        } else if peer.queue.is_empty() {
-            // The common case: straight to the connection.
-            self.flush_at(to, now, Some(entry));
         } else {
-            peer.queue.push_back(entry);
-            self.flush_at(to, now, None);
+            // Behind what waits; with nothing waiting, straight to the
+            // connection without a trip through the queue.
+            self.flush_at(to, now, Some(entry));
         }
         Ok(())
     }

@@ -334,40 +334,21 @@ impl Messaging {
         targets: &[Identity],
         message: Message,
     ) -> Result<(), MessagingError> {
-        let (result, wake) = {
-            let mut core = lock(&self.inner.core);
-            let now = if core.needs_clock(&message) {
-                Instant::now()
-            } else {
-                core.last_now()
-            };
-            let result = targets.iter().try_for_each(|to| {
+        self.with_core(|core| {
+            let now = send_time(core, &message);
+            targets.iter().try_for_each(|to| {
                 core.send_message(to, message.clone(), now)
                     .map_err(|_| MessagingError::QueueFull(to.clone()))
-            });
-            (result, core.wants_attention())
-        };
-        if wake {
-            self.inner.wake.notify_one();
-        }
-        result
+            })
+        })
     }
 
     fn enqueue(&self, to: &Identity, message: Message, stored: bool) -> Result<(), MessagingError> {
         let id = message.id;
-        let (result, wake) = {
-            let mut core = lock(&self.inner.core);
-            let now = if core.needs_clock(&message) {
-                Instant::now()
-            } else {
-                core.last_now()
-            };
-            let result = core.send_message(to, message, now);
-            (result, core.wants_attention())
-        };
-        if wake {
-            self.inner.wake.notify_one();
-        }
+        let result = self.with_core(|core| {
+            let now = send_time(core, &message);
+            core.send_message(to, message, now)
+        });
         match result {
             Ok(()) => Ok(()),
             Err(_) => {
@@ -510,15 +491,21 @@ impl Messaging {
     /// flight on a live connection stay. They count as dropped. Returns how
     /// many were dropped.
     pub fn purge_queue(&self, identity: &Identity) -> usize {
-        let (purged, wake) = {
+        self.with_core(|core| core.purge(identity))
+    }
+
+    /// Runs `f` on the core, then wakes the I/O task if the core wants it
+    /// (after the lock is released).
+    fn with_core<R>(&self, f: impl FnOnce(&mut Core<PacketSender>) -> R) -> R {
+        let (result, wake) = {
             let mut core = lock(&self.inner.core);
-            let purged = core.purge(identity);
-            (purged, core.wants_attention())
+            let result = f(&mut core);
+            (result, core.wants_attention())
         };
         if wake {
             self.inner.wake.notify_one();
         }
-        purged
+        result
     }
 
     /// Every identity with a queue, and its depth.
@@ -577,6 +564,16 @@ impl Messaging {
     /// queued (and persistent ones stored).
     pub async fn close(&self) {
         self.inner.link.close().await;
+    }
+}
+
+/// The time to queue `message` at: read from the clock only when a TTL
+/// needs it (see [`Core::needs_clock`]).
+fn send_time(core: &Core<PacketSender>, message: &Message) -> Instant {
+    if core.needs_clock(message) {
+        Instant::now()
+    } else {
+        core.last_now()
     }
 }
 
