@@ -296,6 +296,32 @@ enum Start {
     Waiting(Handler, Request),
 }
 
+/// What [`Inner::begin`] made of a handler.
+enum Begun<'a> {
+    /// It finished when first polled: its outcome, and the guard that
+    /// counts it as alive until its result is dealt with.
+    Done(<CatchUnwind as Future>::Output, Active<&'a Inner>),
+    /// Spawn its task with the serving lock held; the guard, when the
+    /// handler already started, counts it as alive until the task counts
+    /// itself.
+    Task(MutexGuard<'a, Serving>, Start, Option<Active<&'a Inner>>),
+}
+
+impl Start {
+    /// Runs the handler to its end, holding a turn all the while; one that
+    /// had to wait for its turn is counted in `executed` when it starts.
+    async fn finish(self, inner: &Inner, executed: &AtomicU64) -> <CatchUnwind as Future>::Output {
+        match self {
+            Start::Started(work, _turn) => work.await,
+            Start::Waiting(handler, request) => {
+                let _turn = inner.turns.acquire().await;
+                inc(executed);
+                CatchUnwind(handler(request)).await
+            }
+        }
+    }
+}
+
 /// The instant the dispatcher handles a chunk of frames: read once per
 /// chunk, and only if a frame needs it.
 #[derive(Default)]
@@ -1151,17 +1177,8 @@ impl Inner {
             caller: r.from.clone(),
             args: r.message.data.slice_ref(call.args),
         };
-        let Some(turn) = self.inline_turn() else {
-            let start = Start::Waiting(handler, request);
-            return self.spawn_call(s, key, start, deadline, clock);
-        };
-        drop(s); // the handler may use this instance
-        inc(&self.counters.calls_executed);
-        let active = Active::new(&**self);
-        let mut work = CatchUnwind(handler(request));
-        match poll_once(&mut work) {
-            Poll::Ready(finished) => {
-                drop(turn);
+        match self.begin(s, handler, request, &self.counters.calls_executed) {
+            Begun::Done(finished, _active) => {
                 let outcome = outcome_of(self, finished, &key.0, key.1);
                 let frame = self.result_frame(key.1, outcome);
                 if self.config.server.result_cache > 0 {
@@ -1171,13 +1188,36 @@ impl Inner {
                 }
                 self.send(&key.0, frame, deadline);
             }
+            Begun::Task(s, start, _active) => self.spawn_call(s, key, start, deadline, clock),
+        }
+    }
+
+    /// Starts an admitted handler (`s`, held, was checked for room): in
+    /// the dispatcher if a turn is free and it finishes when first polled,
+    /// else in a task the caller spawns, going on or waiting for its turn.
+    /// `executed` counts it once it runs.
+    fn begin<'a>(
+        self: &'a Arc<Self>,
+        s: MutexGuard<'a, Serving>,
+        handler: Handler,
+        request: Request,
+        executed: &AtomicU64,
+    ) -> Begun<'a> {
+        let Some(turn) = self.inline_turn() else {
+            return Begun::Task(s, Start::Waiting(handler, request), None);
+        };
+        drop(s); // the handler may use this instance
+        inc(executed);
+        let active = Active::new(&**self);
+        let mut work = CatchUnwind(handler(request));
+        match poll_once(&mut work) {
+            Poll::Ready(finished) => Begun::Done(finished, active),
             Poll::Pending => {
                 turn.forget();
                 let start = Start::Started(work, Turn(self.clone()));
-                self.spawn_call(lock(&self.serving), key, start, deadline, clock);
+                Begun::Task(lock(&self.serving), start, Some(active))
             }
         }
-        drop(active); // the task, if any, counts itself from now on
     }
 
     /// A turn for the dispatcher to poll a handler itself: none if
@@ -1222,16 +1262,7 @@ impl Inner {
         _active: Active<Arc<Inner>>,
     ) {
         let id = key.1;
-        let work = async {
-            match start {
-                Start::Started(work, _turn) => work.await,
-                Start::Waiting(handler, request) => {
-                    let _turn = self.turns.acquire().await;
-                    inc(&self.counters.calls_executed);
-                    CatchUnwind(handler(request)).await
-                }
-            }
-        };
+        let work = start.finish(&self, &self.counters.calls_executed);
         let outcome = match tokio::time::timeout_at(at, work).await {
             Err(_) => {
                 inc(&self.counters.deadline_exceeded);
@@ -1332,23 +1363,10 @@ impl Inner {
             caller: r.from.clone(),
             args: r.message.data.slice_ref(signal.args),
         };
-        let Some(turn) = self.inline_turn() else {
-            let start = Start::Waiting(handler, request);
-            return self.spawn_signal(s, r.from.clone(), start, clock);
-        };
-        drop(s); // the handler may use this instance
-        inc(&self.counters.signals_executed);
-        let active = Active::new(&**self);
-        let mut work = CatchUnwind(handler(request));
-        match poll_once(&mut work) {
-            Poll::Ready(finished) => self.signal_done(finished, &r.from),
-            Poll::Pending => {
-                turn.forget();
-                let start = Start::Started(work, Turn(self.clone()));
-                self.spawn_signal(lock(&self.serving), r.from.clone(), start, clock);
-            }
+        match self.begin(s, handler, request, &self.counters.signals_executed) {
+            Begun::Done(finished, _active) => self.signal_done(finished, &r.from),
+            Begun::Task(s, start, _active) => self.spawn_signal(s, r.from.clone(), start, clock),
         }
-        drop(active); // the task, if any, counts itself from now on
     }
 
     /// Admits a signal as running (or waiting for a turn) and spawns its
@@ -1380,16 +1398,7 @@ impl Inner {
         at: Instant,
         _active: Active<Arc<Inner>>,
     ) {
-        let work = async {
-            match start {
-                Start::Started(work, _turn) => work.await,
-                Start::Waiting(handler, request) => {
-                    let _turn = self.turns.acquire().await;
-                    inc(&self.counters.signals_executed);
-                    CatchUnwind(handler(request)).await
-                }
-            }
-        };
+        let work = start.finish(&self, &self.counters.signals_executed);
         match tokio::time::timeout_at(at, work).await {
             Err(_) => {
                 inc(&self.counters.deadline_exceeded);
