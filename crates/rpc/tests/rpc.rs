@@ -338,14 +338,11 @@ async fn dropping_a_call_cancels_its_spawned_handler() {
     dropping_cancels(true).await;
 }
 
-async fn dropping_cancels(spawn: bool) {
-    // One turn: the stopped handler must give it back for the last call.
-    let mut config = config(spawn);
-    config.server.max_concurrent_calls = 1;
-    let (server, client) = pair(config, RpcConfig::default()).await;
-    serve_add(&server);
-    let (started_tx, mut started) = mpsc::channel(4);
-    let (dropped_tx, mut dropped) = mpsc::channel(4);
+/// Serves HANG: a handler that never finishes. Says when one starts and
+/// when one is dropped (stopped).
+fn serve_hang(server: &Rpc) -> (mpsc::Receiver<()>, mpsc::Receiver<Instant>) {
+    let (started_tx, started) = mpsc::channel(4);
+    let (dropped_tx, dropped) = mpsc::channel(4);
     server.register(HANG, move |()| {
         let (started_tx, guard) = (started_tx.clone(), OnDrop(dropped_tx.clone()));
         async move {
@@ -355,10 +352,23 @@ async fn dropping_cancels(spawn: bool) {
             Ok::<_, Infallible>(())
         }
     });
-    let call = tokio::spawn({
-        let client = client.clone();
-        async move { client.call_with(&id("server"), HANG, (), opts()).await }
-    });
+    (started, dropped)
+}
+
+/// Calls HANG on the server, in a task of its own.
+fn call_hang(client: &Rpc) -> tokio::task::JoinHandle<Result<(), RpcError>> {
+    let client = client.clone();
+    tokio::spawn(async move { client.call_with(&id("server"), HANG, (), opts()).await })
+}
+
+async fn dropping_cancels(spawn: bool) {
+    // One turn: the stopped handler must give it back for the last call.
+    let mut config = config(spawn);
+    config.server.max_concurrent_calls = 1;
+    let (server, client) = pair(config, RpcConfig::default()).await;
+    serve_add(&server);
+    let (mut started, mut dropped) = serve_hang(&server);
+    let call = call_hang(&client);
     timeout(WAIT, started.recv()).await.unwrap().unwrap();
     call.abort();
     timeout(WAIT, dropped.recv())
@@ -833,21 +843,8 @@ async fn a_response_over_the_callers_limit_fails_the_call() {
 #[tokio::test]
 async fn closing_cancels_waiting_calls_and_refuses_new_ones() {
     let (server, client) = pair(RpcConfig::default(), RpcConfig::default()).await;
-    let (started_tx, mut started) = mpsc::channel(4);
-    let (dropped_tx, mut dropped) = mpsc::channel(4);
-    server.register(HANG, move |()| {
-        let (started_tx, guard) = (started_tx.clone(), OnDrop(dropped_tx.clone()));
-        async move {
-            let _guard = guard;
-            let _ = started_tx.send(()).await;
-            std::future::pending::<()>().await;
-            Ok::<_, Infallible>(())
-        }
-    });
-    let call = tokio::spawn({
-        let client = client.clone();
-        async move { client.call_with(&id("server"), HANG, (), opts()).await }
-    });
+    let (mut started, mut dropped) = serve_hang(&server);
+    let call = call_hang(&client);
     timeout(WAIT, started.recv()).await.unwrap().unwrap();
     timeout(WAIT, client.close()).await.unwrap();
     let err = timeout(WAIT, call).await.unwrap().unwrap().unwrap_err();
