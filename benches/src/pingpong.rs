@@ -19,7 +19,7 @@ use weft_packeter::{PacketEvent, PacketSender, Packeter, PacketerConfig};
 use crate::Scale;
 use crate::harness::{self, LIMIT, LOOPBACK, ctx};
 use crate::report::{Report, Row, Target};
-use crate::series::{Series, percentile};
+use crate::series::{Series, percentile_series};
 
 const SIZE: usize = 64;
 
@@ -88,26 +88,7 @@ impl Samples {
 
     /// The `p`th percentile as a one-value series (or the failure).
     fn series(&self, p: f64) -> Series {
-        let value = match &self.error {
-            Some(e) => Err(e.clone()),
-            None if self.micros.is_empty() => Err("no round trips".into()),
-            None => Ok(percentile(&self.micros, p)),
-        };
-        let detail = if self.micros.is_empty() {
-            format!("p{p}: no round trips")
-        } else {
-            let at = |q: f64| percentile(&self.micros, q);
-            format!(
-                "p{p} of {} round trips from all rounds (min {:.1}, p10 {:.1}, p50 {:.1}, p90 {:.1}, p99 {:.1} us)",
-                self.micros.len(),
-                at(0.0),
-                at(10.0),
-                at(50.0),
-                at(90.0),
-                at(99.0)
-            )
-        };
-        Series::single(value, detail)
+        percentile_series(&self.micros, self.error.as_ref(), p, "round trips")
     }
 }
 

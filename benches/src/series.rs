@@ -109,6 +109,39 @@ pub(crate) fn percentile(values: &[f64], p: f64) -> f64 {
     sorted[rank.min(sorted.len() - 1)]
 }
 
+/// The `p`th percentile of latencies in microseconds pooled from every
+/// round, as a one-value series: the failure when a round failed (`error`)
+/// or nothing was measured. `what` names the samples in the details
+/// ("round trips").
+pub(crate) fn percentile_series(
+    micros: &[f64],
+    error: Option<&String>,
+    p: f64,
+    what: &str,
+) -> Series {
+    let value = match error {
+        Some(e) => Err(e.clone()),
+        None if micros.is_empty() => Err(format!("no {what}")),
+        None => Ok(percentile(micros, p)),
+    };
+    let detail = if micros.is_empty() {
+        format!("p{p}: no {what}")
+    } else {
+        let at = |q: f64| percentile(micros, q);
+        format!(
+            "p{p} of {} {what} from all rounds (min {:.1}, p10 {:.1}, p50 {:.1}, p90 {:.1}, \
+             p99 {:.1} us)",
+            micros.len(),
+            at(0.0),
+            at(10.0),
+            at(50.0),
+            at(90.0),
+            at(99.0)
+        )
+    };
+    Series::single(value, detail)
+}
+
 /// A compact rendering of a number with about three significant digits.
 pub(crate) fn short(v: f64) -> String {
     let a = v.abs();
@@ -143,5 +176,17 @@ mod tests {
         s.push(Err("boom".into()));
         assert_eq!(s.median(), None);
         assert!(!s.live() && s.failed());
+    }
+
+    #[test]
+    fn latency_percentiles_pool_every_round() {
+        let micros = [30.0, 10.0, 20.0];
+        let s = percentile_series(&micros, None, 50.0, "round trips");
+        assert_eq!(s.median(), Some(20.0));
+        assert!(s.describe().contains("3 round trips"), "{}", s.describe());
+        let failed = percentile_series(&micros, Some(&"boom".to_string()), 50.0, "calls");
+        assert!(failed.failed());
+        let empty = percentile_series(&[], None, 50.0, "calls");
+        assert_eq!(empty.missing_reason().as_deref(), Some("failed: no calls"));
     }
 }
