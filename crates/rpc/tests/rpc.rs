@@ -169,21 +169,7 @@ async fn a_call_waits_for_its_peer_to_connect() {
 #[tokio::test]
 async fn a_call_whose_connection_is_cut_after_the_server_got_it_runs_once() {
     let (server, client) = pair(RpcConfig::default(), RpcConfig::default()).await;
-    let runs = Arc::new(AtomicUsize::new(0));
-    let release = Arc::new(Semaphore::new(0));
-    let (started_tx, mut started) = mpsc::channel(4);
-    server.register(SLOW_ADD, {
-        let (runs, release) = (runs.clone(), release.clone());
-        move |(a, b)| {
-            let (runs, release, started_tx) = (runs.clone(), release.clone(), started_tx.clone());
-            async move {
-                runs.fetch_add(1, Ordering::SeqCst);
-                let _ = started_tx.send(()).await;
-                release.acquire().await.unwrap().forget();
-                Ok::<_, Infallible>(a + b)
-            }
-        }
-    });
+    let (runs, release, mut started) = serve_slow_add(&server);
     let call = tokio::spawn({
         let client = client.clone();
         async move {
@@ -336,6 +322,28 @@ async fn dropping_a_call_cancels_it_on_the_server() {
 #[tokio::test]
 async fn dropping_a_call_cancels_its_spawned_handler() {
     dropping_cancels(true).await;
+}
+
+/// Serves SLOW_ADD: a sum that waits for a permit of the returned
+/// semaphore. Also returns how many times it ran and a channel that says
+/// when one starts.
+fn serve_slow_add(server: &Rpc) -> (Arc<AtomicUsize>, Arc<Semaphore>, mpsc::Receiver<()>) {
+    let runs = Arc::new(AtomicUsize::new(0));
+    let release = Arc::new(Semaphore::new(0));
+    let (started_tx, started) = mpsc::channel(4);
+    server.register(SLOW_ADD, {
+        let (runs, release) = (runs.clone(), release.clone());
+        move |(a, b)| {
+            let (runs, release, started_tx) = (runs.clone(), release.clone(), started_tx.clone());
+            async move {
+                runs.fetch_add(1, Ordering::SeqCst);
+                let _ = started_tx.send(()).await;
+                release.acquire().await.unwrap().forget();
+                Ok::<_, Infallible>(a + b)
+            }
+        }
+    });
+    (runs, release, started)
 }
 
 /// Serves HANG: a handler that never finishes. Says when one starts and
@@ -961,19 +969,7 @@ async fn a_call_that_would_finish_at_once_still_waits_for_a_turn() {
     config.server.max_concurrent_calls = 1;
     let (server, client) = pair(config, RpcConfig::default()).await;
     serve_add(&server);
-    let release = Arc::new(Semaphore::new(0));
-    let (started_tx, mut started) = mpsc::channel(4);
-    server.register(SLOW_ADD, {
-        let release = release.clone();
-        move |(a, b)| {
-            let (release, started_tx) = (release.clone(), started_tx.clone());
-            async move {
-                let _ = started_tx.send(()).await;
-                release.acquire().await.unwrap().forget();
-                Ok::<_, Infallible>(a + b)
-            }
-        }
-    });
+    let (_, release, mut started) = serve_slow_add(&server);
     let slow = tokio::spawn({
         let client = client.clone();
         async move {
@@ -1008,22 +1004,7 @@ async fn a_call_waiting_for_a_turn_is_cancelled_without_running() {
         let mut config = config(spawn);
         config.server.max_concurrent_calls = 1;
         let (server, client) = pair(config, RpcConfig::default()).await;
-        let runs = Arc::new(AtomicUsize::new(0));
-        let release = Arc::new(Semaphore::new(0));
-        let (started_tx, mut started) = mpsc::channel(4);
-        server.register(SLOW_ADD, {
-            let (runs, release) = (runs.clone(), release.clone());
-            move |(a, b)| {
-                let (runs, release, started_tx) =
-                    (runs.clone(), release.clone(), started_tx.clone());
-                async move {
-                    runs.fetch_add(1, Ordering::SeqCst);
-                    let _ = started_tx.send(()).await;
-                    release.acquire().await.unwrap().forget();
-                    Ok::<_, Infallible>(a + b)
-                }
-            }
-        });
+        let (runs, release, mut started) = serve_slow_add(&server);
         let call = |n| {
             let client = client.clone();
             tokio::spawn(async move {
