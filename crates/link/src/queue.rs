@@ -23,6 +23,9 @@ use tokio::sync::Notify;
 /// Payloads up to this size are copied into the coalescing buffer.
 pub(crate) const COPY_THRESHOLD: usize = 4096;
 
+/// The smallest coalescing buffer allocated for the writes after a batch.
+const MIN_TAIL: usize = 8 * 1024;
+
 /// Why a push was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum PushError {
@@ -194,6 +197,14 @@ impl SendQueue {
             batch.extend(st.chunks.drain(..));
             if !st.tail.is_empty() {
                 let tail = st.tail.split().freeze();
+                if st.tail.capacity() < tail.len() {
+                    // What is left of the buffer is shared with the batch
+                    // being written: growing it would allocate from a small
+                    // size and copy at every doubling. One buffer the size
+                    // of this batch instead.
+                    let next = tail.len().clamp(MIN_TAIL, self.capacity.max(MIN_TAIL));
+                    st.tail = BytesMut::with_capacity(next);
+                }
                 batch.push_back(tail);
             }
             st.queued = 0;
@@ -264,6 +275,28 @@ mod tests {
         let mut batch = VecDeque::new();
         assert_eq!(q.take(&mut batch, Waker::noop()), Take::Data);
         batch.iter().flat_map(|b| b.iter().copied()).collect()
+    }
+
+    #[test]
+    fn after_a_take_the_next_batch_has_room_without_growing() {
+        let q = SendQueue::new(1 << 20, false);
+        let small = Bytes::from_static(&[9u8; 100]);
+        for _ in 0..100 {
+            q.try_push(b"HEAD", &small).unwrap();
+        }
+        let mut batch = VecDeque::new();
+        assert_eq!(q.take(&mut batch, Waker::noop()), Take::Data);
+        // The batch is still being written; the next one must fit a buffer
+        // of its own without reallocating at every doubling.
+        let room = q.lock().tail.capacity();
+        assert!(room >= 104 * 100, "room for a batch like the last: {room}");
+        let at = q.lock().tail.as_ptr();
+        for _ in 0..100 {
+            q.try_push(b"HEAD", &small).unwrap();
+        }
+        assert_eq!(q.lock().tail.as_ptr(), at, "no reallocation");
+        assert_eq!(batch.iter().map(Bytes::len).sum::<usize>(), 104 * 100);
+        assert_eq!(drain(&q).len(), 104 * 100);
     }
 
     #[test]
