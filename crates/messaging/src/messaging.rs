@@ -16,7 +16,7 @@ use weft_packeter::{PacketEvent, PacketSender, Packeter, PacketerError};
 
 use crate::core::{Core, CoreEvent, Entry, Transmit, TxError};
 use crate::frame::Frame;
-use crate::patterns::{Interest, split_publication, split_reply};
+use crate::patterns::{Interest, TargetCache, split_publication, split_reply};
 use crate::storage::worker::StorageWorker;
 use crate::storage::{Storage, StoredMessage};
 use crate::subscription::QueueShared;
@@ -127,6 +127,8 @@ struct Inner {
     topics: Mutex<Vec<(u64, TopicFilter)>>,
     /// Connected weft peers' topic subscriptions.
     interest: Mutex<HashMap<Identity, Vec<Interest>>>,
+    /// Publication targets per topic, from `interest` and `topics`.
+    targets: Mutex<TargetCache>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -256,6 +258,7 @@ impl Messaging {
             pending: Mutex::new(HashMap::new()),
             topics: Mutex::new(Vec::new()),
             interest: Mutex::new(HashMap::new()),
+            targets: Mutex::new(TargetCache::default()),
             config,
         });
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -535,6 +538,10 @@ impl Messaging {
         lock(&self.inner.interest)
     }
 
+    pub(crate) fn target_cache(&self) -> MutexGuard<'_, TargetCache> {
+        lock(&self.inner.targets)
+    }
+
     /// Sends an extension frame to every connected weft peer.
     pub(crate) fn tell_peers(&self, frame: &Frame) {
         let core = lock(&self.inner.core);
@@ -726,6 +733,7 @@ fn dispatch(inner: &Inner, events: &mut VecDeque<CoreEvent>) {
             }
             CoreEvent::Disconnected { ident } => {
                 lock(&inner.interest).remove(&ident);
+                lock(&inner.targets).clear();
                 for (_, h) in &d.on_disconnect {
                     h(&ident);
                 }
@@ -748,11 +756,14 @@ fn dispatch(inner: &Inner, events: &mut VecDeque<CoreEvent>) {
                         filters.push(f);
                     }
                 }
+                drop(interest);
+                lock(&inner.targets).clear();
             }
             CoreEvent::Unsubscribe { from, kind, filter } => {
                 if let Some(filters) = lock(&inner.interest).get_mut(&from) {
                     filters.retain(|f| !f.same(kind, &filter));
                 }
+                lock(&inner.targets).clear();
             }
         }
     }

@@ -55,6 +55,32 @@ pub const MAX_TOPIC: usize = 255;
 /// The longest filter accepted from a peer, in bytes.
 pub(crate) const MAX_REMOTE_FILTER: usize = 1024;
 
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+
+/// Topics whose publication targets [`TargetCache`] keeps at most; past
+/// that it starts over (a publisher of ever new topics pays the matching
+/// each time, and memory stays bounded).
+const TARGET_CACHE_TOPICS: usize = 1024;
+
+/// The targets of recently published topics (see
+/// `Messaging::publish_targets`).
+///
+/// Lock order: this cache, then the interest or our topic list. Whoever
+/// changes either of those empties the cache afterwards, with neither of
+/// them held, so no stale list outlives a change.
+#[derive(Debug, Default)]
+pub(crate) struct TargetCache {
+    by_topic: HashMap<Box<str>, Arc<[Identity]>>,
+}
+
+impl TargetCache {
+    /// Forgets every topic's targets: the interest or our topic
+    /// subscriptions changed.
+    pub(crate) fn clear(&mut self) {
+        self.by_topic.clear();
+    }
+}
+
 /// A peer's interest in topics, as it told us.
 #[derive(Clone, Debug)]
 pub(crate) struct Interest {
@@ -180,6 +206,22 @@ impl Messaging {
         body.put_slice(topic.as_bytes());
         body.put_slice(&data);
         let body = body.freeze();
+        let targets = self.publish_targets(topic);
+        let mut message = Message::new(body);
+        message.flags = Flags::PUBLISH;
+        self.enqueue_each(&targets, message)?;
+        Ok(targets.len())
+    }
+
+    /// Who gets a publication on `topic`: the peers whose interest matches
+    /// it, then ourselves if one of our topic subscriptions does. Worked
+    /// out once per topic and kept until the interest or our
+    /// subscriptions change.
+    fn publish_targets(&self, topic: &str) -> Arc<[Identity]> {
+        let mut cache = self.target_cache();
+        if let Some(targets) = cache.by_topic.get(topic) {
+            return targets.clone();
+        }
         let mut targets: Vec<Identity> = self
             .interest()
             .iter()
@@ -189,10 +231,12 @@ impl Messaging {
         if self.local_topics().iter().any(|(_, f)| f.matches(topic)) {
             targets.push(self.identity().clone());
         }
-        let mut message = Message::new(body);
-        message.flags = Flags::PUBLISH;
-        self.enqueue_each(&targets, message)?;
-        Ok(targets.len())
+        let targets: Arc<[Identity]> = targets.into();
+        if cache.by_topic.len() >= TARGET_CACHE_TOPICS {
+            cache.by_topic.clear();
+        }
+        cache.by_topic.insert(topic.into(), targets.clone());
+        targets
     }
 
     /// A queue of publications whose topic matches `filter`. The filter is
@@ -207,6 +251,7 @@ impl Messaging {
         });
         let (kind, text) = filter.wire();
         self.local_topics().push((queue.id(), filter));
+        self.target_cache().clear();
         self.tell_peers(&Frame::Subscribe(kind, text));
         queue
     }
@@ -221,6 +266,7 @@ impl Messaging {
         let Some((_, filter)) = removed else {
             return false;
         };
+        self.target_cache().clear();
         self.unsubscribe(queue.id());
         let (kind, text) = filter.wire();
         let still_wanted = self

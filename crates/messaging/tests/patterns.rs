@@ -154,6 +154,41 @@ async fn publications_go_only_where_subscriptions_match() {
 }
 
 #[tokio::test]
+async fn publication_targets_follow_our_own_subscriptions_and_departed_peers() {
+    // Targets are worked out once per topic and kept: every change must
+    // show in the very next publication.
+    let (publisher, subs) = hub_and_spokes("pub", &["sub"]).await;
+    assert_eq!(publisher.publish("t.a", "nobody yet").unwrap(), 0);
+    let mine = publisher.subscribe_topic(TopicFilter::Prefix("t.".into()));
+    assert_eq!(publisher.publish("t.a", "to us").unwrap(), 1);
+    let remote = subs[0].subscribe_topic(TopicFilter::Prefix(String::new()));
+    until("interest reached the publisher", || {
+        publisher.publish("u.probe", "probe").unwrap() == 1
+    })
+    .await;
+    assert_eq!(publisher.publish("t.a", "to both").unwrap(), 2);
+    // Local deliveries go through the I/O task: received before the queue
+    // is unsubscribed.
+    for expected in [&b"to us"[..], b"to both"] {
+        assert_eq!(
+            &mine.recv(Some(WAIT)).await.unwrap().message.data[..],
+            expected
+        );
+    }
+    assert!(publisher.unsubscribe_topic(&mine));
+    assert_eq!(publisher.publish("t.a", "to the peer").unwrap(), 1);
+    assert_eq!(
+        &remote.recv(Some(WAIT)).await.unwrap().message.data[..],
+        b"probe"
+    );
+    subs[0].close().await;
+    until("the departed peer is no target", || {
+        publisher.publish("t.a", "after").unwrap() == 0
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn subscriptions_are_sent_again_after_a_reconnect() {
     let publisher = Messaging::new(id("pub"), config()).await.unwrap();
     let at = publisher
