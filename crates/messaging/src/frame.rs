@@ -191,11 +191,14 @@ impl Frame {
                 let id = MessageId(body[..16].try_into().expect("16 bytes"));
                 let ttl = u32::from_be_bytes(body[16..20].try_into().expect("4 bytes"));
                 let flags = u32::from_be_bytes(body[20..24].try_into().expect("4 bytes"));
+                // The packet's own handle becomes the data: no second one.
+                let mut data = body;
+                data.advance(24);
                 Frame::Message {
                     id,
                     ttl: (ttl != INFINITE_TTL).then_some(ttl),
                     flags: Flags(flags),
-                    data: body.slice(24..),
+                    data,
                     resent: ty == kind::RESENT,
                 }
             }

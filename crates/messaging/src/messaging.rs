@@ -19,7 +19,7 @@ use crate::frame::Frame;
 use crate::patterns::{Interest, TargetCache, split_publication, split_reply};
 use crate::storage::worker::StorageWorker;
 use crate::storage::{Storage, StoredMessage};
-use crate::subscription::QueueShared;
+use crate::subscription::{Deliveries, QueueShared};
 use crate::{
     Identity, Kind, Message, MessageId, MessagingConfig, MessagingError, ProtocolError, Received,
     Subscription, SubscriptionQueue, TopicFilter,
@@ -593,6 +593,7 @@ async fn run(
     let mut batch = Vec::with_capacity(256);
     let mut ready_waits: JoinSet<ConnectionId> = JoinSet::new();
     let mut events = VecDeque::new();
+    let mut deliveries = Deliveries::default();
     loop {
         let deadline = lock(&inner.core).poll_timeout();
         let sleep_until = deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
@@ -636,28 +637,41 @@ async fn run(
             }
         }
         if !events.is_empty() {
-            dispatch(&inner, &mut events);
+            dispatch(&inner, &mut events, &mut deliveries);
         }
     }
     inner.link.close().await;
 }
 
-/// Hands core events to queues, handlers and storage.
-fn dispatch(inner: &Inner, events: &mut VecDeque<CoreEvent>) {
+/// Hands core events to queues, handlers and storage. Messages reach
+/// their queues in runs (one lock and one wake-up per queue and run), each
+/// run handed over before the next event that is not a message, so queues
+/// and handlers see events in the order they happened.
+fn dispatch(inner: &Inner, events: &mut VecDeque<CoreEvent>, deliveries: &mut Deliveries) {
     // A snapshot: handlers may subscribe or add handlers without deadlock.
     let d = Arc::clone(&lock(&inner.dispatch));
     let mut last_topic = None;
+    let deliver = |deliveries: &mut Deliveries| {
+        let dropped = deliveries.deliver();
+        if dropped > 0 {
+            inner
+                .subscription_drops
+                .fetch_add(dropped, Ordering::Relaxed);
+        }
+    };
     for event in events.drain(..) {
+        if !matches!(event, CoreEvent::Message { .. }) {
+            deliver(deliveries);
+        }
         match event {
             CoreEvent::Message { from, mut message } => {
                 let mut topic = None;
                 match message.flags.kind() {
                     Kind::Reply => {
-                        let waiting = split_reply(&message.data)
-                            .and_then(|(id, data)| Some((lock(&inner.pending).remove(&id)?, data)));
+                        let waiting = split_reply(&mut message.data)
+                            .and_then(|id| lock(&inner.pending).remove(&id));
                         match waiting {
-                            Some((tx, data)) => {
-                                message.data = data;
+                            Some(tx) => {
                                 let _ = tx.send(Received {
                                     from,
                                     message,
@@ -670,11 +684,8 @@ fn dispatch(inner: &Inner, events: &mut VecDeque<CoreEvent>) {
                         }
                         continue;
                     }
-                    Kind::Publish => match split_publication(&message.data, &mut last_topic) {
-                        Some((t, data)) => {
-                            topic = Some(t);
-                            message.data = data;
-                        }
+                    Kind::Publish => match split_publication(&mut message.data, &mut last_topic) {
+                        Some(t) => topic = Some(t),
                         None => {
                             inner.unhandled.fetch_add(1, Ordering::Relaxed);
                             continue;
@@ -687,31 +698,26 @@ fn dispatch(inner: &Inner, events: &mut VecDeque<CoreEvent>) {
                     message,
                     topic,
                 };
-                let push = |q: &QueueShared, r: Received| {
-                    if q.push(r) {
-                        inner.subscription_drops.fetch_add(1, Ordering::Relaxed);
-                    }
-                };
                 // Every matching queue gets a copy; the last one (when no
                 // handler needs it after) gets the message itself.
                 let mut matched: Option<&Arc<QueueShared>> = None;
                 for q in &d.queues {
                     if q.subscription.matches(&received) {
                         if let Some(before) = matched.replace(q) {
-                            push(before, received.clone());
+                            deliveries.add(before, received.clone());
                         }
                     }
                 }
                 if d.on_message.is_empty() {
                     match matched {
-                        Some(q) => push(q, received),
+                        Some(q) => deliveries.add(q, received),
                         None => {
                             inner.unhandled.fetch_add(1, Ordering::Relaxed);
                         }
                     }
                 } else {
                     if let Some(q) = matched {
-                        push(q, received.clone());
+                        deliveries.add(q, received.clone());
                     }
                     for (_, h) in &d.on_message {
                         h(&received);
@@ -767,4 +773,5 @@ fn dispatch(inner: &Inner, events: &mut VecDeque<CoreEvent>) {
             }
         }
     }
+    deliver(deliveries);
 }

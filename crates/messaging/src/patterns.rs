@@ -40,7 +40,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use tokio::sync::oneshot;
 
 use crate::frame::{FilterKind, Frame};
@@ -316,10 +316,7 @@ impl Pusher {
 /// Splits a publication's body into topic and payload.
 /// `last` is the topic of the publication before, shared when it is the
 /// same (publications mostly come in runs on one topic): no allocation.
-pub(crate) fn split_publication(
-    data: &Bytes,
-    last: &mut Option<Arc<str>>,
-) -> Option<(Arc<str>, Bytes)> {
+pub(crate) fn split_publication(data: &mut Bytes, last: &mut Option<Arc<str>>) -> Option<Arc<str>> {
     let (&len, rest) = data.split_first()?;
     let len = len as usize;
     let raw = rest.get(..len)?;
@@ -331,13 +328,17 @@ pub(crate) fn split_publication(
             t
         }
     };
-    Some((topic, data.slice(1 + len..)))
+    // In place: no second handle on the buffer to count up and down.
+    data.advance(1 + len);
+    Some(topic)
 }
 
-/// Splits a reply's body into the request id and payload.
-pub(crate) fn split_reply(data: &Bytes) -> Option<(MessageId, Bytes)> {
+/// Splits a reply's body into the request id and, left in `data`, the
+/// payload. `data` is unchanged when it is too short.
+pub(crate) fn split_reply(data: &mut Bytes) -> Option<MessageId> {
     let id: [u8; 16] = data.get(..16)?.try_into().ok()?;
-    Some((MessageId(id), data.slice(16..)))
+    data.advance(16);
+    Some(MessageId(id))
 }
 
 #[cfg(test)]
@@ -347,15 +348,20 @@ mod tests {
     #[test]
     fn a_run_of_publications_on_one_topic_shares_it() {
         let mut last = None;
-        let a = Bytes::from_static(b"\x02ababc");
-        let (t1, data) = split_publication(&a, &mut last).unwrap();
+        let split = |raw: &'static [u8], last: &mut Option<Arc<str>>| {
+            let mut data = Bytes::from_static(raw);
+            split_publication(&mut data, last).map(|t| (t, data))
+        };
+        let (t1, data) = split(b"\x02ababc", &mut last).unwrap();
         assert_eq!((&*t1, &data[..]), ("ab", &b"abc"[..]));
-        let (t2, _) = split_publication(&a, &mut last).unwrap();
+        let (t2, _) = split(b"\x02ababc", &mut last).unwrap();
         assert!(Arc::ptr_eq(&t1, &t2), "the same topic is shared");
-        let (t3, data) = split_publication(&Bytes::from_static(b"\x01xy"), &mut last).unwrap();
+        let (t3, data) = split(b"\x01xy", &mut last).unwrap();
         assert_eq!((&*t3, &data[..]), ("x", &b"y"[..]));
-        assert!(split_publication(&Bytes::from_static(b"\x05ab"), &mut last).is_none());
-        assert!(split_publication(&Bytes::from_static(b"\x01\xff"), &mut last).is_none());
-        assert!(split_publication(&Bytes::new(), &mut last).is_none());
+        for bad in [&b"\x05ab"[..], b"\x01\xff", b""] {
+            let mut data = Bytes::from_static(bad);
+            assert!(split_publication(&mut data, &mut last).is_none());
+            assert_eq!(&data[..], bad, "left as it was");
+        }
     }
 }

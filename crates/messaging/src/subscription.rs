@@ -142,25 +142,33 @@ impl QueueShared {
         self.items.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Adds a copy; when full the oldest is dropped and counted. Returns
-    /// whether something was dropped.
-    pub(crate) fn push(&self, r: Received) -> bool {
-        let dropped = {
-            let mut items = self.lock();
-            let dropped = if items.len() >= self.capacity {
-                items.pop_front();
-                true
-            } else {
-                false
-            };
-            items.push_back(r);
-            dropped
-        };
-        if dropped {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
+    /// Appends `items` in order under one lock, with one wake-up; when
+    /// full, the oldest are dropped and counted. Returns how many were
+    /// dropped.
+    pub(crate) fn push_all(&self, items: &mut Vec<Received>) -> u64 {
+        let mut dropped = 0;
+        {
+            let mut queue = self.lock();
+            for r in items.drain(..) {
+                if queue.len() >= self.capacity {
+                    queue.pop_front();
+                    dropped += 1;
+                }
+                queue.push_back(r);
+            }
+        }
+        if dropped > 0 {
+            self.dropped.fetch_add(dropped, Ordering::Relaxed);
         }
         self.notify.notify_one();
         dropped
+    }
+
+    /// The oldest message, and whether more wait after it.
+    fn pop(&self) -> (Option<Received>, bool) {
+        let mut queue = self.lock();
+        let r = queue.pop_front();
+        (r, !queue.is_empty())
     }
 
     pub(crate) fn close(&self) {
@@ -203,7 +211,12 @@ impl SubscriptionQueue {
                 let notified = self.shared.notify.notified();
                 tokio::pin!(notified);
                 notified.as_mut().enable();
-                if let Some(r) = self.try_recv() {
+                if let (Some(r), more) = self.shared.pop() {
+                    if more {
+                        // A batch came with one wake-up: pass it on to
+                        // the next receiver of a shared queue.
+                        self.shared.notify.notify_one();
+                    }
                     return Ok(r);
                 }
                 if self.shared.closed.load(Ordering::Acquire) {
@@ -238,5 +251,120 @@ impl SubscriptionQueue {
     /// Messages dropped because the queue was full.
     pub fn dropped(&self) -> u64 {
         self.shared.dropped.load(Ordering::Relaxed)
+    }
+}
+
+/// Emptied buffers [`Deliveries`] keeps for the next dispatch.
+const SPARE_BUFFERS: usize = 8;
+
+/// The copies for subscription queues gathered over one dispatch, handed
+/// to each queue with one lock and one wake-up.
+#[derive(Default)]
+pub(crate) struct Deliveries {
+    by_queue: Vec<(Arc<QueueShared>, Vec<Received>)>,
+    /// Emptied buffers, kept for the next dispatch.
+    spare: Vec<Vec<Received>>,
+}
+
+impl Deliveries {
+    /// Adds `r` for `queue`, behind what it was given before.
+    pub(crate) fn add(&mut self, queue: &Arc<QueueShared>, r: Received) {
+        match self
+            .by_queue
+            .iter_mut()
+            .find(|(q, _)| Arc::ptr_eq(q, queue))
+        {
+            Some((_, items)) => items.push(r),
+            None => {
+                let mut items = self.spare.pop().unwrap_or_default();
+                items.push(r);
+                self.by_queue.push((queue.clone(), items));
+            }
+        }
+    }
+
+    /// Hands everything to the queues; returns how many older messages
+    /// they dropped for it.
+    pub(crate) fn deliver(&mut self) -> u64 {
+        let mut dropped = 0;
+        for (queue, mut items) in self.by_queue.drain(..) {
+            dropped += queue.push_all(&mut items);
+            if self.spare.len() < SPARE_BUFFERS {
+                self.spare.push(items);
+            }
+        }
+        dropped
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn received(n: u8) -> Received {
+        Received {
+            from: Identity::new("peer").unwrap(),
+            message: Message::new(vec![n]),
+            topic: None,
+        }
+    }
+
+    fn queue(capacity: usize) -> SubscriptionQueue {
+        SubscriptionQueue {
+            shared: Arc::new(QueueShared::new(1, Subscription::all(), capacity)),
+        }
+    }
+
+    fn data(r: Option<Received>) -> Option<u8> {
+        r.map(|r| r.message.data[0])
+    }
+
+    #[test]
+    fn runs_keep_their_order_per_queue_and_a_full_queue_drops_its_oldest() {
+        let (a, b) = (queue(3), queue(10));
+        let mut deliveries = Deliveries::default();
+        for n in 0..5 {
+            deliveries.add(&a.shared, received(n));
+            deliveries.add(&b.shared, received(10 + n));
+        }
+        assert!(
+            a.try_recv().is_none(),
+            "nothing before the run is handed over"
+        );
+        assert_eq!(deliveries.deliver(), 2, "a holds 3: its 2 oldest dropped");
+        assert_eq!(a.dropped(), 2);
+        let got: Vec<_> = std::iter::from_fn(|| data(a.try_recv())).collect();
+        assert_eq!(got, [2, 3, 4]);
+        let got: Vec<_> = std::iter::from_fn(|| data(b.try_recv())).collect();
+        assert_eq!(got, [10, 11, 12, 13, 14]);
+        assert_eq!(deliveries.deliver(), 0, "nothing left to hand over");
+    }
+
+    #[tokio::test]
+    async fn a_run_handed_over_with_one_wake_up_reaches_every_waiting_receiver() {
+        let q = queue(10);
+        let waiting: Vec<_> = (0..2)
+            .map(|_| {
+                let q = q.clone();
+                tokio::spawn(async move { q.recv(None).await })
+            })
+            .collect();
+        // On this current-thread runtime, one yield lets both park.
+        tokio::task::yield_now().await;
+        let mut deliveries = Deliveries::default();
+        deliveries.add(&q.shared, received(1));
+        deliveries.add(&q.shared, received(2));
+        deliveries.deliver();
+        let mut got = Vec::new();
+        for w in waiting {
+            let r = tokio::time::timeout(Duration::from_secs(5), w)
+                .await
+                .expect("every receiver woke")
+                .unwrap()
+                .unwrap();
+            got.push(r.message.data[0]);
+        }
+        got.sort();
+        assert_eq!(got, [1, 2]);
     }
 }
