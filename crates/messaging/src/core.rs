@@ -592,18 +592,45 @@ impl<T: Transmit> Core<T> {
             }
         }
         peer.bytes += len;
-        let entry = Entry::new(message, now);
+        let mut entry = Entry::new(message, now);
         if entry.deadline.is_some() && self.next_sweep.is_none() {
             self.next_sweep = Some(now + self.config.ttl_sweep);
             self.timer_moved = true;
         }
-        if peer.conn.is_none() || peer.blocked {
+        let writable = peer.conn.filter(|_| !peer.blocked);
+        let Some(conn_id) = writable else {
             peer.queue.push_back(entry);
-        } else {
-            // Behind what waits; with nothing waiting, straight to the
-            // connection without a trip through the queue.
-            self.flush_at(to, now, Some(entry));
+            return Ok(());
+        };
+        if peer.queue.is_empty() {
+            // Nothing waits before it: straight to the connection, with no
+            // trip through the queue and no second peer lookup. Anything
+            // but a clean write goes the queue's way below.
+            if let Some(conn) = self.conns.get_mut(&conn_id) {
+                conn.send_ack();
+                if let Wrote::Sent = write_entry(&conn.tx, peer.acked_mode, &mut entry, now) {
+                    self.counters.sent += 1;
+                    peer.inflight.push_back(entry);
+                    if !peer.acked_mode {
+                        if self.next_write_check.is_none() {
+                            self.next_write_check = Some(now + WRITE_CHECK);
+                            self.timer_moved = true;
+                        }
+                        peer.confirm_written(
+                            conn.tx.bytes_written(),
+                            &mut self.counters,
+                            &mut self.events,
+                            &mut self.progress,
+                        );
+                    }
+                    return Ok(());
+                }
+            }
         }
+        // Behind what waits (or after a write that did not go through):
+        // the queue's order, and its handling of a full or closed
+        // connection, decide.
+        self.flush_at(to, now, Some(entry));
         Ok(())
     }
 

@@ -269,6 +269,13 @@ pub(crate) struct Deliveries {
 impl Deliveries {
     /// Adds `r` for `queue`, behind what it was given before.
     pub(crate) fn add(&mut self, queue: &Arc<QueueShared>, r: Received) {
+        // Most runs go to one queue: the last one first.
+        if let Some((q, items)) = self.by_queue.last_mut() {
+            if Arc::ptr_eq(q, queue) {
+                items.push(r);
+                return;
+            }
+        }
         match self
             .by_queue
             .iter_mut()
