@@ -497,13 +497,15 @@ impl<T: Transmit> Core<T> {
         if !peer.acked_mode || count <= peer.acked {
             return;
         }
-        let newly = (count - peer.acked) as usize;
+        let newly = ((count - peer.acked) as usize).min(peer.inflight.len());
         peer.acked = count;
-        for _ in 0..newly.min(peer.inflight.len()) {
-            let e = peer.inflight.pop_front().expect("counted");
+        if newly == 0 {
+            return;
+        }
+        self.counters.acked += newly as u64;
+        self.counters.delivered += newly as u64;
+        for e in peer.inflight.drain(..newly) {
             peer.bytes -= e.message.data.len();
-            self.counters.acked += 1;
-            self.counters.delivered += 1;
             settle(&mut self.events, &mut self.progress, &e.message);
         }
     }
