@@ -26,6 +26,10 @@ pub(crate) const COPY_THRESHOLD: usize = 4096;
 /// The smallest coalescing buffer allocated for the writes after a batch.
 const MIN_TAIL: usize = 8 * 1024;
 
+/// The largest batch after which a fresh coalescing buffer is allocated
+/// (see [`SendQueue::take`]).
+const MAX_FRESH_TAIL: usize = 64 * 1024;
+
 /// Why a push was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum PushError {
@@ -197,13 +201,13 @@ impl SendQueue {
             batch.extend(st.chunks.drain(..));
             if !st.tail.is_empty() {
                 let tail = st.tail.split().freeze();
-                if st.tail.capacity() < tail.len() {
+                if st.tail.capacity() < tail.len() && tail.len() <= MAX_FRESH_TAIL {
                     // What is left of the buffer is shared with the batch
                     // being written: growing it would allocate from a small
                     // size and copy at every doubling. One buffer the size
-                    // of this batch instead.
-                    let next = tail.len().clamp(MIN_TAIL, self.capacity.max(MIN_TAIL));
-                    st.tail = BytesMut::with_capacity(next);
+                    // of this batch instead. Bigger batches keep the
+                    // buffer, which is reused in place once written.
+                    st.tail = BytesMut::with_capacity(tail.len().max(MIN_TAIL));
                 }
                 batch.push_back(tail);
             }
