@@ -508,6 +508,10 @@ impl<T: Transmit> Core<T> {
             peer.bytes -= e.message.data.len();
             settle(&mut self.events, &mut self.progress, &e.message);
         }
+        if peer.inflight.is_empty() {
+            // Start the ring over at its first slots (warm in the cache).
+            peer.inflight.clear();
+        }
     }
 
     /// Acknowledges what the last batch of packets brought: at once when

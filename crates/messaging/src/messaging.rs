@@ -638,6 +638,8 @@ async fn run(
         }
         if !events.is_empty() {
             dispatch(&inner, &mut events, &mut deliveries);
+            // Drained: start the ring over at its first slots.
+            events.clear();
         }
     }
     inner.link.close().await;

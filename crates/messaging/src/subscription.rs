@@ -149,6 +149,11 @@ impl QueueShared {
         let mut dropped = 0;
         {
             let mut queue = self.lock();
+            if queue.is_empty() {
+                // Start the ring over at its first slots (warm in the
+                // cache) instead of walking a capacity grown in a burst.
+                queue.clear();
+            }
             for r in items.drain(..) {
                 if queue.len() >= self.capacity {
                     queue.pop_front();

@@ -378,6 +378,9 @@ impl Packeter {
                 moved += 1;
                 continue;
             }
+            // Empty: start the ring over at its first slots (warm in the
+            // cache) instead of walking its whole capacity.
+            self.ready.clear();
             match self.events.try_recv() {
                 Some(event) => self.handle(event),
                 None => break,
