@@ -4,10 +4,13 @@
 //! - `cargo xtask ci`: everything CI checks, in order (see [`mod@ci`]).
 //! - `cargo xtask bench [--quick]`: the side-by-side comparisons (see [`mod@bench`]).
 //! - `cargo xtask interop`: tests against real peers weft did not write.
+//! - `cargo xtask fuzz [--seconds N] [TARGET]...`: the fuzz targets under
+//!   libFuzzer (nightly; see [`mod@fuzz`]).
 
 mod bench;
 mod ci;
 mod coturn;
+mod fuzz;
 mod interop;
 mod util;
 
@@ -23,8 +26,11 @@ fn main() -> ExitCode {
         "ci" => ci::run(rest),
         "bench" => bench::run(rest),
         "interop" => interop::run(rest),
+        "fuzz" => fuzz::run(rest),
         "help" | "--help" | "-h" => {
-            println!("usage: cargo xtask <ci | bench [--quick] | interop>");
+            println!(
+                "usage: cargo xtask <ci | bench [--quick] | interop | fuzz [--seconds N] [TARGET]...>"
+            );
             Ok(())
         }
         other => Err(format!("unknown task `{other}`; try `cargo xtask help`")),
