@@ -7,7 +7,9 @@
 //! 5. the doc tests
 //! 6. the docs, without warnings
 //! 7. the benches compiled (with the libzmq baselines where libzmq can be had)
-//! 8. interop against real peers (`cargo xtask interop`)
+//! 8. the fuzz targets compiled (checked on stable; `cargo xtask fuzz` runs
+//!    them with nightly)
+//! 9. interop against real peers (`cargo xtask interop`)
 //!
 //! What a machine cannot run (no root for namespaces, no libzmq) is said
 //! loudly, never silently skipped.
@@ -87,6 +89,17 @@ pub(crate) fn run_ci() -> Result<(), String> {
         .args(["bench", "--workspace", "--locked", "--no-run"])
         .args(bench_features);
     step("benches compile", bench)?;
+
+    // Outside the workspace: checked so that they keep up with the crates.
+    let mut fuzz = cargo();
+    fuzz.args([
+        "check",
+        "--locked",
+        "--manifest-path",
+        "fuzz/Cargo.toml",
+        "--bins",
+    ]);
+    step("fuzz targets compile", fuzz)?;
 
     println!("\n==> interop");
     crate::interop::run(&[])?;
