@@ -222,6 +222,27 @@ impl Peer {
         self.queue.len() + self.inflight.len()
     }
 
+    /// `entry` was written whole: it is in flight now, and counted;
+    /// without acks, the check for completed writes is armed.
+    fn now_in_flight(
+        &mut self,
+        entry: Entry,
+        now: Instant,
+        counters: &mut Counters,
+        write_check: &mut Option<Instant>,
+        timer_moved: &mut bool,
+    ) {
+        counters.sent += 1;
+        if entry.resend {
+            counters.resent += 1;
+        }
+        if !self.acked_mode && write_check.is_none() {
+            *write_check = Some(now + WRITE_CHECK);
+            *timer_moved = true;
+        }
+        self.inflight.push_back(entry);
+    }
+
     /// Without acks: the messages in flight whose bytes are among the
     /// `written` bytes of the connection are delivered.
     fn confirm_written(
@@ -615,20 +636,19 @@ impl<T: Transmit> Core<T> {
             if let Some(conn) = self.conns.get_mut(&conn_id) {
                 conn.send_ack();
                 if let Wrote::Sent = write_entry(&conn.tx, peer.acked_mode, &mut entry, now) {
-                    self.counters.sent += 1;
-                    peer.inflight.push_back(entry);
-                    if !peer.acked_mode {
-                        if self.next_write_check.is_none() {
-                            self.next_write_check = Some(now + WRITE_CHECK);
-                            self.timer_moved = true;
-                        }
-                        peer.confirm_written(
-                            conn.tx.bytes_written(),
-                            &mut self.counters,
-                            &mut self.events,
-                            &mut self.progress,
-                        );
-                    }
+                    peer.now_in_flight(
+                        entry,
+                        now,
+                        &mut self.counters,
+                        &mut self.next_write_check,
+                        &mut self.timer_moved,
+                    );
+                    peer.confirm_written(
+                        conn.tx.bytes_written(),
+                        &mut self.counters,
+                        &mut self.events,
+                        &mut self.progress,
+                    );
                     return Ok(());
                 }
             }
@@ -672,17 +692,13 @@ impl<T: Transmit> Core<T> {
         let conn = &*conn;
         while let Some(mut entry) = peer.queue.pop_front().or_else(|| last.take()) {
             match write_entry(&conn.tx, peer.acked_mode, &mut entry, now) {
-                Wrote::Sent => {
-                    self.counters.sent += 1;
-                    if entry.resend {
-                        self.counters.resent += 1;
-                    }
-                    if !peer.acked_mode && self.next_write_check.is_none() {
-                        self.next_write_check = Some(now + WRITE_CHECK);
-                        self.timer_moved = true;
-                    }
-                    peer.inflight.push_back(entry);
-                }
+                Wrote::Sent => peer.now_in_flight(
+                    entry,
+                    now,
+                    &mut self.counters,
+                    &mut self.next_write_check,
+                    &mut self.timer_moved,
+                ),
                 Wrote::Expired => {
                     peer.bytes -= entry.message.data.len();
                     self.counters.expired += 1;
@@ -701,15 +717,12 @@ impl<T: Transmit> Core<T> {
             }
         }
         peer.queue.extend(last);
-        if !peer.acked_mode {
-            let written = conn.tx.bytes_written();
-            peer.confirm_written(
-                written,
-                &mut self.counters,
-                &mut self.events,
-                &mut self.progress,
-            );
-        }
+        peer.confirm_written(
+            conn.tx.bytes_written(),
+            &mut self.counters,
+            &mut self.events,
+            &mut self.progress,
+        );
     }
 
     /// Peers without acks: messages whose bytes were written are delivered.

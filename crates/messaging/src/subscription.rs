@@ -240,7 +240,7 @@ impl SubscriptionQueue {
 
     /// The next message if one is waiting.
     pub fn try_recv(&self) -> Option<Received> {
-        self.shared.lock().pop_front()
+        self.shared.pop().0
     }
 
     /// Messages waiting.
@@ -274,16 +274,11 @@ pub(crate) struct Deliveries {
 impl Deliveries {
     /// Adds `r` for `queue`, behind what it was given before.
     pub(crate) fn add(&mut self, queue: &Arc<QueueShared>, r: Received) {
-        // Most runs go to one queue: the last one first.
-        if let Some((q, items)) = self.by_queue.last_mut() {
-            if Arc::ptr_eq(q, queue) {
-                items.push(r);
-                return;
-            }
-        }
+        // Newest first: most runs go to the queue of the message before.
         match self
             .by_queue
             .iter_mut()
+            .rev()
             .find(|(q, _)| Arc::ptr_eq(q, queue))
         {
             Some((_, items)) => items.push(r),
