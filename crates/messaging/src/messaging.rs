@@ -131,6 +131,24 @@ struct Inner {
     targets: Mutex<TargetCache>,
 }
 
+impl Inner {
+    /// Changes the peers' topic interest; publication targets are then
+    /// worked out again (see [`TargetCache`]).
+    fn change_interest<R>(&self, f: impl FnOnce(&mut HashMap<Identity, Vec<Interest>>) -> R) -> R {
+        let result = f(&mut lock(&self.interest));
+        lock(&self.targets).clear();
+        result
+    }
+
+    /// Changes our own topic subscriptions; publication targets are then
+    /// worked out again (see [`TargetCache`]).
+    fn change_topics<R>(&self, f: impl FnOnce(&mut Vec<(u64, TopicFilter)>) -> R) -> R {
+        let result = f(&mut lock(&self.topics));
+        lock(&self.targets).clear();
+        result
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -542,6 +560,14 @@ impl Messaging {
         lock(&self.inner.targets)
     }
 
+    /// Changes our own topic subscriptions (see `Inner::change_topics`).
+    pub(crate) fn change_local_topics<R>(
+        &self,
+        f: impl FnOnce(&mut Vec<(u64, TopicFilter)>) -> R,
+    ) -> R {
+        self.inner.change_topics(f)
+    }
+
     /// Sends an extension frame to every connected weft peer.
     pub(crate) fn tell_peers(&self, frame: &Frame) {
         let core = lock(&self.inner.core);
@@ -740,8 +766,7 @@ fn dispatch(inner: &Inner, events: &mut VecDeque<CoreEvent>, deliveries: &mut De
                 }
             }
             CoreEvent::Disconnected { ident } => {
-                lock(&inner.interest).remove(&ident);
-                lock(&inner.targets).clear();
+                inner.change_interest(|interest| interest.remove(&ident));
                 for (_, h) in &d.on_disconnect {
                     h(&ident);
                 }
@@ -756,23 +781,19 @@ fn dispatch(inner: &Inner, events: &mut VecDeque<CoreEvent>, deliveries: &mut De
                     h(ident.as_ref(), &error);
                 }
             }
-            CoreEvent::Subscribe { from, kind, filter } => {
-                let mut interest = lock(&inner.interest);
+            CoreEvent::Subscribe { from, kind, filter } => inner.change_interest(|interest| {
                 let filters = interest.entry(from).or_default();
                 if !filters.iter().any(|f| f.same(kind, &filter)) {
                     if let Some(f) = Interest::new(kind, filter) {
                         filters.push(f);
                     }
                 }
-                drop(interest);
-                lock(&inner.targets).clear();
-            }
-            CoreEvent::Unsubscribe { from, kind, filter } => {
-                if let Some(filters) = lock(&inner.interest).get_mut(&from) {
+            }),
+            CoreEvent::Unsubscribe { from, kind, filter } => inner.change_interest(|interest| {
+                if let Some(filters) = interest.get_mut(&from) {
                     filters.retain(|f| !f.same(kind, &filter));
                 }
-                lock(&inner.targets).clear();
-            }
+            }),
         }
     }
     deliver(deliveries);

@@ -65,9 +65,10 @@ const TARGET_CACHE_TOPICS: usize = 1024;
 /// The targets of recently published topics (see
 /// `Messaging::publish_targets`).
 ///
-/// Lock order: this cache, then the interest or our topic list. Whoever
-/// changes either of those empties the cache afterwards, with neither of
-/// them held, so no stale list outlives a change.
+/// Lock order: this cache, then the interest or our topic list. Every
+/// change to either goes through `Inner::change_interest` or
+/// `Inner::change_topics`, which empty the cache afterwards with neither
+/// of them held, so no stale list outlives a change.
 #[derive(Debug, Default)]
 pub(crate) struct TargetCache {
     by_topic: HashMap<Box<str>, Arc<[Identity]>>,
@@ -250,23 +251,20 @@ impl Messaging {
             ..Subscription::default()
         });
         let (kind, text) = filter.wire();
-        self.local_topics().push((queue.id(), filter));
-        self.target_cache().clear();
+        self.change_local_topics(|topics| topics.push((queue.id(), filter)));
         self.tell_peers(&Frame::Subscribe(kind, text));
         queue
     }
 
     /// Removes a topic subscription and tells the peers.
     pub fn unsubscribe_topic(&self, queue: &SubscriptionQueue) -> bool {
-        let removed = {
-            let mut topics = self.local_topics();
+        let removed = self.change_local_topics(|topics| {
             let at = topics.iter().position(|(id, _)| *id == queue.id());
             at.map(|i| topics.remove(i))
-        };
+        });
         let Some((_, filter)) = removed else {
             return false;
         };
-        self.target_cache().clear();
         self.unsubscribe(queue.id());
         let (kind, text) = filter.wire();
         let still_wanted = self
