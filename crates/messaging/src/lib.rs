@@ -43,6 +43,7 @@ mod messaging;
 mod patterns;
 pub mod storage;
 mod subscription;
+mod timer;
 
 pub use crate::core::ACK_EVERY;
 pub use config::{DuplicateIdentity, MessagingConfig, QueuePolicy};

@@ -20,6 +20,7 @@ use crate::patterns::{Interest, TargetCache, split_publication, split_reply};
 use crate::storage::worker::StorageWorker;
 use crate::storage::{Storage, StoredMessage};
 use crate::subscription::{Deliveries, QueueShared};
+use crate::timer::LazyTimer;
 use crate::{
     Identity, Kind, Message, MessageId, MessagingConfig, MessagingError, ProtocolError, Received,
     Subscription, SubscriptionQueue, TopicFilter,
@@ -620,9 +621,9 @@ async fn run(
     let mut ready_waits: JoinSet<ConnectionId> = JoinSet::new();
     let mut events = VecDeque::new();
     let mut deliveries = Deliveries::default();
+    let mut timer = LazyTimer::new();
     loop {
-        let deadline = lock(&inner.core).poll_timeout();
-        let sleep_until = deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+        timer.arm(lock(&inner.core).poll_timeout());
         tokio::select! {
             event = packeter.recv() => {
                 let Some(event) = event else { break };
@@ -640,7 +641,7 @@ async fn run(
                 }
                 core.end_batch();
             }
-            _ = tokio::time::sleep_until(sleep_until) => {
+            _ = timer.fired() => {
                 lock(&inner.core).on_timeout(Instant::now());
             }
             _ = inner.wake.notified() => {}

@@ -51,6 +51,28 @@ async fn messages_both_ways_whoever_listened() {
 }
 
 #[tokio::test]
+async fn a_lone_message_is_acknowledged_by_the_ack_timer() {
+    // Nothing goes back from `a` for an ACK to ride on: only the I/O
+    // task's timer sends it, `ack_delay` after each message arrived (and
+    // so no sooner than `ack_delay` after it was sent).
+    let delay = Duration::from_millis(40);
+    let mut config_a = config();
+    config_a.ack_delay = delay;
+    let (a, b) = pair(config_a, config()).await;
+    for (n, text) in (1..).zip(["one", "two"]) {
+        let sent = tokio::time::Instant::now();
+        b.send_message(&id("a"), Message::new(text)).await.unwrap();
+        assert!(b.flush(WAIT).await, "message {text} acknowledged");
+        assert!(sent.elapsed() >= delay, "the ACK waited for ack_delay");
+        assert_eq!(b.stats().acked, n);
+        assert_eq!(
+            &a.recv(Some(WAIT)).await.unwrap().message.data[..],
+            text.as_bytes()
+        );
+    }
+}
+
+#[tokio::test]
 async fn queued_before_the_peer_connects_and_carried_intact() {
     let a = Messaging::new(id("a"), config()).await.unwrap();
     let at = a.link().listen("tcp://[::1]:0").await.unwrap().address;
