@@ -38,6 +38,12 @@ pub enum IdentityError {
 }
 
 impl Identity {
+    /// Whether both are handles on the same name (a cheap check that
+    /// implies equality; equal names may still be separate handles).
+    pub(crate) fn same_handle(&self, other: &Identity) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+
     /// Checks and wraps a name.
     pub fn new(name: impl AsRef<str>) -> Result<Identity, IdentityError> {
         let name = name.as_ref();

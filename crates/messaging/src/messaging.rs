@@ -19,7 +19,7 @@ use crate::frame::Frame;
 use crate::patterns::{Interest, TargetCache, split_publication, split_reply};
 use crate::storage::worker::StorageWorker;
 use crate::storage::{Storage, StoredMessage};
-use crate::subscription::{Deliveries, QueueShared};
+use crate::subscription::{Deliveries, QueueMatches, QueueShared};
 use crate::timer::LazyTimer;
 use crate::{
     Identity, Kind, Message, MessageId, MessagingConfig, MessagingError, ProtocolError, Received,
@@ -621,14 +621,17 @@ async fn run(
     let mut ready_waits: JoinSet<ConnectionId> = JoinSet::new();
     let mut events = VecDeque::new();
     let mut deliveries = Deliveries::default();
+    let mut matches = QueueMatches::default();
     let mut timer = LazyTimer::new();
     loop {
         timer.arm(lock(&inner.core).poll_timeout());
+        // More packets were ready than one batch takes.
+        let mut more = false;
         tokio::select! {
             event = packeter.recv() => {
                 let Some(event) = event else { break };
                 batch.push(event);
-                packeter.drain_ready(&mut batch, 4096);
+                more = packeter.drain_ready(&mut batch, MAX_BATCH - 1) == MAX_BATCH - 1;
                 let now = Instant::now();
                 let mut core = lock(&inner.core);
                 for event in batch.drain(..) {
@@ -664,21 +667,51 @@ async fn run(
             }
         }
         if !events.is_empty() {
-            dispatch(&inner, &mut events, &mut deliveries);
+            dispatch(&inner, &mut events, &mut deliveries, &mut matches);
             // Drained: start the ring over at its first slots.
             events.clear();
         }
+        if more {
+            // Let the receivers take this batch while it is in the cache,
+            // before the next one: queues stay short, and memory with them.
+            yield_once().await;
+        }
     }
     inner.link.close().await;
+}
+
+/// Packets the I/O task takes in one go, at most.
+const MAX_BATCH: usize = 1024;
+
+/// Goes to the back of the runtime's queue of ready tasks once, with no
+/// trip through the driver (unlike `tokio::task::yield_now`, which waits
+/// for the next driver poll).
+async fn yield_once() {
+    let mut yielded = false;
+    std::future::poll_fn(|cx| {
+        if yielded {
+            return std::task::Poll::Ready(());
+        }
+        yielded = true;
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
+    })
+    .await
 }
 
 /// Hands core events to queues, handlers and storage. Messages reach
 /// their queues in runs (one lock and one wake-up per queue and run), each
 /// run handed over before the next event that is not a message, so queues
 /// and handlers see events in the order they happened.
-fn dispatch(inner: &Inner, events: &mut VecDeque<CoreEvent>, deliveries: &mut Deliveries) {
+fn dispatch(
+    inner: &Inner,
+    events: &mut VecDeque<CoreEvent>,
+    deliveries: &mut Deliveries,
+    matches: &mut QueueMatches,
+) {
     // A snapshot: handlers may subscribe or add handlers without deadlock.
     let d = Arc::clone(&lock(&inner.dispatch));
+    matches.reset(&d.queues);
     let mut last_topic = None;
     let deliver = |deliveries: &mut Deliveries| {
         let dropped = deliveries.deliver();
@@ -695,7 +728,8 @@ fn dispatch(inner: &Inner, events: &mut VecDeque<CoreEvent>, deliveries: &mut De
         match event {
             CoreEvent::Message { from, mut message } => {
                 let mut topic = None;
-                match message.flags.kind() {
+                let kind = message.flags.kind();
+                match kind {
                     Kind::Reply => {
                         let waiting = split_reply(&mut message.data)
                             .and_then(|id| lock(&inner.pending).remove(&id));
@@ -730,11 +764,9 @@ fn dispatch(inner: &Inner, events: &mut VecDeque<CoreEvent>, deliveries: &mut De
                 // Every matching queue gets a copy; the last one (when no
                 // handler needs it after) gets the message itself.
                 let mut matched: Option<&Arc<QueueShared>> = None;
-                for q in &d.queues {
-                    if q.subscription.matches(&received) {
-                        if let Some(before) = matched.replace(q) {
-                            deliveries.add(before, received.clone());
-                        }
+                for &i in matches.find(&d.queues, &received, kind) {
+                    if let Some(before) = matched.replace(&d.queues[i]) {
+                        deliveries.add(before, received.clone());
                     }
                 }
                 if d.on_message.is_empty() {

@@ -100,8 +100,14 @@ impl Subscription {
 
     /// Whether a message matches.
     pub fn matches(&self, received: &Received) -> bool {
-        self.from.as_ref().is_none_or(|f| *f == received.from)
-            && self.kind.is_none_or(|k| k == received.kind())
+        self.matches_of_kind(received, received.kind())
+    }
+
+    /// [`matches`](Self::matches) for a message of `kind` (known by the
+    /// caller, so not worked out again for every queue).
+    pub(crate) fn matches_of_kind(&self, received: &Received, kind: Kind) -> bool {
+        self.kind.is_none_or(|k| k == kind)
+            && self.from.as_ref().is_none_or(|f| *f == received.from)
             && self.topic.as_ref().is_none_or(|t| {
                 received
                     .topic
@@ -144,24 +150,26 @@ impl QueueShared {
 
     /// Appends `items` in order under one lock, with one wake-up; when
     /// full, the oldest are dropped and counted. Returns how many were
-    /// dropped.
-    pub(crate) fn push_all(&self, items: &mut Vec<Received>) -> u64 {
-        let mut dropped = 0;
-        {
+    /// dropped. `items` is left empty (possibly holding the queue's old
+    /// buffer, for reuse).
+    pub(crate) fn push_all(&self, items: &mut VecDeque<Received>) -> u64 {
+        let dropped = {
             let mut queue = self.lock();
-            if queue.is_empty() {
-                // Start the ring over at its first slots (warm in the
-                // cache) instead of walking a capacity grown in a burst.
-                queue.clear();
+            if queue.is_empty() && items.len() <= self.capacity {
+                // The receivers kept up: the batch becomes the queue, with
+                // nothing moved one by one.
+                std::mem::swap(&mut *queue, items);
+                0
+            } else {
+                // The oldest of the queue, then of the batch, make room.
+                let over = (queue.len() + items.len()).saturating_sub(self.capacity);
+                let from_queue = over.min(queue.len());
+                queue.drain(..from_queue);
+                items.drain(..over - from_queue);
+                queue.append(items);
+                over as u64
             }
-            for r in items.drain(..) {
-                if queue.len() >= self.capacity {
-                    queue.pop_front();
-                    dropped += 1;
-                }
-                queue.push_back(r);
-            }
-        }
+        };
         if dropped > 0 {
             self.dropped.fetch_add(dropped, Ordering::Relaxed);
         }
@@ -174,6 +182,15 @@ impl QueueShared {
         let mut queue = self.lock();
         let r = queue.pop_front();
         (r, !queue.is_empty())
+    }
+
+    /// Moves up to `max` of the oldest messages into `out` under one lock:
+    /// how many, and whether more wait after them.
+    fn pop_many(&self, out: &mut impl Extend<Received>, max: usize) -> (usize, bool) {
+        let mut queue = self.lock();
+        let n = max.min(queue.len());
+        out.extend(queue.drain(..n));
+        (n, !queue.is_empty())
     }
 
     pub(crate) fn close(&self) {
@@ -243,6 +260,74 @@ impl SubscriptionQueue {
         self.shared.pop().0
     }
 
+    /// Moves up to `max` waiting messages, oldest first, into `out`, under
+    /// one lock of the queue (where [`try_recv`](Self::try_recv) takes one
+    /// per message); returns how many. Does not wait.
+    ///
+    /// ```
+    /// # use weft_messaging::{Messaging, MessagingConfig, Identity, Message};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let me = Messaging::new(Identity::new("me")?, MessagingConfig::default()).await?;
+    /// for n in 0..3u8 {
+    ///     me.send_message(&Identity::new("me")?, Message::new(vec![n])).await?;
+    /// }
+    /// let queue = me.default_queue();
+    /// let mut got = Vec::new();
+    /// while got.len() < 3 {
+    ///     queue.recv_many(&mut got, 64, Some(std::time::Duration::from_secs(5))).await?;
+    /// }
+    /// assert_eq!(queue.try_recv_many(&mut got, 64), 0);
+    /// let data: Vec<u8> = got.iter().map(|r| r.message.data[0]).collect();
+    /// assert_eq!(data, [0, 1, 2]);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn try_recv_many(&self, out: &mut impl Extend<Received>, max: usize) -> usize {
+        self.shared.pop_many(out, max).0
+    }
+
+    /// Waits up to `timeout` (`None`: forever) until a message is waiting,
+    /// then moves up to `max` (at least one, unless `max` is 0) into `out`,
+    /// oldest first, as [`try_recv_many`](Self::try_recv_many) does;
+    /// returns how many. Fails as [`recv`](Self::recv) does. Cancel-safe:
+    /// nothing is taken unless the call returns it.
+    pub async fn recv_many(
+        &self,
+        out: &mut impl Extend<Received>,
+        max: usize,
+        timeout: Option<Duration>,
+    ) -> Result<usize, MessagingError> {
+        if max == 0 {
+            return Ok(0);
+        }
+        let wait = async {
+            loop {
+                let notified = self.shared.notify.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                let (n, more) = self.shared.pop_many(out, max);
+                if n > 0 {
+                    if more {
+                        // Pass the wake-up on to the next receiver.
+                        self.shared.notify.notify_one();
+                    }
+                    return Ok(n);
+                }
+                if self.shared.closed.load(Ordering::Acquire) {
+                    return Err(MessagingError::Closed);
+                }
+                notified.await;
+            }
+        };
+        match timeout {
+            None => wait.await,
+            Some(t) => tokio::time::timeout(t, wait)
+                .await
+                .map_err(|_| MessagingError::Timeout(t))?,
+        }
+    }
+
     /// Messages waiting.
     pub fn len(&self) -> usize {
         self.shared.lock().len()
@@ -259,6 +344,66 @@ impl SubscriptionQueue {
     }
 }
 
+/// Which of a dispatch's queues each message goes to, worked out once per
+/// run of messages from one sender, of one kind, on one topic (a run of
+/// publications, say), unless a queue that takes that kind looks at the
+/// data.
+#[derive(Default)]
+pub(crate) struct QueueMatches {
+    /// Kinds some queue matches by data (bit `kind as u8`): never cached.
+    by_data: u8,
+    /// What `hits` was worked out for. The handles keep the names alive,
+    /// so that a pointer match is never a stale one.
+    key: Option<(Kind, Identity, Option<Arc<str>>)>,
+    /// Indexes into the queues.
+    hits: Vec<usize>,
+}
+
+impl QueueMatches {
+    /// Starts over for a dispatch over `queues`.
+    pub(crate) fn reset(&mut self, queues: &[Arc<QueueShared>]) {
+        self.key = None;
+        self.by_data = 0;
+        for q in queues {
+            let s = &q.subscription;
+            if s.pattern.is_some() {
+                self.by_data |= s.kind.map_or(u8::MAX, |k| 1 << k as u8);
+            }
+        }
+    }
+
+    /// The indexes of the queues in `queues` (the ones given to the last
+    /// [`reset`](Self::reset)) that `received`, of `kind`, matches.
+    pub(crate) fn find(
+        &mut self,
+        queues: &[Arc<QueueShared>],
+        received: &Received,
+        kind: Kind,
+    ) -> &[usize] {
+        let cacheable = self.by_data & (1 << kind as u8) == 0;
+        let same = cacheable
+            && self.key.as_ref().is_some_and(|(k, from, topic)| {
+                *k == kind
+                    && from.same_handle(&received.from)
+                    && match (topic, &received.topic) {
+                        (None, None) => true,
+                        (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                        _ => false,
+                    }
+            });
+        if !same {
+            self.hits.clear();
+            for (i, q) in queues.iter().enumerate() {
+                if q.subscription.matches_of_kind(received, kind) {
+                    self.hits.push(i);
+                }
+            }
+            self.key = cacheable.then(|| (kind, received.from.clone(), received.topic.clone()));
+        }
+        &self.hits
+    }
+}
+
 /// Emptied buffers [`Deliveries`] keeps for the next dispatch.
 const SPARE_BUFFERS: usize = 8;
 
@@ -266,9 +411,9 @@ const SPARE_BUFFERS: usize = 8;
 /// to each queue with one lock and one wake-up.
 #[derive(Default)]
 pub(crate) struct Deliveries {
-    by_queue: Vec<(Arc<QueueShared>, Vec<Received>)>,
+    by_queue: Vec<(Arc<QueueShared>, VecDeque<Received>)>,
     /// Emptied buffers, kept for the next dispatch.
-    spare: Vec<Vec<Received>>,
+    spare: Vec<VecDeque<Received>>,
 }
 
 impl Deliveries {
@@ -281,10 +426,10 @@ impl Deliveries {
             .rev()
             .find(|(q, _)| Arc::ptr_eq(q, queue))
         {
-            Some((_, items)) => items.push(r),
+            Some((_, items)) => items.push_back(r),
             None => {
                 let mut items = self.spare.pop().unwrap_or_default();
-                items.push(r);
+                items.push_back(r);
                 self.by_queue.push((queue.clone(), items));
             }
         }
@@ -345,6 +490,43 @@ mod tests {
         let got: Vec<_> = std::iter::from_fn(|| data(b.try_recv())).collect();
         assert_eq!(got, [10, 11, 12, 13, 14]);
         assert_eq!(deliveries.deliver(), 0, "nothing left to hand over");
+    }
+
+    #[tokio::test]
+    async fn many_at_once_in_order_and_no_more_than_asked() {
+        let q = queue(10);
+        let mut deliveries = Deliveries::default();
+        for n in 0..5 {
+            deliveries.add(&q.shared, received(n));
+        }
+        deliveries.deliver();
+        let mut got = Vec::new();
+        assert_eq!(q.try_recv_many(&mut got, 2), 2);
+        assert_eq!(q.len(), 3, "the rest wait");
+        let waited = q
+            .recv_many(&mut got, 10, Some(Duration::from_secs(5)))
+            .await;
+        assert_eq!(waited.unwrap(), 3);
+        let data: Vec<u8> = got.iter().map(|r| r.message.data[0]).collect();
+        assert_eq!(data, [0, 1, 2, 3, 4]);
+        assert_eq!(q.try_recv_many(&mut got, 10), 0);
+        assert_eq!(q.recv_many(&mut got, 0, None).await.unwrap(), 0);
+        q.shared.close();
+        assert!(matches!(
+            q.recv_many(&mut got, 10, None).await,
+            Err(MessagingError::Closed)
+        ));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn waiting_for_many_times_out_with_nothing_taken() {
+        let q = queue(10);
+        let mut got = Vec::new();
+        let r = q
+            .recv_many(&mut got, 10, Some(Duration::from_secs(1)))
+            .await;
+        assert!(matches!(r, Err(MessagingError::Timeout(_))));
+        assert!(got.is_empty());
     }
 
     #[tokio::test]
