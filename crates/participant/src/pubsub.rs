@@ -31,6 +31,16 @@ impl Publication {
     }
 }
 
+/// Takes received messages into a list of publications.
+struct AsPublications<'a>(&'a mut Vec<Publication>);
+
+impl Extend<Received> for AsPublications<'_> {
+    fn extend<I: IntoIterator<Item = Received>>(&mut self, iter: I) {
+        self.0
+            .extend(iter.into_iter().map(Publication::from_received));
+    }
+}
+
 /// Publishes on one topic (from [`Participant::publisher`]). The other
 /// participants know we publish it while this lives; dropping it tells
 /// them we no longer do (once no other publisher of the topic is left).
@@ -139,6 +149,35 @@ impl Subscriber {
     /// The next publication if one is waiting.
     pub fn try_recv(&self) -> Option<Publication> {
         self.queue.try_recv().map(Publication::from_received)
+    }
+
+    /// Moves up to `max` waiting publications, oldest first, into `out`
+    /// with one lock of the queue (where [`try_recv`](Self::try_recv)
+    /// takes one per publication); returns how many. Does not wait.
+    pub fn try_recv_many(&self, out: &mut Vec<Publication>, max: usize) -> usize {
+        self.queue.try_recv_many(&mut AsPublications(out), max)
+    }
+
+    /// Waits up to `timeout` (`None`: until the participant closes) until
+    /// a publication is waiting, then moves up to `max` of them (at least
+    /// one, unless `max` is 0) into `out`, oldest first; returns how many.
+    /// Fails as [`recv`](Self::recv) does. Cancel-safe.
+    pub async fn recv_many(
+        &self,
+        out: &mut Vec<Publication>,
+        max: usize,
+        timeout: Option<Duration>,
+    ) -> Result<usize, ParticipantError> {
+        match self
+            .queue
+            .recv_many(&mut AsPublications(out), max, timeout)
+            .await
+        {
+            Ok(n) => Ok(n),
+            Err(MessagingError::Timeout(t)) => Err(ParticipantError::Timeout(t)),
+            Err(MessagingError::Closed) => Err(ParticipantError::Closed),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Publications waiting.

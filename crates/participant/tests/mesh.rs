@@ -172,6 +172,39 @@ async fn lists_travel_as_they_change() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_takes_publications_many_at_once_in_order() {
+    let port = free_port();
+    let a = Participant::start(fast(port, "a")).await.unwrap();
+    let b = Participant::start(fast(port, "b")).await.unwrap();
+    let sub = b.subscriber(TopicFilter::Prefix("n.".into()));
+    let publisher = a.publisher("n.seq").unwrap();
+    eventually(Duration::from_secs(3), "b's interest at a", || {
+        publisher.publish("probe").unwrap() == 1
+    })
+    .await;
+    for n in 0..50u32 {
+        assert_eq!(publisher.publish(n.to_be_bytes().to_vec()).unwrap(), 1);
+    }
+    let mut got = Vec::new();
+    let mut seen = Vec::new();
+    while seen.len() < 50 {
+        let took = sub
+            .recv_many(&mut got, 16, Some(Duration::from_secs(3)))
+            .await
+            .expect("the publications arrive");
+        assert!((1..=16).contains(&took), "took {took}, at most 16 asked");
+        for p in got.drain(..) {
+            assert_eq!((&*p.topic, p.from.as_str()), ("n.seq", "a"));
+            if let Ok(n) = <[u8; 4]>::try_from(&p.data[..]) {
+                seen.push(u32::from_be_bytes(n));
+            }
+        }
+    }
+    assert_eq!(seen, (0..50).collect::<Vec<_>>(), "all, in order");
+    assert_eq!(sub.try_recv_many(&mut got, 16), 0, "nothing more");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopped_participant_is_gone_within_its_lease_with_its_interest() {
     let port = free_port();
     let a = Participant::start(fast(port, "a")).await.unwrap();
