@@ -31,7 +31,9 @@
 //!   filter) together on a second thread, each thread with its own
 //!   current-thread runtime. The publisher publishes 64-byte messages
 //!   with [`Publisher::publish`]; every subscriber drains its queue with
-//!   [`Subscriber::try_recv`] and [`Subscriber::recv`]. The value is
+//!   [`Subscriber::recv_many`] (up to [`RECV_MANY`] per call: one lock of
+//!   the queue per call, not per publication; libzmq has no such call,
+//!   its subscribers take one message per `recv`). The value is
 //!   deliveries per second: ten times the publications, over the time
 //!   from the first timed publish to the moment the last subscriber has
 //!   its last publication. The baseline is libzmq PUB with ten SUB sockets
@@ -104,6 +106,10 @@ const BURST: u64 = 512;
 /// How often a waiting side looks again (the mesh, the other side's
 /// progress).
 pub(crate) const POLL: Duration = Duration::from_millis(1);
+
+/// Publications a subscriber takes from its queue at once, at most
+/// ([`Subscriber::recv_many`]).
+const RECV_MANY: usize = 256;
 
 /// How long a subscriber waits for one publication before it checks
 /// whether the other side failed.
@@ -186,7 +192,9 @@ fn fanout(scale: Scale, report: &mut Report) {
         "participants pub/sub fan-out 10: one publisher participant on one thread, \
          {SUBSCRIBERS} subscriber participants (prefix `{PREFIX}`) on a second, each thread with \
          its own current-thread runtime; {} publications of {SIZE} B on `{TOPIC}` timed after {} \
-         of warm-up, from the first publish to the last subscriber's last receive; msg/s counts \
+         of warm-up, from the first publish to the last subscriber's last receive; weft's \
+         subscribers take up to {RECV_MANY} at once (Subscriber::recv_many), libzmq's one per \
+         recv; msg/s counts \
          deliveries ({SUBSCRIBERS} per publication), the same for libzmq (PUB and {SUBSCRIBERS} \
          SUB sockets over loopback TCP, one context per side); no loss on either side: weft's \
          publisher sleeps while a subscriber's queue holds {HWM} messages, libzmq's PUB has \
@@ -452,16 +460,17 @@ async fn drain(
 ) -> Result<Instant, String> {
     let mut tally = Tally::new(count);
     let deadline = Instant::now() + LIMIT;
+    let mut batch = Vec::with_capacity(RECV_MANY);
     loop {
-        while let Some(p) = subscriber.try_recv() {
-            if tally.take(&p.data, progress)? {
-                return finished(subscriber);
-            }
-        }
-        match subscriber.recv(Some(STEP)).await {
-            Ok(p) => {
-                if tally.take(&p.data, progress)? {
-                    return finished(subscriber);
+        match subscriber
+            .recv_many(&mut batch, RECV_MANY, Some(STEP))
+            .await
+        {
+            Ok(_) => {
+                for p in batch.drain(..) {
+                    if tally.take(&p.data, progress)? {
+                        return finished(subscriber);
+                    }
                 }
             }
             Err(ParticipantError::Timeout(_)) => {
