@@ -628,10 +628,11 @@ async fn run(
         // More packets were ready than one batch takes.
         let mut more = false;
         tokio::select! {
-            event = packeter.recv() => {
-                let Some(event) = event else { break };
-                batch.push(event);
-                more = packeter.drain_ready(&mut batch, MAX_BATCH - 1) == MAX_BATCH - 1;
+            n = packeter.recv_many(&mut batch, MAX_BATCH) => {
+                if n == 0 {
+                    break;
+                }
+                more = n == MAX_BATCH;
                 let now = Instant::now();
                 let mut core = lock(&inner.core);
                 for event in batch.drain(..) {

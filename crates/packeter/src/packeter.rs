@@ -295,6 +295,9 @@ pub struct Packeter {
     /// Connections closed for a format error whose link end is still due.
     failed: HashSet<ConnectionId>,
     ready: VecDeque<PacketEvent>,
+    /// Link events taken from the channel and not handled yet: decoded one
+    /// at a time, as the packets before them are taken.
+    pending: VecDeque<LinkEvent>,
     link_batch: Vec<LinkEvent>,
     packets: Vec<Bytes>,
     counters: Arc<Counters>,
@@ -323,6 +326,7 @@ impl Packeter {
             conns: HashMap::new(),
             failed: HashSet::new(),
             ready: VecDeque::new(),
+            pending: VecDeque::new(),
             link_batch: Vec::with_capacity(config.event_batch.max(1)),
             packets: Vec::new(),
             config,
@@ -354,42 +358,75 @@ impl Packeter {
             if let Some(event) = self.ready.pop_front() {
                 return Some(event);
             }
-            let limit = self.config.event_batch.max(1);
-            let mut batch = std::mem::take(&mut self.link_batch);
-            let n = self.events.recv_many(&mut batch, limit).await;
-            if n == 0 {
-                self.link_batch = batch;
+            if let Some(event) = self.pending.pop_front() {
+                self.handle(event, None);
+                continue;
+            }
+            if !self.fill_pending().await {
                 return None;
             }
-            for event in batch.drain(..) {
-                self.handle(event);
-            }
-            self.link_batch = batch;
         }
+    }
+
+    /// Waits until an event is ready, then moves every event that is
+    /// ready, up to `limit` (at least one), into `out`; returns how many,
+    /// 0 once the link is closed and drained. Packets are decoded straight
+    /// into `out`, one link chunk at a time: a busy consumer takes them in
+    /// bulk with no stop in between.
+    ///
+    /// Cancel-safe: an event is never lost when the future is dropped.
+    pub async fn recv_many(&mut self, out: &mut Vec<PacketEvent>, limit: usize) -> usize {
+        loop {
+            let n = self.drain_ready(out, limit.max(1));
+            if n > 0 {
+                return n;
+            }
+            if !self.fill_pending().await {
+                return 0;
+            }
+        }
+    }
+
+    /// Waits for link events and keeps them for handling; false once the
+    /// link is closed and drained.
+    async fn fill_pending(&mut self) -> bool {
+        let limit = self.config.event_batch.max(1);
+        let mut batch = std::mem::take(&mut self.link_batch);
+        let n = self.events.recv_many(&mut batch, limit).await;
+        self.pending.extend(batch.drain(..));
+        self.link_batch = batch;
+        n > 0
     }
 
     /// Moves every event that is ready, up to `limit`, into `out` without
     /// waiting; returns how many. Lets a busy consumer take packets in bulk.
     pub fn drain_ready(&mut self, out: &mut Vec<PacketEvent>, limit: usize) -> usize {
-        let mut moved = 0;
-        while moved < limit {
+        let start = out.len();
+        let end = start.saturating_add(limit);
+        while out.len() < end {
             if let Some(e) = self.ready.pop_front() {
                 out.push(e);
-                moved += 1;
                 continue;
             }
             // Empty: start the ring over at its first slots (warm in the
             // cache) instead of walking its whole capacity.
             self.ready.clear();
-            match self.events.try_recv() {
-                Some(event) => self.handle(event),
-                None => break,
-            }
+            let event = match self.pending.pop_front() {
+                Some(event) => event,
+                None => match self.events.try_recv() {
+                    Some(event) => event,
+                    None => break,
+                },
+            };
+            self.handle(event, Some((&mut *out, end)));
         }
-        moved
+        out.len() - start
     }
 
-    fn handle(&mut self, event: LinkEvent) {
+    /// Handles one link event. Its packets go to `direct` (a list and the
+    /// length it may grow to) while there is room, else (and every other
+    /// event) to `ready`, which must be empty when `direct` is given.
+    fn handle(&mut self, event: LinkEvent, direct: Option<(&mut Vec<PacketEvent>, usize)>) {
         match event {
             LinkEvent::Connected(conn) => {
                 self.conns.insert(
@@ -426,11 +463,12 @@ impl Packeter {
                 self.counters
                     .packets_received
                     .fetch_add(packets.len() as u64, Ordering::Relaxed);
-                self.ready.extend(
-                    packets
-                        .drain(..)
-                        .map(|data| PacketEvent::Packet { connection, data }),
-                );
+                let packet = |data| PacketEvent::Packet { connection, data };
+                if let Some((out, end)) = direct {
+                    let room = end.saturating_sub(out.len()).min(packets.len());
+                    out.extend(packets.drain(..room).map(packet));
+                }
+                self.ready.extend(packets.drain(..).map(packet));
                 self.packets = packets;
                 if let Err(error) = result {
                     self.fail(connection, error);

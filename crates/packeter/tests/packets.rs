@@ -131,6 +131,53 @@ async fn many_packets_in_one_read() {
 }
 
 #[tokio::test]
+async fn many_at_once_in_order_up_to_the_limit_then_the_end() {
+    let (mut p, _sender, mut raw) = over_duplex(1024).await;
+    let payloads: Vec<Vec<u8>> = (0..300u32).map(|i| i.to_be_bytes().to_vec()).collect();
+    let refs: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
+    raw.write_all(&wire(&refs)).await.unwrap();
+    // A truncated packet after them, then the end.
+    raw.write_all(&[0, 0, 0, 9, 1]).await.unwrap();
+    drop(raw);
+    let mut got = Vec::new();
+    let mut ended = None;
+    for _ in 0..1000 {
+        let mut batch = Vec::new();
+        let n = timeout(WAIT, p.recv_many(&mut batch, 64))
+            .await
+            .expect("events in time");
+        assert!((1..=64).contains(&n), "{n} events, at most 64 asked");
+        assert_eq!(batch.len(), n);
+        for e in batch {
+            match e {
+                PacketEvent::Packet { data, .. } => {
+                    assert!(ended.is_none(), "a packet after the end");
+                    got.push(data.to_vec());
+                }
+                PacketEvent::Disconnected { reason, .. } => ended = Some(reason),
+                other => panic!("{other:?}"),
+            }
+        }
+        if ended.is_some() {
+            break;
+        }
+    }
+    assert_eq!(got, payloads, "every packet, in order, before the end");
+    assert!(matches!(
+        ended,
+        Some(PacketDisconnect::Packet(PacketError::Truncated {
+            have: 5,
+            need: 13
+        }))
+    ));
+    // Once the link is closed and drained: 0, with nothing added.
+    p.link().close().await;
+    let mut rest = Vec::new();
+    assert_eq!(timeout(WAIT, p.recv_many(&mut rest, 64)).await.unwrap(), 0);
+    assert!(rest.is_empty());
+}
+
+#[tokio::test]
 async fn zero_length_packets_go_both_ways() {
     let (mut p, sender, mut raw) = over_duplex(16).await;
     sender.send(Bytes::new()).await.unwrap();
