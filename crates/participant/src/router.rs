@@ -136,23 +136,20 @@ impl Router {
     /// What to tell neighbour `n`: every identity we reach except `n`
     /// itself and those we reach through `n`.
     pub(crate) fn advertisement_for(&self, n: &str) -> Vec<(String, u8)> {
-        self.table()
-            .into_iter()
-            .filter(|(dest, (_, via))| dest != n && via != n)
-            .map(|(dest, (hops, _))| (dest, hops))
-            .collect()
+        advertisement(&self.table(), n)
     }
 
     /// The advertisements that changed since last told, per neighbour;
-    /// records them as told.
+    /// records them as told. The table is worked out once for all
+    /// neighbours.
     pub(crate) fn changed_advertisements(&mut self) -> Vec<(String, Vec<(String, u8)>)> {
+        let table = self.table();
         let mut out = Vec::new();
-        let neighbours: Vec<String> = self.neighbours.iter().cloned().collect();
-        for n in neighbours {
-            let adv = self.advertisement_for(&n);
-            if self.told.get(&n) != Some(&adv) {
+        for n in &self.neighbours {
+            let adv = advertisement(&table, n);
+            if self.told.get(n) != Some(&adv) {
                 self.told.insert(n.clone(), adv.clone());
-                out.push((n, adv));
+                out.push((n.clone(), adv));
             }
         }
         out
@@ -204,6 +201,16 @@ impl Router {
             None => Decision::Drop(DropReason::NoRoute),
         }
     }
+}
+
+/// What to tell neighbour `n`, from the best routes: every identity in
+/// `table` except `n` itself and those reached through `n` (split horizon).
+fn advertisement(table: &BTreeMap<String, (u8, String)>, n: &str) -> Vec<(String, u8)> {
+    table
+        .iter()
+        .filter(|(dest, (_, via))| *dest != n && via != n)
+        .map(|(dest, (hops, _))| (dest.clone(), *hops))
+        .collect()
 }
 
 #[cfg(test)]
@@ -278,6 +285,25 @@ mod tests {
         // A line longer than the hop limit is not reachable end to end.
         let rs = line(&["a", "b", "c", "d"], 2);
         assert!(rs[0].routes().iter().all(|r| r.destination != "d"));
+    }
+
+    #[test]
+    fn only_changed_advertisements_are_told_and_each_keeps_split_horizon() {
+        let mut b = Router::new("b", 8);
+        b.neighbour_up("a");
+        b.neighbour_up("c");
+        b.learn("c", vec![("d".into(), 1)]);
+        let told: BTreeMap<_, _> = b.changed_advertisements().into_iter().collect();
+        assert_eq!(told["a"], vec![("c".to_string(), 1), ("d".to_string(), 2)]);
+        // c is not told what b reaches through c.
+        assert_eq!(told["c"], vec![("a".to_string(), 1)]);
+        assert!(b.changed_advertisements().is_empty());
+        // A change reaches only those whose advertisement it changes.
+        b.learn("a", vec![("e".into(), 1)]);
+        let told = b.changed_advertisements();
+        assert_eq!(told.len(), 1);
+        assert_eq!(told[0].0, "c");
+        assert!(told[0].1.contains(&("e".to_string(), 2)));
     }
 
     #[test]
