@@ -211,6 +211,12 @@ fn main() -> ExitCode {
         start.elapsed().as_secs_f64(),
         std::thread::available_parallelism().map_or(0, |n| n.get())
     ));
+    report.note(if cfg!(debug_assertions) {
+        "build: a debug build (numbers are not comparable; `cargo xtask bench` builds release)"
+    } else {
+        "build: the workspace's release profile as `cargo xtask bench` uses it (fat LTO, one \
+         codegen unit) for weft and the Rust baselines alike; libzmq as Debian builds it"
+    });
     #[cfg(feature = "zmq")]
     {
         let (major, minor, patch) = zmq::version();
