@@ -13,8 +13,8 @@
 //! [`record`]: DedupeWindow::record
 //! [`check_and_record`]: DedupeWindow::check_and_record
 
+use std::collections::HashMap;
 use std::collections::hash_map::Entry;
-use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 
 use crate::MessageId;
@@ -44,7 +44,10 @@ type IdCounts = HashMap<MessageId, u32, BuildHasherDefault<IdHasher>>;
 /// order.
 pub(crate) struct DedupeWindow {
     capacity: usize,
-    ring: VecDeque<MessageId>,
+    /// Grows to `capacity`, then each id overwrites the oldest, at `next`.
+    ring: Vec<MessageId>,
+    /// Where the next id goes once the ring is full: the oldest id.
+    next: usize,
     /// The ring's ids, while checks are coming.
     index: Option<IdCounts>,
     /// Ids recorded since the last check, while there is an index.
@@ -55,7 +58,8 @@ impl DedupeWindow {
     pub(crate) fn new(capacity: usize) -> DedupeWindow {
         DedupeWindow {
             capacity,
-            ring: VecDeque::new(),
+            ring: Vec::new(),
+            next: 0,
             index: None,
             since_check: 0,
         }
@@ -66,8 +70,14 @@ impl DedupeWindow {
         if self.capacity == 0 {
             return;
         }
-        if self.ring.len() == self.capacity {
-            let old = self.ring.pop_front().expect("full");
+        if self.ring.len() < self.capacity {
+            self.ring.push(id);
+        } else {
+            let old = std::mem::replace(&mut self.ring[self.next], id);
+            self.next += 1;
+            if self.next == self.capacity {
+                self.next = 0;
+            }
             if let Some(index) = &mut self.index {
                 if let Entry::Occupied(mut e) = index.entry(old) {
                     *e.get_mut() -= 1;
@@ -77,7 +87,6 @@ impl DedupeWindow {
                 }
             }
         }
-        self.ring.push_back(id);
         if let Some(index) = &mut self.index {
             *index.entry(id).or_insert(0) += 1;
             self.since_check += 1;
@@ -176,6 +185,26 @@ mod tests {
         assert!(!w.check_and_record(id(9)));
         w.record(id(3)); // last 9 leaves
         assert!(w.check_and_record(id(9)));
+    }
+
+    #[test]
+    fn the_oldest_falls_out_first_over_many_turns_of_the_ring() {
+        let mut w = DedupeWindow::new(3);
+        for n in 0..20u8 {
+            w.record(id(n));
+            // The window is the last three ids recorded, whatever the turn.
+            let kept: Vec<u8> = (n.saturating_sub(2)..=n).collect();
+            let mut ring: Vec<u8> = w.ring.iter().map(|i| i.0[0]).collect();
+            ring.sort_unstable();
+            assert_eq!(ring, kept, "after {n}");
+        }
+        assert!(!w.check_and_record(id(19)));
+        assert!(!w.check_and_record(id(17)));
+        // Indexed now: 16 comes back and pushes 17, the oldest, out.
+        assert!(w.check_and_record(id(16)), "16 fell out");
+        assert!(w.check_and_record(id(17)), "17 fell out while indexed");
+        assert!(!w.check_and_record(id(16)));
+        assert!(!w.check_and_record(id(19)));
     }
 
     #[test]
