@@ -244,17 +244,28 @@ impl Peer {
     }
 
     /// Without acks: the messages in flight whose bytes are among the
-    /// `written` bytes of the connection are delivered.
-    fn confirm_written(
+    /// bytes `tx` has written are delivered. With acks, nothing to do (and
+    /// `tx` is not asked).
+    #[inline]
+    fn confirm_written<T: Transmit>(
+        &mut self,
+        tx: &T,
+        counters: &mut Counters,
+        events: &mut VecDeque<CoreEvent>,
+        progress: &mut bool,
+    ) {
+        if !self.acked_mode {
+            self.settle_written(tx.bytes_written(), counters, events, progress);
+        }
+    }
+
+    fn settle_written(
         &mut self,
         written: u64,
         counters: &mut Counters,
         events: &mut VecDeque<CoreEvent>,
         progress: &mut bool,
     ) {
-        if self.acked_mode {
-            return;
-        }
         while self.inflight.front().is_some_and(|e| e.end <= written) {
             let e = self.inflight.pop_front().expect("checked");
             self.bytes -= e.message.data.len();
@@ -644,7 +655,7 @@ impl<T: Transmit> Core<T> {
                         &mut self.timer_moved,
                     );
                     peer.confirm_written(
-                        conn.tx.bytes_written(),
+                        &conn.tx,
                         &mut self.counters,
                         &mut self.events,
                         &mut self.progress,
@@ -718,7 +729,7 @@ impl<T: Transmit> Core<T> {
         }
         peer.queue.extend(last);
         peer.confirm_written(
-            conn.tx.bytes_written(),
+            &conn.tx,
             &mut self.counters,
             &mut self.events,
             &mut self.progress,
@@ -728,13 +739,7 @@ impl<T: Transmit> Core<T> {
     /// Peers without acks: messages whose bytes were written are delivered.
     fn confirm_writes(&mut self, ident: &Identity, tx: &T) {
         if let Some(peer) = self.peers.get_mut(ident) {
-            let written = tx.bytes_written();
-            peer.confirm_written(
-                written,
-                &mut self.counters,
-                &mut self.events,
-                &mut self.progress,
-            );
+            peer.confirm_written(tx, &mut self.counters, &mut self.events, &mut self.progress);
         }
     }
 

@@ -16,8 +16,26 @@ pub const MAX_IDENTITY_CHARS: usize = 50;
 /// assert!(Identity::new("x".repeat(51)).is_err());
 /// # Ok::<(), weft_messaging::IdentityError>(())
 /// ```
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, PartialOrd, Ord)]
 pub struct Identity(Arc<str>);
+
+/// Equal names; two handles on the same name are equal without reading
+/// it (the common case: a peer's identity is one handle, cloned around).
+impl PartialEq for Identity {
+    #[inline]
+    fn eq(&self, other: &Identity) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || self.0 == other.0
+    }
+}
+
+impl Eq for Identity {}
+
+/// The name's hash, as `str` hashes it (equal names hash alike).
+impl std::hash::Hash for Identity {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.hash(state);
+    }
+}
 
 /// Why a name is not a valid identity.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -119,5 +137,21 @@ mod tests {
             Identity::from_bytes(&[0xff, 0xfe]),
             Err(IdentityError::NotUtf8)
         );
+    }
+
+    #[test]
+    fn equality_and_hash_go_by_the_name_whichever_the_handle() {
+        use std::collections::HashMap;
+        let a = Identity::new("alice").unwrap();
+        let same_handle = a.clone();
+        let other_handle = Identity::new("alice").unwrap();
+        assert!(a.same_handle(&same_handle) && !a.same_handle(&other_handle));
+        assert_eq!(a, same_handle);
+        assert_eq!(a, other_handle);
+        assert_ne!(a, Identity::new("alicf").unwrap());
+        assert_ne!(a, Identity::new("alic").unwrap());
+        let map: HashMap<Identity, u8> = [(a, 1)].into();
+        assert_eq!(map.get(&other_handle), Some(&1));
+        assert_eq!(map.get(&Identity::new("bob").unwrap()), None);
     }
 }
