@@ -61,7 +61,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use tokio::task::JoinSet;
 use weft_participant::{
     DiscoveryConfig, Identity, Participant, ParticipantConfig, ParticipantError, Publisher,
@@ -535,7 +534,7 @@ async fn publisher(port: u16, load: Load, progress: Arc<Progress>) -> Result<Ins
 /// Publishes one publication; to how many participants.
 fn publish(publisher: &Publisher, marker: u8, seq: u64) -> Result<usize, String> {
     publisher
-        .publish(Bytes::copy_from_slice(&payload(marker, seq)))
+        .publish(payload(marker, seq))
         .map_err(|e| format!("publishing: {e}"))
 }
 

@@ -196,16 +196,18 @@ impl Messaging {
     /// subscriptions match it; returns how many got a copy. Peers that have
     /// not subscribed get nothing: subscriptions travel to publishers.
     /// Every copy carries the same message id. A full queue fails the
-    /// publication for that peer and those after it.
-    pub fn publish(&self, topic: &str, data: impl Into<Bytes>) -> Result<usize, MessagingError> {
+    /// publication for that peer and those after it. `data` is copied once,
+    /// behind the topic, into the message all copies share: pass a slice,
+    /// there is nothing to gain from allocating it first.
+    pub fn publish(&self, topic: &str, data: impl AsRef<[u8]>) -> Result<usize, MessagingError> {
         if topic.len() > MAX_TOPIC {
             return Err(MessagingError::TopicTooLong(topic.len()));
         }
-        let data = data.into();
+        let data = data.as_ref();
         let mut body = BytesMut::with_capacity(1 + topic.len() + data.len());
         body.put_u8(topic.len() as u8);
         body.put_slice(topic.as_bytes());
-        body.put_slice(&data);
+        body.put_slice(data);
         let body = body.freeze();
         let targets = self.publish_targets(topic);
         let mut message = Message::new(body);

@@ -66,12 +66,10 @@ impl Publisher {
     /// nothing is sent and 0 is returned. Never waits: a participant's
     /// queue that is full drops its oldest message
     /// ([`QueuePolicy::DropOldest`](weft_messaging::QueuePolicy::DropOldest)
-    /// in the default configuration).
-    pub fn publish(&self, data: impl Into<Bytes>) -> Result<usize, ParticipantError> {
-        Ok(self
-            .participant
-            .messaging()
-            .publish(&self.topic, data.into())?)
+    /// in the default configuration). `data` is copied once, into the
+    /// message every participant's copy shares.
+    pub fn publish(&self, data: impl AsRef<[u8]>) -> Result<usize, ParticipantError> {
+        Ok(self.participant.messaging().publish(&self.topic, data)?)
     }
 
     /// The participants with a subscriber to our topic, as they told us.

@@ -183,7 +183,7 @@ async fn a_subscriber_takes_publications_many_at_once_in_order() {
     })
     .await;
     for n in 0..50u32 {
-        assert_eq!(publisher.publish(n.to_be_bytes().to_vec()).unwrap(), 1);
+        assert_eq!(publisher.publish(n.to_be_bytes()).unwrap(), 1);
     }
     let mut got = Vec::new();
     let mut seen = Vec::new();
