@@ -245,7 +245,10 @@ impl Peer {
 
     /// Without acks: the messages in flight whose bytes are among the
     /// bytes `tx` has written are delivered. With acks, nothing to do (and
-    /// `tx` is not asked).
+    /// `tx` is not asked). The check is inlined into every send and the
+    /// loop kept out of line: as one function it is not inlined, and the
+    /// call alone cost the fan-out bench's publisher 2.5% of its
+    /// instructions (callgrind).
     #[inline]
     fn confirm_written<T: Transmit>(
         &mut self,

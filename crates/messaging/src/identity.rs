@@ -24,7 +24,7 @@ pub struct Identity(Arc<str>);
 impl PartialEq for Identity {
     #[inline]
     fn eq(&self, other: &Identity) -> bool {
-        Arc::ptr_eq(&self.0, &other.0) || self.0 == other.0
+        self.same_handle(other) || self.0 == other.0
     }
 }
 
