@@ -1,5 +1,6 @@
 //! weft-discovery: participants find each other on a network with UDP
-//! beacons, with no configuration.
+//! beacons, with no configuration; a sibling of weft's pipeline that
+//! depends on weft-netiface only.
 //!
 //! ```
 //! # #[tokio::main]

@@ -1,4 +1,6 @@
-//! weft-link: the transport layer of weft.
+//! weft-link: the transport layer of weft, at the bottom of its pipeline
+//! (link -> packeter -> messaging -> rpc): it sits on Tokio's sockets,
+//! depends on no weft crate, and weft-packeter builds on it.
 //!
 //! A [`Link`] holds any number of listeners and connectors, added and
 //! removed while it runs. Connectors reconnect on their own. Once a

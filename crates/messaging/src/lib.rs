@@ -1,5 +1,7 @@
 //! weft-messaging: peers addressed by identity, messages with TTL, queues
-//! that survive disconnects and restarts; wire-compatible with snakeMQ 1.6.
+//! that survive disconnects and restarts, on top of weft-packeter (and
+//! weft-link below it); weft-rpc and weft-participant build on it.
+//! Wire-compatible with snakeMQ 1.6.
 //!
 //! ```
 //! # #[tokio::main]

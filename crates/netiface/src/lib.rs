@@ -1,5 +1,6 @@
 //! weft-netiface: this host's network interfaces, their addresses and
-//! scopes, the default route, and binding sockets to an interface.
+//! scopes, the default route, and binding sockets to an interface; a
+//! sibling of weft's pipeline that depends on no weft crate.
 //!
 //! Nothing here sends a packet: interfaces and addresses come from the
 //! system ([`if_addrs`], and `/sys/class/net` on Linux), the default route

@@ -1,4 +1,5 @@
-//! weft-packeter: length-prefixed packets over weft-link connections.
+//! weft-packeter: length-prefixed packets on top of weft-link's
+//! connections; weft-messaging builds on it.
 //!
 //! A packet is a `u32` big-endian length and that many bytes (snakeMQ's
 //! format; see `PROTOCOL.md`). Over UDP one datagram is one packet, with no

@@ -1,5 +1,6 @@
-//! weft-participant: start a publisher or a subscriber on any host of a
-//! network and have data flow, with no configuration.
+//! weft-participant: where weft-discovery meets weft-messaging. Start a
+//! publisher or a subscriber on any host of a network and have data flow,
+//! with no configuration.
 //!
 //! ```
 //! # #[tokio::main]

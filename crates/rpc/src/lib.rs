@@ -1,5 +1,6 @@
 //! weft-rpc: calls, signals, typed remote errors and deadlines between
-//! peers of weft-messaging.
+//! peers, on top of weft-messaging; the top of weft's pipeline, used by
+//! applications.
 //!
 //! ```
 //! # #[tokio::main]

@@ -1,5 +1,6 @@
-//! weft-stun: STUN (RFC 8489) with RFC 5780 NAT behaviour discovery: a
-//! sans-I/O codec, a client with retransmission, and a server.
+//! weft-stun: STUN (RFC 8489) with RFC 5780 NAT behaviour discovery, a
+//! sibling of weft's pipeline that depends on no weft crate: a sans-I/O
+//! codec, a client with retransmission, and a server.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
