@@ -422,6 +422,42 @@ fn is_dns_name(s: &str) -> bool {
         && !s.bytes().all(|b| b.is_ascii_digit() || b == b'.')
 }
 
+/// Something that names an address: an [`Address`] or a URL string.
+pub trait ToAddress {
+    /// Parses or clones into an [`Address`].
+    fn to_address(&self) -> Result<Address, AddressError>;
+}
+
+impl ToAddress for Address {
+    fn to_address(&self) -> Result<Address, AddressError> {
+        Ok(self.clone())
+    }
+}
+
+impl ToAddress for &Address {
+    fn to_address(&self) -> Result<Address, AddressError> {
+        Ok((*self).clone())
+    }
+}
+
+impl ToAddress for str {
+    fn to_address(&self) -> Result<Address, AddressError> {
+        self.parse()
+    }
+}
+
+impl ToAddress for &str {
+    fn to_address(&self) -> Result<Address, AddressError> {
+        self.parse()
+    }
+}
+
+impl ToAddress for String {
+    fn to_address(&self) -> Result<Address, AddressError> {
+        self.parse()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

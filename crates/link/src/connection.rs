@@ -16,8 +16,9 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::{CancellationToken, PollSender};
 
-use crate::link::{Core, LinkEvent};
+use crate::LinkEvent;
 use crate::queue::{PushError, SendQueue, Take};
+use crate::registry::Registry;
 use crate::{Address, ConnectorId, LinkError, ListenerId, Throttle, TokenBucket};
 
 /// Identifies a connection within its link. Never reused.
@@ -244,9 +245,9 @@ impl Connection {
 }
 
 /// Runs a stream connection to its end: announces it, drives it, reports
-/// its end. The caller has registered it with the core.
+/// its end. The caller has registered it with the registry.
 pub(crate) async fn run_stream<S>(
-    core: Arc<Core>,
+    registry: Arc<Registry>,
     conn: Connection,
     stream: S,
     events: mpsc::Sender<LinkEvent>,
@@ -258,26 +259,26 @@ pub(crate) async fn run_stream<S>(
         .await
         .is_err()
     {
-        core.unregister(&conn, DisconnectReason::Aborted);
+        registry.unregister(&conn, DisconnectReason::Aborted);
         return;
     }
     let mut driver = StreamDriver {
         stream,
         conn: conn.clone(),
-        core: core.clone(),
+        registry: registry.clone(),
         events: PollSender::new(events.clone()),
         batch: VecDeque::new(),
         need_flush: false,
         write_closed: false,
         read_buf: BytesMut::new(),
         read_chunk: INITIAL_READ_CHUNK,
-        max_read_chunk: core.config.max_read_chunk.max(INITIAL_READ_CHUNK),
+        max_read_chunk: registry.config.max_read_chunk.max(INITIAL_READ_CHUNK),
         pending: None,
-        throttle: core.config.throttle.map(ThrottleState::new),
+        throttle: registry.config.throttle.map(ThrottleState::new),
     };
     let abort = conn.shared.abort.clone();
     let closing = conn.shared.closing.clone();
-    let close_timeout = core.config.close_timeout;
+    let close_timeout = registry.config.close_timeout;
     let close_deadline = async move {
         closing.cancelled().await;
         tokio::time::sleep(close_timeout).await;
@@ -298,17 +299,17 @@ pub(crate) async fn run_stream<S>(
         let _ = events.send(event).await;
     }
     drop(driver);
-    finish(&core, &conn, reason, &events).await;
+    finish(&registry, &conn, reason, &events).await;
 }
 
 /// Reports a connection's end and releases it.
 pub(crate) async fn finish(
-    core: &Core,
+    registry: &Registry,
     conn: &Connection,
     reason: DisconnectReason,
     events: &mpsc::Sender<LinkEvent>,
 ) {
-    core.unregister(conn, reason.clone());
+    registry.unregister(conn, reason.clone());
     let _ = events
         .send(LinkEvent::Disconnected {
             connection: conn.id(),
@@ -341,7 +342,7 @@ impl ThrottleState {
 struct StreamDriver<S> {
     stream: S,
     conn: Connection,
-    core: Arc<Core>,
+    registry: Arc<Registry>,
     events: PollSender<LinkEvent>,
     /// Chunks taken from the queue, being written.
     batch: VecDeque<Bytes>,
@@ -424,7 +425,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> StreamDriver<S> {
             if let Some(t) = &mut self.throttle {
                 t.bucket.consume(written);
             }
-            self.core
+            self.registry
                 .stats
                 .bytes_sent
                 .fetch_add(written as u64, Ordering::Relaxed);
@@ -488,7 +489,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> StreamDriver<S> {
             if n == room && self.read_chunk < self.max_read_chunk {
                 self.read_chunk = (self.read_chunk * 2).min(self.max_read_chunk);
             }
-            self.core
+            self.registry
                 .stats
                 .bytes_received
                 .fetch_add(n as u64, Ordering::Relaxed);

@@ -46,25 +46,29 @@
 //! [`LinkConfig::throttle`] limits each connection's sending rate with a
 //! [`TokenBucket`]; the bucket itself is plain logic, usable alone.
 
+mod accept;
 mod address;
 mod backoff;
 mod config;
 mod connection;
+mod dial;
 mod error;
 mod link;
 pub mod pipe;
 mod queue;
+mod registry;
 mod socket;
 mod throttle;
 mod tls;
+mod udp;
 
-pub use address::{Address, AddressError, Host, MAX_UNIX_PATH, Scheme, UnixPath};
+pub use address::{Address, AddressError, Host, MAX_UNIX_PATH, Scheme, ToAddress, UnixPath};
 pub use config::{Interface, LinkConfig, ReconnectPolicy, SocketOptions};
 pub use connection::{Connection, ConnectionId, ConnectionInfo, DisconnectReason, Origin};
 pub use error::LinkError;
 pub use link::{
     Adopted, ConnectOptions, ConnectorId, Link, LinkEvent, LinkEvents, LinkStats, ListenOptions,
-    ListenerId, Listening, ToAddress,
+    ListenerId, Listening,
 };
 pub use throttle::{Throttle, TokenBucket};
 #[cfg(feature = "self-signed")]

@@ -1,26 +1,25 @@
 //! The link: listeners and connectors, added and removed while running,
 //! and the connections they make, reported as events.
 
-use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
-use crate::backoff::Backoff;
-use crate::connection::{ConnectionInfo, finish, run_stream};
-use crate::queue::Take;
-use crate::socket;
+use crate::accept::{TcpStreams, UnixStreams, accept_task};
+use crate::connection::run_stream;
+use crate::dial::{connector_task, establish, run_established};
+use crate::registry::{ListenerEntry, Registry};
+use crate::udp::{UdpListener, run_udp_connected, udp_peer_connection};
 use crate::{
-    Address, AddressError, Connection, ConnectionId, DisconnectReason, LinkConfig, LinkError,
-    Origin, ReconnectPolicy, Scheme, SocketOptions, TlsClientConfig, TlsServerConfig, UnixPath,
+    Address, Connection, ConnectionId, DisconnectReason, LinkConfig, LinkError, Origin,
+    ReconnectPolicy, Scheme, SocketOptions, TlsClientConfig, TlsServerConfig, ToAddress, UnixPath,
+    socket,
 };
 
 /// Identifies a listener within its link.
@@ -40,42 +39,6 @@ impl fmt::Display for ListenerId {
 impl fmt::Display for ConnectorId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "connector#{}", self.0)
-    }
-}
-
-/// Something that names an address: an [`Address`] or a URL string.
-pub trait ToAddress {
-    /// Parses or clones into an [`Address`].
-    fn to_address(&self) -> Result<Address, AddressError>;
-}
-
-impl ToAddress for Address {
-    fn to_address(&self) -> Result<Address, AddressError> {
-        Ok(self.clone())
-    }
-}
-
-impl ToAddress for &Address {
-    fn to_address(&self) -> Result<Address, AddressError> {
-        Ok((*self).clone())
-    }
-}
-
-impl ToAddress for str {
-    fn to_address(&self) -> Result<Address, AddressError> {
-        self.parse()
-    }
-}
-
-impl ToAddress for &str {
-    fn to_address(&self) -> Result<Address, AddressError> {
-        self.parse()
-    }
-}
-
-impl ToAddress for String {
-    fn to_address(&self) -> Result<Address, AddressError> {
-        self.parse()
     }
 }
 
@@ -202,100 +165,6 @@ pub struct LinkStats {
     pub datagrams_dropped: u64,
 }
 
-#[derive(Default)]
-pub(crate) struct Counters {
-    pub(crate) connections_opened: AtomicU64,
-    pub(crate) connections_closed: AtomicU64,
-    pub(crate) bytes_sent: AtomicU64,
-    pub(crate) bytes_received: AtomicU64,
-    pub(crate) connect_failures: AtomicU64,
-    pub(crate) accept_failures: AtomicU64,
-    pub(crate) reconnects: AtomicU64,
-    pub(crate) events_dropped: AtomicU64,
-    pub(crate) datagrams_dropped: AtomicU64,
-}
-
-struct ListenerEntry {
-    cancel: CancellationToken,
-    unix_file: Option<std::path::PathBuf>,
-    udp: Option<Arc<UdpListener>>,
-}
-
-struct UdpListener {
-    id: ListenerId,
-    socket: Arc<UdpSocket>,
-    local: Option<Address>,
-    peers: tokio::sync::Mutex<HashMap<SocketAddr, Connection>>,
-    cancel: CancellationToken,
-}
-
-pub(crate) struct Core {
-    pub(crate) config: LinkConfig,
-    events: Mutex<Option<mpsc::Sender<LinkEvent>>>,
-    next_id: AtomicU64,
-    connections: Mutex<HashMap<ConnectionId, Connection>>,
-    listeners: Mutex<HashMap<ListenerId, ListenerEntry>>,
-    connectors: Mutex<HashMap<ConnectorId, CancellationToken>>,
-    shutdown: CancellationToken,
-    tracker: TaskTracker,
-    pub(crate) stats: Counters,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-impl Core {
-    fn next_id(&self) -> u64 {
-        self.next_id.fetch_add(1, Ordering::Relaxed)
-    }
-
-    fn sender(&self) -> Result<mpsc::Sender<LinkEvent>, LinkError> {
-        lock(&self.events).clone().ok_or(LinkError::Closed)
-    }
-
-    fn new_connection(
-        &self,
-        origin: Origin,
-        peer: Option<Address>,
-        local: Option<Address>,
-        peer_certificates: Option<Arc<[rustls::pki_types::CertificateDer<'static>]>>,
-        datagram: bool,
-        parent: &CancellationToken,
-    ) -> Connection {
-        let info = ConnectionInfo {
-            id: ConnectionId(self.next_id()),
-            origin,
-            peer,
-            local,
-            peer_certificates,
-            datagram,
-        };
-        let conn = Connection::new(info, self.config.send_queue_bytes, parent);
-        lock(&self.connections).insert(conn.id(), conn.clone());
-        self.stats
-            .connections_opened
-            .fetch_add(1, Ordering::Relaxed);
-        conn
-    }
-
-    pub(crate) fn unregister(&self, conn: &Connection, reason: DisconnectReason) {
-        conn.shared.queue.mark_closed();
-        if lock(&self.connections).remove(&conn.id()).is_some() {
-            self.stats
-                .connections_closed
-                .fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(conn = %conn.id(), %reason, "disconnected");
-        }
-    }
-
-    fn inform(&self, events: &mpsc::Sender<LinkEvent>, event: LinkEvent) {
-        if events.try_send(event).is_err() {
-            self.stats.events_dropped.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-}
-
 /// A set of listeners and connectors and the connections they make.
 ///
 /// Cheap to clone; all clones drive the same link. Events arrive on the
@@ -325,21 +194,19 @@ pub struct Link {
 }
 
 struct Handle {
-    core: Arc<Core>,
+    registry: Arc<Registry>,
 }
 
 impl Drop for Handle {
     fn drop(&mut self) {
-        self.core.shutdown.cancel();
-        lock(&self.core.events).take();
-        self.core.tracker.close();
+        self.registry.abort();
     }
 }
 
 impl fmt::Debug for Link {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Link")
-            .field("connections", &lock(&self.handle.core.connections).len())
+            .field("connections", &self.handle.registry.connection_count())
             .finish()
     }
 }
@@ -378,56 +245,32 @@ impl LinkEvents {
     }
 }
 
-enum Established {
-    Tcp(tokio::net::TcpStream),
-    Unix(tokio::net::UnixStream),
-    TlsTcp(Box<tokio_rustls::TlsStream<tokio::net::TcpStream>>),
-    TlsUnix(Box<tokio_rustls::TlsStream<tokio::net::UnixStream>>),
-    Udp(UdpSocket),
-}
-
-fn certs_of<IO>(
-    tls: &tokio_rustls::TlsStream<IO>,
-) -> Option<Arc<[rustls::pki_types::CertificateDer<'static>]>> {
-    let (_, state) = tls.get_ref();
-    state.peer_certificates().map(|c| c.to_vec().into())
-}
-
 impl Link {
     /// A new link and its events. Needs a Tokio runtime when listeners or
     /// connectors are added.
     pub fn new(config: LinkConfig) -> (Link, LinkEvents) {
         let (tx, rx) = mpsc::channel(config.event_capacity.max(1));
-        let core = Arc::new(Core {
-            config,
-            events: Mutex::new(Some(tx)),
-            next_id: AtomicU64::new(1),
-            connections: Mutex::new(HashMap::new()),
-            listeners: Mutex::new(HashMap::new()),
-            connectors: Mutex::new(HashMap::new()),
-            shutdown: CancellationToken::new(),
-            tracker: TaskTracker::new(),
-            stats: Counters::default(),
-        });
+        let registry = Arc::new(Registry::new(config, tx));
         (
             Link {
-                handle: Arc::new(Handle { core }),
+                handle: Arc::new(Handle { registry }),
             },
             LinkEvents { rx },
         )
     }
 
-    fn core(&self) -> &Arc<Core> {
-        &self.handle.core
+    fn registry(&self) -> &Arc<Registry> {
+        &self.handle.registry
     }
 
     /// The link's configuration.
     pub fn config(&self) -> &LinkConfig {
-        &self.core().config
+        &self.registry().config
     }
 
     /// Starts listening with the link's socket options. See
-    /// [`listen_with`](Self::listen_with).
+    /// [`listen_with`](Self::listen_with). Cancel-safe: cancelled before it
+    /// returns, it leaves no listener behind.
     pub async fn listen(&self, address: impl ToAddress) -> Result<Listening, LinkError> {
         self.listen_with(address, ListenOptions::default()).await
     }
@@ -435,15 +278,18 @@ impl Link {
     /// Binds a listener and starts accepting. Returns once bound, with the
     /// address actually bound. TLS listeners need `options.tls`. A UDP
     /// listener makes one connection per remote address it hears from.
+    /// Cancel-safe, as [`listen`](Self::listen).
     pub async fn listen_with(
         &self,
         address: impl ToAddress,
         options: ListenOptions,
     ) -> Result<Listening, LinkError> {
-        let core = self.core().clone();
+        let registry = self.registry();
         let address = address.to_address()?;
-        let events = core.sender()?;
-        let sockopts = options.socket.unwrap_or_else(|| core.config.socket.clone());
+        let events = registry.sender()?;
+        let sockopts = options
+            .socket
+            .unwrap_or_else(|| registry.config.socket.clone());
         let tls = match (address.scheme().is_tls(), options.tls) {
             (true, None) => {
                 return Err(LinkError::TlsConfigMissing {
@@ -454,77 +300,73 @@ impl Link {
             (true, Some(t)) => Some(tokio_rustls::TlsAcceptor::from(t.inner)),
             (false, _) => None,
         };
-        let id = ListenerId(core.next_id());
-        let cancel = core.shutdown.child_token();
+        let id = ListenerId(registry.next_id());
+        let cancel = registry.shutdown().child_token();
         let scheme = address.scheme();
-        let (bound, unix_file, udp) = match &address {
+        let mut entry = ListenerEntry {
+            cancel: cancel.clone(),
+            unix_file: None,
+            udp: None,
+        };
+        let bound = match &address {
             Address::Ip { .. } => {
-                let addr = *socket::resolve(&address, core.config.dns_timeout)
+                let addr = *socket::resolve(&address, registry.config.dns_timeout)
                     .await?
                     .first()
                     .expect("resolve returns at least one address");
                 if scheme == Scheme::Udp {
-                    let sock = Arc::new(socket::bind_udp(addr, None, &sockopts).await?);
-                    let local = sock
-                        .local_addr()
-                        .map_err(|e| LinkError::io("reading the local address", e))?;
-                    let bound = Address::ip(scheme, local);
-                    let udp = Arc::new(UdpListener {
+                    let sock = socket::bind_udp(addr, None, &sockopts).await?;
+                    let bound = Address::ip(scheme, local_addr(sock.local_addr())?);
+                    entry.udp = Some(UdpListener::start(
+                        registry,
                         id,
-                        socket: sock,
-                        local: Some(bound.clone()),
-                        peers: tokio::sync::Mutex::new(HashMap::new()),
-                        cancel: cancel.clone(),
-                    });
-                    core.tracker
-                        .spawn(udp_listener_task(core.clone(), udp.clone(), events));
-                    (bound, None, Some(udp))
-                } else {
-                    let listener = socket::listen_tcp(addr, &sockopts)?;
-                    let local = listener
-                        .local_addr()
-                        .map_err(|e| LinkError::io("reading the local address", e))?;
-                    let bound = Address::ip(scheme, local);
-                    core.tracker.spawn(tcp_accept_task(
-                        core.clone(),
-                        id,
-                        listener,
-                        tls,
-                        sockopts,
+                        sock,
                         bound.clone(),
-                        cancel.clone(),
+                        cancel,
                         events,
                     ));
-                    (bound, None, None)
+                    bound
+                } else {
+                    let listener = socket::listen_tcp(addr, &sockopts)?;
+                    let bound = Address::ip(scheme, local_addr(listener.local_addr())?);
+                    let streams = TcpStreams {
+                        listener,
+                        options: sockopts,
+                        scheme,
+                    };
+                    registry.spawn(accept_task(
+                        registry.clone(),
+                        id,
+                        streams,
+                        tls,
+                        cancel,
+                        events,
+                    ));
+                    bound
                 }
             }
             Address::Unix { path, .. } => {
                 let listener = socket::listen_unix(path)?;
-                core.tracker.spawn(unix_accept_task(
-                    core.clone(),
-                    id,
+                let streams = UnixStreams {
                     listener,
+                    bound: address.clone(),
+                };
+                registry.spawn(accept_task(
+                    registry.clone(),
+                    id,
+                    streams,
                     tls,
-                    address.clone(),
-                    cancel.clone(),
+                    cancel,
                     events,
                 ));
-                let file = match path {
-                    UnixPath::Path(p) => Some(p.clone()),
-                    UnixPath::Abstract(_) => None,
-                };
-                (address.clone(), file, None)
+                if let UnixPath::Path(p) = path {
+                    entry.unix_file = Some(p.clone());
+                }
+                address.clone()
             }
         };
         tracing::debug!(listener = %id, address = %bound, "listening");
-        lock(&core.listeners).insert(
-            id,
-            ListenerEntry {
-                cancel,
-                unix_file,
-                udp,
-            },
-        );
+        registry.add_listener(id, entry);
         Ok(Listening { id, address: bound })
     }
 
@@ -532,15 +374,7 @@ impl Link {
     /// listener's connections end with it (they share its socket). A Unix
     /// socket file it created is removed. Returns whether it existed.
     pub fn remove_listener(&self, id: ListenerId) -> bool {
-        let Some(entry) = lock(&self.core().listeners).remove(&id) else {
-            return false;
-        };
-        entry.cancel.cancel();
-        if let Some(file) = entry.unix_file {
-            let _ = std::fs::remove_file(file);
-        }
-        drop(entry.udp);
-        true
+        self.registry().remove_listener(id)
     }
 
     /// Adds a connector with the link's options. See
@@ -558,7 +392,7 @@ impl Link {
         address: impl ToAddress,
         options: ConnectOptions,
     ) -> Result<ConnectorId, LinkError> {
-        let core = self.core().clone();
+        let registry = self.registry();
         let address = address.to_address()?;
         if address.scheme().is_tls() && options.tls.is_none() {
             return Err(LinkError::TlsConfigMissing {
@@ -566,12 +400,12 @@ impl Link {
                 side: "client",
             });
         }
-        let events = core.sender()?;
-        let id = ConnectorId(core.next_id());
-        let cancel = core.shutdown.child_token();
-        lock(&core.connectors).insert(id, cancel.clone());
-        core.tracker.spawn(connector_task(
-            core.clone(),
+        let events = registry.sender()?;
+        let id = ConnectorId(registry.next_id());
+        let cancel = registry.shutdown().child_token();
+        registry.add_connector(id, cancel.clone());
+        registry.spawn(connector_task(
+            registry.clone(),
             id,
             address,
             options,
@@ -583,39 +417,37 @@ impl Link {
 
     /// Connects once, now, without reconnecting: returns the connection when
     /// it is up (its `Connected` event is sent too), or the error.
+    /// Cancel-safe: a cancelled attempt leaves no connection behind.
     pub async fn connect_once(
         &self,
         address: impl ToAddress,
         options: ConnectOptions,
     ) -> Result<Connection, LinkError> {
-        let core = self.core().clone();
+        let registry = self.registry();
         let address = address.to_address()?;
-        let events = core.sender()?;
-        let (est, peer, local, certs) = establish(&core, &address, &options).await?;
-        let datagram = matches!(est, Established::Udp(_));
-        let conn = core.new_connection(
+        let events = registry.sender()?;
+        let dialled = establish(registry, &address, &options).await?;
+        let conn = registry.new_connection(
             Origin::Adopted,
-            peer,
-            local,
-            certs,
-            datagram,
-            &core.shutdown,
+            dialled.peer,
+            dialled.local,
+            dialled.certificates,
+            dialled.socket.is_datagram(),
+            registry.shutdown(),
         );
-        core.tracker
-            .spawn(run_established(core.clone(), conn.clone(), est, events));
+        registry.spawn(run_established(
+            registry.clone(),
+            conn.clone(),
+            dialled.socket,
+            events,
+        ));
         Ok(conn)
     }
 
     /// Stops a connector and aborts its connection, if any. Returns whether
     /// it existed.
     pub fn remove_connector(&self, id: ConnectorId) -> bool {
-        match lock(&self.core().connectors).remove(&id) {
-            Some(cancel) => {
-                cancel.cancel();
-                true
-            }
-            None => false,
-        }
+        self.registry().remove_connector(id)
     }
 
     /// Runs any byte stream (an in-memory pipe, a serial port, a socket made
@@ -630,11 +462,17 @@ impl Link {
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let core = self.core().clone();
-        let events = core.sender()?;
-        let conn = core.new_connection(Origin::Adopted, peer, local, None, false, &core.shutdown);
-        core.tracker
-            .spawn(run_stream(core.clone(), conn.clone(), stream, events));
+        let registry = self.registry();
+        let events = registry.sender()?;
+        let conn = registry.new_connection(
+            Origin::Adopted,
+            peer,
+            local,
+            None,
+            false,
+            registry.shutdown(),
+        );
+        registry.spawn(run_stream(registry.clone(), conn.clone(), stream, events));
         Ok(conn)
     }
 
@@ -647,7 +485,7 @@ impl Link {
         let local = stream.local_addr().ok().map(Address::tcp);
         let stream = tokio::net::TcpStream::from_std(stream)
             .map_err(|e| LinkError::io("registering a TCP stream", e))?;
-        socket::configure_accepted(&stream, &self.core().config.socket);
+        socket::configure_accepted(&stream, &self.registry().config.socket);
         self.adopt(stream, peer, local)
     }
 
@@ -658,30 +496,30 @@ impl Link {
         &self,
         listener: std::net::TcpListener,
     ) -> Result<Listening, LinkError> {
-        let core = self.core().clone();
-        let events = core.sender()?;
+        let registry = self.registry();
+        let events = registry.sender()?;
         listener
             .set_nonblocking(true)
             .map_err(|e| LinkError::io("setting non-blocking mode", e))?;
         let listener = tokio::net::TcpListener::from_std(listener)
             .map_err(|e| LinkError::io("registering a listener", e))?;
-        let local = listener
-            .local_addr()
-            .map_err(|e| LinkError::io("reading the local address", e))?;
-        let bound = Address::tcp(local);
-        let id = ListenerId(core.next_id());
-        let cancel = core.shutdown.child_token();
-        core.tracker.spawn(tcp_accept_task(
-            core.clone(),
-            id,
+        let bound = Address::tcp(local_addr(listener.local_addr())?);
+        let id = ListenerId(registry.next_id());
+        let cancel = registry.shutdown().child_token();
+        let streams = TcpStreams {
             listener,
+            options: registry.config.socket.clone(),
+            scheme: Scheme::Tcp,
+        };
+        registry.spawn(accept_task(
+            registry.clone(),
+            id,
+            streams,
             None,
-            core.config.socket.clone(),
-            bound.clone(),
             cancel.clone(),
             events,
         ));
-        lock(&core.listeners).insert(
+        registry.add_listener(
             id,
             ListenerEntry {
                 cancel,
@@ -696,13 +534,14 @@ impl Link {
     /// `peer`, which connects it) becomes one datagram connection, like a
     /// `udp://` connector; an unconnected one becomes a UDP listener with a
     /// connection per remote address, like [`listen`](Self::listen).
+    /// Cancel-safe: a cancelled call leaves the socket dropped.
     pub async fn adopt_udp(
         &self,
         socket: std::net::UdpSocket,
         peer: Option<SocketAddr>,
     ) -> Result<Adopted, LinkError> {
-        let core = self.core().clone();
-        let events = core.sender()?;
+        let registry = self.registry();
+        let events = registry.sender()?;
         socket
             .set_nonblocking(true)
             .map_err(|e| LinkError::io("setting non-blocking mode", e))?;
@@ -716,36 +555,28 @@ impl Link {
         }
         let local = socket.local_addr().ok().map(Address::udp);
         if let Ok(peer) = socket.peer_addr() {
-            let conn = core.new_connection(
+            let conn = registry.new_connection(
                 Origin::Adopted,
                 Some(Address::udp(peer)),
                 local,
                 None,
                 true,
-                &core.shutdown,
+                registry.shutdown(),
             );
-            core.tracker.spawn(run_udp_connected(
-                core.clone(),
+            registry.spawn(run_udp_connected(
+                registry.clone(),
                 conn.clone(),
                 socket,
                 events,
             ));
             return Ok(Adopted::Connection(conn));
         }
-        let id = ListenerId(core.next_id());
-        let cancel = core.shutdown.child_token();
         let bound =
             local.ok_or_else(|| LinkError::Unsupported("UDP socket without an address".into()))?;
-        let udp = Arc::new(UdpListener {
-            id,
-            socket: Arc::new(socket),
-            local: Some(bound.clone()),
-            peers: tokio::sync::Mutex::new(HashMap::new()),
-            cancel: cancel.clone(),
-        });
-        core.tracker
-            .spawn(udp_listener_task(core.clone(), udp.clone(), events));
-        lock(&core.listeners).insert(
+        let id = ListenerId(registry.next_id());
+        let cancel = registry.shutdown().child_token();
+        let udp = UdpListener::start(registry, id, socket, bound.clone(), cancel.clone(), events);
+        registry.add_listener(
             id,
             ListenerEntry {
                 cancel,
@@ -758,12 +589,12 @@ impl Link {
 
     /// The connection with this id, while it is up.
     pub fn connection(&self, id: ConnectionId) -> Option<Connection> {
-        lock(&self.core().connections).get(&id).cloned()
+        self.registry().connection(id)
     }
 
     /// All connections that are up.
     pub fn connections(&self) -> Vec<Connection> {
-        lock(&self.core().connections).values().cloned().collect()
+        self.registry().connections()
     }
 
     /// Queues `data` on a connection, waiting for room. Cancel-safe.
@@ -782,24 +613,22 @@ impl Link {
         listener: ListenerId,
         peer: SocketAddr,
     ) -> Result<Connection, LinkError> {
-        let udp = lock(&self.core().listeners)
-            .get(&listener)
-            .and_then(|l| l.udp.clone())
-            .ok_or(LinkError::Closed)?;
-        let events = self.core().sender()?;
-        udp_peer_connection(self.core(), &udp, peer, &events)
+        let registry = self.registry();
+        let udp = registry.udp_listener(listener).ok_or(LinkError::Closed)?;
+        let events = registry.sender()?;
+        udp_peer_connection(registry, &udp, peer, &events)
             .await
             .ok_or_else(|| {
                 LinkError::Unsupported(format!(
                     "UDP listener tracks {} peers already",
-                    self.core().config.max_udp_peers
+                    registry.config.max_udp_peers
                 ))
             })
     }
 
     /// A snapshot of the link's counters.
     pub fn stats(&self) -> LinkStats {
-        let c = &self.core().stats;
+        let c = &self.registry().stats;
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
         LinkStats {
             connections_opened: get(&c.connections_opened),
@@ -820,538 +649,11 @@ impl Link {
     /// Keep reading [`LinkEvents`] meanwhile, or connections with unread
     /// data cannot finish. Cancel-safe.
     pub async fn close(&self) {
-        let core = self.core();
-        for (_, entry) in lock(&core.listeners).drain() {
-            entry.cancel.cancel();
-            if let Some(file) = entry.unix_file {
-                let _ = std::fs::remove_file(file);
-            }
-        }
-        for (_, cancel) in lock(&core.connectors).drain() {
-            // Connectors stop connecting; their live connection closes below.
-            cancel.cancel();
-        }
-        for conn in self.connections() {
-            conn.close();
-        }
-        lock(&core.events).take();
-        core.tracker.close();
-        core.tracker.wait().await;
+        self.registry().close().await;
     }
 }
 
-async fn run_established(
-    core: Arc<Core>,
-    conn: Connection,
-    est: Established,
-    events: mpsc::Sender<LinkEvent>,
-) {
-    match est {
-        Established::Tcp(s) => run_stream(core, conn, s, events).await,
-        Established::Unix(s) => run_stream(core, conn, s, events).await,
-        Established::TlsTcp(s) => run_stream(core, conn, s, events).await,
-        Established::TlsUnix(s) => run_stream(core, conn, s, events).await,
-        Established::Udp(s) => run_udp_connected(core, conn, s, events).await,
-    }
-}
-
-type EstablishedParts = (
-    Established,
-    Option<Address>,
-    Option<Address>,
-    Option<Arc<[rustls::pki_types::CertificateDer<'static>]>>,
-);
-
-/// Connects (and handshakes) once.
-async fn establish(
-    core: &Core,
-    address: &Address,
-    options: &ConnectOptions,
-) -> Result<EstablishedParts, LinkError> {
-    let sockopts = options.socket.as_ref().unwrap_or(&core.config.socket);
-    let cfg = &core.config;
-    let tls = match (address.scheme().is_tls(), &options.tls) {
-        (true, None) => {
-            return Err(LinkError::TlsConfigMissing {
-                address: address.to_string(),
-                side: "client",
-            });
-        }
-        (true, Some(t)) => Some((
-            tokio_rustls::TlsConnector::from(t.inner.clone()),
-            t.server_name_for(address.tls_server_name())?,
-        )),
-        (false, _) => None,
-    };
-    let handshake = |peer: String| move |e: std::io::Error| LinkError::Tls { peer, source: e };
-    match address {
-        Address::Ip { scheme, .. } => {
-            let addrs = socket::resolve(address, cfg.dns_timeout).await?;
-            let mut last_err = None;
-            for addr in addrs {
-                if *scheme == Scheme::Udp {
-                    let local = sockopts
-                        .bind
-                        .unwrap_or_else(|| socket::any_local_for(&addr));
-                    let sock = socket::bind_udp(local, Some(addr), sockopts).await?;
-                    let local = sock.local_addr().ok().map(Address::udp);
-                    return Ok((
-                        Established::Udp(sock),
-                        Some(Address::udp(addr)),
-                        local,
-                        None,
-                    ));
-                }
-                let stream = match socket::connect_tcp(addr, sockopts, cfg.connect_timeout).await {
-                    Ok(s) => s,
-                    Err(e) => {
-                        last_err = Some(e);
-                        continue;
-                    }
-                };
-                let local = stream.local_addr().ok().map(|a| Address::ip(*scheme, a));
-                let peer = Some(Address::ip(*scheme, addr));
-                let Some((connector, name)) = tls else {
-                    return Ok((Established::Tcp(stream), peer, local, None));
-                };
-                let tls_stream = tokio::time::timeout(
-                    cfg.tls_handshake_timeout,
-                    connector.connect(name, stream),
-                )
-                .await
-                .map_err(|_| LinkError::HandshakeTimeout {
-                    peer: addr.to_string(),
-                    timeout: cfg.tls_handshake_timeout,
-                })?
-                .map_err(handshake(addr.to_string()))?;
-                let tls_stream = tokio_rustls::TlsStream::Client(tls_stream);
-                let certs = certs_of(&tls_stream);
-                return Ok((
-                    Established::TlsTcp(Box::new(tls_stream)),
-                    peer,
-                    local,
-                    certs,
-                ));
-            }
-            Err(last_err.expect("resolve returns at least one address"))
-        }
-        Address::Unix { path, .. } => {
-            let stream = socket::connect_unix(path, cfg.connect_timeout).await?;
-            let peer = Some(address.clone());
-            let Some((connector, name)) = tls else {
-                return Ok((Established::Unix(stream), peer, None, None));
-            };
-            let tls_stream =
-                tokio::time::timeout(cfg.tls_handshake_timeout, connector.connect(name, stream))
-                    .await
-                    .map_err(|_| LinkError::HandshakeTimeout {
-                        peer: address.to_string(),
-                        timeout: cfg.tls_handshake_timeout,
-                    })?
-                    .map_err(handshake(address.to_string()))?;
-            let tls_stream = tokio_rustls::TlsStream::Client(tls_stream);
-            let certs = certs_of(&tls_stream);
-            Ok((
-                Established::TlsUnix(Box::new(tls_stream)),
-                peer,
-                None,
-                certs,
-            ))
-        }
-    }
-}
-
-async fn connector_task(
-    core: Arc<Core>,
-    id: ConnectorId,
-    address: Address,
-    options: ConnectOptions,
-    cancel: CancellationToken,
-    events: mpsc::Sender<LinkEvent>,
-) {
-    let policy = options
-        .reconnect
-        .clone()
-        .unwrap_or_else(|| core.config.reconnect.clone());
-    let mut backoff = Backoff::new(policy);
-    let mut connected_before = false;
-    loop {
-        let attempt = tokio::select! {
-            r = establish(&core, &address, &options) => r,
-            _ = cancel.cancelled() => break,
-        };
-        let wait = match attempt {
-            Ok((est, peer, local, certs)) => {
-                if connected_before {
-                    core.stats.reconnects.fetch_add(1, Ordering::Relaxed);
-                }
-                connected_before = true;
-                let datagram = matches!(est, Established::Udp(_));
-                let conn = core.new_connection(
-                    Origin::Connector(id),
-                    peer,
-                    local,
-                    certs,
-                    datagram,
-                    &cancel,
-                );
-                tracing::debug!(connector = %id, conn = %conn.id(), %address, "connected");
-                run_established(core.clone(), conn, est, events.clone()).await;
-                backoff.after_disconnect(fastrand::f64())
-            }
-            Err(error) => {
-                core.stats.connect_failures.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(connector = %id, %address, %error, "connect failed");
-                core.inform(
-                    &events,
-                    LinkEvent::ConnectFailed {
-                        connector: id,
-                        error: Arc::new(error),
-                    },
-                );
-                backoff.after_failure(fastrand::f64())
-            }
-        };
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = cancel.cancelled() => break,
-        }
-    }
-    lock(&core.connectors).remove(&id);
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn tcp_accept_task(
-    core: Arc<Core>,
-    id: ListenerId,
-    listener: tokio::net::TcpListener,
-    tls: Option<tokio_rustls::TlsAcceptor>,
-    sockopts: SocketOptions,
-    bound: Address,
-    cancel: CancellationToken,
-    events: mpsc::Sender<LinkEvent>,
-) {
-    let scheme = bound.scheme();
-    loop {
-        let accepted = tokio::select! {
-            r = listener.accept() => r,
-            _ = cancel.cancelled() => break,
-        };
-        let (stream, peer) = match accepted {
-            Ok(x) => x,
-            Err(e) => {
-                // EMFILE and friends: back off briefly rather than spin.
-                tracing::warn!(listener = %id, "accept failed: {e}");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        socket::configure_accepted(&stream, &sockopts);
-        let local = stream.local_addr().ok().map(|a| Address::ip(scheme, a));
-        let peer = Some(Address::ip(scheme, peer));
-        start_accepted(&core, id, stream, tls.as_ref(), peer, local, &events);
-    }
-}
-
-/// Runs an accepted stream as a connection, after the TLS handshake when
-/// the listener has TLS (in its own task, so a slow handshake never holds
-/// up the accept loop).
-fn start_accepted<IO>(
-    core: &Arc<Core>,
-    id: ListenerId,
-    stream: IO,
-    tls: Option<&tokio_rustls::TlsAcceptor>,
-    peer: Option<Address>,
-    local: Option<Address>,
-    events: &mpsc::Sender<LinkEvent>,
-) where
-    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let core2 = core.clone();
-    let events = events.clone();
-    match tls {
-        None => {
-            let conn = core.new_connection(
-                Origin::Listener(id),
-                peer,
-                local,
-                None,
-                false,
-                &core.shutdown,
-            );
-            core.tracker.spawn(run_stream(core2, conn, stream, events));
-        }
-        Some(acceptor) => {
-            let acceptor = acceptor.clone();
-            core.tracker.spawn(async move {
-                let name = peer
-                    .as_ref()
-                    .or(local.as_ref())
-                    .map(ToString::to_string)
-                    .unwrap_or_default();
-                if let Some(tls) = accept_tls(&core2, id, &acceptor, stream, name, &events).await {
-                    let tls = tokio_rustls::TlsStream::Server(tls);
-                    let certs = certs_of(&tls);
-                    let conn = core2.new_connection(
-                        Origin::Listener(id),
-                        peer,
-                        local,
-                        certs,
-                        false,
-                        &core2.shutdown,
-                    );
-                    run_stream(core2, conn, tls, events).await;
-                }
-            });
-        }
-    }
-}
-
-async fn accept_tls<IO>(
-    core: &Core,
-    id: ListenerId,
-    acceptor: &tokio_rustls::TlsAcceptor,
-    stream: IO,
-    peer: String,
-    events: &mpsc::Sender<LinkEvent>,
-) -> Option<tokio_rustls::server::TlsStream<IO>>
-where
-    IO: AsyncRead + AsyncWrite + Unpin,
-{
-    let timeout = core.config.tls_handshake_timeout;
-    let result = match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
-        Ok(Ok(s)) => return Some(s),
-        Ok(Err(source)) => LinkError::Tls { peer, source },
-        Err(_) => LinkError::HandshakeTimeout { peer, timeout },
-    };
-    core.stats.accept_failures.fetch_add(1, Ordering::Relaxed);
-    tracing::debug!(listener = %id, error = %result, "TLS accept failed");
-    core.inform(
-        events,
-        LinkEvent::AcceptFailed {
-            listener: id,
-            error: Arc::new(result),
-        },
-    );
-    None
-}
-
-async fn unix_accept_task(
-    core: Arc<Core>,
-    id: ListenerId,
-    listener: tokio::net::UnixListener,
-    tls: Option<tokio_rustls::TlsAcceptor>,
-    bound: Address,
-    cancel: CancellationToken,
-    events: mpsc::Sender<LinkEvent>,
-) {
-    loop {
-        let accepted = tokio::select! {
-            r = listener.accept() => r,
-            _ = cancel.cancelled() => break,
-        };
-        let stream = match accepted {
-            Ok((s, _)) => s,
-            Err(e) => {
-                tracing::warn!(listener = %id, "accept failed: {e}");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        start_accepted(
-            &core,
-            id,
-            stream,
-            tls.as_ref(),
-            None,
-            Some(bound.clone()),
-            &events,
-        );
-    }
-}
-
-/// A connected UDP socket: each send is a datagram, each datagram an event.
-async fn run_udp_connected(
-    core: Arc<Core>,
-    conn: Connection,
-    socket: UdpSocket,
-    events: mpsc::Sender<LinkEvent>,
-) {
-    if events
-        .send(LinkEvent::Connected(conn.clone()))
-        .await
-        .is_err()
-    {
-        core.unregister(&conn, DisconnectReason::Aborted);
-        return;
-    }
-    let mut buf = vec![0u8; core.config.max_datagram.max(1)];
-    let mut batch = VecDeque::new();
-    let abort = conn.shared.abort.clone();
-    let reason = loop {
-        tokio::select! {
-            r = socket.recv(&mut buf) => match r {
-                Ok(n) => {
-                    core.stats.bytes_received.fetch_add(n as u64, Ordering::Relaxed);
-                    let data = Bytes::copy_from_slice(&buf[..n]);
-                    if events.send(LinkEvent::Data { connection: conn.id(), data }).await.is_err() {
-                        break DisconnectReason::Aborted;
-                    }
-                }
-                // ICMP port unreachable from an earlier send: UDP has no
-                // connection to lose, so keep going.
-                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {}
-                Err(e) => break e.into(),
-            },
-            t = std::future::poll_fn(|cx| conn.shared.queue.poll_take(cx, &mut batch)) => {
-                if t == Take::Close {
-                    break DisconnectReason::Closed;
-                }
-                if let Err(reason) = send_datagrams(&core, &conn, &socket, None, &mut batch).await {
-                    break reason;
-                }
-            }
-            _ = abort.cancelled() => break DisconnectReason::Aborted,
-        }
-    };
-    finish(&core, &conn, reason, &events).await;
-}
-
-async fn send_datagrams(
-    core: &Core,
-    conn: &Connection,
-    socket: &UdpSocket,
-    to: Option<SocketAddr>,
-    batch: &mut VecDeque<Bytes>,
-) -> Result<(), DisconnectReason> {
-    while let Some(d) = batch.pop_front() {
-        let sent = match to {
-            Some(peer) => socket.send_to(&d, peer).await,
-            None => socket.send(&d).await,
-        };
-        match sent {
-            Ok(n) => {
-                core.stats.bytes_sent.fetch_add(n as u64, Ordering::Relaxed);
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {}
-            Err(e) => return Err(e.into()),
-        }
-        // A datagram refused by ICMP still left this host: it counts.
-        conn.shared
-            .written
-            .fetch_add(d.len() as u64, Ordering::Release);
-    }
-    Ok(())
-}
-
-/// The listener's connection for `peer`, made (and announced) if new.
-/// `Connected` is sent under the peers lock, so no `Data` for the peer can
-/// overtake it.
-async fn udp_peer_connection(
-    core: &Arc<Core>,
-    udp: &Arc<UdpListener>,
-    peer: SocketAddr,
-    events: &mpsc::Sender<LinkEvent>,
-) -> Option<Connection> {
-    let mut peers = udp.peers.lock().await;
-    if let Some(c) = peers.get(&peer) {
-        return Some(c.clone());
-    }
-    if peers.len() >= core.config.max_udp_peers {
-        return None;
-    }
-    let conn = core.new_connection(
-        Origin::Listener(udp.id),
-        Some(Address::udp(peer)),
-        udp.local.clone(),
-        None,
-        true,
-        &udp.cancel,
-    );
-    if events
-        .send(LinkEvent::Connected(conn.clone()))
-        .await
-        .is_err()
-    {
-        core.unregister(&conn, DisconnectReason::Aborted);
-        return None;
-    }
-    peers.insert(peer, conn.clone());
-    drop(peers);
-    core.tracker.spawn(udp_peer_task(
-        core.clone(),
-        udp.clone(),
-        conn.clone(),
-        peer,
-        events.clone(),
-    ));
-    Some(conn)
-}
-
-/// Writes one UDP peer's queue through the listener's socket.
-async fn udp_peer_task(
-    core: Arc<Core>,
-    udp: Arc<UdpListener>,
-    conn: Connection,
-    peer: SocketAddr,
-    events: mpsc::Sender<LinkEvent>,
-) {
-    let mut batch = VecDeque::new();
-    let abort = conn.shared.abort.clone();
-    let reason = loop {
-        tokio::select! {
-            t = std::future::poll_fn(|cx| conn.shared.queue.poll_take(cx, &mut batch)) => {
-                if t == Take::Close {
-                    break DisconnectReason::Closed;
-                }
-                if let Err(reason) = send_datagrams(&core, &conn, &udp.socket, Some(peer), &mut batch).await {
-                    break reason;
-                }
-            }
-            _ = abort.cancelled() => break DisconnectReason::Aborted,
-        }
-    };
-    udp.peers.lock().await.remove(&peer);
-    finish(&core, &conn, reason, &events).await;
-}
-
-async fn udp_listener_task(
-    core: Arc<Core>,
-    udp: Arc<UdpListener>,
-    events: mpsc::Sender<LinkEvent>,
-) {
-    let mut buf = vec![0u8; core.config.max_datagram.max(1)];
-    loop {
-        let received = tokio::select! {
-            r = udp.socket.recv_from(&mut buf) => r,
-            _ = udp.cancel.cancelled() => break,
-        };
-        let (n, peer) = match received {
-            Ok(x) => x,
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => continue,
-            Err(e) => {
-                tracing::warn!(listener = %udp.id, "UDP receive failed: {e}");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let Some(conn) = udp_peer_connection(&core, &udp, peer, &events).await else {
-            core.stats.datagrams_dropped.fetch_add(1, Ordering::Relaxed);
-            continue;
-        };
-        core.stats
-            .bytes_received
-            .fetch_add(n as u64, Ordering::Relaxed);
-        let data = Bytes::copy_from_slice(&buf[..n]);
-        if events
-            .send(LinkEvent::Data {
-                connection: conn.id(),
-                data,
-            })
-            .await
-            .is_err()
-        {
-            break;
-        }
-    }
+/// A socket's bound address, or the error of reading it.
+fn local_addr(addr: std::io::Result<SocketAddr>) -> Result<SocketAddr, LinkError> {
+    addr.map_err(|e| LinkError::io("reading the local address", e))
 }

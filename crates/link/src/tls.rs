@@ -355,6 +355,14 @@ mod self_signed {
     }
 }
 
+/// The certificate chain the other side of a finished handshake presented.
+pub(crate) fn peer_certificates<IO>(
+    tls: &tokio_rustls::TlsStream<IO>,
+) -> Option<Arc<[CertificateDer<'static>]>> {
+    let (_, state) = tls.get_ref();
+    state.peer_certificates().map(|c| c.to_vec().into())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,214 @@
+//! What every task of a link shares: its configuration, its event sender,
+//! the tables of live connections, listeners and connectors, and its
+//! counters. [`Link`](crate::Link) is a handle to one of these.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use rustls::pki_types::CertificateDer;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::connection::ConnectionInfo;
+use crate::udp::UdpListener;
+use crate::{
+    Address, Connection, ConnectionId, ConnectorId, DisconnectReason, LinkConfig, LinkError,
+    LinkEvent, ListenerId, Origin,
+};
+
+/// The link's counters, read as a [`LinkStats`](crate::LinkStats) snapshot.
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub(crate) connections_opened: AtomicU64,
+    pub(crate) connections_closed: AtomicU64,
+    pub(crate) bytes_sent: AtomicU64,
+    pub(crate) bytes_received: AtomicU64,
+    pub(crate) connect_failures: AtomicU64,
+    pub(crate) accept_failures: AtomicU64,
+    pub(crate) reconnects: AtomicU64,
+    pub(crate) events_dropped: AtomicU64,
+    pub(crate) datagrams_dropped: AtomicU64,
+}
+
+/// A running listener: how to stop it and what to clean up after it.
+pub(crate) struct ListenerEntry {
+    pub(crate) cancel: CancellationToken,
+    /// The Unix socket file it created, removed when it stops.
+    pub(crate) unix_file: Option<PathBuf>,
+    /// For UDP listeners, the socket and its peers.
+    pub(crate) udp: Option<Arc<UdpListener>>,
+}
+
+impl ListenerEntry {
+    fn stop(self) {
+        self.cancel.cancel();
+        if let Some(file) = self.unix_file {
+            let _ = std::fs::remove_file(file);
+        }
+    }
+}
+
+pub(crate) struct Registry {
+    pub(crate) config: LinkConfig,
+    /// `None` once the link is closing: nothing new may start.
+    events: Mutex<Option<mpsc::Sender<LinkEvent>>>,
+    next_id: AtomicU64,
+    connections: Mutex<HashMap<ConnectionId, Connection>>,
+    listeners: Mutex<HashMap<ListenerId, ListenerEntry>>,
+    connectors: Mutex<HashMap<ConnectorId, CancellationToken>>,
+    /// The parent of every listener's, connector's and connection's token.
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+    pub(crate) stats: Counters,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Registry {
+    pub(crate) fn new(config: LinkConfig, events: mpsc::Sender<LinkEvent>) -> Registry {
+        Registry {
+            config,
+            events: Mutex::new(Some(events)),
+            next_id: AtomicU64::new(1),
+            connections: Mutex::new(HashMap::new()),
+            listeners: Mutex::new(HashMap::new()),
+            connectors: Mutex::new(HashMap::new()),
+            shutdown: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+            stats: Counters::default(),
+        }
+    }
+
+    /// A fresh id; listeners, connectors and connections share the sequence.
+    pub(crate) fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The event sender, or `Closed` once the link is closing.
+    pub(crate) fn sender(&self) -> Result<mpsc::Sender<LinkEvent>, LinkError> {
+        lock(&self.events).clone().ok_or(LinkError::Closed)
+    }
+
+    /// Runs a task of this link; [`close`](Self::close) waits for it.
+    pub(crate) fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
+        self.tracker.spawn(task);
+    }
+
+    /// The link-wide token: cancelled when the last handle goes.
+    pub(crate) fn shutdown(&self) -> &CancellationToken {
+        &self.shutdown
+    }
+
+    /// Registers a new connection; its token is a child of `parent`.
+    pub(crate) fn new_connection(
+        &self,
+        origin: Origin,
+        peer: Option<Address>,
+        local: Option<Address>,
+        peer_certificates: Option<Arc<[CertificateDer<'static>]>>,
+        datagram: bool,
+        parent: &CancellationToken,
+    ) -> Connection {
+        let info = ConnectionInfo {
+            id: ConnectionId(self.next_id()),
+            origin,
+            peer,
+            local,
+            peer_certificates,
+            datagram,
+        };
+        let conn = Connection::new(info, self.config.send_queue_bytes, parent);
+        lock(&self.connections).insert(conn.id(), conn.clone());
+        self.stats
+            .connections_opened
+            .fetch_add(1, Ordering::Relaxed);
+        conn
+    }
+
+    /// Forgets a connection that has ended; its queue refuses new data.
+    pub(crate) fn unregister(&self, conn: &Connection, reason: DisconnectReason) {
+        conn.shared.queue.mark_closed();
+        if lock(&self.connections).remove(&conn.id()).is_some() {
+            self.stats
+                .connections_closed
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(conn = %conn.id(), %reason, "disconnected");
+        }
+    }
+
+    /// Sends an informational event, or counts it as dropped when the queue
+    /// is full.
+    pub(crate) fn inform(&self, events: &mpsc::Sender<LinkEvent>, event: LinkEvent) {
+        if events.try_send(event).is_err() {
+            self.stats.events_dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub(crate) fn connection(&self, id: ConnectionId) -> Option<Connection> {
+        lock(&self.connections).get(&id).cloned()
+    }
+
+    pub(crate) fn connections(&self) -> Vec<Connection> {
+        lock(&self.connections).values().cloned().collect()
+    }
+
+    pub(crate) fn connection_count(&self) -> usize {
+        lock(&self.connections).len()
+    }
+
+    pub(crate) fn add_listener(&self, id: ListenerId, entry: ListenerEntry) {
+        lock(&self.listeners).insert(id, entry);
+    }
+
+    /// Stops a listener; whether it existed.
+    pub(crate) fn remove_listener(&self, id: ListenerId) -> bool {
+        let entry = lock(&self.listeners).remove(&id);
+        entry.map(ListenerEntry::stop).is_some()
+    }
+
+    pub(crate) fn udp_listener(&self, id: ListenerId) -> Option<Arc<UdpListener>> {
+        lock(&self.listeners).get(&id).and_then(|l| l.udp.clone())
+    }
+
+    pub(crate) fn add_connector(&self, id: ConnectorId, cancel: CancellationToken) {
+        lock(&self.connectors).insert(id, cancel);
+    }
+
+    /// Stops a connector (and so its connection); whether it existed.
+    pub(crate) fn remove_connector(&self, id: ConnectorId) -> bool {
+        let cancel = lock(&self.connectors).remove(&id);
+        cancel.map(|c| c.cancel()).is_some()
+    }
+
+    /// The last handle is gone: everything stops now.
+    pub(crate) fn abort(&self) {
+        self.shutdown.cancel();
+        lock(&self.events).take();
+        self.tracker.close();
+    }
+
+    /// Stops listeners and connectors, closes every connection after its
+    /// queued data, and waits for every task to end.
+    pub(crate) async fn close(&self) {
+        let listeners: Vec<_> = lock(&self.listeners).drain().collect();
+        for (_, entry) in listeners {
+            entry.stop();
+        }
+        for (_, cancel) in lock(&self.connectors).drain() {
+            // Connectors stop connecting; their live connection closes below.
+            cancel.cancel();
+        }
+        for conn in self.connections() {
+            conn.close();
+        }
+        lock(&self.events).take();
+        self.tracker.close();
+        self.tracker.wait().await;
+    }
+}
