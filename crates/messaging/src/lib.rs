@@ -58,3 +58,9 @@ pub use patterns::{MAX_TOPIC, Pusher};
 pub use storage::SqliteStorage;
 pub use storage::{MemoryStorage, Storage, StoredMessage};
 pub use subscription::{Received, Subscription, SubscriptionQueue, TopicFilter};
+
+// The README's Rust examples, compiled and run as doc tests here: this
+// crate sees every crate they use (weft-link, weft-packeter, itself).
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;
