@@ -3,17 +3,21 @@
 use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::UdpSocket;
 use tokio::sync::{Notify, mpsc, watch};
-use tokio::time::Instant;
 
 use crate::{
     BeaconTarget, DiscoveryConfig, DiscoveryCore, DiscoveryError, DiscoveryEvent, DiscoveryStats,
     LocalParticipant, Peer,
 };
+
+/// Now, on the runtime's clock (which tests may pause), as the core takes it.
+fn clock() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
 
 /// The loopback broadcast address.
 const LOOPBACK_BROADCAST: Ipv4Addr = Ipv4Addr::new(127, 255, 255, 255);
@@ -132,7 +136,7 @@ impl Discovery {
         } else {
             None
         };
-        let core = DiscoveryCore::new(local, &config, Instant::now());
+        let core = DiscoveryCore::new(local, &config, clock());
         let (stop_tx, stop_rx) = watch::channel(Stop::Run);
         let (events_tx, rx) = mpsc::channel(config.event_capacity.max(1));
         let shared = Arc::new(Shared {
@@ -187,7 +191,7 @@ impl Discovery {
 
     /// Changes the locators we announce; announced soon.
     pub fn set_locators(&self, locators: Vec<SocketAddr>) {
-        lock(&self.shared.core).set_locators(locators, Instant::now());
+        lock(&self.shared.core).set_locators(locators, clock());
         self.shared.wake.notify_one();
     }
 
@@ -290,7 +294,7 @@ impl Task {
         let mut buf_v6 = vec![0u8; crate::MAX_BEACON + 1];
         let mut pending = Vec::new();
         loop {
-            let now = Instant::now();
+            let now = clock();
             if self
                 .refreshed
                 .is_none_or(|at| now.duration_since(at) >= self.config.interface_refresh)
@@ -323,16 +327,16 @@ impl Task {
             tokio::select! {
                 r = self.v4.recv_from(&mut buf_v4) => {
                     if let Ok((n, from)) = r {
-                        let _ = lock(&self.shared.core).handle_beacon(&buf_v4[..n], from, Instant::now());
+                        let _ = lock(&self.shared.core).handle_beacon(&buf_v4[..n], from, clock());
                     }
                 }
                 r = async { v6.expect("guarded").recv_from(&mut buf_v6).await }, if v6.is_some() => {
                     if let Ok((n, from)) = r {
-                        let _ = lock(&self.shared.core).handle_beacon(&buf_v6[..n], from, Instant::now());
+                        let _ = lock(&self.shared.core).handle_beacon(&buf_v6[..n], from, clock());
                     }
                 }
-                _ = tokio::time::sleep_until(wake_at) => {
-                    lock(&self.shared.core).handle_timeout(Instant::now());
+                _ = tokio::time::sleep_until(wake_at.into()) => {
+                    lock(&self.shared.core).handle_timeout(clock());
                 }
                 _ = self.shared.wake.notified() => {}
                 changed = self.stop.changed() => {
@@ -341,7 +345,7 @@ impl Task {
                         let bye = {
                             let mut core = lock(&self.shared.core);
                             core.leave();
-                            core.poll_transmit(Instant::now())
+                            core.poll_transmit(clock())
                         };
                         if let Some(bye) = bye {
                             self.send(&bye).await;
