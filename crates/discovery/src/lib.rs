@@ -55,6 +55,8 @@
 //! [`BeaconTarget::LoopbackBroadcast`] (`127.255.255.255`) is how
 //! participants of one host, or of tests, find each other.
 
+#![forbid(unsafe_code)]
+
 mod beacon;
 mod config;
 mod core;

@@ -34,6 +34,8 @@
 //! - Receive through [`SubscriptionQueue`]s (a regex over the data and an
 //!   optional sender) and handlers.
 
+#![forbid(unsafe_code)]
+
 mod config;
 mod core;
 mod dedupe;

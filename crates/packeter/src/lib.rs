@@ -34,6 +34,8 @@
 //!   truncated packet) gets its connection closed, counted in
 //!   [`PacketStats`]; other connections are untouched.
 
+#![forbid(unsafe_code)]
+
 mod codec;
 mod packeter;
 

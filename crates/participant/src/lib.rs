@@ -56,6 +56,8 @@
 //! instead of running their own. See `PROTOCOL.md` for the control
 //! messages.
 
+#![forbid(unsafe_code)]
+
 mod config;
 mod control;
 mod error;

@@ -62,6 +62,8 @@
 //!   MESSAGE data, bounded in size (see `PROTOCOL.md` and [`wire`]).
 //!   Nothing received is ever executed.
 
+#![forbid(unsafe_code)]
+
 mod cache;
 mod config;
 mod error;

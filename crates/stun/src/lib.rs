@@ -56,6 +56,8 @@
 //! The wire format, with byte examples, is in `PROTOCOL.md` beside this
 //! crate.
 
+#![forbid(unsafe_code)]
+
 mod attribute;
 mod client;
 mod error;
