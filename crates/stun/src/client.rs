@@ -6,13 +6,12 @@ use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
-use tokio::time::Instant;
 
 use crate::socket::{self, local_towards, unspecified_for, with_timeout};
 use crate::transaction::{ClientStats, Response, Transactions, canonical};
@@ -354,7 +353,7 @@ async fn drive(
     let mut buf = vec![0u8; buffer];
     let mut open = true;
     loop {
-        let now = Instant::now();
+        let now = clock();
         core.handle_timeout(now);
         // Callers that gave up: stop their retransmissions.
         waiting.retain(|id, reply| {
@@ -390,7 +389,7 @@ async fn drive(
         tokio::select! {
             command = commands.recv(), if open => match command {
                 Some(Command::Start { request, payload, destination, expect_from, reply }) => {
-                    match core.start(&request, payload, destination, expect_from, Instant::now()) {
+                    match core.start(&request, payload, destination, expect_from, clock()) {
                         Ok(id) => {
                             waiting.insert(id, reply);
                         }
@@ -403,7 +402,7 @@ async fn drive(
             },
             received = socket.recv_from(&mut buf) => match received {
                 Ok((n, from)) => {
-                    let what = core.handle_datagram(&buf[..n], from, Instant::now());
+                    let what = core.handle_datagram(&buf[..n], from, clock());
                     tracing::trace!(%from, ?what, "STUN datagram");
                 }
                 Err(e) => tracing::debug!(error = %e, "STUN receive failed"),
@@ -414,9 +413,14 @@ async fn drive(
     tracing::debug!("STUN client task ended");
 }
 
+/// Now, on the runtime's clock (which tests may pause), as the core takes it.
+fn clock() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
 async fn sleep_until(deadline: Option<Instant>) {
     if let Some(d) = deadline {
-        tokio::time::sleep_until(d).await;
+        tokio::time::sleep_until(d.into()).await;
     }
 }
 
@@ -476,7 +480,7 @@ async fn binding_stream(
         fingerprint: config.fingerprint,
         ..Trailer::default()
     })?;
-    let started = Instant::now();
+    let started = clock();
     with_timeout(server, config.stream_timeout, async {
         let tcp = socket::connect_tcp(server, local_ip, config.interface.as_deref()).await?;
         let local = tcp

@@ -2,10 +2,9 @@
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use tokio::time::Instant;
 
 use crate::{Class, DecodeError, Message, MessageView, Method, StunError, TransactionId};
 
@@ -161,7 +160,7 @@ struct Entry {
 ///
 /// ```
 /// use std::time::Duration;
-/// use tokio::time::Instant;
+/// use std::time::Instant;
 /// use weft_stun::{Message, RetransmitConfig, Transactions, Trailer};
 ///
 /// let mut transactions = Transactions::new(RetransmitConfig::default(), 16);
