@@ -65,13 +65,20 @@
 #![forbid(unsafe_code)]
 
 mod cache;
+mod client;
 mod config;
+mod dispatch;
 mod error;
+mod handler;
 mod method;
 mod rpc;
+mod server;
+mod stats;
 pub mod wire;
 
 pub use config::{CallOptions, RpcConfig, ServerConfig};
 pub use error::{RemoteError, RemoteErrorKind, RpcError};
+pub use handler::Request;
 pub use method::Method;
-pub use rpc::{Request, Rpc, RpcStats};
+pub use rpc::Rpc;
+pub use stats::RpcStats;

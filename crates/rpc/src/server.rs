@@ -1,0 +1,397 @@
+//! The serving side: lookup, admission, duplicate suppression, deadlines
+//! and cancellation of the calls and signals this instance serves.
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, MutexGuard};
+use std::task::Poll;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::task::AbortHandle;
+use tokio::time::Instant;
+use weft_messaging::{Identity, Received};
+
+use crate::cache::ResultCache;
+use crate::dispatch::Clock;
+use crate::handler::{
+    Active, Begun, CatchUnwind, Handler, Request, Start, Turn, outcome_of, panic_message, poll_once,
+};
+use crate::rpc::{Inner, lock};
+use crate::stats::inc;
+use crate::wire::{self, Body};
+use crate::{RemoteError, RemoteErrorKind};
+
+/// The serving side's state, under one lock.
+pub(crate) struct Serving {
+    /// Calls running or waiting for a turn, by caller and id.
+    pub(crate) running: HashMap<(Identity, u64), Option<AbortHandle>>,
+    /// Signals running or waiting, by a local number.
+    pub(crate) signals: HashMap<u64, Option<AbortHandle>>,
+    pub(crate) next_signal: u64,
+    /// Calls and signals running or waiting.
+    pub(crate) admitted: usize,
+    pub(crate) cache: ResultCache,
+}
+
+/// `now + d`, or a time too far to matter when that does not fit.
+pub(crate) fn deadline_at(now: Instant, d: Duration) -> Instant {
+    now.checked_add(d)
+        .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365 * 30))
+}
+
+impl Inner {
+    /// Aborts every running handler.
+    pub(crate) fn abort_all(&self) {
+        let mut s = lock(&self.serving);
+        for h in s.running.values().chain(s.signals.values()).flatten() {
+            h.abort();
+        }
+        s.running.clear();
+        s.signals.clear();
+        s.admitted = 0;
+    }
+
+    /// How long the server gives a call: what the caller asked, at most
+    /// `max_deadline`, and at most what was left of the CALL message's TTL
+    /// when it was written (whole seconds, rounded down, so plus one): time
+    /// the call spent waiting in a queue is not given twice.
+    pub(crate) fn deadline_of(&self, deadline_ms: u32, ttl: Option<Duration>) -> Duration {
+        let mut d =
+            Duration::from_millis(u64::from(deadline_ms)).min(self.config.server.max_deadline);
+        if let Some(ttl) = ttl {
+            d = d.min(ttl + Duration::from_secs(1));
+        }
+        d
+    }
+
+    pub(crate) fn lookup(&self, object: &str, method: &str) -> Result<Handler, RemoteError> {
+        let reg = self.registry.read().unwrap_or_else(|p| p.into_inner());
+        let Some(methods) = reg.get(object) else {
+            return Err(RemoteError::builtin(
+                RemoteErrorKind::UnknownObject,
+                format!("no object `{object}`"),
+            ));
+        };
+        methods.get(method).cloned().ok_or_else(|| {
+            RemoteError::builtin(
+                RemoteErrorKind::UnknownMethod,
+                format!("object `{object}` has no method `{method}`"),
+            )
+        })
+    }
+
+    pub(crate) fn admission_limit(&self) -> usize {
+        let s = &self.config.server;
+        s.max_concurrent_calls
+            .max(1)
+            .saturating_add(s.max_waiting_calls)
+    }
+
+    pub(crate) fn serve_call(
+        self: &Arc<Self>,
+        r: &Received,
+        call: wire::Call<'_>,
+        clock: &mut Clock,
+    ) {
+        inc(&self.counters.calls_received);
+        let deadline = self.deadline_of(call.deadline_ms, r.message.ttl);
+        let handler = self.lookup(call.object, call.method);
+        let key = (r.from.clone(), call.id);
+        let s = lock(&self.serving);
+        if let Some(frame) = s.cache.get(&r.from, call.id) {
+            drop(s);
+            inc(&self.counters.duplicates_cached);
+            self.send(&r.from, frame, deadline);
+            return;
+        }
+        if s.running.contains_key(&key) {
+            inc(&self.counters.duplicates_running);
+            return;
+        }
+        let refused = match handler {
+            Err(e) => {
+                inc(&self.counters.unknown);
+                Err(e)
+            }
+            Ok(_) if s.admitted >= self.admission_limit() => {
+                inc(&self.counters.overloaded);
+                Err(RemoteError::builtin(
+                    RemoteErrorKind::Overloaded,
+                    format!("{} calls running or waiting", s.admitted),
+                ))
+            }
+            Ok(h) => Ok(h),
+        };
+        let handler = match refused {
+            Ok(h) => h,
+            Err(e) => {
+                // Not cached: the method did not run, so running it when
+                // the call comes again breaks no promise.
+                drop(s);
+                self.send(&r.from, wire::err_frame(call.id, &e), deadline);
+                return;
+            }
+        };
+        let request = Request {
+            caller: r.from.clone(),
+            args: r.message.data.slice_ref(call.args),
+        };
+        match self.begin(s, handler, request, &self.counters.calls_executed) {
+            Begun::Done(finished, _active) => {
+                let outcome = outcome_of(self, finished, &key.0, key.1);
+                let frame = self.result_frame(key.1, outcome);
+                if self.config.server.result_cache > 0 {
+                    lock(&self.serving)
+                        .cache
+                        .insert(&key.0, key.1, frame.clone());
+                }
+                self.send(&key.0, frame, deadline);
+            }
+            Begun::Task(s, start, _active) => self.spawn_call(s, key, start, deadline, clock),
+        }
+    }
+
+    /// Starts an admitted handler (`s`, held, was checked for room): in
+    /// the dispatcher if a turn is free and it finishes when first polled,
+    /// else in a task the caller spawns, going on or waiting for its turn.
+    /// `executed` counts it once it runs.
+    pub(crate) fn begin<'a>(
+        self: &'a Arc<Self>,
+        s: MutexGuard<'a, Serving>,
+        handler: Handler,
+        request: Request,
+        executed: &AtomicU64,
+    ) -> Begun<'a> {
+        let Some(turn) = self.inline_turn() else {
+            return Begun::Task(s, Start::Waiting(handler, request), None);
+        };
+        drop(s); // the handler may use this instance
+        inc(executed);
+        let active = Active::new(&**self);
+        let mut work = CatchUnwind(handler(request));
+        match poll_once(&mut work) {
+            Poll::Ready(finished) => Begun::Done(finished, active),
+            Poll::Pending => {
+                turn.forget();
+                let start = Start::Started(work, Turn(self.clone()));
+                Begun::Task(lock(&self.serving), start, Some(active))
+            }
+        }
+    }
+
+    /// A turn for the dispatcher to poll a handler itself: none if
+    /// handlers are always spawned, or if every turn is taken (the handler
+    /// then waits in a task, in line with the others).
+    pub(crate) fn inline_turn(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        if self.config.server.spawn_handlers {
+            return None;
+        }
+        self.turns.try_acquire().ok()
+    }
+
+    /// Admits call `key` as running (or waiting for a turn) and spawns its
+    /// task; `s` is held until the task's abort handle is stored.
+    pub(crate) fn spawn_call(
+        self: &Arc<Self>,
+        mut s: MutexGuard<'_, Serving>,
+        key: (Identity, u64),
+        start: Start,
+        deadline: Duration,
+        clock: &mut Clock,
+    ) {
+        let at = deadline_at(clock.now(), deadline);
+        s.admitted += 1;
+        s.running.insert(key.clone(), None);
+        let active = Active::new(self.clone());
+        let task = tokio::spawn(
+            self.clone()
+                .run_call(key.clone(), start, deadline, at, active),
+        );
+        if let Some(slot) = s.running.get_mut(&key) {
+            *slot = Some(task.abort_handle());
+        }
+    }
+
+    pub(crate) async fn run_call(
+        self: Arc<Self>,
+        key: (Identity, u64),
+        start: Start,
+        deadline: Duration,
+        at: Instant,
+        _active: Active<Arc<Inner>>,
+    ) {
+        let id = key.1;
+        let work = start.finish(&self, &self.counters.calls_executed);
+        let outcome = match tokio::time::timeout_at(at, work).await {
+            Err(_) => {
+                inc(&self.counters.deadline_exceeded);
+                Err(RemoteError::builtin(
+                    RemoteErrorKind::DeadlineExceeded,
+                    format!("the deadline of {deadline:?} passed; the call was stopped"),
+                ))
+            }
+            Ok(finished) => outcome_of(&self, finished, &key.0, id),
+        };
+        let frame = self.result_frame(id, outcome);
+        {
+            let mut s = lock(&self.serving);
+            if s.running.remove(&key).is_none() {
+                return; // cancelled meanwhile: the caller is not waiting
+            }
+            s.admitted -= 1;
+            s.cache.insert(&key.0, id, frame.clone());
+        }
+        self.send(&key.0, frame, deadline);
+    }
+
+    /// The RESULT frame of a finished call, within `max_response_bytes`.
+    pub(crate) fn result_frame(&self, id: u64, outcome: Result<Body, RemoteError>) -> Bytes {
+        let limit = self.config.max_response_bytes;
+        let error = match outcome {
+            Ok(value) => {
+                let frame = wire::ok_frame(id, value);
+                if frame.len() <= limit {
+                    return frame;
+                }
+                RemoteError::builtin(
+                    RemoteErrorKind::TooLarge,
+                    format!("result of {} bytes; the limit is {limit}", frame.len()),
+                )
+            }
+            Err(e) => e,
+        };
+        let mut error = error;
+        if !self.config.server.send_error_context {
+            error.context.clear();
+        }
+        let frame = wire::err_frame(id, &error);
+        if frame.len() <= limit {
+            return frame;
+        }
+        error.context.clear();
+        error.message.truncate(0);
+        wire::err_frame(id, &error)
+    }
+
+    pub(crate) fn on_cancel(&self, from: &Identity, id: u64) {
+        let key = (from.clone(), id);
+        let marker = || {
+            wire::err_frame(
+                id,
+                &RemoteError::builtin(RemoteErrorKind::Cancelled, "the caller cancelled the call"),
+            )
+        };
+        let mut s = lock(&self.serving);
+        match s.running.remove(&key) {
+            Some(handle) => {
+                s.admitted -= 1;
+                if let Some(h) = handle {
+                    h.abort();
+                }
+                inc(&self.counters.cancelled);
+                tracing::debug!(caller = %from, id, "call cancelled");
+                // A repeat of this id must not run it again.
+                s.cache.insert(from, id, marker());
+            }
+            None => {
+                if s.cache.get(from, id).is_none() {
+                    // The CANCEL overtook its CALL: the CALL must not run.
+                    s.cache.insert(from, id, marker());
+                }
+            }
+        }
+    }
+
+    pub(crate) fn serve_signal(
+        self: &Arc<Self>,
+        r: &Received,
+        signal: wire::Signal<'_>,
+        clock: &mut Clock,
+    ) {
+        inc(&self.counters.signals_received);
+        let handler = match self.lookup(signal.object, signal.method) {
+            Ok(h) => h,
+            Err(e) => {
+                inc(&self.counters.unknown);
+                tracing::debug!(from = %r.from, error = %e, "signal for nothing");
+                return;
+            }
+        };
+        let s = lock(&self.serving);
+        if s.admitted >= self.admission_limit() {
+            inc(&self.counters.overloaded);
+            tracing::debug!(from = %r.from, "signal dropped: overloaded");
+            return;
+        }
+        let request = Request {
+            caller: r.from.clone(),
+            args: r.message.data.slice_ref(signal.args),
+        };
+        match self.begin(s, handler, request, &self.counters.signals_executed) {
+            Begun::Done(finished, _active) => self.signal_done(finished, &r.from),
+            Begun::Task(s, start, _active) => self.spawn_signal(s, r.from.clone(), start, clock),
+        }
+    }
+
+    /// Admits a signal as running (or waiting for a turn) and spawns its
+    /// task; `s` is held until the task's abort handle is stored.
+    pub(crate) fn spawn_signal(
+        self: &Arc<Self>,
+        mut s: MutexGuard<'_, Serving>,
+        caller: Identity,
+        start: Start,
+        clock: &mut Clock,
+    ) {
+        let at = deadline_at(clock.now(), self.config.server.max_deadline);
+        s.admitted += 1;
+        let n = s.next_signal;
+        s.next_signal += 1;
+        s.signals.insert(n, None);
+        let active = Active::new(self.clone());
+        let task = tokio::spawn(self.clone().run_signal(n, caller, start, at, active));
+        if let Some(slot) = s.signals.get_mut(&n) {
+            *slot = Some(task.abort_handle());
+        }
+    }
+
+    pub(crate) async fn run_signal(
+        self: Arc<Self>,
+        n: u64,
+        caller: Identity,
+        start: Start,
+        at: Instant,
+        _active: Active<Arc<Inner>>,
+    ) {
+        let work = start.finish(&self, &self.counters.signals_executed);
+        match tokio::time::timeout_at(at, work).await {
+            Err(_) => {
+                inc(&self.counters.deadline_exceeded);
+                tracing::debug!(%caller, "signal handler stopped at the deadline");
+            }
+            Ok(finished) => self.signal_done(finished, &caller),
+        }
+        let mut s = lock(&self.serving);
+        if s.signals.remove(&n).is_some() {
+            s.admitted -= 1;
+        }
+    }
+
+    /// Counts and logs how a signal's handler ended.
+    pub(crate) fn signal_done(
+        &self,
+        finished: Result<Result<Body, RemoteError>, Box<dyn Any + Send>>,
+        caller: &Identity,
+    ) {
+        match finished {
+            Err(panic) => {
+                inc(&self.counters.panics);
+                let message = panic_message(&*panic);
+                tracing::warn!(%caller, %message, "RPC signal handler panicked");
+            }
+            Ok(Err(e)) => tracing::debug!(%caller, error = %e, "signal handler failed"),
+            Ok(Ok(_)) => {}
+        }
+    }
+}
