@@ -331,7 +331,7 @@ impl ThrottleState {
     fn new(throttle: Throttle) -> ThrottleState {
         let now = Instant::now();
         ThrottleState {
-            bucket: TokenBucket::new(throttle, now),
+            bucket: TokenBucket::new(throttle, now.into_std()),
             sleep: Box::pin(tokio::time::sleep_until(now)),
         }
     }
@@ -390,10 +390,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> StreamDriver<S> {
             let mut limit = usize::MAX;
             if let Some(t) = &mut self.throttle {
                 let now = Instant::now();
-                let available = t.bucket.available(now);
+                let available = t.bucket.available(now.into_std());
                 if available == 0 {
                     let front = self.batch.front().map_or(1, Bytes::len);
-                    let wait = t.bucket.wait_for(now, front);
+                    let wait = t.bucket.wait_for(now.into_std(), front);
                     t.sleep.as_mut().reset(now + wait);
                     ready!(t.sleep.as_mut().poll(cx));
                     continue;

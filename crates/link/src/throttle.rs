@@ -5,9 +5,7 @@
 //! the [`TokenBucket`] how much it may write now and, when nothing, how long
 //! to wait; nothing is dropped, senders simply see their queue fill up.
 
-use std::time::Duration;
-
-use tokio::time::Instant;
+use std::time::{Duration, Instant};
 
 /// A per-connection send bandwidth limit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
