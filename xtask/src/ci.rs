@@ -1,35 +1,25 @@
 //! `cargo xtask ci`: what CI checks, in order, failing on the first error.
 //!
 //! 1. formatting (`cargo fmt --check`)
-//! 2. clippy on every target with `-D warnings`
-//! 3. each crate checked alone with `--no-default-features`
-//! 4. the workspace tests (unit and integration)
-//! 5. the doc tests
-//! 6. the docs, without warnings
-//! 7. the benches compiled (with the libzmq baselines where libzmq can be had)
-//! 8. the fuzz targets compiled (checked on stable; `cargo xtask fuzz` runs
+//! 2. the workspace's rules (`cargo xtask tidy`, see [`mod@crate::tidy`])
+//! 3. clippy on every target with `-D warnings`
+//! 4. each crate under `crates/` checked alone, as its users build it: with
+//!    `--no-default-features`, and with its tests (`--tests`)
+//! 5. the workspace tests (unit and integration)
+//! 6. the doc tests
+//! 7. the docs, without warnings
+//! 8. the benches compiled (with the libzmq baselines where libzmq can be had)
+//! 9. the fuzz targets compiled (checked on stable; `cargo xtask fuzz` runs
 //!    them with nightly)
-//! 9. interop against real peers (`cargo xtask interop`)
+//! 10. interop against real peers (`cargo xtask interop`)
 //!
 //! What a machine cannot run (no root for namespaces, no libzmq) is said
 //! loudly, never silently skipped.
 
 use std::time::Instant;
 
+use crate::metadata::Workspace;
 use crate::util::{self, cargo, run as step};
-
-/// The crates under `crates/`, each of which must build alone.
-const CRATES: &[&str] = &[
-    "weft-link",
-    "weft-packeter",
-    "weft-messaging",
-    "weft-rpc",
-    "weft-stun",
-    "weft-netiface",
-    "weft-discovery",
-    "weft-participant",
-    "weft-cli",
-];
 
 pub(crate) fn run_ci() -> Result<(), String> {
     let start = Instant::now();
@@ -38,6 +28,9 @@ pub(crate) fn run_ci() -> Result<(), String> {
     let mut fmt = cargo();
     fmt.args(["fmt", "--all", "--", "--check"]);
     step("format", fmt)?;
+
+    println!("\n==> tidy");
+    crate::tidy::run_tidy()?;
 
     let zmq = crate::bench::ensure_libzmq();
     if !zmq {
@@ -56,10 +49,15 @@ pub(crate) fn run_ci() -> Result<(), String> {
         .args(["--", "-D", "warnings"]);
     step("clippy", clippy)?;
 
-    for krate in CRATES {
+    // The crates under `crates/`, each of which must build alone.
+    let workspace = Workspace::load()?;
+    for krate in workspace.crates().map(|p| p.name.as_str()) {
         let mut check = cargo();
         check.args(["check", "--locked", "-p", krate, "--no-default-features"]);
         step(&format!("{krate} alone, no default features"), check)?;
+        let mut tests = cargo();
+        tests.args(["check", "--locked", "-p", krate, "--tests"]);
+        step(&format!("{krate} alone, with its tests"), tests)?;
     }
 
     // Tools the multi-host tests (network namespaces, NAT) use.

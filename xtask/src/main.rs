@@ -2,6 +2,8 @@
 //! scripts to keep in sync.
 //!
 //! - `cargo xtask ci`: everything CI checks, in order (see [`mod@ci`]).
+//! - `cargo xtask tidy`: the workspace's rules as code, in seconds (see
+//!   [`mod@tidy`]).
 //! - `cargo xtask bench [--quick]`: the side-by-side comparisons (see [`mod@bench`]).
 //! - `cargo xtask interop`: tests against real peers weft did not write.
 //! - `cargo xtask fuzz [--seconds N] [TARGET]...`: the fuzz targets under
@@ -12,6 +14,9 @@ mod ci;
 mod coturn;
 mod fuzz;
 mod interop;
+mod json;
+mod metadata;
+mod tidy;
 mod util;
 
 use std::process::ExitCode;
@@ -24,12 +29,13 @@ fn main() -> ExitCode {
     };
     let result = match task {
         "ci" => ci::run(rest),
+        "tidy" => tidy::run(rest),
         "bench" => bench::run(rest),
         "interop" => interop::run(rest),
         "fuzz" => fuzz::run(rest),
         "help" | "--help" | "-h" => {
             println!(
-                "usage: cargo xtask <ci | bench [--quick] | interop | fuzz [--seconds N] [TARGET]...>"
+                "usage: cargo xtask <ci | tidy | bench [--quick] | interop | fuzz [--seconds N] [TARGET]...>"
             );
             Ok(())
         }
