@@ -1,31 +1,39 @@
 //! The tokio shell around the core: one task reads packets and runs the
 //! timers; senders call into the core directly under a short lock.
+//!
+//! The handle is here; the task in [`io_task`], its hand-over of the core's
+//! events in [`dispatch`], and the core's transmit on a packeter connection
+//! in [`transmit`].
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
-use bytes::Bytes;
 use tokio::sync::Notify;
-use tokio::task::JoinSet;
 use tokio::time::Instant;
-use weft_link::{ConnectionId, Link};
-use weft_packeter::{PacketEvent, PacketSender, Packeter, PacketerError};
+use weft_link::Link;
+use weft_packeter::{PacketSender, Packeter};
 
-use crate::core::{Core, CoreEvent, Entry, Transmit, TxError};
+use crate::core::{Core, Entry};
 use crate::frame::Frame;
-use crate::patterns::{Interest, TargetCache, split_publication, split_reply};
+use crate::patterns::{Interest, TargetCache};
 use crate::storage::worker::StorageWorker;
 use crate::storage::{Storage, StoredMessage};
-use crate::subscription::{Deliveries, QueueMatches, QueueShared};
-use crate::timer::LazyTimer;
+use crate::subscription::QueueShared;
 use crate::{
-    Identity, Kind, Message, MessageId, MessagingConfig, MessagingError, ProtocolError, Received,
+    Identity, Message, MessageId, MessagingConfig, MessagingError, ProtocolError, Received,
     Subscription, SubscriptionQueue, TopicFilter,
 };
 use tokio::sync::oneshot;
+
+mod dispatch;
+mod io_task;
+mod transmit;
+
+use dispatch::Dispatch;
+use io_task::run;
 
 /// Stops the I/O task when the last [`Messaging`] handle is dropped.
 struct StopOnDrop(tokio::sync::watch::Sender<bool>);
@@ -33,28 +41,6 @@ struct StopOnDrop(tokio::sync::watch::Sender<bool>);
 impl Drop for StopOnDrop {
     fn drop(&mut self) {
         let _ = self.0.send(true);
-    }
-}
-
-impl Transmit for PacketSender {
-    fn try_send(&self, head: &[u8], body: &Bytes) -> Result<(), TxError> {
-        match self.try_send_parts(head, body) {
-            Ok(()) => Ok(()),
-            Err(PacketerError::Link(weft_link::LinkError::QueueFull)) => Err(TxError::Full),
-            Err(_) => Err(TxError::Closed),
-        }
-    }
-
-    fn close(&self) {
-        PacketSender::close(self);
-    }
-
-    fn bytes_accepted(&self) -> u64 {
-        self.connection().bytes_accepted()
-    }
-
-    fn bytes_written(&self) -> u64 {
-        self.connection().bytes_written()
     }
 }
 
@@ -90,19 +76,6 @@ pub struct MessagingStats {
 /// Identifies a registered handler, for [`Messaging::remove_handler`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct HandlerId(u64);
-
-type MessageHandler = Arc<dyn Fn(&Received) + Send + Sync>;
-type PeerHandler = Arc<dyn Fn(&Identity) + Send + Sync>;
-type ErrorHandler = Arc<dyn Fn(Option<&Identity>, &ProtocolError) + Send + Sync>;
-
-#[derive(Default, Clone)]
-struct Dispatch {
-    queues: Vec<Arc<QueueShared>>,
-    on_message: Vec<(HandlerId, MessageHandler)>,
-    on_connect: Vec<(HandlerId, PeerHandler)>,
-    on_disconnect: Vec<(HandlerId, PeerHandler)>,
-    on_error: Vec<(HandlerId, ErrorHandler)>,
-}
 
 struct Inner {
     me: Identity,
@@ -609,226 +582,4 @@ fn send_time(core: &Core<PacketSender>, message: &Message) -> Instant {
     } else {
         core.last_now()
     }
-}
-
-/// The I/O task: packets in, timers, waits for blocked connections.
-async fn run(
-    inner: Arc<Inner>,
-    packeter: &mut Packeter,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) {
-    let mut batch = Vec::with_capacity(256);
-    let mut ready_waits: JoinSet<ConnectionId> = JoinSet::new();
-    let mut events = VecDeque::new();
-    let mut deliveries = Deliveries::default();
-    let mut matches = QueueMatches::default();
-    let mut timer = LazyTimer::new();
-    loop {
-        timer.arm(lock(&inner.core).poll_timeout());
-        // More packets were ready than one batch takes.
-        let mut more = false;
-        tokio::select! {
-            n = packeter.recv_many(&mut batch, MAX_BATCH) => {
-                if n == 0 {
-                    break;
-                }
-                more = n == MAX_BATCH;
-                let now = Instant::now();
-                let mut core = lock(&inner.core);
-                for event in batch.drain(..) {
-                    match event {
-                        PacketEvent::Connected(sender) => core.on_connected(sender.id(), sender, now),
-                        PacketEvent::Packet { connection, data } => core.on_packet(connection, data, now),
-                        PacketEvent::Disconnected { connection, .. } => core.on_disconnected(connection),
-                        _ => {}
-                    }
-                }
-                core.end_batch();
-            }
-            _ = timer.fired() => {
-                lock(&inner.core).on_timeout(Instant::now());
-            }
-            _ = inner.wake.notified() => {}
-            Some(Ok(conn)) = ready_waits.join_next(), if !ready_waits.is_empty() => {
-                lock(&inner.core).on_ready(conn, Instant::now());
-            }
-            _ = stop.changed() => break,
-        }
-        {
-            let mut core = lock(&inner.core);
-            for (conn, tx) in core.take_blocked() {
-                ready_waits.spawn(async move {
-                    let _ = tx.ready().await;
-                    conn
-                });
-            }
-            core.take_events(&mut events);
-            if core.take_progress() {
-                inner.progress.notify_waiters();
-            }
-        }
-        if !events.is_empty() {
-            dispatch(&inner, &mut events, &mut deliveries, &mut matches);
-            // Drained: start the ring over at its first slots.
-            events.clear();
-        }
-        if more {
-            // Let the receivers take this batch while it is in the cache,
-            // before the next one: queues stay short, and memory with them.
-            yield_once().await;
-        }
-    }
-    inner.link.close().await;
-}
-
-/// Packets the I/O task takes in one go, at most.
-const MAX_BATCH: usize = 1024;
-
-/// Goes to the back of the runtime's queue of ready tasks once, with no
-/// trip through the driver (unlike `tokio::task::yield_now`, which waits
-/// for the next driver poll).
-async fn yield_once() {
-    let mut yielded = false;
-    std::future::poll_fn(|cx| {
-        if yielded {
-            return std::task::Poll::Ready(());
-        }
-        yielded = true;
-        cx.waker().wake_by_ref();
-        std::task::Poll::Pending
-    })
-    .await
-}
-
-/// Hands core events to queues, handlers and storage. Messages reach
-/// their queues in runs (one lock and one wake-up per queue and run), each
-/// run handed over before the next event that is not a message, so queues
-/// and handlers see events in the order they happened.
-fn dispatch(
-    inner: &Inner,
-    events: &mut VecDeque<CoreEvent>,
-    deliveries: &mut Deliveries,
-    matches: &mut QueueMatches,
-) {
-    // A snapshot: handlers may subscribe or add handlers without deadlock.
-    let d = Arc::clone(&lock(&inner.dispatch));
-    matches.reset(&d.queues);
-    let mut last_topic = None;
-    let deliver = |deliveries: &mut Deliveries| {
-        let dropped = deliveries.deliver();
-        if dropped > 0 {
-            inner
-                .subscription_drops
-                .fetch_add(dropped, Ordering::Relaxed);
-        }
-    };
-    for event in events.drain(..) {
-        if !matches!(event, CoreEvent::Message { .. }) {
-            deliver(deliveries);
-        }
-        match event {
-            CoreEvent::Message { from, mut message } => {
-                let mut topic = None;
-                let kind = message.flags.kind();
-                match kind {
-                    Kind::Reply => {
-                        let waiting = split_reply(&mut message.data)
-                            .and_then(|id| lock(&inner.pending).remove(&id));
-                        match waiting {
-                            Some(tx) => {
-                                let _ = tx.send(Received {
-                                    from,
-                                    message,
-                                    topic: None,
-                                });
-                            }
-                            None => {
-                                inner.unhandled.fetch_add(1, Ordering::Relaxed);
-                            }
-                        }
-                        continue;
-                    }
-                    Kind::Publish => match split_publication(&mut message.data, &mut last_topic) {
-                        Some(t) => topic = Some(t),
-                        None => {
-                            inner.unhandled.fetch_add(1, Ordering::Relaxed);
-                            continue;
-                        }
-                    },
-                    _ => {}
-                }
-                let received = Received {
-                    from,
-                    message,
-                    topic,
-                };
-                // Every matching queue gets a copy; the last one (when no
-                // handler needs it after) gets the message itself.
-                let mut matched: Option<&Arc<QueueShared>> = None;
-                for &i in matches.find(&d.queues, &received, kind) {
-                    if let Some(before) = matched.replace(&d.queues[i]) {
-                        deliveries.add(before, received.clone());
-                    }
-                }
-                if d.on_message.is_empty() {
-                    match matched {
-                        Some(q) => deliveries.add(q, received),
-                        None => {
-                            inner.unhandled.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                } else {
-                    if let Some(q) = matched {
-                        deliveries.add(q, received.clone());
-                    }
-                    for (_, h) in &d.on_message {
-                        h(&received);
-                    }
-                }
-            }
-            CoreEvent::Connected { ident } => {
-                // Our topic interest travels to every weft peer that connects.
-                let filters: Vec<_> = lock(&inner.topics).iter().map(|(_, f)| f.wire()).collect();
-                if !filters.is_empty() {
-                    let core = lock(&inner.core);
-                    for (kind, text) in filters {
-                        core.send_extension(&ident, &Frame::Subscribe(kind, text));
-                    }
-                }
-                for (_, h) in &d.on_connect {
-                    h(&ident);
-                }
-            }
-            CoreEvent::Disconnected { ident } => {
-                inner.change_interest(|interest| interest.remove(&ident));
-                for (_, h) in &d.on_disconnect {
-                    h(&ident);
-                }
-            }
-            CoreEvent::Settled { id } => {
-                if let Some(s) = &inner.storage {
-                    s.delete(id);
-                }
-            }
-            CoreEvent::ProtocolError { ident, error } => {
-                for (_, h) in &d.on_error {
-                    h(ident.as_ref(), &error);
-                }
-            }
-            CoreEvent::Subscribe { from, kind, filter } => inner.change_interest(|interest| {
-                let filters = interest.entry(from).or_default();
-                if !filters.iter().any(|f| f.same(kind, &filter)) {
-                    if let Some(f) = Interest::new(kind, filter) {
-                        filters.push(f);
-                    }
-                }
-            }),
-            CoreEvent::Unsubscribe { from, kind, filter } => inner.change_interest(|interest| {
-                if let Some(filters) = interest.get_mut(&from) {
-                    filters.retain(|f| !f.same(kind, &filter));
-                }
-            }),
-        }
-    }
-    deliver(deliveries);
 }

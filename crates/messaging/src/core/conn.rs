@@ -1,0 +1,155 @@
+//! A connection as the core sees it: the handshake, the acknowledgements
+//! owed to the peer, and keep-alive.
+
+use tokio::time::Instant;
+use weft_link::ConnectionId;
+
+use super::{ACK_EVERY, Core, CoreEvent, Transmit};
+use crate::frame::{EXTENSION_VERSION, Frame, PROTOCOL_VERSION, caps};
+use crate::{DuplicateIdentity, Identity, ProtocolError};
+
+pub(super) struct Conn<T> {
+    pub(super) tx: T,
+    pub(super) ident: Option<Identity>,
+    /// The peer sent HELLO (before IDENT): its capabilities.
+    pub(super) weft: Option<u32>,
+    pub(super) last_recv: Instant,
+    pub(super) ping_sent: Option<Instant>,
+    /// Both sides take acks (known from IDENT on): messages from this
+    /// peer may come again, as RESENT frames.
+    pub(super) acks: bool,
+    /// MESSAGE frames received on this connection.
+    pub(super) received: u64,
+    /// The count last acknowledged to the peer.
+    pub(super) ack_sent: u64,
+    /// When a held-back ACK must leave.
+    pub(super) ack_due: Option<Instant>,
+}
+
+impl<T: Transmit> Conn<T> {
+    /// Sends ACK for what arrived since the last one, if anything did.
+    /// False when the connection had no room for it.
+    pub(super) fn send_ack(&mut self) -> bool {
+        if !self.acks || self.received == self.ack_sent {
+            return true;
+        }
+        if Core::<T>::send_frame(&self.tx, &Frame::Ack(self.received)).is_err() {
+            return false;
+        }
+        self.ack_sent = self.received;
+        self.ack_due = None;
+        true
+    }
+}
+
+impl<T: Transmit> Core<T> {
+    /// A connection is up: introduce ourselves.
+    pub(crate) fn on_connected(&mut self, conn: ConnectionId, tx: T, now: Instant) {
+        let capabilities = if self.config.acks {
+            caps::ACKS | caps::PUBSUB
+        } else {
+            caps::PUBSUB
+        };
+        // VERSION, then weft's HELLO (snakeMQ ignores it), then IDENT: when
+        // the peer's IDENT arrives we already know whether it speaks weft.
+        let hello = [
+            Frame::Version(PROTOCOL_VERSION),
+            Frame::Hello {
+                version: EXTENSION_VERSION,
+                capabilities,
+            },
+            Frame::Ident(self.me.clone()),
+        ];
+        for frame in &hello {
+            // A fresh connection's queue has room for the handshake.
+            let _ = Self::send_frame(&tx, frame);
+        }
+        self.conns.insert(
+            conn,
+            Conn {
+                tx,
+                ident: None,
+                weft: None,
+                last_recv: now,
+                ping_sent: None,
+                acks: false,
+                received: 0,
+                ack_sent: 0,
+                ack_due: None,
+            },
+        );
+    }
+
+    pub(super) fn on_ident(&mut self, conn_id: ConnectionId, ident: Identity, now: Instant) {
+        let conn = self.conns.get_mut(&conn_id).expect("caller checked");
+        if conn.ident.is_some() {
+            return; // a second IDENT on one connection is ignored, as snakeMQ does
+        }
+        if let Some(old) = self.peers.get(&ident).and_then(|p| p.conn) {
+            match self.config.duplicate_identity {
+                DuplicateIdentity::RejectNew => {
+                    return self.fail(conn_id, ProtocolError::DuplicateIdentity(ident));
+                }
+                DuplicateIdentity::ReplaceOld => {
+                    if let Some(c) = self.conns.get_mut(&old) {
+                        c.tx.close();
+                        c.ident = None;
+                    }
+                    self.unbind(&ident);
+                }
+            }
+        }
+        let conn = self.conns.get_mut(&conn_id).expect("caller checked");
+        conn.ident = Some(ident.clone());
+        let acks_both = self.config.acks && conn.weft.is_some_and(|c| c & caps::ACKS != 0);
+        conn.acks = acks_both;
+        let weft = conn.weft.is_some();
+        let peer = self.peers.entry(ident.clone()).or_default();
+        peer.conn = Some(conn_id);
+        peer.acked_mode = acks_both;
+        peer.acked = 0;
+        peer.blocked = false;
+        tracing::debug!(conn = %conn_id, %ident, weft, acks = acks_both, "identified");
+        self.events.push_back(CoreEvent::Connected {
+            ident: ident.clone(),
+        });
+        self.flush_at(&ident, now, None);
+    }
+
+    /// Acknowledges what the last batch of packets brought: at once when
+    /// [`ACK_EVERY`] messages wait for it (or without an ack delay), else
+    /// by `ack_delay` at the latest, earlier with an outgoing message.
+    pub(crate) fn end_batch(&mut self) {
+        let delay = self.config.ack_delay;
+        for conn in self.conns.values_mut() {
+            let unacked = conn.received - conn.ack_sent;
+            if !conn.acks || unacked == 0 {
+                continue;
+            }
+            if (unacked >= ACK_EVERY || delay.is_zero()) && conn.send_ack() {
+                continue;
+            }
+            if conn.ack_due.is_none() {
+                conn.ack_due = Some(self.last_now + delay);
+                self.timer_moved = true;
+            }
+        }
+    }
+
+    /// A connection ended.
+    pub(crate) fn on_disconnected(&mut self, conn_id: ConnectionId) {
+        let Some(conn) = self.conns.remove(&conn_id) else {
+            return;
+        };
+        if let Some(ident) = conn.ident {
+            self.confirm_writes(&ident, &conn.tx);
+            if self
+                .peers
+                .get(&ident)
+                .is_some_and(|p| p.conn == Some(conn_id))
+            {
+                self.unbind(&ident);
+            }
+        }
+    }
+}

@@ -1,0 +1,403 @@
+//! The messaging protocol as a state machine, free of I/O.
+//!
+//! The shell feeds it connections, packets, disconnections, sends and the
+//! time; it answers by writing frames through each connection's
+//! [`Transmit`] (a non-blocking queue push) and by queueing [`CoreEvent`]s.
+//! Tests drive it with a fake transmitter and chosen instants.
+//!
+//! Here: [`Core`], its events and timeouts. A connection's handshake, the
+//! acknowledgements owed to it and its keep-alive are in [`conn`]; each
+//! peer's queue, from waiting to delivered, in [`peer_queue`].
+//!
+//! Delivery: to a weft peer that offered acks, a message is delivered when
+//! the peer acknowledges it (a cumulative count of MESSAGE frames on the
+//! connection); unacknowledged messages go back to the front of the queue
+//! when the connection drops and are sent again as RESENT frames, and the
+//! receiver checks those (only those) against its window of received ids.
+//! To any other peer (snakeMQ has no acks) a message is delivered once its
+//! bytes were written to the socket; what was not written is sent again,
+//! so without acks a message can only be lost with the connection, never
+//! arrive twice, and nothing needs checking.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::time::Instant;
+use weft_link::ConnectionId;
+
+use crate::dedupe::DedupeWindow;
+use crate::frame::{FilterKind, Frame, PROTOCOL_VERSION};
+use crate::{Identity, Message, MessageId, MessagingConfig, ProtocolError};
+
+mod conn;
+mod peer_queue;
+
+use conn::Conn;
+pub(crate) use peer_queue::Entry;
+use peer_queue::Peer;
+
+/// Maps keyed by identity or connection: hashed with a per-process random
+/// seed (identities come from the network), faster than SipHash.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+
+/// A connection's transmit side, as the core sees it.
+pub(crate) trait Transmit: Clone {
+    /// Queues one packet made of `head` and `body` without waiting.
+    fn try_send(&self, head: &[u8], body: &Bytes) -> Result<(), TxError>;
+    /// Closes the connection (gracefully: queued packets still go out).
+    fn close(&self);
+    /// Bytes ever accepted for sending.
+    fn bytes_accepted(&self) -> u64;
+    /// Bytes written to the socket.
+    fn bytes_written(&self) -> u64;
+}
+
+/// Why a transmit failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum TxError {
+    /// No room now; wait for the connection to be ready.
+    Full,
+    /// The connection is gone.
+    Closed,
+}
+
+/// What the shell acts on.
+#[derive(Debug)]
+pub(crate) enum CoreEvent {
+    /// A peer finished its handshake.
+    Connected { ident: Identity },
+    /// A peer's connection ended.
+    Disconnected { ident: Identity },
+    /// A message arrived (or was sent to ourselves).
+    Message { from: Identity, message: Message },
+    /// A persistent message is settled (delivered, expired or dropped:
+    /// the counters say which): storage may forget it. Not emitted for
+    /// messages that were never stored.
+    Settled { id: MessageId },
+    /// A peer broke the protocol; its connection was closed.
+    ProtocolError {
+        ident: Option<Identity>,
+        error: ProtocolError,
+    },
+    /// A weft peer subscribed to topics.
+    Subscribe {
+        from: Identity,
+        kind: FilterKind,
+        filter: String,
+    },
+    /// A weft peer unsubscribed.
+    Unsubscribe {
+        from: Identity,
+        kind: FilterKind,
+        filter: String,
+    },
+}
+
+/// Counters, read under the shell's lock.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) sent: u64,
+    pub(crate) received: u64,
+    pub(crate) delivered: u64,
+    pub(crate) acked: u64,
+    pub(crate) expired: u64,
+    pub(crate) dropped: u64,
+    pub(crate) resent: u64,
+    pub(crate) duplicates: u64,
+    pub(crate) protocol_errors: u64,
+}
+
+pub(crate) struct Core<T> {
+    me: Identity,
+    config: MessagingConfig,
+    conns: HashMap<ConnectionId, Conn<T>>,
+    peers: HashMap<Identity, Peer>,
+    dedupe: DedupeWindow,
+    events: VecDeque<CoreEvent>,
+    blocked: Vec<(ConnectionId, T)>,
+    next_sweep: Option<Instant>,
+    /// Something happened that may make `poll_timeout` earlier.
+    timer_moved: bool,
+    /// A message was settled since the shell last asked.
+    progress: bool,
+    /// When to check which writes to peers without acks have completed.
+    next_write_check: Option<Instant>,
+    /// The latest time the shell gave.
+    last_now: Instant,
+    pub(crate) counters: Counters,
+}
+
+/// How often unconfirmed writes to peers without acks are checked.
+const WRITE_CHECK: Duration = Duration::from_millis(5);
+
+/// Unacknowledged messages from a peer that make a receiver send ACK at
+/// once, without waiting for [`MessagingConfig::ack_delay`].
+pub const ACK_EVERY: u64 = 256;
+
+impl<T: Transmit> Core<T> {
+    pub(crate) fn new(me: Identity, config: MessagingConfig) -> Core<T> {
+        Core {
+            dedupe: DedupeWindow::new(config.dedupe_window),
+            me,
+            config,
+            conns: HashMap::default(),
+            peers: HashMap::default(),
+            events: VecDeque::new(),
+            blocked: Vec::new(),
+            next_sweep: None,
+            timer_moved: false,
+            progress: false,
+            next_write_check: None,
+            last_now: Instant::now(),
+            counters: Counters::default(),
+        }
+    }
+
+    fn send_frame(tx: &T, frame: &Frame) -> Result<(), TxError> {
+        let (head, body) = frame.encode();
+        tx.try_send(head.as_slice(), &body)
+    }
+
+    fn fail(&mut self, conn: ConnectionId, error: ProtocolError) {
+        self.counters.protocol_errors += 1;
+        let ident = self.conns.get(&conn).and_then(|c| c.ident.clone());
+        tracing::debug!(%conn, ?ident, %error, "protocol error");
+        if let Some(c) = self.conns.get(&conn) {
+            c.tx.close();
+        }
+        self.events
+            .push_back(CoreEvent::ProtocolError { ident, error });
+    }
+
+    /// Whether [`send_message`](Self::send_message) needs the time read
+    /// from the clock for `message`; when not, [`last_now`](Self::last_now)
+    /// does as well. It does when the message or any queued message has a
+    /// TTL: otherwise the time only schedules the next write check, and a
+    /// time in the past only makes that check run early.
+    pub(crate) fn needs_clock(&self, message: &Message) -> bool {
+        message.ttl.is_some() || self.next_sweep.is_some()
+    }
+
+    /// The latest time the shell gave the core.
+    pub(crate) fn last_now(&self) -> Instant {
+        self.last_now
+    }
+
+    /// One packet from a connection.
+    pub(crate) fn on_packet(&mut self, conn_id: ConnectionId, packet: Bytes, now: Instant) {
+        self.last_now = now;
+        let Some(conn) = self.conns.get_mut(&conn_id) else {
+            return;
+        };
+        conn.last_recv = now;
+        conn.ping_sent = None;
+        let frame = match Frame::parse(packet) {
+            Ok(f) => f,
+            Err(e) => return self.fail(conn_id, ProtocolError::Frame(e)),
+        };
+        match frame {
+            Frame::Version(v) if v != PROTOCOL_VERSION => {
+                let _ = Self::send_frame(&conn.tx, &Frame::Incompatible);
+                self.fail(conn_id, ProtocolError::IncompatibleVersion(v));
+            }
+            Frame::Version(_) | Frame::Pong | Frame::Unknown(_) => {}
+            Frame::Incompatible => self.fail(conn_id, ProtocolError::PeerRejectedVersion),
+            Frame::Ping => {
+                // Always answered: snakeMQ's loop fails on an unanswered PING.
+                let _ = Self::send_frame(&conn.tx, &Frame::Pong);
+            }
+            Frame::Hello { capabilities, .. } => {
+                if conn.ident.is_none() {
+                    conn.weft = Some(capabilities);
+                }
+            }
+            Frame::Ident(ident) => self.on_ident(conn_id, ident, now),
+            Frame::Message {
+                id,
+                ttl,
+                flags,
+                data,
+                resent,
+            } => {
+                let Some(from) = conn.ident.clone() else {
+                    return self.fail(conn_id, ProtocolError::MessageBeforeIdent);
+                };
+                conn.received += 1;
+                self.counters.received += 1;
+                if conn.acks {
+                    if resent {
+                        if !self.dedupe.check_and_record(id) {
+                            self.counters.duplicates += 1;
+                            return;
+                        }
+                    } else {
+                        self.dedupe.record(id);
+                    }
+                }
+                let message = Message {
+                    id,
+                    data,
+                    ttl: ttl.map(|s| Duration::from_secs(u64::from(s))),
+                    flags,
+                };
+                self.events.push_back(CoreEvent::Message { from, message });
+            }
+            Frame::Ack(count) => {
+                if let Some(ident) = conn.ident.clone() {
+                    self.on_ack(&ident, count);
+                }
+            }
+            Frame::Subscribe(kind, filter) => {
+                if let Some(from) = conn.ident.clone() {
+                    self.events
+                        .push_back(CoreEvent::Subscribe { from, kind, filter });
+                }
+            }
+            Frame::Unsubscribe(kind, filter) => {
+                if let Some(from) = conn.ident.clone() {
+                    self.events
+                        .push_back(CoreEvent::Unsubscribe { from, kind, filter });
+                }
+            }
+        }
+    }
+
+    pub(crate) fn on_timeout(&mut self, now: Instant) {
+        self.last_now = now;
+        if let Some(interval) = self.config.keepalive_interval {
+            let wait = self.config.keepalive_wait;
+            let mut dead = Vec::new();
+            for (id, conn) in &mut self.conns {
+                match conn.ping_sent {
+                    Some(sent) if now >= sent + wait => dead.push(*id),
+                    Some(_) => {}
+                    None if now >= conn.last_recv + interval => {
+                        conn.ping_sent = Some(now);
+                        let _ = Self::send_frame(&conn.tx, &Frame::Ping);
+                    }
+                    None => {}
+                }
+            }
+            for id in dead {
+                self.fail(id, ProtocolError::KeepaliveTimeout);
+            }
+        }
+        let retry = now + self.config.ack_delay.max(Duration::from_millis(1));
+        for conn in self.conns.values_mut() {
+            if conn.ack_due.is_some_and(|due| now >= due) && !conn.send_ack() {
+                // No room: try again later (or with the next message).
+                conn.ack_due = Some(retry);
+            }
+        }
+        if self.next_sweep.is_some_and(|t| now >= t) {
+            self.sweep(now);
+            let more = self
+                .peers
+                .values()
+                .any(|p| p.queue.iter().any(|e| e.deadline.is_some()));
+            self.next_sweep = more.then(|| now + self.config.ttl_sweep);
+        }
+        if self.next_write_check.is_some_and(|t| now >= t) {
+            let unconfirmed: Vec<(Identity, T)> = self
+                .peers
+                .iter()
+                .filter(|(_, p)| !p.acked_mode && !p.inflight.is_empty())
+                .filter_map(|(ident, p)| {
+                    let conn = self.conns.get(&p.conn?)?;
+                    Some((ident.clone(), conn.tx.clone()))
+                })
+                .collect();
+            for (ident, tx) in unconfirmed {
+                self.confirm_writes(&ident, &tx);
+            }
+            let more = self
+                .peers
+                .values()
+                .any(|p| !p.acked_mode && p.conn.is_some() && !p.inflight.is_empty());
+            self.next_write_check = more.then(|| now + WRITE_CHECK);
+        }
+    }
+
+    /// When [`on_timeout`](Self::on_timeout) wants to run next.
+    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
+        let mut next = self.next_sweep;
+        let mut earliest = |t: Instant| next = Some(next.map_or(t, |n| n.min(t)));
+        for conn in self.conns.values() {
+            if let Some(interval) = self.config.keepalive_interval {
+                earliest(match conn.ping_sent {
+                    Some(sent) => sent + self.config.keepalive_wait,
+                    None => conn.last_recv + interval,
+                });
+            }
+            if let Some(due) = conn.ack_due {
+                earliest(due);
+            }
+        }
+        if let Some(t) = self.next_write_check {
+            earliest(t);
+        }
+        next
+    }
+
+    /// Whether a message was settled since the last call (for the shell's
+    /// `flush` waiters).
+    pub(crate) fn take_progress(&mut self) -> bool {
+        std::mem::take(&mut self.progress)
+    }
+
+    /// Whether the shell's task should run now: events to dispatch,
+    /// connections to wait for, or a timer that moved. Clears the last.
+    pub(crate) fn wants_attention(&mut self) -> bool {
+        let moved = std::mem::take(&mut self.timer_moved);
+        moved || !self.events.is_empty() || !self.blocked.is_empty()
+    }
+
+    #[cfg(test)]
+    pub(crate) fn poll_event(&mut self) -> Option<CoreEvent> {
+        self.events.pop_front()
+    }
+
+    /// Every event so far, swapped for `into` (which must be empty), so
+    /// that neither list is copied nor reallocated.
+    pub(crate) fn take_events(&mut self, into: &mut VecDeque<CoreEvent>) {
+        debug_assert!(into.is_empty());
+        std::mem::swap(&mut self.events, into);
+    }
+
+    /// Identities whose handshake finished.
+    pub(crate) fn connected(&self) -> Vec<Identity> {
+        self.peers
+            .iter()
+            .filter(|(_, p)| p.conn.is_some())
+            .map(|(i, _)| i.clone())
+            .collect()
+    }
+
+    /// The transmit of a connected identity.
+    pub(crate) fn transmit_of(&self, ident: &Identity) -> Option<T> {
+        let conn = self.peers.get(ident)?.conn?;
+        Some(self.conns.get(&conn)?.tx.clone())
+    }
+
+    /// Whether `ident` is a connected weft peer (it gets extension frames).
+    pub(crate) fn is_weft(&self, ident: &Identity) -> bool {
+        self.peers
+            .get(ident)
+            .and_then(|p| p.conn)
+            .and_then(|c| self.conns.get(&c))
+            .is_some_and(|c| c.weft.is_some())
+    }
+
+    /// Sends an extension frame to a connected weft peer.
+    pub(crate) fn send_extension(&self, ident: &Identity, frame: &Frame) -> bool {
+        if !self.is_weft(ident) {
+            return false;
+        }
+        self.transmit_of(ident)
+            .is_some_and(|tx| Self::send_frame(&tx, frame).is_ok())
+    }
+}
+
+#[cfg(test)]
+mod tests;

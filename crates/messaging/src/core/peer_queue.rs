@@ -1,0 +1,435 @@
+//! Each peer's queue: messages waiting for the peer's connection, then in
+//! flight on it until delivered; TTLs, queue bounds and settling.
+
+use std::collections::VecDeque;
+
+use tokio::time::Instant;
+use weft_link::ConnectionId;
+
+use super::{Core, CoreEvent, Counters, Transmit, TxError, WRITE_CHECK};
+use crate::frame::message_head;
+use crate::{Identity, Message, MessageId, QueuePolicy};
+
+/// Records a settled message: an event when storage must forget it.
+fn settle(events: &mut VecDeque<CoreEvent>, progress: &mut bool, message: &Message) {
+    *progress = true;
+    if message.is_persistent() {
+        events.push_back(CoreEvent::Settled { id: message.id });
+    }
+}
+
+/// A message waiting in a queue or in flight.
+#[derive(Debug, Clone)]
+pub(crate) struct Entry {
+    pub(crate) message: Message,
+    pub(crate) deadline: Option<Instant>,
+    /// In flight to a peer without acks: the byte offset that, once
+    /// written, means the message left.
+    end: u64,
+    /// Sent before on a connection that dropped.
+    resend: bool,
+    /// Loaded from storage at start: it may have been sent before.
+    restored: bool,
+}
+
+impl Entry {
+    pub(crate) fn new(message: Message, now: Instant) -> Entry {
+        let deadline = message.ttl.map(|ttl| now + ttl);
+        Entry {
+            message,
+            deadline,
+            end: 0,
+            resend: false,
+            restored: false,
+        }
+    }
+}
+
+/// What became of an entry offered to a connection.
+enum Wrote {
+    /// Queued on the connection: now in flight.
+    Sent,
+    /// Its TTL ran out while it waited.
+    Expired,
+    /// The connection has no room: it waits for it.
+    Full,
+    /// The connection is closing.
+    Closed,
+}
+
+/// Offers `entry` to `tx`. `acked_mode`: the peer acknowledges messages.
+fn write_entry<T: Transmit>(tx: &T, acked_mode: bool, entry: &mut Entry, now: Instant) -> Wrote {
+    let ttl = match entry.deadline {
+        None => None,
+        Some(d) if d < now => return Wrote::Expired,
+        Some(d) => Some(u32::try_from((d - now).as_secs()).unwrap_or(u32::MAX - 1)),
+    };
+    let m = &entry.message;
+    // Without acks a message is sent again only when none of it was
+    // written, so only peers with acks can get it twice.
+    let resent = acked_mode && (entry.resend || entry.restored);
+    let head = message_head(&m.id, ttl, m.flags, resent);
+    match tx.try_send(head.as_slice(), &m.data) {
+        Ok(()) => {
+            if !acked_mode {
+                entry.end = tx.bytes_accepted();
+            }
+            Wrote::Sent
+        }
+        Err(TxError::Full) => Wrote::Full,
+        Err(TxError::Closed) => Wrote::Closed,
+    }
+}
+
+#[derive(Default)]
+pub(super) struct Peer {
+    pub(super) queue: VecDeque<Entry>,
+    pub(super) inflight: VecDeque<Entry>,
+    pub(super) bytes: usize,
+    pub(super) conn: Option<ConnectionId>,
+    /// Deliveries are confirmed by acks (else by writes).
+    pub(super) acked_mode: bool,
+    /// MESSAGE frames acknowledged on the current connection.
+    pub(super) acked: u64,
+    pub(super) blocked: bool,
+}
+
+impl Peer {
+    pub(super) fn len(&self) -> usize {
+        self.queue.len() + self.inflight.len()
+    }
+
+    /// `entry` was written whole: it is in flight now, and counted;
+    /// without acks, the check for completed writes is armed.
+    fn now_in_flight(
+        &mut self,
+        entry: Entry,
+        now: Instant,
+        counters: &mut Counters,
+        write_check: &mut Option<Instant>,
+        timer_moved: &mut bool,
+    ) {
+        counters.sent += 1;
+        if entry.resend {
+            counters.resent += 1;
+        }
+        if !self.acked_mode && write_check.is_none() {
+            *write_check = Some(now + WRITE_CHECK);
+            *timer_moved = true;
+        }
+        self.inflight.push_back(entry);
+    }
+
+    /// Without acks: the messages in flight whose bytes are among the
+    /// bytes `tx` has written are delivered. With acks, nothing to do (and
+    /// `tx` is not asked). Two functions so that the check is inlined into
+    /// every send and the loop ([`settle_written`](Self::settle_written))
+    /// stays out of line: joined, they are too big to inline, and every
+    /// send to a peer with acks would pay a call that does nothing.
+    #[inline]
+    fn confirm_written<T: Transmit>(
+        &mut self,
+        tx: &T,
+        counters: &mut Counters,
+        events: &mut VecDeque<CoreEvent>,
+        progress: &mut bool,
+    ) {
+        if !self.acked_mode {
+            self.settle_written(tx.bytes_written(), counters, events, progress);
+        }
+    }
+
+    fn settle_written(
+        &mut self,
+        written: u64,
+        counters: &mut Counters,
+        events: &mut VecDeque<CoreEvent>,
+        progress: &mut bool,
+    ) {
+        while self.inflight.front().is_some_and(|e| e.end <= written) {
+            let e = self.inflight.pop_front().expect("checked");
+            self.bytes -= e.message.data.len();
+            counters.delivered += 1;
+            settle(events, progress, &e.message);
+        }
+    }
+}
+
+impl<T: Transmit> Core<T> {
+    /// The peer's connection ended or was replaced: what is in flight goes
+    /// back to the front of the queue, in order.
+    pub(super) fn unbind(&mut self, ident: &Identity) {
+        let Some(peer) = self.peers.get_mut(ident) else {
+            return;
+        };
+        if peer.conn.take().is_none() {
+            return;
+        }
+        while let Some(mut e) = peer.inflight.pop_back() {
+            e.resend = true;
+            peer.queue.push_front(e);
+        }
+        peer.blocked = false;
+        self.events.push_back(CoreEvent::Disconnected {
+            ident: ident.clone(),
+        });
+    }
+
+    pub(super) fn on_ack(&mut self, ident: &Identity, count: u64) {
+        let Some(peer) = self.peers.get_mut(ident) else {
+            return;
+        };
+        if !peer.acked_mode || count <= peer.acked {
+            return;
+        }
+        let newly = ((count - peer.acked) as usize).min(peer.inflight.len());
+        peer.acked = count;
+        if newly == 0 {
+            return;
+        }
+        self.counters.acked += newly as u64;
+        self.counters.delivered += newly as u64;
+        for e in peer.inflight.drain(..newly) {
+            peer.bytes -= e.message.data.len();
+            settle(&mut self.events, &mut self.progress, &e.message);
+        }
+        if peer.inflight.is_empty() {
+            // Start the ring over at its first slots: a steady send and
+            // ack cycle keeps reusing the same few.
+            peer.inflight.clear();
+        }
+    }
+
+    /// Queues a message for `to`; it leaves as soon as `to` is connected.
+    pub(crate) fn send_message(
+        &mut self,
+        to: &Identity,
+        message: Message,
+        now: Instant,
+    ) -> Result<(), MessageId> {
+        if *to == self.me {
+            self.counters.sent += 1;
+            self.counters.received += 1;
+            self.counters.delivered += 1;
+            self.events.push_back(CoreEvent::Message {
+                from: self.me.clone(),
+                message,
+            });
+            return Ok(());
+        }
+        let (max_n, max_bytes, policy) = (
+            self.config.max_queue_messages,
+            self.config.max_queue_bytes,
+            self.config.queue_policy,
+        );
+        let peer = match self.peers.get_mut(to) {
+            Some(peer) => peer,
+            None => self.peers.entry(to.clone()).or_default(),
+        };
+        let len = message.data.len();
+        while peer.len() >= max_n || (peer.bytes + len > max_bytes && peer.len() > 0) {
+            match policy {
+                QueuePolicy::Error => return Err(message.id),
+                QueuePolicy::DropNewest => {
+                    self.counters.dropped += 1;
+                    settle(&mut self.events, &mut self.progress, &message);
+                    return Ok(());
+                }
+                QueuePolicy::DropOldest => {
+                    let Some(old) = peer.queue.pop_front() else {
+                        // Everything is in flight: nothing waiting can make room.
+                        return Err(message.id);
+                    };
+                    peer.bytes -= old.message.data.len();
+                    self.counters.dropped += 1;
+                    settle(&mut self.events, &mut self.progress, &old.message);
+                }
+            }
+        }
+        peer.bytes += len;
+        let mut entry = Entry::new(message, now);
+        if entry.deadline.is_some() && self.next_sweep.is_none() {
+            self.next_sweep = Some(now + self.config.ttl_sweep);
+            self.timer_moved = true;
+        }
+        let writable = peer.conn.filter(|_| !peer.blocked);
+        let Some(conn_id) = writable else {
+            peer.queue.push_back(entry);
+            return Ok(());
+        };
+        if peer.queue.is_empty() {
+            // Nothing waits before it: straight to the connection, with no
+            // trip through the queue and no second peer lookup. Anything
+            // but a clean write goes the queue's way below.
+            if let Some(conn) = self.conns.get_mut(&conn_id) {
+                conn.send_ack();
+                if let Wrote::Sent = write_entry(&conn.tx, peer.acked_mode, &mut entry, now) {
+                    peer.now_in_flight(
+                        entry,
+                        now,
+                        &mut self.counters,
+                        &mut self.next_write_check,
+                        &mut self.timer_moved,
+                    );
+                    peer.confirm_written(
+                        &conn.tx,
+                        &mut self.counters,
+                        &mut self.events,
+                        &mut self.progress,
+                    );
+                    return Ok(());
+                }
+            }
+        }
+        // Behind what waits (or after a write that did not go through):
+        // the queue's order, and its handling of a full or closed
+        // connection, decide.
+        self.flush_at(to, now, Some(entry));
+        Ok(())
+    }
+
+    /// Puts back a message loaded from storage at start.
+    pub(crate) fn restore(&mut self, to: Identity, mut entry: Entry, now: Instant) {
+        entry.restored = true;
+        if entry.deadline.is_some() && self.next_sweep.is_none() {
+            // The first timeout runs the sweep at once.
+            self.next_sweep = Some(now);
+        }
+        let peer = self.peers.entry(to).or_default();
+        peer.bytes += entry.message.data.len();
+        peer.queue.push_back(entry);
+    }
+
+    /// Writes what `ident`'s queue holds, then `last`, while its connection
+    /// takes them.
+    pub(super) fn flush_at(&mut self, ident: &Identity, now: Instant, mut last: Option<Entry>) {
+        let Some(peer) = self.peers.get_mut(ident) else {
+            return;
+        };
+        let writable = peer.conn.filter(|_| !peer.blocked);
+        let Some((conn_id, conn)) =
+            writable.and_then(|id| self.conns.get_mut(&id).map(|conn| (id, conn)))
+        else {
+            peer.queue.extend(last);
+            return;
+        };
+        if last.is_some() || !peer.queue.is_empty() {
+            // A held-back ACK leaves in the same write as the messages.
+            conn.send_ack();
+        }
+        let conn = &*conn;
+        while let Some(mut entry) = peer.queue.pop_front().or_else(|| last.take()) {
+            match write_entry(&conn.tx, peer.acked_mode, &mut entry, now) {
+                Wrote::Sent => peer.now_in_flight(
+                    entry,
+                    now,
+                    &mut self.counters,
+                    &mut self.next_write_check,
+                    &mut self.timer_moved,
+                ),
+                Wrote::Expired => {
+                    peer.bytes -= entry.message.data.len();
+                    self.counters.expired += 1;
+                    settle(&mut self.events, &mut self.progress, &entry.message);
+                }
+                Wrote::Full => {
+                    peer.queue.push_front(entry);
+                    peer.blocked = true;
+                    self.blocked.push((conn_id, conn.tx.clone()));
+                    break;
+                }
+                Wrote::Closed => {
+                    peer.queue.push_front(entry);
+                    break;
+                }
+            }
+        }
+        peer.queue.extend(last);
+        peer.confirm_written(
+            &conn.tx,
+            &mut self.counters,
+            &mut self.events,
+            &mut self.progress,
+        );
+    }
+
+    /// Peers without acks: messages whose bytes were written are delivered.
+    pub(super) fn confirm_writes(&mut self, ident: &Identity, tx: &T) {
+        if let Some(peer) = self.peers.get_mut(ident) {
+            peer.confirm_written(tx, &mut self.counters, &mut self.events, &mut self.progress);
+        }
+    }
+
+    /// Connections that had no room; the shell waits for each to be ready.
+    pub(crate) fn take_blocked(&mut self) -> Vec<(ConnectionId, T)> {
+        std::mem::take(&mut self.blocked)
+    }
+
+    /// A blocked connection has room again.
+    pub(crate) fn on_ready(&mut self, conn_id: ConnectionId, now: Instant) {
+        let Some(ident) = self.conns.get(&conn_id).and_then(|c| c.ident.clone()) else {
+            return;
+        };
+        if let Some(peer) = self.peers.get_mut(&ident) {
+            peer.blocked = false;
+        }
+        self.flush_at(&ident, now, None);
+    }
+
+    /// Keep-alive, TTL sweeps and write confirmations.
+    /// Drops messages whose TTL ran out while they waited.
+    pub(super) fn sweep(&mut self, now: Instant) {
+        let events = &mut self.events;
+        let counters = &mut self.counters;
+        let progress = &mut self.progress;
+        self.peers.retain(|_, peer| {
+            let bytes = &mut peer.bytes;
+            peer.queue.retain(|e| {
+                let live = e.deadline.is_none_or(|d| d >= now);
+                if !live {
+                    *bytes -= e.message.data.len();
+                    counters.expired += 1;
+                    settle(events, progress, &e.message);
+                }
+                live
+            });
+            peer.conn.is_some() || peer.len() > 0
+        });
+    }
+
+    /// Messages waiting for, or in flight to, `ident`.
+    pub(crate) fn queue_depth(&self, ident: &Identity) -> usize {
+        self.peers.get(ident).map_or(0, Peer::len)
+    }
+
+    /// Drops the messages waiting for `ident` (not those in flight on a
+    /// live connection), counted as dropped; returns how many.
+    pub(crate) fn purge(&mut self, ident: &Identity) -> usize {
+        let Some(peer) = self.peers.get_mut(ident) else {
+            return 0;
+        };
+        let purged = peer.queue.len();
+        for e in peer.queue.drain(..) {
+            peer.bytes -= e.message.data.len();
+            self.counters.dropped += 1;
+            settle(&mut self.events, &mut self.progress, &e.message);
+        }
+        if peer.conn.is_none() && peer.inflight.is_empty() {
+            self.peers.remove(ident);
+        }
+        purged
+    }
+
+    /// Every identity with a queue, with its depth.
+    pub(crate) fn queue_depths(&self) -> Vec<(Identity, usize)> {
+        self.peers
+            .iter()
+            .map(|(i, p)| (i.clone(), p.len()))
+            .collect()
+    }
+
+    /// Nothing waiting and nothing in flight.
+    pub(crate) fn is_idle(&self) -> bool {
+        self.peers.values().all(|p| p.len() == 0)
+    }
+}

@@ -1,0 +1,159 @@
+//! Core events handed to subscription queues, handlers and storage.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use super::{HandlerId, Inner, lock};
+use crate::core::CoreEvent;
+use crate::frame::Frame;
+use crate::patterns::{Interest, split_publication, split_reply};
+use crate::subscription::{Deliveries, QueueMatches, QueueShared};
+use crate::{Identity, Kind, ProtocolError, Received};
+
+type MessageHandler = Arc<dyn Fn(&Received) + Send + Sync>;
+type PeerHandler = Arc<dyn Fn(&Identity) + Send + Sync>;
+type ErrorHandler = Arc<dyn Fn(Option<&Identity>, &ProtocolError) + Send + Sync>;
+
+/// Handlers and queues, as one dispatch sees them.
+#[derive(Default, Clone)]
+pub(super) struct Dispatch {
+    pub(super) queues: Vec<Arc<QueueShared>>,
+    pub(super) on_message: Vec<(HandlerId, MessageHandler)>,
+    pub(super) on_connect: Vec<(HandlerId, PeerHandler)>,
+    pub(super) on_disconnect: Vec<(HandlerId, PeerHandler)>,
+    pub(super) on_error: Vec<(HandlerId, ErrorHandler)>,
+}
+
+/// Hands core events to queues, handlers and storage. Messages reach
+/// their queues in runs (one lock and one wake-up per queue and run), each
+/// run handed over before the next event that is not a message, so queues
+/// and handlers see events in the order they happened.
+pub(super) fn dispatch(
+    inner: &Inner,
+    events: &mut VecDeque<CoreEvent>,
+    deliveries: &mut Deliveries,
+    matches: &mut QueueMatches,
+) {
+    // A snapshot: handlers may subscribe or add handlers without deadlock.
+    let d = Arc::clone(&lock(&inner.dispatch));
+    matches.reset(&d.queues);
+    let mut last_topic = None;
+    let deliver = |deliveries: &mut Deliveries| {
+        let dropped = deliveries.deliver();
+        if dropped > 0 {
+            inner
+                .subscription_drops
+                .fetch_add(dropped, Ordering::Relaxed);
+        }
+    };
+    for event in events.drain(..) {
+        if !matches!(event, CoreEvent::Message { .. }) {
+            deliver(deliveries);
+        }
+        match event {
+            CoreEvent::Message { from, mut message } => {
+                let mut topic = None;
+                let kind = message.flags.kind();
+                match kind {
+                    Kind::Reply => {
+                        let waiting = split_reply(&mut message.data)
+                            .and_then(|id| lock(&inner.pending).remove(&id));
+                        match waiting {
+                            Some(tx) => {
+                                let _ = tx.send(Received {
+                                    from,
+                                    message,
+                                    topic: None,
+                                });
+                            }
+                            None => {
+                                inner.unhandled.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                        continue;
+                    }
+                    Kind::Publish => match split_publication(&mut message.data, &mut last_topic) {
+                        Some(t) => topic = Some(t),
+                        None => {
+                            inner.unhandled.fetch_add(1, Ordering::Relaxed);
+                            continue;
+                        }
+                    },
+                    _ => {}
+                }
+                let received = Received {
+                    from,
+                    message,
+                    topic,
+                };
+                // Every matching queue gets a copy; the last one (when no
+                // handler needs it after) gets the message itself.
+                let mut matched: Option<&Arc<QueueShared>> = None;
+                for &i in matches.find(&d.queues, &received, kind) {
+                    if let Some(before) = matched.replace(&d.queues[i]) {
+                        deliveries.add(before, received.clone());
+                    }
+                }
+                if d.on_message.is_empty() {
+                    match matched {
+                        Some(q) => deliveries.add(q, received),
+                        None => {
+                            inner.unhandled.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                } else {
+                    if let Some(q) = matched {
+                        deliveries.add(q, received.clone());
+                    }
+                    for (_, h) in &d.on_message {
+                        h(&received);
+                    }
+                }
+            }
+            CoreEvent::Connected { ident } => {
+                // Our topic interest travels to every weft peer that connects.
+                let filters: Vec<_> = lock(&inner.topics).iter().map(|(_, f)| f.wire()).collect();
+                if !filters.is_empty() {
+                    let core = lock(&inner.core);
+                    for (kind, text) in filters {
+                        core.send_extension(&ident, &Frame::Subscribe(kind, text));
+                    }
+                }
+                for (_, h) in &d.on_connect {
+                    h(&ident);
+                }
+            }
+            CoreEvent::Disconnected { ident } => {
+                inner.change_interest(|interest| interest.remove(&ident));
+                for (_, h) in &d.on_disconnect {
+                    h(&ident);
+                }
+            }
+            CoreEvent::Settled { id } => {
+                if let Some(s) = &inner.storage {
+                    s.delete(id);
+                }
+            }
+            CoreEvent::ProtocolError { ident, error } => {
+                for (_, h) in &d.on_error {
+                    h(ident.as_ref(), &error);
+                }
+            }
+            CoreEvent::Subscribe { from, kind, filter } => inner.change_interest(|interest| {
+                let filters = interest.entry(from).or_default();
+                if !filters.iter().any(|f| f.same(kind, &filter)) {
+                    if let Some(f) = Interest::new(kind, filter) {
+                        filters.push(f);
+                    }
+                }
+            }),
+            CoreEvent::Unsubscribe { from, kind, filter } => inner.change_interest(|interest| {
+                if let Some(filters) = interest.get_mut(&from) {
+                    filters.retain(|f| !f.same(kind, &filter));
+                }
+            }),
+        }
+    }
+    deliver(deliveries);
+}

@@ -1,0 +1,104 @@
+//! The I/O task: packets in, timers, waits for blocked connections, and
+//! the core's events handed to [`dispatch`](super::dispatch).
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use weft_link::ConnectionId;
+use weft_packeter::{PacketEvent, Packeter};
+
+use super::dispatch::dispatch;
+use super::{Inner, lock};
+use crate::subscription::{Deliveries, QueueMatches};
+use crate::timer::LazyTimer;
+
+/// The I/O task: packets in, timers, waits for blocked connections.
+pub(super) async fn run(
+    inner: Arc<Inner>,
+    packeter: &mut Packeter,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut batch = Vec::with_capacity(256);
+    let mut ready_waits: JoinSet<ConnectionId> = JoinSet::new();
+    let mut events = VecDeque::new();
+    let mut deliveries = Deliveries::default();
+    let mut matches = QueueMatches::default();
+    let mut timer = LazyTimer::new();
+    loop {
+        timer.arm(lock(&inner.core).poll_timeout());
+        // More packets were ready than one batch takes.
+        let mut more = false;
+        tokio::select! {
+            n = packeter.recv_many(&mut batch, MAX_BATCH) => {
+                if n == 0 {
+                    break;
+                }
+                more = n == MAX_BATCH;
+                let now = Instant::now();
+                let mut core = lock(&inner.core);
+                for event in batch.drain(..) {
+                    match event {
+                        PacketEvent::Connected(sender) => core.on_connected(sender.id(), sender, now),
+                        PacketEvent::Packet { connection, data } => core.on_packet(connection, data, now),
+                        PacketEvent::Disconnected { connection, .. } => core.on_disconnected(connection),
+                        _ => {}
+                    }
+                }
+                core.end_batch();
+            }
+            _ = timer.fired() => {
+                lock(&inner.core).on_timeout(Instant::now());
+            }
+            _ = inner.wake.notified() => {}
+            Some(Ok(conn)) = ready_waits.join_next(), if !ready_waits.is_empty() => {
+                lock(&inner.core).on_ready(conn, Instant::now());
+            }
+            _ = stop.changed() => break,
+        }
+        {
+            let mut core = lock(&inner.core);
+            for (conn, tx) in core.take_blocked() {
+                ready_waits.spawn(async move {
+                    let _ = tx.ready().await;
+                    conn
+                });
+            }
+            core.take_events(&mut events);
+            if core.take_progress() {
+                inner.progress.notify_waiters();
+            }
+        }
+        if !events.is_empty() {
+            dispatch(&inner, &mut events, &mut deliveries, &mut matches);
+            // Drained: start the ring over at its first slots.
+            events.clear();
+        }
+        if more {
+            // Let the receivers take this batch before the next one is
+            // read: queues stay short, and memory with them.
+            yield_once().await;
+        }
+    }
+    inner.link.close().await;
+}
+
+/// Packets the I/O task takes in one go, at most.
+const MAX_BATCH: usize = 1024;
+
+/// Goes to the back of the runtime's queue of ready tasks once, with no
+/// trip through the driver (unlike `tokio::task::yield_now`, which waits
+/// for the next driver poll).
+async fn yield_once() {
+    let mut yielded = false;
+    std::future::poll_fn(|cx| {
+        if yielded {
+            return std::task::Poll::Ready(());
+        }
+        yielded = true;
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
+    })
+    .await
+}
