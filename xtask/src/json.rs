@@ -305,6 +305,7 @@ mod tests {
             "nul",
             "[1] x",
             "\"\\q\"",
+            "\"\\u+abc\"",
         ] {
             assert!(parse(bad).is_err(), "{bad:?} parsed");
         }

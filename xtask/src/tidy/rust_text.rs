@@ -172,12 +172,38 @@ fn char_literal(b: &[u8], i: usize, out: &mut [u8]) -> Option<usize> {
     Some(close + 1)
 }
 
-/// How many lines come before the first `#[cfg(test)]` line of `code`
-/// (output of [`code_only`]), or all of its lines when there is none.
+/// How many lines of `code` (output of [`code_only`]) come before its
+/// inline test module: the first `#[cfg(test)]` that gates a `mod NAME {`.
+/// A `#[cfg(test)]` on a helper function does not end the count. All of
+/// the lines when there is no such module.
 pub(crate) fn lines_above_tests(code: &str) -> usize {
-    code.lines()
-        .position(|l| l.trim_start().starts_with("#[cfg(test)]"))
-        .unwrap_or_else(|| code.lines().count())
+    let lines: Vec<&str> = code.lines().collect();
+    (0..lines.len())
+        .find(|&i| {
+            let Some(rest) = lines[i].trim_start().strip_prefix("#[cfg(test)]") else {
+                return false;
+            };
+            // The item the attribute gates: on the same line, or the next line
+            // that is not blank (comments are blanked) and not an attribute.
+            std::iter::once(rest)
+                .chain(lines[i + 1..].iter().copied())
+                .map(str::trim)
+                .find(|l| !l.is_empty() && !l.starts_with("#["))
+                .is_some_and(opens_inline_module)
+        })
+        .unwrap_or(lines.len())
+}
+
+/// Whether a line opens a module in place (`mod x {`, `pub(crate) mod x {`).
+fn opens_inline_module(line: &str) -> bool {
+    let mut rest = line;
+    if let Some(after_pub) = rest.strip_prefix("pub") {
+        rest = after_pub.trim_start();
+        if rest.starts_with('(') {
+            rest = rest.split_once(')').map_or("", |(_, r)| r).trim_start();
+        }
+    }
+    rest.starts_with("mod ") && rest.contains('{')
 }
 
 /// Whether `word` occurs in `line` as a whole identifier.
@@ -244,9 +270,18 @@ mod tests {
         assert_eq!(lines_above_tests("a\nb\nc\n"), 3);
         assert_eq!(lines_above_tests(""), 0);
         // Indented counts too; a mention in a comment, once blanked, does not.
-        assert_eq!(lines_above_tests("a\n    #[cfg(test)]\n"), 1);
+        assert_eq!(
+            lines_above_tests("a\n    #[cfg(test)]\n    mod tests {\n"),
+            1
+        );
         let code = code_only("// #[cfg(test)]\nb\n");
         assert_eq!(lines_above_tests(&code), 2);
+        // Only a test module ends the count: not a test-only helper, not a
+        // module in another file.
+        let src = "a\n#[cfg(test)]\nfn helper() {}\n#[cfg(test)]\nmod other;\nb\n\
+                   #[cfg(test)]\n#[allow(unused)]\n// why\npub(crate) mod tests {\n}\n";
+        assert_eq!(lines_above_tests(&code_only(src)), 6);
+        assert_eq!(lines_above_tests("a\n#[cfg(test)] mod tests {}\n"), 1);
     }
 
     #[test]

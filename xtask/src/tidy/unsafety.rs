@@ -37,14 +37,15 @@ fn forbids_unsafe(code: &str) -> bool {
 /// Each `unsafe` of `file` without its justification.
 pub(crate) fn unexplained(file: &SourceFile) -> Vec<Violation> {
     let text: Vec<&str> = file.text.lines().collect();
+    let code: Vec<&str> = file.code.lines().collect();
     let mut violations = Vec::new();
-    for (index, line) in file.code.lines().enumerate() {
+    for (index, line) in code.iter().enumerate() {
         for at in word_positions(line, "unsafe") {
             let is_fn = line[at + "unsafe".len()..]
                 .split_whitespace()
                 .next()
                 .is_some_and(|next| next == "fn" || next.starts_with("extern"));
-            let above = comments_above(&text, index);
+            let above = comments_above(&text, &code, index);
             let (ok, want) = if is_fn {
                 (
                     above
@@ -67,14 +68,24 @@ pub(crate) fn unexplained(file: &SourceFile) -> Vec<Violation> {
     violations
 }
 
-/// The comment and attribute lines right above line `index`, trimmed.
-fn comments_above<'a>(lines: &[&'a str], index: usize) -> Vec<&'a str> {
-    lines[..index]
-        .iter()
-        .rev()
-        .map(|l| l.trim())
-        .take_while(|l| l.starts_with("//") || l.starts_with("#["))
-        .collect()
+/// The comment and attribute lines above line `index`, trimmed, up to the
+/// start of the statement the line belongs to (a `// SAFETY:` above
+/// `let x =` covers an `unsafe` block on the line after it).
+fn comments_above<'a>(text: &[&'a str], code: &[&str], index: usize) -> Vec<&'a str> {
+    let mut found = Vec::new();
+    for i in (0..index).rev() {
+        let line = text[i].trim();
+        if line.starts_with("//") || line.starts_with("#[") {
+            found.push(line);
+            continue;
+        }
+        let code = code[i].trim();
+        let ends_statement = code.is_empty() || code.ends_with([';', '{', '}', ',']);
+        if ends_statement {
+            break;
+        }
+    }
+    found
 }
 
 #[cfg(test)]
@@ -111,9 +122,16 @@ pub unsafe fn h(p: *const u8) {}
 pub unsafe fn i() {}
 // SAFETY: Thing is only ever touched from one thread.
 unsafe impl Send for Thing {}
+fn g() {
+    // SAFETY: the statement's comment covers its continuation lines.
+    let name =
+        unsafe { h() };
+    let other = f(
+        unsafe { h() });
+}
 // unsafe in a comment, \"unsafe\" in a string: ignored.
 ";
-        assert_eq!(lines_flagged(src), [4, 6, 15]);
+        assert_eq!(lines_flagged(src), [4, 6, 15, 23]);
     }
 
     #[test]
