@@ -194,7 +194,7 @@ impl Messaging {
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(MessagingError::NoRuntime);
         }
-        let mut core = Core::new(identity.clone(), config.clone());
+        let mut core = Core::new(identity.clone(), config.clone(), Instant::now());
         let storage = match storage {
             None => None,
             Some(mut s) => {
@@ -495,7 +495,7 @@ impl Messaging {
         let (result, wake) = {
             let mut core = lock(&self.inner.core);
             let result = f(&mut core);
-            (result, core.wants_attention())
+            (result, core.poll_wake())
         };
         if wake {
             self.inner.wake.notify_one();
@@ -574,12 +574,11 @@ impl Messaging {
     }
 }
 
-/// The time to queue `message` at: read from the clock only when a TTL
-/// needs it (see [`Core::needs_clock`]).
+/// The time to queue `message` at: read from the clock only when the
+/// core needs it (see [`Core::reusable_now`]).
 fn send_time(core: &Core<PacketSender>, message: &Message) -> Instant {
-    if core.needs_clock(message) {
-        Instant::now()
-    } else {
-        core.last_now()
+    match core.reusable_now(message) {
+        Some(now) => now,
+        None => Instant::now(),
     }
 }

@@ -11,7 +11,7 @@
 //!
 //! So the timer only ever moves earlier while it is pending: a later
 //! deadline waits until the armed one has fired. Firing early is harmless
-//! (the core's `on_timeout` does only what is due), and a deadline is never
+//! (the core's `handle_timeout` does only what is due), and a deadline is never
 //! missed: while the timer is pending it is armed no later than the core's
 //! next deadline.
 

@@ -44,7 +44,7 @@ impl<T: Transmit> Conn<T> {
 
 impl<T: Transmit> Core<T> {
     /// A connection is up: introduce ourselves.
-    pub(crate) fn on_connected(&mut self, conn: ConnectionId, tx: T, now: Instant) {
+    pub(crate) fn handle_connected(&mut self, conn: ConnectionId, tx: T, now: Instant) {
         let capabilities = if self.config.acks {
             caps::ACKS | caps::PUBSUB
         } else {
@@ -80,7 +80,7 @@ impl<T: Transmit> Core<T> {
         );
     }
 
-    pub(super) fn on_ident(&mut self, conn_id: ConnectionId, ident: Identity, now: Instant) {
+    pub(super) fn handle_ident(&mut self, conn_id: ConnectionId, ident: Identity, now: Instant) {
         let conn = self.conns.get_mut(&conn_id).expect("caller checked");
         if conn.ident.is_some() {
             return; // a second IDENT on one connection is ignored, as snakeMQ does
@@ -116,10 +116,11 @@ impl<T: Transmit> Core<T> {
         self.flush_at(&ident, now, None);
     }
 
-    /// Acknowledges what the last batch of packets brought: at once when
-    /// [`ACK_EVERY`] messages wait for it (or without an ack delay), else
-    /// by `ack_delay` at the latest, earlier with an outgoing message.
-    pub(crate) fn end_batch(&mut self) {
+    /// A batch of packets ended: acknowledges what it brought, at once
+    /// when [`ACK_EVERY`] messages wait for it (or without an ack delay),
+    /// else by `ack_delay` at the latest, earlier with an outgoing message.
+    pub(crate) fn handle_batch_end(&mut self, now: Instant) {
+        self.last_now = now;
         let delay = self.config.ack_delay;
         for conn in self.conns.values_mut() {
             let unacked = conn.received - conn.ack_sent;
@@ -130,14 +131,14 @@ impl<T: Transmit> Core<T> {
                 continue;
             }
             if conn.ack_due.is_none() {
-                conn.ack_due = Some(self.last_now + delay);
+                conn.ack_due = Some(now + delay);
                 self.timer_moved = true;
             }
         }
     }
 
     /// A connection ended.
-    pub(crate) fn on_disconnected(&mut self, conn_id: ConnectionId) {
+    pub(crate) fn handle_disconnected(&mut self, conn_id: ConnectionId) {
         let Some(conn) = self.conns.remove(&conn_id) else {
             return;
         };

@@ -1,9 +1,32 @@
 //! The messaging protocol as a state machine, free of I/O.
 //!
 //! The shell feeds it connections, packets, disconnections, sends and the
-//! time; it answers by writing frames through each connection's
-//! [`Transmit`] (a non-blocking queue push) and by queueing [`CoreEvent`]s.
-//! Tests drive it with a fake transmitter and chosen instants.
+//! time (`handle_*`, always with `now`); it answers by writing frames
+//! through each connection's [`Transmit`] (a non-blocking queue push) and
+//! with what the shell takes from it (`poll_*`). Tests drive it with a fake
+//! transmitter and chosen instants.
+//!
+//! The shell's I/O task drives it in a loop, under the shell's lock:
+//!
+//! ```text
+//! loop {
+//!     wait for packets, the time core.poll_timeout() names, a wake-up,
+//!         or a blocked connection that has room again
+//!     packets   -> core.handle_connected(conn, tx, now)
+//!                  core.handle_packet(conn, packet, now)
+//!                  core.handle_disconnected(conn)
+//!                  then core.handle_batch_end(now)    (acks due now leave)
+//!     the time  -> core.handle_timeout(now)
+//!     room      -> core.handle_ready(conn, now)
+//!     then      -> core.poll_blocked()     wait for each connection's room
+//!                  core.poll_events(..)    hand events to queues, handlers
+//!                  core.poll_progress()    wake `flush` waiters
+//! }
+//! ```
+//!
+//! Senders call [`Core::send_message`] from their own tasks (with
+//! [`Core::reusable_now`] or the clock's time) and wake the I/O task when
+//! [`Core::poll_wake`] says it must run.
 //!
 //! Here: [`Core`], its events and timeouts. A connection's handshake, the
 //! acknowledgements owed to it and its keep-alive are in [`conn`]; each
@@ -123,7 +146,8 @@ pub(crate) struct Core<T> {
     progress: bool,
     /// When to check which writes to peers without acks have completed.
     next_write_check: Option<Instant>,
-    /// The latest time the shell gave.
+    /// The latest time the shell gave with a packet, a batch's end or a
+    /// timeout.
     last_now: Instant,
     pub(crate) counters: Counters,
 }
@@ -136,7 +160,8 @@ const WRITE_CHECK: Duration = Duration::from_millis(5);
 pub const ACK_EVERY: u64 = 256;
 
 impl<T: Transmit> Core<T> {
-    pub(crate) fn new(me: Identity, config: MessagingConfig) -> Core<T> {
+    /// A core for identity `me`, started at `now`.
+    pub(crate) fn new(me: Identity, config: MessagingConfig, now: Instant) -> Core<T> {
         Core {
             dedupe: DedupeWindow::new(config.dedupe_window),
             me,
@@ -149,7 +174,7 @@ impl<T: Transmit> Core<T> {
             timer_moved: false,
             progress: false,
             next_write_check: None,
-            last_now: Instant::now(),
+            last_now: now,
             counters: Counters::default(),
         }
     }
@@ -170,22 +195,22 @@ impl<T: Transmit> Core<T> {
             .push_back(CoreEvent::ProtocolError { ident, error });
     }
 
-    /// Whether [`send_message`](Self::send_message) needs the time read
-    /// from the clock for `message`; when not, [`last_now`](Self::last_now)
-    /// does as well. It does when the message or any queued message has a
-    /// TTL: otherwise the time only schedules the next write check, and a
-    /// time in the past only makes that check run early.
-    pub(crate) fn needs_clock(&self, message: &Message) -> bool {
-        message.ttl.is_some() || self.next_sweep.is_some()
-    }
-
-    /// The latest time the shell gave the core.
-    pub(crate) fn last_now(&self) -> Instant {
-        self.last_now
+    /// A time [`send_message`](Self::send_message) may be given for
+    /// `message` instead of the clock's: the latest time the shell gave the
+    /// core. `None` when the current time is needed, that is when the
+    /// message or any queued message has a TTL; otherwise the time only
+    /// schedules the next write check, and a time in the past only makes
+    /// that check run early. Spares a sender a clock read per message.
+    pub(crate) fn reusable_now(&self, message: &Message) -> Option<Instant> {
+        if message.ttl.is_some() || self.next_sweep.is_some() {
+            None
+        } else {
+            Some(self.last_now)
+        }
     }
 
     /// One packet from a connection.
-    pub(crate) fn on_packet(&mut self, conn_id: ConnectionId, packet: Bytes, now: Instant) {
+    pub(crate) fn handle_packet(&mut self, conn_id: ConnectionId, packet: Bytes, now: Instant) {
         self.last_now = now;
         let Some(conn) = self.conns.get_mut(&conn_id) else {
             return;
@@ -212,7 +237,7 @@ impl<T: Transmit> Core<T> {
                     conn.weft = Some(capabilities);
                 }
             }
-            Frame::Ident(ident) => self.on_ident(conn_id, ident, now),
+            Frame::Ident(ident) => self.handle_ident(conn_id, ident, now),
             Frame::Message {
                 id,
                 ttl,
@@ -245,7 +270,7 @@ impl<T: Transmit> Core<T> {
             }
             Frame::Ack(count) => {
                 if let Some(ident) = conn.ident.clone() {
-                    self.on_ack(&ident, count);
+                    self.handle_ack(&ident, count);
                 }
             }
             Frame::Subscribe(kind, filter) => {
@@ -263,7 +288,7 @@ impl<T: Transmit> Core<T> {
         }
     }
 
-    pub(crate) fn on_timeout(&mut self, now: Instant) {
+    pub(crate) fn handle_timeout(&mut self, now: Instant) {
         self.last_now = now;
         if let Some(interval) = self.config.keepalive_interval {
             let wait = self.config.keepalive_wait;
@@ -319,7 +344,7 @@ impl<T: Transmit> Core<T> {
         }
     }
 
-    /// When [`on_timeout`](Self::on_timeout) wants to run next.
+    /// When [`handle_timeout`](Self::handle_timeout) wants to run next.
     pub(crate) fn poll_timeout(&self) -> Option<Instant> {
         let mut next = self.next_sweep;
         let mut earliest = |t: Instant| next = Some(next.map_or(t, |n| n.min(t)));
@@ -342,25 +367,29 @@ impl<T: Transmit> Core<T> {
 
     /// Whether a message was settled since the last call (for the shell's
     /// `flush` waiters).
-    pub(crate) fn take_progress(&mut self) -> bool {
+    pub(crate) fn poll_progress(&mut self) -> bool {
         std::mem::take(&mut self.progress)
     }
 
-    /// Whether the shell's task should run now: events to dispatch,
-    /// connections to wait for, or a timer that moved. Clears the last.
-    pub(crate) fn wants_attention(&mut self) -> bool {
+    /// Whether the task that drives the core must be woken, after a call
+    /// made from another task: events to dispatch, connections to wait
+    /// for, or a [`poll_timeout`](Self::poll_timeout) that moved. Clears
+    /// the last.
+    pub(crate) fn poll_wake(&mut self) -> bool {
         let moved = std::mem::take(&mut self.timer_moved);
         moved || !self.events.is_empty() || !self.blocked.is_empty()
     }
 
+    /// The next event, oldest first.
     #[cfg(test)]
     pub(crate) fn poll_event(&mut self) -> Option<CoreEvent> {
         self.events.pop_front()
     }
 
-    /// Every event so far, swapped for `into` (which must be empty), so
-    /// that neither list is copied nor reallocated.
-    pub(crate) fn take_events(&mut self, into: &mut VecDeque<CoreEvent>) {
+    /// Every event so far, oldest first, swapped for `into` (which must be
+    /// empty): the shell drains a whole turn's events at once, and neither
+    /// list is copied nor reallocated.
+    pub(crate) fn poll_events(&mut self, into: &mut VecDeque<CoreEvent>) {
         debug_assert!(into.is_empty());
         std::mem::swap(&mut self.events, into);
     }

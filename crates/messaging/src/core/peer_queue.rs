@@ -175,7 +175,7 @@ impl<T: Transmit> Core<T> {
         });
     }
 
-    pub(super) fn on_ack(&mut self, ident: &Identity, count: u64) {
+    pub(super) fn handle_ack(&mut self, ident: &Identity, count: u64) {
         let Some(peer) = self.peers.get_mut(ident) else {
             return;
         };
@@ -360,13 +360,14 @@ impl<T: Transmit> Core<T> {
         }
     }
 
-    /// Connections that had no room; the shell waits for each to be ready.
-    pub(crate) fn take_blocked(&mut self) -> Vec<(ConnectionId, T)> {
-        std::mem::take(&mut self.blocked)
+    /// Connections that had no room since the last call; the shell waits
+    /// for each to be ready, then calls [`handle_ready`](Self::handle_ready).
+    pub(crate) fn poll_blocked(&mut self) -> std::vec::Drain<'_, (ConnectionId, T)> {
+        self.blocked.drain(..)
     }
 
     /// A blocked connection has room again.
-    pub(crate) fn on_ready(&mut self, conn_id: ConnectionId, now: Instant) {
+    pub(crate) fn handle_ready(&mut self, conn_id: ConnectionId, now: Instant) {
         let Some(ident) = self.conns.get(&conn_id).and_then(|c| c.ident.clone()) else {
             return;
         };

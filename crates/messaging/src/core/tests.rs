@@ -73,17 +73,17 @@ const WEFT: Frame = Frame::Hello {
 
 /// A core whose connection 1 is an identified peer `bob`.
 fn connected(weft: bool, now: Instant) -> (Core<FakeTx>, FakeTx) {
-    let mut core = Core::new(id("me"), MessagingConfig::default());
+    let mut core = Core::new(id("me"), MessagingConfig::default(), now);
     let tx = FakeTx::default();
-    core.on_connected(ConnectionId(1), tx.clone(), now);
+    core.handle_connected(ConnectionId(1), tx.clone(), now);
     assert!(matches!(
         &tx.take()[..],
         [Frame::Version(1), Frame::Hello { .. }, Frame::Ident(_)]
     ));
     if weft {
-        core.on_packet(ConnectionId(1), packet(&WEFT), now);
+        core.handle_packet(ConnectionId(1), packet(&WEFT), now);
     }
-    core.on_packet(ConnectionId(1), packet(&Frame::Ident(id("bob"))), now);
+    core.handle_packet(ConnectionId(1), packet(&Frame::Ident(id("bob"))), now);
     assert!(matches!(
         core.poll_event(),
         Some(CoreEvent::Connected { .. })
@@ -99,24 +99,24 @@ fn unacked_messages_are_resent_in_order_after_a_drop() {
         core.send_message(&id("bob"), Message::new(m), t0).unwrap();
     }
     assert_eq!(tx.messages(), ["1", "2", "3"]);
-    core.on_packet(ConnectionId(1), packet(&Frame::Ack(1)), t0);
+    core.handle_packet(ConnectionId(1), packet(&Frame::Ack(1)), t0);
     assert_eq!(core.counters.delivered, 1);
-    assert!(core.take_progress());
+    assert!(core.poll_progress());
     assert!(
         core.poll_event().is_none(),
         "nothing stored: nothing for storage"
     );
     assert_eq!(core.queue_depth(&id("bob")), 2);
-    core.on_disconnected(ConnectionId(1));
+    core.handle_disconnected(ConnectionId(1));
     assert!(matches!(
         core.poll_event(),
         Some(CoreEvent::Disconnected { .. })
     ));
 
     let tx2 = FakeTx::default();
-    core.on_connected(ConnectionId(2), tx2.clone(), t0);
-    core.on_packet(ConnectionId(2), packet(&WEFT), t0);
-    core.on_packet(ConnectionId(2), packet(&Frame::Ident(id("bob"))), t0);
+    core.handle_connected(ConnectionId(2), tx2.clone(), t0);
+    core.handle_packet(ConnectionId(2), packet(&WEFT), t0);
+    core.handle_packet(ConnectionId(2), packet(&Frame::Ident(id("bob"))), t0);
     assert_eq!(
         tx2.messages_marked(),
         [("2".into(), true), ("3".into(), true)],
@@ -127,7 +127,7 @@ fn unacked_messages_are_resent_in_order_after_a_drop() {
         .unwrap();
     assert_eq!(tx2.messages_marked(), [("4".into(), false)]);
     // Acks count per connection, from its start.
-    core.on_packet(ConnectionId(2), packet(&Frame::Ack(3)), t0);
+    core.handle_packet(ConnectionId(2), packet(&Frame::Ack(3)), t0);
     assert!(core.is_idle());
     assert_eq!(core.counters.acked, 4);
 }
@@ -156,14 +156,14 @@ fn delivered(core: &mut Core<FakeTx>) -> Vec<u8> {
 fn resent_duplicates_from_weft_peers_are_dropped_and_still_acked() {
     let t0 = Instant::now();
     let (mut core, tx) = connected(true, t0);
-    core.on_packet(ConnectionId(1), packet(&message(9, false)), t0);
-    core.on_packet(ConnectionId(1), packet(&message(8, false)), t0);
-    core.on_packet(ConnectionId(1), packet(&message(9, true)), t0);
-    core.on_packet(ConnectionId(1), packet(&message(7, true)), t0);
-    core.end_batch();
+    core.handle_packet(ConnectionId(1), packet(&message(9, false)), t0);
+    core.handle_packet(ConnectionId(1), packet(&message(8, false)), t0);
+    core.handle_packet(ConnectionId(1), packet(&message(9, true)), t0);
+    core.handle_packet(ConnectionId(1), packet(&message(7, true)), t0);
+    core.handle_batch_end(t0);
     assert_eq!(delivered(&mut core), [9, 8, 7]);
     assert_eq!(core.counters.duplicates, 1);
-    core.on_timeout(t0 + MessagingConfig::default().ack_delay);
+    core.handle_timeout(t0 + MessagingConfig::default().ack_delay);
     assert!(tx.take().contains(&Frame::Ack(4)));
 }
 
@@ -172,8 +172,8 @@ fn acks_wait_for_an_outgoing_message_or_the_delay() {
     let t0 = Instant::now();
     let delay = MessagingConfig::default().ack_delay;
     let (mut core, tx) = connected(true, t0);
-    core.on_packet(ConnectionId(1), packet(&message(1, false)), t0);
-    core.end_batch();
+    core.handle_packet(ConnectionId(1), packet(&message(1, false)), t0);
+    core.handle_batch_end(t0);
     assert!(tx.take().is_empty(), "held back");
     assert_eq!(core.poll_timeout(), Some(t0 + delay));
     // A reply carries it: ACK first, in the same write.
@@ -184,23 +184,23 @@ fn acks_wait_for_an_outgoing_message_or_the_delay() {
         &frames[..],
         [Frame::Ack(1), Frame::Message { .. }]
     ));
-    core.on_timeout(t0 + delay);
+    core.handle_timeout(t0 + delay);
     assert!(tx.take().is_empty(), "sent once");
 
     // Nothing to carry it: it leaves when due.
-    core.on_packet(ConnectionId(1), packet(&message(2, false)), t0 + delay);
-    core.end_batch();
+    core.handle_packet(ConnectionId(1), packet(&message(2, false)), t0 + delay);
+    core.handle_batch_end(t0 + delay);
     assert!(tx.take().is_empty());
-    core.on_timeout(t0 + delay * 2 - Duration::from_nanos(1));
+    core.handle_timeout(t0 + delay * 2 - Duration::from_nanos(1));
     assert!(tx.take().is_empty(), "not yet due");
-    core.on_timeout(t0 + delay * 2);
+    core.handle_timeout(t0 + delay * 2);
     assert_eq!(tx.take(), [Frame::Ack(2)]);
 
     // A long run of messages is acknowledged at once.
     for n in 0..ACK_EVERY {
-        core.on_packet(ConnectionId(1), packet(&message(n as u8, false)), t0);
+        core.handle_packet(ConnectionId(1), packet(&message(n as u8, false)), t0);
     }
-    core.end_batch();
+    core.handle_batch_end(t0);
     assert_eq!(tx.take(), [Frame::Ack(2 + ACK_EVERY)]);
 }
 
@@ -213,21 +213,22 @@ fn a_zero_ack_delay_acknowledges_every_batch() {
             ack_delay: Duration::ZERO,
             ..MessagingConfig::default()
         },
+        t0,
     );
     let tx = FakeTx::default();
-    core.on_connected(ConnectionId(1), tx.clone(), t0);
-    core.on_packet(ConnectionId(1), packet(&WEFT), t0);
-    core.on_packet(ConnectionId(1), packet(&Frame::Ident(id("bob"))), t0);
+    core.handle_connected(ConnectionId(1), tx.clone(), t0);
+    core.handle_packet(ConnectionId(1), packet(&WEFT), t0);
+    core.handle_packet(ConnectionId(1), packet(&Frame::Ident(id("bob"))), t0);
     tx.take();
-    core.on_packet(ConnectionId(1), packet(&message(1, false)), t0);
-    core.end_batch();
+    core.handle_packet(ConnectionId(1), packet(&message(1, false)), t0);
+    core.handle_batch_end(t0);
     assert_eq!(tx.take(), [Frame::Ack(1)]);
 }
 
 #[test]
 fn purging_drops_what_waits_and_forgets_a_gone_identity() {
     let t0 = Instant::now();
-    let mut core: Core<FakeTx> = Core::new(id("me"), MessagingConfig::default());
+    let mut core: Core<FakeTx> = Core::new(id("me"), MessagingConfig::default(), t0);
     core.send_message(&id("gone"), Message::new("a").persistent(), t0)
         .unwrap();
     core.send_message(&id("gone"), Message::new("b"), t0)
@@ -248,8 +249,8 @@ fn only_resent_frames_are_checked() {
     let t0 = Instant::now();
     let (mut core, _tx) = connected(true, t0);
     // A sender may reuse an id it chose; only RESENT marks a repeat.
-    core.on_packet(ConnectionId(1), packet(&message(5, false)), t0);
-    core.on_packet(ConnectionId(1), packet(&message(5, false)), t0);
+    core.handle_packet(ConnectionId(1), packet(&message(5, false)), t0);
+    core.handle_packet(ConnectionId(1), packet(&message(5, false)), t0);
     assert_eq!(delivered(&mut core), [5, 5]);
     assert_eq!(core.counters.duplicates, 0);
 }
@@ -262,14 +263,14 @@ fn peers_without_acks_are_not_checked() {
         acks: false,
         ..MessagingConfig::default()
     };
-    let mut core: Core<FakeTx> = Core::new(id("me"), config);
+    let mut core: Core<FakeTx> = Core::new(id("me"), config, t0);
     let tx = FakeTx::default();
-    core.on_connected(ConnectionId(1), tx.clone(), t0);
-    core.on_packet(ConnectionId(1), packet(&WEFT), t0);
-    core.on_packet(ConnectionId(1), packet(&Frame::Ident(id("bob"))), t0);
-    core.on_packet(ConnectionId(1), packet(&message(3, false)), t0);
-    core.on_packet(ConnectionId(1), packet(&message(3, true)), t0);
-    core.end_batch();
+    core.handle_connected(ConnectionId(1), tx.clone(), t0);
+    core.handle_packet(ConnectionId(1), packet(&WEFT), t0);
+    core.handle_packet(ConnectionId(1), packet(&Frame::Ident(id("bob"))), t0);
+    core.handle_packet(ConnectionId(1), packet(&message(3, false)), t0);
+    core.handle_packet(ConnectionId(1), packet(&message(3, true)), t0);
+    core.handle_batch_end(t0);
     assert_eq!(delivered(&mut core), [3, 3]);
     assert!(
         !tx.take().iter().any(|f| matches!(f, Frame::Ack(_))),
@@ -281,16 +282,16 @@ fn peers_without_acks_are_not_checked() {
 fn restored_messages_are_marked_resent_only_to_peers_with_acks() {
     let t0 = Instant::now();
     for weft in [true, false] {
-        let mut core: Core<FakeTx> = Core::new(id("me"), MessagingConfig::default());
+        let mut core: Core<FakeTx> = Core::new(id("me"), MessagingConfig::default(), t0);
         let m = Message::new("stored").persistent();
         core.restore(id("bob"), Entry::new(m, t0), t0);
         let tx = FakeTx::default();
-        core.on_connected(ConnectionId(1), tx.clone(), t0);
+        core.handle_connected(ConnectionId(1), tx.clone(), t0);
         tx.take();
         if weft {
-            core.on_packet(ConnectionId(1), packet(&WEFT), t0);
+            core.handle_packet(ConnectionId(1), packet(&WEFT), t0);
         }
-        core.on_packet(ConnectionId(1), packet(&Frame::Ident(id("bob"))), t0);
+        core.handle_packet(ConnectionId(1), packet(&Frame::Ident(id("bob"))), t0);
         assert_eq!(tx.messages_marked(), [("stored".into(), weft)]);
         assert_eq!(core.counters.resent, 0, "restored is not resent");
     }
@@ -306,7 +307,7 @@ fn without_acks_a_message_is_delivered_once_written() {
     assert_eq!(core.queue_depth(&id("bob")), 1, "in flight until written");
     let check = core.poll_timeout().expect("a write check is due");
     *tx.written.borrow_mut() = tx.bytes_accepted();
-    core.on_timeout(check);
+    core.handle_timeout(check);
     assert!(matches!(core.poll_event(), Some(CoreEvent::Settled { id }) if id == stored));
     assert!(core.is_idle());
     assert!(
@@ -318,15 +319,15 @@ fn without_acks_a_message_is_delivered_once_written() {
 #[test]
 fn ttl_expires_exactly_at_the_sweep_after_the_deadline() {
     let t0 = Instant::now();
-    let mut core: Core<FakeTx> = Core::new(id("me"), MessagingConfig::default());
+    let mut core: Core<FakeTx> = Core::new(id("me"), MessagingConfig::default(), t0);
     let m = Message::new("soon")
         .with_ttl(Duration::from_millis(1500))
         .persistent();
     core.send_message(&id("away"), m, t0).unwrap();
     assert_eq!(core.poll_timeout(), Some(t0 + Duration::from_secs(1)));
-    core.on_timeout(t0 + Duration::from_secs(1));
+    core.handle_timeout(t0 + Duration::from_secs(1));
     assert_eq!(core.counters.expired, 0);
-    core.on_timeout(t0 + Duration::from_secs(2));
+    core.handle_timeout(t0 + Duration::from_secs(2));
     assert_eq!(core.counters.expired, 1);
     assert!(matches!(core.poll_event(), Some(CoreEvent::Settled { .. })));
     assert_eq!(core.poll_timeout(), None, "nothing left to sweep");
@@ -339,12 +340,12 @@ fn a_full_connection_blocks_until_ready() {
     *tx.full.borrow_mut() = true;
     core.send_message(&id("bob"), Message::new("a"), t0)
         .unwrap();
-    assert_eq!(core.take_blocked().len(), 1);
+    assert_eq!(core.poll_blocked().len(), 1);
     core.send_message(&id("bob"), Message::new("b"), t0)
         .unwrap();
-    assert!(core.take_blocked().is_empty(), "already waiting");
+    assert!(core.poll_blocked().next().is_none(), "already waiting");
     *tx.full.borrow_mut() = false;
-    core.on_ready(ConnectionId(1), t0);
+    core.handle_ready(ConnectionId(1), t0);
     assert_eq!(tx.messages(), ["a", "b"]);
 }
 
@@ -354,10 +355,10 @@ fn keepalive_pings_then_closes() {
     let (mut core, tx) = connected(true, t0);
     tx.take();
     let interval = Duration::from_secs(30);
-    core.on_timeout(t0 + interval);
+    core.handle_timeout(t0 + interval);
     assert_eq!(tx.take(), [Frame::Ping]);
-    core.on_timeout(t0 + interval + Duration::from_secs(9));
+    core.handle_timeout(t0 + interval + Duration::from_secs(9));
     assert!(!*tx.closed.borrow());
-    core.on_timeout(t0 + interval + Duration::from_secs(10));
+    core.handle_timeout(t0 + interval + Duration::from_secs(10));
     assert!(*tx.closed.borrow());
 }

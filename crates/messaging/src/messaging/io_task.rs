@@ -40,33 +40,33 @@ pub(super) async fn run(
                 let mut core = lock(&inner.core);
                 for event in batch.drain(..) {
                     match event {
-                        PacketEvent::Connected(sender) => core.on_connected(sender.id(), sender, now),
-                        PacketEvent::Packet { connection, data } => core.on_packet(connection, data, now),
-                        PacketEvent::Disconnected { connection, .. } => core.on_disconnected(connection),
+                        PacketEvent::Connected(sender) => core.handle_connected(sender.id(), sender, now),
+                        PacketEvent::Packet { connection, data } => core.handle_packet(connection, data, now),
+                        PacketEvent::Disconnected { connection, .. } => core.handle_disconnected(connection),
                         _ => {}
                     }
                 }
-                core.end_batch();
+                core.handle_batch_end(now);
             }
             _ = timer.fired() => {
-                lock(&inner.core).on_timeout(Instant::now());
+                lock(&inner.core).handle_timeout(Instant::now());
             }
             _ = inner.wake.notified() => {}
             Some(Ok(conn)) = ready_waits.join_next(), if !ready_waits.is_empty() => {
-                lock(&inner.core).on_ready(conn, Instant::now());
+                lock(&inner.core).handle_ready(conn, Instant::now());
             }
             _ = stop.changed() => break,
         }
         {
             let mut core = lock(&inner.core);
-            for (conn, tx) in core.take_blocked() {
+            for (conn, tx) in core.poll_blocked() {
                 ready_waits.spawn(async move {
                     let _ = tx.ready().await;
                     conn
                 });
             }
-            core.take_events(&mut events);
-            if core.take_progress() {
+            core.poll_events(&mut events);
+            if core.poll_progress() {
                 inner.progress.notify_waiters();
             }
         }
