@@ -1,10 +1,11 @@
 //! One idea per file: no source file under `crates/` has more than
 //! [`MAX_LINES`] lines above its `#[cfg(test)]` module. A file that grows
-//! past it holds more than one idea; split it along them.
+//! past it holds more than one idea; split it along them. Test modules kept
+//! in files of their own (`#[cfg(test)] mod tests;`) are not counted.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use super::rust_text::lines_above_tests;
+use super::rust_text::{lines_above_tests, test_module_files};
 use super::{SourceFile, Violation};
 
 pub(crate) const MAX_LINES: usize = 800;
@@ -21,7 +22,11 @@ const RULE: &str = "line-budget";
 
 pub(crate) fn check(files: &[&SourceFile], over_budget: &[&str]) -> Vec<Violation> {
     let mut violations = Vec::new();
+    let tests: Vec<PathBuf> = files.iter().flat_map(|f| test_files_of(f)).collect();
     for file in files {
+        if tests.contains(&file.path) {
+            continue;
+        }
         let lines = lines_above_tests(&file.code);
         let listed = over_budget.iter().any(|p| Path::new(p) == file.path);
         if lines > MAX_LINES && !listed {
@@ -56,6 +61,31 @@ pub(crate) fn check(files: &[&SourceFile], over_budget: &[&str]) -> Vec<Violatio
     violations
 }
 
+/// Where the test modules that `file` declares out of line can live.
+fn test_files_of(file: &SourceFile) -> Vec<PathBuf> {
+    let owns_dir = file
+        .path
+        .file_name()
+        .is_some_and(|n| n == "mod.rs" || n == "lib.rs" || n == "main.rs");
+    let dir = if owns_dir {
+        file.path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default()
+    } else {
+        file.path.with_extension("")
+    };
+    test_module_files(&file.code)
+        .into_iter()
+        .flat_map(|name| {
+            [
+                dir.join(format!("{name}.rs")),
+                dir.join(name).join("mod.rs"),
+            ]
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -82,6 +112,21 @@ mod tests {
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].path, Path::new("b.rs"));
         assert!(found[0].message.starts_with("801 lines"));
+    }
+
+    #[test]
+    fn test_modules_in_their_own_files_are_not_counted() {
+        let files = [
+            SourceFile::new("s/core/mod.rs", "#[cfg(test)]\nmod tests;\n".into()),
+            file("s/core/tests.rs", 900, false),
+            SourceFile::new("s/conn.rs", "#[cfg(test)]\nmod tests;\n".into()),
+            file("s/conn/tests/mod.rs", 900, false),
+            file("s/other/tests.rs", 900, false),
+        ];
+        let files: Vec<&SourceFile> = files.iter().collect();
+        let found = check(&files, &[]);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].path, Path::new("s/other/tests.rs"));
     }
 
     #[test]

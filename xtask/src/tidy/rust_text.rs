@@ -177,33 +177,56 @@ fn char_literal(b: &[u8], i: usize, out: &mut [u8]) -> Option<usize> {
 /// A `#[cfg(test)]` on a helper function does not end the count. All of
 /// the lines when there is no such module.
 pub(crate) fn lines_above_tests(code: &str) -> usize {
-    let lines: Vec<&str> = code.lines().collect();
-    (0..lines.len())
-        .find(|&i| {
-            let Some(rest) = lines[i].trim_start().strip_prefix("#[cfg(test)]") else {
-                return false;
-            };
-            // The item the attribute gates: on the same line, or the next line
-            // that is not blank (comments are blanked) and not an attribute.
-            std::iter::once(rest)
-                .chain(lines[i + 1..].iter().copied())
-                .map(str::trim)
-                .find(|l| !l.is_empty() && !l.starts_with("#["))
-                .is_some_and(opens_inline_module)
-        })
-        .unwrap_or(lines.len())
+    test_only_items(code)
+        .find(|(_, item)| module_name(item).is_some_and(|(_, inline)| inline))
+        .map_or_else(|| code.lines().count(), |(index, _)| index)
 }
 
-/// Whether a line opens a module in place (`mod x {`, `pub(crate) mod x {`).
-fn opens_inline_module(line: &str) -> bool {
+/// The test modules that `code` keeps in files of their own
+/// (`#[cfg(test)] mod tests;`), by name.
+pub(crate) fn test_module_files(code: &str) -> Vec<&str> {
+    test_only_items(code)
+        .filter_map(|(_, item)| module_name(item))
+        .filter(|(_, inline)| !inline)
+        .map(|(name, _)| name)
+        .collect()
+}
+
+/// Each `#[cfg(test)]` of `code` (comments blanked) as its line index and the
+/// first line of the item it gates: on the same line, or the next line that
+/// is not blank and not an attribute.
+fn test_only_items(code: &str) -> impl Iterator<Item = (usize, &str)> {
+    let lines: Vec<&str> = code.lines().collect();
+    (0..lines.len()).filter_map(move |i| {
+        let rest = lines[i].trim_start().strip_prefix("#[cfg(test)]")?;
+        std::iter::once(rest)
+            .chain(lines[i + 1..].iter().copied())
+            .map(str::trim)
+            .find(|l| !l.is_empty() && !l.starts_with("#["))
+            .map(|item| (i, item))
+    })
+}
+
+/// For a line declaring a module (`mod x {`, `pub(crate) mod x;`): its name,
+/// and whether its body follows in place.
+fn module_name(line: &str) -> Option<(&str, bool)> {
     let mut rest = line;
     if let Some(after_pub) = rest.strip_prefix("pub") {
         rest = after_pub.trim_start();
         if rest.starts_with('(') {
-            rest = rest.split_once(')').map_or("", |(_, r)| r).trim_start();
+            rest = rest.split_once(')')?.1.trim_start();
         }
     }
-    rest.starts_with("mod ") && rest.contains('{')
+    let rest = rest.strip_prefix("mod ")?.trim_start();
+    let end = rest
+        .find(|c: char| !(c.is_alphanumeric() || c == '_'))
+        .unwrap_or(rest.len());
+    let (name, after) = rest.split_at(end);
+    match after.trim_start().chars().next() {
+        Some('{') if !name.is_empty() => Some((name, true)),
+        Some(';') if !name.is_empty() => Some((name, false)),
+        _ => None,
+    }
 }
 
 /// Whether `word` occurs in `line` as a whole identifier.
@@ -282,6 +305,13 @@ mod tests {
                    #[cfg(test)]\n#[allow(unused)]\n// why\npub(crate) mod tests {\n}\n";
         assert_eq!(lines_above_tests(&code_only(src)), 6);
         assert_eq!(lines_above_tests("a\n#[cfg(test)] mod tests {}\n"), 1);
+    }
+
+    #[test]
+    fn finds_test_modules_in_files_of_their_own() {
+        let src = "mod a;\n#[cfg(test)]\nmod tests;\n#[cfg(test)] pub(crate) mod support ;\n\
+                   #[cfg(test)]\nmod inline {}\n#[cfg(test)]\nfn f() {}\n";
+        assert_eq!(test_module_files(&code_only(src)), ["tests", "support"]);
     }
 
     #[test]
