@@ -194,7 +194,7 @@ impl Messaging {
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(MessagingError::NoRuntime);
         }
-        let mut core = Core::new(identity.clone(), config.clone(), Instant::now());
+        let mut core = Core::new(identity.clone(), config.clone(), now());
         let storage = match storage {
             None => None,
             Some(mut s) => {
@@ -205,7 +205,7 @@ impl Messaging {
                 .await
                 .map_err(|_| crate::StorageError::Closed)?;
                 let loaded = loaded?;
-                let now = Instant::now();
+                let now = now();
                 let wall = SystemTime::now();
                 let worker = StorageWorker::start(s);
                 for stored in loaded {
@@ -576,9 +576,16 @@ impl Messaging {
 
 /// The time to queue `message` at: read from the clock only when the
 /// core needs it (see [`Core::reusable_now`]).
-fn send_time(core: &Core<PacketSender>, message: &Message) -> Instant {
+fn send_time(core: &Core<PacketSender>, message: &Message) -> std::time::Instant {
     match core.reusable_now(message) {
         Some(now) => now,
-        None => Instant::now(),
+        None => now(),
     }
+}
+
+/// The runtime's clock as the core's time. The core takes `std` instants;
+/// reading tokio's clock keeps it on the paused clock in tests.
+#[inline]
+fn now() -> std::time::Instant {
+    Instant::now().into_std()
 }

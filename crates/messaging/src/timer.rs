@@ -3,7 +3,7 @@
 //! The core's next deadline changes with nearly every packet: a message in
 //! holds back an ACK for `ack_delay`, the reply going out takes the ACK
 //! along and the deadline goes back to the keepalive or the TTL sweep. A
-//! fresh [`Sleep`](tokio::time::Sleep) per turn of the loop (or a reset to
+//! fresh [`Sleep`] per turn of the loop (or a reset to
 //! each new deadline) costs a timer-wheel insert and removal every turn,
 //! and a deadline earlier than the one the runtime parked for makes Tokio
 //! wake its own driver (an eventfd write, and one more `epoll_wait`), even

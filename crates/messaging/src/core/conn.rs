@@ -1,7 +1,8 @@
 //! A connection as the core sees it: the handshake, the acknowledgements
 //! owed to the peer, and keep-alive.
 
-use tokio::time::Instant;
+use std::time::Instant;
+
 use weft_link::ConnectionId;
 
 use super::{ACK_EVERY, Core, CoreEvent, Transmit};

@@ -43,10 +43,9 @@
 //! arrive twice, and nothing needs checking.
 
 use std::collections::VecDeque;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use tokio::time::Instant;
 use weft_link::ConnectionId;
 
 use crate::dedupe::DedupeWindow;

@@ -2,8 +2,8 @@
 //! flight on it until delivered; TTLs, queue bounds and settling.
 
 use std::collections::VecDeque;
+use std::time::Instant;
 
-use tokio::time::Instant;
 use weft_link::ConnectionId;
 
 use super::{Core, CoreEvent, Counters, Transmit, TxError, WRITE_CHECK};

@@ -10,7 +10,7 @@ use weft_link::ConnectionId;
 use weft_packeter::{PacketEvent, Packeter};
 
 use super::dispatch::dispatch;
-use super::{Inner, lock};
+use super::{Inner, lock, now};
 use crate::subscription::{Deliveries, QueueMatches};
 use crate::timer::LazyTimer;
 
@@ -27,7 +27,7 @@ pub(super) async fn run(
     let mut matches = QueueMatches::default();
     let mut timer = LazyTimer::new();
     loop {
-        timer.arm(lock(&inner.core).poll_timeout());
+        timer.arm(lock(&inner.core).poll_timeout().map(Instant::from_std));
         // More packets were ready than one batch takes.
         let mut more = false;
         tokio::select! {
@@ -36,7 +36,7 @@ pub(super) async fn run(
                     break;
                 }
                 more = n == MAX_BATCH;
-                let now = Instant::now();
+                let now = now();
                 let mut core = lock(&inner.core);
                 for event in batch.drain(..) {
                     match event {
@@ -49,11 +49,11 @@ pub(super) async fn run(
                 core.handle_batch_end(now);
             }
             _ = timer.fired() => {
-                lock(&inner.core).handle_timeout(Instant::now());
+                lock(&inner.core).handle_timeout(now());
             }
             _ = inner.wake.notified() => {}
             Some(Ok(conn)) = ready_waits.join_next(), if !ready_waits.is_empty() => {
-                lock(&inner.core).handle_ready(conn, Instant::now());
+                lock(&inner.core).handle_ready(conn, now());
             }
             _ = stop.changed() => break,
         }
