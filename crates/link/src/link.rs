@@ -15,7 +15,7 @@ use crate::accept::{TcpStreams, UnixStreams, accept_task};
 use crate::connection::run_stream;
 use crate::dial::{connector_task, establish, run_established};
 use crate::registry::{ListenerEntry, Registry};
-use crate::udp::{UdpListener, run_udp_connected, udp_peer_connection};
+use crate::udp::{UdpListener, run_udp_connected, try_udp_peer_connection, udp_peer_connection};
 use crate::{
     Address, Connection, ConnectionId, DisconnectReason, LinkConfig, LinkError, Origin,
     ReconnectPolicy, Scheme, SocketOptions, TlsClientConfig, TlsServerConfig, ToAddress, UnixPath,
@@ -533,26 +533,55 @@ impl Link {
     /// Runs an existing std UDP socket. A connected socket (or one given a
     /// `peer`, which connects it) becomes one datagram connection, like a
     /// `udp://` connector; an unconnected one becomes a UDP listener with a
-    /// connection per remote address, like [`listen`](Self::listen).
+    /// connection per remote address, like [`listen`](Self::listen). Of the
+    /// link's socket options only `broadcast` applies (when true): the
+    /// socket is bound already.
     /// Cancel-safe: a cancelled call leaves the socket dropped.
     pub async fn adopt_udp(
         &self,
         socket: std::net::UdpSocket,
         peer: Option<SocketAddr>,
     ) -> Result<Adopted, LinkError> {
-        let registry = self.registry();
-        let events = registry.sender()?;
-        socket
-            .set_nonblocking(true)
-            .map_err(|e| LinkError::io("setting non-blocking mode", e))?;
-        let socket = UdpSocket::from_std(socket)
-            .map_err(|e| LinkError::io("registering a UDP socket", e))?;
+        self.registry().sender()?;
+        let socket = self.register_udp(socket)?;
         if let Some(peer) = peer {
             socket
                 .connect(peer)
                 .await
                 .map_err(|e| LinkError::io(format!("connecting to {peer}"), e))?;
         }
+        self.start_udp(socket)
+    }
+
+    /// [`adopt_udp`](Self::adopt_udp) without a `peer`, which needs no
+    /// waiting: the socket runs as it is, connected or not.
+    pub(crate) fn adopt_udp_as_is(
+        &self,
+        socket: std::net::UdpSocket,
+    ) -> Result<Adopted, LinkError> {
+        self.registry().sender()?;
+        let socket = self.register_udp(socket)?;
+        self.start_udp(socket)
+    }
+
+    /// Hands a std UDP socket to the runtime, with the link's `broadcast`.
+    fn register_udp(&self, socket: std::net::UdpSocket) -> Result<UdpSocket, LinkError> {
+        socket
+            .set_nonblocking(true)
+            .map_err(|e| LinkError::io("setting non-blocking mode", e))?;
+        if self.registry().config.socket.broadcast {
+            socket
+                .set_broadcast(true)
+                .map_err(|e| LinkError::io("setting SO_BROADCAST", e))?;
+        }
+        UdpSocket::from_std(socket).map_err(|e| LinkError::io("registering a UDP socket", e))
+    }
+
+    /// Runs a registered UDP socket: a connection when it is connected, a
+    /// listener when not.
+    fn start_udp(&self, socket: UdpSocket) -> Result<Adopted, LinkError> {
+        let registry = self.registry();
+        let events = registry.sender()?;
         let local = socket.local_addr().ok().map(Address::udp);
         if let Ok(peer) = socket.peer_addr() {
             let conn = registry.new_connection(
@@ -624,6 +653,22 @@ impl Link {
                     registry.config.max_udp_peers
                 ))
             })
+    }
+
+    /// [`udp_peer`](Self::udp_peer) without waiting: the connection of a
+    /// UDP listener to `peer`, made now if new. Fails with
+    /// [`LinkError::QueueFull`] when the link's event queue has no room for
+    /// the new connection's `Connected` event (or the listener is busy
+    /// announcing another peer), and as `udp_peer` otherwise.
+    pub fn try_udp_peer(
+        &self,
+        listener: ListenerId,
+        peer: SocketAddr,
+    ) -> Result<Connection, LinkError> {
+        let registry = self.registry();
+        let udp = registry.udp_listener(listener).ok_or(LinkError::Closed)?;
+        let events = registry.sender()?;
+        try_udp_peer_connection(registry, &udp, peer, &events)
     }
 
     /// A snapshot of the link's counters.

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use crate::connection::finish;
 use crate::queue::Take;
 use crate::registry::Registry;
-use crate::{Address, Connection, DisconnectReason, LinkEvent, ListenerId, Origin};
+use crate::{Address, Connection, DisconnectReason, LinkError, LinkEvent, ListenerId, Origin};
 
 /// How long a UDP listener rests after a receive error that is not an ICMP
 /// echo of an earlier send, rather than spin on it.
@@ -171,6 +171,50 @@ pub(crate) async fn udp_peer_connection(
         events.clone(),
     ));
     Some(conn)
+}
+
+/// [`udp_peer_connection`] without waiting: fails with `QueueFull` when the
+/// event queue has no room for `Connected` (or another task holds the
+/// peers, announcing a peer into that full queue).
+pub(crate) fn try_udp_peer_connection(
+    registry: &Arc<Registry>,
+    udp: &Arc<UdpListener>,
+    peer: SocketAddr,
+    events: &mpsc::Sender<LinkEvent>,
+) -> Result<Connection, LinkError> {
+    let mut peers = udp.peers.try_lock().map_err(|_| LinkError::QueueFull)?;
+    if let Some(c) = peers.get(&peer) {
+        return Ok(c.clone());
+    }
+    if peers.len() >= registry.config.max_udp_peers {
+        return Err(LinkError::Unsupported(format!(
+            "UDP listener tracks {} peers already",
+            registry.config.max_udp_peers
+        )));
+    }
+    let permit = events.try_reserve().map_err(|e| match e {
+        mpsc::error::TrySendError::Full(()) => LinkError::QueueFull,
+        mpsc::error::TrySendError::Closed(()) => LinkError::Closed,
+    })?;
+    let conn = registry.new_connection(
+        Origin::Listener(udp.id),
+        Some(Address::udp(peer)),
+        udp.local.clone(),
+        None,
+        true,
+        &udp.cancel,
+    );
+    permit.send(LinkEvent::Connected(conn.clone()));
+    peers.insert(peer, conn.clone());
+    drop(peers);
+    registry.spawn(udp_peer_task(
+        registry.clone(),
+        udp.clone(),
+        conn.clone(),
+        peer,
+        events.clone(),
+    ));
+    Ok(conn)
 }
 
 /// Writes one UDP peer's queue through the listener's socket.

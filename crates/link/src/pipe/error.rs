@@ -1,6 +1,5 @@
 //! The pipe's error type.
 
-use std::io;
 use std::time::Duration;
 
 use super::Peer;
@@ -49,25 +48,9 @@ pub enum PipeError {
     /// A pipe was made from a std socket outside a Tokio runtime.
     #[error("pipes need a Tokio runtime")]
     NoRuntime,
-    /// An operating system I/O error on a socket the pipe adopted.
-    #[error("{context}: {source}")]
-    Io {
-        /// What the pipe was doing.
-        context: String,
-        /// The system's error.
-        #[source]
-        source: io::Error,
-    },
 }
 
 impl PipeError {
-    pub(crate) fn io(context: impl Into<String>, source: io::Error) -> PipeError {
-        PipeError::Io {
-            context: context.into(),
-            source,
-        }
-    }
-
     /// Maps the link's send errors onto the pipe's own variants.
     pub(crate) fn from_link(e: LinkError) -> PipeError {
         match e {

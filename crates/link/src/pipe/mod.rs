@@ -77,12 +77,11 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    Address, ConnectOptions, Connection, ConnectionId, ConnectionInfo, Link, LinkStats,
-    ListenOptions, ListenerId, Origin, Scheme, ToAddress,
+    Address, Adopted, ConnectOptions, Connection, ConnectionId, ConnectionInfo, Link, LinkEvents,
+    LinkStats, ListenOptions, ListenerId, Scheme, ToAddress,
 };
 
 mod config;
@@ -223,9 +222,9 @@ pub struct PipeStats {
     /// Relays that failed (the other pipe was closed, had no destination,
     /// or its send failed).
     pub relay_failures: u64,
-    /// Datagrams dropped by an adopted UDP socket because it tracked
-    /// [`PipeConfig::max_udp_peers`] peers already. (Pipes opened from
-    /// an address count these in [`LinkStats::datagrams_dropped`].)
+    /// Datagrams dropped by a UDP server pipe because it tracked
+    /// [`PipeConfig::max_udp_peers`] peers already (its link's
+    /// [`LinkStats::datagrams_dropped`]).
     pub datagrams_dropped: u64,
 }
 
@@ -238,91 +237,33 @@ struct Counters {
     duplicates_dropped: AtomicU64,
     relayed: AtomicU64,
     relay_failures: AtomicU64,
-    datagrams_dropped: AtomicU64,
 }
 
 fn bump(counter: &AtomicU64) {
     counter.fetch_add(1, Ordering::Relaxed);
 }
 
-/// How to reach one peer.
+/// How to reach one peer: its link connection.
 #[derive(Clone)]
-enum Route {
-    /// A link connection.
-    Link(Connection),
-    /// An adopted UDP socket, to `to` (with `send` when it is connected).
-    Udp {
-        socket: Arc<UdpSocket>,
-        to: SocketAddr,
-        connected: bool,
-    },
-}
+struct Route(Connection);
 
 impl Route {
     /// Sends, waiting at most `wait` for room in the send queue.
     async fn send(&self, data: &Bytes, wait: Duration) -> Result<(), PipeError> {
-        match self {
-            Route::Link(conn) => match tokio::time::timeout(wait, conn.send(data.clone())).await {
-                Ok(r) => r.map_err(PipeError::from_link),
-                Err(_) => Err(PipeError::QueueFull),
-            },
-            Route::Udp {
-                socket,
-                to,
-                connected,
-            } => {
-                // A refused earlier datagram (ICMP) is reported on the next
-                // send, which it fails; that send is tried once more.
-                let mut result = Ok(0);
-                for _ in 0..2 {
-                    result = if *connected {
-                        socket.send(data).await
-                    } else {
-                        socket.send_to(data, *to).await
-                    };
-                    match &result {
-                        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {}
-                        _ => break,
-                    }
-                }
-                result
-                    .map(drop)
-                    .map_err(|e| PipeError::io(format!("sending to {to}"), e))
-            }
+        match tokio::time::timeout(wait, self.0.send(data.clone())).await {
+            Ok(r) => r.map_err(PipeError::from_link),
+            Err(_) => Err(PipeError::QueueFull),
         }
     }
 
     fn try_send(&self, data: &Bytes) -> Result<(), PipeError> {
-        match self {
-            Route::Link(conn) => conn.try_send(data.clone()).map_err(PipeError::from_link),
-            Route::Udp {
-                socket,
-                to,
-                connected,
-            } => {
-                let sent = if *connected {
-                    socket.try_send(data)
-                } else {
-                    socket.try_send_to(data, *to)
-                };
-                match sent {
-                    Ok(_) => Ok(()),
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                        Err(PipeError::QueueFull)
-                    }
-                    Err(e) => Err(PipeError::io(format!("sending to {to}"), e)),
-                }
-            }
-        }
+        self.0.try_send(data.clone()).map_err(PipeError::from_link)
     }
 }
 
 struct PeerEntry {
     info: PeerInfo,
     route: Route,
-    /// Whether the up handlers ran for it (adopted UDP sockets announce a
-    /// peer when they first hear from it).
-    announced: bool,
 }
 
 type Handlers<H> = Arc<Vec<(HandlerId, H)>>;
@@ -340,21 +281,15 @@ struct State {
 }
 
 impl State {
-    fn insert_peer(&mut self, info: PeerInfo, route: Route, announced: bool) -> bool {
+    fn insert_peer(&mut self, info: PeerInfo, route: Route) -> bool {
         if self.closed || self.peers.contains_key(&info.connection) {
             return false;
         }
         if let Some(addr) = info.addr {
             self.by_addr.insert(addr, info.connection);
         }
-        self.peers.insert(
-            info.connection,
-            PeerEntry {
-                info,
-                route,
-                announced,
-            },
-        );
+        self.peers
+            .insert(info.connection, PeerEntry { info, route });
         true
     }
 
@@ -374,13 +309,6 @@ impl State {
     }
 }
 
-/// An adopted UDP socket.
-struct RawUdp {
-    socket: Arc<UdpSocket>,
-    connected: bool,
-    local: Option<SocketAddr>,
-}
-
 /// What the pipe's handles and its task share.
 struct Shared {
     id: u64,
@@ -390,7 +318,10 @@ struct Shared {
     dest_connection: Option<ConnectionId>,
     local: Option<Address>,
     udp_listener: Option<ListenerId>,
-    raw: Option<RawUdp>,
+    /// Whether `try_send` may make a UDP peer connection (adopted
+    /// unconnected sockets), or only `send` may (pipes opened from an
+    /// address).
+    try_send_makes_peers: bool,
     recv_timeout: Duration,
     send_retries: u32,
     send_retry_wait: Duration,
@@ -415,23 +346,41 @@ impl Shared {
     }
 
     fn local_socket_addr(&self) -> Option<SocketAddr> {
-        self.raw
-            .as_ref()
-            .and_then(|r| r.local)
-            .or_else(|| self.local.as_ref().and_then(Address::socket_addr))
+        self.local.as_ref().and_then(Address::socket_addr)
     }
 
     /// The address in the family of our socket: an IPv4 peer of an IPv6
     /// socket becomes `::ffff:a.b.c.d`, a mapped peer of an IPv4 socket
     /// plain IPv4.
     fn in_our_family(&self, addr: SocketAddr) -> SocketAddr {
-        match (self.local_socket_addr(), addr) {
-            (Some(SocketAddr::V6(_)), SocketAddr::V4(v4)) => {
-                SocketAddr::new(v4.ip().to_ipv6_mapped().into(), v4.port())
-            }
-            (Some(SocketAddr::V4(_)), a) => normalize_addr(a),
-            (_, a) => a,
+        in_family_of(self.local_socket_addr(), addr)
+    }
+
+    /// The connection of the UDP listener to `addr`, made now without
+    /// waiting, for `try_send` on adopted unconnected sockets.
+    fn try_udp_peer(&self, link: &Link, addr: SocketAddr) -> Result<Route, PipeError> {
+        let listener = self
+            .udp_listener
+            .filter(|_| self.try_send_makes_peers)
+            .ok_or(PipeError::UnknownPeer(Peer::Addr(addr)))?;
+        self.check_room()?;
+        let conn = link
+            .try_udp_peer(listener, self.in_our_family(addr))
+            .map_err(PipeError::from_link)?;
+        self.lock()
+            .insert_peer(PeerInfo::of(conn.info().clone()), Route(conn.clone()));
+        Ok(Route(conn))
+    }
+
+    /// Fails with `TooManyPeers` when a UDP pipe tracks as many peers as
+    /// it may.
+    fn check_room(&self) -> Result<(), PipeError> {
+        if self.lock().peers.len() >= self.max_udp_peers {
+            return Err(PipeError::TooManyPeers {
+                max: self.max_udp_peers,
+            });
         }
+        Ok(())
     }
 
     fn find(&self, to: Option<Peer>) -> Result<Found, PipeError> {
@@ -457,32 +406,6 @@ impl Shared {
                 .and_then(route)
                 .unwrap_or(Found::Missing(addr))),
         }
-    }
-
-    /// A peer entry for an adopted, unconnected UDP socket, made now.
-    fn raw_peer(&self, addr: SocketAddr) -> Result<Route, PipeError> {
-        let Some(raw) = self.raw.as_ref().filter(|r| !r.connected) else {
-            return Err(PipeError::UnknownPeer(Peer::Addr(addr)));
-        };
-        let mut st = self.lock();
-        if st.closed {
-            return Err(PipeError::Closed);
-        }
-        if let Some(entry) = st
-            .by_addr
-            .get(&normalize_addr(addr))
-            .and_then(|id| st.peers.get(id))
-        {
-            return Ok(entry.route.clone());
-        }
-        if st.peers.len() >= self.max_udp_peers {
-            return Err(PipeError::TooManyPeers {
-                max: self.max_udp_peers,
-            });
-        }
-        let (info, route) = raw_entry(raw, self.in_our_family(addr));
-        st.insert_peer(info, route.clone(), false);
-        Ok(route)
     }
 
     /// Ends the pipe's life: queues close (what is queued stays readable),
@@ -511,22 +434,17 @@ enum Found {
     Missing(SocketAddr),
 }
 
-/// The peer entry of an adopted UDP socket for `to`, with a new id.
-fn raw_entry(raw: &RawUdp, to: SocketAddr) -> (PeerInfo, Route) {
-    let info = ConnectionInfo {
-        id: ConnectionId(next_id()),
-        origin: Origin::Adopted,
-        peer: Some(Address::udp(to)),
-        local: raw.local.map(Address::udp),
-        peer_certificates: None,
-        datagram: true,
-    };
-    let route = Route::Udp {
-        socket: raw.socket.clone(),
-        to,
-        connected: raw.connected,
-    };
-    (PeerInfo::of(info), route)
+/// `addr` in the family of a socket bound to `ours`: an IPv4 peer of an
+/// IPv6 socket becomes `::ffff:a.b.c.d`, a mapped peer of an IPv4 socket
+/// plain IPv4.
+fn in_family_of(ours: Option<SocketAddr>, addr: SocketAddr) -> SocketAddr {
+    match (ours, addr) {
+        (Some(SocketAddr::V6(_)), SocketAddr::V4(v4)) => {
+            SocketAddr::new(v4.ip().to_ipv6_mapped().into(), v4.port())
+        }
+        (Some(SocketAddr::V4(_)), a) => normalize_addr(a),
+        (_, a) => a,
+    }
 }
 
 fn with_ids<H>(handlers: Vec<H>) -> Handlers<H> {
@@ -541,10 +459,7 @@ fn with_ids<H>(handlers: Vec<H>) -> Handlers<H> {
 /// What dropping the last [`Pipe`] drops.
 struct Handle {
     shared: Arc<Shared>,
-    link: Option<Link>,
-    /// Cancelled when the accept task of an adopted TCP listener has
-    /// stopped.
-    accept_stopped: Option<CancellationToken>,
+    link: Link,
 }
 
 impl Drop for Handle {
@@ -590,13 +505,12 @@ struct Parts {
     role: Role,
     scheme: Scheme,
     destination: Option<Address>,
-    dest_peer: Option<(PeerInfo, Route)>,
+    dest_connection: Option<Connection>,
     local: Option<Address>,
     udp_listener: Option<ListenerId>,
-    raw: Option<RawUdp>,
-    link: Option<Link>,
-    accept_stopped: Option<CancellationToken>,
-    source: task::Source,
+    try_send_makes_peers: bool,
+    link: Link,
+    events: LinkEvents,
 }
 
 impl Pipe {
@@ -633,20 +547,18 @@ impl Pipe {
             reconnect: None,
         };
         let conn = link.connect_once(&address, options).await?;
-        let info = PeerInfo::of(conn.info().clone());
         let local = conn.info().local.clone();
         Ok(Pipe::start(
             Parts {
                 role: Role::Client,
                 scheme: address.scheme(),
                 destination: Some(address),
-                dest_peer: Some((info, Route::Link(conn))),
+                dest_connection: Some(conn),
                 local,
                 udp_listener: None,
-                raw: None,
-                link: Some(link),
-                accept_stopped: None,
-                source: task::Source::Link(events),
+                try_send_makes_peers: false,
+                link,
+                events,
             },
             config,
         ))
@@ -672,13 +584,12 @@ impl Pipe {
                 role: Role::Server,
                 scheme,
                 destination: None,
-                dest_peer: None,
+                dest_connection: None,
                 local: Some(listening.address),
                 udp_listener: (scheme == Scheme::Udp).then_some(listening.id),
-                raw: None,
-                link: Some(link),
-                accept_stopped: None,
-                source: task::Source::Link(events),
+                try_send_makes_peers: false,
+                link,
+                events,
             },
             config,
         ))
@@ -697,7 +608,6 @@ impl Pipe {
         need_runtime()?;
         let (link, events) = Link::new(config.link_config());
         let conn = link.adopt_tcp(stream)?;
-        let info = PeerInfo::of(conn.info().clone());
         let destination = conn.info().peer.clone();
         let local = conn.info().local.clone();
         Ok(Pipe::start(
@@ -705,27 +615,27 @@ impl Pipe {
                 role: Role::Client,
                 scheme: Scheme::Tcp,
                 destination,
-                dest_peer: Some((info, Route::Link(conn))),
+                dest_connection: Some(conn),
                 local,
                 udp_listener: None,
-                raw: None,
-                link: Some(link),
-                accept_stopped: None,
-                source: task::Source::Link(events),
+                try_send_makes_peers: false,
+                link,
+                events,
             },
             config,
         ))
     }
 
-    /// Wraps a bound std UDP socket. With a destination (given, or the peer
-    /// of an already connected socket) it is a client pipe sending there;
-    /// without one, a server pipe that tracks each address it hears from
-    /// or sends to as a peer, up to [`PipeConfig::max_udp_peers`]. The
-    /// socket is used as it is: an unconnected socket with a destination
-    /// still receives from anyone, and those senders become peers too.
-    /// Of the socket options, only `broadcast` is applied (when true); the
-    /// pipe reads the socket itself, without a link, so
-    /// [`link_stats`](Self::link_stats) is `None`.
+    /// Wraps a bound std UDP socket, run by the pipe's link
+    /// ([`Link::adopt_udp`]). With a destination (given, or the peer of an
+    /// already connected socket) it is a client pipe sending there; without
+    /// one, a server pipe that tracks each address it hears from or sends
+    /// to as a peer, up to [`PipeConfig::max_udp_peers`]. The socket is
+    /// used as it is: an unconnected socket with a destination still
+    /// receives from anyone, and those senders become peers too. Unlike a
+    /// pipe opened from an address, [`try_send`](Self::try_send) makes the
+    /// connection for a new peer of an unconnected socket. Of the socket
+    /// options, only `broadcast` is applied (when true).
     ///
     /// Fails with [`PipeError::NoRuntime`] outside a Tokio runtime.
     pub fn from_std_udp_socket(
@@ -734,37 +644,23 @@ impl Pipe {
         config: PipeConfig,
     ) -> Result<Pipe, PipeError> {
         need_runtime()?;
-        socket
-            .set_nonblocking(true)
-            .map_err(|e| PipeError::io("setting non-blocking mode", e))?;
-        let socket = UdpSocket::from_std(socket)
-            .map_err(|e| PipeError::io("registering a UDP socket", e))?;
-        if config.broadcast {
-            socket
-                .set_broadcast(true)
-                .map_err(|e| PipeError::io("setting SO_BROADCAST", e))?;
-        }
-        let peer = socket.peer_addr().ok();
-        let local = socket.local_addr().ok();
-        let raw = RawUdp {
-            socket: Arc::new(socket),
-            connected: peer.is_some(),
-            local,
+        let connected_to = socket.peer_addr().ok();
+        let (link, events) = Link::new(config.link_config());
+        let (local, udp_listener, dest_connection) = match link.adopt_udp_as_is(socket)? {
+            Adopted::Connection(conn) => (conn.info().local.clone(), None, Some(conn)),
+            Adopted::Listener(listening) => {
+                let ours = listening.address.socket_addr();
+                let dest = match destination {
+                    Some(to) => Some(
+                        link.try_udp_peer(listening.id, in_family_of(ours, to))
+                            .map_err(PipeError::from_link)?,
+                    ),
+                    None => None,
+                };
+                (Some(listening.address), Some(listening.id), dest)
+            }
         };
-        let destination = destination.or(peer);
-        let dest_peer = destination.map(|d| {
-            let to = match (local, d) {
-                (Some(SocketAddr::V6(_)), SocketAddr::V4(v4)) => {
-                    SocketAddr::new(v4.ip().to_ipv6_mapped().into(), v4.port())
-                }
-                _ => d,
-            };
-            raw_entry(&raw, to)
-        });
-        let source = task::Source::Udp {
-            socket: raw.socket.clone(),
-            max_datagram: config.max_datagram,
-        };
+        let destination = destination.or(connected_to);
         Ok(Pipe::start(
             Parts {
                 role: if destination.is_some() {
@@ -774,21 +670,21 @@ impl Pipe {
                 },
                 scheme: Scheme::Udp,
                 destination: destination.map(Address::udp),
-                dest_peer,
-                local: local.map(Address::udp),
-                udp_listener: None,
-                raw: Some(raw),
-                link: None,
-                accept_stopped: None,
-                source,
+                dest_connection,
+                local,
+                try_send_makes_peers: udp_listener.is_some(),
+                udp_listener,
+                link,
+                events,
             },
             config,
         ))
     }
 
-    /// Wraps a bound, listening std TCP listener as a server pipe: each
-    /// accepted stream becomes a connection, with the pipe's `nodelay` and
-    /// `linger` applied to it.
+    /// Wraps a bound, listening std TCP listener as a server pipe, run by
+    /// the pipe's link ([`Link::adopt_tcp_listener`]): each accepted stream
+    /// becomes a connection, with the pipe's `nodelay` and `linger` applied
+    /// to it.
     ///
     /// Fails with [`PipeError::NoRuntime`] outside a Tokio runtime.
     pub fn from_std_tcp_listener(
@@ -796,33 +692,22 @@ impl Pipe {
         config: PipeConfig,
     ) -> Result<Pipe, PipeError> {
         need_runtime()?;
-        listener
-            .set_nonblocking(true)
-            .map_err(|e| PipeError::io("setting non-blocking mode", e))?;
-        let listener = tokio::net::TcpListener::from_std(listener)
-            .map_err(|e| PipeError::io("registering a TCP listener", e))?;
-        let local = listener.local_addr().ok().map(Address::tcp);
         let (link, events) = Link::new(config.link_config());
-        let sockopts = config.socket_options();
-        let stopped = CancellationToken::new();
-        let pipe = Pipe::start(
+        let listening = link.adopt_tcp_listener(listener)?;
+        Ok(Pipe::start(
             Parts {
                 role: Role::Server,
                 scheme: Scheme::Tcp,
                 destination: None,
-                dest_peer: None,
-                local,
+                dest_connection: None,
+                local: Some(listening.address),
                 udp_listener: None,
-                raw: None,
-                link: Some(link.clone()),
-                accept_stopped: Some(stopped.clone()),
-                source: task::Source::Link(events),
+                try_send_makes_peers: false,
+                link,
+                events,
             },
             config,
-        );
-        let stop = pipe.shared().close_requested.clone();
-        tokio::spawn(task::accept(listener, link, sockopts, stop, stopped));
-        Ok(pipe)
+        ))
     }
 
     fn start(parts: Parts, config: PipeConfig) -> Pipe {
@@ -849,9 +734,9 @@ impl Pipe {
             dedupe: config.dedupe.map(DedupeFilter::new),
             closed: false,
         };
-        let dest_connection = parts.dest_peer.as_ref().map(|(i, _)| i.connection);
-        if let Some((info, route)) = parts.dest_peer {
-            state.insert_peer(info, route, false);
+        let dest_connection = parts.dest_connection.as_ref().map(Connection::id);
+        if let Some(conn) = parts.dest_connection {
+            state.insert_peer(PeerInfo::of(conn.info().clone()), Route(conn));
         }
         let shared = Arc::new(Shared {
             id: next_id(),
@@ -861,7 +746,7 @@ impl Pipe {
             dest_connection,
             local: parts.local,
             udp_listener: parts.udp_listener,
-            raw: parts.raw,
+            try_send_makes_peers: parts.try_send_makes_peers,
             recv_timeout: config.recv_timeout,
             send_retries: config.send_retries,
             send_retry_wait: config.send_retry_wait,
@@ -878,9 +763,8 @@ impl Pipe {
         let handle = Arc::new(Handle {
             shared: shared.clone(),
             link: parts.link,
-            accept_stopped: parts.accept_stopped,
         });
-        let run = task::run(shared.clone(), Arc::downgrade(&handle), parts.source);
+        let run = task::run(shared.clone(), Arc::downgrade(&handle), parts.events);
         tokio::spawn(CURRENT_PIPE.scope(shared.id, run));
         tracing::debug!(pipe = shared.id, role = ?shared.role, local = ?shared.local,
             destination = ?shared.destination, "pipe open");
@@ -1013,7 +897,9 @@ impl Pipe {
         let sh = self.shared();
         let result = match sh.find(to) {
             Ok(Found::Route(route)) => route.try_send(&data),
-            Ok(Found::Missing(addr)) => sh.raw_peer(addr).and_then(|r| r.try_send(&data)),
+            Ok(Found::Missing(addr)) => sh
+                .try_udp_peer(&self.handle.link, addr)
+                .and_then(|r| r.try_send(&data)),
             Err(e) => Err(e),
         };
         match &result {
@@ -1037,23 +923,22 @@ impl Pipe {
             Found::Route(route) => return Ok(route),
             Found::Missing(addr) => addr,
         };
-        match (sh.udp_listener, &self.handle.link) {
-            (Some(listener), Some(link)) => {
-                let conn = link
-                    .udp_peer(listener, sh.in_our_family(addr))
-                    .await
-                    .map_err(PipeError::from_link)?;
-                let mut st = sh.lock();
-                // Unless the task has seen the connection end already (the
-                // link forgets a connection before reporting its end).
-                if link.connection(conn.id()).is_some() {
-                    let info = PeerInfo::of(conn.info().clone());
-                    st.insert_peer(info, Route::Link(conn.clone()), false);
-                }
-                Ok(Route::Link(conn))
-            }
-            _ => sh.raw_peer(addr),
+        let Some(listener) = sh.udp_listener else {
+            return Err(PipeError::UnknownPeer(Peer::Addr(addr)));
+        };
+        sh.check_room()?;
+        let link = &self.handle.link;
+        let conn = link
+            .udp_peer(listener, sh.in_our_family(addr))
+            .await
+            .map_err(PipeError::from_link)?;
+        let mut st = sh.lock();
+        // Unless the task has seen the connection end already (the link
+        // forgets a connection before reporting its end).
+        if link.connection(conn.id()).is_some() {
+            st.insert_peer(PeerInfo::of(conn.info().clone()), Route(conn.clone()));
         }
+        Ok(Route(conn))
     }
 
     /// Adds a handler for every message, run after those added before.
@@ -1218,26 +1103,13 @@ impl Pipe {
         let sh = self.shared();
         sh.close_requested.cancel();
         let in_own_task = CURRENT_PIPE.try_with(|id| *id == sh.id).unwrap_or(false);
-        if let Some(link) = &self.handle.link {
-            // An adopted listener stops accepting first, so that no
-            // connection starts after the link closed the others.
-            let accepting = self.handle.accept_stopped.clone();
-            let link = link.clone();
-            let close_link = async move {
-                if let Some(stopped) = accepting {
-                    stopped.cancelled().await;
-                }
-                link.close().await;
-            };
-            if in_own_task {
-                tokio::spawn(close_link);
-                return;
-            }
-            close_link.await;
+        let link = self.handle.link.clone();
+        if in_own_task {
+            tokio::spawn(async move { link.close().await });
+            return;
         }
-        if !in_own_task {
-            sh.finished.cancelled().await;
-        }
+        link.close().await;
+        sh.finished.cancelled().await;
     }
 
     /// Whether the pipe is closed or closing.
@@ -1257,13 +1129,12 @@ impl Pipe {
             duplicates_dropped: get(&c.duplicates_dropped),
             relayed: get(&c.relayed),
             relay_failures: get(&c.relay_failures),
-            datagrams_dropped: get(&c.datagrams_dropped),
+            datagrams_dropped: self.handle.link.stats().datagrams_dropped,
         }
     }
 
-    /// The counters of the pipe's link (bytes, connections, ...); `None`
-    /// for adopted UDP sockets, which run without a link.
-    pub fn link_stats(&self) -> Option<LinkStats> {
-        self.handle.link.as_ref().map(Link::stats)
+    /// The counters of the pipe's link (bytes, connections, ...).
+    pub fn link_stats(&self) -> LinkStats {
+        self.handle.link.stats()
     }
 }

@@ -1,31 +1,13 @@
-//! The pipe's task: reads the link's events (or an adopted UDP socket) and
-//! runs each message through dedupe, relays, queues and handlers, in order.
+//! The pipe's task: reads the link's events and runs each message through
+//! dedupe, relays, queues and handlers, in order.
 
-use std::net::SocketAddr;
 use std::sync::{Arc, Weak};
-use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::net::UdpSocket;
-use tokio_util::sync::CancellationToken;
 
 use super::dedupe::SenderKey;
-use super::{
-    Handle, Handlers, PeerInfo, Pipe, PipeMessage, Route, Shared, UpHandler, bump, normalize_addr,
-    raw_entry,
-};
-use crate::{Address, ConnectionId, Link, LinkEvent, LinkEvents, SocketOptions};
-
-/// Where the task's events come from.
-pub(super) enum Source {
-    /// A link's events.
-    Link(LinkEvents),
-    /// An adopted UDP socket, read directly.
-    Udp {
-        socket: Arc<UdpSocket>,
-        max_datagram: usize,
-    },
-}
+use super::{Handle, Handlers, PeerInfo, Pipe, PipeMessage, Route, Shared, UpHandler, bump};
+use crate::{ConnectionId, LinkEvent, LinkEvents};
 
 /// Marks the pipe finished however the task ends (also by a panicking
 /// handler), so `close` never waits for a task that is gone.
@@ -39,60 +21,12 @@ impl Drop for FinishGuard {
 
 /// Runs the pipe until its events end, it is closed, or its last handle
 /// is dropped.
-pub(super) async fn run(shared: Arc<Shared>, handle: Weak<Handle>, source: Source) {
+pub(super) async fn run(shared: Arc<Shared>, handle: Weak<Handle>, events: LinkEvents) {
     let _guard = FinishGuard(shared.clone());
     let driver = Driver { shared, handle };
-    match source {
-        Source::Link(events) => driver.run_link(events).await,
-        Source::Udp {
-            socket,
-            max_datagram,
-        } => driver.run_udp(&socket, max_datagram).await,
-    }
+    driver.run_link(events).await;
     tracing::debug!(pipe = driver.shared.id, "pipe closed");
 }
-
-/// Accepts from an adopted TCP listener into the pipe's link until `stop`.
-pub(super) async fn accept(
-    listener: tokio::net::TcpListener,
-    link: Link,
-    sockopts: SocketOptions,
-    stop: CancellationToken,
-    stopped: CancellationToken,
-) {
-    let _stopped = stopped.drop_guard();
-    loop {
-        let accepted = tokio::select! {
-            biased;
-            _ = stop.cancelled() => break,
-            r = listener.accept() => r,
-        };
-        match accepted {
-            Ok((stream, peer)) => {
-                let _ = stream.set_nodelay(sockopts.nodelay);
-                if let Some(linger) = sockopts.linger {
-                    let _ = socket2::SockRef::from(&stream).set_linger(Some(linger));
-                }
-                let local = stream.local_addr().ok().map(Address::tcp);
-                if let Err(e) = link.adopt(stream, Some(Address::tcp(peer)), local) {
-                    tracing::debug!("adopting an accepted stream failed: {e}");
-                    break;
-                }
-            }
-            Err(e) => {
-                // EMFILE and friends: back off briefly rather than spin.
-                tracing::warn!("accept failed: {e}");
-                tokio::select! {
-                    _ = stop.cancelled() => break,
-                    _ = tokio::time::sleep(Duration::from_millis(50)) => {}
-                }
-            }
-        }
-    }
-}
-
-/// A peer heard from for the first time, and the up handlers to run.
-type Announce = (PeerInfo, Handlers<UpHandler>);
 
 struct Driver {
     shared: Arc<Shared>,
@@ -128,7 +62,7 @@ impl Driver {
                 let info = PeerInfo::of(conn.info().clone());
                 let handlers = {
                     let mut st = self.shared.lock();
-                    st.insert_peer(info.clone(), Route::Link(conn), true);
+                    st.insert_peer(info.clone(), Route(conn));
                     st.up_handlers.clone()
                 };
                 tracing::trace!(pipe = self.shared.id, conn = %info.connection, "up");
@@ -225,70 +159,5 @@ impl Driver {
         for (_, h) in handlers.iter() {
             h.call(msg.clone(), pipe.clone()).await;
         }
-    }
-
-    async fn run_udp(&self, socket: &UdpSocket, max_datagram: usize) {
-        let sh = &self.shared;
-        let (stop, abort) = (sh.close_requested.clone(), sh.abort.clone());
-        let mut buf = vec![0u8; max_datagram.max(1)];
-        loop {
-            let received = tokio::select! {
-                biased;
-                _ = stop.cancelled() => break,
-                r = socket.recv_from(&mut buf) => r,
-            };
-            let (n, from) = match received {
-                Ok(x) => x,
-                // ICMP port unreachable from an earlier send.
-                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => continue,
-                Err(e) => {
-                    tracing::warn!(pipe = sh.id, "UDP receive failed: {e}");
-                    tokio::select! {
-                        _ = stop.cancelled() => break,
-                        _ = tokio::time::sleep(Duration::from_millis(50)) => {}
-                    }
-                    continue;
-                }
-            };
-            let data = Bytes::copy_from_slice(&buf[..n]);
-            let Some((id, announce)) = self.udp_peer_for(from) else {
-                bump(&sh.stats.datagrams_dropped);
-                continue;
-            };
-            let work = async {
-                if let Some((info, handlers)) = announce {
-                    self.run_up(info, handlers).await;
-                }
-                self.on_data(id, data).await;
-            };
-            tokio::select! {
-                biased;
-                _ = abort.cancelled() => break,
-                _ = work => {}
-            }
-        }
-    }
-
-    /// The peer entry of an adopted UDP socket for a sender, made if new
-    /// (unless the pipe tracks too many), with its up handlers when it is
-    /// heard from for the first time.
-    fn udp_peer_for(&self, from: SocketAddr) -> Option<(ConnectionId, Option<Announce>)> {
-        let sh = &self.shared;
-        let raw = sh.raw.as_ref()?;
-        let mut st = sh.lock();
-        let handlers = st.up_handlers.clone();
-        if let Some(&id) = st.by_addr.get(&normalize_addr(from)) {
-            let entry = st.peers.get_mut(&id)?;
-            let announce = !entry.announced;
-            entry.announced = true;
-            return Some((id, announce.then(|| (entry.info.clone(), handlers))));
-        }
-        if st.peers.len() >= sh.max_udp_peers {
-            return None;
-        }
-        let (info, route) = raw_entry(raw, from);
-        let id = info.connection;
-        st.insert_peer(info.clone(), route, true);
-        Some((id, Some((info, handlers))))
     }
 }
