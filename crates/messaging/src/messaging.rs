@@ -16,15 +16,14 @@ use tokio::time::Instant;
 use weft_link::Link;
 use weft_packeter::{PacketSender, Packeter};
 
-use crate::core::{Core, Entry};
+use crate::core::{Core, Entry, Topics};
 use crate::frame::Frame;
-use crate::patterns::{Interest, TargetCache};
 use crate::storage::worker::StorageWorker;
 use crate::storage::{Storage, StoredMessage};
 use crate::subscription::QueueShared;
 use crate::{
     Identity, Message, MessageId, MessagingConfig, MessagingError, ProtocolError, Received,
-    Subscription, SubscriptionQueue, TopicFilter,
+    Subscription, SubscriptionQueue,
 };
 use tokio::sync::oneshot;
 
@@ -97,30 +96,9 @@ struct Inner {
     default_queue: SubscriptionQueue,
     /// Requests waiting for their reply.
     pending: Mutex<HashMap<MessageId, oneshot::Sender<Received>>>,
-    /// Our topic subscriptions (queue id, filter).
-    topics: Mutex<Vec<(u64, TopicFilter)>>,
-    /// Connected weft peers' topic subscriptions.
-    interest: Mutex<HashMap<Identity, Vec<Interest>>>,
-    /// Publication targets per topic, from `interest` and `topics`.
-    targets: Mutex<TargetCache>,
-}
-
-impl Inner {
-    /// Changes the peers' topic interest; publication targets are then
-    /// worked out again (see [`TargetCache`]).
-    fn change_interest<R>(&self, f: impl FnOnce(&mut HashMap<Identity, Vec<Interest>>) -> R) -> R {
-        let result = f(&mut lock(&self.interest));
-        lock(&self.targets).clear();
-        result
-    }
-
-    /// Changes our own topic subscriptions; publication targets are then
-    /// worked out again (see [`TargetCache`]).
-    fn change_topics<R>(&self, f: impl FnOnce(&mut Vec<(u64, TopicFilter)>) -> R) -> R {
-        let result = f(&mut lock(&self.topics));
-        lock(&self.targets).clear();
-        result
-    }
+    /// Our topic subscriptions, the peers' interest and publication
+    /// targets. Never held while the core's lock is taken.
+    topics: Mutex<Topics>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -248,9 +226,7 @@ impl Messaging {
             subscription_drops: AtomicU64::new(0),
             default_queue,
             pending: Mutex::new(HashMap::new()),
-            topics: Mutex::new(Vec::new()),
-            interest: Mutex::new(HashMap::new()),
-            targets: Mutex::new(TargetCache::default()),
+            topics: Mutex::new(Topics::default()),
             config,
         });
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -522,24 +498,9 @@ impl Messaging {
         lock(&self.inner.pending)
     }
 
-    pub(crate) fn local_topics(&self) -> MutexGuard<'_, Vec<(u64, TopicFilter)>> {
+    /// The pub/sub bookkeeping; release it before calling into the core.
+    pub(crate) fn topics(&self) -> MutexGuard<'_, Topics> {
         lock(&self.inner.topics)
-    }
-
-    pub(crate) fn interest(&self) -> MutexGuard<'_, HashMap<Identity, Vec<Interest>>> {
-        lock(&self.inner.interest)
-    }
-
-    pub(crate) fn target_cache(&self) -> MutexGuard<'_, TargetCache> {
-        lock(&self.inner.targets)
-    }
-
-    /// Changes our own topic subscriptions (see `Inner::change_topics`).
-    pub(crate) fn change_local_topics<R>(
-        &self,
-        f: impl FnOnce(&mut Vec<(u64, TopicFilter)>) -> R,
-    ) -> R {
-        self.inner.change_topics(f)
     }
 
     /// Sends an extension frame to every connected weft peer.

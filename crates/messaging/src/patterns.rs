@@ -43,7 +43,7 @@ use std::time::Duration;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use tokio::sync::oneshot;
 
-use crate::frame::{FilterKind, Frame};
+use crate::frame::Frame;
 use crate::{
     Flags, Identity, Message, MessageId, Messaging, MessagingError, Received, Subscription,
     SubscriptionQueue, TopicFilter,
@@ -51,75 +51,6 @@ use crate::{
 
 /// The longest topic, in bytes.
 pub const MAX_TOPIC: usize = 255;
-
-/// The longest filter accepted from a peer, in bytes.
-pub(crate) const MAX_REMOTE_FILTER: usize = 1024;
-
-type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
-
-/// Topics whose publication targets [`TargetCache`] keeps at most; past
-/// that it starts over (a publisher of ever new topics pays the matching
-/// each time, and memory stays bounded).
-const TARGET_CACHE_TOPICS: usize = 1024;
-
-/// The targets of recently published topics (see
-/// `Messaging::publish_targets`).
-///
-/// Lock order: this cache, then the interest or our topic list. Every
-/// change to either goes through `Inner::change_interest` or
-/// `Inner::change_topics`, which empty the cache afterwards with neither
-/// of them held, so no stale list outlives a change.
-#[derive(Debug, Default)]
-pub(crate) struct TargetCache {
-    by_topic: HashMap<Box<str>, Arc<[Identity]>>,
-}
-
-impl TargetCache {
-    /// Forgets every topic's targets: the interest or our topic
-    /// subscriptions changed.
-    pub(crate) fn clear(&mut self) {
-        self.by_topic.clear();
-    }
-}
-
-/// A peer's interest in topics, as it told us.
-#[derive(Clone, Debug)]
-pub(crate) struct Interest {
-    kind: FilterKind,
-    text: String,
-    regex: Option<regex::Regex>,
-}
-
-impl Interest {
-    /// Parses a filter from the network; `None` when unusable (too long, a
-    /// regex that does not compile within bounds).
-    pub(crate) fn new(kind: FilterKind, text: String) -> Option<Interest> {
-        if text.len() > MAX_REMOTE_FILTER {
-            return None;
-        }
-        let regex = match kind {
-            FilterKind::Prefix => None,
-            FilterKind::Regex => Some(
-                regex::RegexBuilder::new(&text)
-                    .size_limit(1 << 20)
-                    .build()
-                    .ok()?,
-            ),
-        };
-        Some(Interest { kind, text, regex })
-    }
-
-    pub(crate) fn same(&self, kind: FilterKind, text: &str) -> bool {
-        self.kind == kind && self.text == text
-    }
-
-    fn matches(&self, topic: &str) -> bool {
-        match &self.regex {
-            Some(r) => r.is_match(topic),
-            None => topic.starts_with(self.text.as_str()),
-        }
-    }
-}
 
 /// Removes a pending request when its caller stops waiting.
 struct PendingGuard<'a> {
@@ -209,37 +140,11 @@ impl Messaging {
         body.put_slice(topic.as_bytes());
         body.put_slice(data);
         let body = body.freeze();
-        let targets = self.publish_targets(topic);
+        let targets = self.topics().targets(topic, self.identity());
         let mut message = Message::new(body);
         message.flags = Flags::PUBLISH;
         self.enqueue_each(&targets, message)?;
         Ok(targets.len())
-    }
-
-    /// Who gets a publication on `topic`: the peers whose interest matches
-    /// it, then ourselves if one of our topic subscriptions does. Worked
-    /// out once per topic and kept until the interest or our
-    /// subscriptions change.
-    fn publish_targets(&self, topic: &str) -> Arc<[Identity]> {
-        let mut cache = self.target_cache();
-        if let Some(targets) = cache.by_topic.get(topic) {
-            return targets.clone();
-        }
-        let mut targets: Vec<Identity> = self
-            .interest()
-            .iter()
-            .filter(|(_, filters)| filters.iter().any(|f| f.matches(topic)))
-            .map(|(who, _)| who.clone())
-            .collect();
-        if self.local_topics().iter().any(|(_, f)| f.matches(topic)) {
-            targets.push(self.identity().clone());
-        }
-        let targets: Arc<[Identity]> = targets.into();
-        if cache.by_topic.len() >= TARGET_CACHE_TOPICS {
-            cache.by_topic.clear();
-        }
-        cache.by_topic.insert(topic.into(), targets.clone());
-        targets
     }
 
     /// A queue of publications whose topic matches `filter`. The filter is
@@ -253,27 +158,20 @@ impl Messaging {
             ..Subscription::default()
         });
         let (kind, text) = filter.wire();
-        self.change_local_topics(|topics| topics.push((queue.id(), filter)));
+        self.topics().subscribe_local(queue.id(), filter);
         self.tell_peers(&Frame::Subscribe(kind, text));
         queue
     }
 
     /// Removes a topic subscription and tells the peers.
     pub fn unsubscribe_topic(&self, queue: &SubscriptionQueue) -> bool {
-        let removed = self.change_local_topics(|topics| {
-            let at = topics.iter().position(|(id, _)| *id == queue.id());
-            at.map(|i| topics.remove(i))
-        });
-        let Some((_, filter)) = removed else {
+        let removed = self.topics().unsubscribe_local(queue.id());
+        let Some((filter, still_wanted)) = removed else {
             return false;
         };
         self.unsubscribe(queue.id());
-        let (kind, text) = filter.wire();
-        let still_wanted = self
-            .local_topics()
-            .iter()
-            .any(|(_, f)| f.wire() == (kind, text.clone()));
         if !still_wanted {
+            let (kind, text) = filter.wire();
             self.tell_peers(&Frame::Unsubscribe(kind, text));
         }
         true

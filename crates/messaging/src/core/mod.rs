@@ -30,7 +30,9 @@
 //!
 //! Here: [`Core`], its events and timeouts. A connection's handshake, the
 //! acknowledgements owed to it and its keep-alive are in [`conn`]; each
-//! peer's queue, from waiting to delivered, in [`peer_queue`].
+//! peer's queue, from waiting to delivered, in [`peer_queue`]. Pub/sub
+//! bookkeeping, which the shell keeps under a lock of its own, is in
+//! [`topics`].
 //!
 //! Delivery: to a weft peer that offered acks, a message is delivered when
 //! the peer acknowledges it (a cumulative count of MESSAGE frames on the
@@ -54,10 +56,12 @@ use crate::{Identity, Message, MessageId, MessagingConfig, ProtocolError};
 
 mod conn;
 mod peer_queue;
+mod topics;
 
 use conn::Conn;
 pub(crate) use peer_queue::Entry;
 use peer_queue::Peer;
+pub(crate) use topics::Topics;
 
 /// Maps keyed by identity or connection: hashed with a per-process random
 /// seed (identities come from the network), faster than SipHash.

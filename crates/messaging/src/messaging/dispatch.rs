@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use super::{HandlerId, Inner, lock};
 use crate::core::CoreEvent;
 use crate::frame::Frame;
-use crate::patterns::{Interest, split_publication, split_reply};
+use crate::patterns::{split_publication, split_reply};
 use crate::subscription::{Deliveries, QueueMatches, QueueShared};
 use crate::{Identity, Kind, ProtocolError, Received};
 
@@ -113,7 +113,7 @@ pub(super) fn dispatch(
             }
             CoreEvent::Connected { ident } => {
                 // Our topic interest travels to every weft peer that connects.
-                let filters: Vec<_> = lock(&inner.topics).iter().map(|(_, f)| f.wire()).collect();
+                let filters = lock(&inner.topics).local_filters();
                 if !filters.is_empty() {
                     let core = lock(&inner.core);
                     for (kind, text) in filters {
@@ -125,7 +125,7 @@ pub(super) fn dispatch(
                 }
             }
             CoreEvent::Disconnected { ident } => {
-                inner.change_interest(|interest| interest.remove(&ident));
+                lock(&inner.topics).handle_disconnected(&ident);
                 for (_, h) in &d.on_disconnect {
                     h(&ident);
                 }
@@ -140,19 +140,12 @@ pub(super) fn dispatch(
                     h(ident.as_ref(), &error);
                 }
             }
-            CoreEvent::Subscribe { from, kind, filter } => inner.change_interest(|interest| {
-                let filters = interest.entry(from).or_default();
-                if !filters.iter().any(|f| f.same(kind, &filter)) {
-                    if let Some(f) = Interest::new(kind, filter) {
-                        filters.push(f);
-                    }
-                }
-            }),
-            CoreEvent::Unsubscribe { from, kind, filter } => inner.change_interest(|interest| {
-                if let Some(filters) = interest.get_mut(&from) {
-                    filters.retain(|f| !f.same(kind, &filter));
-                }
-            }),
+            CoreEvent::Subscribe { from, kind, filter } => {
+                lock(&inner.topics).handle_subscribe(from, kind, filter);
+            }
+            CoreEvent::Unsubscribe { from, kind, filter } => {
+                lock(&inner.topics).handle_unsubscribe(&from, kind, &filter);
+            }
         }
     }
     deliver(deliveries);
