@@ -904,15 +904,9 @@ async fn socket_options_reach_the_link() {
     let all = server.subscribe(SUB_ALL);
     let at = server.local_address().unwrap();
     // Bound to another loopback address, the client is seen from there.
-    let client = within(Pipe::connect(
-        &at,
-        PipeConfig {
-            bind: Some("127.0.0.2:0".parse().unwrap()),
-            ..PipeConfig::default()
-        },
-    ))
-    .await
-    .unwrap();
+    let mut config = PipeConfig::default();
+    config.link.socket.bind = Some("127.0.0.2:0".parse().unwrap());
+    let client = within(Pipe::connect(&at, config)).await.unwrap();
     within(client.send("from .2", None)).await.unwrap();
     let msg = next(&all).await;
     assert_eq!(msg.from.unwrap().ip().to_string(), "127.0.0.2");
@@ -922,14 +916,9 @@ async fn socket_options_reach_the_link() {
     let tcp_server = within(Pipe::listen("tcp://127.0.0.1:0", PipeConfig::server()))
         .await
         .unwrap();
-    let result = Pipe::connect(
-        tcp_server.local_address().unwrap(),
-        PipeConfig {
-            interface: Some(Interface::Index(u32::MAX)),
-            ..PipeConfig::default()
-        },
-    )
-    .await;
+    let mut config = PipeConfig::default();
+    config.link.socket.interface = Some(Interface::Index(u32::MAX));
+    let result = Pipe::connect(tcp_server.local_address().unwrap(), config).await;
     assert!(
         matches!(
             result,
@@ -957,17 +946,15 @@ async fn sends_to_a_peer_that_never_reads_end_in_queue_full() {
     // the connection's send queue.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let at = listener.local_addr().unwrap();
-    let client = within(Pipe::connect(
-        format!("tcp://{at}"),
-        PipeConfig {
-            send_queue_bytes: 1024,
-            send_retries: 1,
-            send_retry_wait: Duration::from_millis(20),
-            ..PipeConfig::default()
-        },
-    ))
-    .await
-    .unwrap();
+    let mut config = PipeConfig {
+        send_retries: 1,
+        send_retry_wait: Duration::from_millis(20),
+        ..PipeConfig::default()
+    };
+    config.link.send_queue_bytes = 1024;
+    let client = within(Pipe::connect(format!("tcp://{at}"), config))
+        .await
+        .unwrap();
     let (_stream, _) = within(listener.accept()).await.unwrap();
     let chunk = Bytes::from(vec![0u8; 1 << 20]);
     let mut sent = 0;

@@ -1,10 +1,9 @@
 //! A pipe's configuration: a plain struct with documented defaults.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::handler::{EndHandler, MessageHandler, UpHandler};
-use crate::{Interface, LinkConfig, SocketOptions, TlsClientConfig, TlsServerConfig};
+use crate::{LinkConfig, TlsClientConfig, TlsServerConfig};
 
 /// Whether a pipe connects to a destination or listens without one.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -102,9 +101,18 @@ impl Dedupe {
 /// # let _ = config;
 /// ```
 ///
-/// Timeouts and socket options map onto the pipe's [`LinkConfig`]
-/// ([`link_config`](Self::link_config)) and [`SocketOptions`]
-/// ([`socket_options`](Self::socket_options)).
+/// Everything about sockets and connections (timeouts, socket options,
+/// queue sizes) is the pipe's [`LinkConfig`], in [`link`](Self::link);
+/// the other fields are the pipe's own. `LinkConfig` is `non_exhaustive`,
+/// so change its fields on a default:
+///
+/// ```
+/// use weft_link::pipe::PipeConfig;
+/// let mut config = PipeConfig::default();
+/// config.link.socket.bind = Some("127.0.0.2:0".parse().unwrap());
+/// config.link.send_queue_bytes = 64 << 10;
+/// # let _ = config;
+/// ```
 #[derive(Clone, Debug)]
 pub struct PipeConfig {
     /// Client (has a destination) or server (listens). Used by
@@ -112,42 +120,26 @@ pub struct PipeConfig {
     /// and [`Pipe::listen`](super::Pipe::listen) set it themselves.
     /// Default: [`Role::Client`].
     pub role: Role,
-    /// Limit for establishing a TCP or Unix connection
-    /// ([`LinkConfig::connect_timeout`]). Default: 10 s.
-    pub connect_timeout: Duration,
-    /// Limit for a TLS handshake, on both sides
-    /// ([`LinkConfig::tls_handshake_timeout`]). Default: 10 s.
-    pub tls_handshake_timeout: Duration,
-    /// Limit for resolving a DNS name ([`LinkConfig::dns_timeout`]).
-    /// Default: 5 s.
-    pub dns_timeout: Duration,
-    /// On [`Pipe::close`](super::Pipe::close), how long a connection waits
-    /// for its peer to close too ([`LinkConfig::close_timeout`]).
-    /// Default: 2 s.
-    pub close_timeout: Duration,
+    /// The configuration of the pipe's [`Link`](crate::Link): timeouts
+    /// (connect, TLS handshake, DNS, and [`close_timeout`], how long
+    /// [`Pipe::close`](super::Pipe::close) lets each connection wait for
+    /// its peer), socket options, the send queue's size, and for UDP the
+    /// largest datagram and [`max_udp_peers`], the distinct peers a UDP
+    /// server pipe tracks (datagrams from further peers are dropped and
+    /// counted in
+    /// [`PipeStats::datagrams_dropped`](super::PipeStats::datagrams_dropped)).
+    /// A server pipe binds to the address it is opened with and ignores
+    /// [`SocketOptions::bind`](crate::SocketOptions::bind); pipes connect
+    /// once, so [`LinkConfig::reconnect`] does not apply.
+    /// Default: [`LinkConfig::default()`].
+    ///
+    /// [`close_timeout`]: LinkConfig::close_timeout
+    /// [`max_udp_peers`]: LinkConfig::max_udp_peers
+    pub link: LinkConfig,
     /// How long [`SubscriptionQueue::recv`](super::SubscriptionQueue::recv)
     /// and [`Pipe::recv`](super::Pipe::recv) wait when given no timeout.
     /// Default: 2 s (P2PD's).
     pub recv_timeout: Duration,
-    /// SO_REUSEADDR on listening sockets ([`SocketOptions::reuse_addr`]).
-    /// Default: true.
-    pub reuse_addr: bool,
-    /// SO_BROADCAST on UDP sockets ([`SocketOptions::broadcast`]).
-    /// Default: false.
-    pub broadcast: bool,
-    /// SO_LINGER on TCP sockets; `None` leaves the system default
-    /// ([`SocketOptions::linger`]). Default: none.
-    pub linger: Option<Duration>,
-    /// TCP_NODELAY ([`SocketOptions::nodelay`]). Default: true.
-    pub nodelay: bool,
-    /// The local address a client pipe binds to before connecting
-    /// ([`SocketOptions::bind`]); a server pipe binds to the address it
-    /// is opened with and ignores this. Default: none (the system picks).
-    pub bind: Option<SocketAddr>,
-    /// The network interface sockets are bound to, by name or index
-    /// ([`SocketOptions::interface`]; SO_BINDTODEVICE, which needs
-    /// CAP_NET_RAW on Linux). Default: none.
-    pub interface: Option<Interface>,
     /// How many more times [`Pipe::send`](super::Pipe::send) tries when an
     /// attempt fails because the send queue stayed full for
     /// [`send_retry_wait`](Self::send_retry_wait), or because a server
@@ -161,7 +153,7 @@ pub struct PipeConfig {
     pub send_retry_wait: Duration,
     /// How many messages each subscription queue holds, so a queue holds
     /// at most this many times the largest message (a read chunk of up to
-    /// 64 KiB, or a datagram of up to [`max_datagram`](Self::max_datagram)).
+    /// 64 KiB, or a datagram of up to [`LinkConfig::max_datagram`]).
     /// Default: 1024. (0 is taken as 1.)
     pub queue_capacity: usize,
     /// What a full subscription queue drops. Default:
@@ -175,17 +167,6 @@ pub struct PipeConfig {
     /// The TLS server configuration; required to listen on `tls://` or
     /// `unix+tls://`. Default: none.
     pub tls_server: Option<TlsServerConfig>,
-    /// Distinct UDP peers a server pipe tracks; datagrams from further
-    /// peers are dropped and counted ([`LinkConfig::max_udp_peers`], and
-    /// [`PipeStats::datagrams_dropped`](super::PipeStats::datagrams_dropped)
-    /// for adopted UDP sockets). Default: 1024.
-    pub max_udp_peers: usize,
-    /// The largest UDP datagram received ([`LinkConfig::max_datagram`]).
-    /// Default: 65 535.
-    pub max_datagram: usize,
-    /// Bytes each connection's send queue holds
-    /// ([`LinkConfig::send_queue_bytes`]). Default: 4 MiB.
-    pub send_queue_bytes: usize,
     /// Message handlers installed before the pipe receives anything, run in
     /// this order, before any added later with
     /// [`Pipe::add_message_handler`](super::Pipe::add_message_handler).
@@ -202,21 +183,10 @@ pub struct PipeConfig {
 
 impl Default for PipeConfig {
     fn default() -> PipeConfig {
-        let link = LinkConfig::default();
-        let socket = SocketOptions::default();
         PipeConfig {
             role: Role::Client,
-            connect_timeout: link.connect_timeout,
-            tls_handshake_timeout: link.tls_handshake_timeout,
-            dns_timeout: link.dns_timeout,
-            close_timeout: link.close_timeout,
+            link: LinkConfig::default(),
             recv_timeout: Duration::from_secs(2),
-            reuse_addr: socket.reuse_addr,
-            broadcast: socket.broadcast,
-            linger: socket.linger,
-            nodelay: socket.nodelay,
-            bind: None,
-            interface: None,
             send_retries: 3,
             send_retry_wait: Duration::from_millis(200),
             queue_capacity: 1024,
@@ -224,9 +194,6 @@ impl Default for PipeConfig {
             dedupe: None,
             tls_client: None,
             tls_server: None,
-            max_udp_peers: link.max_udp_peers,
-            max_datagram: link.max_datagram,
-            send_queue_bytes: link.send_queue_bytes,
             message_handlers: Vec::new(),
             up_handlers: Vec::new(),
             end_handlers: Vec::new(),
@@ -240,34 +207,6 @@ impl PipeConfig {
         PipeConfig {
             role: Role::Server,
             ..PipeConfig::default()
-        }
-    }
-
-    /// The socket options these settings stand for.
-    pub fn socket_options(&self) -> SocketOptions {
-        SocketOptions {
-            nodelay: self.nodelay,
-            reuse_addr: self.reuse_addr,
-            broadcast: self.broadcast,
-            linger: self.linger,
-            bind: self.bind,
-            interface: self.interface.clone(),
-        }
-    }
-
-    /// The configuration of the pipe's [`Link`](crate::Link): the
-    /// timeouts, sizes and socket options above, defaults otherwise.
-    pub fn link_config(&self) -> LinkConfig {
-        LinkConfig {
-            dns_timeout: self.dns_timeout,
-            connect_timeout: self.connect_timeout,
-            tls_handshake_timeout: self.tls_handshake_timeout,
-            close_timeout: self.close_timeout,
-            socket: self.socket_options(),
-            max_udp_peers: self.max_udp_peers,
-            max_datagram: self.max_datagram,
-            send_queue_bytes: self.send_queue_bytes,
-            ..LinkConfig::default()
         }
     }
 }

@@ -42,7 +42,7 @@ pub enum PipeError {
     /// An adopted UDP socket already tracks as many peers as allowed.
     #[error("the pipe already tracks {max} UDP peers")]
     TooManyPeers {
-        /// [`PipeConfig::max_udp_peers`](super::PipeConfig::max_udp_peers).
+        /// [`LinkConfig::max_udp_peers`](crate::LinkConfig::max_udp_peers).
         max: usize,
     },
     /// A pipe was made from a std socket outside a Tokio runtime.

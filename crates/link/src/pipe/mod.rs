@@ -223,7 +223,7 @@ pub struct PipeStats {
     /// or its send failed).
     pub relay_failures: u64,
     /// Datagrams dropped by a UDP server pipe because it tracked
-    /// [`PipeConfig::max_udp_peers`] peers already (its link's
+    /// [`LinkConfig::max_udp_peers`](crate::LinkConfig::max_udp_peers) peers already (its link's
     /// [`LinkStats::datagrams_dropped`]).
     pub datagrams_dropped: u64,
 }
@@ -540,10 +540,10 @@ impl Pipe {
         config: PipeConfig,
     ) -> Result<Pipe, PipeError> {
         let address = destination.to_address().map_err(crate::LinkError::from)?;
-        let (link, events) = Link::new(config.link_config());
+        let (link, events) = Link::new(config.link.clone());
         let options = ConnectOptions {
             tls: config.tls_client.clone(),
-            socket: Some(config.socket_options()),
+            socket: None,
             reconnect: None,
         };
         let conn = link.connect_once(&address, options).await?;
@@ -572,10 +572,10 @@ impl Pipe {
     /// Cancel-safe like [`open`](Self::open).
     pub async fn listen(local: impl ToAddress, config: PipeConfig) -> Result<Pipe, PipeError> {
         let address = local.to_address().map_err(crate::LinkError::from)?;
-        let (link, events) = Link::new(config.link_config());
+        let (link, events) = Link::new(config.link.clone());
         let options = ListenOptions {
             tls: config.tls_server.clone(),
-            socket: Some(config.socket_options()),
+            socket: None,
         };
         let listening = link.listen_with(&address, options).await?;
         let scheme = address.scheme();
@@ -606,7 +606,7 @@ impl Pipe {
         config: PipeConfig,
     ) -> Result<Pipe, PipeError> {
         need_runtime()?;
-        let (link, events) = Link::new(config.link_config());
+        let (link, events) = Link::new(config.link.clone());
         let conn = link.adopt_tcp(stream)?;
         let destination = conn.info().peer.clone();
         let local = conn.info().local.clone();
@@ -630,7 +630,7 @@ impl Pipe {
     /// ([`Link::adopt_udp`]). With a destination (given, or the peer of an
     /// already connected socket) it is a client pipe sending there; without
     /// one, a server pipe that tracks each address it hears from or sends
-    /// to as a peer, up to [`PipeConfig::max_udp_peers`]. The socket is
+    /// to as a peer, up to [`LinkConfig::max_udp_peers`](crate::LinkConfig::max_udp_peers). The socket is
     /// used as it is: an unconnected socket with a destination still
     /// receives from anyone, and those senders become peers too. Unlike a
     /// pipe opened from an address, [`try_send`](Self::try_send) makes the
@@ -645,7 +645,7 @@ impl Pipe {
     ) -> Result<Pipe, PipeError> {
         need_runtime()?;
         let connected_to = socket.peer_addr().ok();
-        let (link, events) = Link::new(config.link_config());
+        let (link, events) = Link::new(config.link.clone());
         let (local, udp_listener, dest_connection) = match link.adopt_udp_as_is(socket)? {
             Adopted::Connection(conn) => (conn.info().local.clone(), None, Some(conn)),
             Adopted::Listener(listening) => {
@@ -692,7 +692,7 @@ impl Pipe {
         config: PipeConfig,
     ) -> Result<Pipe, PipeError> {
         need_runtime()?;
-        let (link, events) = Link::new(config.link_config());
+        let (link, events) = Link::new(config.link.clone());
         let listening = link.adopt_tcp_listener(listener)?;
         Ok(Pipe::start(
             Parts {
@@ -752,7 +752,7 @@ impl Pipe {
             send_retry_wait: config.send_retry_wait,
             queue_capacity: config.queue_capacity,
             queue_policy: config.queue_policy,
-            max_udp_peers: config.max_udp_peers,
+            max_udp_peers: config.link.max_udp_peers,
             default_queue,
             state: Mutex::new(state),
             stats: Counters::default(),
@@ -1088,7 +1088,7 @@ impl Pipe {
 
     /// Closes gracefully with [`Link::close`]: stops listening, writes what
     /// is queued, ends every connection (each waits at most
-    /// [`PipeConfig::close_timeout`] for its peer) and waits until the pipe's
+    /// [`LinkConfig::close_timeout`](crate::LinkConfig::close_timeout) for its peer) and waits until the pipe's
     /// task has handled the last events (letting a running handler finish).
     /// Then the subscription queues are
     /// closed (what they hold stays readable) and sends fail with
