@@ -60,7 +60,9 @@
 
 mod config;
 mod control;
+mod core;
 mod error;
+mod event;
 pub mod local;
 mod participant;
 mod pubsub;
@@ -69,9 +71,8 @@ mod router;
 pub use config::ParticipantConfig;
 pub use control::FilterSpec;
 pub use error::ParticipantError;
-pub use participant::{
-    Direct, Participant, ParticipantEvent, ParticipantEvents, ParticipantStats, PeerInfo,
-};
+pub use event::{Direct, ParticipantEvent, ParticipantEvents, ParticipantStats, PeerInfo};
+pub use participant::Participant;
 pub use pubsub::{Publication, Publisher, Subscriber};
 pub use router::Route;
 pub use weft_discovery::{DiscoveryConfig, GoneReason, ParticipantId};

@@ -78,17 +78,21 @@ impl Publisher {
     }
 
     /// Waits until at least one participant has told us it subscribes to
-    /// our topic, up to `timeout`. Returns whether one has. Cancel-safe.
+    /// our topic, up to `timeout`. Returns whether one has. It wakes when
+    /// what the others told us changes, not on a timer. Cancel-safe.
     pub async fn wait_for_subscribers(&self, timeout: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + timeout;
+        // Watching before looking: a change between the two is not missed.
+        let mut changes = self.participant.interest_changes();
         loop {
             if !self.subscribers().is_empty() {
                 return true;
             }
-            if tokio::time::Instant::now() >= deadline {
-                return false;
+            match tokio::time::timeout_at(deadline, changes.changed()).await {
+                Ok(Ok(())) => {}
+                // Timed out, or the participant is gone.
+                Ok(Err(_)) | Err(_) => return false,
             }
-            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 

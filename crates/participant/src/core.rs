@@ -1,0 +1,908 @@
+//! The participant's protocol core, free of I/O: what it knows of the
+//! other participants, which streams it opens, what it tells its
+//! neighbours, and where routed messages go.
+//!
+//! The shell ([`Participant`](crate::Participant)) feeds it and carries out
+//! what it asks, in the vocabulary of weft's other cores:
+//!
+//! - input: [`handle_discovery`](ParticipantCore::handle_discovery) for
+//!   discovery's events, [`handle_streams`](ParticipantCore::handle_streams)
+//!   with the identities messaging has a stream with whenever that set may
+//!   have changed, [`handle_control`](ParticipantCore::handle_control) for
+//!   a tagged message a neighbour sent, and the changes of what we host
+//!   ([`add_publisher`](ParticipantCore::add_publisher) and its kin);
+//! - output: [`poll_dial`](ParticipantCore::poll_dial) for streams to open
+//!   or close, [`poll_transmit`](ParticipantCore::poll_transmit) for
+//!   messages to neighbours, [`poll_event`](ParticipantCore::poll_event)
+//!   for what to report, and [`poll_direct`](ParticipantCore::poll_direct)
+//!   for routed messages that reached us.
+//!
+//! After each input the shell polls every output until it is empty, so
+//! the queues below hold at most what one input caused. The core keeps no
+//! timers: leases are discovery's, TTLs messaging's.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use weft_discovery::{DiscoveryEvent, ParticipantId, Peer};
+use weft_messaging::{Identity, TopicFilter};
+
+use crate::control::{
+    Control, Decoded, Envelope, FilterSpec, MAX_LIST, decode, encode_control, encode_routed,
+};
+use crate::event::{Direct, ParticipantEvent, PeerInfo};
+use crate::router::{Decision, DropReason, Route, Router};
+
+/// A stream to open or to close.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Dial {
+    /// Open a stream to the participant at `at`, replacing the one we
+    /// opened to it before, if any.
+    Open {
+        /// The participant.
+        peer: ParticipantId,
+        /// Where.
+        at: SocketAddr,
+    },
+    /// Close the stream we opened to the participant: it is gone.
+    Close(ParticipantId),
+}
+
+/// A message for a neighbour.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Transmit {
+    /// The neighbour.
+    pub(crate) to: Identity,
+    /// What it is: control messages travel with the control TTL.
+    pub(crate) kind: TransmitKind,
+    /// The tagged payload.
+    pub(crate) data: Bytes,
+}
+
+/// What a [`Transmit`] carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum TransmitKind {
+    /// Our lists or routes.
+    Control,
+    /// A routed message passed on.
+    Routed,
+}
+
+/// Where a message we send with `send_to` goes.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Outgoing {
+    /// To ourselves.
+    Deliver(Direct),
+    /// To this neighbour, as this tagged payload.
+    Forward(Identity, Bytes),
+}
+
+/// The core's counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct CoreStats {
+    pub(crate) routed_delivered: u64,
+    pub(crate) routed_hop_limit: u64,
+    pub(crate) routed_loops: u64,
+    pub(crate) routed_no_route: u64,
+    pub(crate) control_errors: u64,
+}
+
+/// A participant discovery told us of.
+struct Known {
+    peer: Peer,
+    /// Where we opened our stream to it, if we are the one to open it.
+    dialled: Option<SocketAddr>,
+}
+
+/// What a neighbour told us it hosts.
+#[derive(Default)]
+struct Remote {
+    publishers: BTreeSet<String>,
+    /// Each filter as told, and compiled (`None` when it does not compile
+    /// here: it then matches nothing).
+    subscribers: BTreeMap<FilterSpec, Option<TopicFilter>>,
+}
+
+/// The participant's state machine. See the [module documentation](self).
+pub(crate) struct ParticipantCore {
+    id: ParticipantId,
+    identity: Identity,
+    known: HashMap<ParticipantId, Known>,
+    /// Neighbours: participants with a stream up, told what we host.
+    connected: BTreeSet<Identity>,
+    remote: HashMap<Identity, Remote>,
+    /// Our publishers by topic, with how many of each.
+    local_publishers: BTreeMap<String, usize>,
+    /// Our subscribers by filter, with how many of each.
+    local_subscribers: BTreeMap<FilterSpec, usize>,
+    router: Router,
+    dials: VecDeque<Dial>,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<ParticipantEvent>,
+    directs: VecDeque<Direct>,
+    /// Whether a neighbour's subscribers changed since the last
+    /// [`poll_interest_changed`](Self::poll_interest_changed).
+    interest_changed: bool,
+    stats: CoreStats,
+}
+
+impl ParticipantCore {
+    /// The core of participant `id` with `identity`, routing with at most
+    /// `max_hops`.
+    pub(crate) fn new(id: ParticipantId, identity: Identity, max_hops: u8) -> ParticipantCore {
+        ParticipantCore {
+            id,
+            router: Router::new(identity.as_str(), max_hops),
+            identity,
+            known: HashMap::new(),
+            connected: BTreeSet::new(),
+            remote: HashMap::new(),
+            local_publishers: BTreeMap::new(),
+            local_subscribers: BTreeMap::new(),
+            dials: VecDeque::new(),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            directs: VecDeque::new(),
+            interest_changed: false,
+            stats: CoreStats::default(),
+        }
+    }
+
+    // ===== input =====
+
+    /// A discovery event: participants found, changed, restarted or gone.
+    pub(crate) fn handle_discovery(&mut self, event: DiscoveryEvent) {
+        match event {
+            DiscoveryEvent::Found(peer) => {
+                self.events.push_back(ParticipantEvent::Found {
+                    id: peer.id,
+                    identity: peer.identity.clone(),
+                    addresses: peer.addresses.clone(),
+                });
+                self.know(peer, false);
+            }
+            DiscoveryEvent::Changed(peer) => self.know(peer, false),
+            DiscoveryEvent::Restarted { peer, .. } => {
+                self.events.push_back(ParticipantEvent::Restarted {
+                    id: peer.id,
+                    identity: peer.identity.clone(),
+                    incarnation: peer.incarnation,
+                });
+                self.know(peer, true);
+            }
+            DiscoveryEvent::Gone { peer, reason } => {
+                if let Some(known) = self.known.remove(&peer.id) {
+                    if known.dialled.is_some() {
+                        // Also ends the stream, if it is still up.
+                        self.dials.push_back(Dial::Close(peer.id));
+                    }
+                }
+                self.events.push_back(ParticipantEvent::Gone {
+                    id: peer.id,
+                    identity: peer.identity,
+                    reason,
+                });
+            }
+            _ => {}
+        }
+    }
+
+    /// Opening the stream the last [`Dial::Open`] for `peer` asked for
+    /// failed at once; the next discovery event about it tries again.
+    pub(crate) fn handle_dial_failed(&mut self, peer: ParticipantId) {
+        if let Some(known) = self.known.get_mut(&peer) {
+            known.dialled = None;
+        }
+    }
+
+    /// The identities messaging has a stream with now. Neighbours whose
+    /// stream ended are forgotten with what they told us; new ones are
+    /// told everything we host and reach.
+    pub(crate) fn handle_streams(&mut self, now: impl IntoIterator<Item = Identity>) {
+        let now: BTreeSet<Identity> = now.into_iter().collect();
+        let gone: Vec<Identity> = self.connected.difference(&now).cloned().collect();
+        let new: Vec<Identity> = now.difference(&self.connected).cloned().collect();
+        for ident in &gone {
+            self.connected.remove(ident);
+            self.router.neighbour_down(ident.as_str());
+            if let Some(remote) = self.remote.remove(ident) {
+                self.interest_changed |= !remote.subscribers.is_empty();
+                for topic in remote.publishers {
+                    self.events.push_back(ParticipantEvent::PublisherRemoved {
+                        participant: ident.clone(),
+                        topic,
+                    });
+                }
+                for filter in remote.subscribers.into_keys() {
+                    self.events.push_back(ParticipantEvent::SubscriberRemoved {
+                        participant: ident.clone(),
+                        filter,
+                    });
+                }
+            }
+            self.events
+                .push_back(ParticipantEvent::Disconnected(ident.clone()));
+        }
+        for ident in &new {
+            self.connected.insert(ident.clone());
+            self.router.neighbour_up(ident.as_str());
+        }
+        for ident in &new {
+            let routes = self.router.advertisement_for(ident.as_str());
+            self.router.told(ident.as_str(), routes.clone());
+            let hello = Control::Hello {
+                publishers: self.local_publishers.keys().cloned().collect(),
+                subscribers: self.local_subscribers.keys().cloned().collect(),
+                routes,
+            };
+            self.control_to(ident.clone(), &hello);
+            self.events
+                .push_back(ParticipantEvent::Connected(ident.clone()));
+        }
+        if !gone.is_empty() || !new.is_empty() {
+            self.advertise();
+        }
+    }
+
+    /// A tagged message (control or routed) from the neighbour `from`.
+    /// Anything that does not decode is counted and dropped.
+    pub(crate) fn handle_control(&mut self, from: &Identity, data: &Bytes) {
+        match decode(data) {
+            None => self.stats.control_errors += 1,
+            Some(Decoded::Control(c)) => self.handle_control_message(from, c),
+            Some(Decoded::Routed(mut envelope, data)) => match self.router.route(&mut envelope) {
+                Decision::Deliver => self.deliver(&envelope, data),
+                Decision::Forward(next) => {
+                    let Ok(to) = Identity::new(&next) else { return };
+                    self.transmits.push_back(Transmit {
+                        to,
+                        kind: TransmitKind::Routed,
+                        data: encode_routed(&envelope, &data),
+                    });
+                }
+                Decision::Drop(why) => {
+                    let counter = match why {
+                        DropReason::HopLimit => &mut self.stats.routed_hop_limit,
+                        DropReason::Loop => &mut self.stats.routed_loops,
+                        DropReason::NoRoute => &mut self.stats.routed_no_route,
+                    };
+                    *counter += 1;
+                    tracing::debug!(to = %envelope.to, reason = ?why, "routed message dropped");
+                }
+            },
+        }
+    }
+
+    fn handle_control_message(&mut self, from: &Identity, c: Control) {
+        let participant = from.clone();
+        match c {
+            Control::Hello {
+                publishers,
+                subscribers,
+                routes,
+            } => {
+                let remote = self.remote.entry(from.clone()).or_default();
+                for topic in publishers {
+                    if remote.publishers.insert(topic.clone()) {
+                        self.events.push_back(ParticipantEvent::PublisherAdded {
+                            participant: participant.clone(),
+                            topic,
+                        });
+                    }
+                }
+                for filter in subscribers {
+                    if !remote.subscribers.contains_key(&filter) {
+                        remote
+                            .subscribers
+                            .insert(filter.clone(), filter.to_filter());
+                        self.interest_changed = true;
+                        self.events.push_back(ParticipantEvent::SubscriberAdded {
+                            participant: participant.clone(),
+                            filter,
+                        });
+                    }
+                }
+                self.router.learn(from.as_str(), routes);
+                self.advertise();
+            }
+            Control::PublisherAdded(topic) => {
+                let remote = self.remote.entry(from.clone()).or_default();
+                if remote.publishers.len() < MAX_LIST && remote.publishers.insert(topic.clone()) {
+                    self.events
+                        .push_back(ParticipantEvent::PublisherAdded { participant, topic });
+                }
+            }
+            Control::PublisherRemoved(topic) => {
+                if let Some(remote) = self.remote.get_mut(from) {
+                    if remote.publishers.remove(&topic) {
+                        self.events
+                            .push_back(ParticipantEvent::PublisherRemoved { participant, topic });
+                    }
+                }
+            }
+            Control::SubscriberAdded(filter) => {
+                let remote = self.remote.entry(from.clone()).or_default();
+                if remote.subscribers.len() < MAX_LIST && !remote.subscribers.contains_key(&filter)
+                {
+                    remote
+                        .subscribers
+                        .insert(filter.clone(), filter.to_filter());
+                    self.interest_changed = true;
+                    self.events.push_back(ParticipantEvent::SubscriberAdded {
+                        participant,
+                        filter,
+                    });
+                }
+            }
+            Control::SubscriberRemoved(filter) => {
+                if let Some(remote) = self.remote.get_mut(from) {
+                    if remote.subscribers.remove(&filter).is_some() {
+                        self.interest_changed = true;
+                        self.events.push_back(ParticipantEvent::SubscriberRemoved {
+                            participant,
+                            filter,
+                        });
+                    }
+                }
+            }
+            Control::Routes(routes) => {
+                self.router.learn(from.as_str(), routes);
+                self.advertise();
+            }
+        }
+    }
+
+    /// One more publisher of `topic`; the neighbours hear of the first.
+    pub(crate) fn add_publisher(&mut self, topic: &str) {
+        let count = self.local_publishers.entry(topic.to_owned()).or_insert(0);
+        *count += 1;
+        if *count == 1 {
+            self.tell_all(&Control::PublisherAdded(topic.to_owned()));
+        }
+    }
+
+    /// One publisher of `topic` fewer; the neighbours hear of the last.
+    pub(crate) fn remove_publisher(&mut self, topic: &str) {
+        if let Some(count) = self.local_publishers.get_mut(topic) {
+            *count -= 1;
+            if *count == 0 {
+                self.local_publishers.remove(topic);
+                self.tell_all(&Control::PublisherRemoved(topic.to_owned()));
+            }
+        }
+    }
+
+    /// One more subscriber with `filter`; the neighbours hear of the first.
+    pub(crate) fn add_subscriber(&mut self, filter: &FilterSpec) {
+        let count = self.local_subscribers.entry(filter.clone()).or_insert(0);
+        *count += 1;
+        if *count == 1 {
+            self.tell_all(&Control::SubscriberAdded(filter.clone()));
+        }
+    }
+
+    /// One subscriber with `filter` fewer; the neighbours hear of the last.
+    pub(crate) fn remove_subscriber(&mut self, filter: &FilterSpec) {
+        if let Some(count) = self.local_subscribers.get_mut(filter) {
+            *count -= 1;
+            if *count == 0 {
+                self.local_subscribers.remove(filter);
+                self.tell_all(&Control::SubscriberRemoved(filter.clone()));
+            }
+        }
+    }
+
+    /// Where a message of ours for the identity `to` goes: to ourselves,
+    /// to a neighbour (directly, or on its way through brokers), or
+    /// nowhere (`None`: no route).
+    pub(crate) fn route_outgoing(&mut self, to: &str, data: &[u8]) -> Option<Outgoing> {
+        let mut envelope = Envelope {
+            to: to.to_owned(),
+            from: self.identity.as_str().to_owned(),
+            hops_left: self.router.max_hops(),
+            path: Vec::new(),
+        };
+        if to == self.identity.as_str() {
+            self.stats.routed_delivered += 1;
+            return Some(Outgoing::Deliver(direct(
+                &envelope,
+                Bytes::copy_from_slice(data),
+            )));
+        }
+        match self.router.route(&mut envelope) {
+            Decision::Forward(next) => {
+                let next = Identity::new(&next).ok()?;
+                Some(Outgoing::Forward(next, encode_routed(&envelope, data)))
+            }
+            _ => None,
+        }
+    }
+
+    // ===== output =====
+
+    /// The next stream to open or close.
+    pub(crate) fn poll_dial(&mut self) -> Option<Dial> {
+        self.dials.pop_front()
+    }
+
+    /// The next message for a neighbour.
+    pub(crate) fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// The next event to report.
+    pub(crate) fn poll_event(&mut self) -> Option<ParticipantEvent> {
+        self.events.pop_front()
+    }
+
+    /// The next routed message that reached us.
+    pub(crate) fn poll_direct(&mut self) -> Option<Direct> {
+        self.directs.pop_front()
+    }
+
+    /// Whether the neighbours' subscribers changed since the last call.
+    pub(crate) fn poll_interest_changed(&mut self) -> bool {
+        std::mem::take(&mut self.interest_changed)
+    }
+
+    // ===== getters =====
+
+    /// The participants discovery knows, with what they told us, by
+    /// identity.
+    pub(crate) fn peers(&self) -> Vec<PeerInfo> {
+        let mut out: Vec<PeerInfo> = self
+            .known
+            .values()
+            .map(|k| {
+                let ident = Identity::new(&k.peer.identity).ok();
+                let remote = ident.as_ref().and_then(|i| self.remote.get(i));
+                PeerInfo {
+                    id: k.peer.id,
+                    identity: k.peer.identity.clone(),
+                    incarnation: k.peer.incarnation,
+                    addresses: k.peer.addresses.clone(),
+                    connected: ident.as_ref().is_some_and(|i| self.connected.contains(i)),
+                    publishers: remote
+                        .map(|r| r.publishers.iter().cloned().collect())
+                        .unwrap_or_default(),
+                    subscribers: remote
+                        .map(|r| r.subscribers.keys().cloned().collect())
+                        .unwrap_or_default(),
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| a.identity.cmp(&b.identity));
+        out
+    }
+
+    /// Our neighbours.
+    pub(crate) fn connected(&self) -> impl Iterator<Item = &Identity> {
+        self.connected.iter()
+    }
+
+    /// The identities we reach.
+    pub(crate) fn routes(&self) -> Vec<Route> {
+        self.router.routes()
+    }
+
+    /// The participants (ourselves included) hosting a subscriber whose
+    /// filter matches `topic`, sorted.
+    pub(crate) fn subscribers_of(&self, topic: &str) -> Vec<Identity> {
+        let mut out: Vec<Identity> = self
+            .remote
+            .iter()
+            .filter(|(_, r)| {
+                r.subscribers
+                    .values()
+                    .any(|f| f.as_ref().is_some_and(|f| f.matches(topic)))
+            })
+            .map(|(i, _)| i.clone())
+            .collect();
+        let local = self
+            .local_subscribers
+            .keys()
+            .any(|s| s.to_filter().is_some_and(|f| f.matches(topic)));
+        if local {
+            out.push(self.identity.clone());
+        }
+        out.sort();
+        out
+    }
+
+    /// The counters.
+    pub(crate) fn stats(&self) -> CoreStats {
+        self.stats
+    }
+
+    // ===== internals =====
+
+    /// Records what discovery says of a participant and opens the stream
+    /// to it if we are the one to: of each pair, the participant with the
+    /// lower id connects, so each pair has exactly one stream. A restart
+    /// reopens it; a change keeps it while it goes to an address the
+    /// participant still has.
+    fn know(&mut self, peer: Peer, restart: bool) {
+        let id = peer.id;
+        let ours = self.id < id;
+        let known = self.known.entry(id).or_insert(Known {
+            peer: peer.clone(),
+            dialled: None,
+        });
+        known.peer = peer;
+        if !ours {
+            return;
+        }
+        let addresses = &known.peer.addresses;
+        let keep = !restart && known.dialled.is_some_and(|at| addresses.contains(&at));
+        if keep {
+            return;
+        }
+        let at = addresses
+            .iter()
+            .find(|a| a.is_ipv4())
+            .or_else(|| addresses.first())
+            .copied();
+        match at {
+            Some(at) => {
+                known.dialled = Some(at);
+                self.dials.push_back(Dial::Open { peer: id, at });
+            }
+            None if known.dialled.take().is_some() => self.dials.push_back(Dial::Close(id)),
+            None => {}
+        }
+    }
+
+    fn control_to(&mut self, to: Identity, c: &Control) {
+        self.transmits.push_back(Transmit {
+            to,
+            kind: TransmitKind::Control,
+            data: encode_control(c),
+        });
+    }
+
+    /// Tells every neighbour.
+    fn tell_all(&mut self, c: &Control) {
+        let data = encode_control(c);
+        for to in &self.connected {
+            self.transmits.push_back(Transmit {
+                to: to.clone(),
+                kind: TransmitKind::Control,
+                data: data.clone(),
+            });
+        }
+    }
+
+    /// Tells each neighbour the routes that changed for it.
+    fn advertise(&mut self) {
+        for (n, adv) in self.router.changed_advertisements() {
+            if let Ok(n) = Identity::new(&n) {
+                self.control_to(n, &Control::Routes(adv));
+            }
+        }
+    }
+
+    fn deliver(&mut self, envelope: &Envelope, data: Bytes) {
+        self.stats.routed_delivered += 1;
+        self.directs.push_back(direct(envelope, data));
+    }
+}
+
+/// The message an envelope brought us.
+fn direct(envelope: &Envelope, data: Bytes) -> Direct {
+    Direct {
+        from: envelope.from.clone(),
+        data,
+        hops: u8::try_from(envelope.path.len().saturating_sub(1)).unwrap_or(u8::MAX),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use weft_discovery::{DiscoveryConfig, DiscoveryCore, GoneReason, LocalParticipant};
+
+    use super::*;
+
+    fn ident(name: &str) -> Identity {
+        Identity::new(name).unwrap()
+    }
+
+    fn id(n: u8) -> ParticipantId {
+        ParticipantId([n; 16])
+    }
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    /// A participant as discovery reports it: its beacon, heard from `at`.
+    fn peer(name: &str, pid: ParticipantId, at: SocketAddr) -> Peer {
+        let now = Instant::now();
+        let config = DiscoveryConfig::default();
+        let mut local = LocalParticipant::new(name, vec![at]);
+        local.id = pid;
+        let beacon = DiscoveryCore::new(local, &config, now)
+            .poll_transmit(now)
+            .unwrap();
+        let mut observer =
+            DiscoveryCore::new(LocalParticipant::new("observer", vec![]), &config, now);
+        observer.handle_beacon(&beacon, at, now).unwrap();
+        match observer.poll_event() {
+            Some(DiscoveryEvent::Found(p)) => p,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn dials(core: &mut ParticipantCore) -> Vec<Dial> {
+        std::iter::from_fn(|| core.poll_dial()).collect()
+    }
+
+    fn events(core: &mut ParticipantCore) -> Vec<ParticipantEvent> {
+        std::iter::from_fn(|| core.poll_event()).collect()
+    }
+
+    fn transmits(core: &mut ParticipantCore) -> Vec<Transmit> {
+        std::iter::from_fn(|| core.poll_transmit()).collect()
+    }
+
+    fn controls(core: &mut ParticipantCore) -> Vec<(Identity, Control)> {
+        transmits(core)
+            .into_iter()
+            .map(|t| match decode(&t.data) {
+                Some(Decoded::Control(c)) => (t.to, c),
+                other => panic!("{other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn of_a_pair_the_lower_id_opens_the_stream_and_keeps_it_while_its_address_stays() {
+        let at = addr("127.0.0.2:9000");
+        let mut low = ParticipantCore::new(id(1), ident("low"), 4);
+        let mut high = ParticipantCore::new(id(2), ident("high"), 4);
+        low.handle_discovery(DiscoveryEvent::Found(peer("high", id(2), at)));
+        high.handle_discovery(DiscoveryEvent::Found(peer("low", id(1), at)));
+        assert_eq!(dials(&mut low), vec![Dial::Open { peer: id(2), at }]);
+        assert_eq!(dials(&mut high), vec![], "the higher id waits");
+        assert!(matches!(
+            &events(&mut low)[..],
+            [ParticipantEvent::Found { id: found, .. }] if *found == id(2)
+        ));
+
+        // Another address as well: the stream stays where it is.
+        let mut more = peer("high", id(2), at);
+        more.addresses.push(addr("127.0.0.3:9000"));
+        low.handle_discovery(DiscoveryEvent::Changed(more.clone()));
+        assert_eq!(dials(&mut low), vec![]);
+        // Its address gone: the stream moves.
+        more.addresses.remove(0);
+        low.handle_discovery(DiscoveryEvent::Changed(more.clone()));
+        let moved = addr("127.0.0.3:9000");
+        assert_eq!(
+            dials(&mut low),
+            vec![Dial::Open {
+                peer: id(2),
+                at: moved
+            }]
+        );
+        // A restart reopens it even at the same address.
+        low.handle_discovery(DiscoveryEvent::Restarted {
+            previous_incarnation: more.incarnation,
+            peer: more.clone(),
+        });
+        assert_eq!(
+            dials(&mut low),
+            vec![Dial::Open {
+                peer: id(2),
+                at: moved
+            }]
+        );
+        // Gone: closed.
+        low.handle_discovery(DiscoveryEvent::Gone {
+            peer: more,
+            reason: GoneReason::Left,
+        });
+        assert_eq!(dials(&mut low), vec![Dial::Close(id(2))]);
+        assert!(low.peers().is_empty());
+    }
+
+    #[test]
+    fn a_failed_dial_is_tried_again_on_the_next_news() {
+        let at = addr("127.0.0.2:9000");
+        let mut low = ParticipantCore::new(id(1), ident("low"), 4);
+        low.handle_discovery(DiscoveryEvent::Found(peer("high", id(2), at)));
+        assert_eq!(dials(&mut low).len(), 1);
+        low.handle_dial_failed(id(2));
+        low.handle_discovery(DiscoveryEvent::Changed(peer("high", id(2), at)));
+        assert_eq!(dials(&mut low), vec![Dial::Open { peer: id(2), at }]);
+        // Nothing was open when it went, so nothing to close.
+        low.handle_dial_failed(id(2));
+        low.handle_discovery(DiscoveryEvent::Gone {
+            peer: peer("high", id(2), at),
+            reason: GoneReason::LeaseExpired,
+        });
+        assert_eq!(dials(&mut low), vec![]);
+    }
+
+    #[test]
+    fn a_new_neighbour_hears_everything_we_host_and_a_departed_one_is_forgotten() {
+        let mut a = ParticipantCore::new(id(1), ident("a"), 4);
+        a.add_publisher("news");
+        a.add_subscriber(&FilterSpec::of(&TopicFilter::Prefix("weather".into())));
+        assert!(transmits(&mut a).is_empty(), "no neighbour to tell yet");
+
+        a.handle_streams([ident("b")]);
+        let told = controls(&mut a);
+        let hello = told
+            .iter()
+            .find_map(|(to, c)| match c {
+                Control::Hello {
+                    publishers,
+                    subscribers,
+                    ..
+                } if *to == ident("b") => Some((publishers.clone(), subscribers.clone())),
+                _ => None,
+            })
+            .expect("a hello for b");
+        assert_eq!(hello.0, vec!["news".to_owned()]);
+        assert_eq!(
+            hello.1,
+            vec![FilterSpec::of(&TopicFilter::Prefix("weather".into()))]
+        );
+        assert_eq!(
+            events(&mut a),
+            vec![ParticipantEvent::Connected(ident("b"))]
+        );
+        assert_eq!(a.connected().cloned().collect::<Vec<_>>(), vec![ident("b")]);
+
+        // b tells us of its subscriber; then its stream ends.
+        let filter = FilterSpec::of(&TopicFilter::Prefix("news".into()));
+        a.handle_control(
+            &ident("b"),
+            &encode_control(&Control::SubscriberAdded(filter.clone())),
+        );
+        assert!(a.poll_interest_changed());
+        assert!(!a.poll_interest_changed(), "told once");
+        assert_eq!(a.subscribers_of("news.today"), vec![ident("b")]);
+        assert_eq!(a.subscribers_of("weather"), vec![ident("a")]);
+        events(&mut a);
+
+        a.handle_streams([]);
+        assert_eq!(
+            events(&mut a),
+            vec![
+                ParticipantEvent::SubscriberRemoved {
+                    participant: ident("b"),
+                    filter,
+                },
+                ParticipantEvent::Disconnected(ident("b")),
+            ]
+        );
+        assert!(a.poll_interest_changed());
+        assert!(a.subscribers_of("news.today").is_empty());
+        assert_eq!(a.connected().count(), 0);
+    }
+
+    #[test]
+    fn neighbours_hear_of_the_first_publisher_of_a_topic_and_of_the_last() {
+        let mut a = ParticipantCore::new(id(1), ident("a"), 4);
+        a.handle_streams([ident("b"), ident("c")]);
+        transmits(&mut a);
+        a.add_publisher("t");
+        let added = controls(&mut a);
+        assert_eq!(
+            added,
+            vec![
+                (ident("b"), Control::PublisherAdded("t".into())),
+                (ident("c"), Control::PublisherAdded("t".into())),
+            ]
+        );
+        a.add_publisher("t");
+        a.remove_publisher("t");
+        assert!(transmits(&mut a).is_empty(), "another publisher of t lives");
+        a.remove_publisher("t");
+        assert_eq!(controls(&mut a).len(), 2);
+        a.remove_publisher("t");
+        assert!(transmits(&mut a).is_empty(), "an unknown topic is a no-op");
+    }
+
+    #[test]
+    fn garbage_and_unknown_tags_are_counted_not_acted_on() {
+        let mut a = ParticipantCore::new(id(1), ident("a"), 4);
+        a.handle_streams([ident("b")]);
+        transmits(&mut a);
+        events(&mut a);
+        for bad in [&b"\0WPC\xff\xff"[..], b"\0WPR", b"hello", b""] {
+            a.handle_control(&ident("b"), &Bytes::copy_from_slice(bad));
+        }
+        assert_eq!(a.stats().control_errors, 4);
+        assert!(events(&mut a).is_empty());
+        assert!(transmits(&mut a).is_empty());
+    }
+
+    /// Cores joined by streams; transmits are delivered until none is left.
+    struct Net {
+        cores: Vec<ParticipantCore>,
+    }
+
+    impl Net {
+        /// A line: each core has a stream with the next.
+        fn line(names: &[&str]) -> Net {
+            let mut cores: Vec<ParticipantCore> = names
+                .iter()
+                .enumerate()
+                .map(|(i, n)| ParticipantCore::new(id(i as u8 + 1), ident(n), 4))
+                .collect();
+            for i in 0..cores.len() {
+                let mut neighbours = Vec::new();
+                if i > 0 {
+                    neighbours.push(ident(names[i - 1]));
+                }
+                if i + 1 < names.len() {
+                    neighbours.push(ident(names[i + 1]));
+                }
+                cores[i].handle_streams(neighbours);
+            }
+            let mut net = Net { cores };
+            net.settle();
+            net
+        }
+
+        fn index(&self, who: &Identity) -> usize {
+            self.cores.iter().position(|c| c.identity == *who).unwrap()
+        }
+
+        /// Delivers transmits until the network is quiet (bounded).
+        fn settle(&mut self) {
+            for _ in 0..100 {
+                let mut moved = false;
+                for i in 0..self.cores.len() {
+                    let from = self.cores[i].identity.clone();
+                    while let Some(t) = self.cores[i].poll_transmit() {
+                        moved = true;
+                        let to = self.index(&t.to);
+                        self.cores[to].handle_control(&from, &t.data);
+                    }
+                }
+                if !moved {
+                    return;
+                }
+            }
+            panic!("the network did not settle");
+        }
+    }
+
+    #[test]
+    fn routed_messages_cross_a_line_and_arrive_once_with_their_hops() {
+        let mut net = Net::line(&["a", "b", "c"]);
+        assert!(
+            net.cores[0]
+                .routes()
+                .iter()
+                .any(|r| r.destination == "c" && r.next_hop == "b" && r.hops == 2),
+            "{:?}",
+            net.cores[0].routes()
+        );
+        let Some(Outgoing::Forward(next, data)) = net.cores[0].route_outgoing("c", b"hi") else {
+            panic!("a route to c")
+        };
+        assert_eq!(next, ident("b"));
+        net.cores[1].handle_control(&ident("a"), &data);
+        net.settle();
+        let got = net.cores[2].poll_direct().expect("delivered to c");
+        assert_eq!(
+            (got.from.as_str(), &got.data[..], got.hops),
+            ("a", &b"hi"[..], 1)
+        );
+        assert_eq!(net.cores[2].poll_direct(), None, "exactly once");
+        assert_eq!(net.cores[2].stats().routed_delivered, 1);
+
+        assert!(matches!(
+            net.cores[0].route_outgoing("a", b"me"),
+            Some(Outgoing::Deliver(Direct { hops: 0, .. }))
+        ));
+        assert_eq!(net.cores[0].route_outgoing("nobody", b"x"), None);
+    }
+}
