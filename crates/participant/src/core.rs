@@ -396,14 +396,14 @@ impl ParticipantCore {
     /// Where a message of ours for the identity `to` goes: to ourselves,
     /// to a neighbour (directly, or on its way through brokers), or
     /// nowhere (`None`: no route).
-    pub(crate) fn route_outgoing(&mut self, to: &str, data: &[u8]) -> Option<Outgoing> {
+    pub(crate) fn route_outgoing(&mut self, to: &Identity, data: &[u8]) -> Option<Outgoing> {
         let mut envelope = Envelope {
-            to: to.to_owned(),
+            to: to.as_str().to_owned(),
             from: self.identity.as_str().to_owned(),
             hops_left: self.router.max_hops(),
             path: Vec::new(),
         };
-        if to == self.identity.as_str() {
+        if *to == self.identity {
             self.stats.routed_delivered += 1;
             return Some(Outgoing::Deliver(direct(
                 &envelope,
@@ -885,7 +885,8 @@ mod tests {
             "{:?}",
             net.cores[0].routes()
         );
-        let Some(Outgoing::Forward(next, data)) = net.cores[0].route_outgoing("c", b"hi") else {
+        let Some(Outgoing::Forward(next, data)) = net.cores[0].route_outgoing(&ident("c"), b"hi")
+        else {
             panic!("a route to c")
         };
         assert_eq!(next, ident("b"));
@@ -900,9 +901,9 @@ mod tests {
         assert_eq!(net.cores[2].stats().routed_delivered, 1);
 
         assert!(matches!(
-            net.cores[0].route_outgoing("a", b"me"),
+            net.cores[0].route_outgoing(&ident("a"), b"me"),
             Some(Outgoing::Deliver(Direct { hops: 0, .. }))
         ));
-        assert_eq!(net.cores[0].route_outgoing("nobody", b"x"), None);
+        assert_eq!(net.cores[0].route_outgoing(&ident("nobody"), b"x"), None);
     }
 }

@@ -18,15 +18,16 @@ pub enum ParticipantError {
     /// An identity is invalid (empty, or more than 50 characters).
     #[error(transparent)]
     Identity(#[from] weft_messaging::IdentityError),
-    /// The configuration cannot work.
-    #[error("invalid configuration: {0}")]
-    Config(String),
+    /// The listen address is not an IP address, so other participants
+    /// could not reach the streams announced in our beacons.
+    #[error("`{0}` is not an IP address; other participants cannot reach it")]
+    ListenNotIp(weft_link::Address),
     /// A topic longer than 255 bytes.
     #[error("topic of {0} bytes; the limit is 255")]
     TopicTooLong(usize),
     /// No participant we know of can reach this identity.
     #[error("no route to `{0}`")]
-    NoRoute(String),
+    NoRoute(weft_messaging::Identity),
     /// A wait ran out.
     #[error("timed out after {0:?}")]
     Timeout(Duration),
@@ -34,8 +35,16 @@ pub enum ParticipantError {
     /// closed.
     #[error("closed")]
     Closed,
-    /// The local participant answered something this client does not
-    /// understand, or refused a request.
+    /// The local participant broke the attach protocol.
     #[error("local participant: {0}")]
-    Local(String),
+    Local(LocalProtocolError),
+}
+
+/// How a local participant broke the attach protocol (see `PROTOCOL.md`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum LocalProtocolError {
+    /// Its first answer was not a welcome.
+    #[error("its first answer was not a welcome")]
+    NoWelcome,
 }

@@ -70,7 +70,7 @@ mod router;
 
 pub use config::ParticipantConfig;
 pub use control::FilterSpec;
-pub use error::ParticipantError;
+pub use error::{LocalProtocolError, ParticipantError};
 pub use event::{Direct, ParticipantEvent, ParticipantEvents, ParticipantStats, PeerInfo};
 pub use participant::Participant;
 pub use pubsub::{Publication, Publisher, Subscriber};

@@ -45,7 +45,7 @@ use weft_messaging::{Identity, TopicFilter};
 use weft_packeter::{PacketEvent, PacketSender, Packeter, PacketerConfig};
 
 use crate::control::FilterSpec;
-use crate::{Participant, ParticipantError, Publication, Publisher};
+use crate::{LocalProtocolError, Participant, ParticipantError, Publication, Publisher};
 
 /// Publications waiting for a [`LocalSubscriber`] to take them before the
 /// client stops reading from the participant (which then drops the oldest
@@ -339,7 +339,7 @@ impl LocalClient {
                                 return Ok((s, identity));
                             }
                         }
-                        return Err(ParticipantError::Local("no welcome".into()));
+                        return Err(ParticipantError::Local(LocalProtocolError::NoWelcome));
                     }
                     PacketEvent::Disconnected { .. } => break,
                     _ => {}

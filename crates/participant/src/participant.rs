@@ -128,10 +128,7 @@ impl Participant {
         messaging.unsubscribe(0);
         let listening = messaging.link().listen(config.listen.as_str()).await?;
         let Some(locator) = listening.address.socket_addr() else {
-            return Err(ParticipantError::Config(format!(
-                "`{}` is not an IP address; other participants cannot reach it",
-                config.listen
-            )));
+            return Err(ParticipantError::ListenNotIp(listening.address));
         };
         let locators = vec![locator];
         let control = messaging.subscribe(
@@ -306,9 +303,11 @@ impl Participant {
     /// we have a stream to it, otherwise through the participants that
     /// told us they reach it (routing through brokers), with a hop limit
     /// of [`max_hops`](ParticipantConfig::max_hops). Fails with
-    /// [`ParticipantError::NoRoute`] when nobody reaches it.
+    /// [`ParticipantError::NoRoute`] when nobody reaches it, and with
+    /// [`ParticipantError::Identity`] when `to` cannot be an identity.
     pub fn send_to(&self, to: &str, data: impl AsRef<[u8]>) -> Result<(), ParticipantError> {
-        let outgoing = lock(&self.inner.core).route_outgoing(to, data.as_ref());
+        let to = Identity::new(to)?;
+        let outgoing = lock(&self.inner.core).route_outgoing(&to, data.as_ref());
         match outgoing {
             Some(Outgoing::Deliver(direct)) => {
                 self.inner.deliver(direct);
@@ -320,7 +319,7 @@ impl Participant {
                     .try_send_message(&next, Message::new(data))?;
                 Ok(())
             }
-            None => Err(ParticipantError::NoRoute(to.to_owned())),
+            None => Err(ParticipantError::NoRoute(to)),
         }
     }
 
