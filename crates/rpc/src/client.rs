@@ -1,5 +1,7 @@
-//! The calling side: calls waiting for their result, sent again after a
-//! reconnect, cancelled when given up.
+//! The calling side's shell: encodes and sends calls, waits on a oneshot
+//! channel with a timer per call, and does what the call table
+//! ([`crate::core::calls`]) decides: resend after a reconnect, CANCEL when
+//! a call is given up, wake callers.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -9,45 +11,27 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 use weft_messaging::{Identity, Message, Received};
 
+use crate::core::calls::{CallEvent, NewCall, Transmit, TransmitKind};
 use crate::rpc::{Inner, lock};
 use crate::stats::inc;
 use crate::wire::{self, Body, Outcome};
 use crate::{Rpc, RpcError};
 
-/// A call waiting for its result.
-pub(crate) struct Pending {
-    pub(crate) to: Identity,
-    /// The CALL frame, to send again after a reconnect.
-    pub(crate) frame: Bytes,
-    pub(crate) deadline: Instant,
-    /// Send again when `to` reconnects: the frame may have gone out on
-    /// the connection that broke.
-    pub(crate) resend: bool,
-    pub(crate) tx: oneshot::Sender<Result<Bytes, RpcError>>,
-}
+/// How a waiting caller is woken: the core's call table holds one per call.
+pub(crate) type Waiter = oneshot::Sender<Result<Bytes, RpcError>>;
 
-/// Sends CANCEL when a call is given up (timed out, or its future dropped)
-/// before its result arrived.
+/// Gives a call up (its future dropped) before its result arrived: the
+/// call table queues a CANCEL, sent here.
 pub(crate) struct CallGuard<'a> {
     pub(crate) inner: &'a Inner,
-    pub(crate) to: &'a Identity,
     pub(crate) id: u64,
-    pub(crate) ttl: Duration,
     pub(crate) live: bool,
 }
 
 impl Drop for CallGuard<'_> {
     fn drop(&mut self) {
-        if !self.live || lock(&self.inner.pending).remove(&self.id).is_none() {
-            return;
-        }
-        let cancel = Message::new(wire::cancel_frame(self.id)).with_ttl(self.ttl);
-        match self.inner.messaging.try_send_message(self.to, cancel) {
-            Ok(()) => inc(&self.inner.counters.cancels_sent),
-            Err(e) => {
-                inc(&self.inner.counters.send_failures);
-                tracing::debug!(id = self.id, to = %self.to, error = %e, "CANCEL not sent");
-            }
+        if self.live && lock(&self.inner.calls).handle_cancel(self.id) {
+            self.inner.drain_calls();
         }
     }
 }
@@ -82,21 +66,20 @@ impl Rpc {
         }
         let (tx, rx) = oneshot::channel();
         let deadline = Instant::now() + timeout;
-        lock(&inner.pending).insert(
-            id,
-            Pending {
+        lock(&inner.calls).start(
+            NewCall {
+                id,
                 to: to.clone(),
                 frame: frame.clone(),
-                deadline,
-                resend: inner.messaging.is_connected(to),
-                tx,
+                deadline: deadline.into_std(),
+                timeout,
+                connected: inner.messaging.is_connected(to),
             },
+            tx,
         );
         let mut guard = CallGuard {
             inner,
-            to,
             id,
-            ttl: timeout,
             live: true,
         };
         if let Err(e) = inner
@@ -104,22 +87,22 @@ impl Rpc {
             .try_send_message(to, Message::new(frame).with_ttl(timeout))
         {
             guard.live = false;
-            lock(&inner.pending).remove(&id);
+            lock(&inner.calls).forget(id);
             return Err(e.into());
         }
         inc(&inner.counters.calls_sent);
         tracing::trace!(id, %to, object, method, "call sent");
-        match tokio::time::timeout_at(deadline, rx).await {
-            Ok(Ok(outcome)) => {
-                guard.live = false;
-                outcome
-            }
-            Ok(Err(_)) => {
-                guard.live = false;
-                Err(RpcError::Cancelled)
-            }
+        let outcome = tokio::time::timeout_at(deadline, rx).await;
+        guard.live = false;
+        match outcome {
+            Ok(Ok(outcome)) => outcome,
+            Ok(Err(_)) => Err(RpcError::Cancelled),
             Err(_) => {
-                inc(&inner.counters.timed_out);
+                // The timer fired, so the deadline has passed: the core
+                // gives up this call and any other whose time is up.
+                let now = Instant::now().max(deadline).into_std();
+                lock(&inner.calls).handle_timeout(now);
+                inner.drain_calls();
                 Err(RpcError::Timeout(timeout))
             }
         }
@@ -158,31 +141,65 @@ impl Inner {
     /// The caller's peer is back: send again the calls that may have been
     /// lost with the old connection.
     pub(crate) fn resend_to(&self, who: &Identity) {
-        let now = Instant::now();
-        let mut again = Vec::new();
-        for p in lock(&self.pending).values_mut() {
-            if p.to == *who {
-                if p.resend && p.deadline > now {
-                    again.push((p.frame.clone(), p.deadline - now));
+        let now = Instant::now().into_std();
+        lock(&self.calls).handle_connected(who, now);
+        self.drain_calls();
+    }
+
+    /// Does what the call table asks: sends its frames and tells the
+    /// callers it gave up. Each item is taken under the lock and dealt
+    /// with outside it.
+    pub(crate) fn drain_calls(&self) {
+        loop {
+            let (transmit, event) = {
+                let mut calls = lock(&self.calls);
+                (calls.poll_transmit(), calls.poll_event())
+            };
+            if transmit.is_none() && event.is_none() {
+                return;
+            }
+            if let Some(t) = transmit {
+                self.transmit(t);
+            }
+            match event {
+                Some(CallEvent::TimedOut {
+                    id,
+                    timeout,
+                    waiter,
+                }) => {
+                    inc(&self.counters.timed_out);
+                    tracing::trace!(id, "call timed out");
+                    let _ = waiter.send(Err(RpcError::Timeout(timeout)));
                 }
-                // Sent on this connection from now on (queued ones leave
-                // as it comes up).
-                p.resend = true;
+                // Dropping the waiter fails the call with `Cancelled`.
+                Some(CallEvent::Closed { id, waiter }) => {
+                    tracing::trace!(id, "call given up on close");
+                    drop(waiter);
+                }
+                None => {}
             }
         }
-        for (frame, ttl) in again {
-            match self
-                .messaging
-                .try_send_message(who, Message::new(frame).with_ttl(ttl))
-            {
-                Ok(()) => inc(&self.counters.calls_resent),
-                Err(_) => inc(&self.counters.send_failures),
+    }
+
+    fn transmit(&self, t: Transmit) {
+        let counter = match t.kind {
+            TransmitKind::Resend => &self.counters.calls_resent,
+            TransmitKind::Cancel => &self.counters.cancels_sent,
+        };
+        match self
+            .messaging
+            .try_send_message(&t.to, Message::new(t.frame).with_ttl(t.ttl))
+        {
+            Ok(()) => inc(counter),
+            Err(e) => {
+                inc(&self.counters.send_failures);
+                tracing::debug!(to = %t.to, kind = ?t.kind, error = %e, "RPC frame not sent");
             }
         }
     }
 
     pub(crate) fn on_result(&self, r: &Received, reply: wire::Reply<'_>) {
-        let Some(pending) = self.take_pending(&r.from, reply.id) else {
+        let Some(waiter) = lock(&self.calls).handle_result(&r.from, reply.id) else {
             inc(&self.counters.results_unmatched);
             return;
         };
@@ -191,21 +208,12 @@ impl Inner {
             Outcome::Ok(value) => Ok(r.message.data.slice_ref(value)),
             Outcome::Err(e) => Err(RpcError::Remote(e)),
         };
-        let _ = pending.tx.send(outcome);
+        let _ = waiter.send(outcome);
     }
 
     pub(crate) fn fail_pending(&self, from: &Identity, id: u64, error: RpcError) {
-        if let Some(p) = self.take_pending(from, id) {
-            let _ = p.tx.send(Err(error));
-        }
-    }
-
-    /// The pending call `id`, if it was made to `from`.
-    pub(crate) fn take_pending(&self, from: &Identity, id: u64) -> Option<Pending> {
-        let mut pending = lock(&self.pending);
-        match pending.get(&id) {
-            Some(p) if p.to == *from => pending.remove(&id),
-            _ => None,
+        if let Some(waiter) = lock(&self.calls).handle_result(from, id) {
+            let _ = waiter.send(Err(error));
         }
     }
 }

@@ -67,6 +67,7 @@
 mod cache;
 mod client;
 mod config;
+mod core;
 mod dispatch;
 mod error;
 mod handler;

@@ -19,8 +19,8 @@ use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio::time::Instant;
 use weft_messaging::{HandlerId, Identity, Kind, Message, MessageId, Messaging, Received};
 
-use crate::cache::ResultCache;
-use crate::client::Pending;
+use crate::client::Waiter;
+use crate::core::calls::Calls;
 use crate::dispatch::{Clock, dispatch};
 use crate::handler::{Handler, Request};
 use crate::server::Serving;
@@ -42,8 +42,8 @@ pub(crate) struct Inner {
     pub(crate) closed: AtomicBool,
     pub(crate) handler_ids: Mutex<Vec<HandlerId>>,
     pub(crate) next_id: AtomicU64,
-    /// Calls waiting for their result, by id (our own ids: a fast hash).
-    pub(crate) pending: Mutex<FastMap<u64, Pending>>,
+    /// Calls waiting for their result.
+    pub(crate) calls: Mutex<Calls<Waiter>>,
     /// Handlers by object and method (names we registered: a fast hash).
     pub(crate) registry: RwLock<Registry>,
     pub(crate) turns: Semaphore,
@@ -139,7 +139,7 @@ impl Rpc {
             closed: AtomicBool::new(false),
             handler_ids: Mutex::new(Vec::new()),
             next_id: AtomicU64::new(base),
-            pending: Mutex::new(HashMap::default()),
+            calls: Mutex::new(Calls::new()),
             registry: RwLock::new(FastMap::default()),
             turns: Semaphore::new(
                 config
@@ -147,16 +147,15 @@ impl Rpc {
                     .max_concurrent_calls
                     .clamp(1, Semaphore::MAX_PERMITS),
             ),
-            serving: Mutex::new(Serving {
-                running: HashMap::new(),
-                signals: HashMap::new(),
-                next_signal: 0,
-                admitted: 0,
-                cache: ResultCache::new(
-                    config.server.result_cache,
-                    config.server.result_cache_bytes,
-                ),
-            }),
+            serving: Mutex::new(Serving::new(
+                config
+                    .server
+                    .max_concurrent_calls
+                    .max(1)
+                    .saturating_add(config.server.max_waiting_calls),
+                config.server.result_cache,
+                config.server.result_cache_bytes,
+            )),
             active: AtomicUsize::new(0),
             idle: Notify::new(),
             counters: counters.clone(),
@@ -216,10 +215,10 @@ impl Rpc {
         let (cached, cached_bytes, evicted, in_progress) = {
             let s = lock(&self.inner.serving);
             (
-                s.cache.len() as u64,
-                s.cache.bytes() as u64,
-                s.cache.evicted,
-                s.admitted as u64,
+                s.cache().len() as u64,
+                s.cache().bytes() as u64,
+                s.cache().evicted,
+                s.in_progress() as u64,
             )
         };
         RpcStats {
@@ -514,15 +513,8 @@ impl Rpc {
                 .unwrap_or_else(|p| p.into_inner()),
         );
         drop(handlers); // outside the lock: a handler may hold an Rpc
-        let given_up: Vec<Pending> = lock(&self.inner.pending).drain().map(|(_, p)| p).collect();
-        let now = Instant::now();
-        for p in given_up {
-            if let Some(id) = wire::peek(&p.frame).and_then(|(_, id)| id) {
-                let ttl = p.deadline.saturating_duration_since(now);
-                self.inner.send(&p.to, wire::cancel_frame(id), ttl);
-                inc(&self.inner.counters.cancels_sent);
-            }
-        }
+        lock(&self.inner.calls).handle_close(Instant::now().into_std());
+        self.inner.drain_calls();
         loop {
             let idle = self.inner.idle.notified();
             tokio::pin!(idle);

@@ -1,8 +1,9 @@
-//! The serving side: lookup, admission, duplicate suppression, deadlines
-//! and cancellation of the calls and signals this instance serves.
+//! The serving side's shell: looks handlers up, asks the admission core
+//! ([`crate::core::serving`]) what to do with each CALL, SIGNAL and
+//! CANCEL, and runs the admitted handlers (at once, or in tasks it can
+//! abort, within their deadlines).
 
 use std::any::Any;
-use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, MutexGuard};
 use std::task::Poll;
@@ -13,7 +14,7 @@ use tokio::task::AbortHandle;
 use tokio::time::Instant;
 use weft_messaging::{Identity, Received};
 
-use crate::cache::ResultCache;
+use crate::core::serving::{self, Action, Cancelled, Dropped, Reply};
 use crate::dispatch::Clock;
 use crate::handler::{
     Active, Begun, CatchUnwind, Handler, Request, Start, Turn, outcome_of, panic_message, poll_once,
@@ -23,17 +24,9 @@ use crate::stats::inc;
 use crate::wire::{self, Body};
 use crate::{RemoteError, RemoteErrorKind};
 
-/// The serving side's state, under one lock.
-pub(crate) struct Serving {
-    /// Calls running or waiting for a turn, by caller and id.
-    pub(crate) running: HashMap<(Identity, u64), Option<AbortHandle>>,
-    /// Signals running or waiting, by a local number.
-    pub(crate) signals: HashMap<u64, Option<AbortHandle>>,
-    pub(crate) next_signal: u64,
-    /// Calls and signals running or waiting.
-    pub(crate) admitted: usize,
-    pub(crate) cache: ResultCache,
-}
+/// The serving side's state, under one lock: the core's admission, with
+/// tokio's abort handles to stop the handlers running in tasks.
+pub(crate) type Serving = serving::Serving<AbortHandle>;
 
 /// `now + d`, or a time too far to matter when that does not fit.
 pub(crate) fn deadline_at(now: Instant, d: Duration) -> Instant {
@@ -44,13 +37,10 @@ pub(crate) fn deadline_at(now: Instant, d: Duration) -> Instant {
 impl Inner {
     /// Aborts every running handler.
     pub(crate) fn abort_all(&self) {
-        let mut s = lock(&self.serving);
-        for h in s.running.values().chain(s.signals.values()).flatten() {
+        let handles = lock(&self.serving).handle_close();
+        for h in handles {
             h.abort();
         }
-        s.running.clear();
-        s.signals.clear();
-        s.admitted = 0;
     }
 
     /// How long the server gives a call: what the caller asked, at most
@@ -82,13 +72,6 @@ impl Inner {
         })
     }
 
-    pub(crate) fn admission_limit(&self) -> usize {
-        let s = &self.config.server;
-        s.max_concurrent_calls
-            .max(1)
-            .saturating_add(s.max_waiting_calls)
-    }
-
     pub(crate) fn serve_call(
         self: &Arc<Self>,
         r: &Received,
@@ -100,37 +83,20 @@ impl Inner {
         let handler = self.lookup(call.object, call.method);
         let key = (r.from.clone(), call.id);
         let s = lock(&self.serving);
-        if let Some(frame) = s.cache.get(&r.from, call.id) {
-            drop(s);
-            inc(&self.counters.duplicates_cached);
-            self.send(&r.from, frame, deadline);
-            return;
-        }
-        if s.running.contains_key(&key) {
-            inc(&self.counters.duplicates_running);
-            return;
-        }
-        let refused = match handler {
-            Err(e) => {
-                inc(&self.counters.unknown);
-                Err(e)
-            }
-            Ok(_) if s.admitted >= self.admission_limit() => {
-                inc(&self.counters.overloaded);
-                Err(RemoteError::builtin(
-                    RemoteErrorKind::Overloaded,
-                    format!("{} calls running or waiting", s.admitted),
-                ))
-            }
-            Ok(h) => Ok(h),
-        };
-        let handler = match refused {
-            Ok(h) => h,
-            Err(e) => {
-                // Not cached: the method did not run, so running it when
-                // the call comes again breaks no promise.
+        let handler = match s.handle_call(&key, handler) {
+            Action::Run(h) => h,
+            Action::Reply(frame, why) => {
                 drop(s);
-                self.send(&r.from, wire::err_frame(call.id, &e), deadline);
+                inc(match why {
+                    Reply::Cached => &self.counters.duplicates_cached,
+                    Reply::Unknown => &self.counters.unknown,
+                    Reply::Overloaded => &self.counters.overloaded,
+                });
+                self.send(&r.from, frame, deadline);
+                return;
+            }
+            Action::Drop(_) => {
+                inc(&self.counters.duplicates_running);
                 return;
             }
         };
@@ -143,9 +109,7 @@ impl Inner {
                 let outcome = outcome_of(self, finished, &key.0, key.1);
                 let frame = self.result_frame(key.1, outcome);
                 if self.config.server.result_cache > 0 {
-                    lock(&self.serving)
-                        .cache
-                        .insert(&key.0, key.1, frame.clone());
+                    lock(&self.serving).handle_finished(&key, frame.clone());
                 }
                 self.send(&key.0, frame, deadline);
             }
@@ -202,16 +166,13 @@ impl Inner {
         clock: &mut Clock,
     ) {
         let at = deadline_at(clock.now(), deadline);
-        s.admitted += 1;
-        s.running.insert(key.clone(), None);
+        s.admit_call(key.clone());
         let active = Active::new(self.clone());
         let task = tokio::spawn(
             self.clone()
                 .run_call(key.clone(), start, deadline, at, active),
         );
-        if let Some(slot) = s.running.get_mut(&key) {
-            *slot = Some(task.abort_handle());
-        }
+        s.set_call_handle(&key, task.abort_handle());
     }
 
     pub(crate) async fn run_call(
@@ -235,13 +196,8 @@ impl Inner {
             Ok(finished) => outcome_of(&self, finished, &key.0, id),
         };
         let frame = self.result_frame(id, outcome);
-        {
-            let mut s = lock(&self.serving);
-            if s.running.remove(&key).is_none() {
-                return; // cancelled meanwhile: the caller is not waiting
-            }
-            s.admitted -= 1;
-            s.cache.insert(&key.0, id, frame.clone());
+        if !lock(&self.serving).handle_done(&key, &frame) {
+            return; // cancelled meanwhile: the caller is not waiting
         }
         self.send(&key.0, frame, deadline);
     }
@@ -276,31 +232,13 @@ impl Inner {
     }
 
     pub(crate) fn on_cancel(&self, from: &Identity, id: u64) {
-        let key = (from.clone(), id);
-        let marker = || {
-            wire::err_frame(
-                id,
-                &RemoteError::builtin(RemoteErrorKind::Cancelled, "the caller cancelled the call"),
-            )
-        };
-        let mut s = lock(&self.serving);
-        match s.running.remove(&key) {
-            Some(handle) => {
-                s.admitted -= 1;
-                if let Some(h) = handle {
-                    h.abort();
-                }
-                inc(&self.counters.cancelled);
-                tracing::debug!(caller = %from, id, "call cancelled");
-                // A repeat of this id must not run it again.
-                s.cache.insert(from, id, marker());
+        let cancelled = lock(&self.serving).handle_cancel(&(from.clone(), id));
+        if let Cancelled::Stopped(handle) = cancelled {
+            if let Some(h) = handle {
+                h.abort();
             }
-            None => {
-                if s.cache.get(from, id).is_none() {
-                    // The CANCEL overtook its CALL: the CALL must not run.
-                    s.cache.insert(from, id, marker());
-                }
-            }
+            inc(&self.counters.cancelled);
+            tracing::debug!(caller = %from, id, "call cancelled");
         }
     }
 
@@ -311,20 +249,21 @@ impl Inner {
         clock: &mut Clock,
     ) {
         inc(&self.counters.signals_received);
-        let handler = match self.lookup(signal.object, signal.method) {
+        let handler = self.lookup(signal.object, signal.method);
+        let s = lock(&self.serving);
+        let handler = match s.handle_signal(handler) {
             Ok(h) => h,
-            Err(e) => {
+            Err(Dropped::Unknown) => {
                 inc(&self.counters.unknown);
-                tracing::debug!(from = %r.from, error = %e, "signal for nothing");
+                tracing::debug!(from = %r.from, "signal for nothing");
+                return;
+            }
+            Err(_) => {
+                inc(&self.counters.overloaded);
+                tracing::debug!(from = %r.from, "signal dropped: overloaded");
                 return;
             }
         };
-        let s = lock(&self.serving);
-        if s.admitted >= self.admission_limit() {
-            inc(&self.counters.overloaded);
-            tracing::debug!(from = %r.from, "signal dropped: overloaded");
-            return;
-        }
         let request = Request {
             caller: r.from.clone(),
             args: r.message.data.slice_ref(signal.args),
@@ -345,15 +284,10 @@ impl Inner {
         clock: &mut Clock,
     ) {
         let at = deadline_at(clock.now(), self.config.server.max_deadline);
-        s.admitted += 1;
-        let n = s.next_signal;
-        s.next_signal += 1;
-        s.signals.insert(n, None);
+        let n = s.admit_signal();
         let active = Active::new(self.clone());
         let task = tokio::spawn(self.clone().run_signal(n, caller, start, at, active));
-        if let Some(slot) = s.signals.get_mut(&n) {
-            *slot = Some(task.abort_handle());
-        }
+        s.set_signal_handle(n, task.abort_handle());
     }
 
     pub(crate) async fn run_signal(
@@ -372,10 +306,7 @@ impl Inner {
             }
             Ok(finished) => self.signal_done(finished, &caller),
         }
-        let mut s = lock(&self.serving);
-        if s.signals.remove(&n).is_some() {
-            s.admitted -= 1;
-        }
+        lock(&self.serving).handle_signal_done(n);
     }
 
     /// Counts and logs how a signal's handler ended.
