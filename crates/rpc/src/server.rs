@@ -43,17 +43,9 @@ impl Inner {
         }
     }
 
-    /// How long the server gives a call: what the caller asked, at most
-    /// `max_deadline`, and at most what was left of the CALL message's TTL
-    /// when it was written (whole seconds, rounded down, so plus one): time
-    /// the call spent waiting in a queue is not given twice.
+    /// How long the server gives a call (see [`serving::call_deadline`]).
     pub(crate) fn deadline_of(&self, deadline_ms: u32, ttl: Option<Duration>) -> Duration {
-        let mut d =
-            Duration::from_millis(u64::from(deadline_ms)).min(self.config.server.max_deadline);
-        if let Some(ttl) = ttl {
-            d = d.min(ttl + Duration::from_secs(1));
-        }
-        d
+        serving::call_deadline(deadline_ms, ttl, self.config.server.max_deadline)
     }
 
     pub(crate) fn lookup(&self, object: &str, method: &str) -> Result<Handler, RemoteError> {
@@ -202,33 +194,14 @@ impl Inner {
         self.send(&key.0, frame, deadline);
     }
 
-    /// The RESULT frame of a finished call, within `max_response_bytes`.
+    /// The RESULT frame of a finished call (see [`serving::result_frame`]).
     pub(crate) fn result_frame(&self, id: u64, outcome: Result<Body, RemoteError>) -> Bytes {
-        let limit = self.config.max_response_bytes;
-        let error = match outcome {
-            Ok(value) => {
-                let frame = wire::ok_frame(id, value);
-                if frame.len() <= limit {
-                    return frame;
-                }
-                RemoteError::builtin(
-                    RemoteErrorKind::TooLarge,
-                    format!("result of {} bytes; the limit is {limit}", frame.len()),
-                )
-            }
-            Err(e) => e,
-        };
-        let mut error = error;
-        if !self.config.server.send_error_context {
-            error.context.clear();
-        }
-        let frame = wire::err_frame(id, &error);
-        if frame.len() <= limit {
-            return frame;
-        }
-        error.context.clear();
-        error.message.truncate(0);
-        wire::err_frame(id, &error)
+        serving::result_frame(
+            id,
+            outcome,
+            self.config.max_response_bytes,
+            self.config.server.send_error_context,
+        )
     }
 
     pub(crate) fn on_cancel(&self, from: &Identity, id: u64) {

@@ -4,12 +4,13 @@
 //! when each ends.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use bytes::Bytes;
 use weft_messaging::Identity;
 
 use crate::cache::ResultCache;
-use crate::wire;
+use crate::wire::{self, Body};
 use crate::{RemoteError, RemoteErrorKind};
 
 /// A call as the server knows it: its caller and the caller's id for it.
@@ -244,10 +245,61 @@ impl<H> Serving<H> {
     }
 }
 
+/// How long the server gives a call: what the caller asked
+/// (`deadline_ms`), at most `max_deadline`, and at most what was left of
+/// the CALL message's TTL when it was written (whole seconds, rounded down,
+/// so plus one): time the call spent waiting in a queue is not given twice.
+pub(crate) fn call_deadline(
+    deadline_ms: u32,
+    ttl: Option<Duration>,
+    max_deadline: Duration,
+) -> Duration {
+    let mut d = Duration::from_millis(u64::from(deadline_ms)).min(max_deadline);
+    if let Some(ttl) = ttl {
+        d = d.min(ttl + Duration::from_secs(1));
+    }
+    d
+}
+
+/// The RESULT frame answering call `id` with `outcome`, at most `limit`
+/// bytes: a result over it becomes a [`TooLarge`](RemoteErrorKind::TooLarge)
+/// error; an error loses its context unless `send_context`, and its
+/// message and context when still over the limit.
+pub(crate) fn result_frame(
+    id: u64,
+    outcome: Result<Body, RemoteError>,
+    limit: usize,
+    send_context: bool,
+) -> Bytes {
+    let mut error = match outcome {
+        Ok(value) => {
+            let frame = wire::ok_frame(id, value);
+            if frame.len() <= limit {
+                return frame;
+            }
+            RemoteError::builtin(
+                RemoteErrorKind::TooLarge,
+                format!("result of {} bytes; the limit is {limit}", frame.len()),
+            )
+        }
+        Err(e) => e,
+    };
+    if !send_context {
+        error.context.clear();
+    }
+    let frame = wire::err_frame(id, &error);
+    if frame.len() <= limit {
+        return frame;
+    }
+    error.context.clear();
+    error.message.truncate(0);
+    wire::err_frame(id, &error)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::{Frame, Outcome};
+    use crate::wire::{Frame, Outcome, REPLY_HEADROOM};
 
     fn peer(name: &str) -> Identity {
         Identity::new(name).unwrap()
@@ -398,5 +450,56 @@ mod tests {
         assert_eq!(s.in_progress(), 0);
         s.handle_signal_done(n);
         assert_eq!(s.in_progress(), 0);
+    }
+
+    const SEC: Duration = Duration::from_secs(1);
+
+    fn outcome(frame: &Bytes) -> Result<Vec<u8>, RemoteError> {
+        match Frame::parse(frame) {
+            Ok(Frame::Result(reply)) => match reply.outcome {
+                Outcome::Ok(value) => Ok(value.to_vec()),
+                Outcome::Err(e) => Err(e),
+            },
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_call_gets_what_it_asked_within_the_cap_and_its_ttl() {
+        assert_eq!(call_deadline(5_000, None, 60 * SEC), 5 * SEC);
+        assert_eq!(call_deadline(120_000, None, 60 * SEC), 60 * SEC);
+        // Two whole seconds of TTL left: at most three.
+        assert_eq!(call_deadline(10_000, Some(2 * SEC), 60 * SEC), 3 * SEC);
+        assert_eq!(call_deadline(500, Some(2 * SEC), 60 * SEC), SEC / 2);
+    }
+
+    #[test]
+    fn a_result_over_the_limit_becomes_a_too_large_error() {
+        let small = result_frame(1, Ok(Body::raw(REPLY_HEADROOM, b"ok")), 64, true);
+        assert_eq!(outcome(&small), Ok(b"ok".to_vec()));
+        let big = result_frame(2, Ok(Body::raw(REPLY_HEADROOM, &[7; 200])), 100, true);
+        assert!(big.len() <= 100);
+        assert_eq!(outcome(&big).unwrap_err().kind, RemoteErrorKind::TooLarge);
+    }
+
+    #[test]
+    fn an_error_loses_its_context_unless_asked_and_its_text_when_too_long() {
+        let mut e = RemoteError::builtin(RemoteErrorKind::Application, "failed");
+        e.context = vec!["because".to_owned()];
+        let with = outcome(&result_frame(1, Err(e.clone()), 1000, true)).unwrap_err();
+        assert_eq!(with.context, ["because"]);
+        let without = outcome(&result_frame(1, Err(e.clone()), 1000, false)).unwrap_err();
+        assert!(without.context.is_empty());
+        assert_eq!(without.message, "failed");
+
+        e.message = "x".repeat(500);
+        let frame = result_frame(1, Err(e), 200, true);
+        assert!(frame.len() <= 200);
+        let cut = outcome(&frame).unwrap_err();
+        assert_eq!(
+            (cut.kind, cut.message.as_str()),
+            (RemoteErrorKind::Application, "")
+        );
+        assert!(cut.context.is_empty());
     }
 }
