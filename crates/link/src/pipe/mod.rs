@@ -69,7 +69,6 @@
 //! pipe aborts it. Handlers get clones of the pipe; a handler that keeps
 //! one (in a spawned task, say) keeps the pipe open.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -85,6 +84,7 @@ use crate::{
 };
 
 mod config;
+mod core;
 mod dedupe;
 mod error;
 mod handler;
@@ -96,7 +96,7 @@ pub use error::PipeError;
 pub use handler::{BoxFuture, EndHandler, HandlerId, MessageHandler, UpHandler};
 pub use subscription::{SUB_ALL, Subscription, SubscriptionId, SubscriptionQueue, normalize_addr};
 
-use dedupe::{DedupeFilter, SenderKey};
+use self::core::{Found, Handles, PipeCore};
 
 /// Ids for pipes, handlers, subscriptions, relays and the connections of
 /// adopted UDP sockets. Process-wide, so never reused.
@@ -261,52 +261,15 @@ impl Route {
     }
 }
 
-struct PeerEntry {
-    info: PeerInfo,
-    route: Route,
-}
+/// The shell's handles in the core: a peer's connection, a relay's
+/// target pipe (held weakly: a relay does not keep its target open), a
+/// subscription's queue.
+struct Shell;
 
-type Handlers<H> = Arc<Vec<(HandlerId, H)>>;
-
-struct State {
-    peers: HashMap<ConnectionId, PeerEntry>,
-    by_addr: HashMap<SocketAddr, ConnectionId>,
-    message_handlers: Handlers<MessageHandler>,
-    up_handlers: Handlers<UpHandler>,
-    end_handlers: Handlers<EndHandler>,
-    queues: Vec<SubscriptionQueue>,
-    relays: Arc<Vec<(RelayId, Weak<Handle>)>>,
-    dedupe: Option<DedupeFilter>,
-    closed: bool,
-}
-
-impl State {
-    fn insert_peer(&mut self, info: PeerInfo, route: Route) -> bool {
-        if self.closed || self.peers.contains_key(&info.connection) {
-            return false;
-        }
-        if let Some(addr) = info.addr {
-            self.by_addr.insert(addr, info.connection);
-        }
-        self.peers
-            .insert(info.connection, PeerEntry { info, route });
-        true
-    }
-
-    fn remove_peer(&mut self, id: ConnectionId) -> Option<PeerInfo> {
-        let entry = self.peers.remove(&id)?;
-        if let Some(addr) = entry.info.addr {
-            if self.by_addr.get(&addr) == Some(&id) {
-                self.by_addr.remove(&addr);
-            }
-            if let Some(d) = &mut self.dedupe {
-                d.forget(&SenderKey::Addr(addr));
-            }
-        } else if let Some(d) = &mut self.dedupe {
-            d.forget(&SenderKey::Connection(id));
-        }
-        Some(entry.info)
-    }
+impl Handles for Shell {
+    type Route = Route;
+    type Target = Weak<Handle>;
+    type Queue = SubscriptionQueue;
 }
 
 /// What the pipe's handles and its task share.
@@ -329,7 +292,7 @@ struct Shared {
     queue_policy: DropPolicy,
     max_udp_peers: usize,
     default_queue: Option<SubscriptionQueue>,
-    state: Mutex<State>,
+    core: Mutex<PipeCore<Shell>>,
     stats: Counters,
     /// Cancelled when the last handle goes: the task stops at once.
     abort: CancellationToken,
@@ -340,9 +303,9 @@ struct Shared {
 }
 
 impl Shared {
-    fn lock(&self) -> MutexGuard<'_, State> {
+    fn lock(&self) -> MutexGuard<'_, PipeCore<Shell>> {
         // No invariant spans a panic here that matters more than going on.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        self.core.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn local_socket_addr(&self) -> Option<SocketAddr> {
@@ -368,14 +331,14 @@ impl Shared {
             .try_udp_peer(listener, self.in_our_family(addr))
             .map_err(PipeError::from_link)?;
         self.lock()
-            .insert_peer(PeerInfo::of(conn.info().clone()), Route(conn.clone()));
+            .add_peer(PeerInfo::of(conn.info().clone()), Route(conn.clone()));
         Ok(Route(conn))
     }
 
     /// Fails with `TooManyPeers` when a UDP pipe tracks as many peers as
     /// it may.
     fn check_room(&self) -> Result<(), PipeError> {
-        if self.lock().peers.len() >= self.max_udp_peers {
+        if self.lock().peer_count() >= self.max_udp_peers {
             return Err(PipeError::TooManyPeers {
                 max: self.max_udp_peers,
             });
@@ -383,55 +346,23 @@ impl Shared {
         Ok(())
     }
 
-    fn find(&self, to: Option<Peer>) -> Result<Found, PipeError> {
+    fn find(&self, to: Option<Peer>) -> Result<Found<Route>, PipeError> {
         if self.close_requested.is_cancelled() {
             return Err(PipeError::Closed);
         }
-        let st = self.lock();
-        if st.closed {
-            return Err(PipeError::Closed);
-        }
-        let route = |id: &ConnectionId| st.peers.get(id).map(|p| Found::Route(p.route.clone()));
-        match to {
-            None => {
-                let id = self.dest_connection.ok_or(PipeError::NoDestination)?;
-                route(&id).ok_or(PipeError::Closed)
-            }
-            Some(Peer::Connection(id)) => {
-                route(&id).ok_or(PipeError::UnknownPeer(Peer::Connection(id)))
-            }
-            Some(Peer::Addr(addr)) => Ok(st
-                .by_addr
-                .get(&normalize_addr(addr))
-                .and_then(route)
-                .unwrap_or(Found::Missing(addr))),
-        }
+        self.lock().route(to, self.dest_connection)
     }
 
     /// Ends the pipe's life: queues close (what is queued stays readable),
     /// handlers and relays are released.
     fn finish(&self) {
-        {
-            let mut st = self.lock();
-            st.closed = true;
-            st.peers.clear();
-            st.by_addr.clear();
-            st.message_handlers = Arc::default();
-            st.up_handlers = Arc::default();
-            st.end_handlers = Arc::default();
-            st.relays = Arc::default();
-            for q in &st.queues {
-                q.close();
-            }
+        let queues = self.lock().close();
+        for q in queues {
+            q.close();
         }
         self.close_requested.cancel();
         self.finished.cancel();
     }
-}
-
-enum Found {
-    Route(Route),
-    Missing(SocketAddr),
 }
 
 /// `addr` in the family of a socket bound to `ours`: an IPv4 peer of an
@@ -445,15 +376,6 @@ fn in_family_of(ours: Option<SocketAddr>, addr: SocketAddr) -> SocketAddr {
         (Some(SocketAddr::V4(_)), a) => normalize_addr(a),
         (_, a) => a,
     }
-}
-
-fn with_ids<H>(handlers: Vec<H>) -> Handlers<H> {
-    Arc::new(
-        handlers
-            .into_iter()
-            .map(|h| (HandlerId(next_id()), h))
-            .collect(),
-    )
 }
 
 /// What dropping the last [`Pipe`] drops.
@@ -723,20 +645,22 @@ impl Pipe {
                     config.recv_timeout,
                 )
             });
-        let mut state = State {
-            peers: HashMap::new(),
-            by_addr: HashMap::new(),
-            message_handlers: with_ids(config.message_handlers),
-            up_handlers: with_ids(config.up_handlers),
-            end_handlers: with_ids(config.end_handlers),
-            queues: default_queue.iter().cloned().collect(),
-            relays: Arc::default(),
-            dedupe: config.dedupe.map(DedupeFilter::new),
-            closed: false,
-        };
+        let mut core = PipeCore::new(config.dedupe);
+        for h in config.message_handlers {
+            core.add_message_handler(HandlerId(next_id()), h);
+        }
+        for h in config.up_handlers {
+            core.add_up_handler(HandlerId(next_id()), h);
+        }
+        for h in config.end_handlers {
+            core.add_end_handler(HandlerId(next_id()), h);
+        }
+        if let Some(q) = &default_queue {
+            core.subscribe(q.id(), SUB_ALL, q.clone());
+        }
         let dest_connection = parts.dest_connection.as_ref().map(Connection::id);
         if let Some(conn) = parts.dest_connection {
-            state.insert_peer(PeerInfo::of(conn.info().clone()), Route(conn));
+            core.add_peer(PeerInfo::of(conn.info().clone()), Route(conn));
         }
         let shared = Arc::new(Shared {
             id: next_id(),
@@ -754,7 +678,7 @@ impl Pipe {
             queue_policy: config.queue_policy,
             max_udp_peers: config.link.max_udp_peers,
             default_queue,
-            state: Mutex::new(state),
+            core: Mutex::new(core),
             stats: Counters::default(),
             abort,
             close_requested,
@@ -796,8 +720,8 @@ impl Pipe {
     pub fn destination_addr(&self) -> Option<SocketAddr> {
         let sh = self.shared();
         let id = sh.dest_connection?;
-        let st = sh.lock();
-        st.peers.get(&id).and_then(|p| p.info.addr).or_else(|| {
+        let core = sh.lock();
+        core.peer(id).and_then(|p| p.addr).or_else(|| {
             sh.destination
                 .as_ref()
                 .and_then(Address::socket_addr)
@@ -818,12 +742,7 @@ impl Pipe {
 
     /// The connections (or UDP peers) that are up.
     pub fn peers(&self) -> Vec<PeerInfo> {
-        self.shared()
-            .lock()
-            .peers
-            .values()
-            .map(|p| p.info.clone())
-            .collect()
+        self.shared().lock().peers().cloned().collect()
     }
 
     /// Sends `data` to `to`, or to a client pipe's destination when `to` is
@@ -932,11 +851,11 @@ impl Pipe {
             .udp_peer(listener, sh.in_our_family(addr))
             .await
             .map_err(PipeError::from_link)?;
-        let mut st = sh.lock();
+        let mut core = sh.lock();
         // Unless the task has seen the connection end already (the link
         // forgets a connection before reporting its end).
         if link.connection(conn.id()).is_some() {
-            st.insert_peer(PeerInfo::of(conn.info().clone()), Route(conn.clone()));
+            core.add_peer(PeerInfo::of(conn.info().clone()), Route(conn.clone()));
         }
         Ok(Route(conn))
     }
@@ -949,10 +868,9 @@ impl Pipe {
         Fut: std::future::Future<Output = ()> + Send + 'static,
     {
         let id = HandlerId(next_id());
-        let mut st = self.shared().lock();
-        if !st.closed {
-            Arc::make_mut(&mut st.message_handlers).push((id, MessageHandler::new(f)));
-        }
+        self.shared()
+            .lock()
+            .add_message_handler(id, MessageHandler::new(f));
         id
     }
 
@@ -963,10 +881,7 @@ impl Pipe {
         Fut: std::future::Future<Output = ()> + Send + 'static,
     {
         let id = HandlerId(next_id());
-        let mut st = self.shared().lock();
-        if !st.closed {
-            Arc::make_mut(&mut st.up_handlers).push((id, UpHandler::new(f)));
-        }
+        self.shared().lock().add_up_handler(id, UpHandler::new(f));
         id
     }
 
@@ -978,10 +893,7 @@ impl Pipe {
         Fut: std::future::Future<Output = ()> + Send + 'static,
     {
         let id = HandlerId(next_id());
-        let mut st = self.shared().lock();
-        if !st.closed {
-            Arc::make_mut(&mut st.end_handlers).push((id, EndHandler::new(f)));
-        }
+        self.shared().lock().add_end_handler(id, EndHandler::new(f));
         id
     }
 
@@ -989,20 +901,7 @@ impl Pipe {
     /// config). A handler that is running finishes. Returns whether it
     /// existed.
     pub fn remove_handler(&self, id: HandlerId) -> bool {
-        fn remove<H: Clone>(list: &mut Handlers<H>, id: HandlerId) -> bool {
-            match list.iter().position(|(i, _)| *i == id) {
-                Some(at) => {
-                    Arc::make_mut(list).remove(at);
-                    true
-                }
-                None => false,
-            }
-        }
-        let mut st = self.shared().lock();
-        let st = &mut *st;
-        remove(&mut st.message_handlers, id)
-            || remove(&mut st.up_handlers, id)
-            || remove(&mut st.end_handlers, id)
+        self.shared().lock().remove_handler(id)
     }
 
     /// Adds a queue that gets a copy of every message matching `sub` from
@@ -1012,16 +911,13 @@ impl Pipe {
         let sh = self.shared();
         let queue = SubscriptionQueue::new(
             SubscriptionId(next_id()),
-            sub,
+            sub.clone(),
             sh.queue_capacity,
             sh.queue_policy,
             sh.recv_timeout,
         );
-        let mut st = sh.lock();
-        if st.closed {
+        if !sh.lock().subscribe(queue.id(), sub, queue.clone()) {
             queue.close();
-        } else {
-            st.queues.push(queue.clone());
         }
         queue
     }
@@ -1029,14 +925,8 @@ impl Pipe {
     /// Removes a subscription and closes its queue (what it holds can
     /// still be read). Returns whether it existed.
     pub fn unsubscribe(&self, id: SubscriptionId) -> bool {
-        let mut st = self.shared().lock();
-        match st.queues.iter().position(|q| q.id() == id) {
-            Some(at) => {
-                st.queues.remove(at).close();
-                true
-            }
-            None => false,
-        }
+        let queue = self.shared().lock().unsubscribe(id);
+        queue.map(|q| q.close()).is_some()
     }
 
     /// The `SUB_ALL` queue a client pipe gets when opened without a
@@ -1044,8 +934,8 @@ impl Pipe {
     pub fn default_queue(&self) -> Option<SubscriptionQueue> {
         let sh = self.shared();
         let queue = sh.default_queue.as_ref()?;
-        let st = sh.lock();
-        (st.closed || st.queues.iter().any(|q| q.id() == queue.id())).then(|| queue.clone())
+        let core = sh.lock();
+        (core.is_closed() || core.is_subscribed(queue.id())).then(|| queue.clone())
     }
 
     /// The next message on the [default queue](Self::default_queue), waiting
@@ -1067,23 +957,15 @@ impl Pipe {
     /// `other` open; once `other` is gone, relaying to it fails.
     pub fn add_pipe(&self, other: &Pipe) -> RelayId {
         let id = RelayId(next_id());
-        let mut st = self.shared().lock();
-        if !st.closed {
-            Arc::make_mut(&mut st.relays).push((id, Arc::downgrade(&other.handle)));
-        }
+        self.shared()
+            .lock()
+            .relay_to(id, Arc::downgrade(&other.handle));
         id
     }
 
     /// Stops a relay. Returns whether it existed.
     pub fn del_pipe(&self, id: RelayId) -> bool {
-        let mut st = self.shared().lock();
-        match st.relays.iter().position(|(i, _)| *i == id) {
-            Some(at) => {
-                Arc::make_mut(&mut st.relays).remove(at);
-                true
-            }
-            None => false,
-        }
+        self.shared().lock().stop_relay(id)
     }
 
     /// Closes gracefully with [`Link::close`]: stops listening, writes what

@@ -1,13 +1,12 @@
-//! The pipe's task: reads the link's events and runs each message through
-//! dedupe, relays, queues and handlers, in order.
+//! The pipe's task, the shell around its [core](super::core): it hands the
+//! link's events to the core and does what the core asks (relays, queue
+//! deliveries, handlers), in order, one event at a time.
 
 use std::sync::{Arc, Weak};
 
-use bytes::Bytes;
-
-use super::dedupe::SenderKey;
-use super::{Handle, Handlers, PeerInfo, Pipe, PipeMessage, Route, Shared, UpHandler, bump};
-use crate::{ConnectionId, LinkEvent, LinkEvents};
+use super::core::{Action, Received};
+use super::{Handle, PeerInfo, Pipe, Route, Shared, Shell, bump};
+use crate::{LinkEvent, LinkEvents};
 
 /// Marks the pipe finished however the task ends (also by a panicking
 /// handler), so `close` never waits for a task that is gone.
@@ -56,108 +55,90 @@ impl Driver {
         }
     }
 
+    /// Hands one event to the core, then does what the core asks, in
+    /// order.
     async fn on_link_event(&self, event: LinkEvent) {
+        let sh = &self.shared;
         match event {
             LinkEvent::Connected(conn) => {
                 let info = PeerInfo::of(conn.info().clone());
-                let handlers = {
-                    let mut st = self.shared.lock();
-                    st.insert_peer(info.clone(), Route(conn));
-                    st.up_handlers.clone()
-                };
-                tracing::trace!(pipe = self.shared.id, conn = %info.connection, "up");
-                self.run_up(info, handlers).await;
+                tracing::trace!(pipe = sh.id, conn = %info.connection, "up");
+                sh.lock().handle_connected(info, Route(conn));
             }
-            LinkEvent::Data { connection, data } => self.on_data(connection, data).await,
+            LinkEvent::Data { connection, data } => {
+                bump(&sh.stats.messages_received);
+                if sh.lock().handle_data(connection, data) == Received::Duplicate {
+                    bump(&sh.stats.duplicates_dropped);
+                }
+            }
             LinkEvent::Disconnected { connection, reason } => {
-                let (info, handlers) = {
-                    let mut st = self.shared.lock();
-                    (st.remove_peer(connection), st.end_handlers.clone())
-                };
-                tracing::trace!(pipe = self.shared.id, conn = %connection, %reason, "end");
-                let Some(info) = info else { return };
-                if handlers.is_empty() {
-                    return;
-                }
-                let Some(pipe) = self.pipe() else { return };
-                for (_, h) in handlers.iter() {
-                    h.call(info.clone(), reason.clone(), pipe.clone()).await;
-                }
+                tracing::trace!(pipe = sh.id, conn = %connection, %reason, "end");
+                sh.lock().handle_disconnected(connection, reason);
             }
             LinkEvent::ConnectFailed { error, .. } => {
-                tracing::debug!(pipe = self.shared.id, %error, "connect failed");
+                tracing::debug!(pipe = sh.id, %error, "connect failed");
             }
             LinkEvent::AcceptFailed { error, .. } => {
-                tracing::debug!(pipe = self.shared.id, %error, "accept failed");
+                tracing::debug!(pipe = sh.id, %error, "accept failed");
             }
             #[allow(unreachable_patterns)]
             _ => {}
         }
-    }
-
-    async fn run_up(&self, info: PeerInfo, handlers: Handlers<UpHandler>) {
-        if handlers.is_empty() {
-            return;
-        }
-        let Some(pipe) = self.pipe() else { return };
-        for (_, h) in handlers.iter() {
-            h.call(info.clone(), pipe.clone()).await;
+        loop {
+            let action = sh.lock().poll_action();
+            let Some(action) = action else { break };
+            self.perform(action).await;
         }
     }
 
-    /// One message: dedupe, relays, queues, handlers.
-    async fn on_data(&self, connection: ConnectionId, data: Bytes) {
+    async fn perform(&self, action: Action<Shell>) {
         let sh = &self.shared;
-        bump(&sh.stats.messages_received);
-        let (msg, relays) = {
-            let mut st = sh.lock();
-            let from = st.peers.get(&connection).and_then(|p| p.info.addr);
-            let sender = match from {
-                Some(addr) => SenderKey::Addr(addr),
-                None => SenderKey::Connection(connection),
-            };
-            if let Some(dedupe) = &mut st.dedupe {
-                if dedupe.is_duplicate(sender, &data) {
-                    bump(&sh.stats.duplicates_dropped);
-                    return;
+        match action {
+            Action::Relay { message, targets } => {
+                for (id, target) in targets {
+                    let Some(handle) = target.upgrade() else {
+                        bump(&sh.stats.relay_failures);
+                        continue;
+                    };
+                    let other = Pipe { handle };
+                    match other.send(message.data.clone(), None).await {
+                        Ok(()) => bump(&sh.stats.relayed),
+                        Err(error) => {
+                            bump(&sh.stats.relay_failures);
+                            tracing::debug!(pipe = sh.id, relay = %id, %error, "relay failed");
+                        }
+                    }
                 }
             }
-            let msg = PipeMessage {
-                data,
-                from,
-                connection,
-            };
-            (msg, st.relays.clone())
-        };
-        for (id, target) in relays.iter() {
-            let Some(handle) = target.upgrade() else {
-                bump(&sh.stats.relay_failures);
-                continue;
-            };
-            let other = Pipe { handle };
-            match other.send(msg.data.clone(), None).await {
-                Ok(()) => bump(&sh.stats.relayed),
-                Err(error) => {
-                    bump(&sh.stats.relay_failures);
-                    tracing::debug!(pipe = sh.id, relay = %id, %error, "relay failed");
+            Action::Deliver { message, queues } => {
+                for queue in queues {
+                    if queue.push(message.clone()) {
+                        bump(&sh.stats.queue_dropped);
+                    }
                 }
             }
-        }
-        let handlers = {
-            let st = sh.lock();
-            for queue in &st.queues {
-                if queue.subscription().matches(&msg.data, msg.from) && queue.push(msg.clone()) {
-                    bump(&sh.stats.queue_dropped);
+            Action::RunMessageHandlers { message, handlers } => {
+                let Some(pipe) = self.pipe() else { return };
+                for (_, h) in handlers.iter() {
+                    h.call(message.clone(), pipe.clone()).await;
                 }
             }
-            st.message_handlers.clone()
-        };
-        if handlers.is_empty() {
-            return;
-        }
-        let Some(pipe) = self.pipe() else { return };
-        for (_, h) in handlers.iter() {
-            h.call(msg.clone(), pipe.clone()).await;
+            Action::RunUpHandlers { peer, handlers } => {
+                let Some(pipe) = self.pipe() else { return };
+                for (_, h) in handlers.iter() {
+                    h.call(peer.clone(), pipe.clone()).await;
+                }
+            }
+            Action::RunEndHandlers {
+                peer,
+                reason,
+                handlers,
+            } => {
+                let Some(pipe) = self.pipe() else { return };
+                for (_, h) in handlers.iter() {
+                    h.call(peer.clone(), reason.clone(), pipe.clone()).await;
+                }
+            }
         }
     }
 }
