@@ -59,7 +59,7 @@ pub(crate) async fn dispatch(inner: Arc<Inner>, mut rx: mpsc::Receiver<Received>
         left = left.saturating_sub(batch.len());
         let mut clock = Clock::default();
         for received in batch.drain(..) {
-            inner.on_frame(received, &mut clock);
+            inner.on_frame(&received, &mut clock);
         }
         if !rx.is_empty() {
             YieldOnce(false).await;
@@ -85,7 +85,7 @@ impl Future for YieldOnce {
 }
 
 impl Inner {
-    pub(crate) fn on_frame(self: &Arc<Self>, r: Received, clock: &mut Clock) {
+    pub(crate) fn on_frame(self: &Arc<Self>, r: &Received, clock: &mut Clock) {
         if self.closed.load(Ordering::Acquire) {
             return;
         }
@@ -128,10 +128,10 @@ impl Inner {
             return;
         }
         match Frame::parse(data) {
-            Ok(Frame::Call(call)) => self.serve_call(&r, call, clock),
-            Ok(Frame::Result(reply)) => self.on_result(&r, reply),
+            Ok(Frame::Call(call)) => self.serve_call(r, call, clock),
+            Ok(Frame::Result(reply)) => self.on_result(r, reply),
             Ok(Frame::Cancel { id }) => self.on_cancel(&r.from, id),
-            Ok(Frame::Signal(signal)) => self.serve_signal(&r, signal, clock),
+            Ok(Frame::Signal(signal)) => self.serve_signal(r, signal, clock),
             Err(e) => {
                 inc(&self.counters.bad_frames);
                 tracing::debug!(from = %r.from, error = %e, "bad RPC frame");

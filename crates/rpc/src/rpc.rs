@@ -173,7 +173,7 @@ impl Rpc {
                 // A result only wakes its caller: done here, on messaging's
                 // task, without the hop to the dispatcher.
                 if let Some(inner) = results_to.upgrade() {
-                    inner.on_frame(r.clone(), &mut Clock::default());
+                    inner.on_frame(r, &mut Clock::default());
                 }
             } else if tx.try_send(r.clone()).is_err() {
                 inc(&counters.inbound_dropped);
