@@ -5,7 +5,9 @@
 use std::sync::{Arc, Weak};
 
 use super::core::{Action, Received};
-use super::{Handle, PeerInfo, Pipe, Route, Shared, Shell, bump};
+use super::peers::{PeerInfo, Route};
+use super::pipe::{Handle, Pipe, Shared, Shell};
+use super::stats::bump;
 use crate::{LinkEvent, LinkEvents};
 
 /// Marks the pipe finished however the task ends (also by a panicking
