@@ -479,6 +479,25 @@ async fn relay_one_pipe_into_another() {
 }
 
 #[tokio::test]
+async fn p2pds_relay_names_are_the_same_relays() {
+    let a = within(Pipe::listen("udp://127.0.0.1:0", PipeConfig::server()))
+        .await
+        .unwrap();
+    let b = within(Pipe::listen("udp://127.0.0.1:0", PipeConfig::server()))
+        .await
+        .unwrap();
+    let relay = a.relay_to(&b);
+    assert!(a.del_pipe(relay), "del_pipe stops what relay_to made");
+    assert!(!a.stop_relay(relay));
+    let relay = a.add_pipe(&b);
+    assert!(a.stop_relay(relay), "stop_relay stops what add_pipe made");
+    assert!(!a.del_pipe(relay));
+    for p in [a, b] {
+        within(p.close()).await;
+    }
+}
+
+#[tokio::test]
 async fn ipv6_client_and_server() {
     for scheme in ["tcp", "udp"] {
         let server = within(Pipe::listen(

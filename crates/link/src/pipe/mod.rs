@@ -46,7 +46,8 @@
 //!
 //! 1. With [`PipeConfig::dedupe`], a message whose id its sender sent
 //!    recently is dropped (and counted).
-//! 2. It is sent on every pipe relayed to with [`Pipe::add_pipe`].
+//! 2. It is sent on every pipe relayed to with [`Pipe::relay_to`]
+//!    (P2PD's `add_pipe`).
 //! 3. A copy goes to every [`SubscriptionQueue`] whose [`Subscription`]
 //!    matches its payload (a `regex::bytes::Regex`) and sender address.
 //!    Queues are bounded; a full queue drops by [`DropPolicy`], counted.

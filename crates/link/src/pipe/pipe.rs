@@ -19,7 +19,7 @@ use super::{
 };
 use crate::{Address, ConnectionId, Link, LinkStats, ListenerId, Scheme};
 
-/// Identifies a relay made with [`Pipe::add_pipe`].
+/// Identifies a relay made with [`Pipe::relay_to`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RelayId(pub(crate) u64);
 
@@ -427,11 +427,14 @@ impl Pipe {
     }
 
     /// Relays every message this pipe receives (after deduplication) into
-    /// `other`: it is sent to `other`'s destination, with `other`'s send
-    /// retries, before it reaches this pipe's queues and handlers. Failures
-    /// are counted in [`PipeStats::relay_failures`]. The relay does not keep
-    /// `other` open; once `other` is gone, relaying to it fails.
-    pub fn add_pipe(&self, other: &Pipe) -> RelayId {
+    /// `other`, from the next message on: it is sent to `other`'s
+    /// destination, with `other`'s send retries, before it reaches this
+    /// pipe's queues and handlers. Failures are counted in
+    /// [`PipeStats::relay_failures`]. The relay does not keep `other` open;
+    /// once `other` is gone, relaying to it fails. P2PD calls this
+    /// [`add_pipe`](Self::add_pipe).
+    #[doc(alias = "add_pipe")]
+    pub fn relay_to(&self, other: &Pipe) -> RelayId {
         let id = RelayId(next_id());
         self.shared()
             .lock()
@@ -439,9 +442,21 @@ impl Pipe {
         id
     }
 
-    /// Stops a relay. Returns whether it existed.
-    pub fn del_pipe(&self, id: RelayId) -> bool {
+    /// Stops a relay made by [`relay_to`](Self::relay_to). Returns whether
+    /// it existed. P2PD calls this [`del_pipe`](Self::del_pipe).
+    #[doc(alias = "del_pipe")]
+    pub fn stop_relay(&self, id: RelayId) -> bool {
         self.shared().lock().stop_relay(id)
+    }
+
+    /// P2PD's name for [`relay_to`](Self::relay_to), which it calls.
+    pub fn add_pipe(&self, other: &Pipe) -> RelayId {
+        self.relay_to(other)
+    }
+
+    /// P2PD's name for [`stop_relay`](Self::stop_relay), which it calls.
+    pub fn del_pipe(&self, id: RelayId) -> bool {
+        self.stop_relay(id)
     }
 
     /// Closes gracefully with [`Link::close`]: stops listening, writes what
