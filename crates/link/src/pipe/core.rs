@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::dedupe::{DedupeFilter, SenderKey};
+use super::dedupe::{DedupeWindow, SenderKey};
 use super::{
     Dedupe, EndHandler, HandlerId, MessageHandler, Peer, PeerInfo, PipeError, PipeMessage, RelayId,
     Subscription, SubscriptionId, UpHandler, normalize_addr,
@@ -127,7 +127,7 @@ pub(crate) struct PipeCore<H: Handles> {
     end_handlers: Handlers<EndHandler>,
     subscriptions: Vec<Sub<H::Queue>>,
     relays: Vec<(RelayId, H::Target)>,
-    dedupe: Option<DedupeFilter>,
+    dedupe: Option<DedupeWindow>,
     closed: bool,
     actions: VecDeque<Action<H>>,
 }
@@ -143,7 +143,7 @@ impl<H: Handles> PipeCore<H> {
             end_handlers: Arc::default(),
             subscriptions: Vec::new(),
             relays: Vec::new(),
-            dedupe: dedupe.map(DedupeFilter::new),
+            dedupe: dedupe.map(DedupeWindow::new),
             closed: false,
             actions: VecDeque::new(),
         }
@@ -174,7 +174,7 @@ impl<H: Handles> PipeCore<H> {
                 Some(addr) => SenderKey::Addr(addr),
                 None => SenderKey::Connection(connection),
             };
-            if dedupe.is_duplicate(sender, &data) {
+            if !dedupe.check_and_record(sender, &data) {
                 return Received::Duplicate;
             }
         }

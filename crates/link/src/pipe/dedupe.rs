@@ -23,16 +23,16 @@ struct Seen {
 }
 
 /// The ids of the last `window` messages accepted from each sender.
-pub(crate) struct DedupeFilter {
+pub(crate) struct DedupeWindow {
     window: usize,
     id: DedupeId,
     hasher: RandomState,
     senders: HashMap<SenderKey, Seen>,
 }
 
-impl DedupeFilter {
-    pub(crate) fn new(config: Dedupe) -> DedupeFilter {
-        DedupeFilter {
+impl DedupeWindow {
+    pub(crate) fn new(config: Dedupe) -> DedupeWindow {
+        DedupeWindow {
             window: config.window,
             id: config.id,
             hasher: RandomState::new(),
@@ -40,23 +40,25 @@ impl DedupeFilter {
         }
     }
 
-    /// Whether `data` from `sender` repeats a remembered id. If not, its id
-    /// (when it has one) is remembered, pushing out the oldest.
-    pub(crate) fn is_duplicate(&mut self, sender: SenderKey, data: &[u8]) -> bool {
+    /// Looks for the id of `data` among those `sender` sent recently and
+    /// remembers it, pushing out the oldest: true when it is new (or
+    /// `data` has no id), false for a duplicate, which is not remembered
+    /// again. True means new, as in weft-messaging's window.
+    pub(crate) fn check_and_record(&mut self, sender: SenderKey, data: &[u8]) -> bool {
         if self.window == 0 {
-            return false;
+            return true;
         }
         let id = match &self.id {
             DedupeId::Payload => data,
             DedupeId::Regex(re) => match re.captures(data).and_then(|c| c.get(1)) {
                 Some(m) => m.as_bytes(),
-                None => return false,
+                None => return true,
             },
         };
         let hash = self.hasher.hash_one(id);
         let seen = self.senders.entry(sender).or_default();
         if seen.ids.contains(&hash) {
-            return true;
+            return false;
         }
         while seen.order.len() >= self.window {
             match seen.order.pop_front() {
@@ -68,7 +70,7 @@ impl DedupeFilter {
         }
         seen.order.push_back(hash);
         seen.ids.insert(hash);
-        false
+        true
     }
 
     /// Forgets a sender's ids (its connection ended).
@@ -87,36 +89,36 @@ mod tests {
 
     #[test]
     fn payload_window_per_sender() {
-        let mut f = DedupeFilter::new(Dedupe::payload(2));
-        assert!(!f.is_duplicate(key(1), b"a"));
-        assert!(f.is_duplicate(key(1), b"a"));
-        assert!(!f.is_duplicate(key(2), b"a"), "another sender");
-        assert!(!f.is_duplicate(key(1), b"b"));
-        assert!(!f.is_duplicate(key(1), b"c"), "pushes a out");
-        assert!(!f.is_duplicate(key(1), b"a"), "a left the window");
-        assert!(f.is_duplicate(key(1), b"c"));
+        let mut f = DedupeWindow::new(Dedupe::payload(2));
+        assert!(f.check_and_record(key(1), b"a"));
+        assert!(!f.check_and_record(key(1), b"a"));
+        assert!(f.check_and_record(key(2), b"a"), "another sender");
+        assert!(f.check_and_record(key(1), b"b"));
+        assert!(f.check_and_record(key(1), b"c"), "pushes a out");
+        assert!(f.check_and_record(key(1), b"a"), "a left the window");
+        assert!(!f.check_and_record(key(1), b"c"));
         f.forget(&key(1));
-        assert!(!f.is_duplicate(key(1), b"c"));
+        assert!(f.check_and_record(key(1), b"c"));
     }
 
     #[test]
     fn regex_ids_and_messages_without_one() {
         let re = regex::bytes::Regex::new(r"^id=(\d+);").unwrap();
-        let mut f = DedupeFilter::new(Dedupe::regex(8, re));
-        assert!(!f.is_duplicate(key(1), b"id=7;hello"));
-        assert!(f.is_duplicate(key(1), b"id=7;other body"));
-        assert!(!f.is_duplicate(key(1), b"id=8;hello"));
-        assert!(!f.is_duplicate(key(1), b"no id"));
+        let mut f = DedupeWindow::new(Dedupe::regex(8, re));
+        assert!(f.check_and_record(key(1), b"id=7;hello"));
+        assert!(!f.check_and_record(key(1), b"id=7;other body"));
+        assert!(f.check_and_record(key(1), b"id=8;hello"));
+        assert!(f.check_and_record(key(1), b"no id"));
         assert!(
-            !f.is_duplicate(key(1), b"no id"),
+            f.check_and_record(key(1), b"no id"),
             "no id, never a duplicate"
         );
     }
 
     #[test]
     fn zero_window_is_off() {
-        let mut f = DedupeFilter::new(Dedupe::payload(0));
-        assert!(!f.is_duplicate(key(1), b"a"));
-        assert!(!f.is_duplicate(key(1), b"a"));
+        let mut f = DedupeWindow::new(Dedupe::payload(0));
+        assert!(f.check_and_record(key(1), b"a"));
+        assert!(f.check_and_record(key(1), b"a"));
     }
 }
