@@ -38,9 +38,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, oneshot};
 use tokio::task::JoinSet;
 use weft_link::Address;
-use weft_messaging::{
-    Identity, Message, Messaging, MessagingConfig, MessagingError, SqliteStorage, Storage,
-};
+use weft_messaging::storage::{SqliteStorage, Storage};
+use weft_messaging::{Identity, Message, Messaging, MessagingConfig, MessagingError};
 
 use crate::Scale;
 use crate::harness::{self, LIMIT, LOOPBACK, ctx};

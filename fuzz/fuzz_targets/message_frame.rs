@@ -5,7 +5,7 @@
 
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
-use weft_messaging::frame::Frame;
+use weft_messaging::internal::frame::Frame;
 
 fuzz_target!(|input: &[u8]| {
     let Ok(frame) = Frame::parse(Bytes::copy_from_slice(input)) else {

@@ -327,11 +327,11 @@ async fn next_line(lines: &mut StdinLines) -> Result<Option<String>, Failure> {
 
 /// `weft pub TOPIC`.
 pub(crate) async fn run_pub(args: PubArgs) -> Result<(), Failure> {
-    if args.topic.len() > weft_messaging::MAX_TOPIC {
+    if args.topic.len() > weft_messaging::patterns::MAX_TOPIC {
         return Err(Failure::Usage(format!(
             "TOPIC: {} bytes; the limit is {}",
             args.topic.len(),
-            weft_messaging::MAX_TOPIC
+            weft_messaging::patterns::MAX_TOPIC
         )));
     }
     if let Some(w) = args.wait {

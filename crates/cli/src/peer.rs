@@ -24,7 +24,8 @@ use clap::Args;
 use serde_json::json;
 use tokio::io::AsyncBufReadExt;
 use weft_link::{Address, LinkError};
-use weft_messaging::{Identity, Message, Messaging, MessagingConfig, SqliteStorage};
+use weft_messaging::storage::SqliteStorage;
+use weft_messaging::{Identity, Message, Messaging, MessagingConfig};
 
 use crate::Failure;
 

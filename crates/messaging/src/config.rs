@@ -55,8 +55,8 @@ pub struct MessagingConfig {
     pub acks: bool,
     /// How long a receiver may hold back an ACK so that it leaves with the
     /// next message it sends that peer (a reply, say) instead of on its own.
-    /// An ACK leaves at once when [`ACK_EVERY`](crate::ACK_EVERY) messages
-    /// are unacknowledged. Zero acknowledges after every batch of packets.
+    /// An ACK also leaves at once when many messages (256) are
+    /// unacknowledged. Zero acknowledges after every batch of packets.
     /// Default: 1 ms.
     pub ack_delay: Duration,
     /// Message ids remembered (from all weft peers together) to drop

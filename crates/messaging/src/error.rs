@@ -4,8 +4,9 @@ use std::time::Duration;
 
 use weft_link::LinkError;
 
-use crate::frame::FrameError;
-use crate::{Identity, IdentityError};
+use crate::Identity;
+pub use crate::frame::FrameError;
+use crate::identity::IdentityError;
 
 /// Everything that can go wrong in weft-messaging. Match on the variant;
 /// the enum grows, so keep a catch-all arm.
@@ -19,7 +20,7 @@ pub enum MessagingError {
     #[error(transparent)]
     Identity(#[from] IdentityError),
     /// The destination's queue is full and the policy is
-    /// [`QueuePolicy::Error`](crate::QueuePolicy::Error).
+    /// [`QueuePolicy::Error`](crate::config::QueuePolicy::Error).
     #[error("the queue for `{0}` is full")]
     QueueFull(Identity),
     /// Persistent storage failed; the message was not accepted.
@@ -62,7 +63,7 @@ pub enum ProtocolError {
     #[error("peer rejected our protocol version")]
     PeerRejectedVersion,
     /// Another connection already has this identity (see
-    /// [`DuplicateIdentity`](crate::DuplicateIdentity)).
+    /// [`DuplicateIdentity`](crate::config::DuplicateIdentity)).
     #[error("identity `{0}` is already connected")]
     DuplicateIdentity(Identity),
     /// The peer did not answer a PING in time.

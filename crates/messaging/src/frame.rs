@@ -7,7 +7,9 @@
 
 use bytes::{Buf, Bytes};
 
-use crate::{Flags, Identity, IdentityError, MessageId};
+use crate::identity::IdentityError;
+use crate::message::Flags;
+use crate::{Identity, MessageId};
 
 /// The messaging protocol version weft speaks (snakeMQ 1.6's).
 pub const PROTOCOL_VERSION: u32 = 1;

@@ -14,7 +14,7 @@ pub const MAX_IDENTITY_CHARS: usize = 50;
 /// let alice = Identity::new("alice")?;
 /// assert_eq!(alice.as_str(), "alice");
 /// assert!(Identity::new("x".repeat(51)).is_err());
-/// # Ok::<(), weft_messaging::IdentityError>(())
+/// # Ok::<(), weft_messaging::identity::IdentityError>(())
 /// ```
 #[derive(Clone, PartialOrd, Ord)]
 pub struct Identity(Arc<str>);

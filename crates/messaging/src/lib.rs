@@ -23,43 +23,56 @@
 //!
 //! - [`Messaging`] sends by identity: [`send_message`](Messaging::send_message)
 //!   queues the message for that identity and it leaves once the identity is
-//!   connected. Queues are bounded ([`QueuePolicy`]); a TTL runs while a
-//!   message waits, and a message whose TTL runs out is dropped and counted.
-//! - Persistent messages are stored ([`Storage`]: [`SqliteStorage`],
-//!   [`MemoryStorage`]) before `send_message` returns and removed once
-//!   delivered.
+//!   connected. Queues are bounded ([`QueuePolicy`](config::QueuePolicy)); a
+//!   TTL runs while a message waits, and a message whose TTL runs out is
+//!   dropped and counted.
+//! - Persistent messages are stored ([`Storage`](storage::Storage):
+//!   [`SqliteStorage`](storage::SqliteStorage),
+//!   [`MemoryStorage`](storage::MemoryStorage)) before `send_message`
+//!   returns and removed once delivered.
 //! - Between weft peers, delivery is acknowledged: a dropped connection
 //!   loses nothing and duplicates nothing. snakeMQ peers never see weft's
 //!   extension frames (see `PROTOCOL.md`).
 //! - Receive through [`SubscriptionQueue`]s (a regex over the data and an
 //!   optional sender) and handlers.
+//! - Request/reply, push/pull and publish/subscribe ride on these messages
+//!   ([`patterns`]).
+//!
+//! The root holds what most users name; the rest is in modules named for
+//! what they hold: [`config`], [`error`], [`identity`], [`message`],
+//! [`patterns`], [`storage`], [`subscription`].
 
 #![forbid(unsafe_code)]
 
-mod config;
+pub mod config;
 mod core;
 mod dedupe;
-mod error;
-pub mod frame;
-mod identity;
-mod message;
+pub mod error;
+mod frame;
+pub mod identity;
+pub mod message;
 mod messaging;
-mod patterns;
+pub mod patterns;
 pub mod storage;
-mod subscription;
+pub mod subscription;
 mod timer;
 
-pub use crate::core::ACK_EVERY;
-pub use config::{DuplicateIdentity, MessagingConfig, QueuePolicy};
-pub use error::{MessagingError, ProtocolError, StorageError};
-pub use identity::{Identity, IdentityError, MAX_IDENTITY_CHARS};
-pub use message::{Flags, Kind, Message, MessageId};
+pub use config::MessagingConfig;
+pub use error::MessagingError;
+pub use identity::Identity;
+pub use message::{Kind, Message, MessageId};
 pub use messaging::{HandlerId, Messaging, MessagingStats};
-pub use patterns::{MAX_TOPIC, Pusher};
-#[cfg(feature = "sqlite")]
-pub use storage::SqliteStorage;
-pub use storage::{MemoryStorage, Storage, StoredMessage};
 pub use subscription::{Received, Subscription, SubscriptionQueue, TopicFilter};
+
+/// weft-messaging's insides, public for its fuzz targets and wire tests
+/// only: no part of its API, and no promise that they stay as they are.
+#[doc(hidden)]
+pub mod internal {
+    /// The frame codec (`PROTOCOL.md` on the wire).
+    pub mod frame {
+        pub use crate::frame::*;
+    }
+}
 
 // The README's Rust examples, compiled and run as doc tests here: this
 // crate sees every crate they use (weft-link, weft-packeter, itself).

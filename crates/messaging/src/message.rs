@@ -90,7 +90,7 @@ pub enum Kind {
     Request,
     /// A reply to a request; never delivered to queues.
     Reply,
-    /// A pushed work item ([`Pusher`](crate::Pusher)).
+    /// A pushed work item ([`Pusher`](crate::patterns::Pusher)).
     Push,
     /// A publication ([`Messaging::publish`](crate::Messaging::publish)).
     Publish,

@@ -17,13 +17,14 @@ use weft_link::Link;
 use weft_packeter::{PacketSender, Packeter};
 
 use crate::core::{Core, Entry, Topics};
+use crate::error::ProtocolError;
 use crate::frame::Frame;
 use crate::storage::worker::StorageWorker;
 use crate::storage::{Storage, StoredMessage};
 use crate::subscription::QueueShared;
 use crate::{
-    Identity, Message, MessageId, MessagingConfig, MessagingError, ProtocolError, Received,
-    Subscription, SubscriptionQueue,
+    Identity, Message, MessageId, MessagingConfig, MessagingError, Received, Subscription,
+    SubscriptionQueue,
 };
 use tokio::sync::oneshot;
 
@@ -181,7 +182,7 @@ impl Messaging {
                     (s, loaded)
                 })
                 .await
-                .map_err(|_| crate::StorageError::Closed)?;
+                .map_err(|_| crate::error::StorageError::Closed)?;
                 let loaded = loaded?;
                 let now = now();
                 let wall = SystemTime::now();
@@ -260,7 +261,7 @@ impl Messaging {
     /// the commit). Sending to our own identity delivers locally.
     ///
     /// Fails with [`MessagingError::QueueFull`] when `to`'s queue is full
-    /// under [`QueuePolicy::Error`](crate::QueuePolicy::Error).
+    /// under [`QueuePolicy::Error`](crate::config::QueuePolicy::Error).
     ///
     /// Cancel-safe up to the storage commit: if dropped while a persistent
     /// message is being stored, the message may be stored but not queued
@@ -290,7 +291,7 @@ impl Messaging {
     /// storage (not persistent, or no storage configured): never waits.
     pub fn try_send_message(&self, to: &Identity, message: Message) -> Result<(), MessagingError> {
         if message.is_persistent() && self.inner.storage.is_some() && *to != self.inner.me {
-            return Err(MessagingError::Storage(crate::StorageError::Failed(
+            return Err(MessagingError::Storage(crate::error::StorageError::Failed(
                 "a persistent message must go through send_message".into(),
             )));
         }

@@ -44,8 +44,9 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use tokio::sync::oneshot;
 
 use crate::frame::Frame;
+use crate::message::Flags;
 use crate::{
-    Flags, Identity, Message, MessageId, Messaging, MessagingError, Received, Subscription,
+    Identity, Message, MessageId, Messaging, MessagingError, Received, Subscription,
     SubscriptionQueue, TopicFilter,
 };
 

@@ -7,11 +7,11 @@ use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
-use weft_messaging::frame::{Frame, PROTOCOL_VERSION};
-use weft_messaging::{
-    DuplicateIdentity, MemoryStorage, Message, Messaging, MessagingConfig, MessagingError,
-    ProtocolError, QueuePolicy, Subscription,
-};
+use weft_messaging::config::{DuplicateIdentity, QueuePolicy};
+use weft_messaging::error::ProtocolError;
+use weft_messaging::internal::frame::{Frame, PROTOCOL_VERSION};
+use weft_messaging::storage::MemoryStorage;
+use weft_messaging::{Message, Messaging, MessagingConfig, MessagingError, Subscription};
 
 mod common;
 use common::{WAIT, config, id, until};

@@ -219,7 +219,7 @@ async fn a_snakemq_style_peer_gets_plain_messages_only() {
     // Messages with pattern flags are still ordinary MESSAGE frames.
     let (a, b) = hub_and_spokes("a", &["b"]).await;
     let mut m = Message::new("plain");
-    m.flags = weft_messaging::Flags(0);
+    m.flags = weft_messaging::message::Flags(0);
     b[0].send_message(&id("a"), m).await.unwrap();
     assert_eq!(a.recv(Some(WAIT)).await.unwrap().kind(), Kind::Plain);
 }

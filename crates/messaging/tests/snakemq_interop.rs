@@ -11,7 +11,8 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use tokio::time::timeout;
 use weft_link::{LinkConfig, ReconnectPolicy};
-use weft_messaging::{Flags, Identity, Message, Messaging, MessagingConfig};
+use weft_messaging::message::Flags;
+use weft_messaging::{Identity, Message, Messaging, MessagingConfig};
 
 const WAIT: Duration = Duration::from_secs(15);
 

@@ -3,7 +3,8 @@
 use std::time::Duration;
 
 use weft_discovery::{DiscoveryConfig, ParticipantId};
-use weft_messaging::{DuplicateIdentity, MessagingConfig, QueuePolicy};
+use weft_messaging::MessagingConfig;
+use weft_messaging::config::{DuplicateIdentity, QueuePolicy};
 
 /// How a [`Participant`](crate::Participant) behaves. Each field documents
 /// its default; the defaults need no configuration at all.

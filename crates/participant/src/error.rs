@@ -17,7 +17,7 @@ pub enum ParticipantError {
     Link(#[from] weft_link::LinkError),
     /// An identity is invalid (empty, or more than 50 characters).
     #[error(transparent)]
-    Identity(#[from] weft_messaging::IdentityError),
+    Identity(#[from] weft_messaging::identity::IdentityError),
     /// The listen address is not an IP address, so other participants
     /// could not reach the streams announced in our beacons.
     #[error("`{0}` is not an IP address; other participants cannot reach it")]

@@ -255,7 +255,7 @@ impl Participant {
     /// a matching subscriber.
     pub fn publisher(&self, topic: impl Into<String>) -> Result<Publisher, ParticipantError> {
         let topic = topic.into();
-        if topic.len() > weft_messaging::MAX_TOPIC {
+        if topic.len() > weft_messaging::patterns::MAX_TOPIC {
             return Err(ParticipantError::TopicTooLong(topic.len()));
         }
         self.inner.drive(|core| core.add_publisher(&topic));

@@ -65,7 +65,7 @@ impl Publisher {
     /// participants got a copy. With no matching subscriber anywhere
     /// nothing is sent and 0 is returned. Never waits: a participant's
     /// queue that is full drops its oldest message
-    /// ([`QueuePolicy::DropOldest`](weft_messaging::QueuePolicy::DropOldest)
+    /// ([`QueuePolicy::DropOldest`](weft_messaging::config::QueuePolicy::DropOldest)
     /// in the default configuration). `data` is copied once, into the
     /// message every participant's copy shares.
     pub fn publish(&self, data: impl AsRef<[u8]>) -> Result<usize, ParticipantError> {

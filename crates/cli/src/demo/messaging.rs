@@ -3,8 +3,9 @@
 
 use std::time::Duration;
 
+use weft_messaging::storage::SqliteStorage;
 use weft_messaging::{
-    Identity, Kind, Message, Messaging, MessagingConfig, SqliteStorage, Subscription, TopicFilter,
+    Identity, Kind, Message, Messaging, MessagingConfig, Subscription, TopicFilter,
 };
 
 use super::{DemoResult, WAIT};

@@ -6,8 +6,10 @@ use std::time::Instant;
 use weft_link::ConnectionId;
 
 use super::{ACK_EVERY, Core, CoreEvent, Transmit};
+use crate::Identity;
+use crate::config::DuplicateIdentity;
+use crate::error::ProtocolError;
 use crate::frame::{EXTENSION_VERSION, Frame, PROTOCOL_VERSION, caps};
-use crate::{DuplicateIdentity, Identity, ProtocolError};
 
 pub(super) struct Conn<T> {
     pub(super) tx: T,

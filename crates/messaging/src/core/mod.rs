@@ -51,8 +51,9 @@ use bytes::Bytes;
 use weft_link::ConnectionId;
 
 use crate::dedupe::DedupeWindow;
+use crate::error::ProtocolError;
 use crate::frame::{FilterKind, Frame, PROTOCOL_VERSION};
-use crate::{Identity, Message, MessageId, MessagingConfig, ProtocolError};
+use crate::{Identity, Message, MessageId, MessagingConfig};
 
 mod conn;
 mod peer_queue;
@@ -160,7 +161,7 @@ const WRITE_CHECK: Duration = Duration::from_millis(5);
 
 /// Unacknowledged messages from a peer that make a receiver send ACK at
 /// once, without waiting for [`MessagingConfig::ack_delay`].
-pub const ACK_EVERY: u64 = 256;
+pub(crate) const ACK_EVERY: u64 = 256;
 
 impl<T: Transmit> Core<T> {
     /// A core for identity `me`, started at `now`.

@@ -7,8 +7,9 @@ use std::time::Instant;
 use weft_link::ConnectionId;
 
 use super::{Core, CoreEvent, Counters, Transmit, TxError, WRITE_CHECK};
+use crate::config::QueuePolicy;
 use crate::frame::message_head;
-use crate::{Identity, Message, MessageId, QueuePolicy};
+use crate::{Identity, Message, MessageId};
 
 /// Records a settled message: an event when storage must forget it.
 fn settle(events: &mut VecDeque<CoreEvent>, progress: &mut bool, message: &Message) {

@@ -4,8 +4,8 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use super::*;
-use crate::Flags;
 use crate::frame::caps;
+use crate::message::Flags;
 
 /// Records frames; can refuse (full) and pretend bytes were written.
 #[derive(Clone, Default)]

@@ -6,10 +6,11 @@ use std::sync::atomic::Ordering;
 
 use super::{HandlerId, Inner, lock};
 use crate::core::CoreEvent;
+use crate::error::ProtocolError;
 use crate::frame::Frame;
 use crate::patterns::{split_publication, split_reply};
 use crate::subscription::{Deliveries, QueueMatches, QueueShared};
-use crate::{Identity, Kind, ProtocolError, Received};
+use crate::{Identity, Kind, Received};
 
 type MessageHandler = Arc<dyn Fn(&Received) + Send + Sync>;
 type PeerHandler = Arc<dyn Fn(&Identity) + Send + Sync>;

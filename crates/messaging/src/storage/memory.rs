@@ -5,7 +5,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use super::{Storage, StoredMessage};
-use crate::{MessageId, StorageError};
+use crate::MessageId;
+use crate::error::StorageError;
 
 /// An in-memory [`Storage`]. Clones share one store.
 #[derive(Clone, Debug, Default)]

@@ -19,7 +19,8 @@ pub use memory::MemoryStorage;
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStorage;
 
-use crate::{Identity, Message, MessageId, StorageError};
+use crate::error::StorageError;
+use crate::{Identity, Message, MessageId};
 
 /// A message kept in storage.
 #[derive(Clone, Debug, PartialEq, Eq)]

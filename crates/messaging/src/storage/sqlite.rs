@@ -7,7 +7,9 @@ use bytes::Bytes;
 use rusqlite::{Connection, params};
 
 use super::{Storage, StoredMessage};
-use crate::{Flags, Identity, Message, MessageId, StorageError};
+use crate::error::StorageError;
+use crate::message::Flags;
+use crate::{Identity, Message, MessageId};
 
 /// A [`Storage`] in an SQLite file.
 ///
@@ -16,7 +18,8 @@ use crate::{Flags, Identity, Message, MessageId, StorageError};
 /// last commits, never corrupt the file.
 ///
 /// ```
-/// use weft_messaging::{Identity, Message, SqliteStorage, Storage, StoredMessage};
+/// use weft_messaging::storage::{SqliteStorage, Storage, StoredMessage};
+/// use weft_messaging::{Identity, Message};
 /// let dir = tempfile::tempdir()?;
 /// let mut store = SqliteStorage::open(dir.path().join("queues.sqlite"))?;
 /// let msg = StoredMessage {

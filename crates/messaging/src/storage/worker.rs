@@ -6,7 +6,8 @@ use std::sync::mpsc;
 use tokio::sync::oneshot;
 
 use super::{Storage, StoredMessage};
-use crate::{MessageId, StorageError};
+use crate::MessageId;
+use crate::error::StorageError;
 
 enum Op {
     Store(StoredMessage, oneshot::Sender<Result<(), String>>),
