@@ -39,7 +39,7 @@ pub enum PipeError {
     /// handler, or one whose default queue was unsubscribed).
     #[error("this pipe has no default subscription queue")]
     NoDefaultQueue,
-    /// An adopted UDP socket already tracks as many peers as allowed.
+    /// A UDP pipe already tracks as many peers as allowed.
     #[error("the pipe already tracks {max} UDP peers")]
     TooManyPeers {
         /// [`LinkConfig::max_udp_peers`](crate::LinkConfig::max_udp_peers).

@@ -361,8 +361,8 @@ impl Pipe {
         id
     }
 
-    /// Adds a handler for each connection that ends. (Peers of adopted UDP
-    /// sockets never end.)
+    /// Adds a handler for each connection that ends. (A UDP peer's
+    /// connection ends when the pipe closes.)
     pub fn add_end_handler<F, Fut>(&self, f: F) -> HandlerId
     where
         F: Fn(PeerInfo, crate::DisconnectReason, Pipe) -> Fut + Send + Sync + 'static,
