@@ -121,7 +121,7 @@ pub struct PeerInfo {
     pub subscribers: Vec<FilterSpec>,
 }
 
-/// A message sent to our identity with [`Participant::send_to`].
+/// A message sent to our identity with [`Participant::send_to`](crate::Participant::send_to).
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Direct {
