@@ -1,5 +1,6 @@
 //! The messaging layer's errors.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use weft_link::LinkError;
@@ -35,15 +36,33 @@ pub enum MessagingError {
     /// No puller is connected to take pushed work.
     #[error("no peer is connected")]
     NoPeer,
-    /// `reply` was given a message that is not a request.
-    #[error("the message is not a request")]
-    NotARequest,
-    /// A topic longer than 255 bytes.
-    #[error("topic of {0} bytes; the limit is 255")]
-    TopicTooLong(usize),
+    /// The call itself was wrong (see [`Misuse`]): nothing was sent, and
+    /// the same call fails the same way again.
+    #[error(transparent)]
+    Misuse(#[from] Misuse),
     /// No Tokio runtime is running.
     #[error("weft-messaging needs a Tokio runtime")]
     NoRuntime,
+}
+
+/// A caller's mistake: a call that weft-messaging refuses because of how it
+/// was made, whatever the peers and the network do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Misuse {
+    /// [`reply`](crate::Messaging::reply) was given a message that is not a
+    /// request.
+    #[error("the message is not a request")]
+    NotARequest,
+    /// A topic longer than [`MAX_TOPIC`](crate::patterns::MAX_TOPIC) bytes.
+    #[error("topic of {0} bytes; the limit is 255")]
+    TopicTooLong(usize),
+    /// [`try_send_message`](crate::Messaging::try_send_message) was given a
+    /// persistent message while storage is configured: storing waits for a
+    /// commit, so such a message goes through
+    /// [`send_message`](crate::Messaging::send_message).
+    #[error("a persistent message must go through send_message")]
+    PersistentTrySend,
 }
 
 /// A peer broke the messaging protocol; its connection was closed.
@@ -72,20 +91,43 @@ pub enum ProtocolError {
 }
 
 /// Persistent storage failed.
-#[derive(Debug, thiserror::Error)]
+///
+/// Cheap to clone: the storage worker commits the messages of many senders
+/// at once, and when that commit fails each of them gets the same error.
+#[derive(Clone, Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StorageError {
     /// SQLite reported an error.
     #[cfg(feature = "sqlite")]
     #[error("SQLite: {0}")]
-    Sqlite(#[from] rusqlite::Error),
-    /// A stored row could not be read back.
+    Sqlite(#[source] Arc<rusqlite::Error>),
+    /// A stored message's id is not 16 bytes long (the store was written by
+    /// something else, or damaged).
+    #[error("corrupt stored message: its id is {0} bytes, not 16")]
+    CorruptId(usize),
+    /// A stored message's destination is not a valid identity.
     #[error("corrupt stored message: {0}")]
-    Corrupt(String),
-    /// Storing failed (the message was not accepted).
-    #[error("storage failed: {0}")]
-    Failed(String),
+    CorruptIdentity(#[source] IdentityError),
+    /// Another [`Storage`](crate::storage::Storage) implementation's own
+    /// error; make one with [`StorageError::other`].
+    #[error(transparent)]
+    Other(Arc<dyn std::error::Error + Send + Sync>),
     /// The storage worker is gone.
     #[error("storage is closed")]
     Closed,
+}
+
+impl StorageError {
+    /// Wraps the error of a [`Storage`](crate::storage::Storage)
+    /// implementation other than the ones in this crate.
+    pub fn other(error: impl std::error::Error + Send + Sync + 'static) -> StorageError {
+        StorageError::Other(Arc::new(error))
+    }
+}
+
+#[cfg(feature = "sqlite")]
+impl From<rusqlite::Error> for StorageError {
+    fn from(error: rusqlite::Error) -> StorageError {
+        StorageError::Sqlite(Arc::new(error))
+    }
 }

@@ -17,7 +17,7 @@ use weft_link::Link;
 use weft_packeter::{PacketSender, Packeter};
 
 use crate::core::{Core, Entry, Topics};
-use crate::error::ProtocolError;
+use crate::error::{Misuse, ProtocolError};
 use crate::frame::Frame;
 use crate::storage::worker::StorageWorker;
 use crate::storage::{Storage, StoredMessage};
@@ -289,11 +289,11 @@ impl Messaging {
 
     /// [`send_message`](Self::send_message) for a message that needs no
     /// storage (not persistent, or no storage configured): never waits.
+    /// A persistent message while storage is configured fails with
+    /// [`Misuse::PersistentTrySend`].
     pub fn try_send_message(&self, to: &Identity, message: Message) -> Result<(), MessagingError> {
         if message.is_persistent() && self.inner.storage.is_some() && *to != self.inner.me {
-            return Err(MessagingError::Storage(crate::error::StorageError::Failed(
-                "a persistent message must go through send_message".into(),
-            )));
+            return Err(Misuse::PersistentTrySend.into());
         }
         self.enqueue(to, message, false)
     }

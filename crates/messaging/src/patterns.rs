@@ -43,6 +43,7 @@ use std::time::Duration;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use tokio::sync::oneshot;
 
+use crate::error::Misuse;
 use crate::frame::Frame;
 use crate::message::Flags;
 use crate::{
@@ -95,14 +96,15 @@ impl Messaging {
         }
     }
 
-    /// Answers a request received from a peer.
+    /// Answers a request received from a peer. Fails with
+    /// [`Misuse::NotARequest`] when `request` is not a request.
     pub async fn reply(
         &self,
         request: &Received,
         data: impl Into<Bytes>,
     ) -> Result<(), MessagingError> {
         if request.kind() != crate::Kind::Request {
-            return Err(MessagingError::NotARequest);
+            return Err(Misuse::NotARequest.into());
         }
         let data = data.into();
         let mut body = BytesMut::with_capacity(16 + data.len());
@@ -130,10 +132,11 @@ impl Messaging {
     /// Every copy carries the same message id. A full queue fails the
     /// publication for that peer and those after it. `data` is copied once,
     /// behind the topic, into the message all copies share: pass a slice,
-    /// there is nothing to gain from allocating it first.
+    /// there is nothing to gain from allocating it first. A topic over
+    /// [`MAX_TOPIC`] bytes fails with [`Misuse::TopicTooLong`].
     pub fn publish(&self, topic: &str, data: impl AsRef<[u8]>) -> Result<usize, MessagingError> {
         if topic.len() > MAX_TOPIC {
-            return Err(MessagingError::TopicTooLong(topic.len()));
+            return Err(Misuse::TopicTooLong(topic.len()).into());
         }
         let data = data.as_ref();
         let mut body = BytesMut::with_capacity(1 + topic.len() + data.len());

@@ -8,9 +8,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 use weft_messaging::config::{DuplicateIdentity, QueuePolicy};
-use weft_messaging::error::ProtocolError;
+use weft_messaging::error::{Misuse, ProtocolError, StorageError};
 use weft_messaging::internal::frame::{Frame, PROTOCOL_VERSION};
-use weft_messaging::storage::MemoryStorage;
+use weft_messaging::storage::{MemoryStorage, Storage, StoredMessage};
 use weft_messaging::{Message, Messaging, MessagingConfig, MessagingError, Subscription};
 
 mod common;
@@ -270,6 +270,55 @@ async fn persistent_messages_survive_a_restart() {
         assert_eq!(got.message.data, format!("p{i}"));
     }
     until("storage emptied by acks", || storage.is_empty()).await;
+}
+
+#[tokio::test]
+async fn try_send_message_refuses_a_message_that_must_be_stored_as_a_misuse() {
+    let storage = MemoryStorage::new();
+    let b = Messaging::with_storage(id("b"), config(), storage.clone())
+        .await
+        .unwrap();
+    let refused = b.try_send_message(&id("a"), Message::new("p").persistent());
+    assert!(matches!(
+        refused,
+        Err(MessagingError::Misuse(Misuse::PersistentTrySend))
+    ));
+    assert_eq!((storage.len(), b.queue_depth(&id("a"))), (0, 0));
+    b.try_send_message(&id("a"), Message::new("plain")).unwrap();
+    b.try_send_message(&id("b"), Message::new("to myself").persistent())
+        .unwrap();
+    assert_eq!(b.queue_depth(&id("a")), 1);
+}
+
+/// A store whose commits all fail.
+struct FailingStorage;
+
+impl Storage for FailingStorage {
+    fn store(&mut self, _: &[StoredMessage]) -> Result<(), StorageError> {
+        Err(StorageError::other(std::io::Error::other("disk on fire")))
+    }
+    fn delete(&mut self, _: &[weft_messaging::MessageId]) -> Result<(), StorageError> {
+        Ok(())
+    }
+    fn load(&mut self) -> Result<Vec<StoredMessage>, StorageError> {
+        Ok(Vec::new())
+    }
+}
+
+#[tokio::test]
+async fn a_failed_commit_reaches_its_sender_with_the_storage_error_inside() {
+    let b = Messaging::with_storage(id("b"), config(), FailingStorage)
+        .await
+        .unwrap();
+    let failed = b
+        .send_message(&id("a"), Message::new("p").persistent())
+        .await;
+    let Err(MessagingError::Storage(StorageError::Other(e))) = failed else {
+        panic!("expected the store's own error, got {failed:?}");
+    };
+    let io = e.downcast_ref::<std::io::Error>().expect("an io::Error");
+    assert_eq!(io.to_string(), "disk on fire");
+    assert_eq!(b.queue_depth(&id("a")), 0, "not accepted, not queued");
 }
 
 #[tokio::test]

@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use weft_messaging::error::Misuse;
 use weft_messaging::{Kind, Message, Messaging, MessagingError, Subscription, TopicFilter};
 
 mod common;
@@ -80,7 +81,7 @@ async fn a_request_without_reply_times_out_and_a_late_reply_is_counted() {
     let not_a_request = plain.recv(Some(WAIT)).await.unwrap();
     assert!(matches!(
         server.reply(&not_a_request, "x").await,
-        Err(MessagingError::NotARequest)
+        Err(MessagingError::Misuse(Misuse::NotARequest))
     ));
 }
 

@@ -119,8 +119,8 @@ impl Storage for SqliteStorage {
             let (id, dest, data, flags, ttl_ms, expires_ms) = row?;
             let id: [u8; 16] = id
                 .try_into()
-                .map_err(|_| StorageError::Corrupt("message id is not 16 bytes".into()))?;
-            let to = Identity::new(&dest).map_err(|e| StorageError::Corrupt(e.to_string()))?;
+                .map_err(|id: Vec<u8>| StorageError::CorruptId(id.len()))?;
+            let to = Identity::new(&dest).map_err(StorageError::CorruptIdentity)?;
             out.push(StoredMessage {
                 to,
                 message: Message {
@@ -134,5 +134,42 @@ impl Storage for SqliteStorage {
             });
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::IdentityError;
+
+    #[test]
+    fn sqlite_failures_carry_the_sqlite_error() {
+        let dir = tempfile::tempdir().unwrap();
+        // A directory is no database file.
+        let Err(StorageError::Sqlite(e)) = SqliteStorage::open(dir.path()) else {
+            panic!("opening a directory must fail with SQLite's error");
+        };
+        assert!(matches!(*e, rusqlite::Error::SqliteFailure(..)), "{e:?}");
+    }
+
+    #[test]
+    fn a_damaged_row_is_reported_as_what_is_wrong_with_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = SqliteStorage::open(dir.path().join("q.sqlite")).unwrap();
+        let insert = "INSERT INTO messages (id, dest, data, flags) VALUES (?1, ?2, x'', 0)";
+        store
+            .db
+            .execute(insert, params![&[1u8, 2, 3][..], "bob"])
+            .unwrap();
+        assert!(matches!(store.load(), Err(StorageError::CorruptId(3))));
+        store.db.execute("DELETE FROM messages", []).unwrap();
+        store
+            .db
+            .execute(insert, params![&[7u8; 16][..], ""])
+            .unwrap();
+        assert!(matches!(
+            store.load(),
+            Err(StorageError::CorruptIdentity(IdentityError::Empty))
+        ));
     }
 }

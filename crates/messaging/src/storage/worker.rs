@@ -10,7 +10,7 @@ use crate::MessageId;
 use crate::error::StorageError;
 
 enum Op {
-    Store(StoredMessage, oneshot::Sender<Result<(), String>>),
+    Store(StoredMessage, oneshot::Sender<Result<(), StorageError>>),
     Delete(MessageId),
     Stop,
 }
@@ -55,7 +55,7 @@ impl StorageWorker {
                         }
                     }
                     if !stores.is_empty() {
-                        let result = storage.store(&stores).map_err(|e| e.to_string());
+                        let result = storage.store(&stores);
                         if let Err(e) = &result {
                             tracing::error!("storing {} messages failed: {e}", stores.len());
                         }
@@ -99,9 +99,7 @@ impl StorageWorker {
             }
             Err(mpsc::TrySendError::Disconnected(_)) => return Err(StorageError::Closed),
         }
-        done.await
-            .map_err(|_| StorageError::Closed)?
-            .map_err(StorageError::Failed)
+        done.await.map_err(|_| StorageError::Closed)?
     }
 
     /// Deletes a message, without waiting.
