@@ -4,15 +4,15 @@
 //! Between weft peers with acks, a message is sent twice only when its
 //! sender marks it (a RESENT frame: resent after a reconnect, or loaded
 //! from storage at start). So every received id is [`record`]ed, which is
-//! a 16-byte copy into a ring, and only marked ones are asked about with
-//! [`first_sighting`], which answers `true` for an id not in the window (a
-//! new message) and `false` for a duplicate. The first question builds an
-//! index of the ring; the index is kept up to date while questions keep
+//! a 16-byte copy into a ring, and only marked ones go through
+//! [`check_and_record`], which answers `true` for an id not in the window
+//! (a new message) and `false` for a duplicate. The first check builds an
+//! index of the ring; the index is kept up to date while checks keep
 //! coming and dropped once a whole window of plain messages has passed
 //! without one, so the steady state costs no hashing at all.
 //!
-//! [`record`]: RecentIds::record
-//! [`first_sighting`]: RecentIds::first_sighting
+//! [`record`]: DedupeWindow::record
+//! [`check_and_record`]: DedupeWindow::check_and_record
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
@@ -43,7 +43,7 @@ type IdCounts = HashMap<MessageId, u32, BuildHasherDefault<IdHasher>>;
 
 /// The last `capacity` ids received; older ones are forgotten in arrival
 /// order.
-pub(crate) struct RecentIds {
+pub(crate) struct DedupeWindow {
     capacity: usize,
     /// Grows to `capacity`, then each id overwrites the oldest, at `next`.
     ring: Vec<MessageId>,
@@ -55,9 +55,9 @@ pub(crate) struct RecentIds {
     since_check: usize,
 }
 
-impl RecentIds {
-    pub(crate) fn new(capacity: usize) -> RecentIds {
-        RecentIds {
+impl DedupeWindow {
+    pub(crate) fn new(capacity: usize) -> DedupeWindow {
+        DedupeWindow {
             capacity,
             ring: Vec::new(),
             next: 0,
@@ -98,10 +98,10 @@ impl RecentIds {
         }
     }
 
-    /// Whether this is the first time `id` is seen within the window:
-    /// `true` for a new id, which is then remembered; `false` for a
-    /// duplicate (not recorded again).
-    pub(crate) fn first_sighting(&mut self, id: MessageId) -> bool {
+    /// Looks for `id` and remembers it: `true` when it is new (not in the
+    /// window), `false` for a duplicate, which is not recorded again. True
+    /// means new, as in link's pipe window (`pipe/dedupe.rs`).
+    pub(crate) fn check_and_record(&mut self, id: MessageId) -> bool {
         if self.capacity == 0 {
             return true;
         }
@@ -138,61 +138,61 @@ mod tests {
 
     #[test]
     fn remembers_the_last_n() {
-        let mut w = RecentIds::new(2);
+        let mut w = DedupeWindow::new(2);
         let (a, b, c) = (id(1), id(2), id(3));
-        assert!(w.first_sighting(a));
-        assert!(!w.first_sighting(a));
-        assert!(w.first_sighting(b));
-        assert!(w.first_sighting(c)); // a falls out
-        assert!(w.first_sighting(a));
-        assert!(!w.first_sighting(c));
+        assert!(w.check_and_record(a));
+        assert!(!w.check_and_record(a));
+        assert!(w.check_and_record(b));
+        assert!(w.check_and_record(c)); // a falls out
+        assert!(w.check_and_record(a));
+        assert!(!w.check_and_record(c));
     }
 
     #[test]
     fn plain_records_are_found_by_a_later_check() {
-        let mut w = RecentIds::new(3);
+        let mut w = DedupeWindow::new(3);
         for n in 1..=4 {
             w.record(id(n));
         }
         assert!(!w.indexed(), "no check yet: no index");
-        assert!(w.first_sighting(id(1)), "1 fell out of the window");
-        assert!(!w.first_sighting(id(3)));
-        assert!(!w.first_sighting(id(4)));
+        assert!(w.check_and_record(id(1)), "1 fell out of the window");
+        assert!(!w.check_and_record(id(3)));
+        assert!(!w.check_and_record(id(4)));
         // While indexed, records and evictions keep the index exact.
         w.record(id(5)); // 3 falls out; the ring is 4, 1, 5
-        assert!(w.first_sighting(id(3)));
-        assert!(!w.first_sighting(id(5)));
+        assert!(w.check_and_record(id(3)));
+        assert!(!w.check_and_record(id(5)));
     }
 
     #[test]
     fn the_index_is_dropped_after_a_window_without_checks_and_rebuilt() {
-        let mut w = RecentIds::new(4);
-        assert!(w.first_sighting(id(1)));
+        let mut w = DedupeWindow::new(4);
+        assert!(w.check_and_record(id(1)));
         assert!(w.indexed());
         for n in 2..=6 {
             w.record(id(n));
         }
         assert!(!w.indexed());
-        assert!(!w.first_sighting(id(6)));
+        assert!(!w.check_and_record(id(6)));
         assert!(w.indexed());
-        assert!(w.first_sighting(id(1)), "1 fell out while unindexed");
+        assert!(w.check_and_record(id(1)), "1 fell out while unindexed");
     }
 
     #[test]
     fn a_reused_id_stays_known_until_its_last_copy_leaves() {
-        let mut w = RecentIds::new(3);
-        assert!(w.first_sighting(id(9)));
+        let mut w = DedupeWindow::new(3);
+        assert!(w.check_and_record(id(9)));
         w.record(id(9)); // the sender reused its own id
         w.record(id(1)); // ring: 9, 9, 1
         w.record(id(2)); // first 9 leaves: 9, 1, 2
-        assert!(!w.first_sighting(id(9)));
+        assert!(!w.check_and_record(id(9)));
         w.record(id(3)); // last 9 leaves
-        assert!(w.first_sighting(id(9)));
+        assert!(w.check_and_record(id(9)));
     }
 
     #[test]
     fn the_oldest_falls_out_first_over_many_turns_of_the_ring() {
-        let mut w = RecentIds::new(3);
+        let mut w = DedupeWindow::new(3);
         for n in 0..20u8 {
             w.record(id(n));
             // The window is the last three ids recorded, whatever the turn.
@@ -201,20 +201,20 @@ mod tests {
             ring.sort_unstable();
             assert_eq!(ring, kept, "after {n}");
         }
-        assert!(!w.first_sighting(id(19)));
-        assert!(!w.first_sighting(id(17)));
+        assert!(!w.check_and_record(id(19)));
+        assert!(!w.check_and_record(id(17)));
         // Indexed now: 16 comes back and pushes 17, the oldest, out.
-        assert!(w.first_sighting(id(16)), "16 fell out");
-        assert!(w.first_sighting(id(17)), "17 fell out while indexed");
-        assert!(!w.first_sighting(id(16)));
-        assert!(!w.first_sighting(id(19)));
+        assert!(w.check_and_record(id(16)), "16 fell out");
+        assert!(w.check_and_record(id(17)), "17 fell out while indexed");
+        assert!(!w.check_and_record(id(16)));
+        assert!(!w.check_and_record(id(19)));
     }
 
     #[test]
     fn a_zero_window_remembers_nothing() {
-        let mut w = RecentIds::new(0);
+        let mut w = DedupeWindow::new(0);
         w.record(id(1));
-        assert!(w.first_sighting(id(1)));
-        assert!(w.first_sighting(id(1)));
+        assert!(w.check_and_record(id(1)));
+        assert!(w.check_and_record(id(1)));
     }
 }

@@ -50,7 +50,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use weft_link::ConnectionId;
 
-use crate::dedupe::RecentIds;
+use crate::dedupe::DedupeWindow;
 use crate::error::ProtocolError;
 use crate::frame::{FilterKind, Frame, PROTOCOL_VERSION};
 use crate::{Identity, Message, MessageId, MessagingConfig};
@@ -140,7 +140,7 @@ pub(crate) struct Core<T> {
     config: MessagingConfig,
     conns: HashMap<ConnectionId, Conn<T>>,
     peers: HashMap<Identity, Peer>,
-    dedupe: RecentIds,
+    dedupe: DedupeWindow,
     events: VecDeque<CoreEvent>,
     blocked: Vec<(ConnectionId, T)>,
     next_sweep: Option<Instant>,
@@ -167,7 +167,7 @@ impl<T: Transmit> Core<T> {
     /// A core for identity `me`, started at `now`.
     pub(crate) fn new(me: Identity, config: MessagingConfig, now: Instant) -> Core<T> {
         Core {
-            dedupe: RecentIds::new(config.dedupe_window),
+            dedupe: DedupeWindow::new(config.dedupe_window),
             me,
             config,
             conns: HashMap::default(),
@@ -256,7 +256,7 @@ impl<T: Transmit> Core<T> {
                 self.counters.received += 1;
                 if conn.acks {
                     if resent {
-                        if !self.dedupe.first_sighting(id) {
+                        if !self.dedupe.check_and_record(id) {
                             self.counters.duplicates += 1;
                             return;
                         }
