@@ -109,7 +109,7 @@ impl ReconnectPolicy {
 
 /// The network interface a socket is bound to.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub enum Interface {
+pub enum BindInterface {
     /// By name, such as `eth0`.
     Name(String),
     /// By index, as `ip link` numbers them.
@@ -133,7 +133,7 @@ pub struct SocketOptions {
     pub bind: Option<SocketAddr>,
     /// The interface sockets are bound to (SO_BINDTODEVICE on Linux, which
     /// needs CAP_NET_RAW). Default: none.
-    pub interface: Option<Interface>,
+    pub interface: Option<BindInterface>,
 }
 
 impl Default for SocketOptions {

@@ -63,7 +63,7 @@ mod tls;
 mod udp;
 
 pub use address::{Address, AddressError, Host, MAX_UNIX_PATH, Scheme, ToAddress, UnixPath};
-pub use config::{Interface, LinkConfig, ReconnectPolicy, SocketOptions};
+pub use config::{BindInterface, LinkConfig, ReconnectPolicy, SocketOptions};
 pub use connection::{Connection, ConnectionId, ConnectionInfo, DisconnectReason, Origin};
 pub use error::LinkError;
 pub use link::{

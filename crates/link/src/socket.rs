@@ -8,7 +8,7 @@ use std::time::Duration;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use tokio::net::{TcpListener, TcpSocket, TcpStream, UdpSocket, UnixListener, UnixStream};
 
-use crate::{Address, Host, Interface, LinkError, SocketOptions, UnixPath};
+use crate::{Address, BindInterface, Host, LinkError, SocketOptions, UnixPath};
 
 /// Resolves the host of an IP address, with a timeout for DNS names.
 pub(crate) async fn resolve(
@@ -47,10 +47,10 @@ pub(crate) async fn resolve(
 }
 
 /// The name of the interface, from a name or an index.
-pub(crate) fn interface_name(interface: &Interface) -> Result<String, LinkError> {
+pub(crate) fn interface_name(interface: &BindInterface) -> Result<String, LinkError> {
     match interface {
-        Interface::Name(name) => Ok(name.clone()),
-        Interface::Index(index) => {
+        BindInterface::Name(name) => Ok(name.clone()),
+        BindInterface::Index(index) => {
             let mut buf = [0 as libc::c_char; libc::IF_NAMESIZE];
             // SAFETY: `buf` holds IF_NAMESIZE bytes, as if_indextoname requires.
             let ptr = unsafe { libc::if_indextoname(*index, buf.as_mut_ptr()) };
@@ -65,7 +65,7 @@ pub(crate) fn interface_name(interface: &Interface) -> Result<String, LinkError>
 }
 
 /// Binds `socket` to an interface (SO_BINDTODEVICE).
-pub(crate) fn bind_interface(socket: &Socket, interface: &Interface) -> Result<(), LinkError> {
+pub(crate) fn bind_interface(socket: &Socket, interface: &BindInterface) -> Result<(), LinkError> {
     let name = interface_name(interface)?;
     #[cfg(any(target_os = "linux", target_os = "android"))]
     {

@@ -4,13 +4,13 @@ use std::time::Duration;
 
 use tokio::time::timeout;
 use weft_link::{
-    Adopted, ConnectOptions, DisconnectReason, Interface, Link, LinkConfig, LinkError, LinkEvent,
-    SocketOptions,
+    Adopted, BindInterface, ConnectOptions, DisconnectReason, Link, LinkConfig, LinkError,
+    LinkEvent, SocketOptions,
 };
 
 const WAIT: Duration = Duration::from_secs(10);
 
-fn bound_to(interface: Interface) -> ConnectOptions {
+fn bound_to(interface: BindInterface) -> ConnectOptions {
     let mut socket = SocketOptions::default();
     socket.interface = Some(interface);
     let mut options = ConnectOptions::default();
@@ -34,8 +34,8 @@ async fn binding_to_an_interface_by_name_or_index() {
     let bound = server.listen("tcp://127.0.0.1:0").await.unwrap();
     let (client, _client_events) = Link::new(LinkConfig::default());
     for interface in [
-        Interface::Name("lo".into()),
-        Interface::Index(loopback_index()),
+        BindInterface::Name("lo".into()),
+        BindInterface::Index(loopback_index()),
     ] {
         match client
             .connect_once(&bound.address, bound_to(interface.clone()))
@@ -56,14 +56,14 @@ async fn binding_to_an_interface_by_name_or_index() {
 async fn binding_to_a_missing_interface_is_a_typed_error() {
     let (client, _events) = Link::new(LinkConfig::default());
     let err = client
-        .connect_once("tcp://127.0.0.1:9", bound_to(Interface::Index(999_999)))
+        .connect_once("tcp://127.0.0.1:9", bound_to(BindInterface::Index(999_999)))
         .await
         .unwrap_err();
     assert!(matches!(err, LinkError::NoSuchInterface(999_999)), "{err}");
     let err = client
         .connect_once(
             "tcp://127.0.0.1:9",
-            bound_to(Interface::Name("nope-weft0".into())),
+            bound_to(BindInterface::Name("nope-weft0".into())),
         )
         .await
         .unwrap_err();

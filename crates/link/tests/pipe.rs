@@ -14,7 +14,7 @@ use weft_link::pipe::{
     Dedupe, DropPolicy, EndHandler, MessageHandler, Peer, PeerInfo, Pipe, PipeConfig, PipeError,
     PipeMessage, Role, SUB_ALL, Subscription, SubscriptionQueue, UpHandler,
 };
-use weft_link::{ClientAuth, DisconnectReason, Interface, LinkError, Scheme, SelfSignedPki};
+use weft_link::{BindInterface, ClientAuth, DisconnectReason, LinkError, Scheme, SelfSignedPki};
 
 const LIMIT: Duration = Duration::from_secs(5);
 
@@ -936,7 +936,7 @@ async fn socket_options_reach_the_link() {
         .await
         .unwrap();
     let mut config = PipeConfig::default();
-    config.link.socket.interface = Some(Interface::Index(u32::MAX));
+    config.link.socket.interface = Some(BindInterface::Index(u32::MAX));
     let result = Pipe::connect(tcp_server.local_address().unwrap(), config).await;
     assert!(
         matches!(
