@@ -24,13 +24,25 @@
 //! for `weft stun-server`, a bad `--listen` or `--alt`) is a usage error:
 //! one line, exit status 2.
 //!
+//! `weft stun` gives up within `--timeout` seconds (default 5, or 10 with
+//! `--nat`), not after RFC 8489's 39.5 s: its requests follow a schedule of
+//! the RFC's shape cut to fit ([`ClientConfig::within`]). With `--nat` the
+//! query gets a third of the time and NAT discovery the rest
+//! ([`ClientConfig::nat_discovery_within`]). When stderr is a terminal, one
+//! line there, redrawn as time passes, says what it is waiting for; stdout
+//! is the same either way.
+//!
 //! `weft stun-server` prints `{"event":"ready","listen":["ip:port",...]}`
 //! once its sockets are bound (one address, or four with `--alt`), then
 //! serves until it is killed or interrupted.
 
 use std::fmt::Write as _;
-use std::io::Write as _;
+use std::future::Future;
+use std::io::{IsTerminal as _, Write as _};
 use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use crate::Failure;
 use weft_stun::{
@@ -47,10 +59,12 @@ pub(crate) struct StunArgs {
     #[arg(long = "server", value_name = "URL", required = true)]
     servers: Vec<String>,
     /// Also discover the NAT's mapping and filtering behaviour (RFC 5780)
-    /// with the first UDP server that answered. A filtering NAT makes this
-    /// wait for the full retransmission period (39.5 s).
+    /// with the first UDP server that answered.
     #[arg(long)]
     nat: bool,
+    /// Give up after SECS seconds in all (default 5, or 10 with --nat).
+    #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+    timeout: Option<Duration>,
     /// Send from this network interface (SO_BINDTODEVICE; Linux, needs
     /// CAP_NET_RAW).
     #[arg(long, value_name = "NAME")]
@@ -80,6 +94,24 @@ pub(crate) struct StunServerArgs {
     /// RESPONSE-ORIGIN, CHANGE-REQUEST and RESPONSE-PORT.
     #[arg(long, value_name = "ADDR")]
     alt: Option<String>,
+}
+
+/// How long `weft stun` takes at most without `--timeout`.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long `weft stun --nat` takes at most without `--timeout`.
+const DEFAULT_NAT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often the progress line on a terminal is redrawn.
+const PROGRESS_EVERY: Duration = Duration::from_millis(250);
+
+/// A positive number of seconds, as `--timeout` takes it.
+fn parse_secs(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number of seconds"))?;
+    Duration::try_from_secs_f64(secs)
+        .ok()
+        .filter(|d| !d.is_zero() && secs <= 86_400.0)
+        .ok_or_else(|| format!("`{s}`: seconds must be above 0 and at most 86400"))
 }
 
 /// `ip:port`, or `ip` with `default_port`.
@@ -133,7 +165,57 @@ pub(crate) async fn run_stun(args: StunArgs) -> Result<(), Failure> {
         .collect::<Result<Vec<_>, StunError>>()
         .map_err(|e| Failure::Usage(e.to_string()))?;
     let config = client_config(&args, &urls)?;
-    let report = weft_stun::query_servers(&urls, &config).await;
+    let progress = Progress {
+        shown: std::io::stderr().is_terminal(),
+    };
+    let (report, local, mapped, nat) = ask(&args, &urls, &config, progress).await?;
+    if args.json {
+        println!("{}", to_json(&report, local, mapped, nat.as_ref()));
+    } else {
+        print!("{}", text(&report, local, mapped, nat.as_ref()));
+    }
+    Ok(())
+}
+
+/// What `weft stun` found: the query's report, its local and mapped
+/// addresses, and the NAT discovery's result with `--nat`.
+type Found = (
+    QueryReport,
+    SocketAddr,
+    SocketAddr,
+    Option<Result<NatReport, String>>,
+);
+
+/// The query, and with `--nat` the discovery, within the overall limit:
+/// the configuration's schedules are cut to fit it, and a hard deadline
+/// stands behind them. No server answering is [`Failure::Run`].
+async fn ask(
+    args: &StunArgs,
+    urls: &[ServerUrl],
+    config: &ClientConfig,
+    progress: Progress,
+) -> Result<Found, Failure> {
+    let limit = args.timeout.unwrap_or(if args.nat {
+        DEFAULT_NAT_TIMEOUT
+    } else {
+        DEFAULT_TIMEOUT
+    });
+    let started = Instant::now();
+    let deadline = started + limit;
+    let query_limit = if args.nat { limit / 3 } else { limit };
+    let asking: Vec<String> = urls.iter().map(|u| u.to_string()).collect();
+    let report = progress
+        .watch(
+            &asking.join(", "),
+            started,
+            limit,
+            tokio::time::timeout_at(
+                deadline,
+                weft_stun::query_servers(urls, &config.within(query_limit)),
+            ),
+        )
+        .await
+        .map_err(|_| format!("no STUN server answered within {}", secs(limit)))?;
     let (Some(local), Some(mapped)) = (report.local, report.mapped) else {
         let reasons: Vec<String> = report
             .results
@@ -146,26 +228,97 @@ pub(crate) async fn run_stun(args: StunArgs) -> Result<(), Failure> {
         )));
     };
     let nat = if args.nat {
-        Some(discover(&report, &config).await)
+        let left = deadline.saturating_duration_since(Instant::now());
+        let config = config.nat_discovery_within(left);
+        let what = match nat_server(&report) {
+            Some(server) => format!("{server} (RFC 5780 NAT tests)"),
+            None => "NAT discovery".into(),
+        };
+        let found = progress
+            .watch(
+                &what,
+                started,
+                limit,
+                tokio::time::timeout_at(deadline, discover(&report, &config)),
+            )
+            .await;
+        Some(found.unwrap_or_else(|_| {
+            Err(format!(
+                "NAT discovery did not finish within {}",
+                secs(limit)
+            ))
+        }))
     } else {
         None
     };
-    if args.json {
-        println!("{}", to_json(&report, local, mapped, nat.as_ref()));
-    } else {
-        print!("{}", text(&report, local, mapped, nat.as_ref()));
-    }
-    Ok(())
+    Ok((report, local, mapped, nat))
 }
 
-/// NAT discovery with the first UDP server that answered.
-async fn discover(report: &QueryReport, config: &ClientConfig) -> Result<NatReport, String> {
-    let server = report
+/// `1.5 s`.
+fn secs(d: Duration) -> String {
+    format!("{:.1} s", d.as_secs_f64())
+}
+
+/// The line on a terminal that says what `weft stun` waits for.
+#[derive(Clone, Copy, Debug)]
+struct Progress {
+    /// Whether it is drawn at all (stderr is a terminal).
+    shown: bool,
+}
+
+impl Progress {
+    /// Runs `work`, redrawing the line every [`PROGRESS_EVERY`] meanwhile
+    /// and erasing it at the end.
+    async fn watch<F: Future>(
+        self,
+        what: &str,
+        started: Instant,
+        limit: Duration,
+        work: F,
+    ) -> F::Output {
+        if !self.shown {
+            return work.await;
+        }
+        tokio::pin!(work);
+        let mut ticks = tokio::time::interval(PROGRESS_EVERY);
+        let mut stderr = std::io::stderr();
+        let out = loop {
+            tokio::select! {
+                out = &mut work => break out,
+                _ = ticks.tick() => {
+                    let line = progress_line(what, started.elapsed(), limit);
+                    let _ = write!(stderr, "\r\x1b[2K{line}");
+                    let _ = stderr.flush();
+                }
+            }
+        };
+        let _ = write!(stderr, "\r\x1b[2K");
+        let _ = stderr.flush();
+        out
+    }
+}
+
+/// `waiting for udp://... (1.5 s, giving up at 5.0 s)`.
+fn progress_line(what: &str, elapsed: Duration, limit: Duration) -> String {
+    format!(
+        "waiting for {what} ({}, giving up at {})",
+        secs(elapsed),
+        secs(limit)
+    )
+}
+
+/// The server NAT discovery asks: the first UDP server that answered.
+fn nat_server(report: &QueryReport) -> Option<SocketAddr> {
+    report
         .results
         .iter()
         .filter(|r| r.url.transport == Transport::Udp)
         .find_map(|r| r.result.as_ref().ok().map(|b| b.server))
-        .ok_or("NAT discovery needs a UDP server that answers")?;
+}
+
+/// NAT discovery with the first UDP server that answered.
+async fn discover(report: &QueryReport, config: &ClientConfig) -> Result<NatReport, String> {
+    let server = nat_server(report).ok_or("NAT discovery needs a UDP server that answers")?;
     // A fresh port: the query's socket may still be closing.
     let config = ClientConfig {
         local: config.local.map(|l| SocketAddr::new(l.ip(), 0)),
@@ -424,6 +577,163 @@ mod tests {
             r#"{"local":"127.0.0.1:1","mapped":"127.0.0.1:1","servers":[null,true],"nat":{"mapping":"endpoint-independent","filtering":null,"type":1.5}}"#
         );
         assert_eq!(Json::Str("a\"b\n".into()).to_string(), r#""a\"b\n""#);
+    }
+
+    /// `weft stun`'s arguments for these servers, the rest as by default.
+    fn stun_args(servers: &[SocketAddr], nat: bool, timeout: Option<Duration>) -> StunArgs {
+        StunArgs {
+            servers: servers.iter().map(|s| s.to_string()).collect(),
+            nat,
+            timeout,
+            interface: None,
+            local: None,
+            ca: None,
+            json: true,
+        }
+    }
+
+    /// Runs [`ask`] as `run_stun` does, without a progress line, and says
+    /// how long it took on the (paused) clock.
+    async fn timed_ask(args: &StunArgs) -> (Result<Found, Failure>, Duration) {
+        let urls: Vec<ServerUrl> = args.servers.iter().map(|s| s.parse().unwrap()).collect();
+        let config = client_config(args, &urls).unwrap();
+        let started = Instant::now();
+        let found = ask(args, &urls, &config, Progress { shown: false }).await;
+        (found, started.elapsed())
+    }
+
+    /// A UDP socket on loopback that never answers.
+    async fn silent_server() -> tokio::net::UdpSocket {
+        tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap()
+    }
+
+    /// Asserts the documented failure, with the server's own timeout in
+    /// it: the cut schedule ended, not the deadline behind it.
+    fn assert_no_answer(found: Result<Found, Failure>, server: SocketAddr) {
+        match found {
+            Err(Failure::Run(e)) => {
+                assert!(e.starts_with("no STUN server answered ("), "{e}");
+                assert!(e.contains(&format!("udp://{server}: ")), "{e}");
+            }
+            Err(Failure::Usage(e)) => panic!("a usage error: {e}"),
+            Ok((report, ..)) => panic!("an answer: {report:?}"),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_dead_server_is_given_up_within_five_seconds() {
+        let silent = silent_server().await;
+        let server = silent.local_addr().unwrap();
+        let (found, took) = timed_ask(&stun_args(&[server], false, None)).await;
+        assert_no_answer(found, server);
+        assert!(took <= DEFAULT_TIMEOUT, "{took:?}");
+        // It retransmitted for most of the time rather than giving up at once.
+        assert!(took >= Duration::from_secs(3), "{took:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn timeout_bounds_a_dead_server_and_nat_mode() {
+        let silent = silent_server().await;
+        let server = [silent.local_addr().unwrap()];
+        let (found, took) =
+            timed_ask(&stun_args(&server, false, Some(Duration::from_secs(1)))).await;
+        assert_no_answer(found, server[0]);
+        assert!(took <= Duration::from_secs(1), "{took:?}");
+        let (found, took) = timed_ask(&stun_args(&server, true, None)).await;
+        assert_no_answer(found, server[0]);
+        assert!(took <= DEFAULT_NAT_TIMEOUT, "{took:?}");
+        let (found, took) =
+            timed_ask(&stun_args(&server, true, Some(Duration::from_secs(30)))).await;
+        assert_no_answer(found, server[0]);
+        assert!(
+            took <= Duration::from_secs(30) && took > DEFAULT_NAT_TIMEOUT / 3,
+            "{took:?}"
+        );
+    }
+
+    /// The address a port-restricted NAT gives the client, as the fake
+    /// server reports it.
+    const PUBLIC: &str = "203.0.113.7:40000";
+
+    /// A STUN server seen through a port-restricted NAT: it answers Binding
+    /// requests on 127.0.0.1:P and 127.0.0.2:P with the mapped address
+    /// [`PUBLIC`] (the same for every destination: endpoint-independent
+    /// mapping) and OTHER-ADDRESS 127.0.0.2:P+1, and every answer it would
+    /// send from another address or port (CHANGE-REQUEST) the NAT drops.
+    async fn port_restricted_server() -> (SocketAddr, Vec<tokio::task::JoinHandle<()>>) {
+        let primary = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let port = primary.local_addr().unwrap().port();
+        let alternate = tokio::net::UdpSocket::bind(("127.0.0.2", port))
+            .await
+            .unwrap();
+        let other = SocketAddr::new("127.0.0.2".parse().unwrap(), port + 1);
+        let public: SocketAddr = PUBLIC.parse().unwrap();
+        let tasks = [primary, alternate]
+            .into_iter()
+            .map(|socket| {
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 1500];
+                    while let Ok((n, from)) = socket.recv_from(&mut buf).await {
+                        let Ok(request) = weft_stun::Message::decode(&buf[..n]) else {
+                            continue;
+                        };
+                        if request.change_request().is_some() {
+                            continue;
+                        }
+                        let answer = weft_stun::Message::new(
+                            weft_stun::Class::SuccessResponse,
+                            weft_stun::Method::BINDING,
+                            request.transaction_id,
+                        )
+                        .with(weft_stun::Attribute::XorMappedAddress(public))
+                        .with(weft_stun::Attribute::OtherAddress(other));
+                        let _ = socket.send_to(&answer.encode().unwrap(), from).await;
+                    }
+                })
+            })
+            .collect();
+        (SocketAddr::new("127.0.0.1".parse().unwrap(), port), tasks)
+    }
+
+    /// Behind a port-restricted NAT the filtering tests II and III are
+    /// never answered; the RFC schedule would wait 39.5 s for them.
+    #[tokio::test(start_paused = true)]
+    async fn a_port_restricted_nat_is_classified_within_ten_seconds() {
+        let (server, tasks) = port_restricted_server().await;
+        let (found, took) = timed_ask(&stun_args(&[server], true, None)).await;
+        let (_, _, mapped, nat) = found.unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(mapped, PUBLIC.parse::<SocketAddr>().unwrap());
+        let nat = nat.expect("--nat reports").expect("discovery succeeds");
+        assert_eq!(
+            nat.mapping,
+            Some(weft_stun::MappingBehaviour::EndpointIndependent)
+        );
+        assert_eq!(
+            nat.filtering,
+            Some(weft_stun::FilteringBehaviour::AddressAndPortDependent)
+        );
+        assert_eq!(nat.nat_type, Some(weft_stun::NatType::PortRestricted));
+        assert!(took <= DEFAULT_NAT_TIMEOUT, "{took:?}");
+        for task in tasks {
+            task.abort();
+        }
+    }
+
+    #[test]
+    fn timeouts_and_the_progress_line() {
+        assert_eq!(parse_secs("1.5"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_secs("3"), Ok(Duration::from_secs(3)));
+        for bad in ["0", "-1", "nan", "inf", "1e9", "soon"] {
+            assert!(parse_secs(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            progress_line(
+                "udp://127.0.0.1:3478",
+                Duration::from_millis(1500),
+                DEFAULT_TIMEOUT
+            ),
+            "waiting for udp://127.0.0.1:3478 (1.5 s, giving up at 5.0 s)"
+        );
     }
 
     /// The whole `weft stun --nat --json` output against weft's own RFC 5780

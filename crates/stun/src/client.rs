@@ -72,6 +72,28 @@ impl Default for ClientConfig {
 }
 
 impl ClientConfig {
+    /// This configuration with its limits cut so that [`binding`] and
+    /// [`query_servers`](crate::query_servers), which resolve a name and then
+    /// run one transaction, give up within `total`: name resolution gets at
+    /// most a quarter of it, and one transaction (UDP retransmissions, or a
+    /// TCP or TLS exchange) the rest.
+    ///
+    /// The UDP schedule keeps RFC 8489's shape (the same RTO, doubling
+    /// after each request) with as many requests and as long a final wait
+    /// (at most Rc and Rm) as fit; a schedule that already fits is kept
+    /// as it is. A command that must answer a person quickly uses this; the
+    /// library's defaults stay the RFC's.
+    pub fn within(&self, total: Duration) -> ClientConfig {
+        let dns_timeout = self.dns_timeout.min(total / 4);
+        let transaction = total.saturating_sub(dns_timeout);
+        ClientConfig {
+            retransmit: fit_retransmit(self.retransmit, transaction),
+            stream_timeout: self.stream_timeout.min(transaction),
+            dns_timeout,
+            ..self.clone()
+        }
+    }
+
     /// The address to bind for talking to `server`: [`local`](Self::local)
     /// when of the server's family, else the unspecified address.
     pub fn local_for(&self, server: SocketAddr) -> SocketAddr {
@@ -80,6 +102,37 @@ impl ClientConfig {
             _ => unspecified_for(server),
         }
     }
+}
+
+/// `retransmit` cut to give up within `total`: the same RTO, the most
+/// requests (at most Rc) whose schedule leaves one RTO after the last, then
+/// the longest final wait (at most Rm RTOs) that fits. When not even two
+/// requests would fit (`total` under two RTOs), the RTO becomes a third of
+/// `total`, so that one retransmission still goes out.
+pub(crate) fn fit_retransmit(retransmit: RetransmitConfig, total: Duration) -> RetransmitConfig {
+    if retransmit.total_timeout() <= total {
+        return retransmit;
+    }
+    let rto = if retransmit.rc > 1 && total < retransmit.rto.saturating_mul(2) {
+        total / 3
+    } else {
+        retransmit.rto.min(total)
+    };
+    if rto.is_zero() {
+        return RetransmitConfig { rto, rc: 1, rm: 1 };
+    }
+    // Request n goes out at rto × (2^(n-1) - 1); one more fits while
+    // rto × 2^n, its time plus one RTO, is within total.
+    let mut rc = 1u32;
+    while rc < retransmit.rc.max(1) && rc < 31 && rto.saturating_mul(1 << rc) <= total {
+        rc += 1;
+    }
+    let last = rto.saturating_mul((1u32 << (rc - 1)) - 1);
+    let left = total.saturating_sub(last).as_nanos() / rto.as_nanos();
+    let rm = u32::try_from(left)
+        .unwrap_or(u32::MAX)
+        .clamp(1, retransmit.rm.max(1));
+    RetransmitConfig { rto, rc, rm }
 }
 
 /// The answer to a Binding request.
@@ -646,4 +699,64 @@ pub fn system_tls_config() -> Result<Arc<rustls::ClientConfig>, StunError> {
             "no system CA bundle found (set SSL_CERT_FILE)",
         ),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn the_default_schedule_stays_the_rfcs() {
+        let config = ClientConfig::default();
+        assert_eq!(config.retransmit.total_timeout(), ms(39_500));
+        let roomy = config.within(Duration::from_secs(60));
+        assert_eq!(roomy.retransmit, config.retransmit);
+        assert_eq!(roomy.stream_timeout, config.stream_timeout);
+    }
+
+    #[test]
+    fn a_schedule_cut_to_five_seconds() {
+        // Requests at 0, 0.5, 1.5 and 3.5 s; gives up at 5 s.
+        let fitted = fit_retransmit(RetransmitConfig::default(), ms(5_000));
+        assert_eq!(
+            fitted,
+            RetransmitConfig {
+                rto: ms(500),
+                rc: 4,
+                rm: 3
+            }
+        );
+        assert_eq!(fitted.total_timeout(), ms(5_000));
+        // With name resolution: a quarter for it, 3.75 s for the
+        // transaction, which gives up at 3.5 s.
+        let config = ClientConfig::default().within(ms(5_000));
+        assert_eq!(config.dns_timeout, ms(1_250));
+        assert_eq!(config.stream_timeout, ms(3_750));
+        assert_eq!(config.retransmit.total_timeout(), ms(3_500));
+    }
+
+    #[test]
+    fn every_cut_schedule_fits() {
+        let defaults = RetransmitConfig::default();
+        for total in (0..=40_000).step_by(50).map(ms) {
+            let fitted = fit_retransmit(defaults, total);
+            assert!(fitted.total_timeout() <= total, "{total:?}: {fitted:?}");
+            assert!(fitted.rc >= 1 && fitted.rc <= defaults.rc, "{fitted:?}");
+            assert!(fitted.rm >= 1 && fitted.rm <= defaults.rm, "{fitted:?}");
+            let config = ClientConfig::default().within(total);
+            let steps = config.dns_timeout + config.retransmit.total_timeout();
+            assert!(steps <= total, "{total:?}: {config:?}");
+        }
+        // Under two RTOs: still one retransmission, a third of the way.
+        let short = fit_retransmit(defaults, ms(900));
+        assert_eq!((short.rto, short.rc, short.rm), (ms(300), 2, 2));
+        assert_eq!(short.total_timeout(), ms(900));
+        let single = RetransmitConfig { rc: 1, ..defaults };
+        let tiny = fit_retransmit(single, ms(300));
+        assert_eq!((tiny.rto, tiny.rc, tiny.rm), (ms(300), 1, 1));
+    }
 }

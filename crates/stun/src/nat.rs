@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use crate::client::BindingOptions;
 use crate::transaction::canonical;
@@ -182,6 +183,26 @@ impl NatReport {
     }
 }
 
+/// How many of [`discover_nat`]'s transactions can time out one after the
+/// other: a mapping test (II or III), then the filtering tests (test I, or
+/// tests II and III, which run at the same time). Behind a filtering NAT
+/// one of them times out.
+const SEQUENTIAL_TIMEOUTS: u32 = 2;
+
+impl ClientConfig {
+    /// This configuration with its UDP retransmission cut so that
+    /// [`discover_nat`] gives up within `total`, plus the round trips of
+    /// the requests that were answered: each transaction gets an equal
+    /// share for the most that can time out one after the other (two), cut
+    /// as [`ClientConfig::within`] cuts a schedule.
+    pub fn nat_discovery_within(&self, total: Duration) -> ClientConfig {
+        ClientConfig {
+            retransmit: crate::client::fit_retransmit(self.retransmit, total / SEQUENTIAL_TIMEOUTS),
+            ..self.clone()
+        }
+    }
+}
+
 /// A timeout becomes `None`; other errors stay errors.
 fn answered<T>(r: Result<T, StunError>) -> Result<Option<T>, StunError> {
     match r {
@@ -334,6 +355,16 @@ mod tests {
         );
         assert_eq!(classify_mapping(local, m1, None, None), None);
         assert_eq!(classify_mapping(local, m1, Some(m2), None), None);
+    }
+
+    #[test]
+    fn discovery_cut_to_ten_seconds() {
+        let config = ClientConfig::default().nat_discovery_within(Duration::from_secs(10));
+        let each = config.retransmit.total_timeout();
+        assert_eq!(each, Duration::from_secs(5));
+        assert!(each * SEQUENTIAL_TIMEOUTS <= Duration::from_secs(10));
+        let roomy = ClientConfig::default().nat_discovery_within(Duration::from_secs(80));
+        assert_eq!(roomy.retransmit, ClientConfig::default().retransmit);
     }
 
     #[test]
