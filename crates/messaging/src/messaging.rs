@@ -367,7 +367,8 @@ impl Messaging {
     }
 
     /// The next message from the default queue (every message, SUB_ALL),
-    /// waiting up to `timeout`. Cancel-safe.
+    /// waiting up to `timeout`; `None` waits with no limit, as
+    /// [`SubscriptionQueue::recv`] says. Cancel-safe.
     pub async fn recv(&self, timeout: Option<Duration>) -> Result<Received, MessagingError> {
         self.inner.default_queue.recv(timeout).await
     }

@@ -223,10 +223,22 @@ impl SubscriptionQueue {
         self.shared.id
     }
 
-    /// The next message, waiting up to `timeout` (`None`: forever).
-    /// Fails with [`MessagingError::Timeout`], or
-    /// [`MessagingError::Closed`] once unsubscribed or closed and empty.
-    /// Cancel-safe.
+    /// The next message, oldest first, waiting for one if none is there.
+    ///
+    /// `timeout` bounds the wait: `Some(t)` fails with
+    /// [`MessagingError::Timeout`]`(t)` when nothing came within `t`
+    /// (`Some(Duration::ZERO)` only takes what is already there). `None`
+    /// waits with no limit at all (no default timeout applies): until a
+    /// message arrives, or until the queue is closed by
+    /// [`unsubscribe`](crate::Messaging::unsubscribe) or
+    /// [`unsubscribe_topic`](crate::Messaging::unsubscribe_topic) and
+    /// drained, which fails with [`MessagingError::Closed`]. Stopping
+    /// messaging ([`close`](crate::Messaging::close), dropping the last
+    /// handle) does not close the queue: a receiver that must notice that
+    /// passes a timeout.
+    ///
+    /// Cancel-safe: a message is taken from the queue only when the future
+    /// completes with it.
     pub async fn recv(&self, timeout: Option<Duration>) -> Result<Received, MessagingError> {
         let wait = async {
             loop {
@@ -287,11 +299,13 @@ impl SubscriptionQueue {
         self.shared.pop_many(out, max).0
     }
 
-    /// Waits up to `timeout` (`None`: forever) until a message is waiting,
-    /// then moves up to `max` (at least one, unless `max` is 0) into `out`,
-    /// oldest first, as [`try_recv_many`](Self::try_recv_many) does;
-    /// returns how many. Fails as [`recv`](Self::recv) does. Cancel-safe:
-    /// nothing is taken unless the call returns it.
+    /// Waits until a message is waiting, then moves up to `max` (at least
+    /// one, unless `max` is 0) into `out`, oldest first, as
+    /// [`try_recv_many`](Self::try_recv_many) does; returns how many.
+    /// `timeout` means what it means for [`recv`](Self::recv) (`None`: no
+    /// limit, until a message or the queue's close), and the call fails as
+    /// `recv` does. Cancel-safe: nothing is taken unless the call returns
+    /// it.
     pub async fn recv_many(
         &self,
         out: &mut impl Extend<Received>,
