@@ -4,7 +4,7 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 /// The UDP port beacons are sent to and received on by default.
-pub const DEFAULT_PORT: u16 = 47_474;
+pub const DEFAULT_BEACON_PORT: u16 = 47_474;
 
 /// The IPv4 multicast group of the default configuration (in the
 /// organization-local scope `239.255.0.0/16`).
@@ -53,7 +53,7 @@ pub enum BeaconTarget {
 #[non_exhaustive]
 pub struct DiscoveryConfig {
     /// The UDP port beacons are received on and sent to; 0 picks a free
-    /// port (useful with unicast targets). Default: [`DEFAULT_PORT`].
+    /// port (useful with unicast targets). Default: [`DEFAULT_BEACON_PORT`].
     pub port: u16,
     /// Where beacons go. Default: [`BeaconTarget::Broadcast`],
     /// [`BeaconTarget::Multicast4`]`(`[`DEFAULT_GROUP_V4`]`)` and
@@ -100,7 +100,7 @@ pub struct DiscoveryConfig {
 impl Default for DiscoveryConfig {
     fn default() -> DiscoveryConfig {
         DiscoveryConfig {
-            port: DEFAULT_PORT,
+            port: DEFAULT_BEACON_PORT,
             targets: vec![
                 BeaconTarget::Broadcast,
                 BeaconTarget::Multicast4(DEFAULT_GROUP_V4),

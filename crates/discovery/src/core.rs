@@ -63,7 +63,7 @@ fn fresh_incarnation(previous: u64) -> u64 {
 /// Another participant, as its beacons describe it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
-pub struct Peer {
+pub struct RemoteParticipant {
     /// Its id.
     pub id: ParticipantId,
     /// Its current incarnation.
@@ -98,21 +98,21 @@ pub enum GoneReason {
 pub enum DiscoveryEvent {
     /// A participant was heard from for the first time (or again after it
     /// was gone).
-    Found(Peer),
+    Found(RemoteParticipant),
     /// A known participant's identity, locators, lease or addresses
     /// changed (same incarnation).
-    Changed(Peer),
+    Changed(RemoteParticipant),
     /// A known participant started again: a new incarnation.
     Restarted {
         /// The incarnation it had.
         previous_incarnation: u64,
         /// The participant now.
-        peer: Peer,
+        peer: RemoteParticipant,
     },
     /// A participant is gone.
     Gone {
         /// The participant as last known.
-        peer: Peer,
+        peer: RemoteParticipant,
         /// Why.
         reason: GoneReason,
     },
@@ -186,7 +186,7 @@ impl DiscoveryStats {
 }
 
 struct Known {
-    peer: Peer,
+    peer: RemoteParticipant,
     expires: Instant,
 }
 
@@ -302,7 +302,7 @@ impl DiscoveryCore {
     }
 
     /// The participants known now.
-    pub fn peers(&self) -> impl Iterator<Item = &Peer> + '_ {
+    pub fn peers(&self) -> impl Iterator<Item = &RemoteParticipant> + '_ {
         self.peers.values().map(|k| &k.peer)
     }
 
@@ -390,7 +390,7 @@ impl DiscoveryCore {
             if self.peers.len() >= self.max_participants {
                 return Err(self.reject(Rejection::TooManyParticipants));
             }
-            let peer = Peer {
+            let peer = RemoteParticipant {
                 id: beacon.id,
                 incarnation: beacon.incarnation,
                 identity: beacon.identity,
@@ -429,7 +429,7 @@ impl DiscoveryCore {
         }
         if beacon.incarnation > known.peer.incarnation {
             let previous_incarnation = known.peer.incarnation;
-            known.peer = Peer {
+            known.peer = RemoteParticipant {
                 id: beacon.id,
                 incarnation: beacon.incarnation,
                 identity: beacon.identity,

@@ -66,9 +66,12 @@ mod service;
 pub use beacon::{
     Beacon, MAGIC, MAX_BEACON, MAX_IDENTITY, MAX_LOCATORS, ParticipantId, Rejection, VERSION,
 };
-pub use config::{BeaconTarget, DEFAULT_GROUP_V4, DEFAULT_GROUP_V6, DEFAULT_PORT, DiscoveryConfig};
+pub use config::{
+    BeaconTarget, DEFAULT_BEACON_PORT, DEFAULT_GROUP_V4, DEFAULT_GROUP_V6, DiscoveryConfig,
+};
 pub use core::{
-    Accepted, DiscoveryCore, DiscoveryEvent, DiscoveryStats, GoneReason, LocalParticipant, Peer,
+    Accepted, DiscoveryCore, DiscoveryEvent, DiscoveryStats, GoneReason, LocalParticipant,
+    RemoteParticipant,
 };
 pub use error::DiscoveryError;
 pub use service::{Discovery, DiscoveryEvents};

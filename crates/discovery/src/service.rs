@@ -11,7 +11,7 @@ use tokio::sync::{Notify, mpsc, watch};
 
 use crate::{
     BeaconTarget, DiscoveryConfig, DiscoveryCore, DiscoveryError, DiscoveryEvent, DiscoveryStats,
-    LocalParticipant, Peer,
+    LocalParticipant, RemoteParticipant,
 };
 
 /// Now, on the runtime's clock (which tests may pause), as the core takes it.
@@ -180,7 +180,7 @@ impl Discovery {
     }
 
     /// The participants known now.
-    pub fn peers(&self) -> Vec<Peer> {
+    pub fn peers(&self) -> Vec<RemoteParticipant> {
         lock(&self.shared.core).peers().cloned().collect()
     }
 

@@ -5,7 +5,7 @@
 //! so interfaces without an address are listed too. Elsewhere the list is
 //! the interfaces [`if_addrs`] reports addresses for, the index comes from
 //! `if_nametoindex`, and the flags are inferred from the addresses
-//! ([`Flags::inferred`]).
+//! ([`InterfaceFlags::inferred`]).
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -25,7 +25,7 @@ pub struct Interface {
     /// would not say).
     pub index: Option<u32>,
     /// Up, loopback, multicast, broadcast, ...
-    pub flags: Flags,
+    pub flags: InterfaceFlags,
     /// The addresses, IPv4 and IPv6, in the order the system lists them.
     pub addrs: Vec<InterfaceAddr>,
 }
@@ -45,14 +45,14 @@ impl Interface {
 /// An interface's flags.
 ///
 /// On Linux these are the kernel's `IFF_*` flags from
-/// `/sys/class/net/<name>/flags` and [`inferred`](Flags::inferred) is
+/// `/sys/class/net/<name>/flags` and [`inferred`](InterfaceFlags::inferred) is
 /// false. Elsewhere the system's flags are not read: `loopback` is set when
 /// every address is a loopback address, `broadcast` when an IPv4 address
 /// has a broadcast address, `up` and `running` are assumed, `multicast` and
 /// `point_to_point` are left false, and `inferred` is true.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[non_exhaustive]
-pub struct Flags {
+pub struct InterfaceFlags {
     /// The interface is administratively up (`IFF_UP`).
     pub up: bool,
     /// The link is operational (`IFF_RUNNING`).
@@ -70,19 +70,19 @@ pub struct Flags {
     pub inferred: bool,
 }
 
-impl Flags {
+impl InterfaceFlags {
     /// Flags from the bits Linux uses (`/sys/class/net/<name>/flags`,
     /// `SIOCGIFFLAGS`): `IFF_UP` 0x1, `IFF_BROADCAST` 0x2, `IFF_LOOPBACK`
     /// 0x8, `IFF_POINTOPOINT` 0x10, `IFF_RUNNING` 0x40, `IFF_MULTICAST`
     /// 0x1000. Other bits are ignored.
     ///
     /// ```
-    /// let flags = weft_netiface::Flags::from_linux_bits(0x1003);
+    /// let flags = weft_netiface::InterfaceFlags::from_linux_bits(0x1003);
     /// assert!(flags.up && flags.broadcast && flags.multicast && !flags.loopback);
     /// ```
-    pub fn from_linux_bits(bits: u32) -> Flags {
+    pub fn from_linux_bits(bits: u32) -> InterfaceFlags {
         let has = |bit: u32| bits & bit != 0;
-        Flags {
+        InterfaceFlags {
             up: has(0x1),
             broadcast: has(0x2),
             loopback: has(0x8),
@@ -94,8 +94,8 @@ impl Flags {
     }
 
     /// Flags guessed from an interface's addresses (see the type's docs).
-    fn infer(addrs: &[InterfaceAddr]) -> Flags {
-        Flags {
+    fn infer(addrs: &[InterfaceAddr]) -> InterfaceFlags {
+        InterfaceFlags {
             up: true,
             running: true,
             loopback: !addrs.is_empty() && addrs.iter().all(|a| a.scope == Scope::Loopback),
@@ -208,9 +208,9 @@ pub fn interfaces() -> Result<Vec<Interface>, NetifaceError> {
             None => all.push(Interface {
                 name: entry.name,
                 index: entry.index,
-                flags: Flags {
+                flags: InterfaceFlags {
                     inferred: true,
-                    ..Flags::default()
+                    ..InterfaceFlags::default()
                 },
                 addrs: vec![addr],
             }),
@@ -218,7 +218,7 @@ pub fn interfaces() -> Result<Vec<Interface>, NetifaceError> {
     }
     for iface in &mut all {
         if iface.flags.inferred {
-            iface.flags = Flags::infer(&iface.addrs);
+            iface.flags = InterfaceFlags::infer(&iface.addrs);
         }
     }
     all.sort_by(|a, b| {
@@ -296,7 +296,7 @@ mod sys {
     /// left out; if_addrs fills in what it knows of the real interface.
     #[cfg(target_os = "linux")]
     pub(super) fn interfaces() -> Vec<super::Interface> {
-        use super::{Flags, Interface, parse_sys_number};
+        use super::{Interface, InterfaceFlags, parse_sys_number};
         let Ok(dir) = std::fs::read_dir("/sys/class/net") else {
             return Vec::new();
         };
@@ -319,10 +319,10 @@ mod sys {
                 continue;
             }
             let flags = match read(path.join("flags")) {
-                Some(bits) => Flags::from_linux_bits(bits),
-                None => Flags {
+                Some(bits) => InterfaceFlags::from_linux_bits(bits),
+                None => InterfaceFlags {
                     inferred: true,
-                    ..Flags::default()
+                    ..InterfaceFlags::default()
                 },
             };
             found.push(Interface {
@@ -389,21 +389,24 @@ mod tests {
 
     #[test]
     fn flags_from_bits_and_inferred() {
-        let lo = Flags::from_linux_bits(0x9); // UP | LOOPBACK
+        let lo = InterfaceFlags::from_linux_bits(0x9); // UP | LOOPBACK
         assert!(lo.up && lo.loopback && !lo.broadcast && !lo.multicast && !lo.inferred);
-        let eth = Flags::from_linux_bits(0x1043);
+        let eth = InterfaceFlags::from_linux_bits(0x1043);
         assert!(eth.up && eth.running && eth.broadcast && eth.multicast && !eth.loopback);
-        assert_eq!(Flags::from_linux_bits(0), Flags::default());
+        assert_eq!(
+            InterfaceFlags::from_linux_bits(0),
+            InterfaceFlags::default()
+        );
 
-        let inferred = Flags::infer(&[addr("127.0.0.1", 8), addr("::1", 128)]);
+        let inferred = InterfaceFlags::infer(&[addr("127.0.0.1", 8), addr("::1", 128)]);
         assert!(inferred.loopback && inferred.inferred && !inferred.broadcast);
-        let inferred = Flags::infer(&[InterfaceAddr::new(
+        let inferred = InterfaceFlags::infer(&[InterfaceAddr::new(
             "10.0.0.2".parse().unwrap(),
             24,
             Some("10.0.0.255".parse().unwrap()),
         )]);
         assert!(!inferred.loopback && inferred.broadcast);
-        assert!(!Flags::infer(&[]).loopback);
+        assert!(!InterfaceFlags::infer(&[]).loopback);
     }
 
     #[test]

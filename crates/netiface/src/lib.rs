@@ -34,7 +34,7 @@
 //!
 //! # What is where
 //! - [`interfaces`], [`interface_by_name`], [`index_of`], [`name_of`]:
-//!   [`Interface`]s with [`Flags`] and [`InterfaceAddr`]s, each classified
+//!   [`Interface`]s with [`InterfaceFlags`] and [`InterfaceAddr`]s, each classified
 //!   by [`Scope`] (loopback, link-local, unique local, private, global).
 //! - [`default_routes`]: the IPv4 and IPv6 [`DefaultRoute`] (interface and
 //!   gateway). Linux only; the parsers of Linux's tables,
@@ -62,7 +62,7 @@ pub use default_route::{
 };
 pub use error::NetifaceError;
 pub use interface::{
-    Flags, Interface, InterfaceAddr, index_of, interface_by_name, interfaces, name_of,
+    Interface, InterfaceAddr, InterfaceFlags, index_of, interface_by_name, interfaces, name_of,
 };
 pub use route::{ExternalLookup, Route, routes};
 pub use scope::Scope;

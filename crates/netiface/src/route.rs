@@ -130,13 +130,13 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
-    use crate::Flags;
+    use crate::InterfaceFlags;
 
     fn iface(name: &str, index: u32, addrs: &[(&str, u8)]) -> Interface {
         Interface {
             name: name.to_owned(),
             index: Some(index),
-            flags: Flags::from_linux_bits(0x1043),
+            flags: InterfaceFlags::from_linux_bits(0x1043),
             addrs: addrs
                 .iter()
                 .map(|(ip, prefix)| InterfaceAddr::new(ip.parse().unwrap(), *prefix, None))

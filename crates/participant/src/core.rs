@@ -25,14 +25,14 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
 
 use bytes::Bytes;
-use weft_discovery::{DiscoveryEvent, ParticipantId, Peer};
+use weft_discovery::{DiscoveryEvent, ParticipantId, RemoteParticipant};
 use weft_messaging::{Identity, TopicFilter};
 
 use crate::control::{
     Control, Decoded, Envelope, FilterSpec, MAX_LIST, decode, encode_control, encode_routed,
 };
-use crate::event::{Direct, ParticipantEvent, PeerInfo};
-use crate::router::{Decision, DropReason, Route, Router};
+use crate::event::{Direct, ParticipantEvent, ParticipantInfo};
+use crate::router::{Decision, DropReason, IdentityRoute, Router};
 
 /// A stream to open or to close.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -90,7 +90,7 @@ pub(crate) struct CoreStats {
 
 /// A participant discovery told us of.
 struct Known {
-    peer: Peer,
+    peer: RemoteParticipant,
     /// Where we opened our stream to it, if we are the one to open it.
     dialled: Option<SocketAddr>,
 }
@@ -450,14 +450,14 @@ impl ParticipantCore {
 
     /// The participants discovery knows, with what they told us, by
     /// identity.
-    pub(crate) fn peers(&self) -> Vec<PeerInfo> {
-        let mut out: Vec<PeerInfo> = self
+    pub(crate) fn peers(&self) -> Vec<ParticipantInfo> {
+        let mut out: Vec<ParticipantInfo> = self
             .known
             .values()
             .map(|k| {
                 let ident = Identity::new(&k.peer.identity).ok();
                 let remote = ident.as_ref().and_then(|i| self.remote.get(i));
-                PeerInfo {
+                ParticipantInfo {
                     id: k.peer.id,
                     identity: k.peer.identity.clone(),
                     incarnation: k.peer.incarnation,
@@ -482,7 +482,7 @@ impl ParticipantCore {
     }
 
     /// The identities we reach.
-    pub(crate) fn routes(&self) -> Vec<Route> {
+    pub(crate) fn routes(&self) -> Vec<IdentityRoute> {
         self.router.routes()
     }
 
@@ -522,7 +522,7 @@ impl ParticipantCore {
     /// lower id connects, so each pair has exactly one stream. A restart
     /// reopens it; a change keeps it while it goes to an address the
     /// participant still has.
-    fn know(&mut self, peer: Peer, restart: bool) {
+    fn know(&mut self, peer: RemoteParticipant, restart: bool) {
         let id = peer.id;
         let ours = self.id < id;
         let known = self.known.entry(id).or_insert(Known {
@@ -618,7 +618,7 @@ mod tests {
     }
 
     /// A participant as discovery reports it: its beacon, heard from `at`.
-    fn peer(name: &str, pid: ParticipantId, at: SocketAddr) -> Peer {
+    fn peer(name: &str, pid: ParticipantId, at: SocketAddr) -> RemoteParticipant {
         let now = Instant::now();
         let config = DiscoveryConfig::default();
         let mut local = LocalParticipant::new(name, vec![at]);

@@ -104,7 +104,7 @@ impl ParticipantEvents {
 /// Another participant, as we know it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
-pub struct PeerInfo {
+pub struct ParticipantInfo {
     /// Its id.
     pub id: ParticipantId,
     /// Its identity.

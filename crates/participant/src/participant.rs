@@ -17,8 +17,10 @@ use weft_messaging::{
 
 use crate::control::{CONTROL_TAG, FilterSpec, ROUTED_TAG};
 use crate::core::{Dial, Outgoing, ParticipantCore, TransmitKind};
-use crate::event::{Direct, ParticipantEvent, ParticipantEvents, ParticipantStats, PeerInfo};
-use crate::router::Route;
+use crate::event::{
+    Direct, ParticipantEvent, ParticipantEvents, ParticipantInfo, ParticipantStats,
+};
+use crate::router::IdentityRoute;
 use crate::{ParticipantConfig, ParticipantError, Publisher, Subscriber};
 
 /// The shell's own counters (the core keeps the rest).
@@ -218,7 +220,7 @@ impl Participant {
     }
 
     /// The participants discovery knows now, with what they told us.
-    pub fn peers(&self) -> Vec<PeerInfo> {
+    pub fn peers(&self) -> Vec<ParticipantInfo> {
         lock(&self.inner.core).peers()
     }
 
@@ -228,7 +230,7 @@ impl Participant {
     }
 
     /// The identities we reach, through which neighbour, in how many hops.
-    pub fn routes(&self) -> Vec<Route> {
+    pub fn routes(&self) -> Vec<IdentityRoute> {
         lock(&self.inner.core).routes()
     }
 

@@ -16,7 +16,7 @@ use crate::control::Envelope;
 /// A route to an identity.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
-pub struct Route {
+pub struct IdentityRoute {
     /// The identity reached.
     pub destination: String,
     /// The neighbour messages for it go to.
@@ -122,10 +122,10 @@ impl Router {
     }
 
     /// The routes, for display.
-    pub(crate) fn routes(&self) -> Vec<Route> {
+    pub(crate) fn routes(&self) -> Vec<IdentityRoute> {
         self.table()
             .into_iter()
-            .map(|(destination, (hops, next_hop))| Route {
+            .map(|(destination, (hops, next_hop))| IdentityRoute {
                 destination,
                 next_hop,
                 hops,
