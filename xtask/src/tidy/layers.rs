@@ -1,4 +1,4 @@
-//! The dependency rules of DESIGN.md: the pipeline `link <- packeter <-
+//! The dependency rules of ARCHITECTURE.md: the pipeline `link <- packeter <-
 //! messaging <- rpc` is strict; stun and netiface depend on no weft crate;
 //! discovery sits on netiface; participant is where discovery meets the
 //! pipeline, traversal where stun does; only cli, benches and xtask see
@@ -78,7 +78,7 @@ pub(crate) fn check_with(
                 manifest.clone(),
                 RULE,
                 format!(
-                    "{} depends on {}{kind}, but may depend only on {may} (DESIGN.md, \
+                    "{} depends on {}{kind}, but may depend only on {may} (ARCHITECTURE.md, \
                      dependency rules)",
                     p.name, dep.name
                 ),
@@ -173,11 +173,11 @@ mod tests {
             found,
             [
                 "crates/low/Cargo.toml: [layering] low depends on mid (dev-dependency), \
-                 but may depend only on no weft crate (DESIGN.md, dependency rules)",
+                 but may depend only on no weft crate (ARCHITECTURE.md, dependency rules)",
                 "crates/mid/Cargo.toml: [layering] mid depends on side, \
-                 but may depend only on low (DESIGN.md, dependency rules)",
+                 but may depend only on low (ARCHITECTURE.md, dependency rules)",
                 "crates/high/Cargo.toml: [layering] high depends on app (build-dependency), \
-                 but may depend only on low, mid (DESIGN.md, dependency rules)",
+                 but may depend only on low, mid (ARCHITECTURE.md, dependency rules)",
             ]
         );
     }

@@ -1,7 +1,7 @@
 //! `cargo xtask tidy`: the workspace's rules as code, checked in a few
 //! seconds without building anything.
 //!
-//! - [`layers`]: what each crate may depend on (DESIGN's dependency rules),
+//! - [`layers`]: what each crate may depend on (the dependency rules of ARCHITECTURE.md),
 //!   read from `cargo metadata`, dev- and build-dependencies included.
 //! - [`docs`]: every library's crate docs open with `//!` and hold a runnable
 //!   example.
