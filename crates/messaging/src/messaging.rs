@@ -147,6 +147,9 @@ impl fmt::Debug for Messaging {
 
 impl Messaging {
     /// Starts messaging as `identity`, with messages in memory only.
+    ///
+    /// Cancel-safe: messaging starts when the future completes, at its
+    /// first poll; dropped before that, it starts nothing.
     pub async fn new(
         identity: Identity,
         config: MessagingConfig,
@@ -157,6 +160,11 @@ impl Messaging {
     /// Starts messaging as `identity` with persistent storage: messages
     /// stored by an earlier run are loaded and queued again (those whose TTL
     /// ran out meanwhile are dropped from storage).
+    ///
+    /// Cancel-safe: messaging starts only when the future completes. If it
+    /// is dropped while the stored messages load (on a blocking thread),
+    /// the load runs to its end and `storage` is then dropped; nothing is
+    /// started and nothing is deleted from storage.
     pub async fn with_storage(
         identity: Identity,
         config: MessagingConfig,
@@ -532,6 +540,10 @@ impl Messaging {
 
     /// Closes every connection gracefully and stops. Queued messages stay
     /// queued (and persistent ones stored).
+    ///
+    /// Cancel-safe: the first poll starts closing everything; dropping the
+    /// future then only stops waiting for the connections to end, which
+    /// they go on doing.
     pub async fn close(&self) {
         self.inner.link.close().await;
     }

@@ -98,6 +98,9 @@ impl Messaging {
 
     /// Answers a request received from a peer. Fails with
     /// [`Misuse::NotARequest`] when `request` is not a request.
+    ///
+    /// Cancel-safe: a reply is never stored, so it is queued at the first
+    /// poll, or not at all if the future is dropped before.
     pub async fn reply(
         &self,
         request: &Received,
