@@ -48,7 +48,7 @@ enum Command {
     Stun(stun::StunArgs),
     /// Serve STUN (RFC 8489; RFC 5780 with --alt) until interrupted.
     StunServer(stun::StunServerArgs),
-    /// A messaging peer: stdin lines `IDENT<TAB>TEXT` out, JSON events in.
+    /// A messaging peer: stdin takes `IDENT<TAB>TEXT` lines to send, stdout gives JSON events.
     Peer(peer::PeerArgs),
     /// A participant: finds the others on the network and carries
     /// publications for `weft pub` and `weft sub` (JSON events on stdout).
