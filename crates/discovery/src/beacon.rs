@@ -96,9 +96,12 @@ pub enum Rejection {
     #[error("beacon of an older incarnation")]
     StaleIncarnation,
     /// A new participant while [`max_participants`](crate::DiscoveryConfig::max_participants)
-    /// are known.
+    /// are known, every one of them protected.
     #[error("too many participants")]
     TooManyParticipants,
+    /// With a [group key](crate::DiscoveryConfig::group_key): no valid tag.
+    #[error("beacon without a valid group tag")]
+    Unauthenticated,
 }
 
 #[derive(Serialize, Deserialize)]

@@ -81,9 +81,21 @@ pub struct DiscoveryConfig {
     /// at once (at most one per [`burst_interval`](Self::burst_interval)),
     /// so that it does not wait a whole interval to see us. Default: true.
     pub answer_newcomers: bool,
-    /// Participants tracked at once; beacons of further new ones are
-    /// rejected and counted. Default: 1024.
+    /// Participants tracked at once. When the table is full, a newcomer
+    /// takes the place of the participant heard from least recently among
+    /// those not [protected](crate::DiscoveryCore::protect) (reported
+    /// [gone](crate::GoneReason::Evicted) and counted); when every one is
+    /// protected, the newcomer's beacons are rejected and counted.
+    /// Default: 1024.
     pub max_participants: usize,
+    /// The longest lease accepted: a beacon asking for more is held for
+    /// this long (and counted), so one beacon cannot keep a participant
+    /// for weeks. Default: 60 s.
+    pub max_lease: Duration,
+    /// The group's shared secret: with one, beacons carry an HMAC-SHA256
+    /// tag and beacons without a valid tag are dropped and counted (see
+    /// [`GroupKey`](crate::GroupKey)). Default: none.
+    pub group_key: Option<crate::GroupKey>,
     /// How often the interface list is read again (new interfaces get
     /// beacons and join the groups). Default: 5 s.
     pub interface_refresh: Duration,
@@ -113,6 +125,8 @@ impl Default for DiscoveryConfig {
             burst_interval: Duration::from_millis(150),
             answer_newcomers: true,
             max_participants: 1024,
+            max_lease: Duration::from_secs(60),
+            group_key: None,
             interface_refresh: Duration::from_secs(5),
             event_capacity: 1024,
             bind_v4: Ipv4Addr::UNSPECIFIED,

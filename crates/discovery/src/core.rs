@@ -5,7 +5,8 @@ use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::beacon::{Beacon, ParticipantId, Rejection, resolve};
+use crate::auth::GroupKey;
+use crate::beacon::{Beacon, MAX_BEACON, ParticipantId, Rejection, resolve};
 use crate::config::DiscoveryConfig;
 
 /// The most resolved addresses kept per participant.
@@ -90,6 +91,10 @@ pub enum GoneReason {
     LeaseExpired,
     /// It said goodbye (a leaving beacon).
     Left,
+    /// The table was full and a newcomer took its place (it was heard
+    /// from least recently and had no stream; see
+    /// [`DiscoveryCore::protect`]).
+    Evicted,
 }
 
 /// What discovery reports.
@@ -166,8 +171,17 @@ pub struct DiscoveryStats {
     pub malformed: u64,
     /// Rejected: a known id with an older incarnation (delayed or spoofed).
     pub stale_incarnation: u64,
-    /// Rejected: too many participants known.
+    /// Rejected: too many participants known, all of them protected.
     pub too_many: u64,
+    /// Rejected: no valid group tag (with a group key).
+    pub unauthenticated: u64,
+    /// Participants evicted to make room for a newcomer.
+    pub evicted: u64,
+    /// Beacons whose lease was cut to the longest accepted.
+    pub leases_capped: u64,
+    /// Locators left out because they named another host than the one
+    /// the beacon came from.
+    pub foreign_locators: u64,
     /// Events dropped because nobody drained them.
     pub events_dropped: u64,
 }
@@ -182,12 +196,17 @@ impl DiscoveryStats {
             + self.malformed
             + self.stale_incarnation
             + self.too_many
+            + self.unauthenticated
     }
 }
 
 struct Known {
     peer: RemoteParticipant,
     expires: Instant,
+    /// When its last beacon came.
+    heard: Instant,
+    /// Kept when the table is full (it has a stream).
+    protected: bool,
 }
 
 /// Discovery without I/O: feed it received datagrams
@@ -225,6 +244,8 @@ pub struct DiscoveryCore {
     burst_interval: Duration,
     answer_newcomers: bool,
     max_participants: usize,
+    max_lease: Duration,
+    group_key: Option<GroupKey>,
     peers: HashMap<ParticipantId, Known>,
     /// Participants gone, with their last incarnation, until a lease has
     /// passed: a late beacon of theirs is not a new participant.
@@ -259,6 +280,8 @@ impl DiscoveryCore {
             burst_interval: config.burst_interval,
             answer_newcomers: config.answer_newcomers,
             max_participants: config.max_participants,
+            max_lease: config.max_lease.max(Duration::from_millis(1)),
+            group_key: config.group_key.clone(),
             peers: HashMap::new(),
             tombstones: HashMap::new(),
             next_announce: now,
@@ -345,6 +368,7 @@ impl DiscoveryCore {
             Rejection::Malformed => &mut self.stats.malformed,
             Rejection::StaleIncarnation => &mut self.stats.stale_incarnation,
             Rejection::TooManyParticipants => &mut self.stats.too_many,
+            Rejection::Unauthenticated => &mut self.stats.unauthenticated,
         };
         *counter += 1;
         why
@@ -359,7 +383,13 @@ impl DiscoveryCore {
         now: Instant,
     ) -> Result<Accepted, Rejection> {
         self.stats.received += 1;
-        let beacon = Beacon::decode(bytes).map_err(|e| self.reject(e))?;
+        let bytes = match &self.group_key {
+            Some(key) => key
+                .open_beacon(bytes)
+                .ok_or_else(|| self.reject(Rejection::Unauthenticated))?,
+            None => bytes,
+        };
+        let mut beacon = Beacon::decode(bytes).map_err(|e| self.reject(e))?;
         if beacon.id == self.local.id {
             if beacon.incarnation > self.local.incarnation {
                 // Someone else claims our id with a newer incarnation:
@@ -380,14 +410,18 @@ impl DiscoveryCore {
             // lost for a lease): found again below.
             self.tombstones.remove(&beacon.id);
         }
+        if beacon.lease > self.max_lease {
+            beacon.lease = self.max_lease;
+            self.stats.leases_capped += 1;
+        }
         let expires = now + beacon.lease;
-        let addresses = resolve(&beacon.locators, from);
-        let Some(known) = self.peers.get_mut(&beacon.id) else {
+        let addresses = self.addresses_of(&beacon.locators, from);
+        if !self.peers.contains_key(&beacon.id) {
             if beacon.leaving {
                 self.stats.accepted += 1;
                 return Ok(Accepted::Left);
             }
-            if self.peers.len() >= self.max_participants {
+            if self.peers.len() >= self.max_participants && !self.evict_one() {
                 return Err(self.reject(Rejection::TooManyParticipants));
             }
             let peer = RemoteParticipant {
@@ -404,6 +438,8 @@ impl DiscoveryCore {
                 Known {
                     peer: peer.clone(),
                     expires,
+                    heard: now,
+                    protected: false,
                 },
             );
             self.stats.accepted += 1;
@@ -412,11 +448,13 @@ impl DiscoveryCore {
                 self.announce_soon(now);
             }
             return Ok(Accepted::Found);
-        };
+        }
+        let known = self.peers.get_mut(&beacon.id).expect("present");
         if beacon.incarnation < known.peer.incarnation {
             return Err(self.reject(Rejection::StaleIncarnation));
         }
         self.stats.accepted += 1;
+        known.heard = now;
         if beacon.leaving {
             let known = self.peers.remove(&beacon.id).expect("present");
             self.tombstones
@@ -476,6 +514,51 @@ impl DiscoveryCore {
         } else {
             Ok(Accepted::Renewed)
         }
+    }
+
+    /// Keeps a participant when the table is full: the caller has a
+    /// stream with it, so it is no stranger to make room for. Returns
+    /// whether it is known.
+    pub fn protect(&mut self, id: ParticipantId) -> bool {
+        match self.peers.get_mut(&id) {
+            Some(known) => {
+                known.protected = true;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Where to reach a participant: its locators resolved against the
+    /// beacon's source, only on the host the beacon came from, so that a
+    /// beacon can never make us connect to a third party.
+    fn addresses_of(&mut self, locators: &[SocketAddr], from: SocketAddr) -> Vec<SocketAddr> {
+        let mut addresses = resolve(locators, from);
+        let before = addresses.len();
+        addresses.retain(|a| a.ip().to_canonical() == from.ip().to_canonical());
+        self.stats.foreign_locators += (before - addresses.len()) as u64;
+        addresses
+    }
+
+    /// Makes room for a newcomer: forgets the unprotected participant heard
+    /// from least recently. False when every one is protected.
+    fn evict_one(&mut self) -> bool {
+        let Some(id) = self
+            .peers
+            .iter()
+            .filter(|(_, k)| !k.protected)
+            .min_by_key(|(_, k)| k.heard)
+            .map(|(id, _)| *id)
+        else {
+            return false;
+        };
+        let known = self.peers.remove(&id).expect("present");
+        self.stats.evicted += 1;
+        self.push(DiscoveryEvent::Gone {
+            peer: known.peer,
+            reason: GoneReason::Evicted,
+        });
+        true
     }
 
     fn lease_of(&self, known: &Known) -> Duration {
@@ -548,7 +631,16 @@ impl DiscoveryCore {
             self.interval - shave
         };
         self.next_announce = now + wait;
-        match beacon.encode() {
+        let encoded = beacon.encode().and_then(|mut bytes| {
+            if let Some(key) = &self.group_key {
+                key.sign_beacon(&mut bytes);
+                if bytes.len() > MAX_BEACON {
+                    return Err(Rejection::TooLarge(bytes.len()));
+                }
+            }
+            Ok(bytes)
+        });
+        match encoded {
             Ok(bytes) => {
                 self.stats.announced += 1;
                 Some(bytes)
@@ -844,11 +936,14 @@ mod tests {
             let r = b.handle_beacon(&beacon_of(&p), from, now);
             if i < 2 {
                 assert_eq!(r, Ok(Accepted::Found));
+                assert!(b.protect(p.id));
             } else {
+                // No unprotected place to take.
                 assert_eq!(r, Err(Rejection::TooManyParticipants));
             }
         }
         assert_eq!(b.stats().too_many, 1);
+        assert_eq!(b.peers().count(), 2);
     }
 
     #[test]
@@ -871,5 +966,171 @@ mod tests {
         b.handle_beacon(&beacon_of(&n1), from, t).unwrap();
         assert_eq!(b.poll_timeout(), Some(last + Duration::from_millis(150)));
         assert!(b.poll_transmit(last + Duration::from_millis(150)).is_some());
+    }
+
+    #[test]
+    fn a_lease_asked_for_past_the_cap_is_held_for_the_cap() {
+        let now = Instant::now();
+        let mut b = core("b", now);
+        let a = LocalParticipant::new("a", vec![addr("0.0.0.0:9000")]);
+        let mut beacon = Beacon::new(
+            a.id,
+            a.incarnation,
+            "a",
+            a.locators.clone(),
+            Duration::from_millis(u64::from(u32::MAX)),
+        );
+        let bytes = beacon.encode().unwrap();
+        b.handle_beacon(&bytes, addr("10.0.0.7:1"), now).unwrap();
+        assert_eq!(b.stats().leases_capped, 1);
+        let Some(DiscoveryEvent::Found(peer)) = b.poll_event() else {
+            panic!()
+        };
+        assert_eq!(peer.lease, config().max_lease);
+        b.handle_timeout(now + config().max_lease);
+        assert!(matches!(
+            b.poll_event(),
+            Some(DiscoveryEvent::Gone {
+                reason: GoneReason::LeaseExpired,
+                ..
+            })
+        ));
+        // A lease within the cap is taken as it is.
+        beacon.lease = Duration::from_secs(5);
+        b.handle_beacon(&beacon.encode().unwrap(), addr("10.0.0.7:1"), now)
+            .unwrap();
+        assert_eq!(b.stats().leases_capped, 1);
+    }
+
+    #[test]
+    fn only_addresses_on_the_beacons_host_are_kept() {
+        let now = Instant::now();
+        let mut b = core("b", now);
+        let a = LocalParticipant::new(
+            "a",
+            vec![
+                addr("192.0.2.1:9000"),
+                addr("0.0.0.0:9001"),
+                addr("10.0.0.7:9002"),
+                addr("[2001:db8::1]:9003"),
+            ],
+        );
+        b.handle_beacon(&beacon_of(&a), addr("10.0.0.7:47474"), now)
+            .unwrap();
+        let Some(DiscoveryEvent::Found(peer)) = b.poll_event() else {
+            panic!()
+        };
+        assert_eq!(
+            peer.addresses,
+            vec![addr("10.0.0.7:9001"), addr("10.0.0.7:9002")],
+            "a third party's address is never one to dial"
+        );
+        assert_eq!(b.stats().foreign_locators, 2);
+    }
+
+    #[test]
+    fn a_full_table_makes_room_but_never_evicts_a_protected_participant() {
+        let now = Instant::now();
+        let mut cfg = config();
+        cfg.max_participants = 4;
+        let mut b = DiscoveryCore::new(LocalParticipant::new("b", vec![]), &cfg, now);
+        let from = addr("10.0.0.7:1");
+        let genuine: Vec<LocalParticipant> = (0..2)
+            .map(|i| LocalParticipant::new(format!("g{i}"), vec![]))
+            .collect();
+        for (i, g) in genuine.iter().enumerate() {
+            let t = now + Duration::from_millis(i as u64);
+            b.handle_beacon(&beacon_of(g), from, t).unwrap();
+            assert!(b.protect(g.id));
+        }
+        // A flood of forged ids: each newcomer takes an unprotected place,
+        // and each one evicted is reported gone.
+        let is_evicted = |e: &DiscoveryEvent| {
+            matches!(
+                e,
+                DiscoveryEvent::Gone {
+                    reason: GoneReason::Evicted,
+                    ..
+                }
+            )
+        };
+        let mut evicted = 0u64;
+        for i in 0..10_000u64 {
+            let forged = LocalParticipant::new(format!("f{i}"), vec![]);
+            let t = now + Duration::from_millis(10 + i);
+            assert_eq!(
+                b.handle_beacon(&beacon_of(&forged), from, t),
+                Ok(Accepted::Found)
+            );
+            evicted += std::iter::from_fn(|| b.poll_event())
+                .filter(is_evicted)
+                .count() as u64;
+        }
+        assert_eq!(evicted, b.stats().evicted);
+        assert_eq!(b.peers().count(), 4);
+        for g in &genuine {
+            assert!(b.peers().any(|p| p.id == g.id), "protected ones stay");
+        }
+        assert_eq!(b.stats().evicted, 10_000 - 2);
+        // A genuine newcomer is still found during the flood.
+        let newcomer = LocalParticipant::new("new", vec![]);
+        let t = now + Duration::from_secs(20);
+        assert_eq!(
+            b.handle_beacon(&beacon_of(&newcomer), from, t),
+            Ok(Accepted::Found)
+        );
+        assert_eq!(b.stats().evicted, 10_000 - 2 + 1);
+        assert!(b.peers().any(|p| p.id == newcomer.id));
+        // Every place protected: newcomers are turned away.
+        for p in b.peers().map(|p| p.id).collect::<Vec<_>>() {
+            b.protect(p);
+        }
+        let late = LocalParticipant::new("late", vec![]);
+        assert_eq!(
+            b.handle_beacon(&beacon_of(&late), from, t),
+            Err(Rejection::TooManyParticipants)
+        );
+    }
+
+    #[test]
+    fn with_a_group_key_only_tagged_beacons_are_taken() {
+        let now = Instant::now();
+        let mut keyed = config();
+        keyed.group_key = Some(GroupKey::new([42u8; 32]).unwrap());
+        let mut a = DiscoveryCore::new(LocalParticipant::new("a", vec![]), &keyed, now);
+        let mut b = DiscoveryCore::new(LocalParticipant::new("b", vec![]), &keyed, now);
+        let from = addr("10.0.0.7:1");
+        let tagged = a.poll_transmit(now).unwrap();
+        assert_eq!(b.handle_beacon(&tagged, from, now), Ok(Accepted::Found));
+
+        // A forger without the key: plain, or with a tag of another key.
+        let stranger = LocalParticipant::new("forger", vec![]);
+        let plain = beacon_of(&stranger);
+        assert_eq!(
+            b.handle_beacon(&plain, from, now),
+            Err(Rejection::Unauthenticated)
+        );
+        let mut wrong = plain.clone();
+        GroupKey::new([1u8; 32]).unwrap().sign_beacon(&mut wrong);
+        assert_eq!(
+            b.handle_beacon(&wrong, from, now),
+            Err(Rejection::Unauthenticated)
+        );
+        // A stolen id with a newer incarnation, untagged: dropped.
+        let mut stolen = a.local().restarted();
+        stolen.identity = "a".into();
+        assert_eq!(
+            b.handle_beacon(&beacon_of(&stolen), from, now),
+            Err(Rejection::Unauthenticated)
+        );
+        assert_eq!(b.stats().unauthenticated, 3);
+        assert_eq!(b.peers().count(), 1);
+
+        // A receiver without a key still reads a tagged beacon.
+        let mut plain_b = core("c", now);
+        assert_eq!(
+            plain_b.handle_beacon(&tagged, from, now),
+            Ok(Accepted::Found)
+        );
     }
 }

@@ -57,12 +57,14 @@
 
 #![forbid(unsafe_code)]
 
+mod auth;
 mod beacon;
 mod config;
 mod core;
 mod error;
 mod service;
 
+pub use auth::{GroupKey, MIN_KEY_LEN, TAG_LEN};
 pub use beacon::{
     Beacon, MAGIC, MAX_BEACON, MAX_IDENTITY, MAX_LOCATORS, ParticipantId, Rejection, VERSION,
 };

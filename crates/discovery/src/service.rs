@@ -11,7 +11,7 @@ use tokio::sync::{Notify, mpsc, watch};
 
 use crate::{
     BeaconTarget, DiscoveryConfig, DiscoveryCore, DiscoveryError, DiscoveryEvent, DiscoveryStats,
-    LocalParticipant, RemoteParticipant,
+    LocalParticipant, ParticipantId, RemoteParticipant,
 };
 
 /// Now, on the runtime's clock (which tests may pause), as the core takes it.
@@ -187,6 +187,12 @@ impl Discovery {
     /// A snapshot of the counters.
     pub fn stats(&self) -> DiscoveryStats {
         lock(&self.shared.core).stats()
+    }
+
+    /// Keeps a participant we have a stream with when the table is full
+    /// (see [`DiscoveryCore::protect`]). Returns whether it is known.
+    pub fn protect(&self, id: ParticipantId) -> bool {
+        lock(&self.shared.core).protect(id)
     }
 
     /// Changes the locators we announce; announced soon.

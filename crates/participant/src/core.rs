@@ -93,6 +93,10 @@ struct Known {
     peer: RemoteParticipant,
     /// Where we opened our stream to it, if we are the one to open it.
     dialled: Option<SocketAddr>,
+    /// Discovery says it moved or restarted while its stream was up: the
+    /// stream is kept (a beacon alone never replaces a live stream) and
+    /// reopened where it says once it ends.
+    redial: bool,
 }
 
 /// What a neighbour told us it hosts.
@@ -118,6 +122,8 @@ pub(crate) struct ParticipantCore {
     local_subscribers: BTreeMap<FilterSpec, usize>,
     router: Router,
     dials: VecDeque<Dial>,
+    /// Participants with a stream up, for discovery to keep.
+    protects: VecDeque<ParticipantId>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<ParticipantEvent>,
     directs: VecDeque<Direct>,
@@ -141,6 +147,7 @@ impl ParticipantCore {
             local_publishers: BTreeMap::new(),
             local_subscribers: BTreeMap::new(),
             dials: VecDeque::new(),
+            protects: VecDeque::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             directs: VecDeque::new(),
@@ -223,10 +230,25 @@ impl ParticipantCore {
             }
             self.events
                 .push_back(ParticipantEvent::Disconnected(ident.clone()));
+            let moved: Vec<ParticipantId> = self
+                .known
+                .iter()
+                .filter(|(_, k)| k.redial && k.peer.identity == ident.as_str())
+                .map(|(id, _)| *id)
+                .collect();
+            for id in moved {
+                self.dial(id, true);
+            }
         }
         for ident in &new {
             self.connected.insert(ident.clone());
             self.router.neighbour_up(ident.as_str());
+            let ids = self
+                .known
+                .iter()
+                .filter(|(_, k)| k.peer.identity == ident.as_str())
+                .map(|(id, _)| *id);
+            self.protects.extend(ids);
         }
         for ident in &new {
             let routes = self.router.advertisement_for(ident.as_str());
@@ -426,6 +448,12 @@ impl ParticipantCore {
         self.dials.pop_front()
     }
 
+    /// The next participant with a stream up, for discovery to keep when
+    /// its table is full.
+    pub(crate) fn poll_protect(&mut self) -> Option<ParticipantId> {
+        self.protects.pop_front()
+    }
+
     /// The next message for a neighbour.
     pub(crate) fn poll_transmit(&mut self) -> Option<Transmit> {
         self.transmits.pop_front()
@@ -518,26 +546,57 @@ impl ParticipantCore {
     // ===== internals =====
 
     /// Records what discovery says of a participant and opens the stream
-    /// to it if we are the one to: of each pair, the participant with the
-    /// lower id connects, so each pair has exactly one stream. A restart
-    /// reopens it; a change keeps it while it goes to an address the
-    /// participant still has.
+    /// to it if we are the one to. A restart, or a change that drops the
+    /// address the stream goes to, reopens it; but while that stream is up
+    /// it is kept, and reopened only once it ends: a beacon alone (which
+    /// anyone on the network can send) never replaces a live stream.
     fn know(&mut self, peer: RemoteParticipant, restart: bool) {
         let id = peer.id;
-        let ours = self.id < id;
         let known = self.known.entry(id).or_insert(Known {
             peer: peer.clone(),
             dialled: None,
+            redial: false,
         });
+        // Whether the participant as we knew it has a stream up.
+        let live = self
+            .connected
+            .iter()
+            .any(|i| i.as_str() == known.peer.identity);
         known.peer = peer;
-        if !ours {
+        if self
+            .connected
+            .iter()
+            .any(|i| i.as_str() == known.peer.identity)
+        {
+            self.protects.push_back(id);
+        }
+        let addresses = &known.peer.addresses;
+        let moved = restart || known.dialled.is_some_and(|at| !addresses.contains(&at));
+        if known.dialled.is_some() && !moved {
+            return;
+        }
+        if live && known.dialled.is_some() {
+            known.redial = true;
+            return;
+        }
+        self.dial(id, moved);
+    }
+
+    /// Opens the stream to a participant if we are the one to: of each
+    /// pair, the participant with the lower id connects, so each pair has
+    /// exactly one stream. `again` reopens one we opened before.
+    fn dial(&mut self, id: ParticipantId, again: bool) {
+        if self.id >= id {
+            return;
+        }
+        let Some(known) = self.known.get_mut(&id) else {
+            return;
+        };
+        known.redial = false;
+        if known.dialled.is_some() && !again {
             return;
         }
         let addresses = &known.peer.addresses;
-        let keep = !restart && known.dialled.is_some_and(|at| addresses.contains(&at));
-        if keep {
-            return;
-        }
         let at = addresses
             .iter()
             .find(|a| a.is_ipv4())
@@ -706,6 +765,40 @@ mod tests {
         });
         assert_eq!(dials(&mut low), vec![Dial::Close(id(2))]);
         assert!(low.peers().is_empty());
+    }
+
+    #[test]
+    fn a_beacon_alone_never_replaces_a_live_stream() {
+        let at = addr("127.0.0.2:9000");
+        let mut low = ParticipantCore::new(id(1), ident("low"), 4);
+        low.handle_discovery(DiscoveryEvent::Found(peer("high", id(2), at)));
+        assert_eq!(dials(&mut low), vec![Dial::Open { peer: id(2), at }]);
+        low.handle_streams([ident("high")]);
+        assert_eq!(low.poll_protect(), Some(id(2)), "discovery keeps it");
+        assert_eq!(low.poll_protect(), None);
+
+        // A forger claims high's id with a newer incarnation, from its own
+        // host, and then a change of address: the live stream stays.
+        let forger_at = addr("127.0.0.66:9000");
+        let forged = peer("high", id(2), forger_at);
+        low.handle_discovery(DiscoveryEvent::Restarted {
+            previous_incarnation: 0,
+            peer: forged.clone(),
+        });
+        low.handle_discovery(DiscoveryEvent::Changed(forged));
+        assert_eq!(dials(&mut low), vec![], "no dial while the stream lives");
+        assert_eq!(low.connected().count(), 1);
+
+        // Once that stream ends, the participant is reached where
+        // discovery last said.
+        low.handle_streams([]);
+        assert_eq!(
+            dials(&mut low),
+            vec![Dial::Open {
+                peer: id(2),
+                at: forger_at
+            }]
+        );
     }
 
     #[test]

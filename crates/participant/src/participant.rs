@@ -383,6 +383,9 @@ impl Inner {
         while let Some(dial) = core.poll_dial() {
             self.dial(core, dial);
         }
+        while let Some(id) = core.poll_protect() {
+            self.discovery.protect(id);
+        }
         while let Some(t) = core.poll_transmit() {
             match t.kind {
                 TransmitKind::Control => {
