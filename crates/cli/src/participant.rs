@@ -233,7 +233,7 @@ fn event_json(e: &ParticipantEvent) -> Option<serde_json::Value> {
             reason,
         } => json!({
             "event": "gone", "id": id.to_string(), "identity": identity,
-            "reason": match reason { GoneReason::Left => "left", _ => "lease-expired" },
+            "reason": match reason { GoneReason::Left => "left", GoneReason::Evicted => "evicted", _ => "lease-expired" },
         }),
         ParticipantEvent::Connected(who) => json!({"event": "connected", "identity": who.as_str()}),
         ParticipantEvent::Disconnected(who) => {
