@@ -1,10 +1,13 @@
 //! Arbitrary bytes through the STUN codec and the server's request
-//! handling: never a panic, and whatever decodes encodes back to bytes that
-//! decode to the same message.
+//! handling: never a panic, whatever decodes encodes back to bytes that
+//! decode to the same message, and no error answer is larger than twice
+//! its request.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use weft_stun::{Endpoint, Key, Message, MessageView, Responder, ResponderConfig, Transport};
+use weft_stun::{
+    Class, Endpoint, Handled, Key, Message, MessageView, Responder, ResponderConfig, Transport,
+};
 
 fuzz_target!(|input: &[u8]| {
     let _ = MessageView::frame_len(input);
@@ -24,10 +27,22 @@ fuzz_target!(|input: &[u8]| {
     }
     let mut config = ResponderConfig::new("127.0.0.1:3478".parse().unwrap());
     config.alternate = Some("127.0.0.2:3479".parse().unwrap());
-    let responder = Responder::new(config);
+    let mut responder = Responder::new(config);
     let source = "127.0.0.1:40000".parse().unwrap();
-    for endpoint in Endpoint::ALL {
-        let _ = responder.handle(input, source, endpoint, Transport::Udp);
+    let now = std::time::Instant::now();
+    let mut answers: Vec<Handled> = Endpoint::ALL
+        .into_iter()
+        .map(|endpoint| responder.handle(now, input, source, endpoint, Transport::Udp))
+        .collect();
+    answers.push(responder.handle(now, input, source, Endpoint::PRIMARY, Transport::Tcp));
+    for answer in answers {
+        // An error answer is never more than twice its request.
+        if let Handled::Reply(reply) = answer {
+            if let Ok(view) = MessageView::new_checked(&reply.payload) {
+                if view.class() == Class::ErrorResponse {
+                    assert!(reply.payload.len() <= 2 * input.len());
+                }
+            }
+        }
     }
-    let _ = responder.handle(input, source, Endpoint::PRIMARY, Transport::Tcp);
 });

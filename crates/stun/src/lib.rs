@@ -47,7 +47,8 @@
 //! - **Client** ([`StunClient`] over UDP, [`binding_tcp`], [`binding_tls`],
 //!   [`binding`] from a [`ServerUrl`]), several servers at once
 //!   ([`query_servers`]) and NAT discovery ([`discover_nat`]).
-//! - **Server** ([`Responder`], free of I/O, and [`StunServer`] around it).
+//! - **Server** ([`Responder`], free of I/O, and [`StunServer`] around it),
+//!   with per-source [`SourceLimits`] on answers and RESPONSE-PORT.
 //!
 //! Errors are one enum, [`StunError`]; bytes that are not STUN give
 //! [`StunError::Decode`] with a [`DecodeError`] naming what is wrong, and a
@@ -62,6 +63,7 @@ mod attribute;
 mod client;
 mod error;
 mod integrity;
+mod limit;
 mod message;
 mod nat;
 mod query;
@@ -81,6 +83,7 @@ pub use client::{
 };
 pub use error::{DecodeError, StunError};
 pub use integrity::{FINGERPRINT_XOR, Key, PasswordAlgorithm, Trailer, userhash};
+pub use limit::{LimitStats, RateLimit, SourceLimits};
 pub use message::{
     Attributes, Class, HEADER_LEN, MAGIC_COOKIE, MAX_MESSAGE_LEN, Message, MessageView, Method,
     RawAttribute, TransactionId,

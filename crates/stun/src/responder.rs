@@ -1,11 +1,17 @@
 //! The server's request handling, free of I/O.
 
 use std::net::SocketAddr;
+use std::time::Instant;
 
+use crate::limit::SourceTable;
 use crate::{
-    Attribute, AttributeType, ChangeRequest, Class, ErrorCode, Message, MessageView, Method,
-    Trailer, Transport,
+    Attribute, AttributeType, ChangeRequest, Class, ErrorCode, LimitStats, Message, MessageView,
+    Method, SourceLimits, Trailer, Transport,
 };
+
+/// How many times its request's size an error answer may be at most, so
+/// that a forged source cannot use the server to amplify traffic.
+const ERROR_AMPLIFICATION: usize = 2;
 
 /// One of the server's (up to four) UDP sockets, named by whether it uses
 /// the alternate IP and the alternate port.
@@ -69,6 +75,9 @@ pub struct ResponderConfig {
     pub software: Option<String>,
     /// Whether responses carry FINGERPRINT. Default: `true`.
     pub fingerprint: bool,
+    /// What one source address may ask for. Default:
+    /// [`SourceLimits::default`].
+    pub limits: SourceLimits,
 }
 
 impl ResponderConfig {
@@ -79,6 +88,7 @@ impl ResponderConfig {
             alternate: None,
             software: Some(concat!("weft-stun ", env!("CARGO_PKG_VERSION")).to_owned()),
             fingerprint: true,
+            limits: SourceLimits::default(),
         }
     }
 
@@ -123,6 +133,11 @@ pub enum Ignored {
     BadFingerprint,
     /// A response or an indication.
     NotARequest,
+    /// Its source is over [`SourceLimits::answers`].
+    RateLimited,
+    /// It names a RESPONSE-PORT and its source is over
+    /// [`SourceLimits::redirects`].
+    RedirectLimited,
 }
 
 /// What the [`Responder`] made of a datagram.
@@ -144,12 +159,20 @@ pub enum Handled {
 /// answers CHANGE-REQUEST from the socket it names and honours
 /// RESPONSE-PORT.
 ///
+/// Each source address gets a limited number of answers, and of answers
+/// sent to a RESPONSE-PORT ([`SourceLimits`]); every error answer is at
+/// most twice the size of its request (short reason phrases, and no
+/// SOFTWARE when it does not fit).
+///
 /// ```
 /// use weft_stun::{Endpoint, Handled, Message, Responder, ResponderConfig, Transport};
-/// let responder = Responder::new(ResponderConfig::new("127.0.0.1:3478".parse().unwrap()));
+/// use std::time::Instant;
+/// let mut responder = Responder::new(ResponderConfig::new("127.0.0.1:3478".parse().unwrap()));
 /// let request = Message::binding_request().encode()?;
 /// let client = "127.0.0.1:40000".parse().unwrap();
-/// let Handled::Reply(reply) = responder.handle(&request, client, Endpoint::PRIMARY, Transport::Udp)
+/// let now = Instant::now();
+/// let Handled::Reply(reply) =
+///     responder.handle(now, &request, client, Endpoint::PRIMARY, Transport::Udp)
 /// else { panic!("no reply") };
 /// assert_eq!((reply.from, reply.to), (Endpoint::PRIMARY, client));
 /// let response = Message::decode(&reply.payload)?;
@@ -159,12 +182,16 @@ pub enum Handled {
 #[derive(Clone, Debug)]
 pub struct Responder {
     config: ResponderConfig,
+    sources: SourceTable,
 }
 
 impl Responder {
     /// A responder.
     pub fn new(config: ResponderConfig) -> Responder {
-        Responder { config }
+        Responder {
+            sources: SourceTable::new(config.limits),
+            config,
+        }
     }
 
     /// The configuration.
@@ -172,10 +199,23 @@ impl Responder {
         &self.config
     }
 
+    /// How often each of the [`SourceLimits`] has bitten.
+    pub fn limit_stats(&self) -> LimitStats {
+        self.sources.stats()
+    }
+
+    /// How many source addresses are tracked now (at most
+    /// [`SourceLimits::max_sources`]).
+    pub fn tracked_sources(&self) -> usize {
+        self.sources.len()
+    }
+
     /// Handles one message from `source`, received on endpoint `on` over
-    /// `transport`. Never panics on any input.
+    /// `transport` at `now` (which refills the source's budgets). Never
+    /// panics on any input.
     pub fn handle(
-        &self,
+        &mut self,
+        now: Instant,
         data: &[u8],
         source: SocketAddr,
         on: Endpoint,
@@ -190,37 +230,41 @@ impl Responder {
         if view.class() != Class::Request {
             return Handled::Ignored(Ignored::NotARequest);
         }
-        self.answer(&view, source, on, transport)
+        if !self.sources.take_answer(source.ip(), now) {
+            return Handled::Ignored(Ignored::RateLimited);
+        }
+        self.answer(now, &view, source, on, transport)
             .unwrap_or(Handled::Ignored(Ignored::Malformed))
     }
 
     /// The response to a request; `None` only if it cannot be encoded.
     fn answer(
-        &self,
+        &mut self,
+        now: Instant,
         view: &MessageView<'_>,
         source: SocketAddr,
         on: Endpoint,
         transport: Transport,
     ) -> Option<Handled> {
-        let reply_to = |response: Message, from: Endpoint, to: SocketAddr| {
-            self.encode(response)
-                .map(|payload| Handled::Reply(Reply { from, to, payload }))
-        };
-        let error = |code: u16, reason: String, unknown: Vec<AttributeType>| {
+        let config = &self.config;
+        let error = |code: u16, reason: &str, unknown: Vec<AttributeType>| {
             let mut response =
                 Message::new(Class::ErrorResponse, view.method(), view.transaction_id())
                     .with(Attribute::ErrorCode(ErrorCode::new(code, reason)));
             if !unknown.is_empty() {
                 response.push(Attribute::UnknownAttributes(unknown));
             }
-            reply_to(response, on, source)
+            let budget = view.as_bytes().len().saturating_mul(ERROR_AMPLIFICATION);
+            encode_error(config, response, budget).map(|payload| {
+                Handled::Reply(Reply {
+                    from: on,
+                    to: source,
+                    payload,
+                })
+            })
         };
         if view.method() != Method::BINDING {
-            return error(
-                ErrorCode::BAD_REQUEST,
-                format!("unsupported method 0x{:03x}", view.method().value()),
-                vec![],
-            );
+            return error(ErrorCode::BAD_REQUEST, "Bad Request", vec![]);
         }
         let mut unknown = view.unknown_comprehension_required();
         let rfc5780 = self.config.alternate.is_some() && transport == Transport::Udp;
@@ -235,22 +279,23 @@ impl Responder {
             }
         }
         if !unknown.is_empty() {
-            return error(
-                ErrorCode::UNKNOWN_ATTRIBUTE,
-                "Unknown Attribute".into(),
-                unknown,
-            );
+            return error(ErrorCode::UNKNOWN_ATTRIBUTE, "Unknown Attribute", unknown);
         }
         let request = match view.to_message() {
             Ok(r) => r,
-            Err(e) => return error(ErrorCode::BAD_REQUEST, e.to_string(), vec![]),
+            Err(_) => return error(ErrorCode::BAD_REQUEST, "Bad Request", vec![]),
         };
         let from = match request.change_request() {
             Some(change) if rfc5780 => on.changed(change),
             _ => on,
         };
         let to = match request.response_port() {
-            Some(port) if rfc5780 => SocketAddr::new(source.ip(), port),
+            Some(port) if rfc5780 && port != source.port() => {
+                if !self.sources.take_redirect(source.ip(), now) {
+                    return Some(Handled::Ignored(Ignored::RedirectLimited));
+                }
+                SocketAddr::new(source.ip(), port)
+            }
             _ => source,
         };
         let mut response = Message::new(
@@ -271,32 +316,57 @@ impl Responder {
                 response.push(Attribute::OtherAddress(other));
             }
         }
-        reply_to(response, from, to)
+        let payload = encode(&self.config, response)?;
+        Some(Handled::Reply(Reply { from, to, payload }))
     }
+}
 
-    fn encode(&self, mut response: Message) -> Option<Vec<u8>> {
-        if let Some(software) = &self.config.software {
-            response.push(Attribute::Software(software.clone()));
+fn trailer(config: &ResponderConfig) -> Trailer<'static> {
+    Trailer {
+        fingerprint: config.fingerprint,
+        ..Trailer::default()
+    }
+}
+
+/// A response with SOFTWARE when it can carry it.
+fn encode(config: &ResponderConfig, mut response: Message) -> Option<Vec<u8>> {
+    if let Some(software) = &config.software {
+        response.push(Attribute::Software(software.clone()));
+        if let Ok(bytes) = response.encode_with(&trailer(config)) {
+            return Some(bytes);
         }
-        let trailer = Trailer {
-            fingerprint: self.config.fingerprint,
-            ..Trailer::default()
-        };
-        match response.encode_with(&trailer) {
-            Ok(bytes) => Some(bytes),
-            Err(_) => {
-                // Only a reason phrase or SOFTWARE over the limits can fail:
-                // answer without them rather than not at all.
-                response
-                    .attributes
-                    .retain(|a| !matches!(a, Attribute::Software(_)));
-                for a in &mut response.attributes {
-                    if let Attribute::ErrorCode(e) = a {
-                        e.reason.truncate(0);
-                    }
-                }
-                response.encode_with(&trailer).ok()
+        // Only SOFTWARE over the limits can fail: answer without it rather
+        // than not at all.
+        response.attributes.pop();
+    }
+    response.encode_with(&trailer(config)).ok()
+}
+
+/// An error response of at most `budget` bytes: with SOFTWARE if that
+/// fits, else without it and with as much of the reason phrase as fits.
+/// Without SOFTWARE and reason it is at most 36 bytes plus 4 for every 2
+/// unknown attributes listed, each of which took at least 4 bytes of the
+/// request, so it fits twice any request (20 bytes or more); `None` if it
+/// still would not.
+fn encode_error(config: &ResponderConfig, response: Message, budget: usize) -> Option<Vec<u8>> {
+    if let Some(bytes) = encode(config, response.clone()) {
+        if bytes.len() <= budget {
+            return Some(bytes);
+        }
+    }
+    let mut response = response;
+    loop {
+        if let Ok(bytes) = response.encode_with(&trailer(config)) {
+            if bytes.len() <= budget {
+                return Some(bytes);
             }
+        }
+        let shortened = response.attributes.iter_mut().any(|a| match a {
+            Attribute::ErrorCode(e) => e.reason.pop().is_some(),
+            _ => false,
+        });
+        if !shortened {
+            return None;
         }
     }
 }
@@ -309,6 +379,10 @@ mod tests {
         let mut config = ResponderConfig::new("127.0.0.1:3478".parse().unwrap());
         config.alternate = Some("127.0.0.2:3479".parse().unwrap());
         Responder::new(config)
+    }
+
+    fn now() -> Instant {
+        Instant::now()
     }
 
     fn client() -> SocketAddr {
@@ -354,7 +428,7 @@ mod tests {
 
     #[test]
     fn rfc5780_change_request_and_response_port() {
-        let r = rfc5780();
+        let mut r = rfc5780();
         let request = Message::binding_request()
             .with(Attribute::ChangeRequest(ChangeRequest {
                 change_ip: true,
@@ -362,7 +436,8 @@ mod tests {
             }))
             .encode()
             .unwrap();
-        let (rep, m) = reply(r.handle(&request, client(), Endpoint::PRIMARY, Transport::Udp));
+        let (rep, m) =
+            reply(r.handle(now(), &request, client(), Endpoint::PRIMARY, Transport::Udp));
         assert_eq!(rep.from, Endpoint::ALL[3]);
         assert_eq!(rep.to, client());
         assert_eq!(m.mapped_address(), Some(client()));
@@ -378,7 +453,7 @@ mod tests {
             .encode()
             .unwrap();
         let on = Endpoint::ALL[2]; // alternate IP, primary port
-        let (rep, m) = reply(r.handle(&request, client(), on, Transport::Udp));
+        let (rep, m) = reply(r.handle(now(), &request, client(), on, Transport::Udp));
         assert_eq!(rep.from, Endpoint::ALL[3]);
         assert_eq!(rep.to, "127.0.0.1:6000".parse().unwrap());
         assert_eq!(m.mapped_address(), Some(client()));
@@ -388,12 +463,13 @@ mod tests {
 
     #[test]
     fn without_alternate_change_request_is_unknown() {
-        let r = Responder::new(ResponderConfig::new("127.0.0.1:3478".parse().unwrap()));
+        let mut r = Responder::new(ResponderConfig::new("127.0.0.1:3478".parse().unwrap()));
         let request = Message::binding_request()
             .with(Attribute::ChangeRequest(ChangeRequest::default()))
             .encode()
             .unwrap();
-        let (rep, m) = reply(r.handle(&request, client(), Endpoint::PRIMARY, Transport::Udp));
+        let (rep, m) =
+            reply(r.handle(now(), &request, client(), Endpoint::PRIMARY, Transport::Udp));
         assert_eq!(rep.from, Endpoint::PRIMARY);
         assert_eq!(m.class, Class::ErrorResponse);
         assert_eq!(m.error_code().unwrap().code, 420);
@@ -408,7 +484,7 @@ mod tests {
 
     #[test]
     fn unknown_required_attributes_get_420_and_bad_ones_400() {
-        let r = rfc5780();
+        let mut r = rfc5780();
         let request = Message::binding_request()
             .with(Attribute::Unknown {
                 kind: AttributeType(0x0024),
@@ -420,7 +496,7 @@ mod tests {
             })
             .encode()
             .unwrap();
-        let (_, m) = reply(r.handle(&request, client(), Endpoint::PRIMARY, Transport::Udp));
+        let (_, m) = reply(r.handle(now(), &request, client(), Endpoint::PRIMARY, Transport::Udp));
         assert_eq!(m.error_code().unwrap().code, 420);
         assert_eq!(
             m.get(AttributeType::UNKNOWN_ATTRIBUTES),
@@ -430,14 +506,8 @@ mod tests {
         let mut bad = Message::binding_request().encode().unwrap();
         bad.extend_from_slice(&[0x00, 0x20, 0x00, 0x04, 0, 9, 0, 0]);
         bad[3] = 8;
-        let (_, m) = reply(r.handle(&bad, client(), Endpoint::PRIMARY, Transport::Udp));
-        assert_eq!(m.error_code().unwrap().code, 400);
-        assert!(
-            m.error_code()
-                .unwrap()
-                .reason
-                .contains("XOR-MAPPED-ADDRESS")
-        );
+        let (_, m) = reply(r.handle(now(), &bad, client(), Endpoint::PRIMARY, Transport::Udp));
+        assert_eq!(m.error_code().unwrap(), &ErrorCode::new(400, "Bad Request"));
 
         let other_method = Message::new(
             Class::Request,
@@ -446,16 +516,22 @@ mod tests {
         )
         .encode()
         .unwrap();
-        let (_, m) = reply(r.handle(&other_method, client(), Endpoint::PRIMARY, Transport::Udp));
+        let (_, m) = reply(r.handle(
+            now(),
+            &other_method,
+            client(),
+            Endpoint::PRIMARY,
+            Transport::Udp,
+        ));
         assert_eq!(m.error_code().unwrap().code, 400);
         assert_eq!(m.method, Method::new(3).unwrap());
     }
 
     #[test]
     fn junk_and_non_requests_are_ignored() {
-        let r = rfc5780();
+        let mut r = rfc5780();
         assert_eq!(
-            r.handle(b"hello", client(), Endpoint::PRIMARY, Transport::Udp),
+            r.handle(now(), b"hello", client(), Endpoint::PRIMARY, Transport::Udp),
             Handled::Ignored(Ignored::Malformed)
         );
         let indication = Message::new(
@@ -466,7 +542,13 @@ mod tests {
         .encode()
         .unwrap();
         assert_eq!(
-            r.handle(&indication, client(), Endpoint::PRIMARY, Transport::Udp),
+            r.handle(
+                now(),
+                &indication,
+                client(),
+                Endpoint::PRIMARY,
+                Transport::Udp
+            ),
             Handled::Ignored(Ignored::NotARequest)
         );
         let mut request = Message::binding_request()
@@ -475,14 +557,14 @@ mod tests {
         let last = request.len() - 1;
         request[last] ^= 0xff;
         assert_eq!(
-            r.handle(&request, client(), Endpoint::PRIMARY, Transport::Udp),
+            r.handle(now(), &request, client(), Endpoint::PRIMARY, Transport::Udp),
             Handled::Ignored(Ignored::BadFingerprint)
         );
     }
 
     #[test]
     fn streams_never_change_address() {
-        let r = rfc5780();
+        let mut r = rfc5780();
         let request = Message::binding_request()
             .with(Attribute::ChangeRequest(ChangeRequest {
                 change_ip: true,
@@ -490,10 +572,10 @@ mod tests {
             }))
             .encode()
             .unwrap();
-        let (_, m) = reply(r.handle(&request, client(), Endpoint::PRIMARY, Transport::Tcp));
+        let (_, m) = reply(r.handle(now(), &request, client(), Endpoint::PRIMARY, Transport::Tcp));
         assert_eq!(m.error_code().unwrap().code, 420);
         let plain = Message::binding_request().encode().unwrap();
-        let (rep, m) = reply(r.handle(&plain, client(), Endpoint::PRIMARY, Transport::Tcp));
+        let (rep, m) = reply(r.handle(now(), &plain, client(), Endpoint::PRIMARY, Transport::Tcp));
         assert_eq!(rep.from, Endpoint::PRIMARY);
         assert_eq!(m.mapped_address(), Some(client()));
         assert!(m.other_address().is_none());

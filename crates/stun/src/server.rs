@@ -2,8 +2,8 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -13,8 +13,8 @@ use tokio::task::{JoinHandle, JoinSet};
 
 use crate::socket::{listen_tcp, server_udp};
 use crate::{
-    Endpoint, HEADER_LEN, Handled, Ignored, MessageView, Responder, ResponderConfig, StunError,
-    Transport,
+    Endpoint, HEADER_LEN, Handled, Ignored, MessageView, Responder, ResponderConfig, SourceLimits,
+    StunError, Transport,
 };
 
 /// TLS for a server: where to listen and the rustls configuration.
@@ -57,6 +57,9 @@ pub struct ServerConfig {
     /// With a primary port of 0 and RFC 5780, how many times to pick new
     /// ports when one of the four is taken. Default: 16.
     pub bind_attempts: u32,
+    /// Answers and RESPONSE-PORT redirects per source address, over every
+    /// socket and transport together. Default: [`SourceLimits::default`].
+    pub limits: SourceLimits,
 }
 
 impl Default for ServerConfig {
@@ -72,6 +75,7 @@ impl Default for ServerConfig {
             idle_timeout: Duration::from_secs(10),
             max_message_size: 4096,
             bind_attempts: 16,
+            limits: SourceLimits::default(),
         }
     }
 }
@@ -85,6 +89,14 @@ pub struct ServerStats {
     pub replied: u64,
     /// Messages not answered: not STUN, bad FINGERPRINT, not a request.
     pub ignored: u64,
+    /// Requests not answered because their source was over
+    /// [`SourceLimits::answers`].
+    pub rate_limited: u64,
+    /// Requests not answered because their source was over
+    /// [`SourceLimits::redirects`].
+    pub redirects_refused: u64,
+    /// Sources forgotten to stay within [`SourceLimits::max_sources`].
+    pub sources_evicted: u64,
     /// Responses that could not be sent.
     pub send_errors: u64,
     /// TCP and TLS connections accepted.
@@ -107,6 +119,25 @@ fn bump(counter: &AtomicU64) {
     counter.fetch_add(1, Ordering::Relaxed);
 }
 
+/// The responder, shared by every socket and connection: its per-source
+/// budgets are one table.
+type Shared = Arc<Mutex<Responder>>;
+
+/// Hands one message to the responder at the (tokio) clock's now.
+fn handle(
+    responder: &Shared,
+    data: &[u8],
+    source: SocketAddr,
+    on: Endpoint,
+    transport: Transport,
+) -> Handled {
+    let now = tokio::time::Instant::now().into_std();
+    // `handle` cannot leave the responder half-updated: a panic elsewhere
+    // while holding the lock does not make it unusable.
+    let mut responder = responder.lock().unwrap_or_else(PoisonError::into_inner);
+    responder.handle(now, data, source, on, transport)
+}
+
 /// A running STUN server. Dropping it stops every task it started.
 ///
 /// ```
@@ -125,6 +156,7 @@ fn bump(counter: &AtomicU64) {
 #[derive(Debug)]
 pub struct StunServer {
     responder: ResponderConfig,
+    shared: Shared,
     udp: Vec<SocketAddr>,
     tcp: Option<SocketAddr>,
     tls: Option<SocketAddr>,
@@ -153,6 +185,7 @@ fn try_bind(config: &ServerConfig) -> io::Result<Bound> {
     let mut responder = ResponderConfig::new(primary);
     responder.software = config.software.clone();
     responder.fingerprint = config.fingerprint;
+    responder.limits = config.limits;
     if let Some(alt) = config.alternate {
         let alt_port = match alt.port() {
             0 => primary
@@ -219,7 +252,7 @@ impl StunServer {
         };
 
         let counters = Arc::new(Counters::default());
-        let responder = Arc::new(Responder::new(bound.responder.clone()));
+        let responder: Shared = Arc::new(Mutex::new(Responder::new(bound.responder.clone())));
         let sockets: Arc<[Option<UdpSocket>; 4]> = Arc::new(bound.udp);
         let mut udp = Vec::new();
         let mut tasks = Vec::new();
@@ -263,6 +296,7 @@ impl StunServer {
         tracing::info!(?udp, ?tcp, ?tls, "STUN server ready");
         Ok(StunServer {
             responder: bound.responder,
+            shared: responder,
             udp,
             tcp,
             tls,
@@ -301,10 +335,18 @@ impl StunServer {
     /// The counters so far.
     pub fn stats(&self) -> ServerStats {
         let c = &self.counters;
+        let limits = self
+            .shared
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .limit_stats();
         ServerStats {
             received: c.received.load(Ordering::Relaxed),
             replied: c.replied.load(Ordering::Relaxed),
             ignored: c.ignored.load(Ordering::Relaxed),
+            rate_limited: limits.rate_limited,
+            redirects_refused: limits.redirects_refused,
+            sources_evicted: limits.sources_evicted,
             send_errors: c.send_errors.load(Ordering::Relaxed),
             connections: c.connections.load(Ordering::Relaxed),
             refused_connections: c.refused_connections.load(Ordering::Relaxed),
@@ -327,7 +369,7 @@ impl StunServer {
 async fn serve_udp(
     sockets: Arc<[Option<UdpSocket>; 4]>,
     endpoint: Endpoint,
-    responder: Arc<Responder>,
+    responder: Shared,
     counters: Arc<Counters>,
     buffer: usize,
 ) {
@@ -344,7 +386,7 @@ async fn serve_udp(
             }
         };
         bump(&counters.received);
-        match responder.handle(&buf[..n], from, endpoint, Transport::Udp) {
+        match handle(&responder, &buf[..n], from, endpoint, Transport::Udp) {
             Handled::Reply(reply) => {
                 let out = sockets[reply.from.index()].as_ref().unwrap_or(socket);
                 match out.send_to(&reply.payload, reply.to).await {
@@ -357,7 +399,7 @@ async fn serve_udp(
             }
             Handled::Ignored(why) => {
                 tracing::trace!(%from, ?why, "STUN datagram ignored");
-                bump(&counters.ignored);
+                count_ignored(&counters, why);
             }
         }
     }
@@ -366,7 +408,7 @@ async fn serve_udp(
 async fn accept(
     listener: TcpListener,
     tls: Option<tokio_rustls::TlsAcceptor>,
-    responder: Arc<Responder>,
+    responder: Shared,
     counters: Arc<Counters>,
     config: ServerConfig,
 ) {
@@ -419,7 +461,7 @@ async fn serve_stream<S: AsyncRead + AsyncWrite + Unpin>(
     mut stream: S,
     peer: SocketAddr,
     transport: Transport,
-    responder: &Responder,
+    responder: &Shared,
     counters: &Counters,
     idle: Duration,
 ) {
@@ -440,7 +482,7 @@ async fn serve_stream<S: AsyncRead + AsyncWrite + Unpin>(
             _ => break,
         }
         bump(&counters.received);
-        match responder.handle(&buf, peer, Endpoint::PRIMARY, transport) {
+        match handle(responder, &buf, peer, Endpoint::PRIMARY, transport) {
             Handled::Reply(reply) => {
                 if stream.write_all(&reply.payload).await.is_err() || stream.flush().await.is_err()
                 {
@@ -453,8 +495,19 @@ async fn serve_stream<S: AsyncRead + AsyncWrite + Unpin>(
                 bump(&counters.ignored);
                 break;
             }
-            Handled::Ignored(_) => bump(&counters.ignored),
+            Handled::Ignored(why) => count_ignored(counters, why),
         }
     }
     let _ = stream.shutdown().await;
+}
+
+/// Counts a message left unanswered; the responder counts those its
+/// limits refused.
+fn count_ignored(counters: &Counters, why: Ignored) {
+    match why {
+        Ignored::RateLimited | Ignored::RedirectLimited => {}
+        Ignored::Malformed | Ignored::BadFingerprint | Ignored::NotARequest => {
+            bump(&counters.ignored);
+        }
+    }
 }

@@ -229,8 +229,9 @@ fn exercise(bytes: &[u8]) {
     }
     let mut config = ResponderConfig::new("127.0.0.1:3478".parse().unwrap());
     config.alternate = Some("127.0.0.2:3479".parse().unwrap());
-    let responder = Responder::new(config);
+    let mut responder = Responder::new(config);
     let source = "127.0.0.1:5000".parse().unwrap();
-    let _ = responder.handle(bytes, source, Endpoint::PRIMARY, Transport::Udp);
-    let _ = responder.handle(bytes, source, Endpoint::ALL[3], Transport::Tcp);
+    let now = std::time::Instant::now();
+    let _ = responder.handle(now, bytes, source, Endpoint::PRIMARY, Transport::Udp);
+    let _ = responder.handle(now, bytes, source, Endpoint::ALL[3], Transport::Tcp);
 }
