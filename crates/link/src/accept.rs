@@ -11,7 +11,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::connection::run_stream;
+use crate::connection::{Ends, PeerCredentials, run_stream};
 use crate::registry::Registry;
 use crate::tls::peer_certificates;
 use crate::{Address, LinkError, LinkEvent, ListenerId, Origin, Scheme, SocketOptions, socket};
@@ -33,8 +33,8 @@ pub(crate) trait StreamListener: Send + 'static {
 /// An accepted stream and what is known of its two ends.
 pub(crate) struct Accepted<S> {
     pub(crate) stream: S,
-    pub(crate) peer: Option<Address>,
-    pub(crate) local: Option<Address>,
+    /// What is known of its two ends (no certificates yet).
+    pub(crate) ends: Ends,
 }
 
 /// A TCP listener; accepted streams get `options` applied.
@@ -57,8 +57,11 @@ impl StreamListener for TcpStreams {
             .map(|a| Address::ip(self.scheme, a));
         Ok(Accepted {
             stream,
-            peer: Some(Address::ip(self.scheme, peer)),
-            local,
+            ends: Ends {
+                peer: Some(Address::ip(self.scheme, peer)),
+                local,
+                ..Ends::default()
+            },
         })
     }
 }
@@ -74,10 +77,14 @@ impl StreamListener for UnixStreams {
 
     async fn accept(&self) -> io::Result<Accepted<Self::Stream>> {
         let (stream, _) = self.listener.accept().await?;
+        let credentials = PeerCredentials::of(&stream);
         Ok(Accepted {
             stream,
-            peer: None,
-            local: Some(self.bound.clone()),
+            ends: Ends {
+                local: Some(self.bound.clone()),
+                credentials,
+                ..Ends::default()
+            },
         })
     }
 }
@@ -113,11 +120,7 @@ pub(crate) async fn accept_task<L: StreamListener>(
 fn start_accepted<S>(
     registry: &Arc<Registry>,
     id: ListenerId,
-    Accepted {
-        stream,
-        peer,
-        local,
-    }: Accepted<S>,
+    Accepted { stream, ends }: Accepted<S>,
     tls: Option<&tokio_rustls::TlsAcceptor>,
     events: &mpsc::Sender<LinkEvent>,
 ) where
@@ -125,14 +128,7 @@ fn start_accepted<S>(
 {
     let events = events.clone();
     let Some(acceptor) = tls else {
-        let conn = registry.new_connection(
-            Origin::Listener(id),
-            peer,
-            local,
-            None,
-            false,
-            registry.shutdown(),
-        );
+        let conn = registry.new_connection(Origin::Listener(id), ends, false, registry.shutdown());
         registry.spawn(run_stream(registry.clone(), conn, stream, events));
         return;
     };
@@ -140,24 +136,21 @@ fn start_accepted<S>(
     let registry2 = registry.clone();
     registry.spawn(async move {
         let registry = registry2;
-        let name = peer
+        let name = ends
+            .peer
             .as_ref()
-            .or(local.as_ref())
+            .or(ends.local.as_ref())
             .map(ToString::to_string)
             .unwrap_or_default();
         let Some(tls) = accept_tls(&registry, id, &acceptor, stream, name, &events).await else {
             return;
         };
         let tls = tokio_rustls::TlsStream::Server(tls);
-        let certificates = peer_certificates(&tls);
-        let conn = registry.new_connection(
-            Origin::Listener(id),
-            peer,
-            local,
-            certificates,
-            false,
-            registry.shutdown(),
-        );
+        let ends = Ends {
+            certificates: peer_certificates(&tls),
+            ..ends
+        };
+        let conn = registry.new_connection(Origin::Listener(id), ends, false, registry.shutdown());
         run_stream(registry, conn, tls, events).await;
     });
 }

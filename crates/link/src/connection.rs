@@ -60,6 +60,43 @@ pub struct ConnectionInfo {
     pub peer_certificates: Option<Arc<[CertificateDer<'static>]>>,
     /// Whether each send and each data event is one datagram (UDP).
     pub datagram: bool,
+    /// Who runs the process at the other end, for Unix socket connections
+    /// (`SO_PEERCRED`): what a local service checks before it serves.
+    pub peer_credentials: Option<PeerCredentials>,
+}
+
+/// The process at the other end of a Unix socket, as the kernel saw it
+/// when the connection was made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct PeerCredentials {
+    /// Its effective user id.
+    pub uid: u32,
+    /// Its effective group id.
+    pub gid: u32,
+    /// Its process id, where the system tells it.
+    pub pid: Option<i32>,
+}
+
+impl PeerCredentials {
+    /// The credentials of a connected Unix stream's peer.
+    pub(crate) fn of(stream: &tokio::net::UnixStream) -> Option<PeerCredentials> {
+        let cred = stream.peer_cred().ok()?;
+        Some(PeerCredentials {
+            uid: cred.uid(),
+            gid: cred.gid(),
+            pid: cred.pid(),
+        })
+    }
+}
+
+/// What is known of a connection's two ends when it starts.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Ends {
+    pub(crate) peer: Option<Address>,
+    pub(crate) local: Option<Address>,
+    pub(crate) certificates: Option<Arc<[CertificateDer<'static>]>>,
+    pub(crate) credentials: Option<PeerCredentials>,
 }
 
 /// Why a connection ended.

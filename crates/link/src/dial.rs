@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
-use crate::connection::run_stream;
+use crate::connection::{Ends, PeerCredentials, run_stream};
 use crate::registry::Registry;
 use crate::tls::peer_certificates;
 use crate::udp::run_udp_connected;
@@ -38,9 +38,7 @@ impl Established {
 /// One successful attempt: the socket and what is known of both ends.
 pub(crate) struct Dialled {
     pub(crate) socket: Established,
-    pub(crate) peer: Option<Address>,
-    pub(crate) local: Option<Address>,
-    pub(crate) certificates: Option<Arc<[CertificateDer<'static>]>>,
+    pub(crate) ends: Ends,
 }
 
 /// Runs an established socket as `conn` until the connection ends.
@@ -93,9 +91,11 @@ pub(crate) async fn establish(
                     let local = sock.local_addr().ok().map(Address::udp);
                     return Ok(Dialled {
                         socket: Established::Udp(sock),
-                        peer: Some(Address::udp(addr)),
-                        local,
-                        certificates: None,
+                        ends: Ends {
+                            peer: Some(Address::udp(addr)),
+                            local,
+                            ..Ends::default()
+                        },
                     });
                 }
                 let stream = match socket::connect_tcp(addr, sockopts, cfg.connect_timeout).await {
@@ -110,39 +110,47 @@ pub(crate) async fn establish(
                 let Some(tls) = tls else {
                     return Ok(Dialled {
                         socket: Established::Tcp(stream),
-                        peer,
-                        local,
-                        certificates: None,
+                        ends: Ends {
+                            peer,
+                            local,
+                            ..Ends::default()
+                        },
                     });
                 };
                 let (stream, certificates) =
                     tls_connect(cfg, tls, stream, addr.to_string()).await?;
                 return Ok(Dialled {
                     socket: Established::TlsTcp(Box::new(stream)),
-                    peer,
-                    local,
-                    certificates,
+                    ends: Ends {
+                        peer,
+                        local,
+                        certificates,
+                        credentials: None,
+                    },
                 });
             }
             Err(last_err.expect("resolve returns at least one address"))
         }
         Address::Unix { path, .. } => {
             let stream = socket::connect_unix(path, cfg.connect_timeout).await?;
-            let peer = Some(address.clone());
+            let ends = Ends {
+                peer: Some(address.clone()),
+                credentials: PeerCredentials::of(&stream),
+                ..Ends::default()
+            };
             let Some(tls) = tls else {
                 return Ok(Dialled {
                     socket: Established::Unix(stream),
-                    peer,
-                    local: None,
-                    certificates: None,
+                    ends,
                 });
             };
             let (stream, certificates) = tls_connect(cfg, tls, stream, address.to_string()).await?;
             Ok(Dialled {
                 socket: Established::TlsUnix(Box::new(stream)),
-                peer,
-                local: None,
-                certificates,
+                ends: Ends {
+                    certificates,
+                    ..ends
+                },
             })
         }
     }
@@ -204,9 +212,7 @@ pub(crate) async fn connector_task(
                 connected_before = true;
                 let conn = registry.new_connection(
                     Origin::Connector(id),
-                    dialled.peer,
-                    dialled.local,
-                    dialled.certificates,
+                    dialled.ends,
                     dialled.socket.is_datagram(),
                     &cancel,
                 );

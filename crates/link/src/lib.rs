@@ -64,7 +64,9 @@ mod udp;
 
 pub use address::{Address, AddressError, Host, MAX_UNIX_PATH, Scheme, ToAddress, UnixPath};
 pub use config::{BindInterface, LinkConfig, ReconnectPolicy, SocketOptions};
-pub use connection::{Connection, ConnectionId, ConnectionInfo, DisconnectReason, Origin};
+pub use connection::{
+    Connection, ConnectionId, ConnectionInfo, DisconnectReason, Origin, PeerCredentials,
+};
 pub use error::LinkError;
 pub use link::{
     Adopted, ConnectOptions, ConnectorId, Link, LinkEvent, LinkEvents, LinkStats, ListenOptions,

@@ -12,7 +12,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
 use crate::accept::{TcpStreams, UnixStreams, accept_task};
-use crate::connection::run_stream;
+use crate::connection::{Ends, run_stream};
 use crate::dial::{connector_task, establish, run_established};
 use crate::registry::{ListenerEntry, Registry};
 use crate::udp::{UdpListener, run_udp_connected, try_udp_peer_connection, udp_peer_connection};
@@ -429,9 +429,7 @@ impl Link {
         let dialled = establish(registry, &address, &options).await?;
         let conn = registry.new_connection(
             Origin::Adopted,
-            dialled.peer,
-            dialled.local,
-            dialled.certificates,
+            dialled.ends,
             dialled.socket.is_datagram(),
             registry.shutdown(),
         );
@@ -464,14 +462,12 @@ impl Link {
     {
         let registry = self.registry();
         let events = registry.sender()?;
-        let conn = registry.new_connection(
-            Origin::Adopted,
+        let ends = Ends {
             peer,
             local,
-            None,
-            false,
-            registry.shutdown(),
-        );
+            ..Ends::default()
+        };
+        let conn = registry.new_connection(Origin::Adopted, ends, false, registry.shutdown());
         registry.spawn(run_stream(registry.clone(), conn.clone(), stream, events));
         Ok(conn)
     }
@@ -584,14 +580,12 @@ impl Link {
         let events = registry.sender()?;
         let local = socket.local_addr().ok().map(Address::udp);
         if let Ok(peer) = socket.peer_addr() {
-            let conn = registry.new_connection(
-                Origin::Adopted,
-                Some(Address::udp(peer)),
+            let ends = Ends {
+                peer: Some(Address::udp(peer)),
                 local,
-                None,
-                true,
-                registry.shutdown(),
-            );
+                ..Ends::default()
+            };
+            let conn = registry.new_connection(Origin::Adopted, ends, true, registry.shutdown());
             registry.spawn(run_udp_connected(
                 registry.clone(),
                 conn.clone(),

@@ -8,16 +8,15 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use rustls::pki_types::CertificateDer;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::connection::ConnectionInfo;
+use crate::connection::{ConnectionInfo, Ends};
 use crate::udp::UdpListener;
 use crate::{
-    Address, Connection, ConnectionId, ConnectorId, DisconnectReason, LinkConfig, LinkError,
-    LinkEvent, ListenerId, Origin,
+    Connection, ConnectionId, ConnectorId, DisconnectReason, LinkConfig, LinkError, LinkEvent,
+    ListenerId, Origin,
 };
 
 /// The link's counters, read as a [`LinkStats`](crate::LinkStats) snapshot.
@@ -109,19 +108,18 @@ impl Registry {
     pub(crate) fn new_connection(
         &self,
         origin: Origin,
-        peer: Option<Address>,
-        local: Option<Address>,
-        peer_certificates: Option<Arc<[CertificateDer<'static>]>>,
+        ends: Ends,
         datagram: bool,
         parent: &CancellationToken,
     ) -> Connection {
         let info = ConnectionInfo {
             id: ConnectionId(self.next_id()),
             origin,
-            peer,
-            local,
-            peer_certificates,
+            peer: ends.peer,
+            local: ends.local,
+            peer_certificates: ends.certificates,
             datagram,
+            peer_credentials: ends.credentials,
         };
         let conn = Connection::new(info, self.config.send_queue_bytes, parent);
         lock(&self.connections).insert(conn.id(), conn.clone());

@@ -12,7 +12,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::connection::finish;
+use crate::connection::{Ends, finish};
 use crate::queue::Take;
 use crate::registry::Registry;
 use crate::{Address, Connection, DisconnectReason, LinkError, LinkEvent, ListenerId, Origin};
@@ -147,9 +147,11 @@ pub(crate) async fn udp_peer_connection(
     }
     let conn = registry.new_connection(
         Origin::Listener(udp.id),
-        Some(Address::udp(peer)),
-        udp.local.clone(),
-        None,
+        Ends {
+            peer: Some(Address::udp(peer)),
+            local: udp.local.clone(),
+            ..Ends::default()
+        },
         true,
         &udp.cancel,
     );
@@ -198,9 +200,11 @@ pub(crate) fn try_udp_peer_connection(
     })?;
     let conn = registry.new_connection(
         Origin::Listener(udp.id),
-        Some(Address::udp(peer)),
-        udp.local.clone(),
-        None,
+        Ends {
+            peer: Some(Address::udp(peer)),
+            local: udp.local.clone(),
+            ..Ends::default()
+        },
         true,
         &udp.cancel,
     );

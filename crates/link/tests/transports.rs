@@ -313,6 +313,46 @@ async fn unix_abstract() {
     round_trip(&url, Default::default(), Default::default()).await;
 }
 
+#[tokio::test]
+async fn unix_connections_carry_the_peers_credentials() {
+    let url = format!(
+        "unix://@weft-test-cred-{}-{}",
+        std::process::id(),
+        fastrand_u64()
+    );
+    let (server, mut server_events) = Link::new(config());
+    let listening = server.listen(url.as_str()).await.unwrap();
+    let (client, mut client_events) = Link::new(config());
+    client.connect(&listening.address).unwrap();
+    let accepted = connected(&mut server_events).await;
+    let dialled = connected(&mut client_events).await;
+    // Both ends are this process.
+    let me = std::fs::metadata("/proc/self").map(|m| {
+        use std::os::unix::fs::MetadataExt;
+        m.uid()
+    });
+    for conn in [&accepted, &dialled] {
+        let cred = conn
+            .info()
+            .peer_credentials
+            .expect("SO_PEERCRED on Unix sockets");
+        assert_eq!(cred.pid, Some(std::process::id() as i32));
+        if let Ok(uid) = me {
+            assert_eq!(cred.uid, uid);
+        }
+    }
+    // TCP has none.
+    let tcp = server.listen("tcp://127.0.0.1:0").await.unwrap();
+    client.connect(&tcp.address).unwrap();
+    assert!(
+        connected(&mut server_events)
+            .await
+            .info()
+            .peer_credentials
+            .is_none()
+    );
+}
+
 fn fastrand_u64() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();

@@ -441,6 +441,7 @@ mod tests {
             local: None,
             peer_certificates: None,
             datagram: true,
+            peer_credentials: None,
         })
     }
 
