@@ -4,6 +4,7 @@
 //! layer to people and scripts. Bad arguments print a one-line error and
 //! exit with status 2.
 
+mod cert;
 mod demo;
 mod ifaces;
 mod participant;
@@ -57,6 +58,9 @@ enum Command {
     Pub(participant::PubArgs),
     /// Print each message on topics starting with TOPIC as a JSON line.
     Sub(participant::SubArgs),
+    /// Make a certificate authority (`cert ca DIR`) and certificates for
+    /// identities signed by it (`cert issue DIR NAME`).
+    Cert(cert::CertArgs),
 }
 
 fn main() -> ExitCode {
@@ -101,6 +105,7 @@ fn main() -> ExitCode {
             Command::Participant(args) => participant::run_participant(args).await,
             Command::Pub(args) => participant::run_pub(args).await,
             Command::Sub(args) => participant::run_sub(args).await,
+            Command::Cert(args) => cert::run(args),
         }
     });
     match result {
