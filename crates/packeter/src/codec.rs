@@ -7,8 +7,10 @@
 //! [`PacketDecoder`] takes the chunks a stream delivers, in any sizes, and
 //! returns whole payloads. Payloads that lie entirely inside one chunk are
 //! returned as slices of it, without a copy; only a packet split across
-//! chunks is gathered into a buffer, and that buffer is sized from the
-//! length prefix only after the length was checked against the maximum.
+//! chunks is gathered into a buffer. That buffer grows with the bytes that
+//! arrive (geometrically, never past the packet), not with the length the
+//! prefix announces, and only after the length was checked against the
+//! maximum: a prefix alone cannot make a decoder hold memory.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
@@ -17,6 +19,20 @@ pub const HEADER_LEN: usize = 4;
 
 /// The default largest payload: 16 MiB.
 pub const DEFAULT_MAX_PACKET: usize = 16 << 20;
+
+/// The least a buffer for a split packet grows by. Packets up to this size
+/// get one allocation of exactly their size; larger ones double as their
+/// bytes arrive, so copying stays linear and a buffer is never more than
+/// about twice what arrived.
+const GROWTH_STEP: usize = 64 << 10;
+
+/// How much more room to reserve in a buffer holding `len` bytes of a
+/// packet of `need` bytes, for `more` bytes about to arrive: `more`, or
+/// (to double) `len`, or [`GROWTH_STEP`], whichever is largest, but no
+/// more than the packet's rest.
+fn growth(len: usize, more: usize, need: usize) -> usize {
+    more.max(len).max(GROWTH_STEP).min(need.saturating_sub(len))
+}
 
 /// Why a byte stream is not a valid packet stream.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -132,18 +148,22 @@ impl PacketDecoder {
                 }
                 let len =
                     u32::from_be_bytes(self.partial[..HEADER_LEN].try_into().expect("4 bytes"));
-                let need = self.check(len)?;
-                self.partial.reserve(need - HEADER_LEN);
-                self.need = Some(need);
+                self.need = Some(self.check(len)?);
             }
             let need = self.need.expect("set above");
-            let take = (need - self.partial.len()).min(chunk.len());
+            let len = self.partial.len();
+            let take = (need - len).min(chunk.len());
+            if self.partial.capacity() - len < take {
+                self.partial.reserve(growth(len, take, need));
+            }
             self.partial.extend_from_slice(&chunk[..take]);
             chunk.advance(take);
             if self.partial.len() < need {
                 return Ok(0);
             }
-            let mut packet = self.partial.split().freeze();
+            // The whole buffer goes with the packet; the next split packet
+            // starts a new one.
+            let mut packet = std::mem::take(&mut self.partial).freeze();
             packet.advance(HEADER_LEN);
             out.push(packet);
             self.need = None;
@@ -152,7 +172,7 @@ impl PacketDecoder {
             let len = u32::from_be_bytes(chunk[..HEADER_LEN].try_into().expect("4 bytes"));
             let need = self.check(len)?;
             if chunk.len() < need {
-                self.partial.reserve(need);
+                self.partial.reserve(growth(0, chunk.len(), need));
                 self.need = Some(need);
                 break;
             }
@@ -245,7 +265,8 @@ impl tokio_util::codec::Decoder for PacketCodec {
             }
         };
         if src.len() < need {
-            src.reserve(need - src.len());
+            // Room for the next reads, not for the whole announced packet.
+            src.reserve(growth(src.len(), 0, need));
             return Ok(None);
         }
         self.need = None;
@@ -382,6 +403,69 @@ mod tests {
             decode_in_pieces(&encoded(&[vec![0; 11]]), &[], 10),
             Err(PacketError::TooLarge { len: 11, max: 10 })
         );
+    }
+
+    #[test]
+    fn an_announced_length_alone_reserves_little() {
+        // A prefix announcing a 16 MiB packet and then 1 byte, in every way
+        // the 5 bytes can arrive.
+        let mut five = header(DEFAULT_MAX_PACKET).to_vec();
+        five.push(1);
+        for cuts in [&[][..], &[4], &[2, 4], &[1, 2, 3, 4]] {
+            let mut d = PacketDecoder::new(DEFAULT_MAX_PACKET);
+            let mut out = Vec::new();
+            let mut start = 0;
+            for &cut in cuts.iter().chain([&five.len()]) {
+                d.decode_chunk(Bytes::copy_from_slice(&five[start..cut]), &mut out)
+                    .unwrap();
+                start = cut;
+            }
+            assert!(out.is_empty());
+            assert_eq!(d.buffered(), 5);
+            assert!(
+                d.partial.capacity() <= GROWTH_STEP,
+                "{} bytes held for 5 that arrived (cuts {cuts:?})",
+                d.partial.capacity()
+            );
+            assert!(d.finish().is_err());
+        }
+
+        use tokio_util::codec::Decoder;
+        let mut codec = PacketCodec::default();
+        let mut src = BytesMut::from(&five[..]);
+        assert_eq!(codec.decode(&mut src).unwrap(), None);
+        assert!(src.capacity() < 1 << 20, "{}", src.capacity());
+    }
+
+    #[test]
+    fn a_large_packet_in_pieces_decodes_exactly_in_a_buffer_that_grows() {
+        let payload: Vec<u8> = (0..8usize << 20).map(|i| (i * 31 % 251) as u8).collect();
+        let mut stream = encoded(&[payload.clone(), b"after".to_vec()]);
+        stream.extend_from_slice(&header(3)); // a next packet's start
+        let mut d = PacketDecoder::new(DEFAULT_MAX_PACKET);
+        let mut out = Vec::new();
+        let sizes = [1, 3, 4093, 65_536, 100_003, 1 << 20];
+        let mut start = 0;
+        for size in sizes.iter().cycle() {
+            if start == stream.len() {
+                break;
+            }
+            let end = (start + size).min(stream.len());
+            d.decode_chunk(Bytes::copy_from_slice(&stream[start..end]), &mut out)
+                .unwrap();
+            start = end;
+            // Never much more than what arrived.
+            assert!(
+                d.partial.capacity() <= 4 * d.buffered().max(GROWTH_STEP),
+                "{} bytes held for {}",
+                d.partial.capacity(),
+                d.buffered()
+            );
+        }
+        assert_eq!(out.len(), 2);
+        assert!(out[0] == payload, "the 8 MiB payload decodes exactly");
+        assert_eq!(out[1], Bytes::from_static(b"after"));
+        assert_eq!(d.buffered(), 4);
     }
 
     #[test]
