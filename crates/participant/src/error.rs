@@ -35,6 +35,19 @@ pub enum ParticipantError {
     /// closed.
     #[error("closed")]
     Closed,
+    /// The local participant refused to serve us (its reason; see
+    /// [`LocalServer`](crate::local::LocalServer)).
+    #[error("local participant: {0}")]
+    LocalRefused(String),
+    /// A file operation failed (such as making a local socket private).
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The system's error.
+        #[source]
+        source: std::io::Error,
+    },
     /// The local participant broke the attach protocol.
     #[error("local participant: {0}")]
     Local(LocalProtocolError),

@@ -47,7 +47,8 @@ impl std::fmt::Debug for LocalClient {
 
 impl LocalClient {
     /// Attaches to the participant serving `address`, waiting at most
-    /// `timeout` for it to answer. Fails when nothing serves there.
+    /// `timeout` for it to answer. Fails when nothing serves there, and
+    /// with [`ParticipantError::LocalRefused`] when it serves another user.
     /// Cancel-safe.
     pub async fn connect(
         address: &str,
@@ -65,10 +66,16 @@ impl LocalClient {
                 match event {
                     PacketEvent::Connected(s) => sender = Some(s),
                     PacketEvent::Packet { data, .. } => {
-                        if let Some((Reply::Welcome { identity }, _)) = unframe::<Reply>(&data) {
-                            if let Some(s) = sender.take() {
-                                return Ok((s, identity));
+                        match unframe::<Reply>(&data) {
+                            Some((Reply::Welcome { identity }, _)) => {
+                                if let Some(s) = sender.take() {
+                                    return Ok((s, identity));
+                                }
                             }
+                            Some((Reply::Failed { text }, _)) => {
+                                return Err(ParticipantError::LocalRefused(text));
+                            }
+                            _ => {}
                         }
                         return Err(ParticipantError::Local(LocalProtocolError::NoWelcome));
                     }

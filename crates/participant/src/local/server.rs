@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use bytes::Bytes;
 use tokio::sync::watch;
-use weft_link::{ConnectionId, Link, LinkConfig};
+use weft_link::{Address, ConnectionId, ConnectionInfo, Link, LinkConfig, UnixPath};
 use weft_packeter::{PacketEvent, PacketSender, Packeter, PacketerConfig};
 
 use super::AbortOnDrop;
@@ -29,6 +29,12 @@ pub struct LocalServer {
 impl LocalServer {
     /// Listens on `address` (`unix://@name`, `unix:///path`, or a
     /// loopback `tcp://` address) and serves `participant` there.
+    ///
+    /// On Unix sockets only processes of the user running this one are
+    /// served: the kernel tells who connects (`SO_PEERCRED`), and anyone
+    /// else gets a refusal and a closed stream; a path socket's file is
+    /// also made private to the user (mode 0600). A `tcp://` address has
+    /// no such check: every local user can attach there.
     /// Cancel-safe: dropped before it completes, it leaves nothing
     /// listening.
     pub async fn start(
@@ -38,6 +44,21 @@ impl LocalServer {
         let mut packeter = Packeter::new(LinkConfig::default(), PacketerConfig::default());
         let link = packeter.link().clone();
         let listening = link.listen(address).await?;
+        if let Address::Unix {
+            path: UnixPath::Path(file),
+            ..
+        } = &listening.address
+        {
+            // Only our user may open a path socket at all.
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600)).map_err(
+                |source| ParticipantError::Io {
+                    what: format!("making {} private", file.display()),
+                    source,
+                },
+            )?;
+        }
+        let own_uid = own_uid();
         let (stop, mut stop_rx) = watch::channel(false);
         tokio::spawn(async move {
             let mut clients: HashMap<ConnectionId, (PacketSender, ClientState)> = HashMap::new();
@@ -49,6 +70,12 @@ impl LocalServer {
                 let Some(event) = event else { break };
                 match event {
                     PacketEvent::Connected(sender) => {
+                        if let Some(reason) = refusal(sender.info(), own_uid) {
+                            tracing::info!(conn = %sender.id(), %reason, "local client refused");
+                            let _ = sender.try_send(frame(&Reply::Failed { text: reason }, &[]));
+                            sender.close();
+                            continue;
+                        }
                         let welcome = frame(
                             &Reply::Welcome {
                                 identity: participant.identity().to_string(),
@@ -161,4 +188,24 @@ fn serve(participant: &Participant, sender: &PacketSender, state: &mut ClientSta
             }
         }
     }
+}
+
+/// The user this process runs as, where the system tells it without
+/// unsafe code (Linux: the owner of `/proc/self`).
+fn own_uid() -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").ok().map(|m| m.uid())
+}
+
+/// Why a local client may not attach: a Unix socket peer of another user.
+fn refusal(info: &ConnectionInfo, own_uid: Option<u32>) -> Option<String> {
+    let (Some(peer), Some(own)) = (info.peer_credentials, own_uid) else {
+        return None;
+    };
+    (peer.uid != own).then(|| {
+        format!(
+            "refused: this participant serves its own user (uid {own}) only, not uid {}",
+            peer.uid
+        )
+    })
 }
