@@ -431,17 +431,38 @@ impl Messaging {
         id
     }
 
+    /// Calls `f` on the messaging task after each run of events it has
+    /// handed to handlers and queues: the messages that arrived together
+    /// (one read of the packets ready at once), or what one timer or
+    /// wake-up brought. An [`on_message`](Self::on_message) handler can
+    /// tell from it which messages came in one run, e.g. to handle a lone
+    /// message at once and hand a burst to another task.
+    pub fn on_batch_end(&self, f: impl Fn() + Send + Sync + 'static) -> HandlerId {
+        let id = self.handler_id();
+        Arc::make_mut(&mut lock(&self.inner.dispatch))
+            .on_batch_end
+            .push((id, Arc::new(f)));
+        id
+    }
+
     /// Removes a handler. Returns whether it existed.
     pub fn remove_handler(&self, id: HandlerId) -> bool {
         let mut guard = lock(&self.inner.dispatch);
         let d = Arc::make_mut(&mut guard);
-        let before =
-            d.on_message.len() + d.on_connect.len() + d.on_disconnect.len() + d.on_error.len();
+        let count = |d: &Dispatch| {
+            d.on_message.len()
+                + d.on_connect.len()
+                + d.on_disconnect.len()
+                + d.on_error.len()
+                + d.on_batch_end.len()
+        };
+        let before = count(d);
         d.on_message.retain(|(h, _)| *h != id);
         d.on_connect.retain(|(h, _)| *h != id);
         d.on_disconnect.retain(|(h, _)| *h != id);
         d.on_error.retain(|(h, _)| *h != id);
-        before != d.on_message.len() + d.on_connect.len() + d.on_disconnect.len() + d.on_error.len()
+        d.on_batch_end.retain(|(h, _)| *h != id);
+        before != count(d)
     }
 
     /// A snapshot of the counters.

@@ -22,8 +22,11 @@ pub struct RpcConfig {
     /// The timeout of calls made without [`CallOptions`]. Default: 30 s.
     pub default_timeout: Duration,
     /// Calls, signals and cancels received and not yet handled by the
-    /// dispatcher (results skip it: they are matched to their callers as
-    /// they arrive). When
+    /// dispatcher. Results skip it (they are matched to their callers as
+    /// they arrive), and so does a call handled on messaging's task as it
+    /// is read (the first call of the messages read together, when the
+    /// dispatcher has nothing to handle, see
+    /// [`RpcStats::calls_inline`](crate::RpcStats::calls_inline)). When
     /// full, the newest frame is dropped and counted in
     /// [`RpcStats::inbound_dropped`](crate::RpcStats::inbound_dropped).
     /// Default: 65 536.
@@ -75,14 +78,18 @@ pub struct ServerConfig {
     /// The longest a handler may run, whatever deadline the caller asked
     /// for; also the deadline of signals. Default: 1 hour.
     pub max_deadline: Duration,
-    /// Start every handler in a task of its own. Off, the dispatcher polls
-    /// a handler once itself when a turn is free: one that finishes at
-    /// once (nothing it awaits has to wait) costs no task and no timer; one
-    /// that has to wait goes on in a task of its own, as all do when this
-    /// is on. Turn it on when handlers do heavy work before their first
-    /// wait, so that the work runs in tasks (on any worker thread of a
-    /// multi-thread runtime) and not in the dispatcher, which meanwhile
-    /// receives nothing. Default: false.
+    /// Start every handler in a task of its own. Off, the task that
+    /// handles the call polls a handler once itself when a turn is free:
+    /// one that finishes at once (nothing it awaits has to wait) costs no
+    /// task and no timer; one that has to wait goes on in a task of its
+    /// own, as all do when this is on. The task that handles a call is
+    /// messaging's I/O task for a call that arrives alone while the
+    /// dispatcher is idle (see
+    /// [`RpcStats::calls_inline`](crate::RpcStats::calls_inline)), the RPC
+    /// dispatcher's task otherwise. Turn it on when handlers do heavy work
+    /// before their first wait, so that the work runs in tasks (on any
+    /// worker thread of a multi-thread runtime) and not in messaging's task
+    /// or the dispatcher, which meanwhile receive nothing. Default: false.
     pub spawn_handlers: bool,
     /// Send the error chain of a failed handler to the caller in
     /// [`RemoteError::context`](crate::RemoteError::context). Off, callers

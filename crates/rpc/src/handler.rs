@@ -58,8 +58,8 @@ pub(crate) fn panic_message(panic: &(dyn Any + Send)) -> String {
 }
 
 /// Counts a handler as alive until dropped (also when its task is
-/// aborted): `I` is `Arc<Inner>` in a task, `&Inner` while the dispatcher
-/// polls a handler itself.
+/// aborted): `I` is `Arc<Inner>` in a task, `&Inner` while the task that
+/// handles the call polls a handler itself.
 pub(crate) struct Active<I: std::ops::Deref<Target = Inner>>(I);
 
 impl<I: std::ops::Deref<Target = Inner>> Active<I> {
@@ -89,7 +89,7 @@ impl Drop for Turn {
 
 /// How a handler task begins.
 pub(crate) enum Start {
-    /// Polled once by the dispatcher, which had a turn for it: the turn
+    /// Polled once where the call was handled, with a turn for it: the turn
     /// travels with it.
     Started(CatchUnwind, Turn),
     /// Not started: it waits for a turn first.

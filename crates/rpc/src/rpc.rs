@@ -1,8 +1,9 @@
 //! The [`Rpc`] handle and its API, over the state its parts share
-//! ([`Inner`]). The tokio shell: one dispatcher task per RPC instance
-//! reads the RPC frames messaging hands it; callers wait on a oneshot
-//! channel. The dispatcher polls a served call's handler once itself; a
-//! handler that does not finish at once continues in a task of its own.
+//! ([`Inner`]). The tokio shell: messaging's task handles results and a
+//! lone call as it reads them, one dispatcher task per RPC instance the
+//! other RPC frames (see [`crate::dispatch`]); callers wait on a oneshot
+//! channel. The task that handles a call polls its handler once itself;
+//! a handler that does not finish at once continues in a task of its own.
 
 use std::any::Any;
 use std::collections::HashMap;
@@ -17,15 +18,15 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio::time::Instant;
-use weft_messaging::{HandlerId, Identity, Kind, Message, MessageId, Messaging, Received};
+use weft_messaging::{HandlerId, Identity, Message, MessageId, Messaging, Received};
 
 use crate::client::Waiter;
 use crate::core::calls::Calls;
-use crate::dispatch::{Clock, dispatch};
+use crate::dispatch::{Router, dispatch};
 use crate::handler::{Handler, Request};
 use crate::server::Serving;
 use crate::stats::{Counters, RpcStats, inc};
-use crate::wire::{self, Body, FrameKind, REPLY_HEADROOM};
+use crate::wire::{self, Body, REPLY_HEADROOM};
 use crate::{CallOptions, Method, RemoteError, RemoteErrorKind, RpcConfig, RpcError};
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -164,28 +165,20 @@ impl Rpc {
 
         let (tx, rx) = mpsc::channel::<Received>(inner.config.inbound_capacity.max(1));
         let weak: Weak<Inner> = Arc::downgrade(&inner);
-        let results_to = weak.clone();
-        let on_message = messaging.on_message(move |r| {
-            if r.kind() != Kind::Plain || !wire::is_rpc(&r.message.data) {
-                return;
-            }
-            if matches!(wire::peek(&r.message.data), Some((FrameKind::Result, _))) {
-                // A result only wakes its caller: done here, on messaging's
-                // task, without the hop to the dispatcher.
-                if let Some(inner) = results_to.upgrade() {
-                    inner.on_frame(r, &mut Clock::default());
-                }
-            } else if tx.try_send(r.clone()).is_err() {
-                inc(&counters.inbound_dropped);
-            }
+        let queued = Arc::new(AtomicUsize::new(0));
+        let router = Arc::new(Router::new(weak.clone(), tx, queued.clone(), counters));
+        let on_message = messaging.on_message({
+            let router = router.clone();
+            move |r| router.on_message(r)
         });
+        let on_batch_end = messaging.on_batch_end(move || router.on_batch_end());
         let on_connect = messaging.on_connect(move |who| {
             if let Some(inner) = weak.upgrade() {
                 inner.resend_to(who);
             }
         });
-        lock(&inner.handler_ids).extend([on_message, on_connect]);
-        tokio::spawn(dispatch(inner.clone(), rx));
+        lock(&inner.handler_ids).extend([on_message, on_batch_end, on_connect]);
+        tokio::spawn(dispatch(inner.clone(), rx, queued));
         Ok(Rpc {
             _stop: Arc::new(StopOnDrop(inner.clone())),
             inner,
@@ -231,6 +224,7 @@ impl Rpc {
             signals_sent: get(&c.signals_sent),
             calls_received: get(&c.calls_received),
             calls_executed: get(&c.calls_executed),
+            calls_inline: get(&c.calls_inline),
             duplicates_cached: get(&c.duplicates_cached),
             duplicates_running: get(&c.duplicates_running),
             cancelled: get(&c.cancelled),
@@ -259,6 +253,13 @@ impl Rpc {
     /// are answered with [`BadPayload`](RemoteErrorKind::BadPayload) and a
     /// panic with [`Panic`](RemoteErrorKind::Panic); the server keeps
     /// serving.
+    ///
+    /// The handler is called, and polled once, by the task that handles
+    /// the call: messaging's I/O task for a call that arrives alone while
+    /// the RPC dispatcher is idle, the dispatcher otherwise. Its work up to
+    /// its first wait runs there, and meanwhile that task reads nothing;
+    /// keep it short or set
+    /// [`ServerConfig::spawn_handlers`](crate::ServerConfig::spawn_handlers).
     ///
     /// ```
     /// # #[tokio::main]

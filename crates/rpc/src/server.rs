@@ -110,7 +110,8 @@ impl Inner {
     }
 
     /// Starts an admitted handler (`s`, held, was checked for room): in
-    /// the dispatcher if a turn is free and it finishes when first polled,
+    /// the task handling the frame (messaging's or the dispatcher's) if a
+    /// turn is free and it finishes when first polled,
     /// else in a task the caller spawns, going on or waiting for its turn.
     /// `executed` counts it once it runs.
     pub(crate) fn begin<'a>(
@@ -137,7 +138,7 @@ impl Inner {
         }
     }
 
-    /// A turn for the dispatcher to poll a handler itself: none if
+    /// A turn for the task handling the frame to poll a handler itself: none if
     /// handlers are always spawned, or if every turn is taken (the handler
     /// then waits in a task, in line with the others).
     pub(crate) fn inline_turn(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {

@@ -25,6 +25,10 @@ pub struct RpcStats {
     pub calls_received: u64,
     /// Handlers started for calls.
     pub calls_executed: u64,
+    /// CALL frames handled on messaging's task as they were read, without
+    /// the dispatcher: the first call of a run of messages read together,
+    /// when the dispatcher had no frame waiting or being handled.
+    pub calls_inline: u64,
     /// Repeated calls answered from the result cache.
     pub duplicates_cached: u64,
     /// Repeated calls that arrived while the first was still running (it
@@ -46,7 +50,8 @@ pub struct RpcStats {
     pub signals_executed: u64,
     /// Frames that did not parse or were over a size limit.
     pub bad_frames: u64,
-    /// Frames dropped because the dispatcher's inbound queue was full.
+    /// Frames dropped because the dispatcher's inbound queue was full
+    /// (see [`RpcConfig::inbound_capacity`](crate::RpcConfig::inbound_capacity)).
     pub inbound_dropped: u64,
     /// Results dropped from the result cache to respect its bounds.
     pub results_evicted: u64,
@@ -57,8 +62,8 @@ pub struct RpcStats {
     /// Bytes the result cache holds now (frames plus per-entry overhead).
     pub cached_bytes: u64,
     /// Calls and signals running or waiting for a turn now, in tasks of
-    /// their own (a handler that finishes when the dispatcher first polls
-    /// it is never counted here).
+    /// their own (a handler that finishes when first polled is never
+    /// counted here).
     pub in_progress: u64,
 }
 
@@ -73,6 +78,7 @@ pub(crate) struct Counters {
     pub(crate) signals_sent: AtomicU64,
     pub(crate) calls_received: AtomicU64,
     pub(crate) calls_executed: AtomicU64,
+    pub(crate) calls_inline: AtomicU64,
     pub(crate) duplicates_cached: AtomicU64,
     pub(crate) duplicates_running: AtomicU64,
     pub(crate) cancelled: AtomicU64,

@@ -937,11 +937,107 @@ async fn handlers_that_finish_at_once_run_in_the_dispatcher_unless_spawned() {
         if spawn {
             assert_eq!(tasks.len(), 3, "a task of its own for each: {tasks:?}");
         } else {
-            assert_eq!(tasks.len(), 1, "all in the dispatcher's task: {tasks:?}");
+            assert_eq!(tasks.len(), 1, "all in the task that read them: {tasks:?}");
         }
         let s = server.stats();
         assert_eq!((s.calls_executed, s.in_progress), (3, 0));
     }
+}
+
+#[tokio::test]
+async fn a_lone_call_is_answered_on_the_task_that_read_it() {
+    let (server, client) = pair(RpcConfig::default(), RpcConfig::default()).await;
+    serve_task_id(&server);
+    let mut tasks = Vec::new();
+    for _ in 0..3 {
+        tasks.push(
+            client
+                .call_with(&id("server"), TASK, (), opts())
+                .await
+                .unwrap(),
+        );
+    }
+    tasks.dedup();
+    assert_eq!(tasks.len(), 1, "all in messaging's task: {tasks:?}");
+    let s = server.stats();
+    assert_eq!(
+        (s.calls_received, s.calls_inline, s.calls_executed),
+        (3, 3, 3)
+    );
+    assert_eq!(s.in_progress, 0);
+}
+
+#[tokio::test]
+async fn a_burst_of_calls_goes_to_the_dispatcher_but_its_first_call() {
+    // A current-thread runtime and calls to ourselves: the 64 CALL frames
+    // are read in one run of messages.
+    let rpc = peer("solo", RpcConfig::default()).await;
+    let handled = Arc::new(AtomicUsize::new(0));
+    rpc.register(TASK, {
+        let handled = handled.clone();
+        move |()| {
+            handled.fetch_add(1, Ordering::SeqCst);
+            let task = tokio::task::try_id().map_or("none".into(), |id| id.to_string());
+            async move { Ok::<_, Infallible>(task) }
+        }
+    });
+    let watcher = tokio::spawn(watch(handled.clone(), 64));
+    let mut calls = JoinSet::new();
+    for _ in 0..64 {
+        let rpc = rpc.clone();
+        calls.spawn(async move { rpc.call_with(rpc.identity(), TASK, (), opts()).await });
+    }
+    let mut seen = timeout(WAIT, watcher).await.unwrap().unwrap();
+    let mut tasks = Vec::new();
+    while let Some(done) = timeout(WAIT, calls.join_next()).await.unwrap() {
+        tasks.push(done.unwrap().unwrap());
+    }
+    tasks.sort();
+    tasks.dedup();
+    assert_eq!(tasks.len(), 2, "messaging's task and the dispatcher's");
+    let s = rpc.stats();
+    assert_eq!(
+        (s.calls_received, s.calls_inline, s.calls_executed),
+        (64, 1, 64)
+    );
+    seen.retain(|&n| n > 1); // whether it ran before or after the first is no matter
+    assert_eq!(
+        seen,
+        vec![33, 64],
+        "the rest in two halves, the watcher between"
+    );
+}
+
+#[tokio::test]
+async fn a_call_behind_a_frame_waiting_for_the_dispatcher_waits_its_turn() {
+    // A signal and a call to ourselves, read in one run: the call, first
+    // of its run, still goes after the signal, through the dispatcher.
+    let rpc = peer("solo", RpcConfig::default()).await;
+    let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+    rpc.register(NOTE, {
+        let order = order.clone();
+        move |n: u32| {
+            order.lock().unwrap().push(n);
+            async move { Ok::<_, Infallible>(()) }
+        }
+    });
+    rpc.register(ADD, {
+        let order = order.clone();
+        move |(a, b): (i32, i32)| {
+            order.lock().unwrap().push(0);
+            async move { Ok::<_, Infallible>(a + b) }
+        }
+    });
+    rpc.signal(rpc.identity(), NOTE, 1, WAIT).unwrap();
+    let sum = rpc.call_with(rpc.identity(), ADD, (2, 3), opts()).await;
+    assert_eq!(sum.unwrap(), 5);
+    assert_eq!(*order.lock().unwrap(), vec![1, 0], "in the order sent");
+    let s = rpc.stats();
+    assert_eq!((s.calls_received, s.calls_inline), (1, 0));
+    // Alone, with the dispatcher idle, the next one is handled at once.
+    let sum = rpc.call_with(rpc.identity(), ADD, (1, 1), opts()).await;
+    assert_eq!(sum.unwrap(), 2);
+    assert_eq!(rpc.stats().calls_inline, 1);
 }
 
 #[tokio::test]

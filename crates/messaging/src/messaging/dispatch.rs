@@ -15,6 +15,7 @@ use crate::{Identity, Kind, Received};
 type MessageHandler = Arc<dyn Fn(&Received) + Send + Sync>;
 type PeerHandler = Arc<dyn Fn(&Identity) + Send + Sync>;
 type ErrorHandler = Arc<dyn Fn(Option<&Identity>, &ProtocolError) + Send + Sync>;
+type BatchHandler = Arc<dyn Fn() + Send + Sync>;
 
 /// Handlers and queues, as one dispatch sees them.
 #[derive(Default, Clone)]
@@ -24,6 +25,7 @@ pub(super) struct Dispatch {
     pub(super) on_connect: Vec<(HandlerId, PeerHandler)>,
     pub(super) on_disconnect: Vec<(HandlerId, PeerHandler)>,
     pub(super) on_error: Vec<(HandlerId, ErrorHandler)>,
+    pub(super) on_batch_end: Vec<(HandlerId, BatchHandler)>,
 }
 
 /// Hands core events to queues, handlers and storage. Messages reach
@@ -150,4 +152,7 @@ pub(super) fn dispatch(
         }
     }
     deliver(deliveries);
+    for (_, h) in &d.on_batch_end {
+        h();
+    }
 }
