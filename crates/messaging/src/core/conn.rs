@@ -27,6 +27,10 @@ pub(super) struct Conn<T> {
     pub(super) ack_sent: u64,
     /// When a held-back ACK must leave.
     pub(super) ack_due: Option<Instant>,
+    /// The peer broke the protocol and the connection is closing: nothing
+    /// more read from it is acted on (packets already read or in flight
+    /// from the socket still arrive until it is gone).
+    pub(super) failed: bool,
 }
 
 impl<T: Transmit> Conn<T> {
@@ -79,6 +83,7 @@ impl<T: Transmit> Core<T> {
                 received: 0,
                 ack_sent: 0,
                 ack_due: None,
+                failed: false,
             },
         );
     }

@@ -188,13 +188,20 @@ impl<T: Transmit> Core<T> {
         tx.try_send(head.as_slice(), &body)
     }
 
+    /// Closes `conn` for breaking the protocol. From here on nothing it
+    /// sent is acted on, also what was read with the frame that broke it.
     fn fail(&mut self, conn: ConnectionId, error: ProtocolError) {
-        self.counters.protocol_errors += 1;
-        let ident = self.conns.get(&conn).and_then(|c| c.ident.clone());
-        tracing::debug!(%conn, ?ident, %error, "protocol error");
-        if let Some(c) = self.conns.get(&conn) {
-            c.tx.close();
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        if c.failed {
+            return;
         }
+        c.failed = true;
+        c.tx.close();
+        self.counters.protocol_errors += 1;
+        let ident = c.ident.clone();
+        tracing::debug!(%conn, ?ident, %error, "protocol error");
         self.events
             .push_back(CoreEvent::ProtocolError { ident, error });
     }
@@ -219,6 +226,9 @@ impl<T: Transmit> Core<T> {
         let Some(conn) = self.conns.get_mut(&conn_id) else {
             return;
         };
+        if conn.failed {
+            return;
+        }
         conn.last_recv = now;
         conn.ping_sent = None;
         let frame = match Frame::parse(packet) {
@@ -298,6 +308,9 @@ impl<T: Transmit> Core<T> {
             let wait = self.config.keepalive_wait;
             let mut dead = Vec::new();
             for (id, conn) in &mut self.conns {
+                if conn.failed {
+                    continue;
+                }
                 match conn.ping_sent {
                     Some(sent) if now >= sent + wait => dead.push(*id),
                     Some(_) => {}
@@ -353,6 +366,9 @@ impl<T: Transmit> Core<T> {
         let mut next = self.next_sweep;
         let mut earliest = |t: Instant| next = Some(next.map_or(t, |n| n.min(t)));
         for conn in self.conns.values() {
+            if conn.failed {
+                continue;
+            }
             if let Some(interval) = self.config.keepalive_interval {
                 earliest(match conn.ping_sent {
                     Some(sent) => sent + self.config.keepalive_wait,

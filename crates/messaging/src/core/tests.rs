@@ -362,3 +362,5 @@ fn keepalive_pings_then_closes() {
     core.handle_timeout(t0 + interval + Duration::from_secs(10));
     assert!(*tx.closed.borrow());
 }
+
+mod hardening;

@@ -1,0 +1,45 @@
+//! The core under the attacks of issue 16, on chosen instants: each test
+//! asserts the bound that holds now.
+
+use super::*;
+
+#[test]
+fn a_protocol_error_stops_everything_read_after_it() {
+    let t0 = Instant::now();
+    let mut core = Core::new(id("me"), MessagingConfig::default(), t0);
+    let tx = FakeTx::default();
+    core.handle_connected(ConnectionId(1), tx.clone(), t0);
+    // One read brings a frame that does not parse, then an IDENT and a
+    // MESSAGE: the first closes the connection, the others do nothing.
+    core.handle_packet(ConnectionId(1), Bytes::from_static(&[3, 1, 2]), t0);
+    core.handle_packet(ConnectionId(1), packet(&WEFT), t0);
+    core.handle_packet(ConnectionId(1), packet(&Frame::Ident(id("bob"))), t0);
+    core.handle_packet(ConnectionId(1), packet(&message(1, false)), t0);
+    core.handle_batch_end(t0);
+    assert!(*tx.closed.borrow());
+    let events: Vec<CoreEvent> = std::iter::from_fn(|| core.poll_event()).collect();
+    assert!(
+        matches!(&events[..], [CoreEvent::ProtocolError { ident: None, .. }]),
+        "{events:?}"
+    );
+    assert!(core.connected().is_empty());
+    assert_eq!(core.counters.received, 0);
+    assert_eq!(core.counters.protocol_errors, 1);
+}
+
+#[test]
+fn a_protocol_error_after_ident_stops_later_messages() {
+    let t0 = Instant::now();
+    let (mut core, tx) = connected(true, t0);
+    core.handle_packet(ConnectionId(1), packet(&message(1, false)), t0);
+    core.handle_packet(ConnectionId(1), Bytes::new(), t0);
+    core.handle_packet(ConnectionId(1), packet(&message(2, false)), t0);
+    core.handle_packet(ConnectionId(1), packet(&Frame::Ping), t0);
+    assert!(*tx.closed.borrow());
+    assert_eq!(delivered(&mut core), [1]);
+    assert!(!tx.take().contains(&Frame::Pong));
+    // A keep-alive never fails it a second time.
+    core.handle_timeout(t0 + Duration::from_secs(3600));
+    core.handle_timeout(t0 + Duration::from_secs(7200));
+    assert_eq!(core.counters.protocol_errors, 1);
+}
