@@ -58,6 +58,11 @@ pub(crate) struct NetArgs {
     /// Our identity when running a participant (default: `weft-<id>`).
     #[arg(long, value_name = "NAME")]
     ident: Option<String>,
+    /// The group's shared secret, the file's bytes as they are (at least
+    /// 16; `head -c 32 /dev/urandom > group.key` makes one): beacons and
+    /// streams of participants without it are dropped and counted.
+    #[arg(long, value_name = "FILE")]
+    group_key: Option<std::path::PathBuf>,
 }
 
 impl NetArgs {
@@ -77,6 +82,11 @@ impl NetArgs {
         }
         if let Some(p) = self.port {
             c.discovery.port = p;
+        }
+        if let Some(file) = &self.group_key {
+            let key = weft_participant::GroupKey::from_file(file)
+                .map_err(|e| Failure::Usage(format!("--group-key: {e}")))?;
+            c.group_key = Some(key);
         }
         if !self.beacon.is_empty() {
             c.discovery.targets = self

@@ -525,6 +525,16 @@ impl Messaging {
         lock(&self.inner.core).transmit_of(identity).is_some()
     }
 
+    /// Closes the connection of `identity` (frames already queued on it
+    /// still go out); its messages wait for the next connection, and a
+    /// connector reconnects as usual. For a layer above that finds the
+    /// peer unfit (it failed to prove something). Returns whether it was
+    /// connected.
+    pub fn disconnect(&self, identity: &Identity) -> bool {
+        let tx = lock(&self.inner.core).transmit_of(identity);
+        tx.map(|tx| tx.close()).is_some()
+    }
+
     pub(crate) fn pending(&self) -> MutexGuard<'_, HashMap<MessageId, oneshot::Sender<Received>>> {
         lock(&self.inner.pending)
     }

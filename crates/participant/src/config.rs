@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use weft_discovery::{DiscoveryConfig, ParticipantId};
+use weft_discovery::{DiscoveryConfig, GroupKey, ParticipantId};
 use weft_messaging::MessagingConfig;
 use weft_messaging::config::{DuplicateIdentity, QueuePolicy};
 
@@ -45,6 +45,16 @@ pub struct ParticipantConfig {
     /// How long a control message (lists of publishers and subscribers,
     /// routes) may wait for a stream before it is dropped. Default: 10 s.
     pub control_ttl: Duration,
+    /// The group's shared secret. With one, beacons carry an HMAC-SHA256
+    /// tag (it is also set as [`DiscoveryConfig::group_key`]) and every
+    /// new stream must prove it holds the key (a challenge and an HMAC
+    /// proof each way) before it is taken as a neighbour; beacons and
+    /// streams that cannot are dropped and counted. It proves membership,
+    /// it does not encrypt. Default: none.
+    pub group_key: Option<GroupKey>,
+    /// With a group key, how long a new stream has to prove it. Default:
+    /// 5 s.
+    pub handshake_timeout: Duration,
 }
 
 impl Default for ParticipantConfig {
@@ -65,6 +75,8 @@ impl Default for ParticipantConfig {
             event_capacity: 1024,
             direct_capacity: 1024,
             control_ttl: Duration::from_secs(10),
+            group_key: None,
+            handshake_timeout: Duration::from_secs(5),
         }
     }
 }

@@ -93,7 +93,14 @@ pub(crate) enum Control {
     /// The identities we reach and in how many hops (a full replacement
     /// of the previous list).
     Routes(Vec<(String, u8)>),
+    /// With a group key: prove you hold it, over this nonce.
+    Challenge([u8; NONCE_LEN]),
+    /// With a group key: the answer to the other side's challenge.
+    Proof([u8; weft_discovery::TAG_LEN]),
 }
+
+/// The length of a stream challenge's nonce.
+pub(crate) const NONCE_LEN: usize = 16;
 
 /// The header of a routed message.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -18,11 +18,15 @@
 //!   for routed messages that reached us.
 //!
 //! After each input the shell polls every output until it is empty, so
-//! the queues below hold at most what one input caused. The core keeps no
-//! timers: leases are discovery's, TTLs messaging's.
+//! the queues below hold at most what one input caused. Its one timer is
+//! the deadline of the group key's handshakes
+//! ([`poll_timeout`](ParticipantCore::poll_timeout),
+//! [`handle_timeout`](ParticipantCore::handle_timeout)); leases are
+//! discovery's, TTLs messaging's.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
+use std::time::Instant;
 
 use bytes::Bytes;
 use weft_discovery::{DiscoveryEvent, ParticipantId, RemoteParticipant};
@@ -32,6 +36,7 @@ use crate::control::{
     Control, Decoded, Envelope, FilterSpec, MAX_LIST, decode, encode_control, encode_routed,
 };
 use crate::event::{Direct, ParticipantEvent, ParticipantInfo};
+use crate::handshake::{Handshakes, Verdict};
 use crate::router::{Decision, DropReason, IdentityRoute, Router};
 
 /// A stream to open or to close.
@@ -47,6 +52,9 @@ pub(crate) enum Dial {
     },
     /// Close the stream we opened to the participant: it is gone.
     Close(ParticipantId),
+    /// Close the stream with this identity, whoever opened it: it failed
+    /// the group key's handshake.
+    Refuse(Identity),
 }
 
 /// A message for a neighbour.
@@ -86,6 +94,10 @@ pub(crate) struct CoreStats {
     pub(crate) routed_loops: u64,
     pub(crate) routed_no_route: u64,
     pub(crate) control_errors: u64,
+    /// Streams refused by the group key's handshake.
+    pub(crate) streams_refused: u64,
+    /// Control messages from streams that had not proved themselves.
+    pub(crate) unproved_controls: u64,
 }
 
 /// A participant discovery told us of.
@@ -113,8 +125,13 @@ pub(crate) struct ParticipantCore {
     id: ParticipantId,
     identity: Identity,
     known: HashMap<ParticipantId, Known>,
-    /// Neighbours: participants with a stream up, told what we host.
+    /// Every stream messaging has up.
+    streams: BTreeSet<Identity>,
+    /// Neighbours: participants with a stream up (and proved, with a group
+    /// key), told what we host.
     connected: BTreeSet<Identity>,
+    /// With a group key: the handshakes of new streams.
+    handshakes: Option<Handshakes>,
     remote: HashMap<Identity, Remote>,
     /// Our publishers by topic, with how many of each.
     local_publishers: BTreeMap<String, usize>,
@@ -142,7 +159,9 @@ impl ParticipantCore {
             router: Router::new(identity.as_str(), max_hops),
             identity,
             known: HashMap::new(),
+            streams: BTreeSet::new(),
             connected: BTreeSet::new(),
+            handshakes: None,
             remote: HashMap::new(),
             local_publishers: BTreeMap::new(),
             local_subscribers: BTreeMap::new(),
@@ -154,6 +173,13 @@ impl ParticipantCore {
             interest_changed: false,
             stats: CoreStats::default(),
         }
+    }
+
+    /// The same core, taking as neighbours only streams that prove they
+    /// hold the group key (see [`Handshakes`]).
+    pub(crate) fn with_handshakes(mut self, handshakes: Handshakes) -> ParticipantCore {
+        self.handshakes = Some(handshakes);
+        self
     }
 
     // ===== input =====
@@ -203,33 +229,25 @@ impl ParticipantCore {
         }
     }
 
-    /// The identities messaging has a stream with now. Neighbours whose
+    /// The identities messaging has a stream with `now`. Neighbours whose
     /// stream ended are forgotten with what they told us; new ones are
-    /// told everything we host and reach.
-    pub(crate) fn handle_streams(&mut self, now: impl IntoIterator<Item = Identity>) {
-        let now: BTreeSet<Identity> = now.into_iter().collect();
-        let gone: Vec<Identity> = self.connected.difference(&now).cloned().collect();
-        let new: Vec<Identity> = now.difference(&self.connected).cloned().collect();
+    /// told everything we host and reach (with a group key, once they
+    /// proved they hold it: until then they only get our challenge).
+    pub(crate) fn handle_streams(
+        &mut self,
+        streams: impl IntoIterator<Item = Identity>,
+        now: Instant,
+    ) {
+        let streams: BTreeSet<Identity> = streams.into_iter().collect();
+        let gone: Vec<Identity> = self.streams.difference(&streams).cloned().collect();
+        let new: Vec<Identity> = streams.difference(&self.streams).cloned().collect();
+        self.streams = streams;
+        let mut changed = false;
         for ident in &gone {
-            self.connected.remove(ident);
-            self.router.neighbour_down(ident.as_str());
-            if let Some(remote) = self.remote.remove(ident) {
-                self.interest_changed |= !remote.subscribers.is_empty();
-                for topic in remote.publishers {
-                    self.events.push_back(ParticipantEvent::PublisherRemoved {
-                        participant: ident.clone(),
-                        topic,
-                    });
-                }
-                for filter in remote.subscribers.into_keys() {
-                    self.events.push_back(ParticipantEvent::SubscriberRemoved {
-                        participant: ident.clone(),
-                        filter,
-                    });
-                }
+            if let Some(h) = &mut self.handshakes {
+                h.forget(ident);
             }
-            self.events
-                .push_back(ParticipantEvent::Disconnected(ident.clone()));
+            changed |= self.neighbour_gone(ident);
             let moved: Vec<ParticipantId> = self
                 .known
                 .iter()
@@ -240,7 +258,40 @@ impl ParticipantCore {
                 self.dial(id, true);
             }
         }
-        for ident in &new {
+        let admitted = match &mut self.handshakes {
+            Some(h) => {
+                let challenges: Vec<_> = new.iter().map(|i| (i.clone(), h.start(i, now))).collect();
+                for (ident, nonce) in challenges {
+                    self.control_to(ident, &Control::Challenge(nonce));
+                }
+                Vec::new()
+            }
+            None => new,
+        };
+        changed |= !admitted.is_empty();
+        self.admit(&admitted);
+        if changed {
+            self.advertise();
+        }
+    }
+
+    /// Deadlines: streams that did not prove themselves in time are
+    /// refused.
+    pub(crate) fn handle_timeout(&mut self, now: Instant) {
+        let late = match &mut self.handshakes {
+            Some(h) => h.expired(now),
+            None => return,
+        };
+        for ident in late {
+            self.refuse(ident);
+        }
+    }
+
+    /// Takes new streams as neighbours: each is told what we host and
+    /// reach (all are neighbours before the first is told, so each hears
+    /// of the others).
+    fn admit(&mut self, new: &[Identity]) {
+        for ident in new {
             self.connected.insert(ident.clone());
             self.router.neighbour_up(ident.as_str());
             let ids = self
@@ -250,7 +301,7 @@ impl ParticipantCore {
                 .map(|(id, _)| *id);
             self.protects.extend(ids);
         }
-        for ident in &new {
+        for ident in new {
             let routes = self.router.advertisement_for(ident.as_str());
             self.router.told(ident.as_str(), routes.clone());
             let hello = Control::Hello {
@@ -262,15 +313,74 @@ impl ParticipantCore {
             self.events
                 .push_back(ParticipantEvent::Connected(ident.clone()));
         }
-        if !gone.is_empty() || !new.is_empty() {
-            self.advertise();
+    }
+
+    /// A neighbour's stream ended: it is forgotten with what it told us.
+    /// Returns whether it was a neighbour.
+    fn neighbour_gone(&mut self, ident: &Identity) -> bool {
+        if !self.connected.remove(ident) {
+            return false;
         }
+        self.router.neighbour_down(ident.as_str());
+        if let Some(remote) = self.remote.remove(ident) {
+            self.interest_changed |= !remote.subscribers.is_empty();
+            for topic in remote.publishers {
+                self.events.push_back(ParticipantEvent::PublisherRemoved {
+                    participant: ident.clone(),
+                    topic,
+                });
+            }
+            for filter in remote.subscribers.into_keys() {
+                self.events.push_back(ParticipantEvent::SubscriberRemoved {
+                    participant: ident.clone(),
+                    filter,
+                });
+            }
+        }
+        self.events
+            .push_back(ParticipantEvent::Disconnected(ident.clone()));
+        true
+    }
+
+    /// Refuses a stream that failed the handshake: counted, and closed.
+    fn refuse(&mut self, ident: Identity) {
+        self.stats.streams_refused += 1;
+        tracing::warn!(peer = %ident, "stream refused: no valid proof of the group key");
+        self.dials.push_back(Dial::Refuse(ident));
     }
 
     /// A tagged message (control or routed) from the neighbour `from`.
     /// Anything that does not decode is counted and dropped.
     pub(crate) fn handle_control(&mut self, from: &Identity, data: &Bytes) {
-        match decode(data) {
+        let decoded = decode(data);
+        if let (Some(h), Some(Decoded::Control(c))) = (&mut self.handshakes, &decoded) {
+            match c {
+                Control::Challenge(nonce) => {
+                    if self.streams.contains(from) {
+                        let proof = h.answer(&self.identity, from, nonce);
+                        self.control_to(from.clone(), &Control::Proof(proof));
+                    }
+                    return;
+                }
+                Control::Proof(tag) => {
+                    match h.check(&self.identity, from, tag) {
+                        Verdict::Proved => {
+                            self.admit(std::slice::from_ref(from));
+                            self.advertise();
+                        }
+                        Verdict::Refused => self.refuse(from.clone()),
+                        Verdict::Unasked => {}
+                    }
+                    return;
+                }
+                _ => {}
+            }
+        }
+        if self.handshakes.is_some() && !self.connected.contains(from) {
+            self.stats.unproved_controls += 1;
+            return;
+        }
+        match decoded {
             None => self.stats.control_errors += 1,
             Some(Decoded::Control(c)) => self.handle_control_message(from, c),
             Some(Decoded::Routed(mut envelope, data)) => match self.router.route(&mut envelope) {
@@ -372,6 +482,8 @@ impl ParticipantCore {
                 self.router.learn(from.as_str(), routes);
                 self.advertise();
             }
+            // A handshake we did not ask for (we have no group key).
+            Control::Challenge(_) | Control::Proof(_) => self.stats.unproved_controls += 1,
         }
     }
 
@@ -467,6 +579,11 @@ impl ParticipantCore {
     /// The next routed message that reached us.
     pub(crate) fn poll_direct(&mut self) -> Option<Direct> {
         self.directs.pop_front()
+    }
+
+    /// When to call [`handle_timeout`](Self::handle_timeout) next.
+    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
+        self.handshakes.as_ref()?.poll_timeout()
     }
 
     /// Whether the neighbours' subscribers changed since the last call.
@@ -773,7 +890,7 @@ mod tests {
         let mut low = ParticipantCore::new(id(1), ident("low"), 4);
         low.handle_discovery(DiscoveryEvent::Found(peer("high", id(2), at)));
         assert_eq!(dials(&mut low), vec![Dial::Open { peer: id(2), at }]);
-        low.handle_streams([ident("high")]);
+        low.handle_streams([ident("high")], Instant::now());
         assert_eq!(low.poll_protect(), Some(id(2)), "discovery keeps it");
         assert_eq!(low.poll_protect(), None);
 
@@ -791,7 +908,7 @@ mod tests {
 
         // Once that stream ends, the participant is reached where
         // discovery last said.
-        low.handle_streams([]);
+        low.handle_streams([], Instant::now());
         assert_eq!(
             dials(&mut low),
             vec![Dial::Open {
@@ -826,7 +943,7 @@ mod tests {
         a.add_subscriber(&FilterSpec::of(&TopicFilter::Prefix("weather".into())));
         assert!(transmits(&mut a).is_empty(), "no neighbour to tell yet");
 
-        a.handle_streams([ident("b")]);
+        a.handle_streams([ident("b")], Instant::now());
         let told = controls(&mut a);
         let hello = told
             .iter()
@@ -862,7 +979,7 @@ mod tests {
         assert_eq!(a.subscribers_of("weather"), vec![ident("a")]);
         events(&mut a);
 
-        a.handle_streams([]);
+        a.handle_streams([], Instant::now());
         assert_eq!(
             events(&mut a),
             vec![
@@ -881,7 +998,7 @@ mod tests {
     #[test]
     fn neighbours_hear_of_the_first_publisher_of_a_topic_and_of_the_last() {
         let mut a = ParticipantCore::new(id(1), ident("a"), 4);
-        a.handle_streams([ident("b"), ident("c")]);
+        a.handle_streams([ident("b"), ident("c")], Instant::now());
         transmits(&mut a);
         a.add_publisher("t");
         let added = controls(&mut a);
@@ -904,7 +1021,7 @@ mod tests {
     #[test]
     fn garbage_and_unknown_tags_are_counted_not_acted_on() {
         let mut a = ParticipantCore::new(id(1), ident("a"), 4);
-        a.handle_streams([ident("b")]);
+        a.handle_streams([ident("b")], Instant::now());
         transmits(&mut a);
         events(&mut a);
         for bad in [&b"\0WPC\xff\xff"[..], b"\0WPR", b"hello", b""] {
@@ -936,7 +1053,7 @@ mod tests {
                 if i + 1 < names.len() {
                     neighbours.push(ident(names[i + 1]));
                 }
-                cores[i].handle_streams(neighbours);
+                cores[i].handle_streams(neighbours, Instant::now());
             }
             let mut net = Net { cores };
             net.settle();
@@ -998,5 +1115,86 @@ mod tests {
             Some(Outgoing::Deliver(Direct { hops: 0, .. }))
         ));
         assert_eq!(net.cores[0].route_outgoing(&ident("nobody"), b"x"), None);
+    }
+
+    fn keyed(n: u8, name: &str, key: u8) -> ParticipantCore {
+        let key = weft_discovery::GroupKey::new([key; 32]).unwrap();
+        let timeout = std::time::Duration::from_secs(5);
+        ParticipantCore::new(id(n), ident(name), 4)
+            .with_handshakes(Handshakes::new(key, [n; 32], timeout))
+    }
+
+    /// Passes every transmit between `a` and `b` until both are quiet.
+    fn exchange(a: &mut ParticipantCore, b: &mut ParticipantCore) {
+        for _ in 0..20 {
+            let from_a = transmits(a);
+            let from_b = transmits(b);
+            if from_a.is_empty() && from_b.is_empty() {
+                return;
+            }
+            for t in from_a {
+                b.handle_control(&a.identity.clone(), &t.data);
+            }
+            for t in from_b {
+                a.handle_control(&b.identity.clone(), &t.data);
+            }
+        }
+        panic!("the two did not settle");
+    }
+
+    #[test]
+    fn with_a_group_key_a_stream_is_a_neighbour_once_it_proved_the_key() {
+        let now = Instant::now();
+        let mut a = keyed(1, "a", 7);
+        let mut b = keyed(2, "b", 7);
+        a.handle_streams([ident("b")], now);
+        b.handle_streams([ident("a")], now);
+        assert_eq!(a.connected().count(), 0, "not before its proof");
+        assert!(a.poll_timeout().is_some());
+        // b says it hosts a subscriber before proving anything: ignored.
+        a.handle_control(
+            &ident("b"),
+            &encode_control(&Control::SubscriberAdded(FilterSpec::of(
+                &TopicFilter::Prefix("x".into()),
+            ))),
+        );
+        assert_eq!(a.stats().unproved_controls, 1);
+        assert!(a.subscribers_of("x").is_empty());
+
+        exchange(&mut a, &mut b);
+        assert_eq!(a.connected().cloned().collect::<Vec<_>>(), vec![ident("b")]);
+        assert_eq!(b.connected().cloned().collect::<Vec<_>>(), vec![ident("a")]);
+        assert!(events(&mut a).contains(&ParticipantEvent::Connected(ident("b"))));
+        assert_eq!(a.poll_timeout(), None, "nothing left to prove");
+        assert!(dials(&mut a).is_empty() && dials(&mut b).is_empty());
+        assert_eq!(a.stats().streams_refused, 0);
+    }
+
+    #[test]
+    fn a_stream_with_another_key_or_none_is_refused() {
+        let now = Instant::now();
+        let mut a = keyed(1, "a", 7);
+        let mut forger = keyed(2, "b", 8);
+        a.handle_streams([ident("b")], now);
+        forger.handle_streams([ident("a")], now);
+        exchange(&mut a, &mut forger);
+        assert_eq!(dials(&mut a), vec![Dial::Refuse(ident("b"))]);
+        assert_eq!(dials(&mut forger), vec![Dial::Refuse(ident("a"))]);
+        assert_eq!(a.connected().count(), 0);
+        assert_eq!(a.stats().streams_refused, 1);
+
+        // A peer without the key never answers: refused at the deadline.
+        let mut a = keyed(1, "a", 7);
+        let mut keyless = ParticipantCore::new(id(3), ident("c"), 4);
+        a.handle_streams([ident("c")], now);
+        keyless.handle_streams([ident("a")], now);
+        exchange(&mut a, &mut keyless);
+        assert_eq!(a.connected().count(), 0);
+        let deadline = a.poll_timeout().expect("a deadline for c's proof");
+        a.handle_timeout(deadline - std::time::Duration::from_millis(1));
+        assert!(dials(&mut a).is_empty(), "not before the deadline");
+        a.handle_timeout(deadline);
+        assert_eq!(dials(&mut a), vec![Dial::Refuse(ident("c"))]);
+        assert_eq!(a.poll_timeout(), None);
     }
 }

@@ -155,4 +155,10 @@ pub struct ParticipantStats {
     pub direct_dropped: u64,
     /// Control messages that did not decode.
     pub control_errors: u64,
+    /// Streams refused because they did not prove they hold the group key
+    /// (a wrong proof, or none in time).
+    pub streams_refused: u64,
+    /// Control messages dropped because their stream had not proved it
+    /// holds the group key.
+    pub unproved_controls: u64,
 }

@@ -63,6 +63,7 @@ mod control;
 mod core;
 mod error;
 mod event;
+mod handshake;
 pub mod local;
 mod participant;
 mod pubsub;
@@ -75,5 +76,5 @@ pub use event::{Direct, ParticipantEvent, ParticipantEvents, ParticipantInfo, Pa
 pub use participant::Participant;
 pub use pubsub::{Publication, Publisher, Subscriber};
 pub use router::IdentityRoute;
-pub use weft_discovery::{DiscoveryConfig, GoneReason, ParticipantId};
+pub use weft_discovery::{DiscoveryConfig, GoneReason, GroupKey, ParticipantId};
 pub use weft_messaging::{Identity, TopicFilter};

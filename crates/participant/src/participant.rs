@@ -20,6 +20,7 @@ use crate::core::{Dial, Outgoing, ParticipantCore, TransmitKind};
 use crate::event::{
     Direct, ParticipantEvent, ParticipantEvents, ParticipantInfo, ParticipantStats,
 };
+use crate::handshake::Handshakes;
 use crate::router::IdentityRoute;
 use crate::{ParticipantConfig, ParticipantError, Publisher, Subscriber};
 
@@ -156,16 +157,30 @@ impl Participant {
         }
         let mut local = LocalParticipant::new(name, locators.clone());
         local.id = id;
-        let (discovery, discovery_events) = Discovery::start(local, config.discovery.clone())?;
+        let mut discovery_config = config.discovery.clone();
+        if config.group_key.is_some() {
+            discovery_config.group_key.clone_from(&config.group_key);
+        }
+        let (discovery, discovery_events) = Discovery::start(local, discovery_config)?;
         let (events, _) = broadcast::channel(config.event_capacity.max(1));
         let (direct_tx, direct_rx) = mpsc::channel(config.direct_capacity.max(1));
         let (stop, stop_rx) = watch::channel(false);
+        let mut core = ParticipantCore::new(id, identity, config.max_hops);
+        if let Some(key) = &config.group_key {
+            let mut seed = [0u8; 32];
+            getrandom::getrandom(&mut seed).map_err(|e| ParticipantError::Io {
+                what: "reading the system's random source".into(),
+                source: std::io::Error::other(e),
+            })?;
+            core =
+                core.with_handshakes(Handshakes::new(key.clone(), seed, config.handshake_timeout));
+        }
         let inner = Arc::new(Inner {
             id,
             messaging,
             discovery,
             locators,
-            core: Mutex::new(ParticipantCore::new(id, identity, config.max_hops)),
+            core: Mutex::new(core),
             connectors: Mutex::new(HashMap::new()),
             interest: watch::channel(()).0,
             config,
@@ -249,6 +264,8 @@ impl Participant {
             routed_no_route: core.routed_no_route,
             direct_dropped: get(&c.direct_dropped),
             control_errors: core.control_errors,
+            streams_refused: core.streams_refused,
+            unproved_controls: core.unproved_controls,
         }
     }
 
@@ -442,6 +459,9 @@ impl Inner {
                     link.remove_connector(c);
                 }
             }
+            Dial::Refuse(ident) => {
+                self.messaging.disconnect(&ident);
+            }
         }
     }
 
@@ -456,8 +476,8 @@ impl Inner {
     /// Tells the core which streams messaging has up now.
     fn reconcile(&self) {
         self.streams_dirty.store(false, Ordering::Release);
-        let now = self.messaging.connected();
-        self.drive(|core| core.handle_streams(now));
+        let streams = self.messaging.connected();
+        self.drive(|core| core.handle_streams(streams, clock()));
     }
 
     fn on_control(&self, received: Received) {
@@ -477,7 +497,9 @@ async fn run(
 ) {
     let mut discovery_open = true;
     loop {
+        let deadline = lock(&inner.core).poll_timeout();
         tokio::select! {
+            () = sleep_until(deadline) => inner.drive(|core| core.handle_timeout(clock())),
             _ = stop.changed() => break,
             e = discovery.recv(), if discovery_open => match e {
                 Some(e) => inner.drive(|core| core.handle_discovery(e)),
@@ -496,6 +518,19 @@ async fn run(
         inner.messaging.link().remove_connector(c);
     }
     tracing::debug!(identity = %inner.messaging.identity(), "participant stopped");
+}
+
+/// Now, on the runtime's clock (which tests may pause), as the core takes it.
+fn clock() -> std::time::Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+/// Sleeps until `deadline`, or forever without one.
+async fn sleep_until(deadline: Option<std::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d.into()).await,
+        None => std::future::pending().await,
+    }
 }
 
 // The tags are checked by the control subscription's regex.

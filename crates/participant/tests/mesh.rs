@@ -336,3 +336,50 @@ async fn a_message_for_an_identity_out_of_sight_goes_through_a_broker() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_group_key_only_members_become_neighbours() {
+    let port = free_port();
+    let member = |name: &str, key: u8| {
+        let mut c = fast(port, name);
+        c.group_key = Some(weft_participant::GroupKey::new([key; 32]).unwrap());
+        c.handshake_timeout = Duration::from_millis(300);
+        c
+    };
+    let a = Participant::start(member("a", 1)).await.unwrap();
+    let b = Participant::start(member("b", 1)).await.unwrap();
+    // Another group, and someone with no key at all (it reads the
+    // members' beacons and dials them, but cannot prove it is a member).
+    let other = Participant::start(member("other", 2)).await.unwrap();
+    // The lowest id: it dials the members it hears of.
+    let mut config = fast(port, "keyless");
+    config.id = Some(weft_participant::ParticipantId([0; 16]));
+    let keyless = Participant::start(config).await.unwrap();
+
+    let news = b.subscriber(TopicFilter::Prefix("news".into()));
+    let publisher = a.publisher("news.today").unwrap();
+    assert!(publisher.wait_for_subscribers(Duration::from_secs(5)).await);
+    publisher.publish("hello").unwrap();
+    let got = news.recv(Some(Duration::from_secs(5))).await.unwrap();
+    assert_eq!(&got.data[..], b"hello");
+
+    eventually(Duration::from_secs(5), "the keyless stream refused", || {
+        a.stats().streams_refused + b.stats().streams_refused >= 1
+    })
+    .await;
+    eventually(
+        Duration::from_secs(3),
+        "the other group's beacons dropped",
+        || a.stats().discovery.unauthenticated > 0,
+    )
+    .await;
+    for p in [&a, &b] {
+        let neighbours: Vec<String> = p.connected().iter().map(|i| i.to_string()).collect();
+        assert_eq!(neighbours.len(), 1, "{neighbours:?}");
+        assert!(p.peers().iter().all(|q| q.identity != "other"));
+    }
+    assert!(other.connected().is_empty());
+    for p in [a, b, other, keyless] {
+        p.close().await;
+    }
+}
