@@ -515,7 +515,7 @@ async fn emptied(path: &Path) -> Result<usize, String> {
         let left = tokio::task::spawn_blocking(move || {
             SqliteStorage::open(&check)
                 .and_then(|mut s| s.load())
-                .map(|rows| rows.len())
+                .map(|loaded| loaded.messages.len())
         })
         .await
         .map_err(ctx("reading the store"))?

@@ -108,6 +108,22 @@ pub enum StorageError {
     /// A stored message's destination is not a valid identity.
     #[error("corrupt stored message: {0}")]
     CorruptIdentity(#[source] IdentityError),
+    /// A stored message's flags are not a 32-bit value.
+    #[error("corrupt stored message: its flags are {0}, not a 32-bit value")]
+    CorruptFlags(i64),
+    /// A stored message's TTL or expiry time is negative.
+    #[error("corrupt stored message: a negative time ({0} ms)")]
+    CorruptTime(i64),
+    /// A stored message can never be sent: its packet would be larger than
+    /// the packet limit
+    /// ([`PacketerConfig::max_packet`](weft_packeter::PacketerConfig::max_packet)).
+    #[error("stored message of {packet} bytes on the wire; the packet limit is {max}")]
+    TooLarge {
+        /// The MESSAGE frame's size, head and data.
+        packet: usize,
+        /// The packet limit.
+        max: usize,
+    },
     /// Another [`Storage`](crate::storage::Storage) implementation's own
     /// error; make one with [`StorageError::other`].
     #[error(transparent)]

@@ -71,6 +71,11 @@ pub struct MessagingStats {
     pub unhandled: u64,
     /// Copies dropped by full subscription queues.
     pub subscription_drops: u64,
+    /// Rows of the store that were set aside when it was loaded, instead
+    /// of queued: rows that could not be read back, and messages that can
+    /// never be sent (over the packet limit). Each is logged with its row
+    /// and reason (see [`storage`](crate::storage)).
+    pub store_rows_skipped: u64,
 }
 
 /// Identifies a registered handler, for [`Messaging::remove_handler`].
@@ -91,6 +96,8 @@ struct Inner {
     /// snapshot.
     dispatch: Mutex<Arc<Dispatch>>,
     storage: Option<StorageWorker>,
+    /// Rows of the store set aside when it was loaded.
+    store_rows_skipped: u64,
     next_id: AtomicU64,
     unhandled: AtomicU64,
     subscription_drops: AtomicU64,
@@ -182,16 +189,19 @@ impl Messaging {
             return Err(MessagingError::NoRuntime);
         }
         let mut core = Core::new(identity.clone(), config.clone(), now());
+        let mut store_rows_skipped = 0;
         let storage = match storage {
             None => None,
             Some(mut s) => {
+                let max_packet = config.packeter.max_packet;
                 let (s, loaded) = tokio::task::spawn_blocking(move || {
-                    let loaded = s.load();
+                    let loaded = crate::storage::load_for_start(&mut *s, max_packet);
                     (s, loaded)
                 })
                 .await
                 .map_err(|_| crate::error::StorageError::Closed)?;
-                let loaded = loaded?;
+                let (loaded, skipped) = loaded?;
+                store_rows_skipped = skipped;
                 let now = now();
                 let wall = SystemTime::now();
                 let worker = StorageWorker::start(s);
@@ -230,6 +240,7 @@ impl Messaging {
                 ..Dispatch::default()
             })),
             storage,
+            store_rows_skipped,
             next_id: AtomicU64::new(1),
             unhandled: AtomicU64::new(0),
             subscription_drops: AtomicU64::new(0),
@@ -480,6 +491,7 @@ impl Messaging {
             protocol_errors: c.protocol_errors,
             unhandled: self.inner.unhandled.load(Ordering::Relaxed),
             subscription_drops: self.inner.subscription_drops.load(Ordering::Relaxed),
+            store_rows_skipped: self.inner.store_rows_skipped,
         }
     }
 

@@ -10,7 +10,7 @@ use tokio::time::timeout;
 use weft_messaging::config::{DuplicateIdentity, QueuePolicy};
 use weft_messaging::error::{Misuse, ProtocolError, StorageError};
 use weft_messaging::internal::frame::{Frame, PROTOCOL_VERSION};
-use weft_messaging::storage::{MemoryStorage, Storage, StoredMessage};
+use weft_messaging::storage::{Loaded, MemoryStorage, Storage, StoredMessage};
 use weft_messaging::{Message, Messaging, MessagingConfig, MessagingError, Subscription};
 
 mod common;
@@ -300,8 +300,15 @@ impl Storage for FailingStorage {
     fn delete(&mut self, _: &[weft_messaging::MessageId]) -> Result<(), StorageError> {
         Ok(())
     }
-    fn load(&mut self) -> Result<Vec<StoredMessage>, StorageError> {
-        Ok(Vec::new())
+    fn load(&mut self) -> Result<Loaded, StorageError> {
+        Ok(Loaded::default())
+    }
+    fn set_aside(
+        &mut self,
+        _: &[weft_messaging::MessageId],
+        _: &StorageError,
+    ) -> Result<(), StorageError> {
+        Ok(())
     }
 }
 

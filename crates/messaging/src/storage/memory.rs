@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use super::{Storage, StoredMessage};
+use super::{Loaded, Storage, StoredMessage};
 use crate::MessageId;
 use crate::error::StorageError;
 
@@ -18,6 +18,8 @@ pub struct MemoryStorage {
 struct Inner {
     next: u64,
     by_id: HashMap<MessageId, (u64, StoredMessage)>,
+    /// Messages set aside, with why.
+    set_aside: Vec<(StoredMessage, StorageError)>,
 }
 
 impl MemoryStorage {
@@ -34,6 +36,11 @@ impl MemoryStorage {
     /// Whether nothing is stored.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// The messages [set aside](Storage::set_aside), with why.
+    pub fn set_aside_messages(&self) -> Vec<(StoredMessage, StorageError)> {
+        self.lock().set_aside.clone()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -60,10 +67,24 @@ impl Storage for MemoryStorage {
         Ok(())
     }
 
-    fn load(&mut self) -> Result<Vec<StoredMessage>, StorageError> {
+    fn load(&mut self) -> Result<Loaded, StorageError> {
         let inner = self.lock();
         let mut all: Vec<_> = inner.by_id.values().cloned().collect();
         all.sort_by_key(|(seq, _)| *seq);
-        Ok(all.into_iter().map(|(_, m)| m).collect())
+        // Nothing in memory can be damaged: nothing is set aside here.
+        Ok(Loaded {
+            messages: all.into_iter().map(|(_, m)| m).collect(),
+            set_aside: Vec::new(),
+        })
+    }
+
+    fn set_aside(&mut self, ids: &[MessageId], reason: &StorageError) -> Result<(), StorageError> {
+        let mut inner = self.lock();
+        for id in ids {
+            if let Some((_, m)) = inner.by_id.remove(id) {
+                inner.set_aside.push((m, reason.clone()));
+            }
+        }
+        Ok(())
     }
 }

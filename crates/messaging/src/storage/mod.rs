@@ -7,6 +7,13 @@
 //! Stores run on a worker thread that commits everything waiting in one
 //! transaction (group commit), so many concurrent senders share each
 //! commit.
+//!
+//! A store is read whole when messaging starts. A row that cannot be read
+//! back (damaged, or written by something else) or a message that can
+//! never be sent (its packet is over the packet limit) does not stop the
+//! others: it is set aside (kept, out of every queue), logged with its row
+//! and counted in
+//! [`MessagingStats::store_rows_skipped`](crate::MessagingStats::store_rows_skipped).
 
 mod memory;
 #[cfg(feature = "sqlite")]
@@ -20,6 +27,7 @@ pub use memory::MemoryStorage;
 pub use sqlite::SqliteStorage;
 
 use crate::error::StorageError;
+use crate::frame::MESSAGE_HEAD_LEN;
 use crate::{Identity, Message, MessageId};
 
 /// A message kept in storage.
@@ -41,6 +49,80 @@ pub trait Storage: Send + 'static {
     fn store(&mut self, messages: &[StoredMessage]) -> Result<(), StorageError>;
     /// Forgets messages (unknown ids are ignored).
     fn delete(&mut self, ids: &[MessageId]) -> Result<(), StorageError>;
-    /// Every stored message, in the order it was stored.
-    fn load(&mut self) -> Result<Vec<StoredMessage>, StorageError>;
+    /// Every stored message that can be read back, in the order it was
+    /// stored, and the rows that cannot: those are set aside (kept, out of
+    /// the queue, never silently deleted) and reported, so that one bad row
+    /// never strands the others. Fails only when the store as a whole
+    /// cannot be read.
+    fn load(&mut self) -> Result<Loaded, StorageError>;
+    /// Sets aside stored messages that can never be sent (larger than the
+    /// packet limit, say): they leave the queue for good, are kept for
+    /// inspection, and are not loaded again. `reason` says why. Unknown
+    /// ids are ignored.
+    fn set_aside(&mut self, ids: &[MessageId], reason: &StorageError) -> Result<(), StorageError>;
+}
+
+/// What [`Storage::load`] found.
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub struct Loaded {
+    /// The messages read back, in the order they were stored.
+    pub messages: Vec<StoredMessage>,
+    /// The rows that could not be read back, now set aside.
+    pub set_aside: Vec<SetAside>,
+}
+
+/// A stored row that was set aside instead of queued.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct SetAside {
+    /// The row, as its store numbers rows (SQLite's `seq` column).
+    pub row: u64,
+    /// What is wrong with it.
+    pub error: StorageError,
+}
+
+impl SetAside {
+    /// Row `row`, set aside because of `error`.
+    pub fn new(row: u64, error: StorageError) -> SetAside {
+        SetAside { row, error }
+    }
+}
+
+/// Loads `storage` for a start with packets of at most `max_packet` bytes:
+/// the messages to queue, and how many rows were set aside (each logged
+/// with its row and reason), unreadable ones by the store's own load and
+/// unsendable ones here.
+pub(crate) fn load_for_start(
+    storage: &mut dyn Storage,
+    max_packet: usize,
+) -> Result<(Vec<StoredMessage>, u64), StorageError> {
+    let Loaded {
+        mut messages,
+        set_aside,
+    } = storage.load()?;
+    for s in &set_aside {
+        tracing::warn!(row = s.row, error = %s.error, "a stored row was set aside");
+    }
+    let mut skipped = set_aside.len() as u64;
+    let too_large =
+        |m: &StoredMessage| MESSAGE_HEAD_LEN.saturating_add(m.message.data.len()) > max_packet;
+    if messages.iter().any(too_large) {
+        let mut sendable = Vec::with_capacity(messages.len());
+        for m in messages {
+            if !too_large(&m) {
+                sendable.push(m);
+                continue;
+            }
+            let error = StorageError::TooLarge {
+                packet: MESSAGE_HEAD_LEN.saturating_add(m.message.data.len()),
+                max: max_packet,
+            };
+            tracing::warn!(id = %m.message.id, to = %m.to, %error, "a stored message was set aside");
+            storage.set_aside(&[m.message.id], &error)?;
+            skipped += 1;
+        }
+        messages = sendable;
+    }
+    Ok((messages, skipped))
 }

@@ -4,9 +4,9 @@ use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, Row, params};
 
-use super::{Storage, StoredMessage};
+use super::{Loaded, SetAside, Storage, StoredMessage};
 use crate::error::StorageError;
 use crate::message::Flags;
 use crate::{Identity, Message, MessageId};
@@ -16,6 +16,13 @@ use crate::{Identity, Message, MessageId};
 /// WAL journal with `synchronous = NORMAL`: a commit survives the process
 /// being killed at any moment (SIGKILL included); a power loss may lose the
 /// last commits, never corrupt the file.
+///
+/// A row that cannot be read back (a damaged id, destination, flags or
+/// time, or a column of the wrong type) is moved, as it is, to the
+/// `set_aside` table with its reason and the time, and reported by
+/// [`load`](Storage::load); so are messages
+/// [set aside](Storage::set_aside) as unsendable. Nothing there is loaded
+/// again; it stays for someone to look at.
 ///
 /// ```
 /// use weft_messaging::storage::{SqliteStorage, Storage, StoredMessage};
@@ -28,7 +35,7 @@ use crate::{Identity, Message, MessageId};
 ///     expires_at: None,
 /// };
 /// store.store(&[msg.clone()])?;
-/// assert_eq!(store.load()?, vec![msg]);
+/// assert_eq!(store.load()?.messages, vec![msg]);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug)]
@@ -57,6 +64,12 @@ impl SqliteStorage {
                 flags INTEGER NOT NULL,
                 ttl_ms INTEGER,
                 expires_ms INTEGER
+            );
+            CREATE TABLE IF NOT EXISTS set_aside (
+                seq INTEGER PRIMARY KEY,
+                id, dest, data, flags, ttl_ms, expires_ms,
+                reason TEXT NOT NULL,
+                set_aside_ms INTEGER NOT NULL
             );",
         )?;
         Ok(SqliteStorage { db })
@@ -100,41 +113,92 @@ impl Storage for SqliteStorage {
         Ok(())
     }
 
-    fn load(&mut self) -> Result<Vec<StoredMessage>, StorageError> {
-        let mut select = self.db.prepare(
-            "SELECT id, dest, data, flags, ttl_ms, expires_ms FROM messages ORDER BY seq",
-        )?;
-        let rows = select.query_map([], |row| {
-            Ok((
-                row.get::<_, Vec<u8>>(0)?,
-                row.get::<_, String>(1)?,
-                row.get::<_, Vec<u8>>(2)?,
-                row.get::<_, i64>(3)?,
-                row.get::<_, Option<i64>>(4)?,
-                row.get::<_, Option<i64>>(5)?,
-            ))
-        })?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (id, dest, data, flags, ttl_ms, expires_ms) = row?;
-            let id: [u8; 16] = id
-                .try_into()
-                .map_err(|id: Vec<u8>| StorageError::CorruptId(id.len()))?;
-            let to = Identity::new(&dest).map_err(StorageError::CorruptIdentity)?;
-            out.push(StoredMessage {
-                to,
-                message: Message {
-                    id: MessageId(id),
-                    data: Bytes::from(data),
-                    ttl: ttl_ms.map(|ms| Duration::from_millis(ms.max(0) as u64)),
-                    flags: Flags(u32::try_from(flags).unwrap_or(0)),
-                },
-                expires_at: expires_ms
-                    .map(|ms| UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64)),
-            });
+    fn load(&mut self) -> Result<Loaded, StorageError> {
+        let mut loaded = Loaded::default();
+        let mut bad = Vec::new();
+        {
+            let mut select = self.db.prepare(
+                "SELECT seq, id, dest, data, flags, ttl_ms, expires_ms FROM messages ORDER BY seq",
+            )?;
+            // A row's error is its own: the rows after it still load.
+            let rows = select.query_map([], |row| Ok((row.get::<_, i64>(0)?, read_row(row))))?;
+            for row in rows {
+                let (seq, message) = row?;
+                match message {
+                    Ok(m) => loaded.messages.push(m),
+                    Err(error) => bad.push((seq, error)),
+                }
+            }
         }
-        Ok(out)
+        if !bad.is_empty() {
+            let tx = self.db.transaction()?;
+            for (seq, error) in &bad {
+                move_aside(&tx, "seq", seq, error)?;
+            }
+            tx.commit()?;
+            loaded.set_aside = bad
+                .into_iter()
+                .map(|(seq, error)| SetAside::new(seq.unsigned_abs(), error))
+                .collect();
+        }
+        Ok(loaded)
     }
+
+    fn set_aside(&mut self, ids: &[MessageId], reason: &StorageError) -> Result<(), StorageError> {
+        let tx = self.db.transaction()?;
+        for id in ids {
+            move_aside(&tx, "id", &id.0, reason)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+/// Moves the rows of `messages` whose `column` is `key` to `set_aside`.
+fn move_aside(
+    db: &Connection,
+    column: &str,
+    key: &dyn rusqlite::ToSql,
+    reason: &StorageError,
+) -> Result<(), StorageError> {
+    db.prepare_cached(&format!(
+        "INSERT OR REPLACE INTO set_aside
+         SELECT seq, id, dest, data, flags, ttl_ms, expires_ms, ?2, ?3
+         FROM messages WHERE {column} = ?1"
+    ))?
+    .execute(params![key, reason.to_string(), millis(SystemTime::now())])?;
+    db.prepare_cached(&format!("DELETE FROM messages WHERE {column} = ?1"))?
+        .execute(params![key])?;
+    Ok(())
+}
+
+/// One row of `messages` (`seq` first) as a message, or what is wrong with
+/// it.
+fn read_row(row: &Row<'_>) -> Result<StoredMessage, StorageError> {
+    let id: Vec<u8> = row.get(1)?;
+    let id: [u8; 16] = id
+        .try_into()
+        .map_err(|id: Vec<u8>| StorageError::CorruptId(id.len()))?;
+    let to = Identity::new(&row.get::<_, String>(2)?).map_err(StorageError::CorruptIdentity)?;
+    let data: Vec<u8> = row.get(3)?;
+    let flags: i64 = row.get(4)?;
+    let flags = u32::try_from(flags).map_err(|_| StorageError::CorruptFlags(flags))?;
+    let time = |ms: Option<i64>| match ms {
+        None => Ok(None),
+        Some(ms) => u64::try_from(ms)
+            .map(|ms| Some(Duration::from_millis(ms)))
+            .map_err(|_| StorageError::CorruptTime(ms)),
+    };
+    Ok(StoredMessage {
+        to,
+        message: Message {
+            id: MessageId(id),
+            data: Bytes::from(data),
+            ttl: time(row.get(5)?)?,
+            flags: Flags(flags),
+        },
+        expires_at: time(row.get(6)?)?.map(|d| UNIX_EPOCH + d),
+    })
 }
 
 #[cfg(test)]
@@ -161,15 +225,20 @@ mod tests {
             .db
             .execute(insert, params![&[1u8, 2, 3][..], "bob"])
             .unwrap();
-        assert!(matches!(store.load(), Err(StorageError::CorruptId(3))));
-        store.db.execute("DELETE FROM messages", []).unwrap();
         store
             .db
             .execute(insert, params![&[7u8; 16][..], ""])
             .unwrap();
+        let loaded = store.load().unwrap();
+        assert!(loaded.messages.is_empty());
+        let [short, empty] = &loaded.set_aside[..] else {
+            panic!("two rows set aside: {:?}", loaded.set_aside);
+        };
+        assert!(matches!(short.error, StorageError::CorruptId(3)));
         assert!(matches!(
-            store.load(),
-            Err(StorageError::CorruptIdentity(IdentityError::Empty))
+            empty.error,
+            StorageError::CorruptIdentity(IdentityError::Empty)
         ));
+        assert_eq!((short.row, empty.row), (1, 2));
     }
 }
