@@ -234,7 +234,7 @@ impl Inner {
                         );
                     }
                     (FrameKind::Result, Some(id)) => {
-                        self.fail_pending(&r.from, id, RpcError::Decode(e.to_string()))
+                        self.fail_pending(&r.from, id, RpcError::Decode(e.into()))
                     }
                     _ => {}
                 }

@@ -24,11 +24,11 @@ pub enum RpcError {
     #[error("the call was cancelled: the RPC instance closed")]
     Cancelled,
     /// The arguments could not be encoded.
-    #[error("cannot encode: {0}")]
-    Encode(String),
-    /// The result (or a frame) could not be decoded.
+    #[error("cannot encode the arguments: {0}")]
+    Encode(#[source] postcard::Error),
+    /// The result (or a frame of it) could not be decoded.
     #[error("cannot decode: {0}")]
-    Decode(String),
+    Decode(#[source] DecodeError),
     /// A request or response is over its configured limit.
     #[error("{what} of {size} bytes; the limit is {limit}")]
     TooLarge {
@@ -53,6 +53,24 @@ pub enum RpcError {
     /// No Tokio runtime is running.
     #[error("weft-rpc needs a Tokio runtime")]
     NoRuntime,
+}
+
+/// What could not be decoded, in [`RpcError::Decode`].
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecodeError {
+    /// The result's bytes are not a value of the type the caller asked for.
+    #[error("the result does not decode as {type_name}: {source}")]
+    Result {
+        /// The type asked for.
+        type_name: &'static str,
+        /// Why postcard could not decode it.
+        #[source]
+        source: postcard::Error,
+    },
+    /// A RESULT frame from the server is malformed.
+    #[error(transparent)]
+    Frame(#[from] crate::wire::WireError),
 }
 
 /// Which kind of failure a [`RemoteError`] reports.

@@ -78,7 +78,7 @@ mod stats;
 pub mod wire;
 
 pub use config::{CallOptions, RpcConfig, ServerConfig};
-pub use error::{RemoteError, RemoteErrorKind, RpcError};
+pub use error::{DecodeError, RemoteError, RemoteErrorKind, RpcError};
 pub use handler::Request;
 pub use method::Method;
 pub use rpc::Rpc;

@@ -27,7 +27,7 @@ use crate::handler::{Handler, Request};
 use crate::server::Serving;
 use crate::stats::{Counters, RpcStats, inc};
 use crate::wire::{self, Body, REPLY_HEADROOM};
-use crate::{CallOptions, Method, RemoteError, RemoteErrorKind, RpcConfig, RpcError};
+use crate::{CallOptions, DecodeError, Method, RemoteError, RemoteErrorKind, RpcConfig, RpcError};
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -426,15 +426,15 @@ impl Rpc {
     {
         let timeout = options.timeout.unwrap_or(self.inner.config.default_timeout);
         let (object, name) = (method.object(), method.method());
-        let body = Body::encode(wire::call_headroom(object, name), &args)
-            .map_err(|e| RpcError::Encode(e.to_string()))?;
+        let body =
+            Body::encode(wire::call_headroom(object, name), &args).map_err(RpcError::Encode)?;
         drop(args);
         let bytes = self.call_body(to, object, name, body, timeout).await?;
-        postcard::from_bytes(&bytes).map_err(|e| {
-            RpcError::Decode(format!(
-                "the result does not decode as {}: {e}",
-                std::any::type_name::<R>()
-            ))
+        postcard::from_bytes(&bytes).map_err(|source| {
+            RpcError::Decode(DecodeError::Result {
+                type_name: std::any::type_name::<R>(),
+                source,
+            })
         })
     }
 
@@ -476,8 +476,8 @@ impl Rpc {
         A: Serialize,
     {
         let (object, name) = (method.object(), method.method());
-        let body = Body::encode(wire::signal_headroom(object, name), &args)
-            .map_err(|e| RpcError::Encode(e.to_string()))?;
+        let body =
+            Body::encode(wire::signal_headroom(object, name), &args).map_err(RpcError::Encode)?;
         self.signal_body(to, object, name, body, ttl)
     }
 

@@ -158,12 +158,13 @@ pub enum WireError {
     #[error("unknown RPC frame kind {0}")]
     UnknownKind(u8),
     /// The body does not decode.
-    #[error("malformed {kind:?} frame: {reason}")]
+    #[error("malformed {kind:?} frame: {source}")]
     Malformed {
         /// The frame's kind.
         kind: FrameKind,
-        /// What postcard said.
-        reason: String,
+        /// Why postcard could not decode it.
+        #[source]
+        source: postcard::Error,
     },
     /// An object or method name longer than [`MAX_NAME`].
     #[error("name of {0} bytes; the limit is 255")]
@@ -204,10 +205,7 @@ impl<'a> Frame<'a> {
         let rest = data.strip_prefix(&TAG).ok_or(WireError::NotRpc)?;
         let (&code, body) = rest.split_first().ok_or(WireError::Truncated)?;
         let kind = FrameKind::from_code(code).ok_or(WireError::UnknownKind(code))?;
-        let bad = |e: postcard::Error| WireError::Malformed {
-            kind,
-            reason: e.to_string(),
-        };
+        let bad = |source: postcard::Error| WireError::Malformed { kind, source };
         Ok(match kind {
             FrameKind::Call => {
                 let (call, _) = postcard::take_from_bytes::<Call<'a>>(body).map_err(bad)?;
