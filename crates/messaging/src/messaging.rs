@@ -16,7 +16,7 @@ use tokio::time::Instant;
 use weft_link::Link;
 use weft_packeter::{PacketSender, Packeter};
 
-use crate::core::{Core, Entry, Topics};
+use crate::core::{Core, Entry, Topics, later};
 use crate::error::{Misuse, ProtocolError};
 use crate::frame::Frame;
 use crate::storage::worker::StorageWorker;
@@ -212,7 +212,7 @@ impl Messaging {
                             let left =
                                 expires_at.map(|at| at.duration_since(wall).unwrap_or_default());
                             let mut entry = Entry::new(stored.message, now);
-                            entry.deadline = left.map(|l| now + l);
+                            entry.deadline = left.map(|l| later(now, l));
                             core.restore(stored.to, entry, now);
                         }
                     }
@@ -293,7 +293,8 @@ impl Messaging {
         let persistent = message.is_persistent() && *to != self.inner.me;
         if persistent {
             if let Some(storage) = &self.inner.storage {
-                let expires_at = message.ttl.map(|t| SystemTime::now() + t);
+                // A TTL too long for the clock stores no expiry.
+                let expires_at = message.ttl.and_then(|t| SystemTime::now().checked_add(t));
                 storage
                     .store(StoredMessage {
                         to: to.clone(),
@@ -567,7 +568,7 @@ impl Messaging {
     /// Waits until every queue is empty and everything sent was delivered,
     /// up to `timeout`. Returns whether that happened. Cancel-safe.
     pub async fn flush(&self, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
+        let deadline = Instant::from_std(later(now(), timeout));
         loop {
             let notified = self.inner.progress.notified();
             tokio::pin!(notified);

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use weft_link::ConnectionId;
 
-use super::{ACK_EVERY, Core, CoreEvent, Transmit};
+use super::{ACK_EVERY, Core, CoreEvent, Transmit, later};
 use crate::Identity;
 use crate::config::DuplicateIdentity;
 use crate::error::ProtocolError;
@@ -131,7 +131,8 @@ impl<T: Transmit> Core<T> {
         self.last_now = now;
         let delay = self.config.ack_delay;
         for conn in self.conns.values_mut() {
-            let unacked = conn.received - conn.ack_sent;
+            // What was acknowledged was received before.
+            let unacked = conn.received.saturating_sub(conn.ack_sent);
             if !conn.acks || unacked == 0 {
                 continue;
             }
@@ -139,7 +140,7 @@ impl<T: Transmit> Core<T> {
                 continue;
             }
             if conn.ack_due.is_none() {
-                conn.ack_due = Some(now + delay);
+                conn.ack_due = Some(later(now, delay));
                 self.timer_moved = true;
             }
         }

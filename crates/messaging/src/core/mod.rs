@@ -44,6 +44,11 @@
 //! so without acks a message can only be lost with the connection, never
 //! arrive twice, and nothing needs checking.
 
+// Arithmetic on what a peer sends (TTLs, counts) must never panic: each
+// operation is checked or saturating, or allowed where it is provably in
+// range, with the reason beside it.
+#![warn(clippy::arithmetic_side_effects)]
+
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
@@ -156,6 +161,14 @@ pub(crate) struct Core<T> {
     pub(crate) counters: Counters,
 }
 
+/// `t + d`; for a `d` too long for an `Instant` (a TTL of `u64::MAX`
+/// seconds, say), a time decades ahead, which never comes in practice.
+/// Durations from input and configuration go through here, never `+`.
+pub(crate) fn later(t: Instant, d: Duration) -> Instant {
+    const FAR: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+    t.checked_add(d).or_else(|| t.checked_add(FAR)).unwrap_or(t)
+}
+
 /// How often unconfirmed writes to peers without acks are checked.
 const WRITE_CHECK: Duration = Duration::from_millis(5);
 
@@ -190,6 +203,10 @@ impl<T: Transmit> Core<T> {
 
     /// Closes `conn` for breaking the protocol. From here on nothing it
     /// sent is acted on, also what was read with the frame that broke it.
+    #[allow(
+        clippy::arithmetic_side_effects,
+        reason = "counters grow by one per message (u64 never wraps), and queued bytes are sums of the lengths of messages held, taken off only as each leaves"
+    )]
     fn fail(&mut self, conn: ConnectionId, error: ProtocolError) {
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
@@ -221,6 +238,10 @@ impl<T: Transmit> Core<T> {
     }
 
     /// One packet from a connection.
+    #[allow(
+        clippy::arithmetic_side_effects,
+        reason = "counters grow by one per message (u64 never wraps), and queued bytes are sums of the lengths of messages held, taken off only as each leaves"
+    )]
     pub(crate) fn handle_packet(&mut self, conn_id: ConnectionId, packet: Bytes, now: Instant) {
         self.last_now = now;
         let Some(conn) = self.conns.get_mut(&conn_id) else {
@@ -312,9 +333,9 @@ impl<T: Transmit> Core<T> {
                     continue;
                 }
                 match conn.ping_sent {
-                    Some(sent) if now >= sent + wait => dead.push(*id),
+                    Some(sent) if now.saturating_duration_since(sent) >= wait => dead.push(*id),
                     Some(_) => {}
-                    None if now >= conn.last_recv + interval => {
+                    None if now.saturating_duration_since(conn.last_recv) >= interval => {
                         conn.ping_sent = Some(now);
                         let _ = Self::send_frame(&conn.tx, &Frame::Ping);
                     }
@@ -325,7 +346,7 @@ impl<T: Transmit> Core<T> {
                 self.fail(id, ProtocolError::KeepaliveTimeout);
             }
         }
-        let retry = now + self.config.ack_delay.max(Duration::from_millis(1));
+        let retry = later(now, self.config.ack_delay.max(Duration::from_millis(1)));
         for conn in self.conns.values_mut() {
             if conn.ack_due.is_some_and(|due| now >= due) && !conn.send_ack() {
                 // No room: try again later (or with the next message).
@@ -338,7 +359,7 @@ impl<T: Transmit> Core<T> {
                 .peers
                 .values()
                 .any(|p| p.queue.iter().any(|e| e.deadline.is_some()));
-            self.next_sweep = more.then(|| now + self.config.ttl_sweep);
+            self.next_sweep = more.then(|| later(now, self.config.ttl_sweep));
         }
         if self.next_write_check.is_some_and(|t| now >= t) {
             let unconfirmed: Vec<(Identity, T)> = self
@@ -357,7 +378,7 @@ impl<T: Transmit> Core<T> {
                 .peers
                 .values()
                 .any(|p| !p.acked_mode && p.conn.is_some() && !p.inflight.is_empty());
-            self.next_write_check = more.then(|| now + WRITE_CHECK);
+            self.next_write_check = more.then(|| later(now, WRITE_CHECK));
         }
     }
 
@@ -371,8 +392,8 @@ impl<T: Transmit> Core<T> {
             }
             if let Some(interval) = self.config.keepalive_interval {
                 earliest(match conn.ping_sent {
-                    Some(sent) => sent + self.config.keepalive_wait,
-                    None => conn.last_recv + interval,
+                    Some(sent) => later(sent, self.config.keepalive_wait),
+                    None => later(conn.last_recv, interval),
                 });
             }
             if let Some(due) = conn.ack_due {

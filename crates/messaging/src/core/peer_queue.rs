@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use weft_link::ConnectionId;
 
-use super::{Core, CoreEvent, Counters, Transmit, TxError, WRITE_CHECK};
+use super::{Core, CoreEvent, Counters, Transmit, TxError, WRITE_CHECK, later};
 use crate::config::QueuePolicy;
 use crate::frame::message_head;
 use crate::{Identity, Message, MessageId};
@@ -35,7 +35,8 @@ pub(crate) struct Entry {
 
 impl Entry {
     pub(crate) fn new(message: Message, now: Instant) -> Entry {
-        let deadline = message.ttl.map(|ttl| now + ttl);
+        // A TTL comes from the caller or the network: it saturates.
+        let deadline = message.ttl.map(|ttl| later(now, ttl));
         Entry {
             message,
             deadline,
@@ -63,7 +64,9 @@ fn write_entry<T: Transmit>(tx: &T, acked_mode: bool, entry: &mut Entry, now: In
     let ttl = match entry.deadline {
         None => None,
         Some(d) if d < now => return Wrote::Expired,
-        Some(d) => Some(u32::try_from((d - now).as_secs()).unwrap_or(u32::MAX - 1)),
+        Some(d) => {
+            Some(u32::try_from(d.saturating_duration_since(now).as_secs()).unwrap_or(u32::MAX - 1))
+        }
     };
     let m = &entry.message;
     // Without acks a message is sent again only when none of it was
@@ -96,12 +99,20 @@ pub(super) struct Peer {
 }
 
 impl Peer {
+    #[allow(
+        clippy::arithmetic_side_effects,
+        reason = "two lengths of collections in memory"
+    )]
     pub(super) fn len(&self) -> usize {
         self.queue.len() + self.inflight.len()
     }
 
     /// `entry` was written whole: it is in flight now, and counted;
     /// without acks, the check for completed writes is armed.
+    #[allow(
+        clippy::arithmetic_side_effects,
+        reason = "counters grow by one per message (u64 never wraps), and queued bytes are sums of the lengths of messages held, taken off only as each leaves"
+    )]
     fn now_in_flight(
         &mut self,
         entry: Entry,
@@ -115,7 +126,7 @@ impl Peer {
             counters.resent += 1;
         }
         if !self.acked_mode && write_check.is_none() {
-            *write_check = Some(now + WRITE_CHECK);
+            *write_check = Some(later(now, WRITE_CHECK));
             *timer_moved = true;
         }
         self.inflight.push_back(entry);
@@ -140,6 +151,10 @@ impl Peer {
         }
     }
 
+    #[allow(
+        clippy::arithmetic_side_effects,
+        reason = "counters grow by one per message (u64 never wraps), and queued bytes are sums of the lengths of messages held, taken off only as each leaves"
+    )]
     fn settle_written(
         &mut self,
         written: u64,
@@ -176,6 +191,10 @@ impl<T: Transmit> Core<T> {
         });
     }
 
+    #[allow(
+        clippy::arithmetic_side_effects,
+        reason = "counters grow by one per message (u64 never wraps), and queued bytes are sums of the lengths of messages held, taken off only as each leaves"
+    )]
     pub(super) fn handle_ack(&mut self, ident: &Identity, count: u64) {
         let Some(peer) = self.peers.get_mut(ident) else {
             return;
@@ -183,7 +202,11 @@ impl<T: Transmit> Core<T> {
         if !peer.acked_mode || count <= peer.acked {
             return;
         }
-        let newly = ((count - peer.acked) as usize).min(peer.inflight.len());
+        // The count is the peer's: above what it acknowledged before (checked),
+        // and however large, no more than what is in flight.
+        let newly = usize::try_from(count - peer.acked)
+            .unwrap_or(usize::MAX)
+            .min(peer.inflight.len());
         peer.acked = count;
         if newly == 0 {
             return;
@@ -202,6 +225,10 @@ impl<T: Transmit> Core<T> {
     }
 
     /// Queues a message for `to`; it leaves as soon as `to` is connected.
+    #[allow(
+        clippy::arithmetic_side_effects,
+        reason = "counters grow by one per message (u64 never wraps), and queued bytes are sums of the lengths of messages held, taken off only as each leaves"
+    )]
     pub(crate) fn send_message(
         &mut self,
         to: &Identity,
@@ -250,7 +277,7 @@ impl<T: Transmit> Core<T> {
         peer.bytes += len;
         let mut entry = Entry::new(message, now);
         if entry.deadline.is_some() && self.next_sweep.is_none() {
-            self.next_sweep = Some(now + self.config.ttl_sweep);
+            self.next_sweep = Some(later(now, self.config.ttl_sweep));
             self.timer_moved = true;
         }
         let writable = peer.conn.filter(|_| !peer.blocked);
@@ -290,6 +317,10 @@ impl<T: Transmit> Core<T> {
     }
 
     /// Puts back a message loaded from storage at start.
+    #[allow(
+        clippy::arithmetic_side_effects,
+        reason = "counters grow by one per message (u64 never wraps), and queued bytes are sums of the lengths of messages held, taken off only as each leaves"
+    )]
     pub(crate) fn restore(&mut self, to: Identity, mut entry: Entry, now: Instant) {
         entry.restored = true;
         if entry.deadline.is_some() && self.next_sweep.is_none() {
@@ -303,6 +334,10 @@ impl<T: Transmit> Core<T> {
 
     /// Writes what `ident`'s queue holds, then `last`, while its connection
     /// takes them.
+    #[allow(
+        clippy::arithmetic_side_effects,
+        reason = "counters grow by one per message (u64 never wraps), and queued bytes are sums of the lengths of messages held, taken off only as each leaves"
+    )]
     pub(super) fn flush_at(&mut self, ident: &Identity, now: Instant, mut last: Option<Entry>) {
         let Some(peer) = self.peers.get_mut(ident) else {
             return;
@@ -380,6 +415,10 @@ impl<T: Transmit> Core<T> {
 
     /// Keep-alive, TTL sweeps and write confirmations.
     /// Drops messages whose TTL ran out while they waited.
+    #[allow(
+        clippy::arithmetic_side_effects,
+        reason = "counters grow by one per message (u64 never wraps), and queued bytes are sums of the lengths of messages held, taken off only as each leaves"
+    )]
     pub(super) fn sweep(&mut self, now: Instant) {
         let events = &mut self.events;
         let counters = &mut self.counters;
@@ -406,6 +445,10 @@ impl<T: Transmit> Core<T> {
 
     /// Drops the messages waiting for `ident` (not those in flight on a
     /// live connection), counted as dropped; returns how many.
+    #[allow(
+        clippy::arithmetic_side_effects,
+        reason = "counters grow by one per message (u64 never wraps), and queued bytes are sums of the lengths of messages held, taken off only as each leaves"
+    )]
     pub(crate) fn purge(&mut self, ident: &Identity) -> usize {
         let Some(peer) = self.peers.get_mut(ident) else {
             return 0;

@@ -1,5 +1,10 @@
 //! The core on chosen instants, with a fake transmitter.
 
+#![allow(
+    clippy::arithmetic_side_effects,
+    reason = "tests compute chosen instants and counts of their own"
+)]
+
 use std::cell::RefCell;
 use std::rc::Rc;
 

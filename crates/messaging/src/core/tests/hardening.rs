@@ -43,3 +43,51 @@ fn a_protocol_error_after_ident_stops_later_messages() {
     core.handle_timeout(t0 + Duration::from_secs(7200));
     assert_eq!(core.counters.protocol_errors, 1);
 }
+
+#[test]
+fn a_ttl_too_long_for_the_clock_saturates() {
+    let t0 = Instant::now();
+    let (mut core, tx) = connected(true, t0);
+    let forever = Message::new("x").with_ttl(Duration::from_secs(u64::MAX));
+    core.send_message(&id("bob"), forever.clone(), t0).unwrap();
+    // Queued for someone absent: the TTL sweep runs over it.
+    core.send_message(&id("carol"), forever, t0).unwrap();
+    core.handle_timeout(t0 + Duration::from_secs(1));
+    assert!(core.poll_timeout().is_some());
+    let ttls: Vec<Option<u32>> = tx
+        .take()
+        .into_iter()
+        .filter_map(|f| match f {
+            Frame::Message { ttl, .. } => Some(ttl),
+            _ => None,
+        })
+        .collect();
+    // Saturated to decades (beyond what Instant holds nothing is sent).
+    assert!(
+        matches!(ttls[..], [Some(s)] if s > 3_000_000_000),
+        "{ttls:?}"
+    );
+    assert_eq!(core.queue_depth(&id("carol")), 1);
+    assert_eq!(core.counters.expired, 0);
+}
+
+#[test]
+fn counts_and_durations_from_the_network_never_panic() {
+    let t0 = Instant::now();
+    let (mut core, tx) = connected(true, t0);
+    core.send_message(&id("bob"), Message::new("x"), t0)
+        .unwrap();
+    core.handle_packet(ConnectionId(1), packet(&Frame::Ack(u64::MAX)), t0);
+    core.handle_packet(ConnectionId(1), packet(&Frame::Ack(u64::MAX)), t0);
+    assert_eq!(core.counters.delivered, 1);
+    let longest = Frame::Message {
+        id: MessageId([1; 16]),
+        ttl: Some(u32::MAX - 1),
+        flags: Flags(0),
+        data: Bytes::new(),
+        resent: false,
+    };
+    core.handle_packet(ConnectionId(1), packet(&longest), t0);
+    assert_eq!(delivered(&mut core), [1]);
+    tx.take();
+}
