@@ -124,6 +124,18 @@ pub enum StorageError {
         /// The packet limit.
         max: usize,
     },
+    /// The store's file exists but is empty (0 bytes): it is not a store
+    /// (a new store is made only where no file exists).
+    #[error("the store file is empty (0 bytes), not a store")]
+    EmptyFile,
+    /// The store's file is not a readable SQLite database: truncated,
+    /// damaged, or another kind of file. Carries SQLite's words.
+    #[error("the store file is damaged or not an SQLite database: {0}")]
+    Damaged(String),
+    /// The store's file is an SQLite database without weft's tables (or
+    /// with other columns in them): another program's database.
+    #[error("the store file is an SQLite database of another schema: {0}")]
+    ForeignSchema(String),
     /// Another [`Storage`](crate::storage::Storage) implementation's own
     /// error; make one with [`StorageError::other`].
     #[error(transparent)]

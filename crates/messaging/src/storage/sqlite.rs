@@ -7,6 +7,8 @@ use bytes::Bytes;
 use rusqlite::{Connection, Row, params};
 
 use super::{Loaded, SetAside, Storage, StoredMessage};
+
+mod schema;
 use crate::error::StorageError;
 use crate::message::Flags;
 use crate::{Identity, Message, MessageId};
@@ -50,29 +52,16 @@ fn millis(t: SystemTime) -> i64 {
 }
 
 impl SqliteStorage {
-    /// Opens (or creates) the store at `path`.
+    /// Opens the store at `path`, or makes a new one where no file
+    /// exists. An existing file must be a whole weft store: one that is
+    /// empty ([`StorageError::EmptyFile`]), truncated or damaged
+    /// ([`StorageError::Damaged`]) or another program's database
+    /// ([`StorageError::ForeignSchema`]) is refused, never taken for an
+    /// empty queue. Opening reads the whole file once to check it.
     pub fn open(path: impl AsRef<Path>) -> Result<SqliteStorage, StorageError> {
-        let db = Connection::open(path)?;
-        db.pragma_update(None, "journal_mode", "WAL")?;
-        db.pragma_update(None, "synchronous", "NORMAL")?;
-        db.execute_batch(
-            "CREATE TABLE IF NOT EXISTS messages (
-                seq INTEGER PRIMARY KEY AUTOINCREMENT,
-                id BLOB NOT NULL UNIQUE,
-                dest TEXT NOT NULL,
-                data BLOB NOT NULL,
-                flags INTEGER NOT NULL,
-                ttl_ms INTEGER,
-                expires_ms INTEGER
-            );
-            CREATE TABLE IF NOT EXISTS set_aside (
-                seq INTEGER PRIMARY KEY,
-                id, dest, data, flags, ttl_ms, expires_ms,
-                reason TEXT NOT NULL,
-                set_aside_ms INTEGER NOT NULL
-            );",
-        )?;
-        Ok(SqliteStorage { db })
+        Ok(SqliteStorage {
+            db: schema::open(path.as_ref())?,
+        })
     }
 }
 
