@@ -273,6 +273,48 @@ async fn regex_and_address_routing() {
 }
 
 #[tokio::test]
+async fn a_binary_id_escaped_with_escape_bytes_matches_itself_only() {
+    use weft_link::pipe::{Regex as PipeRegex, escape_bytes};
+
+    let id: &[u8] = &[0x00, 0xff, b'.', b'*', b'\\', b'(', b'?', 0x80, b'a', b'$'];
+    let server = within(Pipe::listen("udp://127.0.0.1:0", PipeConfig::server()))
+        .await
+        .unwrap();
+    // The pattern type comes from the pipe module: no regex dependency.
+    let pattern = PipeRegex::new(&format!("^{}", escape_bytes(id))).unwrap();
+    let replies = server.subscribe(Subscription::matching(pattern));
+    let all = server.subscribe(SUB_ALL);
+    let client = within(Pipe::connect(
+        server.local_address().unwrap(),
+        PipeConfig::default(),
+    ))
+    .await
+    .unwrap();
+
+    let with_tail = |head: &[u8]| [head, b" tail"].concat();
+    let mut near_misses: Vec<Vec<u8>> = Vec::new();
+    for at in 0..id.len() {
+        // Each byte changed in turn: a '.' or '*' must not act as a
+        // wildcard, 0xff must not match as U+00FF's UTF-8 form.
+        let mut other = id.to_vec();
+        other[at] = other[at].wrapping_add(1);
+        near_misses.push(with_tail(&other));
+    }
+    near_misses.push(with_tail(&id[..id.len() - 1]));
+    near_misses.push(with_tail("\0\u{ff}.*\\(?\u{80}a$".as_bytes()));
+    for payload in near_misses.iter().chain([&with_tail(id)]) {
+        within(client.send(payload.clone(), None)).await.unwrap();
+        assert_eq!(&next_data(&all).await[..], &payload[..]);
+    }
+    let matched = next(&replies).await;
+    assert_eq!(&matched.data[..], &with_tail(id)[..]);
+    assert!(replies.is_empty(), "only the id itself matched");
+    for p in [client, server] {
+        within(p.close()).await;
+    }
+}
+
+#[tokio::test]
 async fn every_matching_queue_gets_a_copy() {
     let server = within(Pipe::listen("tcp://127.0.0.1:0", PipeConfig::server()))
         .await

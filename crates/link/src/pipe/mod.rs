@@ -49,7 +49,8 @@
 //! 2. It is sent on every pipe relayed to with [`Pipe::relay_to`]
 //!    (P2PD's `add_pipe`).
 //! 3. A copy goes to every [`SubscriptionQueue`] whose [`Subscription`]
-//!    matches its payload (a `regex::bytes::Regex`) and sender address.
+//!    matches its payload (a [`Regex`] over bytes, re-exported here; build
+//!    one for a binary id with [`escape_bytes`]) and sender address.
 //!    Queues are bounded; a full queue drops by [`DropPolicy`], counted.
 //! 4. The message handlers run, in the order they were added, each awaited
 //!    before the next. A handler that takes long holds up the pipe.
@@ -76,6 +77,7 @@ mod config;
 mod core;
 mod dedupe;
 mod error;
+mod escape;
 mod handler;
 mod open;
 mod peers;
@@ -88,11 +90,20 @@ mod task;
 
 pub use config::{Dedupe, DedupeId, DropPolicy, PipeConfig, Role};
 pub use error::PipeError;
+pub use escape::escape_bytes;
 pub use handler::{BoxFuture, EndHandler, HandlerId, MessageHandler, UpHandler};
 pub use peers::{Peer, PeerInfo, PipeMessage};
 pub use pipe::{Pipe, RelayId};
 pub use stats::PipeStats;
 pub use subscription::{SUB_ALL, Subscription, SubscriptionId, SubscriptionQueue, normalize_addr};
+
+/// The regex crate that [`Subscription`] patterns come from, so that a
+/// pipe user needs no `regex` dependency of their own (and never one of
+/// another version).
+pub use regex;
+/// The pattern type a [`Subscription`] takes: a regex over bytes, so it
+/// can match binary payloads (see [`escape_bytes`]).
+pub use regex::bytes::Regex;
 
 /// Ids for pipes, handlers, subscriptions and relays. Process-wide, so
 /// never reused.

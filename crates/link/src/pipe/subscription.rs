@@ -52,8 +52,7 @@ pub fn normalize_addr(addr: SocketAddr) -> SocketAddr {
 /// `None`.
 ///
 /// ```
-/// use regex::bytes::Regex;
-/// use weft_link::pipe::Subscription;
+/// use weft_link::pipe::{Regex, Subscription};
 /// let pongs_from_one_host = Subscription::matching(Regex::new("^pong").unwrap())
 ///     .with_from("192.0.2.7:0".parse().unwrap());
 /// assert!(pongs_from_one_host.matches(b"pong 1", Some("192.0.2.7:5000".parse().unwrap())));
