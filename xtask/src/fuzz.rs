@@ -24,6 +24,8 @@ const TARGETS: &[&str] = &[
     "address_parse",
     "stun_message",
     "message_frame",
+    "rpc_frame",
+    "discovery_beacon",
 ];
 
 /// libFuzzer's coverage instrumentation, as cargo-fuzz sets it.
