@@ -59,7 +59,8 @@ pub struct MessagingConfig {
     /// unacknowledged. Zero acknowledges after every batch of packets.
     /// Default: 1 ms.
     pub ack_delay: Duration,
-    /// Message ids remembered (from all weft peers together) to drop
+    /// Message ids remembered (from all weft peers together, each with its
+    /// sender: one peer's id never hides another's message) to drop
     /// duplicates of resent messages; a duplicate older than the window is
     /// not recognised. Default: 65 536.
     pub dedupe_window: usize,

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use weft_link::ConnectionId;
 
-use super::{ACK_EVERY, Core, CoreEvent, Transmit, later};
+use super::{ACK_EVERY, Core, CoreEvent, SenderSalt, Transmit, later};
 use crate::Identity;
 use crate::config::DuplicateIdentity;
 use crate::error::ProtocolError;
@@ -21,6 +21,8 @@ pub(super) struct Conn<T> {
     /// Both sides take acks (known from IDENT on): messages from this
     /// peer may come again, as RESENT frames.
     pub(super) acks: bool,
+    /// The peer's salt for the dedupe window (known from IDENT on).
+    pub(super) sender_salt: SenderSalt,
     /// MESSAGE frames received on this connection.
     pub(super) received: u64,
     /// The count last acknowledged to the peer.
@@ -80,6 +82,7 @@ impl<T: Transmit> Core<T> {
                 last_recv: now,
                 ping_sent: None,
                 acks: false,
+                sender_salt: SenderSalt::default(),
                 received: 0,
                 ack_sent: 0,
                 ack_due: None,
@@ -107,8 +110,10 @@ impl<T: Transmit> Core<T> {
                 }
             }
         }
+        let sender_salt = self.sender_salt(&ident);
         let conn = self.conns.get_mut(&conn_id).expect("caller checked");
         conn.ident = Some(ident.clone());
+        conn.sender_salt = sender_salt;
         let acks_both = self.config.acks && conn.weft.is_some_and(|c| c & caps::ACKS != 0);
         conn.acks = acks_both;
         let weft = conn.weft.is_some();

@@ -146,6 +146,8 @@ pub(crate) struct Core<T> {
     conns: HashMap<ConnectionId, Conn<T>>,
     peers: HashMap<Identity, Peer>,
     dedupe: DedupeWindow,
+    /// Secret keys that make each sender's salt for the dedupe window.
+    sender_keys: (std::hash::RandomState, std::hash::RandomState),
     events: VecDeque<CoreEvent>,
     blocked: Vec<(ConnectionId, T)>,
     next_sweep: Option<Instant>,
@@ -169,6 +171,22 @@ pub(crate) fn later(t: Instant, d: Duration) -> Instant {
     t.checked_add(d).or_else(|| t.checked_add(FAR)).unwrap_or(t)
 }
 
+/// What a sender's message ids are mixed with before they go into the
+/// dedupe window, so that the window tells senders apart at the cost of
+/// one XOR per message, with no lookup: ids are random, and a peer cannot
+/// make its ids collide with another's without the secret keys the salts
+/// come from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) struct SenderSalt(u128);
+
+impl SenderSalt {
+    /// The key `id` is remembered under for this sender.
+    #[inline]
+    fn apply(self, id: MessageId) -> MessageId {
+        MessageId((u128::from_ne_bytes(id.0) ^ self.0).to_ne_bytes())
+    }
+}
+
 /// How often unconfirmed writes to peers without acks are checked.
 const WRITE_CHECK: Duration = Duration::from_millis(5);
 
@@ -181,6 +199,7 @@ impl<T: Transmit> Core<T> {
     pub(crate) fn new(me: Identity, config: MessagingConfig, now: Instant) -> Core<T> {
         Core {
             dedupe: DedupeWindow::new(config.dedupe_window),
+            sender_keys: Default::default(),
             me,
             config,
             conns: HashMap::default(),
@@ -221,6 +240,15 @@ impl<T: Transmit> Core<T> {
         tracing::debug!(%conn, ?ident, %error, "protocol error");
         self.events
             .push_back(CoreEvent::ProtocolError { ident, error });
+    }
+
+    /// `ident`'s salt for the dedupe window: a keyed hash of the name,
+    /// worked out once per connection, when the peer identifies itself.
+    fn sender_salt(&self, ident: &Identity) -> SenderSalt {
+        use std::hash::BuildHasher;
+        let high = self.sender_keys.0.hash_one(ident.as_str());
+        let low = self.sender_keys.1.hash_one(ident.as_str());
+        SenderSalt((u128::from(high) << 64) | u128::from(low))
     }
 
     /// A time [`send_message`](Self::send_message) may be given for
@@ -286,6 +314,9 @@ impl<T: Transmit> Core<T> {
                 conn.received += 1;
                 self.counters.received += 1;
                 if conn.acks {
+                    // Ids are remembered per sender: the same id from
+                    // another peer is another message.
+                    let id = conn.sender_salt.apply(id);
                     if resent {
                         if !self.dedupe.check_and_record(id) {
                             self.counters.duplicates += 1;

@@ -91,3 +91,47 @@ fn counts_and_durations_from_the_network_never_panic() {
     assert_eq!(delivered(&mut core), [1]);
     tx.take();
 }
+
+#[test]
+fn duplicates_are_detected_per_sender() {
+    let t0 = Instant::now();
+    let (mut core, tx) = connected(true, t0);
+    let tx2 = FakeTx::default();
+    core.handle_connected(ConnectionId(2), tx2.clone(), t0);
+    core.handle_packet(ConnectionId(2), packet(&WEFT), t0);
+    core.handle_packet(ConnectionId(2), packet(&Frame::Ident(id("carol"))), t0);
+    assert!(matches!(
+        core.poll_event(),
+        Some(CoreEvent::Connected { .. })
+    ));
+    // carol sends id 7 first; bob's resend of his own 7 is still new, and
+    // acknowledged as every message is.
+    core.handle_packet(ConnectionId(2), packet(&message(7, false)), t0);
+    core.handle_packet(ConnectionId(1), packet(&message(7, true)), t0);
+    assert_eq!(delivered(&mut core), [7, 7]);
+    assert_eq!(core.counters.duplicates, 0);
+    // A real repeat from the same sender is still caught.
+    core.handle_packet(ConnectionId(1), packet(&message(7, true)), t0);
+    core.handle_packet(ConnectionId(2), packet(&message(7, true)), t0);
+    assert!(delivered(&mut core).is_empty());
+    assert_eq!(core.counters.duplicates, 2);
+    core.handle_batch_end(t0);
+    core.handle_timeout(t0 + MessagingConfig::default().ack_delay);
+    assert!(tx.take().contains(&Frame::Ack(2)));
+    assert!(tx2.take().contains(&Frame::Ack(2)));
+}
+
+#[test]
+fn a_sender_is_known_again_after_it_reconnects() {
+    let t0 = Instant::now();
+    let (mut core, _tx) = connected(true, t0);
+    core.handle_packet(ConnectionId(1), packet(&message(5, false)), t0);
+    core.handle_disconnected(ConnectionId(1));
+    let tx2 = FakeTx::default();
+    core.handle_connected(ConnectionId(2), tx2, t0);
+    core.handle_packet(ConnectionId(2), packet(&WEFT), t0);
+    core.handle_packet(ConnectionId(2), packet(&Frame::Ident(id("bob"))), t0);
+    core.handle_packet(ConnectionId(2), packet(&message(5, true)), t0);
+    assert_eq!(delivered(&mut core), [5]);
+    assert_eq!(core.counters.duplicates, 1);
+}
