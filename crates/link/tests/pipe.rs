@@ -521,6 +521,85 @@ async fn relay_one_pipe_into_another() {
 }
 
 #[tokio::test]
+async fn an_accepted_connection_is_relayed_both_ways_through_a_client_pipe() {
+    let upstream = within(Pipe::listen("tcp://127.0.0.1:0", echo_server_config()))
+        .await
+        .unwrap();
+    let (up_tx, mut ups) = mpsc::channel(4);
+    let (end_tx, mut ends) = mpsc::channel(4);
+    let front_config = PipeConfig {
+        up_handlers: vec![UpHandler::new(move |peer: PeerInfo, _| {
+            let up_tx = up_tx.clone();
+            async move {
+                let _ = up_tx.send(peer.connection).await;
+            }
+        })],
+        end_handlers: vec![EndHandler::new(move |peer: PeerInfo, _, _| {
+            let end_tx = end_tx.clone();
+            async move {
+                let _ = end_tx.send(peer.connection).await;
+            }
+        })],
+        ..PipeConfig::server()
+    };
+    let front = within(Pipe::listen("tcp://127.0.0.1:0", front_config))
+        .await
+        .unwrap();
+
+    // Two far ends, each with its accepted connection relayed to a client
+    // pipe of its own and back.
+    let mut tunnels = Vec::new();
+    for _ in 0..2 {
+        let far = within(Pipe::connect(
+            front.local_address().unwrap(),
+            PipeConfig::default(),
+        ))
+        .await
+        .unwrap();
+        let conn = within(ups.recv()).await.unwrap();
+        let up = within(Pipe::connect(
+            upstream.local_address().unwrap(),
+            PipeConfig::default(),
+        ))
+        .await
+        .unwrap();
+        let there = front.relay_from(conn, &up, None);
+        up.relay_to_peer(&front, conn);
+        tunnels.push((far, conn, up, there));
+    }
+
+    for round in 0..3 {
+        for (i, (far, ..)) in tunnels.iter().enumerate() {
+            let text = format!("far end {i}, round {round}");
+            within(far.send(text.clone(), None)).await.unwrap();
+            assert_eq!(&reply(far).await[..], text.as_bytes());
+        }
+    }
+    for (far, _, up, _) in &tunnels {
+        assert!(
+            far.default_queue().unwrap().is_empty(),
+            "nothing of the other"
+        );
+        assert_eq!(up.stats().relayed, 3);
+        assert_eq!(up.stats().relay_failures, 0);
+    }
+    assert_eq!(front.stats().relayed, 6);
+    assert_eq!(upstream.stats().messages_received, 6);
+
+    // When the accepted connection ends, the relay of its messages ends.
+    let (far, conn, up, there) = tunnels.remove(0);
+    within(far.close()).await;
+    assert_eq!(within(ends.recv()).await, Some(conn));
+    assert!(!front.stop_relay(there), "gone with its connection");
+    let (other_far, _, other_up, _) = tunnels.remove(0);
+    within(other_far.send("still here", None)).await.unwrap();
+    assert_eq!(&reply(&other_far).await[..], b"still here");
+    for p in [other_far, up, other_up, front, upstream] {
+        within(p.close()).await;
+    }
+}
+
+#[tokio::test]
 async fn p2pds_relay_names_are_the_same_relays() {
     let a = within(Pipe::listen("udp://127.0.0.1:0", PipeConfig::server()))
         .await

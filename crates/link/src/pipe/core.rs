@@ -117,6 +117,23 @@ struct Sub<Q> {
     queue: Q,
 }
 
+struct RelayEntry<T> {
+    id: RelayId,
+    /// Only messages from this peer, or every message.
+    from: Option<Peer>,
+    target: T,
+}
+
+impl<T> RelayEntry<T> {
+    fn takes(&self, message: &PipeMessage) -> bool {
+        match self.from {
+            None => true,
+            Some(Peer::Connection(id)) => id == message.connection,
+            Some(Peer::Addr(addr)) => message.from == Some(normalize_addr(addr)),
+        }
+    }
+}
+
 /// A pipe's state and decisions, without I/O. See the
 /// [module documentation](self).
 pub(crate) struct PipeCore<H: Handles> {
@@ -126,7 +143,7 @@ pub(crate) struct PipeCore<H: Handles> {
     up_handlers: Handlers<UpHandler>,
     end_handlers: Handlers<EndHandler>,
     subscriptions: Vec<Sub<H::Queue>>,
-    relays: Vec<(RelayId, H::Target)>,
+    relays: Vec<RelayEntry<H::Target>>,
     dedupe: Option<DedupeWindow>,
     closed: bool,
     actions: VecDeque<Action<H>>,
@@ -183,10 +200,16 @@ impl<H: Handles> PipeCore<H> {
             from,
             connection,
         };
-        if !self.relays.is_empty() {
+        let targets: Vec<_> = self
+            .relays
+            .iter()
+            .filter(|r| r.takes(&message))
+            .map(|r| (r.id, r.target.clone()))
+            .collect();
+        if !targets.is_empty() {
             self.actions.push_back(Action::Relay {
                 message: message.clone(),
-                targets: self.relays.clone(),
+                targets,
             });
         }
         let queues: Vec<_> = self
@@ -211,7 +234,8 @@ impl<H: Handles> PipeCore<H> {
     }
 
     /// A connection ended: it is no longer a peer, its sender's dedupe
-    /// window is forgotten, and the end handlers run for it.
+    /// window is forgotten, the relays of its messages stop, and the end
+    /// handlers run for it.
     pub(crate) fn handle_disconnected(
         &mut self,
         connection: ConnectionId,
@@ -220,6 +244,8 @@ impl<H: Handles> PipeCore<H> {
         let Some(peer) = self.remove_peer(connection) else {
             return;
         };
+        self.relays
+            .retain(|r| r.from != Some(Peer::Connection(connection)));
         if !self.end_handlers.is_empty() {
             self.actions.push_back(Action::RunEndHandlers {
                 peer,
@@ -375,16 +401,18 @@ impl<H: Handles> PipeCore<H> {
         self.subscriptions.iter().any(|s| s.id == id)
     }
 
-    /// Relays every accepted message into `target` from the next one on.
-    pub(crate) fn relay_to(&mut self, id: RelayId, target: H::Target) {
+    /// Relays every accepted message (`from` `None`), or those from one
+    /// peer, into `target` from the next one on. A relay of one
+    /// connection's messages stops when that connection ends.
+    pub(crate) fn relay(&mut self, id: RelayId, from: Option<Peer>, target: H::Target) {
         if !self.closed {
-            self.relays.push((id, target));
+            self.relays.push(RelayEntry { id, from, target });
         }
     }
 
     /// Stops a relay; whether it existed.
     pub(crate) fn stop_relay(&mut self, id: RelayId) -> bool {
-        match self.relays.iter().position(|(i, _)| *i == id) {
+        match self.relays.iter().position(|r| r.id == id) {
             Some(at) => {
                 self.relays.remove(at);
                 true
@@ -493,7 +521,7 @@ mod tests {
     fn a_message_is_relayed_then_delivered_then_handled() {
         let mut core = core();
         connected(&mut core, 1, Some("10.0.0.1:5000"));
-        core.relay_to(RelayId(10), "other pipe");
+        core.relay(RelayId(10), None, "other pipe");
         core.subscribe(SubscriptionId(20), Subscription::all(), "all");
         core.add_message_handler(HandlerId(30), noop_message_handler());
         assert_eq!(data(&mut core, 1, "hello"), Received::Accepted);
@@ -658,8 +686,8 @@ mod tests {
     fn relays_and_handlers_can_be_removed() {
         let mut core = core();
         connected(&mut core, 1, None);
-        core.relay_to(RelayId(1), "a");
-        core.relay_to(RelayId(2), "b");
+        core.relay(RelayId(1), None, "a");
+        core.relay(RelayId(2), None, "b");
         core.add_message_handler(HandlerId(3), noop_message_handler());
         core.add_message_handler(HandlerId(4), noop_message_handler());
         assert!(core.stop_relay(RelayId(1)));
@@ -674,6 +702,36 @@ mod tests {
     }
 
     #[test]
+    fn a_relay_from_one_peer_takes_its_messages_only_and_ends_with_it() {
+        let mut core = core();
+        connected(&mut core, 1, Some("10.0.0.1:5000"));
+        connected(&mut core, 2, Some("10.0.0.2:5000"));
+        core.relay(RelayId(1), Some(Peer::Connection(ConnectionId(1))), "one");
+        let mapped = "[::ffff:10.0.0.2]:5000".parse().unwrap();
+        core.relay(RelayId(2), Some(Peer::Addr(mapped)), "two");
+        core.relay(RelayId(3), None, "all");
+        data(&mut core, 1, "a");
+        data(&mut core, 2, "b");
+        assert_eq!(
+            drain(&mut core),
+            [
+                r#"relay b"a" to ["one", "all"]"#,
+                r#"relay b"b" to ["two", "all"]"#
+            ]
+        );
+        core.handle_disconnected(ConnectionId(1), DisconnectReason::PeerClosed);
+        core.handle_disconnected(ConnectionId(2), DisconnectReason::PeerClosed);
+        assert!(!core.stop_relay(RelayId(1)), "gone with its connection");
+        assert!(
+            core.stop_relay(RelayId(2)),
+            "an address outlives a connection"
+        );
+        connected(&mut core, 3, Some("10.0.0.1:5000"));
+        data(&mut core, 3, "c");
+        assert_eq!(drain(&mut core), [r#"relay b"c" to ["all"]"#]);
+    }
+
+    #[test]
     fn a_closed_core_takes_nothing_new_and_gives_back_its_queues() {
         let mut core = core();
         core.subscribe(SubscriptionId(1), Subscription::all(), "q1");
@@ -685,7 +743,7 @@ mod tests {
         assert!(core.poll_action().is_none(), "pending actions are dropped");
         assert!(!core.subscribe(SubscriptionId(3), Subscription::all(), "q3"));
         assert!(!core.add_peer(peer(2, None), 2));
-        core.relay_to(RelayId(4), "late");
+        core.relay(RelayId(4), None, "late");
         connected(&mut core, 3, None);
         assert_eq!(data(&mut core, 3, "after"), Received::Closed);
         assert_eq!(core.peer_count(), 0);

@@ -2,12 +2,12 @@
 //!
 //! A [`Pipe`] is a client when it has a destination ([`Pipe::connect`]) and
 //! a server when it has none ([`Pipe::listen`]), over any transport an
-//! [`Address`] names, IPv4 or IPv6; it can also wrap a std socket made
+//! [`Address`](crate::Address) names, IPv4 or IPv6; it can also wrap a std socket made
 //! elsewhere ([`Pipe::from_std_tcp_stream`], [`Pipe::from_std_udp_socket`],
 //! [`Pipe::from_std_tcp_listener`]). Pipes carry raw bytes without framing:
 //! a message is what one read returned on a stream (so two quick sends may
 //! arrive as one message, or one as two), or one datagram on UDP. For
-//! framed messages use weft-packeter on a [`Link`].
+//! framed messages use weft-packeter on a [`Link`](crate::Link).
 //!
 //! A TCP echo server and a client, as in P2PD's examples:
 //!
@@ -46,8 +46,10 @@
 //!
 //! 1. With [`PipeConfig::dedupe`], a message whose id its sender sent
 //!    recently is dropped (and counted).
-//! 2. It is sent on every pipe relayed to with [`Pipe::relay_to`]
-//!    (P2PD's `add_pipe`).
+//! 2. It is sent on by every [relay](#relays) that takes it: those made
+//!    with [`Pipe::relay_to`] (P2PD's `add_pipe`) and
+//!    [`Pipe::relay_to_peer`] take every message, those made with
+//!    [`Pipe::relay_from`] the messages of one peer.
 //! 3. A copy goes to every [`SubscriptionQueue`] whose [`Subscription`]
 //!    matches its payload (a [`Regex`] over bytes, re-exported here; build
 //!    one for a binary id with [`escape_bytes`]) and sender address.
@@ -65,8 +67,72 @@
 //! room in the connection's bounded send queue, retrying as
 //! [`PipeConfig::send_retries`] says; [`Pipe::try_send`] never waits.
 //!
+//! # Relays
+//! A relay sends each message a pipe receives into another pipe: to its
+//! destination ([`Pipe::relay_to`], P2PD's `add_pipe`) or to one of its
+//! peers ([`Pipe::relay_to_peer`]), for every message or only those of
+//! one peer ([`Pipe::relay_from`]). Relays run in the receiving pipe's
+//! task, before its queues and handlers, and do not keep their target
+//! open; [`Pipe::stop_relay`] (P2PD's `del_pipe`) ends one, and a relay
+//! from a connection ends with that connection.
+//!
+//! Two relays make P2PD's two-way relay between a connection a server
+//! pipe accepted and a client pipe: what the accepted connection sends
+//! goes up the client pipe, what comes back down the client pipe goes to
+//! that accepted connection, and nothing of other connections mixes in.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), weft_link::pipe::PipeError> {
+//! use std::time::Duration;
+//! use weft_link::pipe::{MessageHandler, Peer, Pipe, PipeConfig, UpHandler};
+//!
+//! // The upstream server: it echoes.
+//! let echo = MessageHandler::new(|msg, pipe| async move {
+//!     let _ = pipe.reply(&msg, msg.data.clone()).await;
+//! });
+//! let upstream = Pipe::listen(
+//!     "tcp://127.0.0.1:0",
+//!     PipeConfig { message_handlers: vec![echo], ..PipeConfig::server() },
+//! )
+//! .await?;
+//!
+//! // The front: a server pipe that says which connections it accepts.
+//! let (accepted_tx, mut accepted) = tokio::sync::mpsc::channel(8);
+//! let on_accept = UpHandler::new(move |peer, _| {
+//!     let accepted_tx = accepted_tx.clone();
+//!     async move {
+//!         let _ = accepted_tx.send(peer.connection).await;
+//!     }
+//! });
+//! let front = Pipe::listen(
+//!     "tcp://127.0.0.1:0",
+//!     PipeConfig { up_handlers: vec![on_accept], ..PipeConfig::server() },
+//! )
+//! .await?;
+//!
+//! // Someone connects to the front...
+//! let far = Pipe::connect(front.local_address().unwrap(), PipeConfig::default()).await?;
+//! let conn = Peer::Connection(accepted.recv().await.expect("a connection"));
+//!
+//! // ...and gets a client pipe to upstream of its own, relayed both ways.
+//! let up = Pipe::connect(upstream.local_address().unwrap(), PipeConfig::default()).await?;
+//! front.relay_from(conn, &up, None); // the connection's bytes go upstream
+//! up.relay_to_peer(&front, conn); // upstream's answers go to that connection
+//!
+//! far.send("there and back", None).await?;
+//! let back = far.recv(Some(Duration::from_secs(5))).await?;
+//! assert_eq!(&back.data[..], b"there and back");
+//! assert_eq!((front.stats().relayed, up.stats().relayed), (1, 1));
+//!
+//! for pipe in [far, up, front, upstream] {
+//!     pipe.close().await;
+//! }
+//! # Ok(()) }
+//! ```
+//!
 //! # Closing
-//! [`Pipe::close`] closes gracefully with [`Link::close`]: queued data is
+//! [`Pipe::close`] closes gracefully with [`Link::close`](crate::Link::close): queued data is
 //! written, listeners stop, connections end. Dropping the last handle of a
 //! pipe aborts it. Handlers get clones of the pipe; a handler that keeps
 //! one (in a spawned task, say) keeps the pipe open.

@@ -30,14 +30,21 @@ impl fmt::Display for RelayId {
 }
 
 /// The shell's handles in the core: a peer's connection, a relay's
-/// target pipe (held weakly: a relay does not keep its target open), a
-/// subscription's queue.
+/// target, a subscription's queue.
 pub(super) struct Shell;
 
 impl Handles for Shell {
     type Route = Route;
-    type Target = Weak<Handle>;
+    type Target = RelayTarget;
     type Queue = SubscriptionQueue;
+}
+
+/// Where a relay sends: a pipe (held weakly: a relay does not keep its
+/// target open) and the peer of it, or its destination when `None`.
+#[derive(Clone)]
+pub(super) struct RelayTarget {
+    pub(super) pipe: Weak<Handle>,
+    pub(super) to: Option<Peer>,
 }
 
 /// What the pipe's handles and its task share.
@@ -147,7 +154,7 @@ impl Drop for Handle {
 
 /// A P2PD-style pipe: a client or server endpoint over TCP, TLS, UDP or a
 /// Unix socket, with message handlers, subscription queues, deduplication
-/// and relaying. See the [module documentation](self).
+/// and relaying. See the [module documentation](super).
 ///
 /// Cheap to clone; all clones are the same pipe. Dropping the last handle
 /// aborts the pipe; [`close`](Self::close) closes it gracefully. Opening a
@@ -433,17 +440,55 @@ impl Pipe {
     /// [`PipeStats::relay_failures`]. The relay does not keep `other` open;
     /// once `other` is gone, relaying to it fails. P2PD calls this
     /// [`add_pipe`](Self::add_pipe).
+    ///
+    /// To relay into one peer of `other` (an accepted connection of a
+    /// server pipe, say) use [`relay_to_peer`](Self::relay_to_peer); to
+    /// relay one peer's messages only, [`relay_from`](Self::relay_from).
     #[doc(alias = "add_pipe")]
     pub fn relay_to(&self, other: &Pipe) -> RelayId {
+        self.add_relay(None, other, None)
+    }
+
+    /// Like [`relay_to`](Self::relay_to), but every message is sent to
+    /// `other`'s peer `to` (as [`other.send(data, Some(to))`](Self::send)
+    /// would): a connection a server pipe accepted, or a socket address.
+    /// Once that peer is gone, relaying to it fails (counted in
+    /// [`PipeStats::relay_failures`]) until the relay is stopped.
+    ///
+    /// With [`relay_from`](Self::relay_from) the other way, this is
+    /// P2PD's two-way relay between an accepted connection and a client
+    /// pipe; see the [module documentation](super#relays).
+    pub fn relay_to_peer(&self, other: &Pipe, to: impl Into<Peer>) -> RelayId {
+        self.add_relay(None, other, Some(to.into()))
+    }
+
+    /// Relays the messages this pipe receives from its peer `from` (a
+    /// connection, or a socket address compared after
+    /// [normalising](super::normalize_addr)) into `other`: to `other`'s
+    /// peer `to`, or to its destination when `to` is `None`. Messages
+    /// from other peers are not relayed. A relay from a connection stops
+    /// by itself when that connection ends; one from an address lasts
+    /// until [`stop_relay`](Self::stop_relay). Otherwise as
+    /// [`relay_to`](Self::relay_to).
+    pub fn relay_from(&self, from: impl Into<Peer>, other: &Pipe, to: Option<Peer>) -> RelayId {
+        self.add_relay(Some(from.into()), other, to)
+    }
+
+    fn add_relay(&self, from: Option<Peer>, other: &Pipe, to: Option<Peer>) -> RelayId {
         let id = RelayId(next_id());
-        self.shared()
-            .lock()
-            .relay_to(id, Arc::downgrade(&other.handle));
+        let target = RelayTarget {
+            pipe: Arc::downgrade(&other.handle),
+            to,
+        };
+        self.shared().lock().relay(id, from, target);
         id
     }
 
-    /// Stops a relay made by [`relay_to`](Self::relay_to). Returns whether
-    /// it existed. P2PD calls this [`del_pipe`](Self::del_pipe).
+    /// Stops a relay made by [`relay_to`](Self::relay_to),
+    /// [`relay_to_peer`](Self::relay_to_peer) or
+    /// [`relay_from`](Self::relay_from). Returns whether it existed (a
+    /// relay from a connection that ended is gone). P2PD calls this
+    /// [`del_pipe`](Self::del_pipe).
     #[doc(alias = "del_pipe")]
     pub fn stop_relay(&self, id: RelayId) -> bool {
         self.shared().lock().stop_relay(id)

@@ -98,12 +98,12 @@ impl Driver {
         match action {
             Action::Relay { message, targets } => {
                 for (id, target) in targets {
-                    let Some(handle) = target.upgrade() else {
+                    let Some(handle) = target.pipe.upgrade() else {
                         bump(&sh.stats.relay_failures);
                         continue;
                     };
                     let other = Pipe { handle };
-                    match other.send(message.data.clone(), None).await {
+                    match other.send(message.data.clone(), target.to).await {
                         Ok(()) => bump(&sh.stats.relayed),
                         Err(error) => {
                             bump(&sh.stats.relay_failures);
