@@ -3,7 +3,9 @@
 //! - snakeMQ 1.6 (Python, from PyPI) for weft-messaging: a venv under
 //!   `target/interop/venv`, then the `#[ignore]`d suite
 //!   `crates/messaging/tests/snakemq_interop.rs` with `WEFT_SNAKEMQ_PYTHON`
-//!   pointing at the venv's python.
+//!   pointing at the venv's python; and `weft import-snakemq` on a store
+//!   written by that snakeMQ (`crates/cli/tests/import_snakemq.rs`, which
+//!   skips loudly when it finds no snakeMQ).
 //!
 //! Each peer is installed by this task itself, so a fresh machine needs
 //! nothing but Python 3 (and `python3-venv`, installed when missing).
@@ -34,6 +36,21 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     ])
     .env("WEFT_SNAKEMQ_PYTHON", &python);
     step("interop: weft-messaging against snakeMQ 1.6", test)?;
+    let mut import = cargo();
+    import
+        .args([
+            "test",
+            "--locked",
+            "-p",
+            "weft-cli",
+            "--test",
+            "import_snakemq",
+        ])
+        .env("WEFT_SNAKEMQ_PYTHON", &python);
+    step(
+        "interop: weft import-snakemq on a snakeMQ 1.6 store",
+        import,
+    )?;
     crate::coturn::run()
 }
 

@@ -7,6 +7,7 @@
 mod cert;
 mod demo;
 mod ifaces;
+mod import;
 mod participant;
 mod peer;
 mod stun;
@@ -61,6 +62,9 @@ enum Command {
     /// Make a certificate authority (`cert ca DIR`) and certificates for
     /// identities signed by it (`cert issue DIR NAME`).
     Cert(cert::CertArgs),
+    /// Copy a snakeMQ 1.6 SQLite queue store's messages into a weft store
+    /// (`weft peer --store`), leaving the snakeMQ file unchanged.
+    ImportSnakemq(import::ImportArgs),
 }
 
 fn main() -> ExitCode {
@@ -106,6 +110,7 @@ fn main() -> ExitCode {
             Command::Pub(args) => participant::run_pub(args).await,
             Command::Sub(args) => participant::run_sub(args).await,
             Command::Cert(args) => cert::run(args),
+            Command::ImportSnakemq(args) => import::run(args),
         }
     });
     match result {
