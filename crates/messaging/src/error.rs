@@ -63,6 +63,17 @@ pub enum Misuse {
     /// [`send_message`](crate::Messaging::send_message).
     #[error("a persistent message must go through send_message")]
     PersistentTrySend,
+    /// A message whose MESSAGE frame would be larger than the packet limit
+    /// ([`PacketerConfig::max_packet`](weft_packeter::PacketerConfig::max_packet)),
+    /// so it could never be sent: `size` bytes of data where at most `max`
+    /// fit. It was not queued (nor stored).
+    #[error("message data of {size} bytes can never be sent; at most {max} fit in a packet")]
+    MessageTooLarge {
+        /// The message's data, in bytes.
+        size: usize,
+        /// The most data a MESSAGE frame carries within the packet limit.
+        max: usize,
+    },
 }
 
 /// A peer broke the messaging protocol; its connection was closed.

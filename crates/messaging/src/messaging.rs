@@ -16,7 +16,7 @@ use tokio::time::Instant;
 use weft_link::Link;
 use weft_packeter::{PacketSender, Packeter};
 
-use crate::core::{Core, Entry, Topics, later};
+use crate::core::{Core, Entry, Topics, check_size, later};
 use crate::error::{Misuse, ProtocolError};
 use crate::frame::Frame;
 use crate::storage::worker::StorageWorker;
@@ -279,7 +279,9 @@ impl Messaging {
     /// is connected. A persistent message is stored first (this waits for
     /// the commit). Sending to our own identity delivers locally.
     ///
-    /// Fails with [`MessagingError::QueueFull`] when `to`'s queue is full
+    /// Fails with [`Misuse::MessageTooLarge`] when the message could
+    /// never be sent (its frame would exceed the packet limit), and with
+    /// [`MessagingError::QueueFull`] when `to`'s queue is full
     /// under [`QueuePolicy::Error`](crate::config::QueuePolicy::Error).
     ///
     /// Cancel-safe up to the storage commit: if dropped while a persistent
@@ -292,6 +294,8 @@ impl Messaging {
     ) -> Result<(), MessagingError> {
         let persistent = message.is_persistent() && *to != self.inner.me;
         if persistent {
+            // Never stored when it could never be sent.
+            check_size(&self.inner.config, &message).map_err(|r| r.into_error(to))?;
             if let Some(storage) = &self.inner.storage {
                 // A TTL too long for the clock stores no expiry.
                 let expires_at = message.ttl.and_then(|t| SystemTime::now().checked_add(t));
@@ -326,11 +330,13 @@ impl Messaging {
         targets: &[Identity],
         message: Message,
     ) -> Result<(), MessagingError> {
+        // Refused for every target, also when there is none.
+        check_size(&self.inner.config, &message).map_err(|r| r.into_error(&self.inner.me))?;
         self.with_core(|core| {
             let now = send_time(core, &message);
             targets.iter().try_for_each(|to| {
                 core.send_message(to, message.clone(), now)
-                    .map_err(|_| MessagingError::QueueFull(to.clone()))
+                    .map_err(|r| r.into_error(to))
             })
         })
     }
@@ -343,13 +349,13 @@ impl Messaging {
         });
         match result {
             Ok(()) => Ok(()),
-            Err(_) => {
+            Err(refused) => {
                 if stored {
                     if let Some(s) = &self.inner.storage {
                         s.delete(id);
                     }
                 }
-                Err(MessagingError::QueueFull(to.clone()))
+                Err(refused.into_error(to))
             }
         }
     }

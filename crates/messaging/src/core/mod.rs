@@ -56,9 +56,9 @@ use bytes::Bytes;
 use weft_link::ConnectionId;
 
 use crate::dedupe::DedupeWindow;
-use crate::error::ProtocolError;
-use crate::frame::{FilterKind, Frame, PROTOCOL_VERSION};
-use crate::{Identity, Message, MessageId, MessagingConfig};
+use crate::error::{Misuse, ProtocolError};
+use crate::frame::{FilterKind, Frame, MESSAGE_HEAD_LEN, PROTOCOL_VERSION};
+use crate::{Identity, Message, MessageId, MessagingConfig, MessagingError};
 
 mod conn;
 mod peer_queue;
@@ -157,6 +157,9 @@ pub(crate) struct Core<T> {
     progress: bool,
     /// When to check which writes to peers without acks have completed.
     next_write_check: Option<Instant>,
+    /// The most data a message to a peer may carry (the packet limit less
+    /// the MESSAGE head).
+    max_data: usize,
     /// The latest time the shell gave with a packet, a batch's end or a
     /// timeout.
     last_now: Instant,
@@ -187,6 +190,40 @@ impl SenderSalt {
     }
 }
 
+/// Why the core refused a message: nothing was queued.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Refused {
+    /// The identity's queue is full and the policy does not make room.
+    QueueFull,
+    /// Its MESSAGE frame would not fit in a packet: it could never leave.
+    TooLarge { size: usize, max: usize },
+}
+
+impl Refused {
+    /// The caller's error for a message to `to`.
+    pub(crate) fn into_error(self, to: &Identity) -> MessagingError {
+        match self {
+            Refused::QueueFull => MessagingError::QueueFull(to.clone()),
+            Refused::TooLarge { size, max } => Misuse::MessageTooLarge { size, max }.into(),
+        }
+    }
+}
+
+/// The most data a MESSAGE frame carries within the packet limit.
+pub(crate) fn max_message_data(config: &MessagingConfig) -> usize {
+    config.packeter.max_packet.saturating_sub(MESSAGE_HEAD_LEN)
+}
+
+/// Refuses `message` when it could never be sent under `config`.
+pub(crate) fn check_size(config: &MessagingConfig, message: &Message) -> Result<(), Refused> {
+    let max = max_message_data(config);
+    let size = message.data.len();
+    if size > max {
+        return Err(Refused::TooLarge { size, max });
+    }
+    Ok(())
+}
+
 /// How often unconfirmed writes to peers without acks are checked.
 const WRITE_CHECK: Duration = Duration::from_millis(5);
 
@@ -199,6 +236,7 @@ impl<T: Transmit> Core<T> {
     pub(crate) fn new(me: Identity, config: MessagingConfig, now: Instant) -> Core<T> {
         Core {
             dedupe: DedupeWindow::new(config.dedupe_window),
+            max_data: max_message_data(&config),
             sender_keys: Default::default(),
             me,
             config,

@@ -6,10 +6,10 @@ use std::time::Instant;
 
 use weft_link::ConnectionId;
 
-use super::{Core, CoreEvent, Counters, Transmit, TxError, WRITE_CHECK, later};
+use super::{Core, CoreEvent, Counters, Refused, Transmit, TxError, WRITE_CHECK, later};
 use crate::config::QueuePolicy;
 use crate::frame::message_head;
-use crate::{Identity, Message, MessageId};
+use crate::{Identity, Message};
 
 /// Records a settled message: an event when storage must forget it.
 fn settle(events: &mut VecDeque<CoreEvent>, progress: &mut bool, message: &Message) {
@@ -225,6 +225,8 @@ impl<T: Transmit> Core<T> {
     }
 
     /// Queues a message for `to`; it leaves as soon as `to` is connected.
+    /// A message too large to ever be sent is refused, never queued (it
+    /// would hold up everything behind it).
     #[allow(
         clippy::arithmetic_side_effects,
         reason = "counters grow by one per message (u64 never wraps), and queued bytes are sums of the lengths of messages held, taken off only as each leaves"
@@ -234,7 +236,7 @@ impl<T: Transmit> Core<T> {
         to: &Identity,
         message: Message,
         now: Instant,
-    ) -> Result<(), MessageId> {
+    ) -> Result<(), Refused> {
         if *to == self.me {
             self.counters.sent += 1;
             self.counters.received += 1;
@@ -245,6 +247,13 @@ impl<T: Transmit> Core<T> {
             });
             return Ok(());
         }
+        let len = message.data.len();
+        if len > self.max_data {
+            return Err(Refused::TooLarge {
+                size: len,
+                max: self.max_data,
+            });
+        }
         let (max_n, max_bytes, policy) = (
             self.config.max_queue_messages,
             self.config.max_queue_bytes,
@@ -254,10 +263,9 @@ impl<T: Transmit> Core<T> {
             Some(peer) => peer,
             None => self.peers.entry(to.clone()).or_default(),
         };
-        let len = message.data.len();
         while peer.len() >= max_n || (peer.bytes + len > max_bytes && peer.len() > 0) {
             match policy {
-                QueuePolicy::Error => return Err(message.id),
+                QueuePolicy::Error => return Err(Refused::QueueFull),
                 QueuePolicy::DropNewest => {
                     self.counters.dropped += 1;
                     settle(&mut self.events, &mut self.progress, &message);
@@ -266,7 +274,7 @@ impl<T: Transmit> Core<T> {
                 QueuePolicy::DropOldest => {
                     let Some(old) = peer.queue.pop_front() else {
                         // Everything is in flight: nothing waiting can make room.
-                        return Err(message.id);
+                        return Err(Refused::QueueFull);
                     };
                     peer.bytes -= old.message.data.len();
                     self.counters.dropped += 1;

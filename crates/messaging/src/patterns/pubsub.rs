@@ -21,7 +21,9 @@ impl Messaging {
     /// publication for that peer and those after it. `data` is copied once,
     /// behind the topic, into the message all copies share: pass a slice,
     /// there is nothing to gain from allocating it first. A topic over
-    /// [`MAX_TOPIC`] bytes fails with [`Misuse::TopicTooLong`].
+    /// [`MAX_TOPIC`] bytes fails with [`Misuse::TopicTooLong`], and a
+    /// publication too large for a packet with [`Misuse::MessageTooLarge`]
+    /// (nobody gets it).
     pub fn publish(&self, topic: &str, data: impl AsRef<[u8]>) -> Result<usize, MessagingError> {
         if topic.len() > MAX_TOPIC {
             return Err(Misuse::TopicTooLong(topic.len()).into());

@@ -135,3 +135,24 @@ fn a_sender_is_known_again_after_it_reconnects() {
     assert_eq!(delivered(&mut core), [5]);
     assert_eq!(core.counters.duplicates, 1);
 }
+
+#[test]
+fn a_message_too_large_for_a_packet_is_refused_and_blocks_nothing() {
+    let t0 = Instant::now();
+    let mut config = MessagingConfig::default();
+    config.packeter.max_packet = 100;
+    let mut core = Core::<FakeTx>::new(id("me"), config, t0);
+    let max = 100 - crate::frame::MESSAGE_HEAD_LEN;
+    let big = Message::new(vec![0u8; max + 1]);
+    assert_eq!(
+        core.send_message(&id("bob"), big, t0),
+        Err(Refused::TooLarge { size: max + 1, max })
+    );
+    assert_eq!(core.queue_depth(&id("bob")), 0);
+    core.send_message(&id("bob"), Message::new(vec![1u8; max]), t0)
+        .unwrap();
+    // To ourselves nothing goes on the wire: no limit.
+    core.send_message(&id("me"), Message::new(vec![2u8; 1000]), t0)
+        .unwrap();
+    assert_eq!(core.queue_depth(&id("bob")), 1);
+}
