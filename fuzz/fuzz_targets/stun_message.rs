@@ -6,12 +6,13 @@
 
 use libfuzzer_sys::fuzz_target;
 use weft_stun::{
-    Class, Endpoint, Handled, Key, Message, MessageView, Responder, ResponderConfig, Transport,
+    Class, Endpoint, Handled, Key, Responder, ResponderConfig, StunMessage, StunMessageView,
+    Transport,
 };
 
 fuzz_target!(|input: &[u8]| {
-    let _ = MessageView::frame_len(input);
-    if let Ok(view) = MessageView::new_checked(input) {
+    let _ = StunMessageView::frame_len(input);
+    if let Ok(view) = StunMessageView::new_checked(input) {
         let _ = view.verify_integrity(&Key::short_term("fuzz"));
         let _ = view.verify_fingerprint();
         let _ = view.unknown_comprehension_required();
@@ -20,9 +21,9 @@ fuzz_target!(|input: &[u8]| {
             let _ = attribute.parse(&tid);
         }
     }
-    if let Ok(message) = Message::decode(input) {
+    if let Ok(message) = StunMessage::decode(input) {
         let bytes = message.encode().expect("a decoded message encodes");
-        let again = Message::decode(&bytes).expect("an encoded message decodes");
+        let again = StunMessage::decode(&bytes).expect("an encoded message decodes");
         assert_eq!(again, message);
     }
     let mut config = ResponderConfig::new("127.0.0.1:3478".parse().unwrap());
@@ -38,7 +39,7 @@ fuzz_target!(|input: &[u8]| {
     for answer in answers {
         // An error answer is never more than twice its request.
         if let Handled::Reply(reply) = answer {
-            if let Ok(view) = MessageView::new_checked(&reply.payload) {
+            if let Ok(view) = StunMessageView::new_checked(&reply.payload) {
                 if view.class() == Class::ErrorResponse {
                     assert!(reply.payload.len() <= 2 * input.len());
                 }

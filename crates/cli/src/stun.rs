@@ -46,8 +46,8 @@ use tokio::time::Instant;
 
 use crate::Failure;
 use weft_stun::{
-    ClientConfig, NatReport, QueryReport, ServerConfig, ServerResult, ServerUrl, StunError,
-    StunServer, Transport,
+    ClientConfig, NatReport, QueryReport, ServerResult, ServerUrl, StunError, StunServer,
+    StunServerConfig, Transport,
 };
 
 /// Arguments of `weft stun`.
@@ -505,15 +505,15 @@ fn text(
 /// [`Failure::Run`] (exit status 1).
 pub(crate) async fn run_stun_server(args: StunServerArgs) -> Result<(), Failure> {
     let listen =
-        parse_addr("--listen", &args.listen, weft_stun::DEFAULT_PORT).map_err(Failure::Usage)?;
+        parse_addr("--listen", &args.listen, weft_stun::STUN_PORT).map_err(Failure::Usage)?;
     let alternate = match &args.alt {
         Some(alt) => Some(parse_addr("--alt", alt, 0).map_err(Failure::Usage)?),
         None => None,
     };
-    let server = StunServer::bind(ServerConfig {
+    let server = StunServer::bind(StunServerConfig {
         listen,
         alternate,
-        ..ServerConfig::default()
+        ..StunServerConfig::default()
     })
     .await
     .map_err(|e| e.to_string())?;
@@ -674,15 +674,15 @@ mod tests {
                 tokio::spawn(async move {
                     let mut buf = [0u8; 1500];
                     while let Ok((n, from)) = socket.recv_from(&mut buf).await {
-                        let Ok(request) = weft_stun::Message::decode(&buf[..n]) else {
+                        let Ok(request) = weft_stun::StunMessage::decode(&buf[..n]) else {
                             continue;
                         };
                         if request.change_request().is_some() {
                             continue;
                         }
-                        let answer = weft_stun::Message::new(
+                        let answer = weft_stun::StunMessage::new(
                             weft_stun::Class::SuccessResponse,
-                            weft_stun::Method::BINDING,
+                            weft_stun::StunMethod::BINDING,
                             request.transaction_id,
                         )
                         .with(weft_stun::Attribute::XorMappedAddress(public))
@@ -740,10 +740,10 @@ mod tests {
     /// server on loopback.
     #[tokio::test]
     async fn stun_json_against_a_loopback_server() {
-        let server = StunServer::bind(ServerConfig {
+        let server = StunServer::bind(StunServerConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
             alternate: Some("127.0.0.2:0".parse().unwrap()),
-            ..ServerConfig::default()
+            ..StunServerConfig::default()
         })
         .await
         .unwrap();

@@ -171,7 +171,7 @@ pub struct PasswordAlgorithmParams {
 /// un-XORed, and XORed again when encoded. MESSAGE-INTEGRITY,
 /// MESSAGE-INTEGRITY-SHA256 and FINGERPRINT carry the values found on the
 /// wire; to compute them when encoding, use
-/// [`Message::encode_with`](crate::Message::encode_with).
+/// [`StunMessage::encode_with`](crate::StunMessage::encode_with).
 ///
 /// Every attribute is a TLV: a 16-bit type, a 16-bit length of the value,
 /// then the value padded with zeros to a multiple of 4 bytes. Types below

@@ -16,8 +16,8 @@ use tokio::sync::{mpsc, oneshot};
 use crate::socket::{self, local_towards, unspecified_for, with_timeout};
 use crate::transaction::{ClientStats, Response, Transactions, canonical};
 use crate::{
-    Attribute, AttributeType, ChangeRequest, Class, DecodeError, Message, MessageView,
-    RetransmitConfig, ServerUrl, StunError, Trailer, Transport,
+    Attribute, AttributeType, ChangeRequest, Class, DecodeError, RetransmitConfig, ServerUrl,
+    StunError, StunMessage, StunMessageView, Trailer, Transport,
 };
 
 /// Client settings. Every field has a documented default.
@@ -159,7 +159,7 @@ pub struct Binding {
     /// How many requests were sent (1 over TCP and TLS).
     pub requests: u32,
     /// The whole response.
-    pub response: Message,
+    pub response: StunMessage,
 }
 
 impl Binding {
@@ -169,7 +169,7 @@ impl Binding {
     }
 
     fn from_response(
-        response: Message,
+        response: StunMessage,
         transport: Transport,
         server: SocketAddr,
         local: SocketAddr,
@@ -226,8 +226,8 @@ pub struct BindingOptions {
     pub expect_from: Option<SocketAddr>,
 }
 
-fn binding_request(config_software: Option<&str>, options: &BindingOptions) -> Message {
-    let mut request = Message::binding_request();
+fn binding_request(config_software: Option<&str>, options: &BindingOptions) -> StunMessage {
+    let mut request = StunMessage::binding_request();
     if let Some(software) = config_software {
         request.push(Attribute::Software(software.to_owned()));
     }
@@ -242,7 +242,7 @@ fn binding_request(config_software: Option<&str>, options: &BindingOptions) -> M
 
 enum Command {
     Start {
-        request: Message,
+        request: StunMessage,
         payload: Bytes,
         destination: SocketAddr,
         expect_from: SocketAddr,
@@ -367,11 +367,11 @@ impl StunClient {
 
     /// Any request: encoded with `trailer`, sent to `server` with
     /// retransmissions, answered from `expect_from`. Returns the response
-    /// whatever its class (check [`MessageView::verify_integrity`] on
+    /// whatever its class (check [`StunMessageView::verify_integrity`] on
     /// [`Response::raw`] when credentials are in use). Cancel-safe.
     pub async fn request(
         &self,
-        request: &Message,
+        request: &StunMessage,
         trailer: &Trailer<'_>,
         server: SocketAddr,
         expect_from: SocketAddr,
@@ -566,10 +566,10 @@ async fn binding_stream(
 /// Writes one request and reads messages until the response to it.
 async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
-    request: &Message,
+    request: &StunMessage,
     payload: &[u8],
     server: SocketAddr,
-) -> Result<Message, StunError> {
+) -> Result<StunMessage, StunError> {
     stream
         .write_all(payload)
         .await
@@ -579,13 +579,13 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
         .await
         .map_err(|e| StunError::io(format!("writing to {server}"), e))?;
     loop {
-        let mut header = [0u8; crate::HEADER_LEN];
+        let mut header = [0u8; crate::message::HEADER_LEN];
         read_exact(stream, &mut header, server).await?;
-        let len = MessageView::frame_len(&header)?.unwrap_or(crate::HEADER_LEN);
+        let len = StunMessageView::frame_len(&header)?.unwrap_or(crate::message::HEADER_LEN);
         let mut buf = vec![0u8; len];
-        buf[..crate::HEADER_LEN].copy_from_slice(&header);
-        read_exact(stream, &mut buf[crate::HEADER_LEN..], server).await?;
-        let view = MessageView::new_checked(&buf)?;
+        buf[..crate::message::HEADER_LEN].copy_from_slice(&header);
+        read_exact(stream, &mut buf[crate::message::HEADER_LEN..], server).await?;
+        let view = StunMessageView::new_checked(&buf)?;
         if !view.class().is_response()
             || view.transaction_id() != request.transaction_id
             || view.method() != request.method

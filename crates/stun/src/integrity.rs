@@ -7,7 +7,7 @@ use md5::{Digest, Md5};
 use sha1::Sha1;
 use sha2::Sha256;
 
-use crate::{Attribute, Message};
+use crate::{Attribute, StunMessage};
 
 /// The value FINGERPRINT's CRC-32 is XORed with ("STUN" in ASCII).
 pub const FINGERPRINT_XOR: u32 = 0x5354_554e;
@@ -43,7 +43,7 @@ impl PasswordAlgorithm {
     /// The algorithm a message asks for: its PASSWORD-ALGORITHM, or MD5 when
     /// it has none. `None` when it names an algorithm this crate does not
     /// know.
-    pub fn of(message: &Message) -> Option<PasswordAlgorithm> {
+    pub fn of(message: &StunMessage) -> Option<PasswordAlgorithm> {
         match message.get(crate::AttributeType::PASSWORD_ALGORITHM) {
             Some(Attribute::PasswordAlgorithm(p)) => PasswordAlgorithm::from_code(p.algorithm),
             _ => Some(PasswordAlgorithm::Md5),
@@ -137,7 +137,7 @@ pub fn userhash(username: &str, realm: &str) -> [u8; 32] {
     h.finalize().into()
 }
 
-/// What [`Message::encode_with`] computes and appends after the message's
+/// What [`StunMessage::encode_with`] computes and appends after the message's
 /// attributes, in the RFC's order: MESSAGE-INTEGRITY, then
 /// MESSAGE-INTEGRITY-SHA256, then FINGERPRINT. The default appends nothing.
 #[derive(Clone, Copy, Debug, Default)]
@@ -261,7 +261,7 @@ mod tests {
 
     #[test]
     fn algorithm_defaults_to_md5() {
-        let m = Message::binding_request();
+        let m = StunMessage::binding_request();
         assert_eq!(PasswordAlgorithm::of(&m), Some(PasswordAlgorithm::Md5));
         let m = m.with(Attribute::PasswordAlgorithm(
             crate::PasswordAlgorithmParams {

@@ -5,13 +5,13 @@
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), weft_stun::StunError> {
-//! use weft_stun::{ClientConfig, ServerConfig, StunClient, StunServer};
+//! use weft_stun::{ClientConfig, StunServerConfig, StunClient, StunServer};
 //!
 //! // A server on loopback with an alternate address: RFC 5780.
-//! let server = StunServer::bind(ServerConfig {
+//! let server = StunServer::bind(StunServerConfig {
 //!     listen: "127.0.0.1:0".parse().unwrap(),
 //!     alternate: Some("127.0.0.2:0".parse().unwrap()),
-//!     ..ServerConfig::default()
+//!     ..StunServerConfig::default()
 //! })
 //! .await?;
 //!
@@ -31,16 +31,16 @@
 //!
 //! # Layers
 //!
-//! - **Codec** ([`MessageView`], [`Message`], [`Attribute`]): a checked
+//! - **Codec** ([`StunMessageView`], [`StunMessage`], [`Attribute`]): a checked
 //!   view borrowing the bytes (never panics on any input) and an owned
 //!   representation that encodes back. MESSAGE-INTEGRITY,
 //!   MESSAGE-INTEGRITY-SHA256 ([`Key`] for short- and long-term
-//!   credentials) and FINGERPRINT are computed by [`Message::encode_with`]
-//!   and checked by [`MessageView::verify_integrity`] and
-//!   [`MessageView::verify_fingerprint`]. Unknown comprehension-optional
+//!   credentials) and FINGERPRINT are computed by [`StunMessage::encode_with`]
+//!   and checked by [`StunMessageView::verify_integrity`] and
+//!   [`StunMessageView::verify_fingerprint`]. Unknown comprehension-optional
 //!   attributes are kept as [`Attribute::Unknown`]; unknown
 //!   comprehension-required ones are listed by
-//!   [`MessageView::unknown_comprehension_required`] for a 420 answer.
+//!   [`StunMessageView::unknown_comprehension_required`] for a 420 answer.
 //! - **Client transactions** ([`Transactions`]): the RFC 8489 §6.2.1
 //!   retransmission schedule and response matching, free of I/O: given
 //!   `now`, it returns datagrams to send and the next timeout.
@@ -61,10 +61,10 @@
 
 mod attribute;
 mod client;
-mod error;
+pub mod error;
 mod integrity;
 mod limit;
-mod message;
+pub mod message;
 mod nat;
 mod query;
 mod responder;
@@ -85,8 +85,8 @@ pub use error::{DecodeError, StunError};
 pub use integrity::{FINGERPRINT_XOR, Key, PasswordAlgorithm, Trailer, userhash};
 pub use limit::{LimitStats, RateLimit, SourceLimits};
 pub use message::{
-    Attributes, Class, HEADER_LEN, MAGIC_COOKIE, MAX_MESSAGE_LEN, Message, MessageView, Method,
-    RawAttribute, TransactionId,
+    Attributes, Class, MAGIC_COOKIE, MAX_MESSAGE_LEN, RawAttribute, StunMessage, StunMessageView,
+    StunMethod, TransactionId,
 };
 pub use nat::{
     FilteringBehaviour, MappingBehaviour, NatReport, NatType, classify_filtering, classify_mapping,
@@ -94,8 +94,8 @@ pub use nat::{
 };
 pub use query::{QueryReport, ServerResult, query_servers};
 pub use responder::{Endpoint, Handled, Ignored, Reply, Responder, ResponderConfig};
-pub use server::{ServerConfig, ServerStats, ServerTls, StunServer};
+pub use server::{ServerStats, ServerTls, StunServer, StunServerConfig};
 pub use transaction::{
-    ClientStats, Outcome, Received, Response, RetransmitConfig, Transactions, Transmit,
+    ClientStats, Outcome, Response, ResponseMatch, RetransmitConfig, Transactions, Transmit,
 };
-pub use url::{DEFAULT_PORT, DEFAULT_TLS_PORT, ServerUrl, Transport};
+pub use url::{STUN_PORT, STUNS_PORT, ServerUrl, Transport};

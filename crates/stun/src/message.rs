@@ -1,5 +1,5 @@
-//! STUN messages: a borrowed, checked view over bytes ([`MessageView`]) and
-//! an owned representation ([`Message`]) that encodes back to bytes.
+//! STUN messages: a borrowed, checked view over bytes ([`StunMessageView`]) and
+//! an owned representation ([`StunMessage`]) that encodes back to bytes.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -55,15 +55,15 @@ impl Class {
 
 /// A 12-bit STUN method. Binding (1) is the only method of RFC 8489.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Method(u16);
+pub struct StunMethod(u16);
 
-impl Method {
+impl StunMethod {
     /// Binding.
-    pub const BINDING: Method = Method(0x001);
+    pub const BINDING: StunMethod = StunMethod(0x001);
 
     /// A method from its number; `None` above 0xFFF.
-    pub fn new(value: u16) -> Option<Method> {
-        (value <= 0xFFF).then_some(Method(value))
+    pub fn new(value: u16) -> Option<StunMethod> {
+        (value <= 0xFFF).then_some(StunMethod(value))
     }
 
     /// The method's number.
@@ -74,16 +74,16 @@ impl Method {
 
 /// The message type field: method bits M0-M11 interleaved with class bits
 /// C0 (bit 4) and C1 (bit 8).
-fn message_type(class: Class, method: Method) -> u16 {
+fn message_type(class: Class, method: StunMethod) -> u16 {
     let m = method.0;
     let c = class.bits();
     (m & 0x000F) | ((m & 0x0070) << 1) | ((m & 0x0F80) << 2) | ((c & 1) << 4) | ((c & 2) << 7)
 }
 
-fn split_message_type(t: u16) -> (Class, Method) {
+fn split_message_type(t: u16) -> (Class, StunMethod) {
     let method = (t & 0x000F) | ((t >> 1) & 0x0070) | ((t >> 2) & 0x0F80);
     let class = ((t >> 4) & 1) | ((t >> 7) & 2);
-    (Class::from_bits(class), Method(method))
+    (Class::from_bits(class), StunMethod(method))
 }
 
 /// A 96-bit transaction id.
@@ -191,7 +191,7 @@ fn check_header_prefix(buf: &[u8]) -> Result<(), DecodeError> {
 
 /// A checked, read-only view of one STUN message in a buffer, in the style
 /// of smoltcp's wire module. Nothing is copied; values borrow from the
-/// buffer. Build it with [`MessageView::new_checked`], which validates the
+/// buffer. Build it with [`StunMessageView::new_checked`], which validates the
 /// header and the attribute layout, so that no accessor can fail or panic
 /// afterwards.
 ///
@@ -211,24 +211,24 @@ fn check_header_prefix(buf: &[u8]) -> Result<(), DecodeError> {
 /// ```
 ///
 /// ```
-/// use weft_stun::{AttributeType, Class, Message, MessageView, Method, Trailer};
-/// let bytes = Message::binding_request().encode_with(&Trailer::fingerprint())?;
-/// let view = MessageView::new_checked(&bytes)?;
-/// assert_eq!((view.class(), view.method()), (Class::Request, Method::BINDING));
+/// use weft_stun::{AttributeType, Class, StunMessage, StunMessageView, StunMethod, Trailer};
+/// let bytes = StunMessage::binding_request().encode_with(&Trailer::fingerprint())?;
+/// let view = StunMessageView::new_checked(&bytes)?;
+/// assert_eq!((view.class(), view.method()), (Class::Request, StunMethod::BINDING));
 /// assert!(view.verify_fingerprint()?);
 /// assert!(view.get(AttributeType::FINGERPRINT).is_some());
 /// # Ok::<(), weft_stun::StunError>(())
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct MessageView<'a> {
+pub struct StunMessageView<'a> {
     buf: &'a [u8],
 }
 
-impl<'a> MessageView<'a> {
+impl<'a> StunMessageView<'a> {
     /// Checks that `buf` holds exactly one message (a datagram): header,
     /// magic cookie, length, and attributes that fit. Attribute values are
     /// not decoded here.
-    pub fn new_checked(buf: &'a [u8]) -> Result<MessageView<'a>, DecodeError> {
+    pub fn new_checked(buf: &'a [u8]) -> Result<StunMessageView<'a>, DecodeError> {
         if buf.len() < HEADER_LEN {
             // Report a wrong first byte or cookie before the length: it says
             // more about what the bytes are.
@@ -268,7 +268,7 @@ impl<'a> MessageView<'a> {
             }
             offset += needed;
         }
-        Ok(MessageView { buf })
+        Ok(StunMessageView { buf })
     }
 
     /// For a byte stream (TCP, TLS): the length of the message that starts
@@ -298,7 +298,7 @@ impl<'a> MessageView<'a> {
     }
 
     /// The method.
-    pub fn method(&self) -> Method {
+    pub fn method(&self) -> StunMethod {
         split_message_type(self.message_type()).1
     }
 
@@ -429,14 +429,14 @@ impl<'a> MessageView<'a> {
         }
     }
 
-    /// Decodes every attribute into an owned [`Message`].
-    pub fn to_message(&self) -> Result<Message, DecodeError> {
+    /// Decodes every attribute into an owned [`StunMessage`].
+    pub fn to_message(&self) -> Result<StunMessage, DecodeError> {
         let tid = self.transaction_id();
         let attributes = self
             .attributes()
             .map(|a| a.parse(&tid))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Message {
+        Ok(StunMessage {
             class: self.class(),
             method: self.method(),
             transaction_id: tid,
@@ -453,8 +453,8 @@ enum After {
     Fingerprint,
 }
 
-/// The attributes of a [`MessageView`] that count; see
-/// [`MessageView::attributes`].
+/// The attributes of a [`StunMessageView`] that count; see
+/// [`StunMessageView::attributes`].
 #[derive(Clone, Debug)]
 pub struct Attributes<'a> {
     buf: &'a [u8],
@@ -541,37 +541,37 @@ impl<'a> RawAttribute<'a> {
 }
 
 /// An owned STUN message: class, method, transaction id and attributes in
-/// order. `Message::decode(&m.encode()?)? == m` for every message whose
+/// order. `StunMessage::decode(&m.encode()?)? == m` for every message whose
 /// attributes respect the RFC's order (MESSAGE-INTEGRITY,
 /// MESSAGE-INTEGRITY-SHA256 and FINGERPRINT last, in that order) and whose
 /// [`Attribute::Unknown`] entries use types this crate does not know.
 ///
 /// ```
-/// use weft_stun::{Attribute, Class, Message, Method, TransactionId, Trailer};
+/// use weft_stun::{Attribute, Class, StunMessage, StunMethod, TransactionId, Trailer};
 /// let tid = TransactionId::new([7; 12]);
-/// let response = Message::new(Class::SuccessResponse, Method::BINDING, tid)
+/// let response = StunMessage::new(Class::SuccessResponse, StunMethod::BINDING, tid)
 ///     .with(Attribute::XorMappedAddress("192.0.2.1:32853".parse().unwrap()));
 /// let bytes = response.encode_with(&Trailer::fingerprint())?;
-/// let back = Message::decode(&bytes)?;
+/// let back = StunMessage::decode(&bytes)?;
 /// assert_eq!(back.mapped_address(), Some("192.0.2.1:32853".parse().unwrap()));
 /// # Ok::<(), weft_stun::StunError>(())
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct Message {
+pub struct StunMessage {
     /// The class.
     pub class: Class,
     /// The method.
-    pub method: Method,
+    pub method: StunMethod,
     /// The transaction id.
     pub transaction_id: TransactionId,
     /// The attributes, in wire order.
     pub attributes: Vec<Attribute>,
 }
 
-impl Message {
+impl StunMessage {
     /// A message without attributes.
-    pub fn new(class: Class, method: Method, transaction_id: TransactionId) -> Message {
-        Message {
+    pub fn new(class: Class, method: StunMethod, transaction_id: TransactionId) -> StunMessage {
+        StunMessage {
             class,
             method,
             transaction_id,
@@ -580,12 +580,12 @@ impl Message {
     }
 
     /// A Binding request with a random transaction id.
-    pub fn binding_request() -> Message {
-        Message::new(Class::Request, Method::BINDING, TransactionId::random())
+    pub fn binding_request() -> StunMessage {
+        StunMessage::new(Class::Request, StunMethod::BINDING, TransactionId::random())
     }
 
     /// Adds an attribute at the end (builder form).
-    pub fn with(mut self, attribute: Attribute) -> Message {
+    pub fn with(mut self, attribute: Attribute) -> StunMessage {
         self.attributes.push(attribute);
         self
     }
@@ -693,10 +693,10 @@ impl Message {
         unknown
     }
 
-    /// Decodes one message (a whole datagram): [`MessageView::new_checked`]
-    /// then [`MessageView::to_message`]. Never panics.
-    pub fn decode(buf: &[u8]) -> Result<Message, DecodeError> {
-        MessageView::new_checked(buf)?.to_message()
+    /// Decodes one message (a whole datagram): [`StunMessageView::new_checked`]
+    /// then [`StunMessageView::to_message`]. Never panics.
+    pub fn decode(buf: &[u8]) -> Result<StunMessage, DecodeError> {
+        StunMessageView::new_checked(buf)?.to_message()
     }
 
     /// Encodes the message with its attributes as they are.
@@ -707,7 +707,7 @@ impl Message {
     /// Encodes the message and appends what `trailer` asks for
     /// (MESSAGE-INTEGRITY, MESSAGE-INTEGRITY-SHA256, FINGERPRINT), computed
     /// over the encoded bytes. When the trailer appends anything, those
-    /// three attributes are left out of [`Message::attributes`] so that
+    /// three attributes are left out of [`StunMessage::attributes`] so that
     /// they are not written twice.
     pub fn encode_with(&self, trailer: &Trailer<'_>) -> Result<Vec<u8>, StunError> {
         let mut out = Vec::with_capacity(64);
@@ -794,7 +794,7 @@ mod tests {
     #[test]
     fn protocol_md_example() {
         let tid = TransactionId::new([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
-        let bytes = Message::new(Class::Request, Method::BINDING, tid)
+        let bytes = StunMessage::new(Class::Request, StunMethod::BINDING, tid)
             .with(Attribute::Software("weft-stun 0.1.0".into()))
             .encode_with(&Trailer::fingerprint())
             .unwrap();
@@ -808,13 +808,16 @@ mod tests {
 
     #[test]
     fn message_type_bits() {
-        assert_eq!(message_type(Class::Request, Method::BINDING), 0x0001);
-        assert_eq!(message_type(Class::Indication, Method::BINDING), 0x0011);
+        assert_eq!(message_type(Class::Request, StunMethod::BINDING), 0x0001);
+        assert_eq!(message_type(Class::Indication, StunMethod::BINDING), 0x0011);
         assert_eq!(
-            message_type(Class::SuccessResponse, Method::BINDING),
+            message_type(Class::SuccessResponse, StunMethod::BINDING),
             0x0101
         );
-        assert_eq!(message_type(Class::ErrorResponse, Method::BINDING), 0x0111);
+        assert_eq!(
+            message_type(Class::ErrorResponse, StunMethod::BINDING),
+            0x0111
+        );
         for m in [0u16, 1, 0xF, 0x10, 0x7F, 0x80, 0xABC, 0xFFF] {
             for c in [
                 Class::Request,
@@ -822,9 +825,9 @@ mod tests {
                 Class::SuccessResponse,
                 Class::ErrorResponse,
             ] {
-                let t = message_type(c, Method(m));
+                let t = message_type(c, StunMethod(m));
                 assert_eq!(t & 0xC000, 0);
-                assert_eq!(split_message_type(t), (c, Method(m)));
+                assert_eq!(split_message_type(t), (c, StunMethod(m)));
             }
         }
     }
@@ -832,30 +835,30 @@ mod tests {
     #[test]
     fn header_errors_name_what_is_wrong() {
         assert_eq!(
-            MessageView::new_checked(&[]).unwrap_err(),
+            StunMessageView::new_checked(&[]).unwrap_err(),
             DecodeError::TooShort { len: 0 }
         );
-        let mut bytes = Message::binding_request().encode().unwrap();
+        let mut bytes = StunMessage::binding_request().encode().unwrap();
         bytes[0] = 0x80;
         assert_eq!(
-            MessageView::new_checked(&bytes).unwrap_err(),
+            StunMessageView::new_checked(&bytes).unwrap_err(),
             DecodeError::LeadingBits { first_byte: 0x80 }
         );
         bytes[0] = 0;
         bytes[4] = 0;
         assert!(matches!(
-            MessageView::new_checked(&bytes).unwrap_err(),
+            StunMessageView::new_checked(&bytes).unwrap_err(),
             DecodeError::BadMagicCookie { found: 0x0012_a442 }
         ));
         bytes[4] = 0x21;
         bytes[3] = 2;
         assert_eq!(
-            MessageView::new_checked(&bytes).unwrap_err(),
+            StunMessageView::new_checked(&bytes).unwrap_err(),
             DecodeError::UnalignedLength { length: 2 }
         );
         bytes[3] = 4;
         assert_eq!(
-            MessageView::new_checked(&bytes).unwrap_err(),
+            StunMessageView::new_checked(&bytes).unwrap_err(),
             DecodeError::LengthMismatch {
                 declared: 4,
                 available: 0
@@ -863,7 +866,7 @@ mod tests {
         );
         bytes.extend_from_slice(&[0x80, 0x22, 0x00, 0x05]);
         assert_eq!(
-            MessageView::new_checked(&bytes).unwrap_err(),
+            StunMessageView::new_checked(&bytes).unwrap_err(),
             DecodeError::TruncatedAttribute {
                 attribute: AttributeType::SOFTWARE,
                 offset: 20,
@@ -875,19 +878,22 @@ mod tests {
 
     #[test]
     fn stream_framing() {
-        let bytes = Message::binding_request()
+        let bytes = StunMessage::binding_request()
             .with(Attribute::Software("x".into()))
             .encode()
             .unwrap();
-        assert_eq!(MessageView::frame_len(&bytes[..3]), Ok(None));
-        assert_eq!(MessageView::frame_len(&bytes[..20]), Ok(Some(bytes.len())));
-        assert!(MessageView::frame_len(b"GET / HTTP/1.1").is_err());
+        assert_eq!(StunMessageView::frame_len(&bytes[..3]), Ok(None));
+        assert_eq!(
+            StunMessageView::frame_len(&bytes[..20]),
+            Ok(Some(bytes.len()))
+        );
+        assert!(StunMessageView::frame_len(b"GET / HTTP/1.1").is_err());
     }
 
     #[test]
     fn attributes_after_integrity_do_not_count() {
         let key = Key::short_term("pw");
-        let mut bytes = Message::binding_request()
+        let mut bytes = StunMessage::binding_request()
             .with(Attribute::Software("a".into()))
             .encode_with(&Trailer {
                 message_integrity: Some(&key),
@@ -898,7 +904,7 @@ mod tests {
         bytes.extend_from_slice(&[0x00, 0x20, 0x00, 0x08, 0, 1, 0, 1, 1, 2, 3, 4]);
         let len = (bytes.len() - HEADER_LEN) as u16;
         bytes[2..4].copy_from_slice(&len.to_be_bytes());
-        let view = MessageView::new_checked(&bytes).unwrap();
+        let view = StunMessageView::new_checked(&bytes).unwrap();
         assert!(view.get(AttributeType::XOR_MAPPED_ADDRESS).is_none());
         assert_eq!(
             view.verify_integrity(&key),
@@ -910,14 +916,14 @@ mod tests {
     #[test]
     fn integrity_sha256_and_fingerprint() {
         let key = Key::short_term("secret");
-        let bytes = Message::binding_request()
+        let bytes = StunMessage::binding_request()
             .encode_with(&Trailer {
                 message_integrity: Some(&key),
                 message_integrity_sha256: Some(&key),
                 fingerprint: true,
             })
             .unwrap();
-        let view = MessageView::new_checked(&bytes).unwrap();
+        let view = StunMessageView::new_checked(&bytes).unwrap();
         assert_eq!(
             view.verify_integrity(&key),
             Ok(AttributeType::MESSAGE_INTEGRITY_SHA256)
@@ -931,7 +937,7 @@ mod tests {
         assert_eq!(view.verify_fingerprint(), Ok(true));
         let mut altered = bytes.clone();
         altered[10] ^= 1;
-        let view = MessageView::new_checked(&altered).unwrap();
+        let view = StunMessageView::new_checked(&altered).unwrap();
         assert!(matches!(
             view.verify_fingerprint(),
             Err(DecodeError::FingerprintMismatch { .. })
@@ -941,7 +947,7 @@ mod tests {
 
     #[test]
     fn unknown_required_attributes_are_reported() {
-        let m = Message::binding_request()
+        let m = StunMessage::binding_request()
             .with(Attribute::Unknown {
                 kind: AttributeType(0x0024),
                 value: vec![1, 2, 3, 4],
@@ -951,12 +957,12 @@ mod tests {
                 value: vec![0; 8],
             });
         let bytes = m.encode().unwrap();
-        let view = MessageView::new_checked(&bytes).unwrap();
+        let view = StunMessageView::new_checked(&bytes).unwrap();
         assert_eq!(
             view.unknown_comprehension_required(),
             vec![AttributeType(0x0024)]
         );
-        let back = Message::decode(&bytes).unwrap();
+        let back = StunMessage::decode(&bytes).unwrap();
         assert_eq!(back, m);
         assert_eq!(
             back.unknown_comprehension_required(),
@@ -966,9 +972,9 @@ mod tests {
 
     #[test]
     fn oversized_values_are_refused_when_encoding() {
-        let m = Message::binding_request().with(Attribute::Software("x".repeat(800)));
+        let m = StunMessage::binding_request().with(Attribute::Software("x".repeat(800)));
         assert!(matches!(m.encode(), Err(StunError::Encode { .. })));
-        let m = Message::binding_request().with(Attribute::Padding(vec![0; 70_000]));
+        let m = StunMessage::binding_request().with(Attribute::Padding(vec![0; 70_000]));
         assert!(matches!(m.encode(), Err(StunError::Encode { .. })));
     }
 }

@@ -5,8 +5,8 @@ use std::time::Instant;
 
 use crate::limit::SourceTable;
 use crate::{
-    Attribute, AttributeType, ChangeRequest, Class, ErrorCode, LimitStats, Message, MessageView,
-    Method, SourceLimits, Trailer, Transport,
+    Attribute, AttributeType, ChangeRequest, Class, ErrorCode, LimitStats, SourceLimits,
+    StunMessage, StunMessageView, StunMethod, Trailer, Transport,
 };
 
 /// How many times its request's size an error answer may be at most, so
@@ -165,17 +165,17 @@ pub enum Handled {
 /// SOFTWARE when it does not fit).
 ///
 /// ```
-/// use weft_stun::{Endpoint, Handled, Message, Responder, ResponderConfig, Transport};
+/// use weft_stun::{Endpoint, Handled, StunMessage, Responder, ResponderConfig, Transport};
 /// use std::time::Instant;
 /// let mut responder = Responder::new(ResponderConfig::new("127.0.0.1:3478".parse().unwrap()));
-/// let request = Message::binding_request().encode()?;
+/// let request = StunMessage::binding_request().encode()?;
 /// let client = "127.0.0.1:40000".parse().unwrap();
 /// let now = Instant::now();
 /// let Handled::Reply(reply) =
 ///     responder.handle(now, &request, client, Endpoint::PRIMARY, Transport::Udp)
 /// else { panic!("no reply") };
 /// assert_eq!((reply.from, reply.to), (Endpoint::PRIMARY, client));
-/// let response = Message::decode(&reply.payload)?;
+/// let response = StunMessage::decode(&reply.payload)?;
 /// assert_eq!(response.mapped_address(), Some(client));
 /// # Ok::<(), weft_stun::StunError>(())
 /// ```
@@ -221,7 +221,7 @@ impl Responder {
         on: Endpoint,
         transport: Transport,
     ) -> Handled {
-        let Ok(view) = MessageView::new_checked(data) else {
+        let Ok(view) = StunMessageView::new_checked(data) else {
             return Handled::Ignored(Ignored::Malformed);
         };
         if view.verify_fingerprint().is_err() {
@@ -241,7 +241,7 @@ impl Responder {
     fn answer(
         &mut self,
         now: Instant,
-        view: &MessageView<'_>,
+        view: &StunMessageView<'_>,
         source: SocketAddr,
         on: Endpoint,
         transport: Transport,
@@ -249,7 +249,7 @@ impl Responder {
         let config = &self.config;
         let error = |code: u16, reason: &str, unknown: Vec<AttributeType>| {
             let mut response =
-                Message::new(Class::ErrorResponse, view.method(), view.transaction_id())
+                StunMessage::new(Class::ErrorResponse, view.method(), view.transaction_id())
                     .with(Attribute::ErrorCode(ErrorCode::new(code, reason)));
             if !unknown.is_empty() {
                 response.push(Attribute::UnknownAttributes(unknown));
@@ -263,7 +263,7 @@ impl Responder {
                 })
             })
         };
-        if view.method() != Method::BINDING {
+        if view.method() != StunMethod::BINDING {
             return error(ErrorCode::BAD_REQUEST, "Bad Request", vec![]);
         }
         let mut unknown = view.unknown_comprehension_required();
@@ -298,9 +298,9 @@ impl Responder {
             }
             _ => source,
         };
-        let mut response = Message::new(
+        let mut response = StunMessage::new(
             Class::SuccessResponse,
-            Method::BINDING,
+            StunMethod::BINDING,
             request.transaction_id,
         )
         .with(Attribute::XorMappedAddress(source));
@@ -329,7 +329,7 @@ fn trailer(config: &ResponderConfig) -> Trailer<'static> {
 }
 
 /// A response with SOFTWARE when it can carry it.
-fn encode(config: &ResponderConfig, mut response: Message) -> Option<Vec<u8>> {
+fn encode(config: &ResponderConfig, mut response: StunMessage) -> Option<Vec<u8>> {
     if let Some(software) = &config.software {
         response.push(Attribute::Software(software.clone()));
         if let Ok(bytes) = response.encode_with(&trailer(config)) {
@@ -348,7 +348,7 @@ fn encode(config: &ResponderConfig, mut response: Message) -> Option<Vec<u8>> {
 /// unknown attributes listed, each of which took at least 4 bytes of the
 /// request, so it fits twice any request (20 bytes or more); `None` if it
 /// still would not.
-fn encode_error(config: &ResponderConfig, response: Message, budget: usize) -> Option<Vec<u8>> {
+fn encode_error(config: &ResponderConfig, response: StunMessage, budget: usize) -> Option<Vec<u8>> {
     if let Some(bytes) = encode(config, response.clone()) {
         if bytes.len() <= budget {
             return Some(bytes);
@@ -389,12 +389,12 @@ mod tests {
         "127.0.0.1:50000".parse().unwrap()
     }
 
-    fn reply(h: Handled) -> (Reply, Message) {
+    fn reply(h: Handled) -> (Reply, StunMessage) {
         match h {
             Handled::Reply(r) => {
-                let m = Message::decode(&r.payload).unwrap();
+                let m = StunMessage::decode(&r.payload).unwrap();
                 assert!(
-                    MessageView::new_checked(&r.payload)
+                    StunMessageView::new_checked(&r.payload)
                         .unwrap()
                         .verify_fingerprint()
                         .unwrap()
@@ -429,7 +429,7 @@ mod tests {
     #[test]
     fn rfc5780_change_request_and_response_port() {
         let mut r = rfc5780();
-        let request = Message::binding_request()
+        let request = StunMessage::binding_request()
             .with(Attribute::ChangeRequest(ChangeRequest {
                 change_ip: true,
                 change_port: true,
@@ -444,7 +444,7 @@ mod tests {
         assert_eq!(m.response_origin(), Some("127.0.0.2:3479".parse().unwrap()));
         assert_eq!(m.other_address(), Some("127.0.0.2:3479".parse().unwrap()));
 
-        let request = Message::binding_request()
+        let request = StunMessage::binding_request()
             .with(Attribute::ChangeRequest(ChangeRequest {
                 change_ip: false,
                 change_port: true,
@@ -464,7 +464,7 @@ mod tests {
     #[test]
     fn without_alternate_change_request_is_unknown() {
         let mut r = Responder::new(ResponderConfig::new("127.0.0.1:3478".parse().unwrap()));
-        let request = Message::binding_request()
+        let request = StunMessage::binding_request()
             .with(Attribute::ChangeRequest(ChangeRequest::default()))
             .encode()
             .unwrap();
@@ -485,7 +485,7 @@ mod tests {
     #[test]
     fn unknown_required_attributes_get_420_and_bad_ones_400() {
         let mut r = rfc5780();
-        let request = Message::binding_request()
+        let request = StunMessage::binding_request()
             .with(Attribute::Unknown {
                 kind: AttributeType(0x0024),
                 value: vec![0; 4],
@@ -503,15 +503,15 @@ mod tests {
             Some(&Attribute::UnknownAttributes(vec![AttributeType(0x0024)]))
         );
 
-        let mut bad = Message::binding_request().encode().unwrap();
+        let mut bad = StunMessage::binding_request().encode().unwrap();
         bad.extend_from_slice(&[0x00, 0x20, 0x00, 0x04, 0, 9, 0, 0]);
         bad[3] = 8;
         let (_, m) = reply(r.handle(now(), &bad, client(), Endpoint::PRIMARY, Transport::Udp));
         assert_eq!(m.error_code().unwrap(), &ErrorCode::new(400, "Bad Request"));
 
-        let other_method = Message::new(
+        let other_method = StunMessage::new(
             Class::Request,
-            Method::new(3).unwrap(),
+            StunMethod::new(3).unwrap(),
             crate::TransactionId::random(),
         )
         .encode()
@@ -524,7 +524,7 @@ mod tests {
             Transport::Udp,
         ));
         assert_eq!(m.error_code().unwrap().code, 400);
-        assert_eq!(m.method, Method::new(3).unwrap());
+        assert_eq!(m.method, StunMethod::new(3).unwrap());
     }
 
     #[test]
@@ -534,9 +534,9 @@ mod tests {
             r.handle(now(), b"hello", client(), Endpoint::PRIMARY, Transport::Udp),
             Handled::Ignored(Ignored::Malformed)
         );
-        let indication = Message::new(
+        let indication = StunMessage::new(
             Class::Indication,
-            Method::BINDING,
+            StunMethod::BINDING,
             crate::TransactionId::random(),
         )
         .encode()
@@ -551,7 +551,7 @@ mod tests {
             ),
             Handled::Ignored(Ignored::NotARequest)
         );
-        let mut request = Message::binding_request()
+        let mut request = StunMessage::binding_request()
             .encode_with(&Trailer::fingerprint())
             .unwrap();
         let last = request.len() - 1;
@@ -565,7 +565,7 @@ mod tests {
     #[test]
     fn streams_never_change_address() {
         let mut r = rfc5780();
-        let request = Message::binding_request()
+        let request = StunMessage::binding_request()
             .with(Attribute::ChangeRequest(ChangeRequest {
                 change_ip: true,
                 change_port: false,
@@ -574,7 +574,7 @@ mod tests {
             .unwrap();
         let (_, m) = reply(r.handle(now(), &request, client(), Endpoint::PRIMARY, Transport::Tcp));
         assert_eq!(m.error_code().unwrap().code, 420);
-        let plain = Message::binding_request().encode().unwrap();
+        let plain = StunMessage::binding_request().encode().unwrap();
         let (rep, m) = reply(r.handle(now(), &plain, client(), Endpoint::PRIMARY, Transport::Tcp));
         assert_eq!(rep.from, Endpoint::PRIMARY);
         assert_eq!(m.mapped_address(), Some(client()));

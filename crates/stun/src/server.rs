@@ -11,10 +11,11 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::Semaphore;
 use tokio::task::{JoinHandle, JoinSet};
 
+use crate::message::HEADER_LEN;
 use crate::socket::{listen_tcp, server_udp};
 use crate::{
-    Endpoint, HEADER_LEN, Handled, Ignored, MessageView, Responder, ResponderConfig, SourceLimits,
-    StunError, Transport,
+    Endpoint, Handled, Ignored, Responder, ResponderConfig, SourceLimits, StunError,
+    StunMessageView, Transport,
 };
 
 /// TLS for a server: where to listen and the rustls configuration.
@@ -28,7 +29,7 @@ pub struct ServerTls {
 
 /// Server settings. Every field has a documented default.
 #[derive(Clone, Debug)]
-pub struct ServerConfig {
+pub struct StunServerConfig {
     /// The primary address. Port 0 lets the system choose. Default:
     /// `0.0.0.0:3478`.
     pub listen: SocketAddr,
@@ -62,10 +63,10 @@ pub struct ServerConfig {
     pub limits: SourceLimits,
 }
 
-impl Default for ServerConfig {
-    fn default() -> ServerConfig {
-        ServerConfig {
-            listen: SocketAddr::from(([0, 0, 0, 0], crate::DEFAULT_PORT)),
+impl Default for StunServerConfig {
+    fn default() -> StunServerConfig {
+        StunServerConfig {
+            listen: SocketAddr::from(([0, 0, 0, 0], crate::STUN_PORT)),
             alternate: None,
             software: Some(concat!("weft-stun ", env!("CARGO_PKG_VERSION")).to_owned()),
             fingerprint: true,
@@ -143,11 +144,11 @@ fn handle(
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), weft_stun::StunError> {
-/// use weft_stun::{ServerConfig, StunServer};
-/// let server = StunServer::bind(ServerConfig {
+/// use weft_stun::{StunServerConfig, StunServer};
+/// let server = StunServer::bind(StunServerConfig {
 ///     listen: "127.0.0.1:0".parse().unwrap(),
 ///     alternate: Some("127.0.0.2:0".parse().unwrap()), // RFC 5780
-///     ..ServerConfig::default()
+///     ..StunServerConfig::default()
 /// })
 /// .await?;
 /// assert_eq!(server.udp_addrs().len(), 4);
@@ -178,7 +179,7 @@ struct Bound {
     responder: ResponderConfig,
 }
 
-fn try_bind(config: &ServerConfig) -> io::Result<Bound> {
+fn try_bind(config: &StunServerConfig) -> io::Result<Bound> {
     let primary_socket = server_udp(config.listen)?;
     let primary = primary_socket.local_addr()?;
     let mut udp: [Option<UdpSocket>; 4] = [Some(primary_socket), None, None, None];
@@ -217,7 +218,7 @@ impl StunServer {
     /// Binds every socket the configuration asks for and starts serving.
     /// Needs a tokio runtime. Cancel-safe: sockets bound before the future
     /// is dropped are closed with it.
-    pub async fn bind(config: ServerConfig) -> Result<StunServer, StunError> {
+    pub async fn bind(config: StunServerConfig) -> Result<StunServer, StunError> {
         let retry = config.listen.port() == 0 && (config.alternate.is_some() || config.tcp);
         let attempts = if retry {
             config.bind_attempts.max(1)
@@ -410,7 +411,7 @@ async fn accept(
     tls: Option<tokio_rustls::TlsAcceptor>,
     responder: Shared,
     counters: Arc<Counters>,
-    config: ServerConfig,
+    config: StunServerConfig,
 ) {
     let limit = Arc::new(Semaphore::new(config.max_connections.max(1)));
     // Dropping the set (when this task is aborted) aborts every connection.
@@ -471,7 +472,7 @@ async fn serve_stream<S: AsyncRead + AsyncWrite + Unpin>(
             Ok(Ok(_)) => {}
             _ => break,
         }
-        let Ok(Some(len)) = MessageView::frame_len(&header) else {
+        let Ok(Some(len)) = StunMessageView::frame_len(&header) else {
             bump(&counters.ignored);
             break;
         };

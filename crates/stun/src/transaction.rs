@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::{Class, DecodeError, Message, MessageView, Method, StunError, TransactionId};
+use crate::{
+    Class, DecodeError, StunError, StunMessage, StunMessageView, StunMethod, TransactionId,
+};
 
 /// Intervals longer than this are cut to it, so that no time overflows.
 const MAX_INTERVAL: Duration = Duration::from_secs(24 * 3600);
@@ -71,8 +73,8 @@ pub struct Transmit {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Response {
     /// The decoded response (success or error).
-    pub message: Message,
-    /// The response's bytes, for [`MessageView::verify_integrity`].
+    pub message: StunMessage,
+    /// The response's bytes, for [`StunMessageView::verify_integrity`].
     pub raw: Bytes,
     /// Where it came from.
     pub source: SocketAddr,
@@ -97,7 +99,7 @@ pub struct Outcome {
 
 /// What became of a received datagram.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Received {
+pub enum ResponseMatch {
     /// It answered the transaction; its [`Outcome`] is ready.
     Matched(TransactionId),
     /// Not a STUN message, or a bad FINGERPRINT: ignored.
@@ -136,7 +138,7 @@ pub struct ClientStats {
 #[derive(Debug)]
 struct Entry {
     id: TransactionId,
-    method: Method,
+    method: StunMethod,
     payload: Bytes,
     destination: SocketAddr,
     expect_from: SocketAddr,
@@ -161,11 +163,11 @@ struct Entry {
 /// ```
 /// use std::time::Duration;
 /// use std::time::Instant;
-/// use weft_stun::{Message, RetransmitConfig, Transactions, Trailer};
+/// use weft_stun::{StunMessage, RetransmitConfig, Transactions, Trailer};
 ///
 /// let mut transactions = Transactions::new(RetransmitConfig::default(), 16);
 /// let t0 = Instant::now();
-/// let request = Message::binding_request();
+/// let request = StunMessage::binding_request();
 /// let bytes = request.encode_with(&Trailer::fingerprint())?;
 /// let server = "127.0.0.1:3478".parse().unwrap();
 /// transactions.start(&request, bytes.into(), server, server, t0)?;
@@ -200,7 +202,7 @@ impl Transactions {
     /// the server answers from). The first request is due at `now`.
     pub fn start(
         &mut self,
-        request: &Message,
+        request: &StunMessage,
         payload: Bytes,
         destination: SocketAddr,
         expect_from: SocketAddr,
@@ -289,24 +291,29 @@ impl Transactions {
     /// Hands in a datagram that arrived from `source`. A response to a
     /// transaction in flight, from the address it expects, ends the
     /// transaction; anything else is ignored and counted.
-    pub fn handle_datagram(&mut self, data: &[u8], source: SocketAddr, now: Instant) -> Received {
+    pub fn handle_datagram(
+        &mut self,
+        data: &[u8],
+        source: SocketAddr,
+        now: Instant,
+    ) -> ResponseMatch {
         let received = self.match_datagram(data, source, now);
         match received {
-            Received::Matched(_) => self.stats.responses += 1,
-            Received::Malformed => self.stats.ignored_malformed += 1,
-            Received::NotAResponse => self.stats.ignored_not_response += 1,
-            Received::UnknownTransaction => self.stats.ignored_unknown_transaction += 1,
-            Received::UnexpectedSource => self.stats.ignored_unexpected_source += 1,
+            ResponseMatch::Matched(_) => self.stats.responses += 1,
+            ResponseMatch::Malformed => self.stats.ignored_malformed += 1,
+            ResponseMatch::NotAResponse => self.stats.ignored_not_response += 1,
+            ResponseMatch::UnknownTransaction => self.stats.ignored_unknown_transaction += 1,
+            ResponseMatch::UnexpectedSource => self.stats.ignored_unexpected_source += 1,
         }
         received
     }
 
-    fn match_datagram(&mut self, data: &[u8], source: SocketAddr, now: Instant) -> Received {
-        let Ok(view) = MessageView::new_checked(data) else {
-            return Received::Malformed;
+    fn match_datagram(&mut self, data: &[u8], source: SocketAddr, now: Instant) -> ResponseMatch {
+        let Ok(view) = StunMessageView::new_checked(data) else {
+            return ResponseMatch::Malformed;
         };
         if !view.class().is_response() {
-            return Received::NotAResponse;
+            return ResponseMatch::NotAResponse;
         }
         let id = view.transaction_id();
         let Some(index) = self
@@ -314,13 +321,13 @@ impl Transactions {
             .iter()
             .position(|e| e.id == id && e.method == view.method())
         else {
-            return Received::UnknownTransaction;
+            return ResponseMatch::UnknownTransaction;
         };
         if canonical(source) != self.entries[index].expect_from {
-            return Received::UnexpectedSource;
+            return ResponseMatch::UnexpectedSource;
         }
         if view.verify_fingerprint().is_err() {
-            return Received::Malformed;
+            return ResponseMatch::Malformed;
         }
         let entry = self.entries.swap_remove(index);
         let result = decode_response(&view).map(|message| Response {
@@ -335,7 +342,7 @@ impl Transactions {
             destination: entry.destination,
             result,
         });
-        Received::Matched(id)
+        ResponseMatch::Matched(id)
     }
 
     /// The next finished transaction, if any.
@@ -368,7 +375,7 @@ impl Transactions {
 
 /// Decodes a matched response, refusing unknown comprehension-required
 /// attributes in a success response (RFC 8489 §6.3.3).
-fn decode_response(view: &MessageView<'_>) -> Result<Message, StunError> {
+fn decode_response(view: &StunMessageView<'_>) -> Result<StunMessage, StunError> {
     let message = view.to_message()?;
     if message.class == Class::SuccessResponse {
         let unknown = message.unknown_comprehension_required();
@@ -400,18 +407,18 @@ mod tests {
         "127.0.0.1:3478".parse().unwrap()
     }
 
-    fn start(t: &mut Transactions, now: Instant) -> Message {
-        let request = Message::binding_request();
+    fn start(t: &mut Transactions, now: Instant) -> StunMessage {
+        let request = StunMessage::binding_request();
         let bytes = request.encode_with(&Trailer::fingerprint()).unwrap();
         t.start(&request, bytes.into(), server(), server(), now)
             .unwrap();
         request
     }
 
-    fn response_to(request: &Message) -> Vec<u8> {
-        Message::new(
+    fn response_to(request: &StunMessage) -> Vec<u8> {
+        StunMessage::new(
             Class::SuccessResponse,
-            Method::BINDING,
+            StunMethod::BINDING,
             request.transaction_id,
         )
         .with(Attribute::XorMappedAddress(
@@ -471,25 +478,25 @@ mod tests {
         let other: SocketAddr = "127.0.0.9:3478".parse().unwrap();
         assert_eq!(
             t.handle_datagram(&response_to(&a), other, now),
-            Received::UnexpectedSource
+            ResponseMatch::UnexpectedSource
         );
-        let stranger = Message::binding_request();
+        let stranger = StunMessage::binding_request();
         assert_eq!(
             t.handle_datagram(&response_to(&stranger), server(), now),
-            Received::UnknownTransaction
+            ResponseMatch::UnknownTransaction
         );
         assert_eq!(
             t.handle_datagram(b"garbage", server(), now),
-            Received::Malformed
+            ResponseMatch::Malformed
         );
         assert_eq!(
             t.handle_datagram(&a.encode().unwrap(), server(), now),
-            Received::NotAResponse
+            ResponseMatch::NotAResponse
         );
         let later = now + Duration::from_millis(20);
         assert_eq!(
             t.handle_datagram(&response_to(&b), server(), later),
-            Received::Matched(b.transaction_id)
+            ResponseMatch::Matched(b.transaction_id)
         );
         let outcome = t.poll_outcome().unwrap();
         assert_eq!(outcome.transaction_id, b.transaction_id);
@@ -504,7 +511,7 @@ mod tests {
         let mapped: SocketAddr = "[::ffff:127.0.0.1]:3478".parse().unwrap();
         assert_eq!(
             t.handle_datagram(&response_to(&a), mapped, later),
-            Received::Matched(a.transaction_id)
+            ResponseMatch::Matched(a.transaction_id)
         );
         let s = t.stats();
         assert_eq!(
@@ -524,7 +531,7 @@ mod tests {
         let mut t = Transactions::new(RetransmitConfig::default(), 1);
         let now = Instant::now();
         let a = start(&mut t, now);
-        let request = Message::binding_request();
+        let request = StunMessage::binding_request();
         assert!(matches!(
             t.start(&request, Bytes::new(), server(), server(), now),
             Err(StunError::TooManyTransactions { limit: 1 })
@@ -539,16 +546,20 @@ mod tests {
         let mut t = Transactions::new(RetransmitConfig::default(), 4);
         let now = Instant::now();
         let a = start(&mut t, now);
-        let bytes = Message::new(Class::SuccessResponse, Method::BINDING, a.transaction_id)
-            .with(Attribute::Unknown {
-                kind: crate::AttributeType(0x7777),
-                value: vec![],
-            })
-            .encode()
-            .unwrap();
+        let bytes = StunMessage::new(
+            Class::SuccessResponse,
+            StunMethod::BINDING,
+            a.transaction_id,
+        )
+        .with(Attribute::Unknown {
+            kind: crate::AttributeType(0x7777),
+            value: vec![],
+        })
+        .encode()
+        .unwrap();
         assert!(matches!(
             t.handle_datagram(&bytes, server(), now),
-            Received::Matched(_)
+            ResponseMatch::Matched(_)
         ));
         let outcome = t.poll_outcome().unwrap();
         assert!(matches!(

@@ -8,9 +8,9 @@ use std::time::Duration;
 use crate::StunError;
 
 /// The default port for STUN over UDP and TCP.
-pub const DEFAULT_PORT: u16 = 3478;
+pub const STUN_PORT: u16 = 3478;
 /// The default port for STUN over TLS.
-pub const DEFAULT_TLS_PORT: u16 = 5349;
+pub const STUNS_PORT: u16 = 5349;
 
 /// How a request reaches a server.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -36,8 +36,8 @@ impl Transport {
     /// The transport's default port.
     pub fn default_port(self) -> u16 {
         match self {
-            Transport::Tls => DEFAULT_TLS_PORT,
-            _ => DEFAULT_PORT,
+            Transport::Tls => STUNS_PORT,
+            _ => STUN_PORT,
         }
     }
 }

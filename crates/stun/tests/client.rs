@@ -9,9 +9,9 @@ use std::net::SocketAddr;
 use common::{addr, bounded, quick_client, server, tls_pair};
 use tokio::net::UdpSocket;
 use weft_stun::{
-    Attribute, BindingOptions, ChangeRequest, Class, ClientConfig, Message, Method, ServerConfig,
-    ServerUrl, StunClient, StunError, StunServer, Trailer, Transport, binding, binding_tcp,
-    binding_tls, query_servers,
+    Attribute, BindingOptions, ChangeRequest, Class, ClientConfig, ServerUrl, StunClient,
+    StunError, StunMessage, StunMethod, StunServer, StunServerConfig, Trailer, Transport, binding,
+    binding_tcp, binding_tls, query_servers,
 };
 
 #[tokio::test]
@@ -82,9 +82,9 @@ async fn stray_responses_are_ignored_and_counted() {
     let answering = tokio::spawn(async move {
         let mut buf = [0u8; 1500];
         let (n, from) = peer.recv_from(&mut buf).await.unwrap();
-        let request = Message::decode(&buf[..n]).unwrap();
+        let request = StunMessage::decode(&buf[..n]).unwrap();
         let answer = |tid| {
-            Message::new(Class::SuccessResponse, Method::BINDING, tid)
+            StunMessage::new(Class::SuccessResponse, StunMethod::BINDING, tid)
                 .with(Attribute::XorMappedAddress(from))
                 .encode_with(&Trailer::fingerprint())
                 .unwrap()
@@ -164,7 +164,7 @@ async fn a_silent_server_gives_a_typed_timeout() {
     let mut buf = [0u8; 1500];
     for _ in 0..3 {
         let (n, _) = bounded(silent.recv_from(&mut buf)).await.unwrap();
-        assert!(Message::decode(&buf[..n]).is_ok());
+        assert!(StunMessage::decode(&buf[..n]).is_ok());
     }
     assert_eq!(client.stats().retransmissions, 2);
     assert_eq!(client.stats().timeouts, 1);
@@ -173,11 +173,11 @@ async fn a_silent_server_gives_a_typed_timeout() {
 #[tokio::test]
 async fn tcp_and_tls_bindings() {
     let (tls, client_tls) = tls_pair("127.0.0.1:0");
-    let server = StunServer::bind(ServerConfig {
+    let server = StunServer::bind(StunServerConfig {
         listen: addr("127.0.0.1:0"),
         tcp: true,
         tls: Some(tls),
-        ..ServerConfig::default()
+        ..StunServerConfig::default()
     })
     .await
     .unwrap();
@@ -221,10 +221,10 @@ async fn tcp_and_tls_bindings() {
 
 #[tokio::test]
 async fn tcp_over_ipv6() {
-    let server = StunServer::bind(ServerConfig {
+    let server = StunServer::bind(StunServerConfig {
         listen: addr("[::1]:0"),
         tcp: true,
-        ..ServerConfig::default()
+        ..StunServerConfig::default()
     })
     .await
     .unwrap();
@@ -258,10 +258,10 @@ async fn tcp_to_a_closed_port_and_a_silent_listener() {
 
 #[tokio::test]
 async fn binding_from_urls() {
-    let server = StunServer::bind(ServerConfig {
+    let server = StunServer::bind(StunServerConfig {
         listen: addr("127.0.0.1:0"),
         tcp: true,
-        ..ServerConfig::default()
+        ..StunServerConfig::default()
     })
     .await
     .unwrap();
@@ -291,12 +291,12 @@ async fn liar() -> (SocketAddr, tokio::task::JoinHandle<()>) {
             let Ok((n, from)) = socket.recv_from(&mut buf).await else {
                 return;
             };
-            let Ok(request) = Message::decode(&buf[..n]) else {
+            let Ok(request) = StunMessage::decode(&buf[..n]) else {
                 continue;
             };
-            let answer = Message::new(
+            let answer = StunMessage::new(
                 Class::SuccessResponse,
-                Method::BINDING,
+                StunMethod::BINDING,
                 request.transaction_id,
             )
             .with(Attribute::XorMappedAddress(addr("127.0.0.1:1")))
@@ -312,10 +312,10 @@ async fn liar() -> (SocketAddr, tokio::task::JoinHandle<()>) {
 async fn several_servers_in_parallel_agree() {
     let a = server("127.0.0.1:0", None).await;
     let b = server("127.0.0.1:0", None).await;
-    let c = StunServer::bind(ServerConfig {
+    let c = StunServer::bind(StunServerConfig {
         listen: addr("127.0.0.1:0"),
         tcp: true,
-        ..ServerConfig::default()
+        ..StunServerConfig::default()
     })
     .await
     .unwrap();

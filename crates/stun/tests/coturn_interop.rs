@@ -23,8 +23,8 @@ use std::time::{Duration, Instant};
 
 use common::{addr, bounded};
 use weft_stun::{
-    ClientConfig, FilteringBehaviour, MappingBehaviour, NatType, RetransmitConfig, ServerConfig,
-    ServerUrl, StunClient, StunServer, Transport, binding_tcp, discover_nat, query_servers,
+    ClientConfig, FilteringBehaviour, MappingBehaviour, NatType, RetransmitConfig, ServerUrl,
+    StunClient, StunServer, StunServerConfig, Transport, binding_tcp, discover_nat, query_servers,
 };
 
 const PRIMARY_IP: [u8; 4] = [127, 0, 0, 1];
@@ -246,11 +246,11 @@ fn free_port_pair() -> u16 {
 
 /// weft's own server, RFC 5780 on the same two IPs, with TCP.
 async fn weft_server() -> (StunServer, Peer) {
-    let server = StunServer::bind(ServerConfig {
+    let server = StunServer::bind(StunServerConfig {
         listen: addr("127.0.0.1:0"),
         alternate: Some(addr("127.0.0.2:0")),
         tcp: true,
-        ..ServerConfig::default()
+        ..StunServerConfig::default()
     })
     .await
     .expect("weft's server binds");

@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 
 use tokio::net::UdpSocket;
 use weft_stun::{
-    Attribute, AttributeType, ChangeRequest, Class, Endpoint, Handled, Ignored, Message,
-    MessageView, Method, RateLimit, Responder, ResponderConfig, ServerConfig, SourceLimits,
-    StunServer, Trailer, TransactionId, Transport,
+    Attribute, AttributeType, ChangeRequest, Class, Endpoint, Handled, Ignored, RateLimit,
+    Responder, ResponderConfig, SourceLimits, StunMessage, StunMessageView, StunMethod, StunServer,
+    StunServerConfig, Trailer, TransactionId, Transport,
 };
 
 use common::{addr, bounded};
@@ -29,7 +29,7 @@ fn source(n: u32) -> SocketAddr {
 }
 
 fn with_response_port(port: u16) -> Vec<u8> {
-    Message::binding_request()
+    StunMessage::binding_request()
         .with(Attribute::ResponsePort(port))
         .encode_with(&Trailer::fingerprint())
         .unwrap()
@@ -76,7 +76,7 @@ fn response_port_is_honoured_only_within_the_redirect_budget() {
 
     // With the redirect budget spent, plain requests are still answered.
     let later = t0 + window;
-    let plain = Message::binding_request().encode().unwrap();
+    let plain = StunMessage::binding_request().encode().unwrap();
     let Handled::Reply(reply) =
         responder.handle(later, &plain, client, Endpoint::PRIMARY, Transport::Udp)
     else {
@@ -124,7 +124,7 @@ fn at_one_instant_only_the_burst_is_redirected() {
 fn a_flood_from_one_source_does_not_silence_another() {
     let limits = SourceLimits::default();
     let mut responder = rfc5780(limits);
-    let request = Message::binding_request().encode().unwrap();
+    let request = StunMessage::binding_request().encode().unwrap();
     let flooder = source(0x0a00_0001);
     let now = Instant::now();
     let answered = (0..10_000)
@@ -170,7 +170,7 @@ fn many_sources_stay_within_the_table_and_keep_being_answered() {
         ..SourceLimits::default()
     };
     let mut responder = rfc5780(limits);
-    let request = Message::binding_request().encode().unwrap();
+    let request = StunMessage::binding_request().encode().unwrap();
     let now = Instant::now();
     // 100,000 forged sources, each asking once: each is answered, the
     // table stays bounded and the forgotten are counted.
@@ -206,7 +206,7 @@ fn unlimited(alternate: bool, software: Option<String>, fingerprint: bool) -> Re
 
 /// `message` with `padding` bytes of a comprehension-optional attribute
 /// the server ignores (none when `None`).
-fn padded(message: Message, padding: Option<usize>) -> Message {
+fn padded(message: StunMessage, padding: Option<usize>) -> StunMessage {
     match padding {
         Some(len) => message.with(Attribute::Unknown {
             kind: AttributeType(0x8123),
@@ -223,7 +223,7 @@ fn error_answer(
     request: &[u8],
     transport: Transport,
     code: u16,
-) -> Message {
+) -> StunMessage {
     let client = source(0x0a00_0001);
     let now = Instant::now();
     let Handled::Reply(reply) =
@@ -237,7 +237,7 @@ fn error_answer(
         request.len(),
         reply.payload.len()
     );
-    let view = MessageView::new_checked(&reply.payload).unwrap();
+    let view = StunMessageView::new_checked(&reply.payload).unwrap();
     if responder.config().fingerprint {
         assert!(view.verify_fingerprint().unwrap());
     }
@@ -269,9 +269,9 @@ fn bad_request_answers_are_at_most_twice_the_request() {
             // A method other than Binding.
             for method in [0x002, 0x003, 0xfff] {
                 let request = padded(
-                    Message::new(
+                    StunMessage::new(
                         Class::Request,
-                        Method::new(method).unwrap(),
+                        StunMethod::new(method).unwrap(),
                         TransactionId::random(),
                     ),
                     padding,
@@ -281,7 +281,7 @@ fn bad_request_answers_are_at_most_twice_the_request() {
                 error_answer(&mut responder, &request, Transport::Udp, 400);
             }
             // A known attribute whose value does not parse.
-            let mut bad = padded(Message::binding_request(), padding)
+            let mut bad = padded(StunMessage::binding_request(), padding)
                 .encode()
                 .unwrap();
             bad.extend_from_slice(&[0x00, 0x20, 0x00, 0x04, 0, 9, 0, 0]);
@@ -301,7 +301,7 @@ fn unknown_attribute_answers_are_at_most_twice_the_request() {
             // as small as they come and larger.
             for count in 1..=40u16 {
                 for len in [0, 1, 4, 9] {
-                    let mut message = padded(Message::binding_request(), padding);
+                    let mut message = padded(StunMessage::binding_request(), padding);
                     for k in 0..count {
                         message.push(Attribute::Unknown {
                             kind: AttributeType(0x0040 + k),
@@ -320,11 +320,11 @@ fn unknown_attribute_answers_are_at_most_twice_the_request() {
             }
             // CHANGE-REQUEST and RESPONSE-PORT where they cannot be
             // honoured: without an alternate address, or over a stream.
-            let change = padded(Message::binding_request(), padding)
+            let change = padded(StunMessage::binding_request(), padding)
                 .with(Attribute::ChangeRequest(ChangeRequest::default()))
                 .encode()
                 .unwrap();
-            let port = padded(Message::binding_request(), padding)
+            let port = padded(StunMessage::binding_request(), padding)
                 .with(Attribute::ResponsePort(9))
                 .encode()
                 .unwrap();
@@ -342,9 +342,9 @@ fn unknown_attribute_answers_are_at_most_twice_the_request() {
 fn large_enough_requests_get_the_whole_error_answer() {
     let mut responder = unlimited(false, Some("weft-stun test".into()), true);
     let request = padded(
-        Message::new(
+        StunMessage::new(
             Class::Request,
-            Method::new(2).unwrap(),
+            StunMethod::new(2).unwrap(),
             TransactionId::random(),
         ),
         Some(64),
@@ -355,9 +355,9 @@ fn large_enough_requests_get_the_whole_error_answer() {
     assert_eq!(answer.error_code().unwrap().reason, "Bad Request");
     assert_eq!(answer.software(), Some("weft-stun test"));
     // The smallest request gets a shorter reason and no SOFTWARE.
-    let request = Message::new(
+    let request = StunMessage::new(
         Class::Request,
-        Method::new(2).unwrap(),
+        StunMethod::new(2).unwrap(),
         TransactionId::random(),
     )
     .encode()
@@ -370,7 +370,7 @@ fn large_enough_requests_get_the_whole_error_answer() {
 
 #[tokio::test]
 async fn the_server_applies_and_counts_its_limits() {
-    let server = StunServer::bind(ServerConfig {
+    let server = StunServer::bind(StunServerConfig {
         listen: addr("127.0.0.1:0"),
         alternate: Some(addr("127.0.0.2:0")),
         limits: SourceLimits {
@@ -378,14 +378,14 @@ async fn the_server_applies_and_counts_its_limits() {
             redirects: RateLimit::new(2, 0),
             max_sources: 1,
         },
-        ..ServerConfig::default()
+        ..StunServerConfig::default()
     })
     .await
     .unwrap();
     let asking = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let hearing = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let redirect = with_response_port(hearing.local_addr().unwrap().port());
-    let plain = Message::binding_request().encode().unwrap();
+    let plain = StunMessage::binding_request().encode().unwrap();
     // 3 redirects asked for (2 granted), then 10 plain requests: the 5
     // answers are 2 redirected, 1 refused redirect and 2 plain answers.
     for _ in 0..3 {
@@ -400,7 +400,7 @@ async fn the_server_applies_and_counts_its_limits() {
     other.send_to(&plain, server.primary()).await.unwrap();
     let mut buf = [0u8; 1500];
     let (n, _) = bounded(other.recv_from(&mut buf)).await.unwrap();
-    assert!(MessageView::new_checked(&buf[..n]).is_ok());
+    assert!(StunMessageView::new_checked(&buf[..n]).is_ok());
 
     // Loopback delivers before the send returns: what was sent is queued.
     let count = |socket: &UdpSocket| {

@@ -8,7 +8,7 @@ use common::{addr, bounded, quick_client, server};
 use tokio::net::UdpSocket;
 use weft_stun::{
     Attribute, BindingOptions, ChangeRequest, ClientConfig, FilteringBehaviour, MappingBehaviour,
-    Message, MessageView, NatType, StunClient, StunError, Trailer, discover_nat,
+    NatType, StunClient, StunError, StunMessage, StunMessageView, Trailer, discover_nat,
 };
 
 #[tokio::test]
@@ -98,7 +98,7 @@ async fn response_port_sends_the_answer_elsewhere() {
     let server = server("127.0.0.1:0", Some("127.0.0.2:0")).await;
     let asking = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let hearing = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let request = Message::binding_request()
+    let request = StunMessage::binding_request()
         .with(Attribute::ResponsePort(
             hearing.local_addr().unwrap().port(),
         ))
@@ -108,7 +108,7 @@ async fn response_port_sends_the_answer_elsewhere() {
     let mut buf = [0u8; 1500];
     let (n, from) = bounded(hearing.recv_from(&mut buf)).await.unwrap();
     assert_eq!(from, server.primary());
-    let view = MessageView::new_checked(&buf[..n]).unwrap();
+    let view = StunMessageView::new_checked(&buf[..n]).unwrap();
     assert!(view.verify_fingerprint().unwrap());
     let response = view.to_message().unwrap();
     // The mapped address is where the request came from.
@@ -185,7 +185,7 @@ struct Simulated {
 /// the filtering behaviour would block.
 async fn simulated_nat(nat: Simulated) -> (std::net::SocketAddr, Vec<tokio::task::JoinHandle<()>>) {
     use std::sync::Arc;
-    use weft_stun::{Class, Endpoint, Method};
+    use weft_stun::{Class, Endpoint, StunMethod};
     let sockets = loop {
         let first = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let p1 = first.local_addr().unwrap().port();
@@ -217,7 +217,7 @@ async fn simulated_nat(nat: Simulated) -> (std::net::SocketAddr, Vec<tokio::task
             let socket = &sockets[endpoint.index()];
             let mut buf = [0u8; 1500];
             while let Ok((n, from)) = socket.recv_from(&mut buf).await {
-                let Ok(request) = Message::decode(&buf[..n]) else {
+                let Ok(request) = StunMessage::decode(&buf[..n]) else {
                     continue;
                 };
                 let change = request.change_request().unwrap_or_default();
@@ -242,9 +242,9 @@ async fn simulated_nat(nat: Simulated) -> (std::net::SocketAddr, Vec<tokio::task
                     change_ip: true,
                     change_port: true,
                 });
-                let response = Message::new(
+                let response = StunMessage::new(
                     Class::SuccessResponse,
-                    Method::BINDING,
+                    StunMethod::BINDING,
                     request.transaction_id,
                 )
                 .with(Attribute::XorMappedAddress(addr(&format!(

@@ -32,7 +32,8 @@ use std::time::{Duration, Instant};
 
 use weft_stun::{
     Binding, ClientConfig, FilteringBehaviour, MappingBehaviour, NatReport, NatType,
-    RetransmitConfig, ServerConfig, StunClient, StunServer, Transport, binding_tcp, discover_nat,
+    RetransmitConfig, StunClient, StunServer, StunServerConfig, Transport, binding_tcp,
+    discover_nat,
 };
 
 const CLIENT: [u8; 4] = [10, 201, 1, 2];
@@ -333,11 +334,11 @@ impl Servers {
         let thread = spawn_in(ns, SERVER_LIFETIME, move || async move {
             let mut servers = Vec::new();
             for _ in 0..count {
-                let bound = StunServer::bind(ServerConfig {
+                let bound = StunServer::bind(StunServerConfig {
                     listen: SocketAddr::from((SERVER_PRIMARY, 0)),
                     alternate: Some(SocketAddr::from((SERVER_ALTERNATE, 0))),
                     tcp: true,
-                    ..ServerConfig::default()
+                    ..StunServerConfig::default()
                 })
                 .await;
                 match bound {

@@ -9,7 +9,9 @@ use common::addr;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use weft_stun::{ClientConfig, Message, RetransmitConfig, StunClient, StunError, TransactionId};
+use weft_stun::{
+    ClientConfig, RetransmitConfig, StunClient, StunError, StunMessage, TransactionId,
+};
 
 /// A server that never answers: it reports when each request arrived
 /// (relative to `t0`) and its transaction id.
@@ -24,7 +26,7 @@ fn record(
     let task = tokio::spawn(async move {
         let mut buf = [0u8; 1500];
         while let Ok((n, _)) = socket.recv_from(&mut buf).await {
-            let request = Message::decode(&buf[..n]).expect("a STUN request");
+            let request = StunMessage::decode(&buf[..n]).expect("a STUN request");
             if tx
                 .send((t0.elapsed(), request.transaction_id))
                 .await

@@ -5,8 +5,8 @@
 use std::net::SocketAddr;
 
 use weft_stun::{
-    Attribute, AttributeType, Class, Key, Message, MessageView, Method, PasswordAlgorithm,
-    PasswordAlgorithmParams, Trailer, TransactionId, userhash,
+    Attribute, AttributeType, Class, Key, PasswordAlgorithm, PasswordAlgorithmParams, StunMessage,
+    StunMessageView, StunMethod, Trailer, TransactionId, userhash,
 };
 
 /// Bytes from whitespace-separated hex pairs.
@@ -75,7 +75,7 @@ fn rfc_tid() -> TransactionId {
 /// with a fresh MESSAGE-INTEGRITY and FINGERPRINT, and checks that the
 /// result is the vector except for padding: the RFC pads with spaces where
 /// this crate pads with zeros, so the HMACs differ, but both verify.
-fn reencode_matches_up_to_padding(vector: &[u8], message: &Message, key: &Key) {
+fn reencode_matches_up_to_padding(vector: &[u8], message: &StunMessage, key: &Key) {
     let ours = message
         .encode_with(&Trailer {
             message_integrity: Some(key),
@@ -84,7 +84,7 @@ fn reencode_matches_up_to_padding(vector: &[u8], message: &Message, key: &Key) {
         })
         .unwrap();
     assert_eq!(ours.len(), vector.len());
-    let view = MessageView::new_checked(vector).unwrap();
+    let view = StunMessageView::new_checked(vector).unwrap();
     let mut zero_padded = vector.to_vec();
     let mi_offset = view.get(AttributeType::MESSAGE_INTEGRITY).unwrap().offset();
     for a in view.attributes() {
@@ -93,7 +93,7 @@ fn reencode_matches_up_to_padding(vector: &[u8], message: &Message, key: &Key) {
         zero_padded[start..end].fill(0);
     }
     assert_eq!(ours[..mi_offset], zero_padded[..mi_offset]);
-    let ours_view = MessageView::new_checked(&ours).unwrap();
+    let ours_view = StunMessageView::new_checked(&ours).unwrap();
     assert_eq!(
         ours_view.verify_integrity(key),
         Ok(AttributeType::MESSAGE_INTEGRITY)
@@ -101,7 +101,7 @@ fn reencode_matches_up_to_padding(vector: &[u8], message: &Message, key: &Key) {
     assert_eq!(ours_view.verify_fingerprint(), Ok(true));
 }
 
-fn without_trailer(mut message: Message) -> Message {
+fn without_trailer(mut message: StunMessage) -> StunMessage {
     message.attributes.retain(|a| {
         !matches!(
             a,
@@ -114,9 +114,9 @@ fn without_trailer(mut message: Message) -> Message {
 #[test]
 fn rfc5769_2_1_sample_request_with_short_term_authentication() {
     let bytes = sample_request();
-    let view = MessageView::new_checked(&bytes).unwrap();
+    let view = StunMessageView::new_checked(&bytes).unwrap();
     assert_eq!(view.class(), Class::Request);
-    assert_eq!(view.method(), Method::BINDING);
+    assert_eq!(view.method(), StunMethod::BINDING);
     assert_eq!(view.transaction_id(), rfc_tid());
     let key = Key::short_term(SHORT_TERM_PASSWORD);
     assert_eq!(
@@ -139,7 +139,7 @@ fn rfc5769_2_1_sample_request_with_short_term_authentication() {
         Some("STUN test client")
     );
 
-    let message = Message::decode(&bytes).unwrap();
+    let message = StunMessage::decode(&bytes).unwrap();
     assert_eq!(
         message.attributes,
         vec![
@@ -167,7 +167,7 @@ fn rfc5769_2_1_sample_request_with_short_term_authentication() {
 #[test]
 fn rfc5769_2_2_sample_ipv4_response() {
     let bytes = sample_ipv4_response();
-    let view = MessageView::new_checked(&bytes).unwrap();
+    let view = StunMessageView::new_checked(&bytes).unwrap();
     assert_eq!(view.class(), Class::SuccessResponse);
     let key = Key::short_term(SHORT_TERM_PASSWORD);
     assert_eq!(
@@ -176,7 +176,7 @@ fn rfc5769_2_2_sample_ipv4_response() {
     );
     assert_eq!(view.verify_fingerprint(), Ok(true));
     assert!(view.unknown_comprehension_required().is_empty());
-    let message = Message::decode(&bytes).unwrap();
+    let message = StunMessage::decode(&bytes).unwrap();
     let mapped: SocketAddr = "192.0.2.1:32853".parse().unwrap();
     assert_eq!(message.mapped_address(), Some(mapped));
     assert_eq!(message.software(), Some("test vector"));
@@ -187,14 +187,14 @@ fn rfc5769_2_2_sample_ipv4_response() {
 #[test]
 fn rfc5769_2_3_sample_ipv6_response() {
     let bytes = sample_ipv6_response();
-    let view = MessageView::new_checked(&bytes).unwrap();
+    let view = StunMessageView::new_checked(&bytes).unwrap();
     let key = Key::short_term(SHORT_TERM_PASSWORD);
     assert_eq!(
         view.verify_integrity(&key),
         Ok(AttributeType::MESSAGE_INTEGRITY)
     );
     assert_eq!(view.verify_fingerprint(), Ok(true));
-    let message = Message::decode(&bytes).unwrap();
+    let message = StunMessage::decode(&bytes).unwrap();
     let mapped: SocketAddr = "[2001:db8:1234:5678:11:2233:4455:6677]:32853"
         .parse()
         .unwrap();
@@ -206,7 +206,7 @@ fn rfc5769_2_3_sample_ipv6_response() {
 #[test]
 fn rfc5769_2_4_sample_request_with_long_term_authentication() {
     let bytes = sample_long_term_request();
-    let view = MessageView::new_checked(&bytes).unwrap();
+    let view = StunMessageView::new_checked(&bytes).unwrap();
     assert_eq!(view.class(), Class::Request);
     let key = Key::long_term(LONG_TERM_USERNAME, REALM, LONG_TERM_PASSWORD);
     assert_eq!(
@@ -214,7 +214,7 @@ fn rfc5769_2_4_sample_request_with_long_term_authentication() {
         Ok(AttributeType::MESSAGE_INTEGRITY)
     );
     assert_eq!(view.verify_fingerprint(), Ok(false), "no FINGERPRINT");
-    let message = Message::decode(&bytes).unwrap();
+    let message = StunMessage::decode(&bytes).unwrap();
     // MD5 is the default when the message names no PASSWORD-ALGORITHM.
     assert_eq!(
         PasswordAlgorithm::of(&message),
@@ -232,7 +232,7 @@ fn rfc5769_2_4_sample_request_with_long_term_authentication() {
     let tid = TransactionId::new([
         0x78, 0xad, 0x34, 0x33, 0xc6, 0xad, 0x72, 0xc0, 0x29, 0xda, 0x41, 0x2e,
     ]);
-    let built = Message::new(Class::Request, Method::BINDING, tid)
+    let built = StunMessage::new(Class::Request, StunMethod::BINDING, tid)
         .with(Attribute::Username(LONG_TERM_USERNAME.into()))
         .with(Attribute::Nonce("f//499k954d6OL34oL9FSTvy64sA".into()))
         .with(Attribute::Realm(REALM.into()));
@@ -258,7 +258,7 @@ fn rfc8489_sample_request_with_sha256_integrity_and_userhash() {
          00 1d 00 04 00 02 00 00
          00 1c 00 20 b5 c7 bf 00 5b 6c 52 a2 1c 51 c5 e8 92 f8 19 24
                      13 62 96 cb 92 7c 43 14 93 09 27 8c c6 51 8e 65");
-    let view = MessageView::new_checked(&bytes).unwrap();
+    let view = StunMessageView::new_checked(&bytes).unwrap();
     let message = view.to_message().unwrap();
     let algorithm = PasswordAlgorithm::of(&message).unwrap();
     assert_eq!(algorithm, PasswordAlgorithm::Sha256);
@@ -271,7 +271,7 @@ fn rfc8489_sample_request_with_sha256_integrity_and_userhash() {
         message.get(AttributeType::USERHASH),
         Some(&Attribute::Userhash(userhash(LONG_TERM_USERNAME, REALM)))
     );
-    let built = Message::new(Class::Request, Method::BINDING, message.transaction_id)
+    let built = StunMessage::new(Class::Request, StunMethod::BINDING, message.transaction_id)
         .with(Attribute::Userhash(userhash(LONG_TERM_USERNAME, REALM)))
         .with(Attribute::Nonce(
             "obMatJos2AAACf//499k954d6OL34oL9FSTvy64sA".into(),
@@ -300,7 +300,7 @@ fn altered_vectors_fail_their_checks() {
     ] {
         let mut bytes = vector.clone();
         bytes[25] ^= 0x01; // inside the first attribute's value
-        let view = MessageView::new_checked(&bytes).unwrap();
+        let view = StunMessageView::new_checked(&bytes).unwrap();
         assert!(view.verify_integrity(&key).is_err());
         assert!(view.verify_fingerprint().is_err());
     }

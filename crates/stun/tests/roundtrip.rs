@@ -5,8 +5,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use proptest::prelude::*;
 use weft_stun::{
-    Attribute, AttributeType, ChangeRequest, Class, Endpoint, ErrorCode, Key, Message, MessageView,
-    Method, PasswordAlgorithmParams, Responder, ResponderConfig, Trailer, TransactionId, Transport,
+    Attribute, AttributeType, ChangeRequest, Class, Endpoint, ErrorCode, Key,
+    PasswordAlgorithmParams, Responder, ResponderConfig, StunMessage, StunMessageView, StunMethod,
+    Trailer, TransactionId, Transport,
 };
 
 fn address() -> impl Strategy<Value = SocketAddr> {
@@ -96,7 +97,7 @@ fn trailer_attributes() -> impl Strategy<Value = Vec<Attribute>> {
         .prop_map(|(mi, mi256, fp)| [mi, mi256, fp].into_iter().flatten().collect())
 }
 
-fn message() -> impl Strategy<Value = Message> {
+fn message() -> impl Strategy<Value = StunMessage> {
     (
         prop_oneof![
             Just(Class::Request),
@@ -104,14 +105,14 @@ fn message() -> impl Strategy<Value = Message> {
             Just(Class::SuccessResponse),
             Just(Class::ErrorResponse),
         ],
-        (0u16..=0xFFF).prop_map(|m| Method::new(m).unwrap()),
+        (0u16..=0xFFF).prop_map(|m| StunMethod::new(m).unwrap()),
         any::<[u8; 12]>().prop_map(TransactionId::new),
         proptest::collection::vec(body_attribute(), 0..8),
         trailer_attributes(),
     )
         .prop_map(|(class, method, tid, mut attributes, trailer)| {
             attributes.extend(trailer);
-            Message {
+            StunMessage {
                 class,
                 method,
                 transaction_id: tid,
@@ -127,8 +128,8 @@ proptest! {
     fn encode_then_decode_is_identity(m in message()) {
         let bytes = m.encode().unwrap();
         prop_assert_eq!(bytes.len() % 4, 0);
-        prop_assert_eq!(MessageView::frame_len(&bytes), Ok(Some(bytes.len())));
-        let back = Message::decode(&bytes).unwrap();
+        prop_assert_eq!(StunMessageView::frame_len(&bytes), Ok(Some(bytes.len())));
+        let back = StunMessage::decode(&bytes).unwrap();
         prop_assert_eq!(back, m);
     }
 
@@ -140,7 +141,7 @@ proptest! {
             message_integrity_sha256: Some(&key),
             fingerprint: true,
         }).unwrap();
-        let view = MessageView::new_checked(&bytes).unwrap();
+        let view = StunMessageView::new_checked(&bytes).unwrap();
         prop_assert_eq!(view.verify_integrity(&key), Ok(AttributeType::MESSAGE_INTEGRITY_SHA256));
         prop_assert_eq!(view.verify_fingerprint(), Ok(true));
         // The body survives; the trailer is replaced by the computed one.
@@ -205,21 +206,21 @@ proptest! {
         }
         let len = (bytes.len() - 20) as u16;
         bytes[2..4].copy_from_slice(&len.to_be_bytes());
-        prop_assert!(MessageView::new_checked(&bytes).is_ok());
+        prop_assert!(StunMessageView::new_checked(&bytes).is_ok());
         exercise(&bytes);
     }
 }
 
 /// Everything that reads untrusted bytes.
 fn exercise(bytes: &[u8]) {
-    let _ = MessageView::frame_len(bytes);
-    if let Ok(message) = Message::decode(bytes) {
+    let _ = StunMessageView::frame_len(bytes);
+    if let Ok(message) = StunMessage::decode(bytes) {
         // What decodes re-encodes to the same message (the fuzz target's
         // property too).
-        let again = Message::decode(&message.encode().unwrap()).unwrap();
+        let again = StunMessage::decode(&message.encode().unwrap()).unwrap();
         assert_eq!(again, message);
     }
-    if let Ok(view) = MessageView::new_checked(bytes) {
+    if let Ok(view) = StunMessageView::new_checked(bytes) {
         let _ = view.verify_integrity(&Key::short_term("x"));
         let _ = view.verify_fingerprint();
         let _ = view.unknown_comprehension_required();

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use weft_stun::{
-    ClientConfig, RetransmitConfig, ServerConfig, ServerTls, StunServer, tls_config_from_pem,
+    ClientConfig, RetransmitConfig, ServerTls, StunServer, StunServerConfig, tls_config_from_pem,
 };
 
 /// The bound on every wait in these tests.
@@ -41,10 +41,10 @@ pub fn quick_client() -> ClientConfig {
 
 /// A server on `listen`, with RFC 5780 when `alternate` is given.
 pub async fn server(listen: &str, alternate: Option<&str>) -> StunServer {
-    StunServer::bind(ServerConfig {
+    StunServer::bind(StunServerConfig {
         listen: addr(listen),
         alternate: alternate.map(addr),
-        ..ServerConfig::default()
+        ..StunServerConfig::default()
     })
     .await
     .expect("server binds")
