@@ -91,10 +91,19 @@ pub struct ServerConfig {
     /// worker thread of a multi-thread runtime) and not in messaging's task
     /// or the dispatcher, which meanwhile receive nothing. Default: false.
     pub spawn_handlers: bool,
-    /// Send the error chain of a failed handler to the caller in
-    /// [`RemoteError::context`](crate::RemoteError::context). Off, callers
-    /// get the kind, type name and message only. Default: true.
-    pub send_error_context: bool,
+    /// Send the caller what went wrong when a call fails: the error's
+    /// [kind](crate::RemoteError::kind), Rust type name, message and chain
+    /// of causes ([`RemoteError::context`](crate::RemoteError::context)),
+    /// like snakeMQ's `transfer_exceptions`. Off, the caller learns only
+    /// that the call failed and the [kind](crate::RemoteErrorKind) of
+    /// failure (an application error, a panic, an unknown method,
+    /// overloaded, ...): every error goes out [bare](crate::RemoteError::bare),
+    /// with no type name, message or context, whether a handler returned
+    /// it, a handler panicked, or the RPC layer refused the call. Turn it
+    /// off for callers that must not see the server's internals. Default:
+    /// true.
+    #[doc(alias = "transfer_exceptions", alias = "send_error_context")]
+    pub transfer_errors: bool,
 }
 
 impl Default for ServerConfig {
@@ -106,7 +115,7 @@ impl Default for ServerConfig {
             result_cache_bytes: 64 << 20,
             max_deadline: Duration::from_secs(3600),
             spawn_handlers: false,
-            send_error_context: true,
+            transfer_errors: true,
         }
     }
 }

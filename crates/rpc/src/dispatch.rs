@@ -199,7 +199,7 @@ impl Inner {
                     );
                     self.send(
                         &r.from,
-                        wire::err_frame(id, &e),
+                        self.error_frame(id, e),
                         self.deadline_of(u32::MAX, ttl),
                     );
                 }
@@ -229,7 +229,7 @@ impl Inner {
                         let e = RemoteError::builtin(RemoteErrorKind::BadPayload, e.to_string());
                         self.send(
                             &r.from,
-                            wire::err_frame(id, &e),
+                            self.error_frame(id, e),
                             self.deadline_of(u32::MAX, ttl),
                         );
                     }

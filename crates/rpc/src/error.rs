@@ -209,8 +209,9 @@ fn cut(mut s: String) -> String {
 /// An error that happened on the server, as the caller receives it: what
 /// kind, the Rust type of the error, its message, and the remote context
 /// (the error's chain of causes, one line each, outermost first; like
-/// snakeMQ's remote traceback). Servers may turn the context off
-/// ([`ServerConfig::send_error_context`](crate::ServerConfig::send_error_context)).
+/// snakeMQ's remote traceback). A server may send the kind alone
+/// ([`ServerConfig::transfer_errors`](crate::ServerConfig::transfer_errors)
+/// off, [`RemoteError::bare`]).
 ///
 /// Serializable; this is what travels in a RESULT frame.
 ///
@@ -254,6 +255,25 @@ impl RemoteError {
         }
     }
 
+    /// A failure of `kind` and nothing else: no type name, message or
+    /// context. What a server that does not transfer errors sends
+    /// ([`ServerConfig::transfer_errors`](crate::ServerConfig::transfer_errors)).
+    ///
+    /// ```
+    /// use weft_rpc::{RemoteError, RemoteErrorKind};
+    /// let e = RemoteError::bare(RemoteErrorKind::Application);
+    /// assert!(e.type_name.is_empty() && e.message.is_empty() && e.context.is_empty());
+    /// assert_eq!(e.to_string(), "remote application error");
+    /// ```
+    pub fn bare(kind: RemoteErrorKind) -> RemoteError {
+        RemoteError {
+            kind,
+            type_name: String::new(),
+            message: String::new(),
+            context: Vec::new(),
+        }
+    }
+
     /// One of the RPC layer's own errors.
     pub(crate) fn builtin(kind: RemoteErrorKind, message: impl Into<String>) -> RemoteError {
         RemoteError::new(kind, kind.builtin_type_name(), message)
@@ -290,6 +310,10 @@ impl RemoteError {
 
 impl fmt::Display for RemoteError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.type_name.is_empty() && self.message.is_empty() {
+            // A bare failure: there is nothing more to say.
+            return write!(f, "remote {}", self.kind);
+        }
         write!(
             f,
             "remote {}: {}: {}",

@@ -148,15 +148,18 @@ impl Rpc {
                     .max_concurrent_calls
                     .clamp(1, Semaphore::MAX_PERMITS),
             ),
-            serving: Mutex::new(Serving::new(
-                config
-                    .server
-                    .max_concurrent_calls
-                    .max(1)
-                    .saturating_add(config.server.max_waiting_calls),
-                config.server.result_cache,
-                config.server.result_cache_bytes,
-            )),
+            serving: Mutex::new(
+                Serving::new(
+                    config
+                        .server
+                        .max_concurrent_calls
+                        .max(1)
+                        .saturating_add(config.server.max_waiting_calls),
+                    config.server.result_cache,
+                    config.server.result_cache_bytes,
+                )
+                .with_error_transfer(config.server.transfer_errors),
+            ),
             active: AtomicUsize::new(0),
             idle: Notify::new(),
             counters: counters.clone(),

@@ -195,13 +195,19 @@ impl Inner {
         self.send(&key.0, frame, deadline);
     }
 
+    /// The RESULT frame of a call that failed with `error` before it ran,
+    /// bare unless errors are transferred (see [`serving::error_frame`]).
+    pub(crate) fn error_frame(&self, id: u64, error: RemoteError) -> Bytes {
+        serving::error_frame(id, error, self.config.server.transfer_errors)
+    }
+
     /// The RESULT frame of a finished call (see [`serving::result_frame`]).
     pub(crate) fn result_frame(&self, id: u64, outcome: Result<Body, RemoteError>) -> Bytes {
         serving::result_frame(
             id,
             outcome,
             self.config.max_response_bytes,
-            self.config.server.send_error_context,
+            self.config.server.transfer_errors,
         )
     }
 

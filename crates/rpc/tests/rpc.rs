@@ -11,7 +11,7 @@ use tokio::time::{Instant, timeout};
 use weft_link::{LinkConfig, ReconnectPolicy};
 use weft_messaging::{Identity, Message, Messaging, MessagingConfig};
 use weft_rpc::wire::{Call, Frame, Outcome, Reply};
-use weft_rpc::{CallOptions, Method, RemoteErrorKind, Rpc, RpcConfig, RpcError};
+use weft_rpc::{CallOptions, Method, RemoteError, RemoteErrorKind, Rpc, RpcConfig, RpcError};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -429,20 +429,45 @@ async fn a_remote_error_comes_back_typed_with_its_context() {
     assert_eq!(e.message, "cannot open ledger `main`");
     assert_eq!(e.context, vec!["storage unavailable", "no such file"]);
     assert!(e.to_string().contains("cannot open ledger `main`"));
+}
 
-    // The server keeps serving, and can turn the context off.
+#[tokio::test]
+async fn without_error_transfer_the_caller_learns_only_that_the_call_failed() {
     let mut quiet = RpcConfig::default();
-    quiet.server.send_error_context = false;
+    quiet.server.transfer_errors = false;
     let (server, client) = pair(quiet, RpcConfig::default()).await;
     serve_open(&server);
-    let Err(RpcError::Remote(e)) = client
-        .call_with(&id("server"), OPEN, "x".into(), opts())
-        .await
-    else {
-        panic!("expected a remote error")
+    serve_add(&server);
+    server.register(BOOM, |n: u32| async move {
+        if n == 7 {
+            panic!("boom {n}");
+        }
+        Ok::<_, Infallible>(n)
+    });
+    let remote = |r: Result<(), RpcError>| match r {
+        Err(RpcError::Remote(e)) => e,
+        other => panic!("{other:?}"),
     };
-    assert_eq!(e.message, "cannot open ledger `x`");
-    assert!(e.context.is_empty());
+    let to = id("server");
+
+    let r = client.call_with(&to, OPEN, "main".into(), opts()).await;
+    let e = remote(r.map(drop));
+    assert_eq!(e, RemoteError::bare(RemoteErrorKind::Application));
+    assert_eq!(e.to_string(), "remote application error");
+    let r = client.call_with(&to, BOOM, 7, opts()).await;
+    assert_eq!(
+        remote(r.map(drop)),
+        RemoteError::bare(RemoteErrorKind::Panic)
+    );
+    let r = client.call_with(&to, NOPE, (), opts()).await;
+    assert_eq!(remote(r), RemoteError::bare(RemoteErrorKind::UnknownMethod));
+    let r = client.call_raw(&to, "calc", "add", &[0xff; 12], WAIT).await;
+    assert_eq!(
+        remote(r.map(drop)),
+        RemoteError::bare(RemoteErrorKind::BadPayload)
+    );
+    // The server keeps serving.
+    assert_eq!(client.call(&to, ADD, (2, 3)).await.unwrap(), 5);
 }
 
 #[tokio::test]

@@ -79,6 +79,9 @@ pub(crate) struct Serving<H> {
     /// The most that may be running and waiting at once.
     limit: usize,
     cache: ResultCache,
+    /// Whether error frames carry the error's type, message and context
+    /// ([`error_frame`]).
+    transfer_errors: bool,
 }
 
 impl<H> Serving<H> {
@@ -93,7 +96,16 @@ impl<H> Serving<H> {
             admitted: 0,
             limit,
             cache: ResultCache::new(per_caller, max_bytes),
+            transfer_errors: true,
         }
+    }
+
+    /// With `on` false, the errors this core answers with (unknown
+    /// object or method, overloaded, cancelled) go out bare, as
+    /// [`error_frame`] says.
+    pub(crate) fn with_error_transfer(mut self, on: bool) -> Serving<H> {
+        self.transfer_errors = on;
+        self
     }
 
     /// Calls and signals admitted and not ended: running or waiting for a
@@ -123,13 +135,13 @@ impl<H> Serving<H> {
             return Action::Drop(Dropped::Running);
         }
         match handler {
-            Err(e) => Action::Reply(wire::err_frame(id, &e), Reply::Unknown),
+            Err(e) => Action::Reply(error_frame(id, e, self.transfer_errors), Reply::Unknown),
             Ok(_) if self.admitted >= self.limit => {
                 let e = RemoteError::builtin(
                     RemoteErrorKind::Overloaded,
                     format!("{} calls running or waiting", self.admitted),
                 );
-                Action::Reply(wire::err_frame(id, &e), Reply::Overloaded)
+                Action::Reply(error_frame(id, e, self.transfer_errors), Reply::Overloaded)
             }
             Ok(h) => Action::Run(h),
         }
@@ -211,11 +223,11 @@ impl<H> Serving<H> {
     /// cancelled, so that its CALL, arriving after, does not run.
     pub(crate) fn handle_cancel(&mut self, key: &CallKey) -> Cancelled<H> {
         let (caller, id) = (&key.0, key.1);
+        let transfer = self.transfer_errors;
         let marker = || {
-            wire::err_frame(
-                id,
-                &RemoteError::builtin(RemoteErrorKind::Cancelled, "the caller cancelled the call"),
-            )
+            let e =
+                RemoteError::builtin(RemoteErrorKind::Cancelled, "the caller cancelled the call");
+            error_frame(id, e, transfer)
         };
         match self.running.remove(key) {
             Some(handle) => {
@@ -263,13 +275,14 @@ pub(crate) fn call_deadline(
 
 /// The RESULT frame answering call `id` with `outcome`, at most `limit`
 /// bytes: a result over it becomes a [`TooLarge`](RemoteErrorKind::TooLarge)
-/// error; an error loses its context unless `send_context`, and its
-/// message and context when still over the limit.
+/// error. An error goes as [`error_frame`] makes it: whole when
+/// `transfer_errors`, bare (its kind only) when not; a whole error that is
+/// still over the limit loses its message and context.
 pub(crate) fn result_frame(
     id: u64,
     outcome: Result<Body, RemoteError>,
     limit: usize,
-    send_context: bool,
+    transfer_errors: bool,
 ) -> Bytes {
     let mut error = match outcome {
         Ok(value) => {
@@ -284,16 +297,26 @@ pub(crate) fn result_frame(
         }
         Err(e) => e,
     };
-    if !send_context {
-        error.context.clear();
-    }
-    let frame = wire::err_frame(id, &error);
+    let frame = error_frame(id, error.clone(), transfer_errors);
     if frame.len() <= limit {
         return frame;
     }
     error.context.clear();
     error.message.truncate(0);
     wire::err_frame(id, &error)
+}
+
+/// The RESULT frame of call `id` failing with `error`: the whole error
+/// when `transfer_errors`; else a bare failure, the error's
+/// [kind](RemoteError::kind) with no type name, message or context, so
+/// that nothing of the server's error (its type, its text, its causes, a
+/// panic's message) reaches the caller.
+pub(crate) fn error_frame(id: u64, error: RemoteError, transfer_errors: bool) -> Bytes {
+    if transfer_errors {
+        wire::err_frame(id, &error)
+    } else {
+        wire::err_frame(id, &RemoteError::bare(error.kind))
+    }
 }
 
 #[cfg(test)]
@@ -483,23 +506,97 @@ mod tests {
     }
 
     #[test]
-    fn an_error_loses_its_context_unless_asked_and_its_text_when_too_long() {
-        let mut e = RemoteError::builtin(RemoteErrorKind::Application, "failed");
+    fn an_error_goes_whole_when_transferred_and_loses_its_text_when_too_long() {
+        let mut e = RemoteError::new(RemoteErrorKind::Application, "app::LedgerError", "failed");
         e.context = vec!["because".to_owned()];
-        let with = outcome(&result_frame(1, Err(e.clone()), 1000, true)).unwrap_err();
-        assert_eq!(with.context, ["because"]);
-        let without = outcome(&result_frame(1, Err(e.clone()), 1000, false)).unwrap_err();
-        assert!(without.context.is_empty());
-        assert_eq!(without.message, "failed");
+        let whole = outcome(&result_frame(1, Err(e.clone()), 1000, true)).unwrap_err();
+        assert_eq!(whole, e);
 
         e.message = "x".repeat(500);
         let frame = result_frame(1, Err(e), 200, true);
         assert!(frame.len() <= 200);
         let cut = outcome(&frame).unwrap_err();
         assert_eq!(
-            (cut.kind, cut.message.as_str()),
-            (RemoteErrorKind::Application, "")
+            (cut.kind, cut.type_name.as_str(), cut.message.as_str()),
+            (RemoteErrorKind::Application, "app::LedgerError", "")
         );
         assert!(cut.context.is_empty());
+    }
+
+    /// Whether any of `needles` is in the frame's bytes.
+    fn carries(frame: &Bytes, needles: &[&str]) -> bool {
+        needles
+            .iter()
+            .any(|n| frame.windows(n.len()).any(|w| w == n.as_bytes()))
+    }
+
+    #[test]
+    fn without_error_transfer_an_error_goes_bare_on_the_wire() {
+        let mut e = RemoteError::new(
+            RemoteErrorKind::Application,
+            "app::LedgerError",
+            "secret ledger",
+        );
+        e.context = vec!["secret cause".to_owned()];
+        let secrets = ["LedgerError", "secret"];
+        let bare_8 = result_frame(8, Err(e.clone()), 1000, false);
+        assert_eq!(
+            &bare_8[..],
+            [0xf7, 0x72, 0x70, 0x63, 2, 8, 1, 0, 0, 0, 0],
+            "PROTOCOL.md's example"
+        );
+        let frame = result_frame(7, Err(e), 1000, false);
+        assert!(!carries(&frame, &secrets), "{frame:?}");
+        assert_eq!(
+            frame,
+            wire::err_frame(7, &RemoteError::bare(RemoteErrorKind::Application)),
+            "the kind and nothing else"
+        );
+        assert_eq!(
+            outcome(&frame).unwrap_err(),
+            RemoteError::bare(RemoteErrorKind::Application)
+        );
+        let panic = RemoteError::builtin(RemoteErrorKind::Panic, "secret index out of bounds");
+        let frame = result_frame(9, Err(panic), 1000, false);
+        assert!(!carries(&frame, &["secret", "Panic"]));
+        assert_eq!(outcome(&frame).unwrap_err().kind, RemoteErrorKind::Panic);
+        let too_large = result_frame(10, Ok(Body::raw(REPLY_HEADROOM, &[7; 200])), 100, false);
+        assert_eq!(
+            outcome(&too_large).unwrap_err(),
+            RemoteError::bare(RemoteErrorKind::TooLarge)
+        );
+    }
+
+    #[test]
+    fn without_error_transfer_the_cores_own_refusals_go_bare() {
+        let mut serving = Serving::<&'static str>::new(1, 16, 1 << 20).with_error_transfer(false);
+        let unknown = RemoteError::builtin(RemoteErrorKind::UnknownMethod, "no method secret_name");
+        let Action::Reply(frame, Reply::Unknown) =
+            serving.handle_call(&(peer("a"), 1), Err::<(), _>(unknown))
+        else {
+            panic!("an answer")
+        };
+        assert_eq!(
+            outcome(&frame).unwrap_err(),
+            RemoteError::bare(RemoteErrorKind::UnknownMethod)
+        );
+        serving.admit_call((peer("a"), 2));
+        let Action::Reply(frame, Reply::Overloaded) = serving.handle_call(&(peer("a"), 3), known())
+        else {
+            panic!("overloaded")
+        };
+        assert_eq!(
+            outcome(&frame).unwrap_err(),
+            RemoteError::bare(RemoteErrorKind::Overloaded)
+        );
+        serving.handle_cancel(&(peer("a"), 4));
+        let Action::Reply(frame, Reply::Cached) = serving.handle_call(&(peer("a"), 4), known())
+        else {
+            panic!("the cancel marker")
+        };
+        assert_eq!(
+            outcome(&frame).unwrap_err(),
+            RemoteError::bare(RemoteErrorKind::Cancelled)
+        );
     }
 }
