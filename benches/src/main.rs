@@ -28,7 +28,8 @@
 //!
 //! - `--quick`: fewer rounds and messages (well under 3 minutes on 2 cores).
 //! - `--json PATH`: also write the rows as JSON (see `report.rs` for the
-//!   format).
+//!   format), and beside it (PATH with the extension `.html`) a
+//!   self-contained HTML report that draws them (see `report/html.rs`).
 //! - `--only TEXT`: run only the cases whose name contains TEXT
 //!   (`throughput`, `ping-pong`, `memory`, `messaging`, `messaging 64 B`,
 //!   `snakeMQ`, `persistent`, `queued`, `rpc`, `participants`, `mesh`, `fan-out`).
@@ -226,8 +227,12 @@ fn main() -> ExitCode {
     }
     println!("\n{}", report.render());
     if let Some(path) = &args.json {
-        match report.write_json(path) {
-            Ok(()) => println!("wrote {}", path.display()),
+        let html = path.with_extension("html");
+        let written = report
+            .write_json(path)
+            .and_then(|()| report.write_html(&html));
+        match written {
+            Ok(()) => println!("wrote {} and {}", path.display(), html.display()),
             Err(e) => {
                 eprintln!("weft-bench: {e}");
                 return ExitCode::FAILURE;

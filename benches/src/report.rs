@@ -6,6 +6,12 @@
 //! `baseline_value`, `ratio` (always `weft / baseline_value`, also for
 //! lower-is-better units), `target` (human-readable), plus `note` when a
 //! value is missing and why. A missing value is `null`.
+//!
+//! The same rows are drawn in a self-contained HTML page (see [`html`]):
+//! each row's ratio against its target, its spread over rounds, and the
+//! latency rows' percentiles.
+
+mod html;
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -40,6 +46,14 @@ pub(crate) struct Row {
     target: Target,
     note: Option<String>,
     failed: bool,
+    /// weft's value in each round (one value for a pooled percentile).
+    weft_rounds: Vec<f64>,
+    /// The baseline's value in each round (none for a fixed value).
+    baseline_rounds: Vec<f64>,
+    /// weft's latency percentiles, `(percentile, us)`, for latency rows.
+    weft_percentiles: Vec<(f64, f64)>,
+    /// The baseline's latency percentiles, for latency rows.
+    baseline_percentiles: Vec<(f64, f64)>,
 }
 
 impl Row {
@@ -69,6 +83,10 @@ impl Row {
             target,
             note,
             failed: weft.failed() || baseline_series.failed(),
+            weft_rounds: weft.values().to_vec(),
+            baseline_rounds: baseline_series.values().to_vec(),
+            weft_percentiles: weft.percentiles().to_vec(),
+            baseline_percentiles: baseline_series.percentiles().to_vec(),
         }
     }
 
@@ -85,6 +103,10 @@ impl Row {
             target: Target::WithinLimit,
             note: weft.missing_reason().map(|w| format!("weft {w}")),
             failed: weft.failed(),
+            weft_rounds: weft.values().to_vec(),
+            baseline_rounds: Vec::new(),
+            weft_percentiles: weft.percentiles().to_vec(),
+            baseline_percentiles: Vec::new(),
         }
     }
 
@@ -102,6 +124,10 @@ impl Row {
             target: Target::AtLeastValue,
             note: weft.missing_reason().map(|w| format!("weft {w}")),
             failed: weft.failed(),
+            weft_rounds: weft.values().to_vec(),
+            baseline_rounds: Vec::new(),
+            weft_percentiles: weft.percentiles().to_vec(),
+            baseline_percentiles: Vec::new(),
         }
     }
 
@@ -110,6 +136,39 @@ impl Row {
             (Some(w), Some(b)) if b != 0.0 => Some(w / b),
             _ => None,
         }
+    }
+
+    /// The ratio the target names: weft / baseline must be at least or
+    /// at most this.
+    fn target_ratio(&self) -> f64 {
+        match self.target {
+            Target::RatioAtLeast(r) | Target::RatioAtMost(r) => r,
+            Target::WithinLimit | Target::AtLeastValue => 1.0,
+        }
+    }
+
+    /// The lowest and highest ratio over the rounds: round by round when
+    /// both sides have rounds (they alternate, so round i of each saw the
+    /// same machine), else each side's rounds against the other's value.
+    fn ratio_range(&self) -> Option<(f64, f64)> {
+        self.ratio()?;
+        let (w, b) = (&self.weft_rounds, &self.baseline_rounds);
+        let ratios: Vec<f64> = if w.len() > 1 && b.len() > 1 {
+            w.iter().zip(b).map(|(w, b)| w / b).collect()
+        } else if w.len() > 1 {
+            let b = self.baseline_value?;
+            w.iter().map(|w| w / b).collect()
+        } else if b.len() > 1 {
+            let w = self.weft?;
+            b.iter().map(|b| w / b).collect()
+        } else {
+            return None;
+        };
+        let ratios = ratios.into_iter().filter(|r| r.is_finite());
+        let (lo, hi) = ratios.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), r| {
+            (lo.min(r), hi.max(r))
+        });
+        (lo <= hi).then_some((lo, hi))
     }
 
     fn target_text(&self) -> String {
@@ -246,6 +305,16 @@ impl Report {
         out
     }
 
+    /// The report as a self-contained HTML page (see [`html`]).
+    pub(crate) fn render_html(&self) -> String {
+        html::page(self)
+    }
+
+    /// Writes the HTML page to `path`, creating its directory.
+    pub(crate) fn write_html(&self, path: &Path) -> Result<(), String> {
+        write_file(path, self.render_html())
+    }
+
     /// Writes the JSON list to `path`, creating its directory.
     pub(crate) fn write_json(&self, path: &Path) -> Result<(), String> {
         let rows: Vec<JsonRow<'_>> = self
@@ -264,11 +333,16 @@ impl Report {
             .collect();
         let json =
             serde_json::to_string_pretty(&rows).map_err(|e| format!("encoding JSON: {e}"))?;
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
-        }
-        std::fs::write(path, json + "\n").map_err(|e| format!("writing {}: {e}", path.display()))
+        write_file(path, json + "\n")
     }
+}
+
+/// Writes `text` to `path`, creating its directory.
+fn write_file(path: &Path, text: String) -> Result<(), String> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    }
+    std::fs::write(path, text).map_err(|e| format!("writing {}: {e}", path.display()))
 }
 
 /// A value as the table shows it, by unit.

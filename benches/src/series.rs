@@ -11,7 +11,13 @@ pub(crate) struct Series {
     unavailable: Option<String>,
     /// How the value was obtained, when it is not a median of rounds.
     detail: Option<String>,
+    /// For latencies pooled from every round: `(percentile, value)` at
+    /// each of [`PLOTTED`], for the report's plot.
+    percentiles: Vec<(f64, f64)>,
 }
+
+/// The percentiles of a latency series the HTML report plots.
+pub(crate) const PLOTTED: [f64; 4] = [50.0, 90.0, 99.0, 99.9];
 
 impl Series {
     /// A series that will not be measured, and why.
@@ -31,6 +37,17 @@ impl Series {
         };
         s.push(value);
         s
+    }
+
+    /// The value of every successful round, in the order they ran.
+    pub(crate) fn values(&self) -> &[f64] {
+        &self.values
+    }
+
+    /// `(percentile, value)` pairs of a pooled latency series (see
+    /// [`percentile_series`]); empty for other series.
+    pub(crate) fn percentiles(&self) -> &[(f64, f64)] {
+        &self.percentiles
     }
 
     /// Whether another round should be run.
@@ -139,7 +156,14 @@ pub(crate) fn percentile_series(
             at(99.0)
         )
     };
-    Series::single(value, detail)
+    let mut series = Series::single(value, detail);
+    if !micros.is_empty() {
+        series.percentiles = PLOTTED
+            .iter()
+            .map(|&q| (q, percentile(micros, q)))
+            .collect();
+    }
+    series
 }
 
 /// A compact rendering of a number with about three significant digits.
@@ -184,6 +208,9 @@ mod tests {
         let s = percentile_series(&micros, None, 50.0, "round trips");
         assert_eq!(s.median(), Some(20.0));
         assert!(s.describe().contains("3 round trips"), "{}", s.describe());
+        let plotted: Vec<f64> = s.percentiles().iter().map(|&(p, _)| p).collect();
+        assert_eq!(plotted, PLOTTED);
+        assert_eq!(s.percentiles()[0].1, 20.0);
         let failed = percentile_series(&micros, Some(&"boom".to_string()), 50.0, "calls");
         assert!(failed.failed());
         let empty = percentile_series(&[], None, 50.0, "calls");

@@ -4,7 +4,10 @@
 //! the libzmq baselines when libzmq can be had) and runs it once: it
 //! measures every comparison in the same run, prints one table of ratios
 //! and writes `target/weft-bench/latest.json`, a list of
-//! `{case, unit, weft, baseline, baseline_value, ratio, target}` objects.
+//! `{case, unit, weft, baseline, baseline_value, ratio, target}` objects,
+//! and beside it `target/weft-bench/latest.html`, a self-contained page
+//! that draws each row's ratio against its target, its spread over rounds
+//! and the latency rows' percentiles. Both paths are printed at the end.
 //!
 //! Without libzmq the binary is built without the `zmq` feature and the
 //! libzmq rows carry `null` baseline values with a note, rather than the
@@ -81,6 +84,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     }
     step(if quick { "bench (quick)" } else { "bench" }, bench)?;
     println!("\nresults: {}", json.display());
+    println!("report:  {}", json.with_extension("html").display());
     Ok(())
 }
 
