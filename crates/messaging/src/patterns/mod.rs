@@ -3,11 +3,29 @@
 //! [`Flags`](crate::message::Flags)), so a pattern message is an ordinary
 //! message to a snakeMQ peer.
 //!
+//! - REQ/REP: [`Messaging::request`](crate::Messaging::request) sends and
+//!   waits for the answer, which the other side gives with
+//!   [`Messaging::reply`](crate::Messaging::reply) to what a subscription
+//!   of [`Kind::Request`](crate::Kind::Request) received.
+//! - PUSH/PULL: a [`Pusher`] ([`Messaging::pusher`](crate::Messaging::pusher))
+//!   hands each work item to one of its pullers, in turn; pullers take work
+//!   with a subscription of [`Kind::Push`](crate::Kind::Push). Unlike
+//!   [`send_message`](crate::Messaging::send_message), which queues a
+//!   message until its identity connects,
+//!   [`Pusher::push`] goes only to a puller that is connected now and fails
+//!   with [`MessagingError::NoPeer`](crate::MessagingError::NoPeer) when
+//!   none is; [`Pusher::push_to`] names a puller and queues like
+//!   `send_message`.
+//! - PUB/SUB: [`Messaging::subscribe_topic`](crate::Messaging::subscribe_topic)
+//!   tells every connected weft peer which topics it wants;
+//!   [`Messaging::publish`](crate::Messaging::publish) sends only to the
+//!   peers that want the topic and returns how many there were.
+//!
 //! ```
 //! # #[tokio::main]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! use std::time::Duration;
-//! use weft_messaging::{Identity, Kind, Messaging, Subscription, TopicFilter};
+//! use weft_messaging::{Identity, Kind, Messaging, MessagingError, Subscription, TopicFilter};
 //!
 //! let server = Messaging::new(Identity::new("server")?, Default::default()).await?;
 //! let at = server.link().listen("tcp://127.0.0.1:0").await?.address;
@@ -26,6 +44,22 @@
 //! let reply = client.request(server.identity(), "ping", Duration::from_secs(5)).await?;
 //! assert_eq!(&reply.message.data[..], b"pong");
 //! answering.await??;
+//!
+//! // PUSH/PULL: the server pulls work; the client pushes it to whichever
+//! // of its pullers is connected, in turn.
+//! let work = server.subscribe(Subscription::all().of_kind(Kind::Push));
+//! let pusher = client.pusher([server.identity().clone()]);
+//! assert_eq!(&pusher.push("job 1")?, server.identity());
+//! let job = work.recv(Some(Duration::from_secs(5))).await?;
+//! assert_eq!(&job.message.data[..], b"job 1");
+//!
+//! // `push` needs a connected puller; `push_to` (like `send_message`)
+//! // queues for one that is not connected yet.
+//! let later = Identity::new("later")?;
+//! let waiting = client.pusher([later.clone()]);
+//! assert!(matches!(waiting.push("job 2"), Err(MessagingError::NoPeer)));
+//! waiting.push_to(&later, "job 2")?;
+//! assert_eq!(client.queue_depth(&later), 1);
 //!
 //! // PUB/SUB: the subscription travels to the publisher, which then sends.
 //! let news = client.subscribe_topic(TopicFilter::Prefix("news.".into()));
