@@ -5,10 +5,10 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use weft_stun::{
-    Class, Endpoint, Handled, Key, Responder, ResponderConfig, StunMessage, StunMessageView,
-    Transport,
-};
+use weft_stun::integrity::Key;
+use weft_stun::responder::{Endpoint, Handled, ResponderConfig};
+use weft_stun::url::Transport;
+use weft_stun::{Class, Responder, StunMessage, StunMessageView};
 
 fuzz_target!(|input: &[u8]| {
     let _ = StunMessageView::frame_len(input);

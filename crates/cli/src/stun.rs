@@ -45,10 +45,9 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::Failure;
-use weft_stun::{
-    ClientConfig, NatReport, QueryReport, ServerResult, ServerUrl, StunError, StunServer,
-    StunServerConfig, Transport,
-};
+use weft_stun::query::{QueryReport, ServerResult};
+use weft_stun::url::Transport;
+use weft_stun::{ClientConfig, NatReport, ServerUrl, StunError, StunServer, StunServerConfig};
 
 /// Arguments of `weft stun`.
 #[derive(clap::Args, Debug)]
@@ -140,9 +139,9 @@ fn client_config(args: &StunArgs, urls: &[ServerUrl]) -> Result<ClientConfig, Fa
             Some(path) => {
                 let pem = std::fs::read(path)
                     .map_err(|e| format!("reading --ca {}: {e}", path.display()))?;
-                Some(weft_stun::tls_config_from_pem(&pem).map_err(|e| e.to_string())?)
+                Some(weft_stun::client::tls_config_from_pem(&pem).map_err(|e| e.to_string())?)
             }
-            None => match weft_stun::system_tls_config() {
+            None => match weft_stun::client::system_tls_config() {
                 Ok(tls) => Some(tls),
                 Err(e) => {
                     tracing::warn!("no TLS trust anchors: {e}");
@@ -706,11 +705,11 @@ mod tests {
         let nat = nat.expect("--nat reports").expect("discovery succeeds");
         assert_eq!(
             nat.mapping,
-            Some(weft_stun::MappingBehaviour::EndpointIndependent)
+            Some(weft_stun::nat::MappingBehaviour::EndpointIndependent)
         );
         assert_eq!(
             nat.filtering,
-            Some(weft_stun::FilteringBehaviour::AddressAndPortDependent)
+            Some(weft_stun::nat::FilteringBehaviour::AddressAndPortDependent)
         );
         assert_eq!(nat.nat_type, Some(weft_stun::NatType::PortRestricted));
         assert!(took <= DEFAULT_NAT_TIMEOUT, "{took:?}");

@@ -3,8 +3,9 @@
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
+use crate::StunError;
+use crate::error::DecodeError;
 use crate::message::{MAGIC_COOKIE, TransactionId};
-use crate::{DecodeError, StunError};
 
 /// A 16-bit attribute type. The constants are the types this crate
 /// understands; any other value is kept as [`Attribute::Unknown`].
@@ -108,9 +109,12 @@ impl fmt::Debug for AttributeType {
 }
 
 /// The longest USERNAME accepted, in bytes (RFC 5389: fewer than 513).
+/// Public because it binds callers: a longer one fails to encode and to
+/// decode.
 pub const MAX_USERNAME_LEN: usize = 512;
 /// The longest REALM, NONCE, SOFTWARE, ALTERNATE-DOMAIN or ERROR-CODE reason
 /// accepted, in bytes (RFC 8489: at most 763 bytes when decoding).
+/// Public for the same reason as [`MAX_USERNAME_LEN`].
 pub const MAX_TEXT_LEN: usize = 763;
 
 /// An ERROR-CODE: a code from 300 to 699 and a reason phrase.
@@ -156,7 +160,7 @@ pub struct ChangeRequest {
 
 /// One entry of PASSWORD-ALGORITHM or PASSWORD-ALGORITHMS: an algorithm
 /// number and its parameters (RFC 8489 §14.11, §14.12). 1 is MD5, 2 is
-/// SHA-256 ([`PasswordAlgorithm`](crate::PasswordAlgorithm)).
+/// SHA-256 ([`PasswordAlgorithm`](crate::integrity::PasswordAlgorithm)).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct PasswordAlgorithmParams {
     /// The algorithm number.

@@ -13,12 +13,13 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::attribute::{AttributeType, ChangeRequest};
+use crate::error::DecodeError;
+use crate::integrity::Trailer;
 use crate::socket::{self, local_towards, unspecified_for, with_timeout};
-use crate::transaction::{ClientStats, Response, Transactions, canonical};
-use crate::{
-    Attribute, AttributeType, ChangeRequest, Class, DecodeError, RetransmitConfig, ServerUrl,
-    StunError, StunMessage, StunMessageView, Trailer, Transport,
-};
+use crate::transaction::{ClientStats, Response, RetransmitConfig, Transactions, canonical};
+use crate::url::Transport;
+use crate::{Attribute, Class, ServerUrl, StunError, StunMessage, StunMessageView};
 
 /// Client settings. Every field has a documented default.
 #[derive(Clone, Debug)]

@@ -6,7 +6,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::AttributeType;
+use crate::attribute::AttributeType;
 
 /// Why bytes are not a valid STUN message, or why a message fails a check.
 /// Each variant names the part that is wrong.

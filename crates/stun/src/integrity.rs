@@ -10,7 +10,7 @@ use sha2::Sha256;
 use crate::{Attribute, StunMessage};
 
 /// The value FINGERPRINT's CRC-32 is XORed with ("STUN" in ASCII).
-pub const FINGERPRINT_XOR: u32 = 0x5354_554e;
+const FINGERPRINT_XOR: u32 = 0x5354_554e;
 
 /// The hash of a long-term key (PASSWORD-ALGORITHM, RFC 8489 §14.12).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -44,7 +44,7 @@ impl PasswordAlgorithm {
     /// it has none. `None` when it names an algorithm this crate does not
     /// know.
     pub fn of(message: &StunMessage) -> Option<PasswordAlgorithm> {
-        match message.get(crate::AttributeType::PASSWORD_ALGORITHM) {
+        match message.get(crate::attribute::AttributeType::PASSWORD_ALGORITHM) {
             Some(Attribute::PasswordAlgorithm(p)) => PasswordAlgorithm::from_code(p.algorithm),
             _ => Some(PasswordAlgorithm::Md5),
         }
@@ -264,7 +264,7 @@ mod tests {
         let m = StunMessage::binding_request();
         assert_eq!(PasswordAlgorithm::of(&m), Some(PasswordAlgorithm::Md5));
         let m = m.with(Attribute::PasswordAlgorithm(
-            crate::PasswordAlgorithmParams {
+            crate::attribute::PasswordAlgorithmParams {
                 algorithm: 2,
                 parameters: vec![],
             },

@@ -31,71 +31,63 @@
 //!
 //! # Layers
 //!
-//! - **Codec** ([`StunMessageView`], [`StunMessage`], [`Attribute`]): a checked
-//!   view borrowing the bytes (never panics on any input) and an owned
-//!   representation that encodes back. MESSAGE-INTEGRITY,
-//!   MESSAGE-INTEGRITY-SHA256 ([`Key`] for short- and long-term
-//!   credentials) and FINGERPRINT are computed by [`StunMessage::encode_with`]
-//!   and checked by [`StunMessageView::verify_integrity`] and
+//! - **Codec** ([`message`], [`attribute`], [`integrity`]):
+//!   [`StunMessageView`] is a checked view borrowing the bytes (never panics
+//!   on any input) and [`StunMessage`] an owned representation that encodes
+//!   back, with [`Attribute`]s. MESSAGE-INTEGRITY, MESSAGE-INTEGRITY-SHA256
+//!   ([`Key`](integrity::Key) for short- and long-term credentials) and
+//!   FINGERPRINT are computed by [`StunMessage::encode_with`] and checked by
+//!   [`StunMessageView::verify_integrity`] and
 //!   [`StunMessageView::verify_fingerprint`]. Unknown comprehension-optional
 //!   attributes are kept as [`Attribute::Unknown`]; unknown
 //!   comprehension-required ones are listed by
 //!   [`StunMessageView::unknown_comprehension_required`] for a 420 answer.
-//! - **Client transactions** ([`Transactions`]): the RFC 8489 §6.2.1
-//!   retransmission schedule and response matching, free of I/O: given
-//!   `now`, it returns datagrams to send and the next timeout.
-//! - **Client** ([`StunClient`] over UDP, [`binding_tcp`], [`binding_tls`],
-//!   [`binding`] from a [`ServerUrl`]), several servers at once
-//!   ([`query_servers`]) and NAT discovery ([`discover_nat`]).
-//! - **Server** ([`Responder`], free of I/O, and [`StunServer`] around it),
-//!   with per-source [`SourceLimits`] on answers and RESPONSE-PORT.
+//! - **Client transactions** ([`Transactions`], in [`transaction`]): the
+//!   RFC 8489 §6.2.1 retransmission schedule and response matching, free of
+//!   I/O: given `now`, it returns datagrams to send and the next timeout.
+//! - **Client** ([`client`]: [`StunClient`] over UDP,
+//!   [`binding_tcp`](client::binding_tcp),
+//!   [`binding_tls`](client::binding_tls), [`binding`] from a
+//!   [`ServerUrl`]), several servers at once ([`query_servers`], in
+//!   [`query`]) and NAT discovery ([`discover_nat`], in [`nat`]).
+//! - **Server** ([`Responder`], free of I/O, in [`responder`], and
+//!   [`StunServer`] around it, in [`server`]), with per-source
+//!   [`SourceLimits`](limit::SourceLimits) on answers and RESPONSE-PORT.
 //!
 //! Errors are one enum, [`StunError`]; bytes that are not STUN give
-//! [`StunError::Decode`] with a [`DecodeError`] naming what is wrong, and a
-//! server that never answers gives [`StunError::Timeout`].
+//! [`StunError::Decode`] with a [`DecodeError`](error::DecodeError) naming
+//! what is wrong, and a server that never answers gives
+//! [`StunError::Timeout`].
+//!
+//! The root holds what most users name; the rest is in the modules above
+//! and [`url`].
 //!
 //! The wire format, with byte examples, is in `PROTOCOL.md` beside this
 //! crate.
 
 #![forbid(unsafe_code)]
 
-mod attribute;
-mod client;
+pub mod attribute;
+pub mod client;
 pub mod error;
-mod integrity;
-mod limit;
+pub mod integrity;
+pub mod limit;
 pub mod message;
-mod nat;
-mod query;
-mod responder;
-mod server;
+pub mod nat;
+pub mod query;
+pub mod responder;
+pub mod server;
 mod socket;
-mod transaction;
-mod url;
+pub mod transaction;
+pub mod url;
 
-pub use attribute::{
-    Attribute, AttributeType, ChangeRequest, ErrorCode, MAX_TEXT_LEN, MAX_USERNAME_LEN,
-    PasswordAlgorithmParams,
-};
-pub use client::{
-    Binding, BindingOptions, ClientConfig, StunClient, binding, binding_tcp, binding_tls,
-    system_tls_config, tls_config_from_pem,
-};
-pub use error::{DecodeError, StunError};
-pub use integrity::{FINGERPRINT_XOR, Key, PasswordAlgorithm, Trailer, userhash};
-pub use limit::{LimitStats, RateLimit, SourceLimits};
-pub use message::{
-    Attributes, Class, MAGIC_COOKIE, MAX_MESSAGE_LEN, RawAttribute, StunMessage, StunMessageView,
-    StunMethod, TransactionId,
-};
-pub use nat::{
-    FilteringBehaviour, MappingBehaviour, NatReport, NatType, classify_filtering, classify_mapping,
-    discover_nat,
-};
-pub use query::{QueryReport, ServerResult, query_servers};
-pub use responder::{Endpoint, Handled, Ignored, Reply, Responder, ResponderConfig};
-pub use server::{ServerStats, ServerTls, StunServer, StunServerConfig};
-pub use transaction::{
-    ClientStats, Outcome, Response, ResponseMatch, RetransmitConfig, Transactions, Transmit,
-};
-pub use url::{STUN_PORT, STUNS_PORT, ServerUrl, Transport};
+pub use attribute::Attribute;
+pub use client::{Binding, ClientConfig, StunClient, binding};
+pub use error::StunError;
+pub use message::{Class, StunMessage, StunMessageView, StunMethod, TransactionId};
+pub use nat::{NatReport, NatType, discover_nat};
+pub use query::query_servers;
+pub use responder::Responder;
+pub use server::{StunServer, StunServerConfig};
+pub use transaction::Transactions;
+pub use url::{STUN_PORT, STUNS_PORT, ServerUrl};

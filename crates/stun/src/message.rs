@@ -4,8 +4,10 @@
 use std::fmt;
 use std::net::SocketAddr;
 
+use crate::attribute::{AttributeType, ChangeRequest, ErrorCode};
+use crate::error::DecodeError;
 use crate::integrity::{self, Key, Trailer};
-use crate::{Attribute, AttributeType, ChangeRequest, DecodeError, ErrorCode, StunError};
+use crate::{Attribute, StunError};
 
 /// The magic cookie, bytes 4 to 7 of every RFC 5389/8489 message.
 pub const MAGIC_COOKIE: u32 = 0x2112_A442;
@@ -211,7 +213,9 @@ fn check_header_prefix(buf: &[u8]) -> Result<(), DecodeError> {
 /// ```
 ///
 /// ```
-/// use weft_stun::{AttributeType, Class, StunMessage, StunMessageView, StunMethod, Trailer};
+/// use weft_stun::{Class, StunMessage, StunMessageView, StunMethod};
+/// use weft_stun::attribute::AttributeType;
+/// use weft_stun::integrity::Trailer;
 /// let bytes = StunMessage::binding_request().encode_with(&Trailer::fingerprint())?;
 /// let view = StunMessageView::new_checked(&bytes)?;
 /// assert_eq!((view.class(), view.method()), (Class::Request, StunMethod::BINDING));
@@ -547,7 +551,8 @@ impl<'a> RawAttribute<'a> {
 /// [`Attribute::Unknown`] entries use types this crate does not know.
 ///
 /// ```
-/// use weft_stun::{Attribute, Class, StunMessage, StunMethod, TransactionId, Trailer};
+/// use weft_stun::{Attribute, Class, StunMessage, StunMethod, TransactionId};
+/// use weft_stun::integrity::Trailer;
 /// let tid = TransactionId::new([7; 12]);
 /// let response = StunMessage::new(Class::SuccessResponse, StunMethod::BINDING, tid)
 ///     .with(Attribute::XorMappedAddress("192.0.2.1:32853".parse().unwrap()));

@@ -4,9 +4,10 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::attribute::ChangeRequest;
 use crate::client::BindingOptions;
 use crate::transaction::canonical;
-use crate::{ChangeRequest, ClientConfig, StunClient, StunError};
+use crate::{ClientConfig, StunClient, StunError};
 
 /// How a NAT maps a local address to public ones (RFC 4787).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

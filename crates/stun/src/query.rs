@@ -13,7 +13,8 @@ use tokio::task::JoinSet;
 
 use crate::client::{binding_tcp, binding_tls};
 use crate::transaction::canonical;
-use crate::{Binding, ClientConfig, ServerUrl, StunClient, StunError, Transport};
+use crate::url::Transport;
+use crate::{Binding, ClientConfig, ServerUrl, StunClient, StunError};
 
 /// One server's answer.
 #[derive(Debug)]

@@ -3,11 +3,11 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use crate::limit::SourceTable;
-use crate::{
-    Attribute, AttributeType, ChangeRequest, Class, ErrorCode, LimitStats, SourceLimits,
-    StunMessage, StunMessageView, StunMethod, Trailer, Transport,
-};
+use crate::attribute::{AttributeType, ChangeRequest, ErrorCode};
+use crate::integrity::Trailer;
+use crate::limit::{LimitStats, SourceLimits, SourceTable};
+use crate::url::Transport;
+use crate::{Attribute, Class, StunMessage, StunMessageView, StunMethod};
 
 /// How many times its request's size an error answer may be at most, so
 /// that a forged source cannot use the server to amplify traffic.
@@ -165,7 +165,9 @@ pub enum Handled {
 /// SOFTWARE when it does not fit).
 ///
 /// ```
-/// use weft_stun::{Endpoint, Handled, StunMessage, Responder, ResponderConfig, Transport};
+/// use weft_stun::{StunMessage, Responder};
+/// use weft_stun::responder::{Endpoint, Handled, ResponderConfig};
+/// use weft_stun::url::Transport;
 /// use std::time::Instant;
 /// let mut responder = Responder::new(ResponderConfig::new("127.0.0.1:3478".parse().unwrap()));
 /// let request = StunMessage::binding_request().encode()?;

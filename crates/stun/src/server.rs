@@ -11,12 +11,12 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::Semaphore;
 use tokio::task::{JoinHandle, JoinSet};
 
+use crate::limit::SourceLimits;
 use crate::message::HEADER_LEN;
+use crate::responder::{Endpoint, Handled, Ignored, ResponderConfig};
 use crate::socket::{listen_tcp, server_udp};
-use crate::{
-    Endpoint, Handled, Ignored, Responder, ResponderConfig, SourceLimits, StunError,
-    StunMessageView, Transport,
-};
+use crate::url::Transport;
+use crate::{Responder, StunError, StunMessageView};
 
 /// TLS for a server: where to listen and the rustls configuration.
 #[derive(Clone, Debug)]

@@ -6,9 +6,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::{
-    Class, DecodeError, StunError, StunMessage, StunMessageView, StunMethod, TransactionId,
-};
+use crate::error::DecodeError;
+use crate::{Class, StunError, StunMessage, StunMessageView, StunMethod, TransactionId};
 
 /// Intervals longer than this are cut to it, so that no time overflows.
 const MAX_INTERVAL: Duration = Duration::from_secs(24 * 3600);
@@ -163,7 +162,9 @@ struct Entry {
 /// ```
 /// use std::time::Duration;
 /// use std::time::Instant;
-/// use weft_stun::{StunMessage, RetransmitConfig, Transactions, Trailer};
+/// use weft_stun::{StunMessage, Transactions};
+/// use weft_stun::integrity::Trailer;
+/// use weft_stun::transaction::RetransmitConfig;
 ///
 /// let mut transactions = Transactions::new(RetransmitConfig::default(), 16);
 /// let t0 = Instant::now();
@@ -401,7 +402,8 @@ pub(crate) fn canonical(addr: SocketAddr) -> SocketAddr {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Attribute, Trailer};
+    use crate::Attribute;
+    use crate::integrity::Trailer;
 
     fn server() -> SocketAddr {
         "127.0.0.1:3478".parse().unwrap()
@@ -552,7 +554,7 @@ mod tests {
             a.transaction_id,
         )
         .with(Attribute::Unknown {
-            kind: crate::AttributeType(0x7777),
+            kind: crate::attribute::AttributeType(0x7777),
             value: vec![],
         })
         .encode()

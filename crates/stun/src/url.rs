@@ -51,7 +51,8 @@ impl fmt::Display for Transport {
 /// A STUN server: transport, host (IP literal or DNS name) and port.
 ///
 /// ```
-/// use weft_stun::{ServerUrl, Transport};
+/// use weft_stun::ServerUrl;
+/// use weft_stun::url::Transport;
 /// let url: ServerUrl = "stun:stun.example.org".parse()?;
 /// assert_eq!((url.transport, url.port), (Transport::Udp, 3478));
 /// let url: ServerUrl = "tls://[::1]".parse()?;

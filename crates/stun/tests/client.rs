@@ -8,10 +8,13 @@ use std::net::SocketAddr;
 
 use common::{addr, bounded, quick_client, server, tls_pair};
 use tokio::net::UdpSocket;
+use weft_stun::attribute::ChangeRequest;
+use weft_stun::client::{BindingOptions, binding_tcp, binding_tls};
+use weft_stun::integrity::Trailer;
+use weft_stun::url::Transport;
 use weft_stun::{
-    Attribute, BindingOptions, ChangeRequest, Class, ClientConfig, ServerUrl, StunClient,
-    StunError, StunMessage, StunMethod, StunServer, StunServerConfig, Trailer, Transport, binding,
-    binding_tcp, binding_tls, query_servers,
+    Attribute, Class, ClientConfig, ServerUrl, StunClient, StunError, StunMessage, StunMethod,
+    StunServer, StunServerConfig, binding, query_servers,
 };
 
 #[tokio::test]

@@ -22,9 +22,13 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{addr, bounded};
+use weft_stun::client::binding_tcp;
+use weft_stun::nat::{FilteringBehaviour, MappingBehaviour};
+use weft_stun::transaction::RetransmitConfig;
+use weft_stun::url::Transport;
 use weft_stun::{
-    ClientConfig, FilteringBehaviour, MappingBehaviour, NatType, RetransmitConfig, ServerUrl,
-    StunClient, StunServer, StunServerConfig, Transport, binding_tcp, discover_nat, query_servers,
+    ClientConfig, NatType, ServerUrl, StunClient, StunServer, StunServerConfig, discover_nat,
+    query_servers,
 };
 
 const PRIMARY_IP: [u8; 4] = [127, 0, 0, 1];

@@ -9,10 +9,14 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use tokio::net::UdpSocket;
+use weft_stun::attribute::{AttributeType, ChangeRequest};
+use weft_stun::integrity::Trailer;
+use weft_stun::limit::{RateLimit, SourceLimits};
+use weft_stun::responder::{Endpoint, Handled, Ignored, ResponderConfig};
+use weft_stun::url::Transport;
 use weft_stun::{
-    Attribute, AttributeType, ChangeRequest, Class, Endpoint, Handled, Ignored, RateLimit,
-    Responder, ResponderConfig, SourceLimits, StunMessage, StunMessageView, StunMethod, StunServer,
-    StunServerConfig, Trailer, TransactionId, Transport,
+    Attribute, Class, Responder, StunMessage, StunMessageView, StunMethod, StunServer,
+    StunServerConfig, TransactionId,
 };
 
 use common::{addr, bounded};

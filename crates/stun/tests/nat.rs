@@ -6,9 +6,13 @@ mod common;
 
 use common::{addr, bounded, quick_client, server};
 use tokio::net::UdpSocket;
+use weft_stun::attribute::ChangeRequest;
+use weft_stun::client::BindingOptions;
+use weft_stun::integrity::Trailer;
+use weft_stun::nat::{FilteringBehaviour, MappingBehaviour};
 use weft_stun::{
-    Attribute, BindingOptions, ChangeRequest, ClientConfig, FilteringBehaviour, MappingBehaviour,
-    NatType, StunClient, StunError, StunMessage, StunMessageView, Trailer, discover_nat,
+    Attribute, ClientConfig, NatType, StunClient, StunError, StunMessage, StunMessageView,
+    discover_nat,
 };
 
 #[tokio::test]
@@ -185,7 +189,8 @@ struct Simulated {
 /// the filtering behaviour would block.
 async fn simulated_nat(nat: Simulated) -> (std::net::SocketAddr, Vec<tokio::task::JoinHandle<()>>) {
     use std::sync::Arc;
-    use weft_stun::{Class, Endpoint, StunMethod};
+    use weft_stun::responder::Endpoint;
+    use weft_stun::{Class, StunMethod};
     let sockets = loop {
         let first = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let p1 = first.local_addr().unwrap().port();

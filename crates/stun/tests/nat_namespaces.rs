@@ -31,10 +31,17 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use weft_stun::{
-    Binding, ClientConfig, FilteringBehaviour, MappingBehaviour, NatReport, NatType,
-    RetransmitConfig, StunClient, StunServer, StunServerConfig, Transport, binding_tcp,
+    Binding, ClientConfig, NatReport, NatType, StunClient, StunServer, StunServerConfig,
     discover_nat,
 };
+
+use weft_stun::client::binding_tcp;
+
+use weft_stun::nat::{FilteringBehaviour, MappingBehaviour};
+
+use weft_stun::transaction::RetransmitConfig;
+
+use weft_stun::url::Transport;
 
 const CLIENT: [u8; 4] = [10, 201, 1, 2];
 /// The router's outside address: what the NAT maps the client to.

@@ -9,9 +9,8 @@ use common::addr;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use weft_stun::{
-    ClientConfig, RetransmitConfig, StunClient, StunError, StunMessage, TransactionId,
-};
+use weft_stun::transaction::RetransmitConfig;
+use weft_stun::{ClientConfig, StunClient, StunError, StunMessage, TransactionId};
 
 /// A server that never answers: it reports when each request arrived
 /// (relative to `t0`) and its transaction id.

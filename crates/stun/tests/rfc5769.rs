@@ -4,10 +4,11 @@
 
 use std::net::SocketAddr;
 
-use weft_stun::{
-    Attribute, AttributeType, Class, Key, PasswordAlgorithm, PasswordAlgorithmParams, StunMessage,
-    StunMessageView, StunMethod, Trailer, TransactionId, userhash,
-};
+use weft_stun::{Attribute, Class, StunMessage, StunMessageView, StunMethod, TransactionId};
+
+use weft_stun::attribute::{AttributeType, PasswordAlgorithmParams};
+
+use weft_stun::integrity::{Key, PasswordAlgorithm, Trailer, userhash};
 
 /// Bytes from whitespace-separated hex pairs.
 fn hex(s: &str) -> Vec<u8> {

@@ -4,10 +4,12 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use proptest::prelude::*;
+use weft_stun::attribute::{AttributeType, ChangeRequest, ErrorCode, PasswordAlgorithmParams};
+use weft_stun::integrity::{Key, Trailer};
+use weft_stun::responder::{Endpoint, ResponderConfig};
+use weft_stun::url::Transport;
 use weft_stun::{
-    Attribute, AttributeType, ChangeRequest, Class, Endpoint, ErrorCode, Key,
-    PasswordAlgorithmParams, Responder, ResponderConfig, StunMessage, StunMessageView, StunMethod,
-    Trailer, TransactionId, Transport,
+    Attribute, Class, Responder, StunMessage, StunMessageView, StunMethod, TransactionId,
 };
 
 fn address() -> impl Strategy<Value = SocketAddr> {

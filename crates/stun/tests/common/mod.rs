@@ -7,9 +7,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use weft_stun::{
-    ClientConfig, RetransmitConfig, ServerTls, StunServer, StunServerConfig, tls_config_from_pem,
-};
+use weft_stun::{ClientConfig, StunServer, StunServerConfig};
+
+use weft_stun::client::tls_config_from_pem;
+
+use weft_stun::server::ServerTls;
+
+use weft_stun::transaction::RetransmitConfig;
 
 /// The bound on every wait in these tests.
 pub const WAIT: Duration = Duration::from_secs(20);
