@@ -64,6 +64,20 @@ pub struct MessagingConfig {
     /// duplicates of resent messages; a duplicate older than the window is
     /// not recognised. Default: 65 536.
     pub dedupe_window: usize,
+    /// How long a connection may take to identify itself (IDENT) after it
+    /// came up; past it the connection is closed
+    /// ([`ProtocolError::HandshakeTimeout`](crate::error::ProtocolError::HandshakeTimeout),
+    /// counted in [`MessagingStats::handshake_timeouts`](crate::MessagingStats::handshake_timeouts)),
+    /// whatever else it sends (PONGs included). Default: 10 s.
+    pub handshake_timeout: Duration,
+    /// Connections open at once that have not identified themselves yet.
+    /// One more closes the oldest of them
+    /// ([`ProtocolError::TooManyUnidentified`](crate::error::ProtocolError::TooManyUnidentified),
+    /// counted in [`MessagingStats::unidentified_evicted`](crate::MessagingStats::unidentified_evicted)):
+    /// a real peer identifies within a round trip, so a flood of
+    /// connections that never do cannot keep it out, and identified
+    /// connections are never closed for it. Default: 1024.
+    pub max_unidentified: usize,
     /// How often queues are swept for messages whose TTL ran out while
     /// waiting. Default: 1 s.
     pub ttl_sweep: Duration,
@@ -88,6 +102,8 @@ impl Default for MessagingConfig {
             acks: true,
             ack_delay: Duration::from_millis(1),
             dedupe_window: 65_536,
+            handshake_timeout: Duration::from_secs(10),
+            max_unidentified: 1024,
             ttl_sweep: Duration::from_secs(1),
             subscription_capacity: 65_536,
             link: LinkConfig::default(),

@@ -99,6 +99,15 @@ pub enum ProtocolError {
     /// The peer did not answer a PING in time.
     #[error("no answer to keep-alive")]
     KeepaliveTimeout,
+    /// The peer did not identify itself (IDENT) within
+    /// [`handshake_timeout`](crate::MessagingConfig::handshake_timeout).
+    #[error("no IDENT within {0:?}")]
+    HandshakeTimeout(Duration),
+    /// More connections than
+    /// [`max_unidentified`](crate::MessagingConfig::max_unidentified) were
+    /// waiting to identify themselves; this one, the oldest, was closed.
+    #[error("too many connections not yet identified; the oldest was closed")]
+    TooManyUnidentified,
 }
 
 /// Persistent storage failed.

@@ -67,6 +67,12 @@ pub struct MessagingStats {
     pub duplicates: u64,
     /// Connections closed for breaking the protocol.
     pub protocol_errors: u64,
+    /// Connections closed because they did not identify themselves within
+    /// [`MessagingConfig::handshake_timeout`].
+    pub handshake_timeouts: u64,
+    /// Unidentified connections closed because more than
+    /// [`MessagingConfig::max_unidentified`] were open.
+    pub unidentified_evicted: u64,
     /// Received messages that matched no subscription and no handler.
     pub unhandled: u64,
     /// Copies dropped by full subscription queues.
@@ -496,6 +502,8 @@ impl Messaging {
             resent: c.resent,
             duplicates: c.duplicates,
             protocol_errors: c.protocol_errors,
+            handshake_timeouts: c.handshake_timeouts,
+            unidentified_evicted: c.unidentified_evicted,
             unhandled: self.inner.unhandled.load(Ordering::Relaxed),
             subscription_drops: self.inner.subscription_drops.load(Ordering::Relaxed),
             store_rows_skipped: self.inner.store_rows_skipped,

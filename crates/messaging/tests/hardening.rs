@@ -3,12 +3,15 @@
 
 use std::time::Duration;
 
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::timeout;
 use weft_messaging::error::Misuse;
 use weft_messaging::storage::MemoryStorage;
 use weft_messaging::{Message, Messaging, MessagingError};
 
 mod common;
-use common::{WAIT, config, id};
+use common::{WAIT, config, id, until};
 
 #[tokio::test]
 async fn the_longest_ttl_saturates_instead_of_panicking() {
@@ -75,4 +78,51 @@ async fn a_message_that_can_never_be_sent_is_refused_and_the_rest_arrive() {
         assert_eq!(&got.message.data[..], &vec![i; max][..]);
     }
     assert!(b.flush(WAIT).await);
+}
+
+#[tokio::test]
+async fn connections_that_never_identify_do_not_keep_a_real_peer_out() {
+    const CAP: usize = 64;
+    let mut config_a = config();
+    config_a.max_unidentified = CAP;
+    let a = Messaging::new(id("a"), config_a).await.unwrap();
+    let at = a.link().listen("tcp://127.0.0.1:0").await.unwrap().address;
+    let addr = at.to_string().trim_start_matches("tcp://").to_owned();
+    // Each sends VERSION (a whole packet) and then nothing, ever.
+    let mut silent = Vec::new();
+    for _ in 0..CAP + 36 {
+        let mut s = TcpStream::connect(&addr).await.unwrap();
+        s.write_all(&[0, 0, 0, 5, 0, 0, 0, 0, 1]).await.unwrap();
+        silent.push(s);
+    }
+    until("the oldest silent connections to be closed", || {
+        a.stats().unidentified_evicted >= 36
+    })
+    .await;
+    // The oldest was closed by the server: it reads to the end.
+    let mut rest = Vec::new();
+    timeout(WAIT, silent[0].read_to_end(&mut rest))
+        .await
+        .unwrap()
+        .unwrap();
+
+    let b = Messaging::new(id("b"), config()).await.unwrap();
+    b.link().connect(&at).unwrap();
+    until("b to be identified", || a.is_connected(&id("b"))).await;
+    let exchange = async {
+        b.send_message(&id("a"), Message::new("ping"))
+            .await
+            .unwrap();
+        let got = a.recv(None).await.unwrap();
+        assert_eq!(&got.message.data[..], b"ping");
+        a.send_message(&id("b"), Message::new("pong"))
+            .await
+            .unwrap();
+        b.recv(None).await.unwrap()
+    };
+    let got = timeout(Duration::from_secs(1), exchange).await.unwrap();
+    assert_eq!(&got.message.data[..], b"pong");
+    // b's own connection, unidentified for a round trip, made room too.
+    assert_eq!(a.stats().unidentified_evicted, 37);
+    drop(silent);
 }

@@ -77,6 +77,12 @@ mod server;
 mod stats;
 pub mod wire;
 
+/// A guide for people coming from snakeMQ, P2PD and pyroute2: each of
+/// their concepts and calls next to weft's, with examples compiled as doc
+/// tests.
+#[doc = include_str!("../GUIDE.md")]
+pub mod guide {}
+
 pub use config::{CallOptions, RpcConfig, ServerConfig};
 pub use error::{DecodeError, RemoteError, RemoteErrorKind, RpcError};
 pub use handler::Request;

@@ -9,6 +9,9 @@
 //! arrive as one message, or one as two), or one datagram on UDP. For
 //! framed messages use weft-packeter on a [`Link`](crate::Link).
 //!
+//! Coming from P2PD: weft-rpc's `guide` module sets P2PD's calls
+//! (`pipe_open`, `SUB_ALL`, `add_pipe`, ...) next to these.
+//!
 //! A TCP echo server and a client, as in P2PD's examples:
 //!
 //! ```

@@ -16,6 +16,9 @@ pub(super) struct Conn<T> {
     pub(super) ident: Option<Identity>,
     /// The peer sent HELLO (before IDENT): its capabilities.
     pub(super) weft: Option<u32>,
+    /// When the connection came up: its handshake must end by
+    /// [`MessagingConfig::handshake_timeout`](crate::MessagingConfig::handshake_timeout) after.
+    pub(super) opened: Instant,
     pub(super) last_recv: Instant,
     pub(super) ping_sent: Option<Instant>,
     /// Both sides take acks (known from IDENT on): messages from this
@@ -36,6 +39,11 @@ pub(super) struct Conn<T> {
 }
 
 impl<T: Transmit> Conn<T> {
+    /// Open, and the peer has not identified itself yet.
+    pub(super) fn unidentified(&self) -> bool {
+        self.ident.is_none() && !self.failed
+    }
+
     /// Sends ACK for what arrived since the last one, if anything did.
     /// False when the connection had no room for it.
     pub(super) fn send_ack(&mut self) -> bool {
@@ -73,12 +81,15 @@ impl<T: Transmit> Core<T> {
             // A fresh connection's queue has room for the handshake.
             let _ = Self::send_frame(&tx, frame);
         }
+        self.unidentified.push_back(conn);
+        self.unidentified_count = self.unidentified_count.saturating_add(1);
         self.conns.insert(
             conn,
             Conn {
                 tx,
                 ident: None,
                 weft: None,
+                opened: now,
                 last_recv: now,
                 ping_sent: None,
                 acks: false,
@@ -89,6 +100,19 @@ impl<T: Transmit> Core<T> {
                 failed: false,
             },
         );
+        // Past the cap the oldest unidentified connection goes: a flood of
+        // connections that never identify cannot keep a real peer, whose
+        // handshake takes a round trip, from getting in.
+        while self.unidentified_count > self.config.max_unidentified {
+            let Some(oldest) = self.unidentified.pop_front() else {
+                break;
+            };
+            if self.conns.get(&oldest).is_some_and(Conn::unidentified) {
+                self.counters.unidentified_evicted =
+                    self.counters.unidentified_evicted.saturating_add(1);
+                self.fail(oldest, ProtocolError::TooManyUnidentified);
+            }
+        }
     }
 
     pub(super) fn handle_ident(&mut self, conn_id: ConnectionId, ident: Identity, now: Instant) {
@@ -105,6 +129,8 @@ impl<T: Transmit> Core<T> {
                     if let Some(c) = self.conns.get_mut(&old) {
                         c.tx.close();
                         c.ident = None;
+                        // Closing: nothing more from it is acted on.
+                        c.failed = true;
                     }
                     self.unbind(&ident);
                 }
@@ -112,6 +138,7 @@ impl<T: Transmit> Core<T> {
         }
         let sender_salt = self.sender_salt(&ident);
         let conn = self.conns.get_mut(&conn_id).expect("caller checked");
+        self.unidentified_count = self.unidentified_count.saturating_sub(1);
         conn.ident = Some(ident.clone());
         conn.sender_salt = sender_salt;
         let acks_both = self.config.acks && conn.weft.is_some_and(|c| c & caps::ACKS != 0);
@@ -126,7 +153,44 @@ impl<T: Transmit> Core<T> {
         self.events.push_back(CoreEvent::Connected {
             ident: ident.clone(),
         });
+        self.prune_unidentified();
         self.flush_at(&ident, now, None);
+    }
+
+    /// Drops connections that identified, failed or ended from the front
+    /// of the handshake line, so that its front is the oldest connection
+    /// still in its handshake.
+    pub(super) fn prune_unidentified(&mut self) {
+        while let Some(front) = self.unidentified.front() {
+            if self.conns.get(front).is_some_and(Conn::unidentified) {
+                break;
+            }
+            self.unidentified.pop_front();
+        }
+    }
+
+    /// Closes connections whose handshake did not end in time.
+    pub(super) fn expire_handshakes(&mut self, now: Instant) {
+        self.prune_unidentified();
+        let timeout = self.config.handshake_timeout;
+        while let Some(&front) = self.unidentified.front() {
+            let Some(conn) = self.conns.get(&front) else {
+                break;
+            };
+            if now.saturating_duration_since(conn.opened) < timeout {
+                break;
+            }
+            self.unidentified.pop_front();
+            self.counters.handshake_timeouts = self.counters.handshake_timeouts.saturating_add(1);
+            self.fail(front, ProtocolError::HandshakeTimeout(timeout));
+            self.prune_unidentified();
+        }
+    }
+
+    /// When the oldest handshake in progress runs out.
+    pub(super) fn handshake_deadline(&self) -> Option<Instant> {
+        let conn = self.conns.get(self.unidentified.front()?)?;
+        Some(later(conn.opened, self.config.handshake_timeout))
     }
 
     /// A batch of packets ended: acknowledges what it brought, at once
@@ -156,6 +220,10 @@ impl<T: Transmit> Core<T> {
         let Some(conn) = self.conns.remove(&conn_id) else {
             return;
         };
+        if conn.unidentified() {
+            self.unidentified_count = self.unidentified_count.saturating_sub(1);
+            self.prune_unidentified();
+        }
         if let Some(ident) = conn.ident {
             self.confirm_writes(&ident, &conn.tx);
             if self

@@ -138,6 +138,8 @@ pub(crate) struct Counters {
     pub(crate) resent: u64,
     pub(crate) duplicates: u64,
     pub(crate) protocol_errors: u64,
+    pub(crate) handshake_timeouts: u64,
+    pub(crate) unidentified_evicted: u64,
 }
 
 pub(crate) struct Core<T> {
@@ -150,6 +152,11 @@ pub(crate) struct Core<T> {
     sender_keys: (std::hash::RandomState, std::hash::RandomState),
     events: VecDeque<CoreEvent>,
     blocked: Vec<(ConnectionId, T)>,
+    /// Connections in their handshake, oldest first (with some that since
+    /// identified or ended, dropped when they reach the front).
+    unidentified: VecDeque<ConnectionId>,
+    /// How many connections are open and not identified.
+    unidentified_count: usize,
     next_sweep: Option<Instant>,
     /// Something happened that may make `poll_timeout` earlier.
     timer_moved: bool,
@@ -244,6 +251,8 @@ impl<T: Transmit> Core<T> {
             peers: HashMap::default(),
             events: VecDeque::new(),
             blocked: Vec::new(),
+            unidentified: VecDeque::new(),
+            unidentified_count: 0,
             next_sweep: None,
             timer_moved: false,
             progress: false,
@@ -270,6 +279,9 @@ impl<T: Transmit> Core<T> {
         };
         if c.failed {
             return;
+        }
+        if c.unidentified() {
+            self.unidentified_count = self.unidentified_count.saturating_sub(1);
         }
         c.failed = true;
         c.tx.close();
@@ -394,6 +406,7 @@ impl<T: Transmit> Core<T> {
 
     pub(crate) fn handle_timeout(&mut self, now: Instant) {
         self.last_now = now;
+        self.expire_handshakes(now);
         if let Some(interval) = self.config.keepalive_interval {
             let wait = self.config.keepalive_wait;
             let mut dead = Vec::new();
@@ -455,6 +468,9 @@ impl<T: Transmit> Core<T> {
     pub(crate) fn poll_timeout(&self) -> Option<Instant> {
         let mut next = self.next_sweep;
         let mut earliest = |t: Instant| next = Some(next.map_or(t, |n| n.min(t)));
+        if let Some(t) = self.handshake_deadline() {
+            earliest(t);
+        }
         for conn in self.conns.values() {
             if conn.failed {
                 continue;

@@ -156,3 +156,77 @@ fn a_message_too_large_for_a_packet_is_refused_and_blocks_nothing() {
         .unwrap();
     assert_eq!(core.queue_depth(&id("bob")), 1);
 }
+
+/// Connection `n` comes up and sends VERSION and HELLO, never IDENT.
+fn silent_conn(core: &mut Core<FakeTx>, n: u64, now: Instant) -> FakeTx {
+    let tx = FakeTx::default();
+    core.handle_connected(ConnectionId(n), tx.clone(), now);
+    core.handle_packet(ConnectionId(n), packet(&Frame::Version(1)), now);
+    core.handle_packet(ConnectionId(n), packet(&WEFT), now);
+    tx
+}
+
+#[test]
+fn a_connection_that_never_identifies_is_closed_at_the_handshake_deadline() {
+    let t0 = Instant::now();
+    let (mut core, bob) = connected(true, t0);
+    core.config.keepalive_interval = Some(Duration::from_secs(2));
+    let silent = silent_conn(&mut core, 2, t0);
+    let deadline = t0 + Duration::from_secs(10);
+    // It answers every PING, which keeps it alive but does not identify it.
+    let mut t = t0;
+    while t + Duration::from_secs(2) < deadline {
+        t += Duration::from_secs(2);
+        core.handle_timeout(t);
+        core.handle_packet(ConnectionId(2), packet(&Frame::Pong), t);
+        core.handle_packet(ConnectionId(1), packet(&Frame::Pong), t);
+        assert!(!*silent.closed.borrow());
+    }
+    assert_eq!(core.poll_timeout(), Some(deadline));
+    core.handle_timeout(deadline - Duration::from_millis(1));
+    assert!(!*silent.closed.borrow());
+    core.handle_timeout(deadline);
+    assert!(*silent.closed.borrow());
+    assert!(
+        !*bob.closed.borrow(),
+        "identified connections have no deadline"
+    );
+    assert_eq!(core.counters.handshake_timeouts, 1);
+    assert!(core.poll_timeout() > Some(deadline));
+    let errors: Vec<ProtocolError> = std::iter::from_fn(|| core.poll_event())
+        .filter_map(|e| match e {
+            CoreEvent::ProtocolError { error, .. } => Some(error),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        errors,
+        [ProtocolError::HandshakeTimeout(Duration::from_secs(10))]
+    );
+}
+
+#[test]
+fn unidentified_connections_past_the_cap_close_the_oldest_and_never_an_identified_one() {
+    let t0 = Instant::now();
+    let (mut core, bob) = connected(true, t0);
+    core.config.max_unidentified = 3;
+    let silent: Vec<FakeTx> = (2..7).map(|n| silent_conn(&mut core, n, t0)).collect();
+    let closed: Vec<bool> = silent.iter().map(|tx| *tx.closed.borrow()).collect();
+    assert_eq!(closed, [true, true, false, false, false]);
+    assert_eq!(core.counters.unidentified_evicted, 2);
+    assert!(!*bob.closed.borrow());
+    // A real peer still gets in: it identifies at once, and the oldest
+    // silent one made room for it.
+    let carol = silent_conn(&mut core, 7, t0);
+    core.handle_packet(ConnectionId(7), packet(&Frame::Ident(id("carol"))), t0);
+    assert!(!*carol.closed.borrow());
+    assert!(*silent[2].closed.borrow());
+    assert_eq!(core.connected().len(), 2);
+    // Identified, it no longer counts, and an ended one frees its place:
+    // room for one more.
+    core.handle_disconnected(ConnectionId(5));
+    let more = silent_conn(&mut core, 8, t0);
+    assert!(!*more.closed.borrow());
+    assert_eq!(core.counters.unidentified_evicted, 3);
+    assert_eq!(core.unidentified_count, 2);
+}
