@@ -5,6 +5,7 @@
 //! | `tcp://127.0.0.1:4000`, `tcp://[::1]:4000`, `tcp://example.org:4000` | TCP |
 //! | `tls://host:port`, `ssl://host:port` (alias) | TLS over TCP |
 //! | `udp://host:port` | UDP, one datagram per message |
+//! | `quic://host:port` | QUIC (TLS 1.3 over UDP): reliable, ordered, encrypted |
 //! | `unix:///abs/path`, `unix://rel/path` | Unix stream socket at a path |
 //! | `unix://@name`, `unix://\0name` | Linux abstract Unix socket |
 //! | `unix+tls://...` | TLS over a Unix stream socket |
@@ -29,7 +30,7 @@ use std::str::FromStr;
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Address {
-    /// An IP transport (`tcp`, `tls`, `udp`) with a host and a port.
+    /// An IP transport (`tcp`, `tls`, `udp`, `quic`) with a host and a port.
     Ip {
         /// The transport.
         scheme: Scheme,
@@ -56,6 +57,9 @@ pub enum Scheme {
     Tls,
     /// `udp://`
     Udp,
+    /// `quic://`: QUIC, whose handshake is TLS 1.3, so it needs the same
+    /// TLS configurations as `tls://`.
+    Quic,
     /// `unix://`
     Unix,
     /// `unix+tls://`
@@ -69,14 +73,15 @@ impl Scheme {
             Scheme::Tcp => "tcp",
             Scheme::Tls => "tls",
             Scheme::Udp => "udp",
+            Scheme::Quic => "quic",
             Scheme::Unix => "unix",
             Scheme::UnixTls => "unix+tls",
         }
     }
 
-    /// Whether the transport runs TLS.
+    /// Whether the transport runs TLS (QUIC does: its handshake is TLS 1.3).
     pub fn is_tls(self) -> bool {
-        matches!(self, Scheme::Tls | Scheme::UnixTls)
+        matches!(self, Scheme::Tls | Scheme::UnixTls | Scheme::Quic)
     }
 
     /// Whether the transport carries datagrams rather than a byte stream.
@@ -131,7 +136,7 @@ pub enum AddressError {
     },
     /// A scheme weft does not know.
     #[error(
-        "unknown scheme `{scheme}` in `{input}`: expected tcp, tls, ssl, udp, unix or unix+tls"
+        "unknown scheme `{scheme}` in `{input}`: expected tcp, tls, ssl, udp, quic, unix or unix+tls"
     )]
     UnknownScheme {
         /// The scheme as written.
@@ -297,6 +302,7 @@ impl FromStr for Address {
             "tcp" => Scheme::Tcp,
             "tls" | "ssl" => Scheme::Tls,
             "udp" => Scheme::Udp,
+            "quic" => Scheme::Quic,
             "unix" => Scheme::Unix,
             "unix+tls" | "unix+ssl" => Scheme::UnixTls,
             _ => {
@@ -475,6 +481,9 @@ mod tests {
             ("tls://[fe80::1]:0", "tls://[fe80::1]:0"),
             ("ssl://localhost:443", "tls://localhost:443"),
             ("udp://0.0.0.0:9", "udp://0.0.0.0:9"),
+            ("quic://127.0.0.1:4433", "quic://127.0.0.1:4433"),
+            ("QUIC://[::1]:0", "quic://[::1]:0"),
+            ("quic://Peer.Example:443/", "quic://peer.example:443"),
             ("tcp://localhost:5/", "tcp://localhost:5"),
         ] {
             let addr = ok(input);
@@ -482,6 +491,15 @@ mod tests {
             assert_eq!(ok(canonical), addr, "round trip of {canonical}");
         }
         assert_eq!(ok("ssl://h:1").scheme(), Scheme::Tls);
+        let quic = ok("quic://[::1]:4433");
+        assert_eq!(quic.scheme(), Scheme::Quic);
+        assert!(quic.scheme().is_tls() && !quic.scheme().is_datagram());
+        assert_eq!(quic.socket_addr(), Some("[::1]:4433".parse().unwrap()));
+        assert_eq!(quic.tls_server_name(), "::1");
+        assert_eq!(
+            ok("quic://peer.example:1").tls_server_name(),
+            "peer.example"
+        );
         assert_eq!(
             ok("tcp://[::1]:7").socket_addr(),
             Some("[::1]:7".parse().unwrap())
@@ -552,6 +570,14 @@ mod tests {
         assert!(
             matches!(err("tcp://host:8/path"), AddressError::TrailingPath { rest, .. } if rest == "/path")
         );
+        assert!(matches!(
+            err("quic://host"),
+            AddressError::MissingPort { .. }
+        ));
+        assert!(matches!(
+            err("quic://[::1:80"),
+            AddressError::BadHost { .. }
+        ));
         assert!(matches!(err("unix://"), AddressError::EmptyPath { .. }));
         assert!(matches!(err("unix://@"), AddressError::EmptyPath { .. }));
         let long = format!("unix:///{}", "a".repeat(200));
@@ -568,7 +594,7 @@ mod tests {
 
         #[test]
         fn socket_addrs_round_trip(ip in proptest::arbitrary::any::<IpAddr>(), port: u16) {
-            for scheme in [Scheme::Tcp, Scheme::Tls, Scheme::Udp] {
+            for scheme in [Scheme::Tcp, Scheme::Tls, Scheme::Udp, Scheme::Quic] {
                 let a = Address::ip(scheme, SocketAddr::new(ip, port));
                 proptest::prop_assert_eq!(a.to_string().parse::<Address>().unwrap(), a);
             }

@@ -65,6 +65,11 @@ pub(crate) async fn establish(
 ) -> Result<Dialled, LinkError> {
     let sockopts = options.socket.as_ref().unwrap_or(&registry.config.socket);
     let cfg = &registry.config;
+    if address.scheme() == Scheme::Quic {
+        return Err(LinkError::Unsupported(format!(
+            "{address}: QUIC is not built in yet"
+        )));
+    }
     let tls = match (address.scheme().is_tls(), &options.tls) {
         (true, None) => {
             return Err(LinkError::TlsConfigMissing {

@@ -290,6 +290,11 @@ impl Link {
         let sockopts = options
             .socket
             .unwrap_or_else(|| registry.config.socket.clone());
+        if address.scheme() == Scheme::Quic {
+            return Err(LinkError::Unsupported(format!(
+                "{address}: QUIC is not built in yet"
+            )));
+        }
         let tls = match (address.scheme().is_tls(), options.tls) {
             (true, None) => {
                 return Err(LinkError::TlsConfigMissing {
