@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use criterion::{Criterion, Throughput};
-use weft_packeter::{HEADER_LEN, PacketDecoder, encode};
+use weft_packeter::PacketDecoder;
+use weft_packeter::codec::{HEADER_LEN, encode};
 
 /// One read's worth of bytes, as a link delivers it at most by default.
 const CHUNK: usize = 64 << 10;

@@ -271,7 +271,7 @@ async fn bare_clients(
     let thread = std::thread::Builder::new()
         .name("memory-clients".into())
         .spawn(move || {
-            let mut framed = weft_packeter::header(packet.len()).to_vec();
+            let mut framed = weft_packeter::codec::header(packet.len()).to_vec();
             framed.extend_from_slice(&packet);
             let result = (0..n)
                 .map(|_| {

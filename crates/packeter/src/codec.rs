@@ -88,7 +88,7 @@ pub fn encode(payload: &[u8], dst: &mut BytesMut) {
 /// decoder.decode_chunk(Bytes::from_static(b"\0\x01!"), &mut out)?;
 /// assert_eq!(out, [Bytes::from_static(b"hi"), Bytes::from_static(b"!")]);
 /// decoder.finish()?; // nothing left over
-/// # Ok::<(), weft_packeter::PacketError>(())
+/// # Ok::<(), weft_packeter::codec::PacketError>(())
 /// ```
 #[derive(Debug)]
 pub struct PacketDecoder {

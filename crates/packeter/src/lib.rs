@@ -33,15 +33,17 @@
 //!   fails when full. A peer that breaks the format (oversized length,
 //!   truncated packet) gets its connection closed, counted in
 //!   [`PacketStats`]; other connections are untouched.
+//!
+//! The root holds what most users name; the packet format itself (its
+//! prefix length, the default maximum, [`encode`](codec::encode),
+//! [`PacketError`](codec::PacketError)) is in [`codec`].
 
 #![forbid(unsafe_code)]
 
-mod codec;
+pub mod codec;
 mod packeter;
 
-pub use codec::{
-    DEFAULT_MAX_PACKET, HEADER_LEN, PacketCodec, PacketDecoder, PacketError, encode, header,
-};
+pub use codec::{PacketCodec, PacketDecoder};
 pub use packeter::{
     MAX_HEAD, PacketDisconnect, PacketEvent, PacketSender, PacketStats, Packeter, PacketerConfig,
     PacketerError,

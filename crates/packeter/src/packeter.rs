@@ -13,7 +13,9 @@ use weft_link::{
 
 use crate::codec::{DEFAULT_MAX_PACKET, HEADER_LEN, PacketDecoder, PacketError, header};
 
-/// The longest head [`PacketSender::send_parts`] takes.
+/// The longest head [`PacketSender::send_parts`] takes. Public because
+/// callers design their headers within it: a longer head is refused
+/// ([`PacketerError::HeadTooLong`]).
 pub const MAX_HEAD: usize = 64;
 
 /// How a [`Packeter`] behaves.

@@ -6,9 +6,9 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 use tokio::time::timeout;
 use weft_link::{Link, LinkConfig, LinkError};
+use weft_packeter::codec::{PacketError, encode};
 use weft_packeter::{
-    PacketDisconnect, PacketError, PacketEvent, PacketSender, Packeter, PacketerConfig,
-    PacketerError, encode,
+    PacketDisconnect, PacketEvent, PacketSender, Packeter, PacketerConfig, PacketerError,
 };
 
 const WAIT: Duration = Duration::from_secs(10);
