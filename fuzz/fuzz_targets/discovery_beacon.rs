@@ -8,9 +8,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
-use weft_discovery::{
-    Beacon, DiscoveryConfig, DiscoveryCore, GroupKey, LocalParticipant, MAX_BEACON, ParticipantId,
-};
+use weft_discovery::beacon::{Beacon, MAX_BEACON};
+use weft_discovery::{DiscoveryConfig, DiscoveryCore, GroupKey, LocalParticipant, ParticipantId};
 
 fuzz_target!(|input: &[u8]| {
     if let Ok(beacon) = Beacon::decode(input) {

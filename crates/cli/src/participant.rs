@@ -25,7 +25,8 @@ use std::time::Duration;
 use clap::Args;
 use serde_json::json;
 use tokio::io::AsyncBufReadExt;
-use weft_discovery::{BeaconTarget, DEFAULT_GROUP_V4, DEFAULT_GROUP_V6, GoneReason};
+use weft_discovery::config::{DEFAULT_GROUP_V4, DEFAULT_GROUP_V6};
+use weft_discovery::{BeaconTarget, GoneReason};
 use weft_participant::local::{self, LocalClient, LocalServer};
 use weft_participant::{
     Participant, ParticipantConfig, ParticipantEvent, Publication, TopicFilter,

@@ -1,6 +1,6 @@
 //! The crate's error type.
 
-use crate::Rejection;
+use crate::beacon::Rejection;
 
 /// What can go wrong in discovery.
 #[derive(Debug, thiserror::Error)]

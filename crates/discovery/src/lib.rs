@@ -27,8 +27,8 @@
 //!
 //! A participant has a random 128-bit [`ParticipantId`], an incarnation
 //! that grows with every start, an identity, the locators where it accepts
-//! streams, and a lease. Its [`Beacon`] (a magic prefix, a version, a
-//! postcard body; see `PROTOCOL.md`) goes to every [`BeaconTarget`]: by
+//! streams, and a lease. Its [`Beacon`](beacon::Beacon) (a magic prefix, a
+//! version, a postcard body; see `PROTOCOL.md`) goes to every [`BeaconTarget`]: by
 //! default IPv4 broadcast on every suitable interface, an IPv4 multicast
 //! group and an IPv6 link-local multicast group. A burst of beacons leaves
 //! at start, then one every [`interval`](DiscoveryConfig::interval) (at
@@ -54,23 +54,23 @@
 //! BROADCAST nor the MULTICAST flag, so the default targets skip it;
 //! [`BeaconTarget::LoopbackBroadcast`] (`127.255.255.255`) is how
 //! participants of one host, or of tests, find each other.
+//!
+//! The root holds what most users name; the wire form and its limits are in
+//! [`beacon`], the group key's in [`auth`], the default port and groups in
+//! [`config`].
 
 #![forbid(unsafe_code)]
 
-mod auth;
-mod beacon;
-mod config;
+pub mod auth;
+pub mod beacon;
+pub mod config;
 mod core;
 mod error;
 mod service;
 
-pub use auth::{GroupKey, MIN_KEY_LEN, TAG_LEN};
-pub use beacon::{
-    Beacon, MAGIC, MAX_BEACON, MAX_IDENTITY, MAX_LOCATORS, ParticipantId, Rejection, VERSION,
-};
-pub use config::{
-    BeaconTarget, DEFAULT_BEACON_PORT, DEFAULT_GROUP_V4, DEFAULT_GROUP_V6, DiscoveryConfig,
-};
+pub use auth::GroupKey;
+pub use beacon::ParticipantId;
+pub use config::{BeaconTarget, DiscoveryConfig};
 pub use core::{
     Accepted, DiscoveryCore, DiscoveryEvent, DiscoveryStats, GoneReason, LocalParticipant,
     RemoteParticipant,

@@ -296,8 +296,8 @@ struct Task {
 
 impl Task {
     async fn run(mut self) {
-        let mut buf_v4 = vec![0u8; crate::MAX_BEACON + 1];
-        let mut buf_v6 = vec![0u8; crate::MAX_BEACON + 1];
+        let mut buf_v4 = vec![0u8; crate::beacon::MAX_BEACON + 1];
+        let mut buf_v6 = vec![0u8; crate::beacon::MAX_BEACON + 1];
         let mut pending = Vec::new();
         loop {
             let now = clock();

@@ -7,8 +7,9 @@ use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
 use tokio::time::{Instant, timeout};
+use weft_discovery::beacon::Beacon;
 use weft_discovery::{
-    Beacon, BeaconTarget, Discovery, DiscoveryConfig, DiscoveryEvent, DiscoveryEvents, GoneReason,
+    BeaconTarget, Discovery, DiscoveryConfig, DiscoveryEvent, DiscoveryEvents, GoneReason,
     LocalParticipant,
 };
 

@@ -96,7 +96,7 @@ pub(crate) enum Control {
     /// With a group key: prove you hold it, over this nonce.
     Challenge([u8; NONCE_LEN]),
     /// With a group key: the answer to the other side's challenge.
-    Proof([u8; weft_discovery::TAG_LEN]),
+    Proof([u8; weft_discovery::auth::TAG_LEN]),
 }
 
 /// The length of a stream challenge's nonce.

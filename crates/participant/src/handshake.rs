@@ -14,7 +14,8 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use weft_discovery::{GroupKey, TAG_LEN};
+use weft_discovery::GroupKey;
+use weft_discovery::auth::TAG_LEN;
 use weft_messaging::Identity;
 
 use crate::control::NONCE_LEN;
