@@ -80,7 +80,7 @@ mod imp {
     use std::num::NonZeroU32;
 
     pub(super) fn bind(socket: &socket2::SockRef<'_>, interface: &str) -> io::Result<()> {
-        let index = crate::index_of(interface)
+        let index = crate::interface::index_of(interface)
             .ok()
             .and_then(NonZeroU32::new)
             .ok_or_else(|| io::Error::from_raw_os_error(libc::ENXIO))?;

@@ -82,7 +82,7 @@ pub fn default_routes() -> Result<DefaultRoutes, NetifaceError> {
 /// malformed line are skipped; this function never panics.
 ///
 /// ```
-/// use weft_netiface::parse_proc_net_route;
+/// use weft_netiface::default_route::parse_proc_net_route;
 /// let gateway = u32::from_ne_bytes([192, 0, 2, 1]);
 /// let text = format!(
 ///     "Iface\tDestination\tGateway\tFlags\tRefCnt\tUse\tMetric\tMask\tMTU\tWindow\tIRTT\n\
@@ -130,7 +130,7 @@ pub fn parse_proc_net_route(text: &str) -> Option<DefaultRoute> {
 /// this function never panics.
 ///
 /// ```
-/// use weft_netiface::parse_proc_net_ipv6_route;
+/// use weft_netiface::default_route::parse_proc_net_ipv6_route;
 /// let text = "00000000000000000000000000000000 00 00000000000000000000000000000000 00 \
 ///             fe800000000000000000000000000001 00000400 00000001 00000000 00000003 eth0\n";
 /// let route = parse_proc_net_ipv6_route(text).unwrap();

@@ -33,13 +33,13 @@
 //! ```
 //!
 //! # What is where
-//! - [`interfaces`], [`interface_by_name`], [`index_of`], [`name_of`]:
+//! - [`interfaces`], [`interface_by_name`] (and, in [`interface`],
+//!   [`index_of`](interface::index_of), [`name_of`](interface::name_of)):
 //!   [`Interface`]s with [`InterfaceFlags`] and [`InterfaceAddr`]s, each classified
 //!   by [`Scope`] (loopback, link-local, unique local, private, global).
 //! - [`default_routes`]: the IPv4 and IPv6 [`DefaultRoute`] (interface and
-//!   gateway). Linux only; the parsers of Linux's tables,
-//!   [`parse_proc_net_route`] and [`parse_proc_net_ipv6_route`], are pure
-//!   functions usable anywhere.
+//!   gateway). Linux only; the parsers of Linux's tables, in
+//!   [`default_route`], are pure functions usable anywhere.
 //! - [`routes`]: P2PD-style [`Route`]s, an interface's addresses grouped by
 //!   the external address seen through them, found by an
 //!   [`ExternalLookup`] the caller supplies (such as a STUN client).
@@ -49,20 +49,16 @@
 //! Errors are one enum, [`NetifaceError`].
 
 mod bind;
-mod default_route;
+pub mod default_route;
 mod error;
-mod interface;
+pub mod interface;
 mod route;
 mod scope;
 
 #[cfg(any(unix, windows))]
 pub use bind::bind_to_interface;
-pub use default_route::{
-    DefaultRoute, DefaultRoutes, default_routes, parse_proc_net_ipv6_route, parse_proc_net_route,
-};
+pub use default_route::{DefaultRoute, DefaultRoutes, default_routes};
 pub use error::NetifaceError;
-pub use interface::{
-    Interface, InterfaceAddr, InterfaceFlags, index_of, interface_by_name, interfaces, name_of,
-};
+pub use interface::{Interface, InterfaceAddr, InterfaceFlags, interface_by_name, interfaces};
 pub use route::{ExternalLookup, Route, routes};
 pub use scope::Scope;

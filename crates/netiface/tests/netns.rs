@@ -303,7 +303,7 @@ fn inner_send_through_each_interface() {
     ] {
         let iface = all.iter().find(|i| i.name == name).unwrap();
         assert!(iface.flags.up && !iface.flags.loopback && !iface.flags.inferred);
-        assert_eq!(iface.index, weft_netiface::index_of(name).ok());
+        assert_eq!(iface.index, weft_netiface::interface::index_of(name).ok());
         let v4 = iface.addrs.iter().find(|a| a.ip.is_ipv4()).unwrap();
         assert_eq!(v4.ip, ip.parse::<IpAddr>().unwrap());
         assert_eq!((v4.prefix, v4.scope), (24, Scope::Private));
