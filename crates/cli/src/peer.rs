@@ -13,7 +13,11 @@
 //!   message was accepted (stored first with `--persistent`), `sent` (`to`,
 //!   `uuid`).
 //! - On stdin EOF it waits until its queues are delivered, at most
-//!   `--linger` seconds, then exits 0.
+//!   `--linger` seconds. It exits 0 when everything it accepted was
+//!   delivered (or, with `--persistent` and `--store`, stored for the
+//!   next run); otherwise it prints `{"event":"undelivered","count":N}`
+//!   (messages still queued, dropped by a full queue or expired) and
+//!   exits 1.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -189,6 +193,25 @@ pub(crate) async fn run(args: PeerArgs) -> Result<(), Failure> {
         }
     }
     messaging.flush(Duration::from_secs_f64(args.linger)).await;
+    let undelivered = undelivered(&messaging, args.persistent && args.store.is_some());
     messaging.close().await;
+    if undelivered > 0 {
+        out.emit(json!({"event": "undelivered", "count": undelivered}));
+        return Err(Failure::Run(format!(
+            "{undelivered} accepted message(s) were not delivered"
+        )));
+    }
     Ok(())
+}
+
+/// Messages accepted but not delivered: still queued (unless each is in the
+/// store for the next run), dropped by a full queue, or expired.
+fn undelivered(messaging: &Messaging, stored: bool) -> u64 {
+    let stats = messaging.stats();
+    let queued: usize = if stored {
+        0
+    } else {
+        messaging.queue_depths().values().sum()
+    };
+    queued as u64 + stats.dropped + stats.expired
 }

@@ -259,3 +259,30 @@ fn persistent_messages_survive_sigkill_exactly_once() {
         "exactly the accepted messages arrived"
     );
 }
+
+#[test]
+fn messages_left_undelivered_are_reported_and_exit_1() {
+    // Nobody named carol ever connects: what was sent to her stays queued.
+    let mut alice = Peer::start(&["--ident", "alice", "--linger", "0.2"]);
+    assert_eq!(alice.next()["event"], "ready");
+    for i in 0..3 {
+        alice.send("carol", &format!("m{i}"));
+        alice.expect("sent");
+    }
+    alice.end_input();
+    assert_eq!(alice.expect("undelivered")["count"], 3);
+    assert_eq!(alice.wait_exit(), 1);
+
+    // Everything delivered: exit 0, no such event.
+    let mut bob = Peer::start(&["--ident", "bob", "--listen", "tcp://127.0.0.1:0"]);
+    let url = bob.next()["listen"][0].as_str().unwrap().to_owned();
+    let mut dave = Peer::start(&["--ident", "dave", "--connect", &url]);
+    assert_eq!(dave.next()["event"], "ready");
+    assert_eq!(dave.expect("connect")["ident"], "bob");
+    dave.send("bob", "hello");
+    assert_eq!(bob.expect("message")["data"], "hello");
+    dave.end_input();
+    assert_eq!(dave.wait_exit(), 0);
+    let rest: Vec<Value> = dave.events.try_iter().collect();
+    assert!(rest.iter().all(|v| v["event"] != "undelivered"), "{rest:?}");
+}
