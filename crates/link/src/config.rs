@@ -28,7 +28,8 @@ pub struct LinkConfig {
     pub dns_timeout: Duration,
     /// Limit for establishing a TCP or Unix connection. Default: 10 s.
     pub connect_timeout: Duration,
-    /// Limit for a TLS handshake, on both sides. Default: 10 s.
+    /// Limit for a TLS handshake, on both sides; for `quic://`, for the
+    /// whole QUIC handshake and the opening of its stream. Default: 10 s.
     pub tls_handshake_timeout: Duration,
     /// How long a graceful close may take in all: writing what is queued,
     /// shutting down our side, and reading the peer's last data until it
@@ -45,6 +46,9 @@ pub struct LinkConfig {
     pub max_udp_peers: usize,
     /// The largest UDP datagram received. Default: 65 535.
     pub max_datagram: usize,
+    /// How `quic://` connections behave. Default: see
+    /// [`QuicOptions`](crate::quic::QuicOptions).
+    pub quic: crate::quic::QuicOptions,
 }
 
 impl Default for LinkConfig {
@@ -62,6 +66,7 @@ impl Default for LinkConfig {
             throttle: None,
             max_udp_peers: 1024,
             max_datagram: 65_535,
+            quic: crate::quic::QuicOptions::default(),
         }
     }
 }

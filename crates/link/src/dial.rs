@@ -27,6 +27,7 @@ pub(crate) enum Established {
     TlsTcp(Box<tokio_rustls::TlsStream<tokio::net::TcpStream>>),
     TlsUnix(Box<tokio_rustls::TlsStream<tokio::net::UnixStream>>),
     Udp(UdpSocket),
+    Quic(Box<crate::quic::QuicLink>),
 }
 
 impl Established {
@@ -54,6 +55,7 @@ pub(crate) async fn run_established(
         Established::TlsTcp(s) => run_stream(registry, conn, s, events).await,
         Established::TlsUnix(s) => run_stream(registry, conn, s, events).await,
         Established::Udp(s) => run_udp_connected(registry, conn, s, events).await,
+        Established::Quic(q) => crate::quic::run_quic(registry, conn, *q, events).await,
     }
 }
 
@@ -63,12 +65,21 @@ pub(crate) async fn establish(
     address: &Address,
     options: &ConnectOptions,
 ) -> Result<Dialled, LinkError> {
+    establish_on(registry, address, options, None).await
+}
+
+/// [`establish`], from the given QUIC endpoint when `address` is QUIC (a
+/// socket the caller made) instead of a socket of its own.
+pub(crate) async fn establish_on(
+    registry: &Registry,
+    address: &Address,
+    options: &ConnectOptions,
+    quic: Option<&quinn::Endpoint>,
+) -> Result<Dialled, LinkError> {
     let sockopts = options.socket.as_ref().unwrap_or(&registry.config.socket);
     let cfg = &registry.config;
     if address.scheme() == Scheme::Quic {
-        return Err(LinkError::Unsupported(format!(
-            "{address}: QUIC is not built in yet"
-        )));
+        return crate::quic::dial(registry, address, options, quic).await;
     }
     let tls = match (address.scheme().is_tls(), &options.tls) {
         (true, None) => {
@@ -198,6 +209,20 @@ pub(crate) async fn connector_task(
     cancel: CancellationToken,
     events: mpsc::Sender<LinkEvent>,
 ) {
+    connector_task_on(registry, id, address, options, None, cancel, events).await
+}
+
+/// [`connector_task`], connecting from the given QUIC endpoint (see
+/// [`establish_on`]).
+pub(crate) async fn connector_task_on(
+    registry: Arc<Registry>,
+    id: ConnectorId,
+    address: Address,
+    options: ConnectOptions,
+    quic: Option<quinn::Endpoint>,
+    cancel: CancellationToken,
+    events: mpsc::Sender<LinkEvent>,
+) {
     let policy = options
         .reconnect
         .clone()
@@ -206,7 +231,7 @@ pub(crate) async fn connector_task(
     let mut connected_before = false;
     loop {
         let attempt = tokio::select! {
-            r = establish(&registry, &address, &options) => r,
+            r = establish_on(&registry, &address, &options, quic.as_ref()) => r,
             _ = cancel.cancelled() => break,
         };
         let wait = match attempt {

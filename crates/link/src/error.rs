@@ -64,6 +64,40 @@ pub enum LinkError {
         /// `server` or `client`.
         side: &'static str,
     },
+    /// A QUIC connection could not be started (an invalid server name, an
+    /// endpoint that is closing, an address of the wrong family).
+    #[error("cannot start a QUIC connection to {address}: {source}")]
+    QuicConnect {
+        /// Where we tried to connect.
+        address: String,
+        /// What quinn reported.
+        #[source]
+        source: quinn::ConnectError,
+    },
+    /// A QUIC connection failed before it was up: its handshake (a
+    /// certificate the other side does not trust, a missing client
+    /// certificate, no common ALPN protocol), or it was refused, lost or
+    /// closed before its stream was open.
+    #[error("QUIC connection with {peer} failed: {source}")]
+    Quic {
+        /// The other side.
+        peer: String,
+        /// What quinn reported.
+        #[source]
+        source: quinn::ConnectionError,
+    },
+    /// A QUIC connection's stream did not start as weft's does.
+    #[error("QUIC connection from {peer} refused: {detail}")]
+    QuicStream {
+        /// The other side.
+        peer: String,
+        /// What was wrong.
+        detail: &'static str,
+    },
+    /// A TLS configuration cannot run QUIC (its provider lacks TLS 1.3's
+    /// AES-128-GCM, which QUIC's first packets need).
+    #[error("the TLS configuration cannot run QUIC: {0}")]
+    QuicTls(#[source] quinn::crypto::rustls::NoInitialCipherSuite),
     /// A certificate, key or CA bundle could not be loaded.
     #[error("bad TLS material: {0}")]
     TlsMaterial(String),

@@ -56,6 +56,7 @@ mod error;
 mod link;
 pub mod pipe;
 mod queue;
+pub mod quic;
 mod registry;
 mod socket;
 mod throttle;

@@ -259,7 +259,7 @@ impl Link {
         )
     }
 
-    fn registry(&self) -> &Arc<Registry> {
+    pub(crate) fn registry(&self) -> &Arc<Registry> {
         &self.handle.registry
     }
 
@@ -287,14 +287,12 @@ impl Link {
         let registry = self.registry();
         let address = address.to_address()?;
         let events = registry.sender()?;
+        if address.scheme() == Scheme::Quic {
+            return crate::quic::listen(registry, &address, options).await;
+        }
         let sockopts = options
             .socket
             .unwrap_or_else(|| registry.config.socket.clone());
-        if address.scheme() == Scheme::Quic {
-            return Err(LinkError::Unsupported(format!(
-                "{address}: QUIC is not built in yet"
-            )));
-        }
         let tls = match (address.scheme().is_tls(), options.tls) {
             (true, None) => {
                 return Err(LinkError::TlsConfigMissing {

@@ -1,0 +1,149 @@
+//! QUIC on a UDP socket the caller already holds: [`Link::adopt_quic`].
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use super::endpoint;
+use crate::address::{Address, Scheme, ToAddress};
+use crate::connection::{Connection, Origin};
+use crate::dial::{connector_task_on, establish_on, run_established};
+use crate::error::LinkError;
+use crate::link::{ConnectOptions, ConnectorId, Link, Listening};
+use crate::registry::Registry;
+use crate::tls::TlsServerConfig;
+
+/// A QUIC endpoint on a socket handed to [`Link::adopt_quic`]: it accepts
+/// connections when made with a server configuration, and makes them from
+/// the same socket, each a connection of the link like any other. Cheap to
+/// clone. The socket is closed once the endpoint's handles are gone and its
+/// connections have ended.
+#[derive(Clone)]
+pub struct QuicEndpoint {
+    endpoint: quinn::Endpoint,
+    registry: Arc<Registry>,
+    listening: Option<Listening>,
+}
+
+impl fmt::Debug for QuicEndpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("QuicEndpoint")
+            .field("local", &self.endpoint.local_addr().ok())
+            .field("listening", &self.listening)
+            .finish()
+    }
+}
+
+impl QuicEndpoint {
+    /// The socket's address.
+    pub fn local_addr(&self) -> Result<SocketAddr, LinkError> {
+        self.endpoint
+            .local_addr()
+            .map_err(|e| LinkError::io("reading the local address", e))
+    }
+
+    /// The listener that accepts on the socket, when the endpoint was made
+    /// with a server configuration; [`Link::remove_listener`] stops it.
+    pub fn listening(&self) -> Option<&Listening> {
+        self.listening.as_ref()
+    }
+
+    /// Connects once from this socket, without reconnecting, as
+    /// [`Link::connect_once`] does: the connection when it is up, or the
+    /// error. `address` must be a `quic://` address; `options.tls` is
+    /// required and `options.socket` is ignored (the socket exists).
+    /// Cancel-safe: a cancelled attempt leaves no connection behind.
+    pub async fn connect_once(
+        &self,
+        address: impl ToAddress,
+        options: ConnectOptions,
+    ) -> Result<Connection, LinkError> {
+        let address = quic_address(address)?;
+        let registry = &self.registry;
+        let events = registry.sender()?;
+        let dialled = establish_on(registry, &address, &options, Some(&self.endpoint)).await?;
+        let conn =
+            registry.new_connection(Origin::Adopted, dialled.ends, false, registry.shutdown());
+        registry.spawn(run_established(
+            registry.clone(),
+            conn.clone(),
+            dialled.socket,
+            events,
+        ));
+        Ok(conn)
+    }
+
+    /// Adds a connector that connects from this socket and reconnects as
+    /// [`Link::connect_with`]'s do; [`Link::remove_connector`] stops it.
+    pub fn connect_with(
+        &self,
+        address: impl ToAddress,
+        options: ConnectOptions,
+    ) -> Result<ConnectorId, LinkError> {
+        let address = quic_address(address)?;
+        if options.tls.is_none() {
+            return Err(LinkError::TlsConfigMissing {
+                address: address.to_string(),
+                side: "client",
+            });
+        }
+        let registry = &self.registry;
+        let events = registry.sender()?;
+        let id = ConnectorId(registry.next_id());
+        let cancel = registry.shutdown().child_token();
+        registry.add_connector(id, cancel.clone());
+        registry.spawn(connector_task_on(
+            registry.clone(),
+            id,
+            address,
+            options,
+            Some(self.endpoint.clone()),
+            cancel,
+            events,
+        ));
+        Ok(id)
+    }
+}
+
+/// `address` as a `quic://` address, or why it is not one.
+fn quic_address(address: impl ToAddress) -> Result<Address, LinkError> {
+    let address = address.to_address()?;
+    if address.scheme() != Scheme::Quic {
+        return Err(LinkError::Unsupported(format!(
+            "{address}: a QUIC endpoint connects to quic:// addresses only"
+        )));
+    }
+    Ok(address)
+}
+
+impl Link {
+    /// Runs QUIC on a UDP socket the caller already holds (bound, and not
+    /// connected: one whose NAT binding hole punching opened, say). With a
+    /// `server` configuration the socket accepts `quic://` connections as a
+    /// listener of this link; with or without one, connections can be made
+    /// from it ([`QuicEndpoint::connect_once`], [`QuicEndpoint::connect_with`]).
+    /// Of the link's socket options none apply: the socket is made already.
+    pub fn adopt_quic(
+        &self,
+        socket: std::net::UdpSocket,
+        server: Option<TlsServerConfig>,
+    ) -> Result<QuicEndpoint, LinkError> {
+        let registry = self.registry();
+        registry.sender()?;
+        let server = server
+            .map(|tls| endpoint::server_config(&tls, &registry.config.quic))
+            .transpose()?;
+        let accepts = server.is_some();
+        let endpoint = endpoint::on_socket(socket, server)?;
+        let listening = if accepts {
+            Some(super::accept::start(registry, endpoint.clone())?)
+        } else {
+            None
+        };
+        Ok(QuicEndpoint {
+            endpoint,
+            registry: registry.clone(),
+            listening,
+        })
+    }
+}

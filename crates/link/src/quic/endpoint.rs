@@ -1,0 +1,119 @@
+//! quinn's configurations made from the link's, and endpoints on sockets.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
+use quinn::{IdleTimeout, TransportConfig, VarInt};
+use rustls::pki_types::CertificateDer;
+
+use super::{ALPN, QuicOptions};
+use crate::config::SocketOptions;
+use crate::error::LinkError;
+use crate::socket;
+use crate::tls::{TlsClientConfig, TlsServerConfig};
+
+/// Transport parameters for one side. The side that accepts streams lets
+/// its peer open one bidirectional stream at a time, the packet stream;
+/// the side that opens it accepts none. Unidirectional streams are unused.
+fn transport(options: &QuicOptions, accepts_streams: bool) -> Arc<TransportConfig> {
+    let mut t = TransportConfig::default();
+    t.max_idle_timeout(IdleTimeout::try_from(options.idle_timeout).ok())
+        .keep_alive_interval(options.keep_alive)
+        .max_concurrent_bidi_streams(VarInt::from_u32(u32::from(accepts_streams)))
+        .max_concurrent_uni_streams(VarInt::from_u32(0));
+    Arc::new(t)
+}
+
+/// A listener's quinn configuration from its TLS configuration.
+pub(crate) fn server_config(
+    tls: &TlsServerConfig,
+    options: &QuicOptions,
+) -> Result<quinn::ServerConfig, LinkError> {
+    let mut rustls = (*tls.inner).clone();
+    if rustls.alpn_protocols.is_empty() {
+        rustls.alpn_protocols = vec![ALPN.to_vec()];
+    }
+    let crypto = QuicServerConfig::try_from(rustls).map_err(LinkError::QuicTls)?;
+    let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    config.transport_config(transport(options, true));
+    Ok(config)
+}
+
+/// A connector's quinn configuration from its TLS configuration.
+pub(crate) fn client_config(
+    tls: &TlsClientConfig,
+    options: &QuicOptions,
+) -> Result<quinn::ClientConfig, LinkError> {
+    let mut rustls = (*tls.inner).clone();
+    if rustls.alpn_protocols.is_empty() {
+        rustls.alpn_protocols = vec![ALPN.to_vec()];
+    }
+    let crypto = QuicClientConfig::try_from(rustls).map_err(LinkError::QuicTls)?;
+    let mut config = quinn::ClientConfig::new(Arc::new(crypto));
+    config.transport_config(transport(options, false));
+    Ok(config)
+}
+
+/// An endpoint on a std socket (made non-blocking here); it accepts
+/// connections when given a server configuration.
+pub(crate) fn on_socket(
+    socket: std::net::UdpSocket,
+    server: Option<quinn::ServerConfig>,
+) -> Result<quinn::Endpoint, LinkError> {
+    socket
+        .set_nonblocking(true)
+        .map_err(|e| LinkError::io("setting non-blocking mode", e))?;
+    quinn::Endpoint::new(
+        quinn::EndpointConfig::default(),
+        server,
+        socket,
+        Arc::new(quinn::TokioRuntime),
+    )
+    .map_err(|e| LinkError::io("starting a QUIC endpoint", e))
+}
+
+/// An endpoint on a new socket bound to `addr` with the socket options.
+pub(crate) async fn bind(
+    addr: SocketAddr,
+    options: &SocketOptions,
+    server: Option<quinn::ServerConfig>,
+) -> Result<quinn::Endpoint, LinkError> {
+    let socket = socket::bind_udp(addr, None, options).await?;
+    let socket = socket
+        .into_std()
+        .map_err(|e| LinkError::io("taking a UDP socket back from the runtime", e))?;
+    on_socket(socket, server)
+}
+
+/// The certificate chain the peer of an established connection presented.
+pub(crate) fn peer_certificates(
+    connection: &quinn::Connection,
+) -> Option<Arc<[CertificateDer<'static>]>> {
+    let identity = connection.peer_identity()?;
+    let chain = identity.downcast::<Vec<CertificateDer<'static>>>().ok()?;
+    Some(chain.as_slice().into())
+}
+
+/// Our address on a connection: the endpoint's port, and the local IP
+/// its packets use: the one the system reports for the connection, else
+/// the bound one, else (bound to a wildcard address) the one the routing
+/// table picks for the peer, asked of a socket connected for the purpose
+/// (which sends nothing).
+pub(crate) fn local_addr(
+    endpoint: &quinn::Endpoint,
+    connection: &quinn::Connection,
+) -> Option<SocketAddr> {
+    let bound = endpoint.local_addr().ok()?;
+    let ip = match connection.local_ip() {
+        Some(ip) => ip,
+        None if !bound.ip().is_unspecified() => bound.ip(),
+        None => {
+            let remote = connection.remote_address();
+            let probe = std::net::UdpSocket::bind(socket::any_local_for(&remote)).ok()?;
+            probe.connect(remote).ok()?;
+            probe.local_addr().ok()?.ip()
+        }
+    };
+    Some(SocketAddr::new(ip, bound.port()))
+}

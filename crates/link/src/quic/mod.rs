@@ -1,0 +1,52 @@
+//! QUIC as a transport of the link (`quic://`), on quinn.
+//!
+//! A link connection over QUIC is one QUIC connection carrying one
+//! bidirectional stream, on which the bytes run exactly as on a TCP or TLS
+//! connection: the same stream driver, send queue, counters, throttle and
+//! close semantics, so every layer above (the packeter's framing and all
+//! that sits on it) runs unchanged. What QUIC adds is under that stream:
+//! UDP, which gets through NATs, TLS 1.3 on every connection, and loss
+//! recovery of its own.
+//!
+//! TLS is configured as for `tls://`: a listener needs a
+//! [`TlsServerConfig`](crate::TlsServerConfig), a connector a
+//! [`TlsClientConfig`](crate::TlsClientConfig) (the same identities, trust
+//! anchors, mutual TLS and server name override), and the peer's
+//! certificate chain is in [`ConnectionInfo`](crate::ConnectionInfo). Both
+//! sides offer the ALPN protocol [`ALPN`] unless a configuration built by
+//! hand names its own.
+//!
+//! # On the wire
+//! The connector opens the stream and writes one byte, [`STREAM_PACKETS`],
+//! before anything else; the listener announces the connection only once
+//! it has read that byte. QUIC tells a peer of a new stream only when data
+//! arrives on it, so the byte lets the listener's side start without
+//! waiting for the first packet, and it names what the stream carries,
+//! which leaves room for streams of other kinds on the same connection.
+//!
+//! # Sockets
+//! A listener binds its own UDP socket; each connector's connection binds
+//! one too (as a TCP connection has its own port).
+//! [`Link::adopt_quic`](crate::Link::adopt_quic) runs QUIC on a socket the
+//! caller already holds instead (one whose NAT binding was opened by hole
+//! punching): it may accept connections, make them, or both.
+
+mod accept;
+mod adopt;
+mod dial;
+mod endpoint;
+mod options;
+mod stream;
+
+pub use adopt::QuicEndpoint;
+pub use options::QuicOptions;
+
+pub(crate) use accept::listen;
+pub(crate) use dial::{QuicLink, dial, run_quic};
+
+/// The ALPN protocol name weft's QUIC connections negotiate.
+pub const ALPN: &[u8] = b"weft/1";
+
+/// The first byte the connector writes on a connection's stream: the
+/// stream carries the link connection's bytes.
+pub const STREAM_PACKETS: u8 = 0;

@@ -1,0 +1,29 @@
+//! The QUIC settings of a link.
+
+use std::time::Duration;
+
+/// How a link's QUIC connections behave ([`LinkConfig::quic`](crate::LinkConfig::quic)).
+/// Each field documents its default.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct QuicOptions {
+    /// A connection that hears nothing from its peer for this long is dead
+    /// (QUIC's idle timeout; both ends propose one and the smaller holds).
+    /// A duration too long for QUIC to express means no limit.
+    /// Default: 30 s.
+    pub idle_timeout: Duration,
+    /// How often an idle connection sends a PING, so that neither the idle
+    /// timeout nor a NAT's binding ends a connection that is merely quiet
+    /// (TCP connections are not ended by quiet either). `None` sends none.
+    /// Default: 10 s.
+    pub keep_alive: Option<Duration>,
+}
+
+impl Default for QuicOptions {
+    fn default() -> QuicOptions {
+        QuicOptions {
+            idle_timeout: Duration::from_secs(30),
+            keep_alive: Some(Duration::from_secs(10)),
+        }
+    }
+}
