@@ -40,6 +40,26 @@ pub struct MessagingConfig {
     pub max_queue_messages: usize,
     /// Payload bytes one identity's queue holds. Default: 1 GiB.
     pub max_queue_bytes: usize,
+    /// Payload bytes the queues of all identities hold together. When a
+    /// message would go past it, the queue policy decides as for a full
+    /// queue, but only the destination's own waiting messages are ever
+    /// dropped for it: [`QueuePolicy::Error`] fails with
+    /// [`MessagingError::AllQueuesFull`](crate::MessagingError::AllQueuesFull),
+    /// `DropNewest` drops the new message, `DropOldest` drops the
+    /// destination's oldest waiting messages (failing when it has none).
+    /// Counted in
+    /// [`MessagingStats::all_queues_full`](crate::MessagingStats::all_queues_full).
+    /// Default: 2 GiB.
+    pub max_total_queue_bytes: usize,
+    /// Identities remembered at once: connected, or with messages queued
+    /// for them (an identity with neither is forgotten when it
+    /// disconnects). A peer announcing a new identity past it is
+    /// disconnected
+    /// ([`ProtocolError::TooManyIdentities`](crate::error::ProtocolError::TooManyIdentities),
+    /// counted in
+    /// [`MessagingStats::identities_refused`](crate::MessagingStats::identities_refused));
+    /// our own sends are not limited by it. Default: 65 536.
+    pub max_identities: usize,
     /// What a full queue does. Default: [`QueuePolicy::Error`].
     pub queue_policy: QueuePolicy,
     /// What a duplicate identity does. Default: [`DuplicateIdentity::RejectNew`].
@@ -81,9 +101,36 @@ pub struct MessagingConfig {
     /// How often queues are swept for messages whose TTL ran out while
     /// waiting. Default: 1 s.
     pub ttl_sweep: Duration,
+    /// Topic filters (SUBSCRIBE, prefix and regex together) one peer may
+    /// have; more are refused and counted in
+    /// [`MessagingStats::filters_refused`](crate::MessagingStats::filters_refused).
+    /// Default: 1024.
+    pub max_peer_filters: usize,
+    /// Regex topic filters one peer may have (each costs a compiled
+    /// program and its caches); more are refused and counted in
+    /// [`MessagingStats::filters_refused`](crate::MessagingStats::filters_refused).
+    /// Default: 16.
+    pub max_peer_regex_filters: usize,
+    /// Bytes of filter text one peer may have, both kinds together; a
+    /// filter beyond it is refused and counted in
+    /// [`MessagingStats::filters_refused`](crate::MessagingStats::filters_refused).
+    /// A single filter is at most 1 024 bytes. Default: 64 KiB.
+    pub max_peer_filter_bytes: usize,
+    /// The compiled size a peer's regex filter may reach
+    /// (`regex::RegexBuilder::size_limit`); one that needs more is refused
+    /// and counted in
+    /// [`MessagingStats::regexes_refused`](crate::MessagingStats::regexes_refused).
+    /// Default: 256 KiB.
+    pub regex_size_limit: usize,
+    /// The cache a peer's regex filter may use while matching
+    /// (`regex::RegexBuilder::dfa_size_limit`). Default: 256 KiB.
+    pub regex_dfa_size_limit: usize,
     /// Messages a subscription queue holds; beyond it the oldest is dropped
     /// and counted. Default: 65 536.
     pub subscription_capacity: usize,
+    /// When the default queue ([`Messaging::recv`](crate::Messaging::recv))
+    /// takes received messages. Default: [`DefaultQueue::Auto`].
+    pub default_queue: DefaultQueue,
     /// The link underneath.
     pub link: LinkConfig,
     /// The packeter underneath.
@@ -95,6 +142,8 @@ impl Default for MessagingConfig {
         MessagingConfig {
             max_queue_messages: 1_000_000,
             max_queue_bytes: 1 << 30,
+            max_total_queue_bytes: 2 << 30,
+            max_identities: 65_536,
             queue_policy: QueuePolicy::Error,
             duplicate_identity: DuplicateIdentity::RejectNew,
             keepalive_interval: Some(Duration::from_secs(30)),
@@ -105,9 +154,30 @@ impl Default for MessagingConfig {
             handshake_timeout: Duration::from_secs(10),
             max_unidentified: 1024,
             ttl_sweep: Duration::from_secs(1),
+            max_peer_filters: 1024,
+            max_peer_regex_filters: 16,
+            max_peer_filter_bytes: 64 << 10,
+            regex_size_limit: 256 << 10,
+            regex_dfa_size_limit: 256 << 10,
             subscription_capacity: 65_536,
+            default_queue: DefaultQueue::Auto,
             link: LinkConfig::default(),
             packeter: PacketerConfig::default(),
         }
     }
+}
+
+/// When the default queue takes received messages.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum DefaultQueue {
+    /// Every message, until a message handler
+    /// ([`Messaging::on_message`](crate::Messaging::on_message)) or a
+    /// subscription is installed: from then on the handlers and
+    /// subscriptions say where messages go, and the default queue takes
+    /// none (so it never fills up with copies nobody reads).
+    #[default]
+    Auto,
+    /// Every message, whatever else takes it too.
+    Always,
 }

@@ -24,6 +24,12 @@ pub enum MessagingError {
     /// [`QueuePolicy::Error`](crate::config::QueuePolicy::Error).
     #[error("the queue for `{0}` is full")]
     QueueFull(Identity),
+    /// The queues of all identities together hold
+    /// [`max_total_queue_bytes`](crate::MessagingConfig::max_total_queue_bytes)
+    /// and the policy is [`QueuePolicy::Error`](crate::config::QueuePolicy::Error)
+    /// (or nothing of the destination's waits to be dropped).
+    #[error("the queues of all identities are full")]
+    AllQueuesFull,
     /// Persistent storage failed; the message was not accepted.
     #[error(transparent)]
     Storage(#[from] StorageError),
@@ -108,6 +114,11 @@ pub enum ProtocolError {
     /// waiting to identify themselves; this one, the oldest, was closed.
     #[error("too many connections not yet identified; the oldest was closed")]
     TooManyUnidentified,
+    /// The peer announced an identity we do not know while
+    /// [`max_identities`](crate::MessagingConfig::max_identities) are
+    /// remembered (connected, or with messages queued).
+    #[error("too many identities remembered")]
+    TooManyIdentities,
 }
 
 /// Persistent storage failed.

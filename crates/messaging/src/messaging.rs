@@ -73,6 +73,19 @@ pub struct MessagingStats {
     /// Unidentified connections closed because more than
     /// [`MessagingConfig::max_unidentified`] were open.
     pub unidentified_evicted: u64,
+    /// Topic filters from peers refused for a limit
+    /// ([`MessagingConfig::max_peer_filters`] and the limits beside it).
+    pub filters_refused: u64,
+    /// Regex topic filters from peers refused because they do not compile
+    /// within [`MessagingConfig::regex_size_limit`].
+    pub regexes_refused: u64,
+    /// Peers disconnected because [`MessagingConfig::max_identities`]
+    /// identities were remembered.
+    pub identities_refused: u64,
+    /// Times [`MessagingConfig::max_total_queue_bytes`] bit.
+    pub all_queues_full: u64,
+    /// Payload bytes queued now for all identities together.
+    pub queued_bytes: u64,
     /// Received messages that matched no subscription and no handler.
     pub unhandled: u64,
     /// Copies dropped by full subscription queues.
@@ -252,7 +265,7 @@ impl Messaging {
             subscription_drops: AtomicU64::new(0),
             default_queue,
             pending: Mutex::new(HashMap::new()),
-            topics: Mutex::new(Topics::default()),
+            topics: Mutex::new(Topics::new(&config)),
             config,
         });
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -492,6 +505,10 @@ impl Messaging {
     /// A snapshot of the counters.
     pub fn stats(&self) -> MessagingStats {
         let c = lock(&self.inner.core).counters;
+        let (filters_refused, regexes_refused) = {
+            let t = lock(&self.inner.topics);
+            (t.filters_refused, t.regexes_refused)
+        };
         MessagingStats {
             sent: c.sent,
             received: c.received,
@@ -504,6 +521,11 @@ impl Messaging {
             protocol_errors: c.protocol_errors,
             handshake_timeouts: c.handshake_timeouts,
             unidentified_evicted: c.unidentified_evicted,
+            filters_refused: c.filters_refused.saturating_add(filters_refused),
+            regexes_refused,
+            identities_refused: c.identities_refused,
+            all_queues_full: c.all_queues_full,
+            queued_bytes: c.queued_bytes as u64,
             unhandled: self.inner.unhandled.load(Ordering::Relaxed),
             subscription_drops: self.inner.subscription_drops.load(Ordering::Relaxed),
             store_rows_skipped: self.inner.store_rows_skipped,

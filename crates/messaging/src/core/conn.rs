@@ -120,7 +120,12 @@ impl<T: Transmit> Core<T> {
         if conn.ident.is_some() {
             return; // a second IDENT on one connection is ignored, as snakeMQ does
         }
-        if let Some(old) = self.peers.get(&ident).and_then(|p| p.conn) {
+        let known = self.peers.get(&ident);
+        if known.is_none() && self.peers.len() >= self.config.max_identities {
+            self.counters.identities_refused = self.counters.identities_refused.saturating_add(1);
+            return self.fail(conn_id, ProtocolError::TooManyIdentities);
+        }
+        if let Some(old) = known.and_then(|p| p.conn) {
             match self.config.duplicate_identity {
                 DuplicateIdentity::RejectNew => {
                     return self.fail(conn_id, ProtocolError::DuplicateIdentity(ident));
@@ -232,6 +237,15 @@ impl<T: Transmit> Core<T> {
                 .is_some_and(|p| p.conn == Some(conn_id))
             {
                 self.unbind(&ident);
+            }
+            // An identity with nothing queued is forgotten: memory does not
+            // grow with every identity ever seen.
+            if self
+                .peers
+                .get(&ident)
+                .is_some_and(|p| p.conn.is_none() && p.len() == 0)
+            {
+                self.peers.remove(&ident);
             }
         }
     }

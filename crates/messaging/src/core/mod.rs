@@ -140,6 +140,14 @@ pub(crate) struct Counters {
     pub(crate) protocol_errors: u64,
     pub(crate) handshake_timeouts: u64,
     pub(crate) unidentified_evicted: u64,
+    /// SUBSCRIBE filters refused before they reach the topics (too long).
+    pub(crate) filters_refused: u64,
+    /// Identities refused because the table of identities was full.
+    pub(crate) identities_refused: u64,
+    /// Times the bound on queued bytes across all identities bit.
+    pub(crate) all_queues_full: u64,
+    /// Payload bytes queued for all identities together (a gauge).
+    pub(crate) queued_bytes: usize,
 }
 
 pub(crate) struct Core<T> {
@@ -202,6 +210,9 @@ impl SenderSalt {
 pub(crate) enum Refused {
     /// The identity's queue is full and the policy does not make room.
     QueueFull,
+    /// The queues of all identities together hold
+    /// [`MessagingConfig::max_total_queue_bytes`].
+    AllQueuesFull,
     /// Its MESSAGE frame would not fit in a packet: it could never leave.
     TooLarge { size: usize, max: usize },
 }
@@ -211,6 +222,7 @@ impl Refused {
     pub(crate) fn into_error(self, to: &Identity) -> MessagingError {
         match self {
             Refused::QueueFull => MessagingError::QueueFull(to.clone()),
+            Refused::AllQueuesFull => MessagingError::AllQueuesFull,
             Refused::TooLarge { size, max } => Misuse::MessageTooLarge { size, max }.into(),
         }
     }
@@ -390,6 +402,12 @@ impl<T: Transmit> Core<T> {
                 }
             }
             Frame::Subscribe(kind, filter) => {
+                if filter.len() > topics::MAX_REMOTE_FILTER {
+                    // Longer than any topic: refused here, before it waits
+                    // in the events.
+                    self.counters.filters_refused += 1;
+                    return;
+                }
                 if let Some(from) = conn.ident.clone() {
                     self.events
                         .push_back(CoreEvent::Subscribe { from, kind, filter });

@@ -165,6 +165,7 @@ impl Peer {
         while self.inflight.front().is_some_and(|e| e.end <= written) {
             let e = self.inflight.pop_front().expect("checked");
             self.bytes -= e.message.data.len();
+            counters.queued_bytes -= e.message.data.len();
             counters.delivered += 1;
             settle(events, progress, &e.message);
         }
@@ -215,6 +216,7 @@ impl<T: Transmit> Core<T> {
         self.counters.delivered += newly as u64;
         for e in peer.inflight.drain(..newly) {
             peer.bytes -= e.message.data.len();
+            self.counters.queued_bytes -= e.message.data.len();
             settle(&mut self.events, &mut self.progress, &e.message);
         }
         if peer.inflight.is_empty() {
@@ -254,35 +256,51 @@ impl<T: Transmit> Core<T> {
                 max: self.max_data,
             });
         }
-        let (max_n, max_bytes, policy) = (
+        let (max_n, max_bytes, max_all, policy) = (
             self.config.max_queue_messages,
             self.config.max_queue_bytes,
+            self.config.max_total_queue_bytes,
             self.config.queue_policy,
         );
         let peer = match self.peers.get_mut(to) {
             Some(peer) => peer,
             None => self.peers.entry(to.clone()).or_default(),
         };
-        while peer.len() >= max_n || (peer.bytes + len > max_bytes && peer.len() > 0) {
+        loop {
+            // As for one queue, a single message larger than the bound
+            // still goes into empty queues.
+            let refused = if peer.len() >= max_n || (peer.bytes + len > max_bytes && peer.len() > 0)
+            {
+                Refused::QueueFull
+            } else if self.counters.queued_bytes + len > max_all && self.counters.queued_bytes > 0 {
+                self.counters.all_queues_full += 1;
+                Refused::AllQueuesFull
+            } else {
+                break;
+            };
             match policy {
-                QueuePolicy::Error => return Err(Refused::QueueFull),
+                QueuePolicy::Error => return Err(refused),
                 QueuePolicy::DropNewest => {
                     self.counters.dropped += 1;
                     settle(&mut self.events, &mut self.progress, &message);
                     return Ok(());
                 }
                 QueuePolicy::DropOldest => {
+                    // Only this identity's messages make room for it: the
+                    // bound across all of them never drops another's.
                     let Some(old) = peer.queue.pop_front() else {
                         // Everything is in flight: nothing waiting can make room.
-                        return Err(Refused::QueueFull);
+                        return Err(refused);
                     };
                     peer.bytes -= old.message.data.len();
+                    self.counters.queued_bytes -= old.message.data.len();
                     self.counters.dropped += 1;
                     settle(&mut self.events, &mut self.progress, &old.message);
                 }
             }
         }
         peer.bytes += len;
+        self.counters.queued_bytes += len;
         let mut entry = Entry::new(message, now);
         if entry.deadline.is_some() && self.next_sweep.is_none() {
             self.next_sweep = Some(later(now, self.config.ttl_sweep));
@@ -337,6 +355,7 @@ impl<T: Transmit> Core<T> {
         }
         let peer = self.peers.entry(to).or_default();
         peer.bytes += entry.message.data.len();
+        self.counters.queued_bytes += entry.message.data.len();
         peer.queue.push_back(entry);
     }
 
@@ -373,6 +392,7 @@ impl<T: Transmit> Core<T> {
                 ),
                 Wrote::Expired => {
                     peer.bytes -= entry.message.data.len();
+                    self.counters.queued_bytes -= entry.message.data.len();
                     self.counters.expired += 1;
                     settle(&mut self.events, &mut self.progress, &entry.message);
                 }
@@ -437,6 +457,7 @@ impl<T: Transmit> Core<T> {
                 let live = e.deadline.is_none_or(|d| d >= now);
                 if !live {
                     *bytes -= e.message.data.len();
+                    counters.queued_bytes -= e.message.data.len();
                     counters.expired += 1;
                     settle(events, progress, &e.message);
                 }
@@ -464,6 +485,7 @@ impl<T: Transmit> Core<T> {
         let purged = peer.queue.len();
         for e in peer.queue.drain(..) {
             peer.bytes -= e.message.data.len();
+            self.counters.queued_bytes -= e.message.data.len();
             self.counters.dropped += 1;
             settle(&mut self.events, &mut self.progress, &e.message);
         }

@@ -2,6 +2,7 @@
 //! asserts the bound that holds now.
 
 use super::*;
+use crate::config::QueuePolicy;
 
 #[test]
 fn a_protocol_error_stops_everything_read_after_it() {
@@ -229,4 +230,84 @@ fn unidentified_connections_past_the_cap_close_the_oldest_and_never_an_identifie
     assert!(!*more.closed.borrow());
     assert_eq!(core.counters.unidentified_evicted, 3);
     assert_eq!(core.unidentified_count, 2);
+}
+
+/// Connection `n` comes up as a weft peer and identifies as `name`.
+fn peer_conn(core: &mut Core<FakeTx>, n: u64, name: &str, now: Instant) -> FakeTx {
+    let tx = silent_conn(core, n, now);
+    core.handle_packet(ConnectionId(n), packet(&Frame::Ident(id(name))), now);
+    tx
+}
+
+#[test]
+fn identities_with_nothing_queued_are_forgotten_and_their_number_is_bounded() {
+    let t0 = Instant::now();
+    let mut core = Core::<FakeTx>::new(id("me"), MessagingConfig::default(), t0);
+    core.config.max_identities = 3;
+    for n in 0..1000 {
+        peer_conn(&mut core, n, &format!("p{n}"), t0);
+        core.handle_disconnected(ConnectionId(n));
+    }
+    assert_eq!(core.peers.len(), 0, "every identity ever seen stayed");
+    core.send_message(&id("absent"), Message::new("x"), t0)
+        .unwrap();
+    peer_conn(&mut core, 1001, "one", t0);
+    peer_conn(&mut core, 1002, "two", t0);
+    let refused = peer_conn(&mut core, 1003, "three", t0);
+    assert!(*refused.closed.borrow());
+    assert_eq!(core.counters.identities_refused, 1);
+    // An identity already remembered still gets in, and its message leaves.
+    let absent = peer_conn(&mut core, 1004, "absent", t0);
+    assert!(!*absent.closed.borrow());
+    assert_eq!(absent.messages(), ["x"]);
+    assert_eq!(core.peers.len(), 3);
+}
+
+#[test]
+fn queued_bytes_are_bounded_across_all_identities() {
+    let t0 = Instant::now();
+    let (mut core, _tx) = connected(true, t0);
+    core.config.max_total_queue_bytes = 10;
+    let m = |n: usize| Message::new(vec![0u8; n]);
+    core.send_message(&id("a"), m(6), t0).unwrap();
+    core.send_message(&id("b"), m(4), t0).unwrap();
+    assert_eq!(core.counters.queued_bytes, 10);
+    assert_eq!(
+        core.send_message(&id("c"), m(1), t0),
+        Err(Refused::AllQueuesFull)
+    );
+    assert_eq!(core.counters.all_queues_full, 1);
+    // Drop-oldest makes room from the destination's own queue only.
+    core.config.queue_policy = QueuePolicy::DropOldest;
+    core.send_message(&id("a"), m(3), t0).unwrap();
+    assert_eq!(core.queue_depth(&id("b")), 1);
+    assert_eq!(core.counters.dropped, 1);
+    assert_eq!(core.counters.queued_bytes, 7);
+    assert_eq!(
+        core.send_message(&id("c"), m(4), t0),
+        Err(Refused::AllQueuesFull),
+        "c has nothing of its own to drop"
+    );
+    // What is delivered leaves the bound.
+    core.send_message(&id("bob"), m(3), t0).unwrap();
+    assert_eq!(core.counters.queued_bytes, 10);
+    core.handle_packet(ConnectionId(1), packet(&Frame::Ack(1)), t0);
+    assert_eq!(core.counters.queued_bytes, 7);
+    assert_eq!(core.purge(&id("a")), 1);
+    assert_eq!(core.purge(&id("b")), 1);
+    assert_eq!(core.counters.queued_bytes, 0);
+}
+
+#[test]
+fn overlong_subscribe_filters_are_refused_before_they_are_kept() {
+    let t0 = Instant::now();
+    let (mut core, _tx) = connected(true, t0);
+    let long = "x".repeat(topics::MAX_REMOTE_FILTER + 1);
+    core.handle_packet(
+        ConnectionId(1),
+        packet(&Frame::Subscribe(FilterKind::Prefix, long)),
+        t0,
+    );
+    assert!(core.poll_event().is_none());
+    assert_eq!(core.counters.filters_refused, 1);
 }
