@@ -4,7 +4,7 @@
 use std::future::Future;
 use std::io;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -28,6 +28,39 @@ pub(crate) trait StreamListener: Send + 'static {
     /// The next stream, with the addresses of its other end and of ours,
     /// where the socket kind knows them. Cancel-safe.
     fn accept(&self) -> impl Future<Output = io::Result<Accepted<Self::Stream>>> + Send;
+}
+
+/// A place among a listener's open connections, given back when the
+/// connection's task ends.
+struct Slot(Arc<AtomicUsize>);
+
+impl Slot {
+    /// A place among at most `max`, or `None` when all are taken.
+    fn take(open: &Arc<AtomicUsize>, max: usize) -> Option<Slot> {
+        open.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+            (n < max).then(|| n.saturating_add(1))
+        })
+        .ok()
+        .map(|_| Slot(open.clone()))
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Whether an accept failed for want of file descriptors.
+fn out_of_descriptors(e: &io::Error) -> bool {
+    // The process's limit, or the system's.
+    matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
+}
+
+/// A descriptor kept open to be given up when the process runs out, so
+/// that the connection waiting to be accepted can be accepted and closed.
+fn reserve() -> Option<std::fs::File> {
+    std::fs::File::open("/dev/null").ok()
 }
 
 /// An accepted stream and what is known of its two ends.
@@ -99,16 +132,54 @@ pub(crate) async fn accept_task<L: StreamListener>(
     cancel: CancellationToken,
     events: mpsc::Sender<LinkEvent>,
 ) {
+    let open = Arc::new(AtomicUsize::new(0));
+    let max = registry.config.max_connections_per_listener;
+    let mut spare = reserve();
+    let refused = || {
+        registry
+            .stats
+            .connections_refused
+            .fetch_add(1, Ordering::Relaxed);
+    };
     loop {
         let accepted = tokio::select! {
             r = listener.accept() => r,
             _ = cancel.cancelled() => break,
         };
         match accepted {
-            Ok(accepted) => start_accepted(&registry, id, accepted, tls.as_ref(), &events),
+            Ok(accepted) => match Slot::take(&open, max) {
+                Some(slot) => {
+                    start_accepted(&registry, id, accepted, slot, tls.as_ref(), &events);
+                }
+                None => {
+                    // Dropped here: the peer sees its connection closed.
+                    tracing::debug!(listener = %id, max, "connection refused: listener full");
+                    refused();
+                }
+            },
+            Err(e) if out_of_descriptors(&e) && spare.is_some() => {
+                // Give up the reserve to take the waiting connection and
+                // close it, rather than leave it (and those behind it)
+                // hanging in the backlog.
+                drop(spare.take());
+                if let Ok(Ok(accepted)) =
+                    tokio::time::timeout(ACCEPT_RETRY, listener.accept()).await
+                {
+                    drop(accepted);
+                    refused();
+                }
+                tracing::warn!(listener = %id, "accept failed: {e}; refusing connections");
+                spare = reserve();
+                if spare.is_none() {
+                    tokio::time::sleep(ACCEPT_RETRY).await;
+                }
+            }
             Err(e) => {
                 tracing::warn!(listener = %id, "accept failed: {e}");
                 tokio::time::sleep(ACCEPT_RETRY).await;
+                if spare.is_none() {
+                    spare = reserve();
+                }
             }
         }
     }
@@ -121,6 +192,7 @@ fn start_accepted<S>(
     registry: &Arc<Registry>,
     id: ListenerId,
     Accepted { stream, ends }: Accepted<S>,
+    slot: Slot,
     tls: Option<&tokio_rustls::TlsAcceptor>,
     events: &mpsc::Sender<LinkEvent>,
 ) where
@@ -129,12 +201,17 @@ fn start_accepted<S>(
     let events = events.clone();
     let Some(acceptor) = tls else {
         let conn = registry.new_connection(Origin::Listener(id), ends, false, registry.shutdown());
-        registry.spawn(run_stream(registry.clone(), conn, stream, events));
+        let run = run_stream(registry.clone(), conn, stream, events);
+        registry.spawn(async move {
+            let _slot = slot;
+            run.await;
+        });
         return;
     };
     let acceptor = acceptor.clone();
     let registry2 = registry.clone();
     registry.spawn(async move {
+        let _slot = slot;
         let registry = registry2;
         let name = ends
             .peer

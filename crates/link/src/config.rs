@@ -41,6 +41,16 @@ pub struct LinkConfig {
     pub socket: SocketOptions,
     /// A per-connection send bandwidth limit. Default: none.
     pub throttle: Option<Throttle>,
+    /// Connections one stream listener (TCP, TLS, Unix) keeps open at
+    /// once. Past it an accepted socket is closed at once and counted in
+    /// [`LinkStats::connections_refused`](crate::LinkStats::connections_refused),
+    /// so that one listener's peers cannot take every file descriptor of
+    /// the process. Each listener also keeps one descriptor in reserve:
+    /// when the process runs out (EMFILE), it frees that one to accept and
+    /// close the waiting connection (counted too), so refused peers see a
+    /// closed connection at once and accepting resumes as soon as
+    /// descriptors free up. Default: 4096.
+    pub max_connections_per_listener: usize,
     /// Distinct peers a UDP listener tracks as connections; datagrams from
     /// further peers are dropped and counted. Default: 1024.
     pub max_udp_peers: usize,
@@ -64,6 +74,7 @@ impl Default for LinkConfig {
             reconnect: ReconnectPolicy::default(),
             socket: SocketOptions::default(),
             throttle: None,
+            max_connections_per_listener: 4096,
             max_udp_peers: 1024,
             max_datagram: 65_535,
             quic: crate::quic::QuicOptions::default(),

@@ -163,6 +163,10 @@ pub struct LinkStats {
     pub events_dropped: u64,
     /// UDP datagrams dropped because the listener tracked too many peers.
     pub datagrams_dropped: u64,
+    /// Accepted connections closed at once: their listener had
+    /// [`LinkConfig::max_connections_per_listener`](crate::LinkConfig::max_connections_per_listener)
+    /// open, or the process had no file descriptor left.
+    pub connections_refused: u64,
 }
 
 /// A set of listeners and connectors and the connections they make.
@@ -682,6 +686,7 @@ impl Link {
             reconnects: get(&c.reconnects),
             events_dropped: get(&c.events_dropped),
             datagrams_dropped: get(&c.datagrams_dropped),
+            connections_refused: get(&c.connections_refused),
         }
     }
 

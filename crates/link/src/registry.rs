@@ -31,6 +31,7 @@ pub(crate) struct Counters {
     pub(crate) reconnects: AtomicU64,
     pub(crate) events_dropped: AtomicU64,
     pub(crate) datagrams_dropped: AtomicU64,
+    pub(crate) connections_refused: AtomicU64,
 }
 
 /// A running listener: how to stop it and what to clean up after it.
