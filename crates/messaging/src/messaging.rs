@@ -213,18 +213,21 @@ impl Messaging {
             None => None,
             Some(mut s) => {
                 let max_packet = config.packeter.max_packet;
+                let keep_seen = config.dedupe_window;
                 let (s, loaded) = tokio::task::spawn_blocking(move || {
-                    let loaded = crate::storage::load_for_start(&mut *s, max_packet);
+                    let loaded = crate::storage::load_for_start(&mut *s, max_packet, keep_seen);
                     (s, loaded)
                 })
                 .await
                 .map_err(|_| crate::error::StorageError::Closed)?;
-                let (loaded, skipped) = loaded?;
-                store_rows_skipped = skipped;
+                let loaded = loaded?;
+                store_rows_skipped = loaded.skipped;
+                // Received ids are recorded before they are acknowledged.
+                core.record_seen(loaded.seen);
                 let now = now();
                 let wall = SystemTime::now();
-                let worker = StorageWorker::start(s);
-                for stored in loaded {
+                let worker = StorageWorker::start(s, keep_seen);
+                for stored in loaded.messages {
                     match stored.expires_at {
                         Some(at) if at <= wall => worker.delete(stored.message.id),
                         expires_at => {

@@ -32,6 +32,10 @@ pub(super) struct Conn<T> {
     pub(super) ack_sent: u64,
     /// When a held-back ACK must leave.
     pub(super) ack_due: Option<Instant>,
+    /// With received ids recorded in a store: how many of the messages
+    /// received are recorded, as far as acks may go. `None`: acks wait for
+    /// nothing.
+    pub(super) recorded: Option<u64>,
     /// The peer broke the protocol and the connection is closing: nothing
     /// more read from it is acted on (packets already read or in flight
     /// from the socket still arrive until it is gone).
@@ -47,13 +51,19 @@ impl<T: Transmit> Conn<T> {
     /// Sends ACK for what arrived since the last one, if anything did.
     /// False when the connection had no room for it.
     pub(super) fn send_ack(&mut self) -> bool {
-        if !self.acks || self.received == self.ack_sent {
+        // Only recorded messages are acknowledged; the rest wait for
+        // `handle_recorded`, which acknowledges them.
+        let upto = self.recorded.unwrap_or(self.received);
+        if !self.acks || upto == self.ack_sent {
+            if upto != self.received {
+                self.ack_due = None;
+            }
             return true;
         }
-        if Core::<T>::send_frame(&self.tx, &Frame::Ack(self.received)).is_err() {
+        if Core::<T>::send_frame(&self.tx, &Frame::Ack(upto)).is_err() {
             return false;
         }
-        self.ack_sent = self.received;
+        self.ack_sent = upto;
         self.ack_due = None;
         true
     }
@@ -97,6 +107,7 @@ impl<T: Transmit> Core<T> {
                 received: 0,
                 ack_sent: 0,
                 ack_due: None,
+                recorded: self.seen_log.as_ref().map(|_| 0),
                 failed: false,
             },
         );

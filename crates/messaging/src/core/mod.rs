@@ -58,10 +58,12 @@ use weft_link::ConnectionId;
 use crate::dedupe::DedupeWindow;
 use crate::error::{Misuse, ProtocolError};
 use crate::frame::{FilterKind, Frame, MESSAGE_HEAD_LEN, PROTOCOL_VERSION};
+use crate::storage::SeenId;
 use crate::{Identity, Message, MessageId, MessagingConfig, MessagingError};
 
 mod conn;
 mod peer_queue;
+mod seen;
 mod topics;
 
 use conn::Conn;
@@ -178,6 +180,9 @@ pub(crate) struct Core<T> {
     /// The latest time the shell gave with a packet, a batch's end or a
     /// timeout.
     last_now: Instant,
+    /// With a store: ids of messages received from peers with acks, for
+    /// the shell to record before they are acknowledged (see [`seen`]).
+    seen_log: Option<Vec<SeenId>>,
     pub(crate) counters: Counters,
 }
 
@@ -270,6 +275,7 @@ impl<T: Transmit> Core<T> {
             progress: false,
             next_write_check: None,
             last_now: now,
+            seen_log: None,
             counters: Counters::default(),
         }
     }
@@ -387,6 +393,14 @@ impl<T: Transmit> Core<T> {
                     } else {
                         self.dedupe.record(id);
                     }
+                }
+                if conn.acks
+                    && let Some(log) = &mut self.seen_log
+                {
+                    log.push(SeenId {
+                        from: from.clone(),
+                        id,
+                    });
                 }
                 let message = Message {
                     id,

@@ -11,6 +11,7 @@ use weft_packeter::{PacketEvent, Packeter};
 
 use super::dispatch::dispatch;
 use super::{Inner, lock, now};
+use crate::storage::SeenId;
 use crate::subscription::{Deliveries, QueueMatches};
 use crate::timer::LazyTimer;
 
@@ -23,6 +24,7 @@ pub(super) async fn run(
     let mut batch = Vec::with_capacity(256);
     let mut ready_waits: JoinSet<ConnectionId> = JoinSet::new();
     let mut events = VecDeque::new();
+    let mut seen = Vec::new();
     let mut deliveries = Deliveries::default();
     let mut matches = QueueMatches::default();
     let mut timer = LazyTimer::new();
@@ -66,9 +68,13 @@ pub(super) async fn run(
                 });
             }
             core.poll_events(&mut events);
+            core.poll_seen(&mut seen);
             if core.poll_progress() {
                 inner.progress.notify_waiters();
             }
+        }
+        if !seen.is_empty() {
+            record_seen(&inner, &mut seen).await;
         }
         if !events.is_empty() {
             dispatch(&inner, &mut events, &mut deliveries, &mut matches);
@@ -82,6 +88,21 @@ pub(super) async fn run(
         }
     }
     inner.link.close().await;
+}
+
+/// Commits the ids of the messages just received (with a store, the core
+/// logs them), and only then lets their acks leave and, back in the loop,
+/// hands the messages over: a receiver killed at any moment after this
+/// finds them in its store and drops their resends, and one killed before
+/// it never acknowledged them, so their senders send them again. A failed
+/// commit is logged by the storage thread; the messages go on, acknowledged,
+/// without that protection.
+async fn record_seen(inner: &Inner, seen: &mut Vec<SeenId>) {
+    if let Some(storage) = &inner.storage {
+        let _ = storage.record_seen(std::mem::take(seen)).await;
+    }
+    seen.clear();
+    lock(&inner.core).handle_recorded(now());
 }
 
 /// Packets the I/O task takes in one go, at most.

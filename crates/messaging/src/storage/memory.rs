@@ -4,7 +4,9 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use super::{Loaded, Storage, StoredMessage};
+use std::collections::VecDeque;
+
+use super::{Loaded, SeenId, Storage, StoredMessage};
 use crate::MessageId;
 use crate::error::StorageError;
 
@@ -20,6 +22,8 @@ struct Inner {
     by_id: HashMap<MessageId, (u64, StoredMessage)>,
     /// Messages set aside, with why.
     set_aside: Vec<(StoredMessage, StorageError)>,
+    /// Received ids, oldest first.
+    seen: VecDeque<SeenId>,
 }
 
 impl MemoryStorage {
@@ -86,5 +90,19 @@ impl Storage for MemoryStorage {
             }
         }
         Ok(())
+    }
+
+    fn record_seen(&mut self, seen: &[SeenId], keep: usize) -> Result<(), StorageError> {
+        let mut inner = self.lock();
+        inner.seen.extend(seen.iter().cloned());
+        let over = inner.seen.len().saturating_sub(keep);
+        inner.seen.drain(..over);
+        Ok(())
+    }
+
+    fn load_seen(&mut self, keep: usize) -> Result<Vec<SeenId>, StorageError> {
+        let inner = self.lock();
+        let skip = inner.seen.len().saturating_sub(keep);
+        Ok(inner.seen.iter().skip(skip).cloned().collect())
     }
 }

@@ -14,6 +14,14 @@
 //! others: it is set aside (kept, out of every queue), logged with its row
 //! and counted in
 //! [`MessagingStats::store_rows_skipped`](crate::MessagingStats::store_rows_skipped).
+//!
+//! A store also remembers the ids of the messages received from weft
+//! peers ([`Storage::record_seen`]), the window that duplicate detection
+//! checks resent messages against, and a message is acknowledged only once
+//! its id is recorded. So a receiver killed at any moment (SIGKILL
+//! included) and restarted on its store still drops what its senders send
+//! again, and delivery stays exactly once; the ids are written in groups,
+//! as messages are, one commit for each batch of packets.
 
 mod memory;
 #[cfg(feature = "sqlite")]
@@ -60,6 +68,34 @@ pub trait Storage: Send + 'static {
     /// inspection, and are not loaded again. `reason` says why. Unknown
     /// ids are ignored.
     fn set_aside(&mut self, ids: &[MessageId], reason: &StorageError) -> Result<(), StorageError>;
+    /// Remembers the ids of messages received from weft peers, all or
+    /// none, so that their resends are still recognised as duplicates
+    /// after a restart or a crash; only the last `keep` need be kept.
+    /// Messaging acknowledges a message only once its id is recorded.
+    ///
+    /// The default keeps nothing: with such a store a receiver killed
+    /// before its acks left may deliver those messages again after it
+    /// restarts. [`SqliteStorage`] and [`MemoryStorage`] keep them.
+    fn record_seen(&mut self, seen: &[SeenId], keep: usize) -> Result<(), StorageError> {
+        let _ = (seen, keep);
+        Ok(())
+    }
+    /// The last `keep` ids [recorded](Storage::record_seen), oldest
+    /// first. The default has none.
+    fn load_seen(&mut self, keep: usize) -> Result<Vec<SeenId>, StorageError> {
+        let _ = keep;
+        Ok(Vec::new())
+    }
+}
+
+/// A received message's id with its sender: what duplicate detection
+/// remembers (the same id from two senders is two messages).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct SeenId {
+    /// Who sent it.
+    pub from: Identity,
+    /// The message's id.
+    pub id: MessageId,
 }
 
 /// What [`Storage::load`] found.
@@ -89,14 +125,24 @@ impl SetAside {
     }
 }
 
-/// Loads `storage` for a start with packets of at most `max_packet` bytes:
-/// the messages to queue, and how many rows were set aside (each logged
-/// with its row and reason), unreadable ones by the store's own load and
-/// unsendable ones here.
+/// What a start takes from its store.
+pub(crate) struct ForStart {
+    /// The messages to queue again.
+    pub(crate) messages: Vec<StoredMessage>,
+    /// Rows set aside, each logged with its row and reason.
+    pub(crate) skipped: u64,
+    /// The received ids to remember, oldest first.
+    pub(crate) seen: Vec<SeenId>,
+}
+
+/// Loads `storage` for a start with packets of at most `max_packet` bytes
+/// and a dedupe window of `keep_seen` ids: unreadable rows are set aside
+/// by the store's own load, unsendable ones here.
 pub(crate) fn load_for_start(
     storage: &mut dyn Storage,
     max_packet: usize,
-) -> Result<(Vec<StoredMessage>, u64), StorageError> {
+    keep_seen: usize,
+) -> Result<ForStart, StorageError> {
     let Loaded {
         mut messages,
         set_aside,
@@ -124,5 +170,9 @@ pub(crate) fn load_for_start(
         }
         messages = sendable;
     }
-    Ok((messages, skipped))
+    Ok(ForStart {
+        messages,
+        skipped,
+        seen: storage.load_seen(keep_seen)?,
+    })
 }

@@ -6,9 +6,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use rusqlite::{Connection, Row, params};
 
-use super::{Loaded, SetAside, Storage, StoredMessage};
+use super::{Loaded, SeenId, SetAside, Storage, StoredMessage};
 
 mod schema;
+mod seen;
 use crate::error::StorageError;
 use crate::message::Flags;
 use crate::{Identity, Message, MessageId};
@@ -25,6 +26,10 @@ use crate::{Identity, Message, MessageId};
 /// [`load`](Storage::load); so are messages
 /// [set aside](Storage::set_aside) as unsendable. Nothing there is loaded
 /// again; it stays for someone to look at.
+///
+/// The ids of received messages ([`Storage::record_seen`]) are in the
+/// `seen` table, trimmed now and then to the newest ones the dedupe window
+/// holds.
 ///
 /// ```
 /// use weft_messaging::storage::{SqliteStorage, Storage, StoredMessage};
@@ -43,6 +48,7 @@ use crate::{Identity, Message, MessageId};
 #[derive(Debug)]
 pub struct SqliteStorage {
     db: Connection,
+    seen: seen::SeenTable,
 }
 
 fn millis(t: SystemTime) -> i64 {
@@ -61,6 +67,7 @@ impl SqliteStorage {
     pub fn open(path: impl AsRef<Path>) -> Result<SqliteStorage, StorageError> {
         Ok(SqliteStorage {
             db: schema::open(path.as_ref())?,
+            seen: seen::SeenTable::default(),
         })
     }
 }
@@ -140,6 +147,14 @@ impl Storage for SqliteStorage {
         }
         tx.commit()?;
         Ok(())
+    }
+
+    fn record_seen(&mut self, seen: &[SeenId], keep: usize) -> Result<(), StorageError> {
+        self.seen.record(&mut self.db, seen, keep)
+    }
+
+    fn load_seen(&mut self, keep: usize) -> Result<Vec<SeenId>, StorageError> {
+        seen::load(&self.db, keep)
     }
 }
 

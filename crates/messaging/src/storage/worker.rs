@@ -1,17 +1,22 @@
-//! The storage worker: one thread that applies stores and deletes, in
-//! groups, so that waiting senders share one commit.
+//! The storage worker: one thread that applies stores, deletes and
+//! received ids, in groups, so that waiting senders (and the receiving
+//! task) share one commit.
 
 use std::sync::mpsc;
 
 use tokio::sync::oneshot;
 
-use super::{Storage, StoredMessage};
+use super::{SeenId, Storage, StoredMessage};
 use crate::MessageId;
 use crate::error::StorageError;
 
+type Reply = oneshot::Sender<Result<(), StorageError>>;
+
 enum Op {
-    Store(StoredMessage, oneshot::Sender<Result<(), StorageError>>),
+    Store(StoredMessage, Reply),
     Delete(MessageId),
+    /// Ids received in one batch of packets.
+    Seen(Vec<SeenId>, Reply),
     Stop,
 }
 
@@ -29,8 +34,9 @@ pub(crate) struct StorageWorker {
 }
 
 impl StorageWorker {
-    /// Starts the worker on `storage`.
-    pub(crate) fn start(mut storage: Box<dyn Storage>) -> StorageWorker {
+    /// Starts the worker on `storage`, which keeps the last `keep_seen`
+    /// received ids.
+    pub(crate) fn start(mut storage: Box<dyn Storage>, keep_seen: usize) -> StorageWorker {
         let (tx, rx) = mpsc::sync_channel::<Op>(PENDING);
         let thread = std::thread::Builder::new()
             .name("weft-storage".into())
@@ -38,6 +44,8 @@ impl StorageWorker {
                 let mut stores = Vec::new();
                 let mut replies = Vec::new();
                 let mut deletes = Vec::new();
+                let mut seen = Vec::new();
+                let mut seen_replies = Vec::new();
                 while let Ok(first) = rx.recv() {
                     let mut stop = false;
                     let mut next = Some(first);
@@ -48,9 +56,13 @@ impl StorageWorker {
                                 replies.push(reply);
                             }
                             Op::Delete(id) => deletes.push(id),
+                            Op::Seen(ids, reply) => {
+                                seen.extend(ids);
+                                seen_replies.push(reply);
+                            }
                             Op::Stop => stop = true,
                         }
-                        if stores.len() + deletes.len() < GROUP {
+                        if stores.len() + deletes.len() + seen.len() < GROUP {
                             next = rx.try_recv().ok();
                         }
                     }
@@ -63,6 +75,16 @@ impl StorageWorker {
                             let _ = reply.send(result.clone());
                         }
                         stores.clear();
+                    }
+                    if !seen_replies.is_empty() {
+                        let result = storage.record_seen(&seen, keep_seen);
+                        if let Err(e) = &result {
+                            tracing::error!("recording {} received ids failed: {e}", seen.len());
+                        }
+                        for reply in seen_replies.drain(..) {
+                            let _ = reply.send(result.clone());
+                        }
+                        seen.clear();
                     }
                     if !deletes.is_empty() {
                         if let Err(e) = storage.delete(&deletes) {
@@ -86,20 +108,33 @@ impl StorageWorker {
     /// the sense that dropping the future does not undo the store.
     pub(crate) async fn store(&self, message: StoredMessage) -> Result<(), StorageError> {
         let (reply, done) = oneshot::channel();
-        let op = Op::Store(message, reply);
-        // The channel is bounded: when full, wait off the runtime's threads.
+        self.send(Op::Store(message, reply)).await?;
+        done.await.map_err(|_| StorageError::Closed)?
+    }
+
+    /// Records the ids received in one batch; completes once they are
+    /// committed. Waits off the runtime's threads when the worker is far
+    /// behind.
+    pub(crate) async fn record_seen(&self, seen: Vec<SeenId>) -> Result<(), StorageError> {
+        let (reply, done) = oneshot::channel();
+        self.send(Op::Seen(seen, reply)).await?;
+        done.await.map_err(|_| StorageError::Closed)?
+    }
+
+    /// Hands `op` to the worker; when its channel is full, waits off the
+    /// runtime's threads.
+    async fn send(&self, op: Op) -> Result<(), StorageError> {
         match self.tx.try_send(op) {
-            Ok(()) => {}
+            Ok(()) => Ok(()),
             Err(mpsc::TrySendError::Full(op)) => {
                 let tx = self.tx.clone();
                 tokio::task::spawn_blocking(move || tx.send(op))
                     .await
                     .map_err(|_| StorageError::Closed)?
-                    .map_err(|_| StorageError::Closed)?;
+                    .map_err(|_| StorageError::Closed)
             }
-            Err(mpsc::TrySendError::Disconnected(_)) => return Err(StorageError::Closed),
+            Err(mpsc::TrySendError::Disconnected(_)) => Err(StorageError::Closed),
         }
-        done.await.map_err(|_| StorageError::Closed)?
     }
 
     /// Deletes a message, without waiting.

@@ -29,6 +29,11 @@ const LATER_TABLES: &str = "CREATE TABLE IF NOT EXISTS set_aside (
     id, dest, data, flags, ttl_ms, expires_ms,
     reason TEXT NOT NULL,
     set_aside_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS seen (
+    seq INTEGER PRIMARY KEY,
+    sender TEXT NOT NULL,
+    id BLOB NOT NULL
 );";
 
 /// Opens the store at `path`: makes a new one where no file exists, and
