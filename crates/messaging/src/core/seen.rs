@@ -18,7 +18,9 @@ impl<T: Transmit> Core<T> {
     /// logs every id received from now on. Called before any connection.
     pub(crate) fn record_seen(&mut self, seen: Vec<SeenId>) {
         for s in seen {
-            self.dedupe.record(s.id);
+            // Keyed as `handle_packet` keys a message from that sender.
+            let id = self.sender_salt(&s.from).apply(s.id);
+            self.dedupe.record(id);
         }
         self.seen_log = Some(Vec::new());
     }
