@@ -46,6 +46,18 @@ pub(crate) async fn run() -> DemoResult<()> {
             ConnectOptions::tls(mtls_client.clone()),
         ),
         (
+            "quic",
+            "quic://127.0.0.1:0".into(),
+            ListenOptions::tls(tls_server.clone()),
+            ConnectOptions::tls(tls_client.clone()),
+        ),
+        (
+            "mutual quic",
+            "quic://[::1]:0".into(),
+            ListenOptions::tls(mtls_server.clone()),
+            ConnectOptions::tls(mtls_client.clone()),
+        ),
+        (
             "unix path",
             format!("unix://{}", sock("demo.sock")),
             Default::default(),
@@ -71,11 +83,12 @@ pub(crate) async fn run() -> DemoResult<()> {
         ),
     ];
     let mut packets = 0;
+    let transports = cases.len();
     for (name, url, listen, connect) in cases {
         packets += exchange(name, &url, listen, connect).await?;
     }
     reconnect().await?;
-    println!("\nall {packets} packets delivered over 8 transports; reconnect shown.\n");
+    println!("\nall {packets} packets delivered over {transports} transports; reconnect shown.\n");
     Ok(())
 }
 
