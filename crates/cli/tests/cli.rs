@@ -34,7 +34,10 @@ fn demo_delivers_everything_and_exits_zero() {
     }
     assert!(stdout.contains("client certificate verified"));
     assert!(stdout.contains("reconnected on its own"));
-    assert!(stdout.contains("all 60 packets delivered over 10 transports"), "{stdout}");
+    assert!(
+        stdout.contains("all 60 packets delivered over 10 transports"),
+        "{stdout}"
+    );
     for line in [
         "alice sends to bob, who does not exist yet: queued (1 waiting)",
         "bob receives \"hello bob\" from alice",
