@@ -414,15 +414,18 @@ impl Messaging {
         d.queues.len() != before
     }
 
-    /// The next message from the default queue (every message, SUB_ALL),
-    /// waiting up to `timeout`; `None` waits with no limit, as
-    /// [`SubscriptionQueue::recv`] says. Cancel-safe.
+    /// The next message from the default queue, waiting up to `timeout`;
+    /// `None` waits with no limit, as [`SubscriptionQueue::recv`] says.
+    /// The default queue takes every message until a handler or a
+    /// subscription is installed, and none after
+    /// ([`MessagingConfig::default_queue`] says otherwise). Cancel-safe.
     pub async fn recv(&self, timeout: Option<Duration>) -> Result<Received, MessagingError> {
         self.inner.default_queue.recv(timeout).await
     }
 
-    /// The default queue (id 0) that receives every message until
-    /// unsubscribed.
+    /// The default queue (id 0): every message while no handler or
+    /// subscription takes messages (see [`MessagingConfig::default_queue`]),
+    /// until unsubscribed.
     pub fn default_queue(&self) -> SubscriptionQueue {
         self.inner.default_queue.clone()
     }

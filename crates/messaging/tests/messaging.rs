@@ -167,6 +167,47 @@ async fn subscriptions_by_regex_and_sender_get_copies() {
 }
 
 #[tokio::test]
+async fn the_default_queue_steps_aside_once_a_handler_or_subscription_takes_messages() {
+    let (a, b) = pair(config(), config()).await;
+    // Nothing else takes messages: the default queue has them.
+    b.send_message(&id("a"), Message::new("one")).await.unwrap();
+    assert_eq!(&a.recv(Some(WAIT)).await.unwrap().message.data[..], b"one");
+
+    // A subscription: the default queue takes nothing any more, not even
+    // what the subscription does not match.
+    let orders = a.subscribe(Subscription::matching(
+        regex::bytes::Regex::new("^order:").unwrap(),
+    ));
+    b.send_message(&id("a"), Message::new("news:2"))
+        .await
+        .unwrap();
+    b.send_message(&id("a"), Message::new("order:3"))
+        .await
+        .unwrap();
+    assert_eq!(
+        &orders.recv(Some(WAIT)).await.unwrap().message.data[..],
+        b"order:3"
+    );
+    assert!(a.default_queue().is_empty());
+    assert_eq!(a.stats().unhandled, 1, "news:2 went nowhere, counted");
+
+    // Configured to take everything always, it does.
+    let mut always = config();
+    always.default_queue = weft_messaging::config::DefaultQueue::Always;
+    let (c, d) = pair(always, config()).await;
+    let seen = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let s = seen.clone();
+    c.on_message(move |_| {
+        s.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    });
+    d.send_message(&id("a"), Message::new("both"))
+        .await
+        .unwrap();
+    assert_eq!(&c.recv(Some(WAIT)).await.unwrap().message.data[..], b"both");
+    assert_eq!(seen.load(std::sync::atomic::Ordering::Relaxed), 1);
+}
+
+#[tokio::test]
 async fn handlers_see_connects_messages_and_disconnects() {
     let (a, b) = pair(config(), config()).await;
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));

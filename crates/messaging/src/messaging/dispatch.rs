@@ -5,12 +5,16 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use super::{HandlerId, Inner, lock};
+use crate::config::DefaultQueue;
 use crate::core::CoreEvent;
 use crate::error::ProtocolError;
 use crate::frame::Frame;
 use crate::patterns::{split_publication, split_reply};
 use crate::subscription::{Deliveries, QueueMatches, QueueShared};
 use crate::{Identity, Kind, Received};
+
+/// The id of the default queue.
+pub(super) const DEFAULT_QUEUE: u64 = 0;
 
 type MessageHandler = Arc<dyn Fn(&Received) + Send + Sync>;
 type PeerHandler = Arc<dyn Fn(&Identity) + Send + Sync>;
@@ -41,6 +45,12 @@ pub(super) fn dispatch(
     // A snapshot: handlers may subscribe or add handlers without deadlock.
     let d = Arc::clone(&lock(&inner.dispatch));
     matches.reset(&d.queues);
+    // The default queue (id 0) steps aside once anything else takes
+    // messages, unless it is configured to take them always.
+    let default_active = match inner.config.default_queue {
+        DefaultQueue::Always => true,
+        _ => d.on_message.is_empty() && d.queues.iter().all(|q| q.id == DEFAULT_QUEUE),
+    };
     let mut last_topic = None;
     let deliver = |deliveries: &mut Deliveries| {
         let dropped = deliveries.deliver();
@@ -94,7 +104,11 @@ pub(super) fn dispatch(
                 // handler needs it after) gets the message itself.
                 let mut matched: Option<&Arc<QueueShared>> = None;
                 for &i in matches.find(&d.queues, &received, kind) {
-                    if let Some(before) = matched.replace(&d.queues[i]) {
+                    let queue = &d.queues[i];
+                    if queue.id == DEFAULT_QUEUE && !default_active {
+                        continue;
+                    }
+                    if let Some(before) = matched.replace(queue) {
                         deliveries.add(before, received.clone());
                     }
                 }
