@@ -61,7 +61,7 @@ pub use config::MessagingConfig;
 pub use error::MessagingError;
 pub use identity::Identity;
 pub use message::{Kind, Message, MessageId};
-pub use messaging::{HandlerId, Messaging, MessagingStats};
+pub use messaging::{HandlerId, Messaging, MessagingStats, WeakMessaging};
 pub use subscription::{Received, Subscription, SubscriptionQueue, TopicFilter};
 
 /// weft-messaging's insides, public for its fuzz targets and wire tests

@@ -163,6 +163,25 @@ pub struct Messaging {
     _stop: Arc<StopOnDrop>,
 }
 
+/// A [`Messaging`] handle that does not keep the instance running (from
+/// [`Messaging::downgrade`]). Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct WeakMessaging {
+    inner: std::sync::Weak<Inner>,
+    stop: std::sync::Weak<StopOnDrop>,
+}
+
+impl WeakMessaging {
+    /// A full handle, while some other [`Messaging`] handle keeps the
+    /// instance running; `None` once the last one was dropped.
+    pub fn upgrade(&self) -> Option<Messaging> {
+        Some(Messaging {
+            _stop: self.stop.upgrade()?,
+            inner: self.inner.upgrade()?,
+        })
+    }
+}
+
 impl fmt::Debug for Messaging {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Messaging")
@@ -434,8 +453,38 @@ impl Messaging {
         HandlerId(self.inner.next_id.fetch_add(1, Ordering::Relaxed))
     }
 
+    /// A handle that does not keep this instance running: for handlers,
+    /// which live inside the instance. A handler that captured a
+    /// [`Messaging`] would keep it running after every other handle is
+    /// dropped; one that captures a [`WeakMessaging`] and
+    /// [upgrades](WeakMessaging::upgrade) it when called does not.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), weft_messaging::MessagingError> {
+    /// use weft_messaging::{Identity, Message, Messaging};
+    /// let echo = Messaging::new(Identity::new("echo")?, Default::default()).await?;
+    /// let me = echo.downgrade();
+    /// echo.on_message(move |r| {
+    ///     if let Some(echo) = me.upgrade() {
+    ///         let _ = echo.try_send_message(&r.from, Message::new(r.message.data.clone()));
+    ///     }
+    /// });
+    /// drop(echo); // stops: the handler held no strong handle
+    /// # Ok(()) }
+    /// ```
+    pub fn downgrade(&self) -> WeakMessaging {
+        WeakMessaging {
+            inner: Arc::downgrade(&self.inner),
+            stop: Arc::downgrade(&self._stop),
+        }
+    }
+
     /// Calls `f` for every received message, on the messaging task: keep
-    /// it short (hand work to another task).
+    /// it short (hand work to another task). To use this instance from
+    /// `f`, capture a [`downgrade`](Self::downgrade)d handle: a captured
+    /// [`Messaging`] keeps the instance running for as long as the handler
+    /// is installed.
     pub fn on_message(&self, f: impl Fn(&Received) + Send + Sync + 'static) -> HandlerId {
         let id = self.handler_id();
         Arc::make_mut(&mut lock(&self.inner.dispatch))

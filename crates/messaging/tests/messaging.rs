@@ -208,6 +208,29 @@ async fn the_default_queue_steps_aside_once_a_handler_or_subscription_takes_mess
 }
 
 #[tokio::test]
+async fn a_handler_holding_a_weak_handle_lets_the_instance_stop() {
+    let (a, b) = pair(config(), config()).await;
+    let me = a.downgrade();
+    a.on_message(move |r| {
+        if let Some(a) = me.upgrade() {
+            let _ = a.try_send_message(&r.from, Message::new("pong"));
+        }
+    });
+    b.send_message(&id("a"), Message::new("ping"))
+        .await
+        .unwrap();
+    assert_eq!(&b.recv(Some(WAIT)).await.unwrap().message.data[..], b"pong");
+
+    let weak = a.downgrade();
+    drop(a);
+    assert!(
+        weak.upgrade().is_none(),
+        "the handler kept no strong handle"
+    );
+    until("a's connection ended", || !b.is_connected(&id("a"))).await;
+}
+
+#[tokio::test]
 async fn handlers_see_connects_messages_and_disconnects() {
     let (a, b) = pair(config(), config()).await;
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
