@@ -63,7 +63,31 @@ pub struct MessagingConfig {
     /// What a full queue does. Default: [`QueuePolicy::Error`].
     pub queue_policy: QueuePolicy,
     /// What a duplicate identity does. Default: [`DuplicateIdentity::RejectNew`].
+    ///
+    /// Without [`bind_identity`](Self::bind_identity) an identity is only
+    /// a claim: an unauthenticated peer can take any identity that no live
+    /// connection holds, and receives what is queued for it; it cannot take
+    /// over an identity a live connection holds while this is
+    /// `RejectNew` (with `ReplaceOld` it can, by connecting again).
     pub duplicate_identity: DuplicateIdentity,
+    /// Bind identities to certificates: the identity a peer announces
+    /// (IDENT) must be one of the DNS names (subjectAltName) of the
+    /// certificate it presented and the TLS handshake verified, or its
+    /// subject's common name when it has no DNS names, matched byte for
+    /// byte (see [`CertificateNames::binds`](crate::certificate::CertificateNames::binds)).
+    /// Otherwise, and when the connection has no verified certificate (a
+    /// plain `tcp://` connection, or a TLS client that presented none), the
+    /// connection is closed before anything is sent to that identity
+    /// ([`ProtocolError::IdentityNotInCertificate`](crate::error::ProtocolError::IdentityNotInCertificate),
+    /// [`ProtocolError::NoCertificate`](crate::error::ProtocolError::NoCertificate),
+    /// counted in
+    /// [`MessagingStats::identities_unbound`](crate::MessagingStats::identities_unbound)),
+    /// and it neither receives nor displaces anything. Connections must
+    /// then be TLS (`tls://`, `unix+tls://`, `quic://`) with certificates
+    /// on both sides: a listener requires client certificates
+    /// (weft-link's `ClientAuth::Required`).
+    /// Default: false.
+    pub bind_identity: bool,
     /// Send PING after this long without hearing from a peer; `None` turns
     /// keep-alive off. Default: 30 s.
     pub keepalive_interval: Option<Duration>,
@@ -146,6 +170,7 @@ impl Default for MessagingConfig {
             max_identities: 65_536,
             queue_policy: QueuePolicy::Error,
             duplicate_identity: DuplicateIdentity::RejectNew,
+            bind_identity: false,
             keepalive_interval: Some(Duration::from_secs(30)),
             keepalive_wait: Duration::from_secs(10),
             acks: true,

@@ -119,6 +119,21 @@ pub enum ProtocolError {
     /// remembered (connected, or with messages queued).
     #[error("too many identities remembered")]
     TooManyIdentities,
+    /// With [`bind_identity`](crate::MessagingConfig::bind_identity), the
+    /// identity the peer claimed is not a name of its certificate.
+    #[error("identity `{claimed}` is not a name of the peer's certificate ({names:?})")]
+    IdentityNotInCertificate {
+        /// The identity the peer announced.
+        claimed: Identity,
+        /// The names the certificate binds (its DNS names, or its common
+        /// name when it has none).
+        names: Vec<String>,
+    },
+    /// With [`bind_identity`](crate::MessagingConfig::bind_identity), the
+    /// peer claimed an identity on a connection without a verified
+    /// certificate.
+    #[error("identity `{0}` claimed without a verified certificate")]
+    NoCertificate(Identity),
 }
 
 /// Persistent storage failed.

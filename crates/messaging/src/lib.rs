@@ -39,11 +39,12 @@
 //!   ([`patterns`]).
 //!
 //! The root holds what most users name; the rest is in modules named for
-//! what they hold: [`config`], [`error`], [`identity`], [`message`],
-//! [`patterns`], [`storage`], [`subscription`].
+//! what they hold: [`certificate`], [`config`], [`error`], [`identity`],
+//! [`message`], [`patterns`], [`storage`], [`subscription`].
 
 #![forbid(unsafe_code)]
 
+pub mod certificate;
 pub mod config;
 mod core;
 mod dedupe;
@@ -61,7 +62,7 @@ pub use config::MessagingConfig;
 pub use error::MessagingError;
 pub use identity::Identity;
 pub use message::{Kind, Message, MessageId};
-pub use messaging::{HandlerId, Messaging, MessagingStats, WeakMessaging};
+pub use messaging::{HandlerId, Messaging, MessagingStats, PeerInfo, WeakMessaging};
 pub use subscription::{Received, Subscription, SubscriptionQueue, TopicFilter};
 
 /// weft-messaging's insides, public for its fuzz targets and wire tests

@@ -30,10 +30,12 @@ use tokio::sync::oneshot;
 
 mod dispatch;
 mod io_task;
+mod peer_info;
 mod transmit;
 
 use dispatch::Dispatch;
 use io_task::run;
+pub use peer_info::PeerInfo;
 
 /// Stops the I/O task when the last [`Messaging`] handle is dropped.
 struct StopOnDrop(tokio::sync::watch::Sender<bool>);
@@ -82,6 +84,10 @@ pub struct MessagingStats {
     /// Peers disconnected because [`MessagingConfig::max_identities`]
     /// identities were remembered.
     pub identities_refused: u64,
+    /// Peers disconnected because their certificate does not bind the
+    /// identity they claimed, or they had none
+    /// ([`MessagingConfig::bind_identity`]).
+    pub identities_unbound: u64,
     /// Times [`MessagingConfig::max_total_queue_bytes`] bit.
     pub all_queues_full: u64,
     /// Payload bytes queued now for all identities together.
@@ -579,6 +585,7 @@ impl Messaging {
             filters_refused: c.filters_refused.saturating_add(filters_refused),
             regexes_refused,
             identities_refused: c.identities_refused,
+            identities_unbound: c.identities_unbound,
             all_queues_full: c.all_queues_full,
             queued_bytes: c.queued_bytes as u64,
             unhandled: self.inner.unhandled.load(Ordering::Relaxed),

@@ -1,12 +1,14 @@
 //! A connection as the core sees it: the handshake, the acknowledgements
 //! owed to the peer, and keep-alive.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use weft_link::ConnectionId;
 
 use super::{ACK_EVERY, Core, CoreEvent, SenderSalt, Transmit, later};
 use crate::Identity;
+use crate::certificate::CertificateNames;
 use crate::config::DuplicateIdentity;
 use crate::error::ProtocolError;
 use crate::frame::{EXTENSION_VERSION, Frame, PROTOCOL_VERSION, caps};
@@ -40,6 +42,9 @@ pub(super) struct Conn<T> {
     /// more read from it is acted on (packets already read or in flight
     /// from the socket still arrive until it is gone).
     pub(super) failed: bool,
+    /// The names of the certificate the peer presented and the TLS
+    /// handshake verified; `None` without one.
+    pub(super) certificate: Option<Arc<CertificateNames>>,
 }
 
 impl<T: Transmit> Conn<T> {
@@ -70,8 +75,21 @@ impl<T: Transmit> Conn<T> {
 }
 
 impl<T: Transmit> Core<T> {
-    /// A connection is up: introduce ourselves.
+    /// A connection without a verified certificate is up.
+    #[cfg(test)]
     pub(crate) fn handle_connected(&mut self, conn: ConnectionId, tx: T, now: Instant) {
+        self.handle_connected_with(conn, tx, None, now);
+    }
+
+    /// A connection is up, its peer verified as holding a certificate with
+    /// `certificate`'s names if any: introduce ourselves.
+    pub(crate) fn handle_connected_with(
+        &mut self,
+        conn: ConnectionId,
+        tx: T,
+        certificate: Option<Arc<CertificateNames>>,
+        now: Instant,
+    ) {
         let capabilities = if self.config.acks {
             caps::ACKS | caps::PUBSUB
         } else {
@@ -109,6 +127,7 @@ impl<T: Transmit> Core<T> {
                 ack_due: None,
                 recorded: self.seen_log.as_ref().map(|_| 0),
                 failed: false,
+                certificate,
             },
         );
         // Past the cap the oldest unidentified connection goes: a flood of
@@ -130,6 +149,25 @@ impl<T: Transmit> Core<T> {
         let conn = self.conns.get_mut(&conn_id).expect("caller checked");
         if conn.ident.is_some() {
             return; // a second IDENT on one connection is ignored, as snakeMQ does
+        }
+        // Before anything else: a peer whose certificate does not bind the
+        // identity neither receives its queue nor displaces its holder.
+        if self.config.bind_identity {
+            let refused = match conn.certificate.as_deref() {
+                None => Some(ProtocolError::NoCertificate(ident.clone())),
+                Some(names) if !names.binds(ident.as_str()) => {
+                    Some(ProtocolError::IdentityNotInCertificate {
+                        claimed: ident.clone(),
+                        names: names.binding_names(),
+                    })
+                }
+                Some(_) => None,
+            };
+            if let Some(error) = refused {
+                self.counters.identities_unbound =
+                    self.counters.identities_unbound.saturating_add(1);
+                return self.fail_claiming(conn_id, Some(ident), error);
+            }
         }
         let known = self.peers.get(&ident);
         if known.is_none() && self.peers.len() >= self.config.max_identities {
@@ -171,6 +209,19 @@ impl<T: Transmit> Core<T> {
         });
         self.prune_unidentified();
         self.flush_at(&ident, now, None);
+    }
+
+    /// The live connection `ident` holds: its transmit side and its
+    /// certificate's names.
+    pub(crate) fn peer_connection(
+        &self,
+        ident: &Identity,
+    ) -> Option<(&T, Option<&Arc<CertificateNames>>)> {
+        let conn = self.conns.get(&self.peers.get(ident)?.conn?)?;
+        if conn.failed {
+            return None;
+        }
+        Some((&conn.tx, conn.certificate.as_ref()))
     }
 
     /// Drops connections that identified, failed or ended from the front

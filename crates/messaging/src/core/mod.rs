@@ -146,6 +146,9 @@ pub(crate) struct Counters {
     pub(crate) filters_refused: u64,
     /// Identities refused because the table of identities was full.
     pub(crate) identities_refused: u64,
+    /// Identities refused because the connection's certificate does not
+    /// bind them.
+    pub(crate) identities_unbound: u64,
     /// Times the bound on queued bytes across all identities bit.
     pub(crate) all_queues_full: u64,
     /// Payload bytes queued for all identities together (a gauge).
@@ -292,6 +295,22 @@ impl<T: Transmit> Core<T> {
         reason = "counters grow by one per message (u64 never wraps), and queued bytes are sums of the lengths of messages held, taken off only as each leaves"
     )]
     fn fail(&mut self, conn: ConnectionId, error: ProtocolError) {
+        self.fail_claiming(conn, None, error);
+    }
+
+    /// [`fail`](Self::fail), reporting the error under `claimed` when the
+    /// connection has no identity yet: the identity it announced and was
+    /// refused.
+    #[allow(
+        clippy::arithmetic_side_effects,
+        reason = "a counter grows by one per failed connection (u64 never wraps)"
+    )]
+    fn fail_claiming(
+        &mut self,
+        conn: ConnectionId,
+        claimed: Option<Identity>,
+        error: ProtocolError,
+    ) {
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
@@ -304,7 +323,7 @@ impl<T: Transmit> Core<T> {
         c.failed = true;
         c.tx.close();
         self.counters.protocol_errors += 1;
-        let ident = c.ident.clone();
+        let ident = c.ident.clone().or(claimed);
         tracing::debug!(%conn, ?ident, %error, "protocol error");
         self.events
             .push_back(CoreEvent::ProtocolError { ident, error });

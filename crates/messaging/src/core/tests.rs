@@ -368,4 +368,5 @@ fn keepalive_pings_then_closes() {
     assert!(*tx.closed.borrow());
 }
 
+mod binding;
 mod hardening;

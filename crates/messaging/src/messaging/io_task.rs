@@ -7,10 +7,11 @@ use std::sync::Arc;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use weft_link::ConnectionId;
-use weft_packeter::{PacketEvent, Packeter};
+use weft_packeter::{PacketEvent, PacketSender, Packeter};
 
 use super::dispatch::dispatch;
 use super::{Inner, lock, now};
+use crate::certificate::CertificateNames;
 use crate::storage::SeenId;
 use crate::subscription::{Deliveries, QueueMatches};
 use crate::timer::LazyTimer;
@@ -42,7 +43,10 @@ pub(super) async fn run(
                 let mut core = lock(&inner.core);
                 for event in batch.drain(..) {
                     match event {
-                        PacketEvent::Connected(sender) => core.handle_connected(sender.id(), sender, now),
+                        PacketEvent::Connected(sender) => {
+                            let names = certificate_names(&sender);
+                            core.handle_connected_with(sender.id(), sender, names, now)
+                        }
                         PacketEvent::Packet { connection, data } => core.handle_packet(connection, data, now),
                         PacketEvent::Disconnected { connection, .. } => core.handle_disconnected(connection),
                         _ => {}
@@ -103,6 +107,19 @@ async fn record_seen(inner: &Inner, seen: &mut Vec<SeenId>) {
     }
     seen.clear();
     lock(&inner.core).handle_recorded(now());
+}
+
+/// The names of the certificate a connection's peer presented (the TLS
+/// handshake verified it against the configured roots), read here so the
+/// core gets plain data. A certificate whose names cannot be read binds
+/// nothing.
+fn certificate_names(sender: &PacketSender) -> Option<Arc<CertificateNames>> {
+    let leaf = sender.info().peer_certificates.as_ref()?.first()?;
+    let names = CertificateNames::from_der(leaf).unwrap_or_else(|error| {
+        tracing::debug!(conn = %sender.id(), %error, "unreadable peer certificate");
+        CertificateNames::default()
+    });
+    Some(Arc::new(names))
 }
 
 /// Packets the I/O task takes in one go, at most.
