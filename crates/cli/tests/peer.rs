@@ -274,7 +274,7 @@ fn messages_left_undelivered_are_reported_and_exit_1() {
     assert_eq!(alice.wait_exit(), 1);
 
     // Everything delivered: exit 0, no such event.
-    let mut bob = Peer::start(&["--ident", "bob", "--listen", "tcp://127.0.0.1:0"]);
+    let bob = Peer::start(&["--ident", "bob", "--listen", "tcp://127.0.0.1:0"]);
     let url = bob.next()["listen"][0].as_str().unwrap().to_owned();
     let mut dave = Peer::start(&["--ident", "dave", "--connect", &url]);
     assert_eq!(dave.next()["event"], "ready");
