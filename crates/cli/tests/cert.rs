@@ -7,10 +7,8 @@ use std::process::{Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use weft_link::{
-    ClientAuth, ConnectOptions, Link, LinkConfig, ListenOptions, TlsClientConfig, TlsIdentity,
-    TlsServerConfig, TrustAnchors,
-};
+use weft_link::tls::{ClientAuth, TlsClientConfig, TlsIdentity, TlsServerConfig, TrustAnchors};
+use weft_link::{ConnectOptions, Link, LinkConfig, ListenOptions};
 
 /// The bound on every wait: for a `weft` process, and for a connection.
 const WAIT: Duration = Duration::from_secs(60);

@@ -22,11 +22,12 @@ use std::str::FromStr;
 /// constructors; [`Display`](fmt::Display) writes it back as a URL.
 ///
 /// ```
-/// use weft_link::{Address, Scheme};
+/// use weft_link::Address;
+/// use weft_link::address::Scheme;
 /// let addr: Address = "tls://[::1]:4433".parse()?;
 /// assert_eq!(addr.scheme(), Scheme::Tls);
 /// assert_eq!(addr.to_string(), "tls://[::1]:4433");
-/// # Ok::<(), weft_link::AddressError>(())
+/// # Ok::<(), weft_link::address::AddressError>(())
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Address {

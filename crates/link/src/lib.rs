@@ -27,10 +27,12 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Addresses are URLs ([`Address`]): `tcp://`, `tls://` (or `ssl://`),
-//! `udp://`, `unix:///path`, `unix://@abstract`, `unix+tls://`. TLS uses
-//! rustls ([`TlsServerConfig`], [`TlsClientConfig`]), with optional mutual
-//! TLS; the peer's certificates are in [`ConnectionInfo`].
+//! Addresses are URLs ([`Address`], with the rest in [`address`]):
+//! `tcp://`, `tls://` (or `ssl://`), `udp://`, `quic://`, `unix:///path`,
+//! `unix://@abstract`, `unix+tls://`. TLS uses rustls
+//! ([`tls::TlsServerConfig`], [`tls::TlsClientConfig`]), with optional mutual
+//! TLS; the peer's certificates are in [`ConnectionInfo`]. QUIC's own
+//! options and a caller's UDP socket are in [`quic`].
 //!
 //! Links carry bytes, not messages: a `Data` event is whatever one read
 //! returned (or one datagram on UDP). Framing is the next layer's job
@@ -44,13 +46,20 @@
 //!
 //! # Throttling
 //! [`LinkConfig::throttle`] limits each connection's sending rate with a
-//! [`TokenBucket`]; the bucket itself is plain logic, usable alone.
+//! [`throttle::TokenBucket`]; the bucket itself is plain logic, usable alone.
+//!
+//! The root holds what most users name; the rest is in modules named for
+//! what they hold: [`address`] (schemes, hosts, Unix paths, parse errors),
+//! [`config`] (socket options, binding to an interface), [`connection`]
+//! (who opened it, a Unix peer's credentials), [`throttle`], [`tls`]
+//! (identities, trust anchors, client authentication, the test PKI),
+//! [`quic`] and [`pipe`].
 
 mod accept;
-mod address;
+pub mod address;
 mod backoff;
-mod config;
-mod connection;
+pub mod config;
+pub mod connection;
 mod dial;
 mod error;
 mod link;
@@ -59,25 +68,25 @@ mod queue;
 pub mod quic;
 mod registry;
 mod socket;
-mod throttle;
-mod tls;
+pub mod throttle;
+pub mod tls;
 mod udp;
 
-pub use address::{Address, AddressError, Host, MAX_UNIX_PATH, Scheme, ToAddress, UnixPath};
-pub use config::{BindInterface, LinkConfig, ReconnectPolicy, SocketOptions};
-pub use connection::{
-    Connection, ConnectionId, ConnectionInfo, DisconnectReason, Origin, PeerCredentials,
-};
+pub use address::{Address, ToAddress};
+pub use config::{LinkConfig, ReconnectPolicy};
+pub use connection::{Connection, ConnectionId, ConnectionInfo, DisconnectReason};
 pub use error::LinkError;
 pub use link::{
     Adopted, ConnectOptions, ConnectorId, Link, LinkEvent, LinkEvents, LinkStats, ListenOptions,
     ListenerId, Listening,
 };
-pub use throttle::{Throttle, TokenBucket};
-#[cfg(feature = "self-signed")]
-pub use tls::SelfSignedPki;
-pub use tls::{ClientAuth, TlsClientConfig, TlsIdentity, TlsServerConfig, TrustAnchors};
 
 /// Re-exported so that users name the same types weft uses.
 pub use bytes::Bytes;
-pub use rustls::pki_types::CertificateDer;
+
+// The modules name these from the crate root.
+pub(crate) use address::{AddressError, Host, Scheme, UnixPath};
+pub(crate) use config::{BindInterface, SocketOptions};
+pub(crate) use connection::Origin;
+pub(crate) use throttle::{Throttle, TokenBucket};
+pub(crate) use tls::{TlsClientConfig, TlsServerConfig};

@@ -12,10 +12,13 @@ use std::path::Path;
 use std::sync::Arc;
 
 use rustls::RootCertStore;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::pki_types::{PrivateKeyDer, ServerName};
 use rustls_pki_types::pem::PemObject;
 
 use crate::LinkError;
+
+/// Re-exported so that users name the certificate type weft uses.
+pub use rustls::pki_types::CertificateDer;
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
@@ -263,7 +266,7 @@ mod self_signed {
     /// certificate signed by it, made with rcgen. For tests and demos only.
     ///
     /// ```
-    /// use weft_link::{ClientAuth, SelfSignedPki};
+    /// use weft_link::tls::{ClientAuth, SelfSignedPki};
     /// let pki = SelfSignedPki::generate(&["localhost", "127.0.0.1"])?;
     /// let server = pki.server_config(ClientAuth::Required(pki.anchors()))?;
     /// let client = pki.client_config(true)?;

@@ -3,9 +3,9 @@
 use std::time::Duration;
 
 use tokio::time::timeout;
+use weft_link::config::{BindInterface, SocketOptions};
 use weft_link::{
-    Adopted, BindInterface, ConnectOptions, DisconnectReason, Link, LinkConfig, LinkError,
-    LinkEvent, SocketOptions,
+    Adopted, ConnectOptions, DisconnectReason, Link, LinkConfig, LinkError, LinkEvent,
 };
 
 const WAIT: Duration = Duration::from_secs(10);

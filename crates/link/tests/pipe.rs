@@ -10,11 +10,14 @@ use std::time::Duration;
 use bytes::Bytes;
 use regex::bytes::Regex;
 use tokio::sync::mpsc;
+use weft_link::address::Scheme;
+use weft_link::config::BindInterface;
 use weft_link::pipe::{
     Dedupe, DropPolicy, EndHandler, MessageHandler, Peer, PeerInfo, Pipe, PipeConfig, PipeError,
     PipeMessage, Role, SUB_ALL, Subscription, SubscriptionQueue, UpHandler,
 };
-use weft_link::{BindInterface, ClientAuth, DisconnectReason, LinkError, Scheme, SelfSignedPki};
+use weft_link::tls::{ClientAuth, SelfSignedPki};
+use weft_link::{DisconnectReason, LinkError};
 
 const LIMIT: Duration = Duration::from_secs(5);
 

@@ -7,10 +7,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::time::timeout;
+use weft_link::address::Scheme;
+use weft_link::connection::Origin;
+use weft_link::tls::{ClientAuth, SelfSignedPki};
 use weft_link::{
-    Address, ClientAuth, ConnectOptions, Connection, ConnectionId, DisconnectReason, Link,
-    LinkConfig, LinkError, LinkEvent, LinkEvents, ListenOptions, Origin, ReconnectPolicy, Scheme,
-    SelfSignedPki,
+    Address, ConnectOptions, Connection, ConnectionId, DisconnectReason, Link, LinkConfig,
+    LinkError, LinkEvent, LinkEvents, ListenOptions, ReconnectPolicy,
 };
 
 const WAIT: Duration = Duration::from_secs(10);

@@ -5,10 +5,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::time::timeout;
+use weft_link::connection::Origin;
+use weft_link::throttle::Throttle;
+use weft_link::tls::{ClientAuth, SelfSignedPki, TlsClientConfig, TlsServerConfig};
 use weft_link::{
-    Address, ClientAuth, ConnectOptions, Connection, ConnectionId, DisconnectReason, Link,
-    LinkConfig, LinkError, LinkEvent, LinkEvents, ListenOptions, Origin, ReconnectPolicy,
-    SelfSignedPki, Throttle, TlsClientConfig, TlsServerConfig,
+    Address, ConnectOptions, Connection, ConnectionId, DisconnectReason, Link, LinkConfig,
+    LinkError, LinkEvent, LinkEvents, ListenOptions, ReconnectPolicy,
 };
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -229,7 +231,7 @@ async fn mutual_tls_rejects_a_client_from_another_ca() {
         .server_config(ClientAuth::Required(pki.anchors()))
         .unwrap();
     // Trusts the right server, presents a certificate of the wrong CA.
-    let client_id = weft_link::TlsIdentity::from_pem(
+    let client_id = weft_link::tls::TlsIdentity::from_pem(
         other.client_cert_pem.as_bytes(),
         other.client_key_pem.as_bytes(),
     )

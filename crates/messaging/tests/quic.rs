@@ -4,7 +4,8 @@
 
 use bytes::Bytes;
 use std::collections::HashSet;
-use weft_link::{ClientAuth, ConnectOptions, ListenOptions, SelfSignedPki};
+use weft_link::tls::{ClientAuth, SelfSignedPki};
+use weft_link::{ConnectOptions, ListenOptions};
 use weft_messaging::{Message, Messaging, MessagingConfig};
 
 mod common;

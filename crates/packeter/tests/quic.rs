@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::time::timeout;
-use weft_link::{ClientAuth, ConnectOptions, LinkConfig, ListenOptions, SelfSignedPki};
+use weft_link::tls::{ClientAuth, SelfSignedPki};
+use weft_link::{ConnectOptions, LinkConfig, ListenOptions};
 use weft_packeter::{PacketEvent, PacketSender, Packeter, PacketerConfig};
 
 const WAIT: Duration = Duration::from_secs(10);

@@ -4,9 +4,8 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use tokio::time::timeout;
-use weft_link::{
-    ClientAuth, ConnectOptions, LinkConfig, ListenOptions, ReconnectPolicy, SelfSignedPki,
-};
+use weft_link::tls::{ClientAuth, SelfSignedPki};
+use weft_link::{ConnectOptions, LinkConfig, ListenOptions, ReconnectPolicy};
 use weft_messaging::{Identity, Messaging, MessagingConfig};
 use weft_rpc::{CallOptions, Method, Rpc, RpcConfig};
 

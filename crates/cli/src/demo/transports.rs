@@ -3,9 +3,8 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use weft_link::{
-    ClientAuth, ConnectOptions, LinkConfig, ListenOptions, ReconnectPolicy, SelfSignedPki,
-};
+use weft_link::tls::{ClientAuth, SelfSignedPki};
+use weft_link::{ConnectOptions, LinkConfig, ListenOptions, ReconnectPolicy};
 use weft_packeter::{PacketEvent, PacketSender, Packeter, PacketerConfig};
 
 use super::{DemoResult, WAIT};

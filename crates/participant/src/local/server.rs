@@ -5,7 +5,8 @@ use std::collections::HashMap;
 
 use bytes::Bytes;
 use tokio::sync::watch;
-use weft_link::{Address, ConnectionId, ConnectionInfo, Link, LinkConfig, UnixPath};
+use weft_link::address::UnixPath;
+use weft_link::{Address, ConnectionId, ConnectionInfo, Link, LinkConfig};
 use weft_packeter::{PacketEvent, PacketSender, Packeter, PacketerConfig};
 
 use super::AbortOnDrop;
