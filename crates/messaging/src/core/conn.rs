@@ -11,7 +11,7 @@ use crate::Identity;
 use crate::certificate::CertificateNames;
 use crate::config::DuplicateIdentity;
 use crate::error::ProtocolError;
-use crate::frame::{EXTENSION_VERSION, Frame, PROTOCOL_VERSION, caps};
+use crate::frame::{Frame, caps};
 
 pub(super) struct Conn<T> {
     pub(super) tx: T,
@@ -90,22 +90,7 @@ impl<T: Transmit> Core<T> {
         certificate: Option<Arc<CertificateNames>>,
         now: Instant,
     ) {
-        let capabilities = if self.config.acks {
-            caps::ACKS | caps::PUBSUB
-        } else {
-            caps::PUBSUB
-        };
-        // VERSION, then weft's HELLO (snakeMQ ignores it), then IDENT: when
-        // the peer's IDENT arrives we already know whether it speaks weft.
-        let hello = [
-            Frame::Version(PROTOCOL_VERSION),
-            Frame::Hello {
-                version: EXTENSION_VERSION,
-                capabilities,
-            },
-            Frame::Ident(self.me.clone()),
-        ];
-        for frame in &hello {
+        for frame in &self.handshake() {
             // A fresh connection's queue has room for the handshake.
             let _ = Self::send_frame(&tx, frame);
         }

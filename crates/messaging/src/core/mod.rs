@@ -62,6 +62,7 @@ use crate::storage::SeenId;
 use crate::{Identity, Message, MessageId, MessagingConfig, MessagingError};
 
 mod conn;
+mod datagram;
 mod peer_queue;
 mod seen;
 mod topics;
@@ -85,6 +86,9 @@ pub(crate) trait Transmit: Clone {
     fn bytes_accepted(&self) -> u64;
     /// Bytes written to the socket.
     fn bytes_written(&self) -> u64;
+    /// Whether each packet is a datagram (UDP): the connection has no end
+    /// a restarted peer would close (see [`datagram`]).
+    fn is_datagram(&self) -> bool;
 }
 
 /// Why a transmit failed.
@@ -376,6 +380,7 @@ impl<T: Transmit> Core<T> {
                 let _ = Self::send_frame(&conn.tx, &Frame::Incompatible);
                 self.fail(conn_id, ProtocolError::IncompatibleVersion(v));
             }
+            Frame::Version(_) if conn.ident.is_some() => self.handle_version_again(conn_id, now),
             Frame::Version(_) | Frame::Pong | Frame::Unknown(_) => {}
             Frame::Incompatible => self.fail(conn_id, ProtocolError::PeerRejectedVersion),
             Frame::Ping => {
@@ -396,6 +401,12 @@ impl<T: Transmit> Core<T> {
                 resent,
             } => {
                 let Some(from) = conn.ident.clone() else {
+                    if conn.tx.is_datagram() {
+                        // A restarted listener's old peer: our greeting
+                        // asked it to identify again (see `datagram`).
+                        tracing::debug!(conn = %conn_id, "MESSAGE before IDENT on a datagram connection: dropped");
+                        return;
+                    }
                     return self.fail(conn_id, ProtocolError::MessageBeforeIdent);
                 };
                 conn.received += 1;

@@ -20,6 +20,8 @@ struct FakeTx {
     accepted: Rc<RefCell<u64>>,
     written: Rc<RefCell<u64>>,
     closed: Rc<RefCell<bool>>,
+    /// Pretends to be a UDP connection.
+    datagram: bool,
 }
 
 impl Transmit for FakeTx {
@@ -40,6 +42,9 @@ impl Transmit for FakeTx {
     }
     fn bytes_written(&self) -> u64 {
         *self.written.borrow()
+    }
+    fn is_datagram(&self) -> bool {
+        self.datagram
     }
 }
 
@@ -369,4 +374,5 @@ fn keepalive_pings_then_closes() {
 }
 
 mod binding;
+mod datagram;
 mod hardening;

@@ -26,4 +26,8 @@ impl Transmit for PacketSender {
     fn bytes_written(&self) -> u64 {
         self.connection().bytes_written()
     }
+
+    fn is_datagram(&self) -> bool {
+        self.info().datagram
+    }
 }
