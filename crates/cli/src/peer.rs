@@ -3,12 +3,36 @@
 //! ```text
 //! weft peer --ident NAME [--listen URL]... [--connect URL]... [--store FILE]
 //!           [--ttl SECS] [--persistent] [--linger SECS]
+//!           [--cert FILE --key FILE] [--ca FILE] [--server-name NAME]
+//!           [--bind-identity]
 //! ```
+//!
+//! TLS (`tls://`, `unix+tls://`, `quic://`; certificates from `weft cert`):
+//! - `--cert FILE --key FILE`: the PEM chain and key this peer presents,
+//!   as a listener and, for mutual TLS, as a client. A TLS listener needs
+//!   them.
+//! - `--ca FILE`: PEM roots that verify the other side. A TLS connector
+//!   needs it; on a listener it also requires client certificates.
+//! - `--server-name NAME`: the name a listener's certificate must carry
+//!   when this peer connects (default: the URL's host). Certificates from
+//!   `weft cert issue NAME` name NAME, not an address, so connecting to
+//!   `tls://127.0.0.1:PORT` takes `--server-name NAME`.
+//! - `--bind-identity`: a peer's identity must be a name of its verified
+//!   certificate (its DNS names, or its CN when it has none); any other
+//!   peer is refused before it gets anything (see
+//!   `MessagingConfig::bind_identity`).
+//!
+//! Without `--bind-identity` an identity is a claim: any peer that can
+//! connect may take an identity no live connection holds and receive what
+//! is queued for it, but never one a live connection holds.
 //!
 //! - First line on stdout: `{"event":"ready","listen":[URL, ...]}` with the
 //!   addresses actually bound.
 //! - Each stdin line `IDENT<TAB>TEXT` sends TEXT to IDENT.
-//! - Each event is one JSON line on stdout: `connect`, `disconnect`,
+//! - Each event is one JSON line on stdout: `connect` (with
+//!   `"cert":{"subject":CN,"names":[DNS names]}` when the peer presented a
+//!   verified certificate), `disconnect`, `rejected` (`ident`: the identity
+//!   a peer claimed, `reason`; with `--bind-identity`),
 //!   `message` (`from`, `uuid`, `ttl`, `flags`, `data`), and, once a line's
 //!   message was accepted (stored first with `--persistent`), `sent` (`to`,
 //!   `uuid`).
@@ -27,7 +51,9 @@ use std::time::Duration;
 use clap::Args;
 use serde_json::json;
 use tokio::io::AsyncBufReadExt;
-use weft_link::{Address, LinkError};
+use weft_link::tls::{ClientAuth, TlsClientConfig, TlsIdentity, TlsServerConfig, TrustAnchors};
+use weft_link::{Address, ConnectOptions, LinkError, ListenOptions};
+use weft_messaging::error::ProtocolError;
 use weft_messaging::storage::SqliteStorage;
 use weft_messaging::{Identity, Message, Messaging, MessagingConfig};
 
@@ -57,6 +83,70 @@ pub(crate) struct PeerArgs {
     /// On end of input, wait at most this long for queues to drain.
     #[arg(long, value_name = "SECS", default_value_t = 5.0)]
     linger: f64,
+    /// PEM certificate chain this peer presents on TLS (needs --key).
+    #[arg(long, value_name = "FILE", requires = "key")]
+    cert: Option<PathBuf>,
+    /// PEM private key of --cert.
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    key: Option<PathBuf>,
+    /// PEM roots that verify the other side; listeners then require client
+    /// certificates.
+    #[arg(long, value_name = "FILE")]
+    ca: Option<PathBuf>,
+    /// The name a listener's certificate must carry when connecting
+    /// (default: the URL's host).
+    #[arg(long, value_name = "NAME")]
+    server_name: Option<String>,
+    /// Refuse peers whose verified certificate does not name the identity
+    /// they claim.
+    #[arg(long)]
+    bind_identity: bool,
+}
+
+/// The TLS configurations the flags make: a server side when this peer
+/// has a certificate, a client side when it has roots to verify with.
+fn tls_configs(
+    args: &PeerArgs,
+) -> Result<(Option<TlsServerConfig>, Option<TlsClientConfig>), Failure> {
+    let file_error = |flag: &str, path: &PathBuf, e: LinkError| {
+        Failure::Usage(format!("{flag} {}: {e}", path.display()))
+    };
+    // Read once per side: a key is not cloned.
+    let identity = || match (&args.cert, &args.key) {
+        (Some(cert), Some(key)) => TlsIdentity::from_pem_files(cert, key)
+            .map(Some)
+            .map_err(|e| file_error("--cert", cert, e)),
+        _ => Ok(None),
+    };
+    let anchors = match &args.ca {
+        Some(ca) => Some(TrustAnchors::from_pem_file(ca).map_err(|e| file_error("--ca", ca, e))?),
+        None => None,
+    };
+    let server = match identity()? {
+        Some(id) => {
+            let auth = match &anchors {
+                Some(a) => ClientAuth::Required(a.clone()),
+                None => ClientAuth::None,
+            };
+            Some(
+                TlsServerConfig::new(id, auth)
+                    .map_err(|e| Failure::Usage(format!("--cert: {e}")))?,
+            )
+        }
+        None => None,
+    };
+    let client = match anchors {
+        Some(a) => {
+            let c = TlsClientConfig::new(a, identity()?)
+                .map_err(|e| Failure::Usage(format!("--ca: {e}")))?;
+            Some(match &args.server_name {
+                Some(name) => c.with_server_name(name.clone()),
+                None => c,
+            })
+        }
+        None => None,
+    };
+    Ok((server, client))
 }
 
 /// Prints JSON lines; events before `ready` wait until it is printed.
@@ -107,7 +197,9 @@ pub(crate) async fn run(args: PeerArgs) -> Result<(), Failure> {
     }
     let listen = parse_urls("--listen", &args.listen)?;
     let connect = parse_urls("--connect", &args.connect)?;
-    let config = MessagingConfig::default();
+    let (tls_server, tls_client) = tls_configs(&args)?;
+    let mut config = MessagingConfig::default();
+    config.bind_identity = args.bind_identity;
     let messaging = match &args.store {
         Some(path) => {
             let storage = SqliteStorage::open(path)
@@ -122,7 +214,28 @@ pub(crate) async fn run(args: PeerArgs) -> Result<(), Failure> {
     });
     messaging.unsubscribe(0); // events are printed by the handlers below
     let o = out.clone();
-    messaging.on_connect(move |who| o.emit(json!({"event": "connect", "ident": who.as_str()})));
+    let weak = messaging.downgrade();
+    messaging.on_connect(move |who| {
+        let mut event = json!({"event": "connect", "ident": who.as_str()});
+        let info = weak.upgrade().and_then(|m| m.peer_info(who));
+        if let Some(cert) = info.and_then(|i| i.certificate) {
+            event["cert"] = json!({"subject": cert.subject, "names": cert.dns_names});
+        }
+        o.emit(event)
+    });
+    let o = out.clone();
+    messaging.on_protocol_error(move |who, error| {
+        if matches!(
+            error,
+            ProtocolError::IdentityNotInCertificate { .. } | ProtocolError::NoCertificate(_)
+        ) {
+            o.emit(json!({
+                "event": "rejected",
+                "ident": who.map(Identity::as_str),
+                "reason": error.to_string(),
+            }))
+        }
+    });
     let o = out.clone();
     messaging
         .on_disconnect(move |who| o.emit(json!({"event": "disconnect", "ident": who.as_str()})));
@@ -147,17 +260,25 @@ pub(crate) async fn run(args: PeerArgs) -> Result<(), Failure> {
         }
     };
     for url in &listen {
+        let options = match &tls_server {
+            Some(tls) if url.scheme().is_tls() => ListenOptions::tls(tls.clone()),
+            _ => ListenOptions::default(),
+        };
         let l = messaging
             .link()
-            .listen(url)
+            .listen_with(url, options)
             .await
             .map_err(|e| flag_error("--listen", url, e))?;
         bound.push(l.address.to_string());
     }
     for url in &connect {
+        let options = match &tls_client {
+            Some(tls) if url.scheme().is_tls() => ConnectOptions::tls(tls.clone()),
+            _ => ConnectOptions::default(),
+        };
         messaging
             .link()
-            .connect(url)
+            .connect_with(url, options)
             .map_err(|e| flag_error("--connect", url, e))?;
     }
     out.ready(json!({"event": "ready", "listen": bound}));
