@@ -29,7 +29,8 @@
 //! [`Core::poll_wake`] says it must run.
 //!
 //! Here: [`Core`], its events and timeouts. A connection's handshake, the
-//! acknowledgements owed to it and its keep-alive are in [`conn`]; each
+//! acknowledgements owed to it and its keep-alive are in [`conn`]; what a
+//! datagram connection does when its peer restarts, in [`datagram`]; each
 //! peer's queue, from waiting to delivered, in [`peer_queue`]. Pub/sub
 //! bookkeeping, which the shell keeps under a lock of its own, is in
 //! [`topics`].
