@@ -16,6 +16,7 @@
 //! | messaging vs snakeMQ 64 B | the row above | snakeMQ 1.6, two Python processes | >= 50x msg/s |
 //! | messaging persistent SQLite | persistent messages, `SqliteStorage` | | >= 50 000 msg/s |
 //! | messaging 100k queued 1 KiB | RSS growth for a disconnected identity | | <= 2x payload |
+//! | messaging 64 B tls bind-identity | two `Messaging` peers, mutual TLS, `bind_identity` | the same over tcp:// | >= 0.8x msg/s |
 //! | rpc 64 B sequential p50 round trip | weft-rpc echo calls one at a time over loopback TCP | tarpc 0.38 over TCP | p50 <= 1.0x |
 //! | rpc 64 B 64 in flight | the same echo, 64 calls in flight | tarpc 0.38 over TCP | >= 1.5x calls/s |
 //! | rpc vs snakeMQ 64 B | the row above | snakeMQ 1.6 RPC, two Python processes | >= 20x calls/s |
@@ -32,7 +33,8 @@
 //!   self-contained HTML report that draws them (see `report/html.rs`).
 //! - `--only TEXT`: run only the cases whose name contains TEXT
 //!   (`throughput`, `ping-pong`, `memory`, `messaging`, `messaging 64 B`,
-//!   `snakeMQ`, `persistent`, `queued`, `rpc`, `participants`, `mesh`, `fan-out`).
+//!   `snakeMQ`, `persistent`, `queued`, `tls`, `rpc`, `participants`, `mesh`,
+//!   `fan-out`).
 //! - `--snakemq-python PATH`: a Python with snakeMQ 1.6 for the snakeMQ
 //!   baseline (default: `$WEFT_SNAKEMQ_PYTHON`).
 //!
@@ -46,6 +48,7 @@
 mod harness;
 mod memory;
 mod messaging;
+mod messaging_tls;
 mod participants;
 mod pingpong;
 mod report;
@@ -198,6 +201,9 @@ fn main() -> ExitCode {
         &wanted,
         &mut report,
     );
+    if wanted(messaging_tls::CASE) {
+        messaging_tls::run(args.scale, &mut report);
+    }
     participants::run(args.scale, &wanted, &mut report);
     rpc::run(
         args.scale,

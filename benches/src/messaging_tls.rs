@@ -1,0 +1,205 @@
+//! `messaging 64 B tls bind-identity`: what identities bound to
+//! certificates cost. Two `Messaging` peers exchange 64-byte messages (acks
+//! on) over tls:// with mutual TLS and
+//! [`MessagingConfig::bind_identity`] on both sides, against the same two
+//! peers over plain tcp://, alternating in the same rounds. The load and
+//! timing are the `messaging 64 B` rows': warm-up, then from the first
+//! timed send to the last receive.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::sync::{Notify, oneshot};
+use weft_link::tls::{ClientAuth, SelfSignedPki};
+use weft_link::{Address, ConnectOptions, ListenOptions};
+use weft_messaging::{Identity, Message, Messaging, MessagingConfig, MessagingError};
+
+use crate::Scale;
+use crate::harness::{self, LIMIT, ctx};
+use crate::report::{Report, Row, Target};
+use crate::series::Series;
+use crate::throughput::Load;
+
+/// The row's name.
+pub(crate) const CASE: &str = "messaging 64 B tls bind-identity";
+
+/// The receiver's identity: the DNS name of its server certificate.
+const RECEIVER: &str = "bench-recv";
+/// The sender's identity: the name of [`SelfSignedPki`]'s client certificate.
+const SENDER: &str = "weft-client";
+
+/// Messages the sender queues between two yields to its runtime.
+const BURST: u64 = 4096;
+
+/// Runs the row.
+pub(crate) fn run(scale: Scale, report: &mut Report) {
+    let load = Load {
+        size: 64,
+        warm: 100_000,
+        count: if scale.quick { 1_000_000 } else { 3_000_000 },
+    };
+    let pki = match SelfSignedPki::generate(&[RECEIVER]) {
+        Ok(p) => Arc::new(p),
+        Err(e) => {
+            let failed = Series::single(Err(format!("certificates: {e}")), "");
+            report.row(Row::compare(
+                CASE,
+                "msg/s",
+                &failed,
+                "tcp://",
+                &failed,
+                Target::RatioAtLeast(0.8),
+            ));
+            return;
+        }
+    };
+    let mut tls = Series::default();
+    let mut tcp = Series::default();
+    for round in 0..scale.rounds {
+        eprintln!("{CASE}: round {}/{}", round + 1, scale.rounds);
+        if tls.live() {
+            tls.push(once(Some(pki.clone()), load).map(|t| rate(load.count, t)));
+        }
+        if tcp.live() {
+            tcp.push(once(None, load).map(|t| rate(load.count, t)));
+        }
+    }
+    report.row(Row::compare(
+        CASE,
+        "msg/s",
+        &tls,
+        "tcp://",
+        &tcp,
+        Target::RatioAtLeast(0.8),
+    ));
+    report.note(format!(
+        "{CASE}: two Messaging peers on their own threads and current-thread runtimes, acks \
+         on, over tls:// with mutual TLS (rustls, TLS 1.3) and bind_identity on both sides \
+         against the same peers over tcp://; {} messages timed after {} of warm-up",
+        load.count, load.warm
+    ));
+}
+
+fn rate(count: u64, took: Duration) -> f64 {
+    count as f64 / took.as_secs_f64().max(1e-9)
+}
+
+fn config(bind: bool) -> MessagingConfig {
+    let mut config = MessagingConfig::default();
+    config.bind_identity = bind;
+    config
+}
+
+/// One measurement over tls:// with binding (`pki`) or tcp:// (`None`).
+fn once(pki: Option<Arc<SelfSignedPki>>, load: Load) -> Result<Duration, String> {
+    let (addr_tx, addr_rx) = oneshot::channel::<Address>();
+    let (warm_tx, warm_rx) = oneshot::channel::<()>();
+    let (done_tx, done_rx) = oneshot::channel::<()>();
+    let server_pki = pki.clone();
+    let receiver = move || {
+        harness::block_on(LIMIT, async move {
+            let me = Identity::new(RECEIVER).map_err(ctx("identity"))?;
+            let m = Messaging::new(me, config(server_pki.is_some()))
+                .await
+                .map_err(ctx("starting the receiver"))?;
+            m.unsubscribe(0);
+            let got = Arc::new(AtomicU64::new(0));
+            let arrived = Arc::new(Notify::new());
+            let (g, a) = (got.clone(), arrived.clone());
+            let marks = [load.warm, load.warm + load.count];
+            m.on_message(move |_| {
+                let n = g.fetch_add(1, Ordering::Relaxed) + 1;
+                if marks.contains(&n) {
+                    a.notify_one();
+                }
+            });
+            let (url, options) = match &server_pki {
+                Some(pki) => {
+                    let tls = pki
+                        .server_config(ClientAuth::Required(pki.anchors()))
+                        .map_err(ctx("server TLS"))?;
+                    ("tls://127.0.0.1:0", ListenOptions::tls(tls))
+                }
+                None => ("tcp://127.0.0.1:0", ListenOptions::default()),
+            };
+            let at = m
+                .link()
+                .listen_with(url, options)
+                .await
+                .map_err(ctx("listening"))?
+                .address;
+            addr_tx.send(at).map_err(|_| "sender gone")?;
+            let reach = |mark: u64| {
+                let (got, arrived) = (got.clone(), arrived.clone());
+                async move {
+                    while got.load(Ordering::Relaxed) < mark {
+                        arrived.notified().await;
+                    }
+                }
+            };
+            reach(marks[0]).await;
+            let _ = warm_tx.send(());
+            reach(marks[1]).await;
+            let end = Instant::now();
+            let _ = done_tx.send(());
+            Ok(end)
+        })
+    };
+    let sender = move || {
+        harness::block_on(LIMIT, async move {
+            let at = addr_rx.await.map_err(|_| "receiver gone")?;
+            let me = Identity::new(SENDER).map_err(ctx("identity"))?;
+            let m = Messaging::new(me, config(pki.is_some()))
+                .await
+                .map_err(ctx("starting the sender"))?;
+            let to = Identity::new(RECEIVER).map_err(ctx("identity"))?;
+            let up = Arc::new(Notify::new());
+            let signal = up.clone();
+            m.on_connect(move |_| signal.notify_one());
+            let options = match &pki {
+                Some(pki) => ConnectOptions::tls(
+                    pki.client_config(true)
+                        .map_err(ctx("client TLS"))?
+                        .with_server_name(RECEIVER),
+                ),
+                None => ConnectOptions::default(),
+            };
+            m.link()
+                .connect_with(&at, options)
+                .map_err(ctx("connecting"))?;
+            while !m.is_connected(&to) {
+                up.notified().await;
+            }
+            let payload = Bytes::from(vec![0xA5; load.size]);
+            burst(&m, &to, &payload, load.warm).await?;
+            warm_rx.await.map_err(|_| "receiver failed in warm-up")?;
+            let start = Instant::now();
+            burst(&m, &to, &payload, load.count).await?;
+            done_rx.await.map_err(|_| "receiver failed")?;
+            Ok(start)
+        })
+    };
+    let (end, start) = harness::pair(("tls-recv", receiver), ("tls-send", sender))?;
+    Ok(end.saturating_duration_since(start))
+}
+
+/// Sends `count` messages, yielding every [`BURST`] and when the queue is
+/// full.
+async fn burst(m: &Messaging, to: &Identity, payload: &Bytes, count: u64) -> Result<(), String> {
+    let mut sent = 0;
+    while sent < count {
+        match m.try_send_message(to, Message::new(payload.clone())) {
+            Ok(()) => {
+                sent += 1;
+                if sent % BURST == 0 {
+                    tokio::task::yield_now().await;
+                }
+            }
+            Err(MessagingError::QueueFull(_)) => tokio::task::yield_now().await,
+            Err(e) => return Err(format!("sending message {sent}: {e}")),
+        }
+    }
+    Ok(())
+}
