@@ -165,3 +165,35 @@ async fn a_udp_peer_that_is_gone_is_reported_disconnected_by_keepalive() {
     assert!(!b.is_connected(&id("a")));
     assert!(b.stats().protocol_errors >= 1, "a keep-alive timeout");
 }
+
+#[tokio::test]
+async fn a_quiet_sender_meets_a_restarted_udp_listener_through_keepalive() {
+    // Nothing more is sent after the restart: b's keep-alive PING is the
+    // datagram the restarted listener greets, and what b had in flight
+    // arrives.
+    let mut quick = config();
+    quick.keepalive_interval = Some(Duration::from_millis(50));
+    quick.keepalive_wait = Duration::from_secs(5);
+    let a = Messaging::new(id("a"), config()).await.unwrap();
+    let at = a.link().listen("udp://127.0.0.1:0").await.unwrap().address;
+    let b = Messaging::new(id("b"), quick).await.unwrap();
+    let (connects, disconnects) = count_connections(&b);
+    b.link().connect(&at).unwrap();
+    b.send_message(&id("a"), numbered(0)).await.unwrap();
+    assert_eq!(number(&a.recv(Some(WAIT)).await.unwrap().message.data), 0);
+    assert!(b.flush(WAIT).await);
+    a.close().await;
+    drop(a);
+    for i in 1..10 {
+        b.send_message(&id("a"), numbered(i)).await.unwrap();
+    }
+    let a = Messaging::new(id("a"), config()).await.unwrap();
+    a.link().listen(at.clone()).await.unwrap();
+    for i in 1..10 {
+        assert_eq!(number(&a.recv(Some(WAIT)).await.unwrap().message.data), i);
+    }
+    assert!(b.flush(WAIT).await, "everything acknowledged");
+    assert!(a.default_queue().try_recv().is_none(), "nothing twice");
+    assert_eq!(connects.load(Ordering::SeqCst), 2);
+    assert_eq!(disconnects.load(Ordering::SeqCst), 1);
+}
