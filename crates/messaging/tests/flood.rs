@@ -11,7 +11,7 @@ use tokio::time::timeout;
 use weft_messaging::{Message, Messaging};
 
 mod common;
-use common::{WAIT, config, id, until};
+use common::{config, id, until};
 
 /// Connections each child opens.
 const PER_CHILD: usize = 10_000;
