@@ -229,7 +229,8 @@ pub(crate) async fn connector_task_on(
         .unwrap_or_else(|| registry.config.reconnect.clone());
     let mut backoff = Backoff::new(policy);
     let mut connected_before = false;
-    loop {
+    let mut rest = registry.rest_signal(id);
+    'connecting: loop {
         let attempt = tokio::select! {
             r = establish_on(&registry, &address, &options, quic.as_ref()) => r,
             _ = cancel.cancelled() => break,
@@ -266,6 +267,16 @@ pub(crate) async fn connector_task_on(
                 backoff.after_failure(fastrand::f64())
             }
         };
+        // Resting (another connection to the same peer made this one
+        // redundant): no attempt until told to go on.
+        if let Some(rest) = &mut rest {
+            while *rest.borrow_and_update() {
+                tokio::select! {
+                    changed = rest.changed() => if changed.is_err() { break },
+                    _ = cancel.cancelled() => break 'connecting,
+                }
+            }
+        }
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = cancel.cancelled() => break,

@@ -455,6 +455,20 @@ impl Link {
         self.registry().remove_connector(id)
     }
 
+    /// Lets a connector rest: once its connection ends it does not connect
+    /// again until [`wake_connector`](Self::wake_connector). For a layer
+    /// above that finds the connector's connections redundant (another
+    /// connection reaches the same peer). Returns whether it exists.
+    pub fn rest_connector(&self, id: ConnectorId) -> bool {
+        self.registry().rest_connector(id, true)
+    }
+
+    /// Ends a connector's rest: it connects again after its backoff.
+    /// Returns whether it exists.
+    pub fn wake_connector(&self, id: ConnectorId) -> bool {
+        self.registry().rest_connector(id, false)
+    }
+
     /// Runs any byte stream (an in-memory pipe, a serial port, a socket made
     /// elsewhere) as a connection of this link. It gets a `Connected` event
     /// like any other.

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -52,6 +52,12 @@ impl ListenerEntry {
     }
 }
 
+/// A running connector: how to stop it, and whether it rests.
+struct ConnectorEntry {
+    cancel: CancellationToken,
+    rest: watch::Sender<bool>,
+}
+
 pub(crate) struct Registry {
     pub(crate) config: LinkConfig,
     /// `None` once the link is closing: nothing new may start.
@@ -59,7 +65,7 @@ pub(crate) struct Registry {
     next_id: AtomicU64,
     connections: Mutex<HashMap<ConnectionId, Connection>>,
     listeners: Mutex<HashMap<ListenerId, ListenerEntry>>,
-    connectors: Mutex<HashMap<ConnectorId, CancellationToken>>,
+    connectors: Mutex<HashMap<ConnectorId, ConnectorEntry>>,
     /// The parent of every listener's, connector's and connection's token.
     shutdown: CancellationToken,
     tracker: TaskTracker,
@@ -176,13 +182,33 @@ impl Registry {
     }
 
     pub(crate) fn add_connector(&self, id: ConnectorId, cancel: CancellationToken) {
-        lock(&self.connectors).insert(id, cancel);
+        let entry = ConnectorEntry {
+            cancel,
+            rest: watch::channel(false).0,
+        };
+        lock(&self.connectors).insert(id, entry);
     }
 
     /// Stops a connector (and so its connection); whether it existed.
     pub(crate) fn remove_connector(&self, id: ConnectorId) -> bool {
-        let cancel = lock(&self.connectors).remove(&id);
-        cancel.map(|c| c.cancel()).is_some()
+        let entry = lock(&self.connectors).remove(&id);
+        entry.map(|e| e.cancel.cancel()).is_some()
+    }
+
+    /// Whether a connector rests: once its connection ends, it does not
+    /// connect again until told to go on. Returns whether it exists.
+    pub(crate) fn rest_connector(&self, id: ConnectorId, rest: bool) -> bool {
+        let connectors = lock(&self.connectors);
+        let Some(entry) = connectors.get(&id) else {
+            return false;
+        };
+        entry.rest.send_replace(rest);
+        true
+    }
+
+    /// What tells a connector to rest, for its task.
+    pub(crate) fn rest_signal(&self, id: ConnectorId) -> Option<watch::Receiver<bool>> {
+        lock(&self.connectors).get(&id).map(|e| e.rest.subscribe())
     }
 
     /// The last handle is gone: everything stops now.
@@ -199,9 +225,9 @@ impl Registry {
         for (_, entry) in listeners {
             entry.stop();
         }
-        for (_, cancel) in lock(&self.connectors).drain() {
+        for (_, entry) in lock(&self.connectors).drain() {
             // Connectors stop connecting; their live connection closes below.
-            cancel.cancel();
+            entry.cancel.cancel();
         }
         for conn in self.connections() {
             conn.close();

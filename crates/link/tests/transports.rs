@@ -355,6 +355,39 @@ async fn unix_connections_carry_the_peers_credentials() {
     );
 }
 
+#[tokio::test]
+async fn a_resting_connector_does_not_reconnect_until_woken() {
+    let (server, mut server_events) = Link::new(config());
+    let listening = server.listen("tcp://127.0.0.1:0").await.unwrap();
+    let (client, mut client_events) = Link::new(config());
+    let connector = client.connect(&listening.address).unwrap();
+    let first = connected(&mut client_events).await;
+    assert!(client.rest_connector(connector));
+    // The server ends the connection; the connector, resting, stays away
+    // for many of its 20 ms backoffs.
+    connected(&mut server_events).await.abort();
+    loop {
+        if let LinkEvent::Disconnected { connection, .. } = next(&mut client_events).await {
+            assert_eq!(connection, first.id());
+            break;
+        }
+    }
+    let quiet = timeout(Duration::from_millis(300), async {
+        loop {
+            if let LinkEvent::Connected(_) = next(&mut client_events).await {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(quiet.is_err(), "a resting connector reconnected");
+    assert_eq!(client.stats().connections_opened, 1);
+    // Woken, it connects again.
+    assert!(client.wake_connector(connector));
+    connected(&mut client_events).await;
+    assert!(!client.rest_connector(weft_link::ConnectorId(u64::MAX)));
+}
+
 fn fastrand_u64() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();

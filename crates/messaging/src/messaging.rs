@@ -132,6 +132,9 @@ struct Inner {
     /// Our topic subscriptions, the peers' interest and publication
     /// targets. Never held while the core's lock is taken.
     topics: Mutex<Topics>,
+    /// Connectors resting because their connections crossed another to the
+    /// same peer, woken when that peer's connection ends.
+    resting: Mutex<HashMap<Identity, Vec<weft_link::ConnectorId>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -294,6 +297,7 @@ impl Messaging {
             default_queue,
             pending: Mutex::new(HashMap::new()),
             topics: Mutex::new(Topics::new(&config)),
+            resting: Mutex::new(HashMap::new()),
             config,
         });
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

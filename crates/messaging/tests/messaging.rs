@@ -230,6 +230,67 @@ async fn a_handler_holding_a_weak_handle_lets_the_instance_stop() {
     until("a's connection ended", || !b.is_connected(&id("a"))).await;
 }
 
+/// snakeMQ's tutorial: bob and jack each listen and dial the other. They
+/// settle on one connection (the one the smaller identity dialled) and the
+/// other connector rests instead of being refused every 20 ms.
+#[tokio::test]
+async fn two_peers_that_dial_each_other_keep_one_connection_and_rest_the_other_connector() {
+    let bob = Messaging::new(id("bob"), config()).await.unwrap();
+    let jack = Messaging::new(id("jack"), config()).await.unwrap();
+    let at_bob = bob
+        .link()
+        .listen("tcp://127.0.0.1:0")
+        .await
+        .unwrap()
+        .address;
+    let at_jack = jack
+        .link()
+        .listen("tcp://127.0.0.1:0")
+        .await
+        .unwrap()
+        .address;
+    bob.link().connect(&at_jack).unwrap();
+    jack.link().connect(&at_bob).unwrap();
+    bob.send_message(&id("jack"), Message::new("hi jack"))
+        .await
+        .unwrap();
+    jack.send_message(&id("bob"), Message::new("hi bob"))
+        .await
+        .unwrap();
+    assert_eq!(
+        &jack.recv(Some(WAIT)).await.unwrap().message.data[..],
+        b"hi jack"
+    );
+    assert_eq!(
+        &bob.recv(Some(WAIT)).await.unwrap().message.data[..],
+        b"hi bob"
+    );
+    until("one connection each", || {
+        bob.link().connections().len() == 1 && jack.link().connections().len() == 1
+    })
+    .await;
+    let kept = bob.link().connections()[0].info().origin;
+    assert!(
+        matches!(kept, weft_link::connection::Origin::Connector(_)),
+        "bob < jack: the connection bob dialled is kept"
+    );
+    let opened = (
+        bob.link().stats().connections_opened,
+        jack.link().stats().connections_opened,
+    );
+    // A connector that did not rest would dial every 20 ms meanwhile.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        (
+            bob.link().stats().connections_opened,
+            jack.link().stats().connections_opened,
+        ),
+        opened,
+        "a connector kept dialling"
+    );
+    assert!(bob.is_connected(&id("jack")) && jack.is_connected(&id("bob")));
+}
+
 #[tokio::test]
 async fn handlers_see_connects_messages_and_disconnects() {
     let (a, b) = pair(config(), config()).await;

@@ -130,6 +130,23 @@ impl<T: Transmit> Core<T> {
         }
     }
 
+    /// For a peer identified on `new` while `old` is up: when the two
+    /// crossed (we dialled one, the peer the other), whether to keep the
+    /// new one. Both sides keep the connection dialled by the smaller
+    /// identity, so they settle on the same one whatever the order the
+    /// two identified in. `None` when they did not cross.
+    fn crossed(&self, peer: &Identity, new: ConnectionId, old: ConnectionId) -> Option<bool> {
+        let dialled = |c: ConnectionId| self.conns.get(&c).map(|c| c.tx.connector().is_some());
+        let (new_ours, old_ours) = (dialled(new)?, dialled(old)?);
+        if new_ours == old_ours || *peer == self.me {
+            return None;
+        }
+        // The smaller identity's dialled connection wins: ours when we are
+        // the smaller one.
+        let ours_wins = self.me.as_str() < peer.as_str();
+        Some(new_ours == ours_wins)
+    }
+
     pub(super) fn handle_ident(&mut self, conn_id: ConnectionId, ident: Identity, now: Instant) {
         let conn = self.conns.get_mut(&conn_id).expect("caller checked");
         if conn.ident.is_some() {
@@ -160,20 +177,36 @@ impl<T: Transmit> Core<T> {
             return self.fail(conn_id, ProtocolError::TooManyIdentities);
         }
         if let Some(old) = known.and_then(|p| p.conn) {
-            match self.config.duplicate_identity {
-                DuplicateIdentity::RejectNew => {
-                    return self.fail(conn_id, ProtocolError::DuplicateIdentity(ident));
-                }
-                DuplicateIdentity::ReplaceOld => {
-                    if let Some(c) = self.conns.get_mut(&old) {
-                        c.tx.close();
-                        c.ident = None;
-                        // Closing: nothing more from it is acted on.
-                        c.failed = true;
-                    }
-                    self.unbind(&ident);
-                }
+            let crossed = self.crossed(&ident, conn_id, old);
+            let keep_new = match (crossed, self.config.duplicate_identity) {
+                (Some(keep_new), _) => keep_new,
+                (None, DuplicateIdentity::RejectNew) => false,
+                (None, DuplicateIdentity::ReplaceOld) => true,
+            };
+            // When they crossed, the connector that made the redundant one
+            // may rest while the other lives, instead of dialling in vain
+            // every second.
+            let redundant = if keep_new { old } else { conn_id };
+            let resting = crossed
+                .and_then(|_| self.conns.get(&redundant))
+                .and_then(|c| c.tx.connector())
+                .map(|connector| CoreEvent::Redundant {
+                    ident: ident.clone(),
+                    connector,
+                });
+            if !keep_new {
+                self.events.extend(resting);
+                return self.fail(conn_id, ProtocolError::DuplicateIdentity(ident));
             }
+            if let Some(c) = self.conns.get_mut(&old) {
+                c.tx.close();
+                c.ident = None;
+                // Closing: nothing more from it is acted on.
+                c.failed = true;
+            }
+            self.unbind(&ident);
+            // After the old one's end is reported, which wakes connectors.
+            self.events.extend(resting);
         }
         let sender_salt = self.sender_salt(&ident);
         let conn = self.conns.get_mut(&conn_id).expect("caller checked");

@@ -54,7 +54,7 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use weft_link::ConnectionId;
+use weft_link::{ConnectionId, ConnectorId};
 
 use crate::dedupe::DedupeWindow;
 use crate::error::{Misuse, ProtocolError};
@@ -90,6 +90,8 @@ pub(crate) trait Transmit: Clone {
     /// Whether each packet is a datagram (UDP): the connection has no end
     /// a restarted peer would close (see [`datagram`]).
     fn is_datagram(&self) -> bool;
+    /// The connector that made the connection, when we dialled it.
+    fn connector(&self) -> Option<ConnectorId>;
 }
 
 /// Why a transmit failed.
@@ -108,6 +110,13 @@ pub(crate) enum CoreEvent {
     Connected { ident: Identity },
     /// A peer's connection ended.
     Disconnected { ident: Identity },
+    /// Two connections with a peer crossed (each side dialled the other)
+    /// and the one this connector made is the redundant one: the connector
+    /// may rest while the peer stays connected.
+    Redundant {
+        ident: Identity,
+        connector: ConnectorId,
+    },
     /// A message arrived (or was sent to ourselves).
     Message { from: Identity, message: Message },
     /// A persistent message is settled (delivered, expired or dropped:

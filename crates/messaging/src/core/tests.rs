@@ -22,6 +22,8 @@ struct FakeTx {
     closed: Rc<RefCell<bool>>,
     /// Pretends to be a UDP connection.
     datagram: bool,
+    /// Pretends we dialled it with this connector.
+    connector: Option<weft_link::ConnectorId>,
 }
 
 impl Transmit for FakeTx {
@@ -45,6 +47,9 @@ impl Transmit for FakeTx {
     }
     fn is_datagram(&self) -> bool {
         self.datagram
+    }
+    fn connector(&self) -> Option<weft_link::ConnectorId> {
+        self.connector
     }
 }
 
@@ -374,5 +379,6 @@ fn keepalive_pings_then_closes() {
 }
 
 mod binding;
+mod crossed;
 mod datagram;
 mod hardening;

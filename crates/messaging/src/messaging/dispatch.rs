@@ -143,8 +143,23 @@ pub(super) fn dispatch(
             }
             CoreEvent::Disconnected { ident } => {
                 lock(&inner.topics).handle_disconnected(&ident);
+                // The connection that made others redundant is gone: their
+                // connectors go on.
+                if let Some(resting) = lock(&inner.resting).remove(&ident) {
+                    for connector in resting {
+                        inner.link.wake_connector(connector);
+                    }
+                }
                 for (_, h) in &d.on_disconnect {
                     h(&ident);
+                }
+            }
+            CoreEvent::Redundant { ident, connector } => {
+                if inner.link.rest_connector(connector) {
+                    lock(&inner.resting)
+                        .entry(ident)
+                        .or_default()
+                        .push(connector);
                 }
             }
             CoreEvent::Settled { id } => {

@@ -30,4 +30,11 @@ impl Transmit for PacketSender {
     fn is_datagram(&self) -> bool {
         self.info().datagram
     }
+
+    fn connector(&self) -> Option<weft_link::ConnectorId> {
+        match self.info().origin {
+            weft_link::connection::Origin::Connector(id) => Some(id),
+            _ => None,
+        }
+    }
 }

@@ -1,0 +1,102 @@
+//! Two peers that dial each other: both keep the connection the smaller
+//! identity dialled, and the connector of the other one may rest.
+
+use super::*;
+
+/// Connection `n` (dialled by our connector `dialled` when given) comes up
+/// and identifies as `name`.
+fn conn(core: &mut Core<FakeTx>, n: u64, dialled: Option<u64>, name: &str, now: Instant) -> FakeTx {
+    let tx = FakeTx {
+        connector: dialled.map(weft_link::ConnectorId),
+        ..FakeTx::default()
+    };
+    core.handle_connected(ConnectionId(n), tx.clone(), now);
+    core.handle_packet(ConnectionId(n), packet(&WEFT), now);
+    core.handle_packet(ConnectionId(n), packet(&Frame::Ident(id(name))), now);
+    tx
+}
+
+fn events(core: &mut Core<FakeTx>) -> Vec<CoreEvent> {
+    let mut out = VecDeque::new();
+    core.poll_events(&mut out);
+    out.into()
+}
+
+fn rested(events: &[CoreEvent]) -> Vec<u64> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            CoreEvent::Redundant { connector, .. } => Some(connector.0),
+            _ => None,
+        })
+        .collect()
+}
+
+/// bob and jack each dial the other, in both orders of identification, on
+/// both sides: every time the connection bob dialled is the one kept.
+#[test]
+fn crossed_connections_settle_on_the_one_the_smaller_identity_dialled() {
+    let t0 = Instant::now();
+    // bob's side: connection 1 bob dialled (connector 7), 2 jack dialled.
+    for bob_dialled_first in [true, false] {
+        let mut bob = Core::<FakeTx>::new(id("bob"), MessagingConfig::default(), t0);
+        let (mine, theirs) = if bob_dialled_first {
+            let mine = conn(&mut bob, 1, Some(7), "jack", t0);
+            let theirs = conn(&mut bob, 2, None, "jack", t0);
+            (mine, theirs)
+        } else {
+            let theirs = conn(&mut bob, 2, None, "jack", t0);
+            let mine = conn(&mut bob, 1, Some(7), "jack", t0);
+            (mine, theirs)
+        };
+        assert!(!*mine.closed.borrow(), "bob keeps the one bob dialled");
+        assert!(*theirs.closed.borrow());
+        assert_eq!(
+            bob.transmit_of(&id("jack")).unwrap().connector,
+            Some(weft_link::ConnectorId(7))
+        );
+        // jack's connection was not ours: no connector of ours rests.
+        assert!(rested(&events(&mut bob)).is_empty());
+    }
+    // jack's side: connection 3 jack dialled (connector 9), 4 bob dialled.
+    for jack_dialled_first in [true, false] {
+        let mut jack = Core::<FakeTx>::new(id("jack"), MessagingConfig::default(), t0);
+        let (mine, theirs) = if jack_dialled_first {
+            let mine = conn(&mut jack, 3, Some(9), "bob", t0);
+            let theirs = conn(&mut jack, 4, None, "bob", t0);
+            (mine, theirs)
+        } else {
+            let theirs = conn(&mut jack, 4, None, "bob", t0);
+            let mine = conn(&mut jack, 3, Some(9), "bob", t0);
+            (mine, theirs)
+        };
+        assert!(*mine.closed.borrow(), "jack lets its own go");
+        assert!(!*theirs.closed.borrow());
+        let events = events(&mut jack);
+        assert_eq!(rested(&events), vec![9], "jack's connector rests");
+        if jack_dialled_first {
+            // The rest is asked after the replaced connection's end, which
+            // wakes resting connectors.
+            let end = events
+                .iter()
+                .position(|e| matches!(e, CoreEvent::Disconnected { .. }))
+                .unwrap();
+            let rest = events
+                .iter()
+                .position(|e| matches!(e, CoreEvent::Redundant { .. }))
+                .unwrap();
+            assert!(end < rest);
+        }
+    }
+}
+
+#[test]
+fn connections_that_did_not_cross_follow_the_duplicate_rule() {
+    let t0 = Instant::now();
+    let mut core = Core::<FakeTx>::new(id("bob"), MessagingConfig::default(), t0);
+    let first = conn(&mut core, 1, None, "jack", t0);
+    let second = conn(&mut core, 2, None, "jack", t0);
+    assert!(!*first.closed.borrow());
+    assert!(*second.closed.borrow(), "RejectNew: the second one goes");
+    assert!(rested(&events(&mut core)).is_empty());
+}
