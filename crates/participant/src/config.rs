@@ -31,6 +31,19 @@ pub struct ParticipantConfig {
     /// ([`QueuePolicy::DropOldest`]: a publisher never blocks), and
     /// keep-alive every 5 s with 5 s to answer, so a stream to a
     /// participant that vanished without closing it ends within 10 s.
+    ///
+    /// Its limits on a peer's SUBSCRIBE filters also bound the subscriber
+    /// filters each participant announces in control messages, so one set
+    /// of knobs governs both: at most
+    /// [`max_peer_filters`](MessagingConfig::max_peer_filters) (1 024) per
+    /// participant, [`max_peer_regex_filters`](MessagingConfig::max_peer_regex_filters)
+    /// (16) of them regexes, [`max_peer_filter_bytes`](MessagingConfig::max_peer_filter_bytes)
+    /// (64 KiB) of text, each regex compiled within
+    /// [`regex_size_limit`](MessagingConfig::regex_size_limit) and
+    /// [`regex_dfa_size_limit`](MessagingConfig::regex_dfa_size_limit)
+    /// (256 KiB each). Filters past them are refused, never compiled, and
+    /// counted in [`ParticipantStats::filters_refused`](crate::ParticipantStats::filters_refused)
+    /// and [`regexes_refused`](crate::ParticipantStats::regexes_refused).
     pub messaging: MessagingConfig,
     /// Hops a routed message may take (participants it passes through,
     /// plus one). Default: 8.

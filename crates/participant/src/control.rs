@@ -15,8 +15,10 @@ pub(crate) const ROUTED_TAG: [u8; 4] = *b"\0WPR";
 /// The most entries one list in a control message may have.
 pub(crate) const MAX_LIST: usize = 4096;
 
-/// The longest regex filter compiled from a peer's list, in bytes.
-const MAX_FILTER: usize = 1024;
+/// The longest filter taken from a neighbour, and the longest regex
+/// [`FilterSpec::to_filter`] compiles, in bytes (messaging's limit on one
+/// SUBSCRIBE filter).
+pub(crate) const MAX_FILTER: usize = 1024;
 
 /// A topic filter as participants describe it to each other.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -50,7 +52,10 @@ impl FilterSpec {
     }
 
     /// The filter, compiled (regexes with a size limit); `None` when it
-    /// does not compile or is too long.
+    /// does not compile or is too long. The filters other participants
+    /// announce are held within the limits of
+    /// [`ParticipantConfig::messaging`](crate::ParticipantConfig::messaging)
+    /// instead.
     pub fn to_filter(&self) -> Option<TopicFilter> {
         if !self.regex {
             return Some(TopicFilter::Prefix(self.text.clone()));

@@ -30,12 +30,13 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use weft_discovery::{DiscoveryEvent, ParticipantId, RemoteParticipant};
-use weft_messaging::{Identity, TopicFilter};
+use weft_messaging::Identity;
 
 use crate::control::{
     Control, Decoded, Envelope, FilterSpec, MAX_LIST, decode, encode_control, encode_routed,
 };
 use crate::event::{Direct, ParticipantEvent, ParticipantInfo};
+use crate::filters::{FilterLimits, Refused, RemoteFilters};
 use crate::handshake::{Handshakes, Verdict};
 use crate::router::{Decision, DropReason, IdentityRoute, Router};
 
@@ -98,6 +99,11 @@ pub(crate) struct CoreStats {
     pub(crate) streams_refused: u64,
     /// Control messages from streams that had not proved themselves.
     pub(crate) unproved_controls: u64,
+    /// Neighbours' subscriber filters refused for a limit.
+    pub(crate) filters_refused: u64,
+    /// Neighbours' regex filters refused: they do not compile within
+    /// their size limits.
+    pub(crate) regexes_refused: u64,
 }
 
 /// A participant discovery told us of.
@@ -115,9 +121,8 @@ struct Known {
 #[derive(Default)]
 struct Remote {
     publishers: BTreeSet<String>,
-    /// Each filter as told, and compiled (`None` when it does not compile
-    /// here: it then matches nothing).
-    subscribers: BTreeMap<FilterSpec, Option<TopicFilter>>,
+    /// Its subscribers' filters, compiled, within the limits.
+    subscribers: RemoteFilters,
 }
 
 /// The participant's state machine. See the [module documentation](self).
@@ -133,6 +138,8 @@ pub(crate) struct ParticipantCore {
     /// With a group key: the handshakes of new streams.
     handshakes: Option<Handshakes>,
     remote: HashMap<Identity, Remote>,
+    /// What each neighbour's subscriber filters may cost.
+    filter_limits: FilterLimits,
     /// Our publishers by topic, with how many of each.
     local_publishers: BTreeMap<String, usize>,
     /// Our subscribers by filter, with how many of each.
@@ -163,6 +170,7 @@ impl ParticipantCore {
             connected: BTreeSet::new(),
             handshakes: None,
             remote: HashMap::new(),
+            filter_limits: FilterLimits::default(),
             local_publishers: BTreeMap::new(),
             local_subscribers: BTreeMap::new(),
             dials: VecDeque::new(),
@@ -179,6 +187,13 @@ impl ParticipantCore {
     /// hold the group key (see [`Handshakes`]).
     pub(crate) fn with_handshakes(mut self, handshakes: Handshakes) -> ParticipantCore {
         self.handshakes = Some(handshakes);
+        self
+    }
+
+    /// The same core, holding each neighbour's subscriber filters within
+    /// `limits` (default: those of [`MessagingConfig::default`](weft_messaging::MessagingConfig::default)).
+    pub(crate) fn with_filter_limits(mut self, limits: FilterLimits) -> ParticipantCore {
+        self.filter_limits = limits;
         self
     }
 
@@ -330,7 +345,7 @@ impl ParticipantCore {
                     topic,
                 });
             }
-            for filter in remote.subscribers.into_keys() {
+            for filter in remote.subscribers.into_specs() {
                 self.events.push_back(ParticipantEvent::SubscriberRemoved {
                     participant: ident.clone(),
                     filter,
@@ -416,7 +431,8 @@ impl ParticipantCore {
             } => {
                 let remote = self.remote.entry(from.clone()).or_default();
                 for topic in publishers {
-                    if remote.publishers.insert(topic.clone()) {
+                    if remote.publishers.len() < MAX_LIST && remote.publishers.insert(topic.clone())
+                    {
                         self.events.push_back(ParticipantEvent::PublisherAdded {
                             participant: participant.clone(),
                             topic,
@@ -424,16 +440,7 @@ impl ParticipantCore {
                     }
                 }
                 for filter in subscribers {
-                    if !remote.subscribers.contains_key(&filter) {
-                        remote
-                            .subscribers
-                            .insert(filter.clone(), filter.to_filter());
-                        self.interest_changed = true;
-                        self.events.push_back(ParticipantEvent::SubscriberAdded {
-                            participant: participant.clone(),
-                            filter,
-                        });
-                    }
+                    self.add_remote_subscriber(from, filter);
                 }
                 self.router.learn(from.as_str(), routes);
                 self.advertise();
@@ -453,23 +460,10 @@ impl ParticipantCore {
                     }
                 }
             }
-            Control::SubscriberAdded(filter) => {
-                let remote = self.remote.entry(from.clone()).or_default();
-                if remote.subscribers.len() < MAX_LIST && !remote.subscribers.contains_key(&filter)
-                {
-                    remote
-                        .subscribers
-                        .insert(filter.clone(), filter.to_filter());
-                    self.interest_changed = true;
-                    self.events.push_back(ParticipantEvent::SubscriberAdded {
-                        participant,
-                        filter,
-                    });
-                }
-            }
+            Control::SubscriberAdded(filter) => self.add_remote_subscriber(from, filter),
             Control::SubscriberRemoved(filter) => {
                 if let Some(remote) = self.remote.get_mut(from) {
-                    if remote.subscribers.remove(&filter).is_some() {
+                    if remote.subscribers.remove(&filter) {
                         self.interest_changed = true;
                         self.events.push_back(ParticipantEvent::SubscriberRemoved {
                             participant,
@@ -484,6 +478,31 @@ impl ParticipantCore {
             }
             // A handshake we did not ask for (we have no group key).
             Control::Challenge(_) | Control::Proof(_) => self.stats.unproved_controls += 1,
+        }
+    }
+
+    /// A neighbour hosts a subscriber with `filter`: held if it fits the
+    /// limits (and compiles within them), else refused and counted; the
+    /// neighbour's other filters stay.
+    fn add_remote_subscriber(&mut self, from: &Identity, filter: FilterSpec) {
+        let remote = self.remote.entry(from.clone()).or_default();
+        match remote.subscribers.add(&filter, &self.filter_limits) {
+            Ok(true) => {
+                self.interest_changed = true;
+                self.events.push_back(ParticipantEvent::SubscriberAdded {
+                    participant: from.clone(),
+                    filter,
+                });
+            }
+            Ok(false) => {}
+            Err(why) => {
+                let counter = match why {
+                    Refused::Limit => &mut self.stats.filters_refused,
+                    Refused::Regex => &mut self.stats.regexes_refused,
+                };
+                *counter = counter.saturating_add(1);
+                tracing::debug!(peer = %from, %filter, reason = ?why, "subscriber filter refused");
+            }
         }
     }
 
@@ -612,7 +631,7 @@ impl ParticipantCore {
                         .map(|r| r.publishers.iter().cloned().collect())
                         .unwrap_or_default(),
                     subscribers: remote
-                        .map(|r| r.subscribers.keys().cloned().collect())
+                        .map(|r| r.subscribers.specs().cloned().collect())
                         .unwrap_or_default(),
                 }
             })
@@ -637,11 +656,7 @@ impl ParticipantCore {
         let mut out: Vec<Identity> = self
             .remote
             .iter()
-            .filter(|(_, r)| {
-                r.subscribers
-                    .values()
-                    .any(|f| f.as_ref().is_some_and(|f| f.matches(topic)))
-            })
+            .filter(|(_, r)| r.subscribers.matches(topic))
             .map(|(i, _)| i.clone())
             .collect();
         let local = self
@@ -778,6 +793,7 @@ mod tests {
     use std::time::Instant;
 
     use weft_discovery::{DiscoveryConfig, DiscoveryCore, GoneReason, LocalParticipant};
+    use weft_messaging::TopicFilter;
 
     use super::*;
 
@@ -1030,6 +1046,103 @@ mod tests {
         assert_eq!(a.stats().control_errors, 4);
         assert!(events(&mut a).is_empty());
         assert!(transmits(&mut a).is_empty());
+    }
+
+    fn regex(i: usize) -> FilterSpec {
+        FilterSpec {
+            regex: true,
+            text: format!(r"^flood{i}\.[a-z]+$"),
+        }
+    }
+
+    #[test]
+    fn a_neighbour_flooding_regex_subscribers_keeps_only_the_bound_and_the_rest_are_counted() {
+        let mut a = ParticipantCore::new(id(1), ident("a"), 4);
+        a.handle_streams([ident("b"), ident("c")], Instant::now());
+        transmits(&mut a);
+        events(&mut a);
+
+        // 500 SubscriberAdded, each a distinct regex.
+        for i in 0..500 {
+            let added = encode_control(&Control::SubscriberAdded(regex(i)));
+            a.handle_control(&ident("b"), &added);
+        }
+        let limits = FilterLimits::default();
+        let kept = limits.regex_filters;
+        assert_eq!(kept, 16);
+        let b = &a.remote[&ident("b")].subscribers;
+        assert_eq!(b.len(), kept);
+        assert_eq!(b.compiled, kept, "a refused regex is never compiled");
+        assert_eq!(a.stats().filters_refused, 500 - kept as u64);
+        assert_eq!(a.stats().regexes_refused, 0);
+        let added = events(&mut a);
+        assert_eq!(added.len(), kept, "only the kept filters are reported");
+        assert!(a.poll_interest_changed());
+        assert_eq!(a.subscribers_of("flood3.x"), vec![ident("b")]);
+        assert!(a.subscribers_of("flood400.x").is_empty(), "refused");
+
+        // A prefix still fits next to them, and a removal frees its share.
+        let news = FilterSpec {
+            regex: false,
+            text: "news.".into(),
+        };
+        a.handle_control(
+            &ident("b"),
+            &encode_control(&Control::SubscriberAdded(news)),
+        );
+        assert_eq!(a.subscribers_of("news.today"), vec![ident("b")]);
+        a.handle_control(
+            &ident("b"),
+            &encode_control(&Control::SubscriberRemoved(regex(0))),
+        );
+        a.handle_control(
+            &ident("b"),
+            &encode_control(&Control::SubscriberAdded(regex(499))),
+        );
+        assert_eq!(a.subscribers_of("flood499.x"), vec![ident("b")]);
+        assert_eq!(a.remote[&ident("b")].subscribers.compiled, kept + 1);
+        assert_eq!(a.stats().filters_refused, 500 - kept as u64);
+
+        // A Hello with the most a list may hold, all regexes: the same
+        // bound, per neighbour.
+        let hello = Control::Hello {
+            publishers: Vec::new(),
+            subscribers: (0..MAX_LIST).map(regex).collect(),
+            routes: Vec::new(),
+        };
+        a.handle_control(&ident("c"), &encode_control(&hello));
+        let c = &a.remote[&ident("c")].subscribers;
+        assert_eq!((c.len(), c.compiled), (kept, kept));
+        assert_eq!(
+            a.stats().filters_refused,
+            (500 - kept + MAX_LIST - kept) as u64
+        );
+        let memory: usize = a.remote.values().map(|r| r.subscribers.len()).sum();
+        assert_eq!(memory, 2 * kept + 1, "what the core holds stays small");
+        assert_eq!(a.stats().control_errors, 0);
+    }
+
+    #[test]
+    fn a_regex_too_costly_to_compile_is_refused_and_counted() {
+        let mut a = ParticipantCore::new(id(1), ident("a"), 4).with_filter_limits(FilterLimits {
+            regex_size: 1 << 10,
+            ..FilterLimits::default()
+        });
+        a.handle_streams([ident("b")], Instant::now());
+        transmits(&mut a);
+        events(&mut a);
+        let costly = FilterSpec {
+            regex: true,
+            text: r"\w{200}".into(),
+        };
+        a.handle_control(
+            &ident("b"),
+            &encode_control(&Control::SubscriberAdded(costly)),
+        );
+        assert_eq!(a.stats().regexes_refused, 1);
+        assert!(events(&mut a).is_empty());
+        assert!(!a.poll_interest_changed());
+        assert!(a.remote[&ident("b")].subscribers.is_empty());
     }
 
     /// Cores joined by streams; transmits are delivered until none is left.

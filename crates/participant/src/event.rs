@@ -161,4 +161,15 @@ pub struct ParticipantStats {
     /// Control messages dropped because their stream had not proved it
     /// holds the group key.
     pub unproved_controls: u64,
+    /// Subscriber filters other participants announced that were refused
+    /// for a limit: past the [`ParticipantConfig::messaging`](crate::ParticipantConfig::messaging)
+    /// limits on one peer's filters (`max_peer_filters`,
+    /// `max_peer_regex_filters`, `max_peer_filter_bytes`) or longer than
+    /// 1 024 bytes. A refused filter is never compiled, and matches
+    /// nothing.
+    pub filters_refused: u64,
+    /// Regex filters other participants announced that were refused
+    /// because they do not compile within `regex_size_limit` and
+    /// `regex_dfa_size_limit` of [`ParticipantConfig::messaging`](crate::ParticipantConfig::messaging).
+    pub regexes_refused: u64,
 }

@@ -63,6 +63,7 @@ mod control;
 mod core;
 mod error;
 mod event;
+mod filters;
 mod handshake;
 pub mod local;
 mod participant;

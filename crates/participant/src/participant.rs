@@ -20,6 +20,7 @@ use crate::core::{Dial, Outgoing, ParticipantCore, TransmitKind};
 use crate::event::{
     Direct, ParticipantEvent, ParticipantEvents, ParticipantInfo, ParticipantStats,
 };
+use crate::filters::FilterLimits;
 use crate::handshake::Handshakes;
 use crate::router::IdentityRoute;
 use crate::{ParticipantConfig, ParticipantError, Publisher, Subscriber};
@@ -165,7 +166,8 @@ impl Participant {
         let (events, _) = broadcast::channel(config.event_capacity.max(1));
         let (direct_tx, direct_rx) = mpsc::channel(config.direct_capacity.max(1));
         let (stop, stop_rx) = watch::channel(false);
-        let mut core = ParticipantCore::new(id, identity, config.max_hops);
+        let mut core = ParticipantCore::new(id, identity, config.max_hops)
+            .with_filter_limits(FilterLimits::of(&config.messaging));
         if let Some(key) = &config.group_key {
             let mut seed = [0u8; 32];
             getrandom::getrandom(&mut seed).map_err(|e| ParticipantError::Io {
@@ -266,6 +268,8 @@ impl Participant {
             control_errors: core.control_errors,
             streams_refused: core.streams_refused,
             unproved_controls: core.unproved_controls,
+            filters_refused: core.filters_refused,
+            regexes_refused: core.regexes_refused,
         }
     }
 

@@ -205,6 +205,55 @@ async fn a_subscriber_takes_publications_many_at_once_in_order() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_participant_flooded_with_regex_subscribers_keeps_the_bound_and_still_delivers() {
+    let port = free_port();
+    let a = Participant::start(fast(port, "a")).await.unwrap();
+    let b = Participant::start(fast(port, "b")).await.unwrap();
+    eventually(Duration::from_secs(3), "a stream between a and b", || {
+        a.connected().len() == 1 && b.connected().len() == 1
+    })
+    .await;
+    // 500 regex subscribers on b, each announced to a as it is made; then
+    // one prefix subscriber.
+    let flood: Vec<_> = (0..500)
+        .map(|i| {
+            let re = regex::Regex::new(&format!(r"^flood{i}\.[a-z]+$")).unwrap();
+            b.subscriber(TopicFilter::Regex(re))
+        })
+        .collect();
+    let sub = b.subscriber(TopicFilter::Prefix("n.".into()));
+    let regexes = ParticipantConfig::default()
+        .messaging
+        .max_peer_regex_filters;
+    eventually(
+        Duration::from_secs(5),
+        "the excess refused and counted",
+        || a.stats().filters_refused == (500 - regexes) as u64,
+    )
+    .await;
+    let kept = a
+        .peers()
+        .into_iter()
+        .find(|p| p.identity == "b")
+        .expect("a knows b")
+        .subscribers;
+    assert_eq!(kept.iter().filter(|f| f.regex).count(), regexes);
+    assert_eq!(a.stats().regexes_refused, 0);
+
+    let publisher = a.publisher("n.x").unwrap();
+    eventually(Duration::from_secs(3), "b's prefix interest at a", || {
+        publisher.publish("probe").unwrap() == 1
+    })
+    .await;
+    let got = sub.recv(Some(Duration::from_secs(3))).await.unwrap();
+    assert_eq!((&*got.topic, got.from.as_str()), ("n.x", "a"));
+    // The first regexes, announced first, are the ones kept.
+    assert_eq!(a.subscribers_of("flood0.x"), vec![b.identity().clone()]);
+    assert!(a.subscribers_of("flood499.x").is_empty());
+    drop(flood);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopped_participant_is_gone_within_its_lease_with_its_interest() {
     let port = free_port();
     let a = Participant::start(fast(port, "a")).await.unwrap();
