@@ -3,29 +3,18 @@
 //! certificate), reconnects, ordering of small and large sends, graceful
 //! close, and QUIC on a socket the caller made.
 
-use std::time::Duration;
-
 use bytes::Bytes;
 use tokio::time::timeout;
 use weft_link::address::Scheme;
 use weft_link::connection::Origin;
 use weft_link::tls::{ClientAuth, SelfSignedPki};
 use weft_link::{
-    Address, ConnectOptions, Connection, ConnectionId, DisconnectReason, Link, LinkConfig,
-    LinkError, LinkEvent, LinkEvents, ListenOptions, ReconnectPolicy,
+    Address, ConnectOptions, Connection, DisconnectReason, Link, LinkError, LinkEvent, LinkEvents,
+    ListenOptions,
 };
 
-const WAIT: Duration = Duration::from_secs(10);
-
-fn config() -> LinkConfig {
-    let mut c = LinkConfig::default();
-    c.reconnect = ReconnectPolicy::fixed(Duration::from_millis(20));
-    c
-}
-
-fn pki() -> SelfSignedPki {
-    SelfSignedPki::generate(&["localhost", "127.0.0.1", "::1"]).unwrap()
-}
+mod common;
+use common::{WAIT, config, connected, next, pki, read_exactly};
 
 fn listen_tls(pki: &SelfSignedPki, auth: ClientAuth) -> ListenOptions {
     ListenOptions::tls(pki.server_config(auth).unwrap())
@@ -33,39 +22,6 @@ fn listen_tls(pki: &SelfSignedPki, auth: ClientAuth) -> ListenOptions {
 
 fn connect_tls(pki: &SelfSignedPki, with_cert: bool) -> ConnectOptions {
     ConnectOptions::tls(pki.client_config(with_cert).unwrap())
-}
-
-async fn next(events: &mut LinkEvents) -> LinkEvent {
-    timeout(WAIT, events.recv())
-        .await
-        .expect("an event in time")
-        .expect("link still open")
-}
-
-/// The next `Connected`, skipping informational events.
-async fn connected(events: &mut LinkEvents) -> Connection {
-    loop {
-        match next(events).await {
-            LinkEvent::Connected(c) => return c,
-            LinkEvent::ConnectFailed { .. } | LinkEvent::AcceptFailed { .. } => {}
-            other => panic!("expected Connected, got {other:?}"),
-        }
-    }
-}
-
-/// Gathers `n` bytes of data for `conn` (a stream may split or join sends).
-async fn read_exactly(events: &mut LinkEvents, conn: ConnectionId, n: usize) -> Vec<u8> {
-    let mut got = Vec::new();
-    while got.len() < n {
-        match next(events).await {
-            LinkEvent::Data { connection, data } if connection == conn => {
-                got.extend_from_slice(&data)
-            }
-            other => panic!("expected data for {conn}, got {other:?}"),
-        }
-    }
-    assert_eq!(got.len(), n, "no more than was sent");
-    got
 }
 
 /// Both links of a round trip, kept alive while the test looks at them.

@@ -9,49 +9,12 @@ use weft_link::connection::Origin;
 use weft_link::throttle::Throttle;
 use weft_link::tls::{ClientAuth, SelfSignedPki, TlsClientConfig, TlsServerConfig};
 use weft_link::{
-    Address, ConnectOptions, Connection, ConnectionId, DisconnectReason, Link, LinkConfig,
-    LinkError, LinkEvent, LinkEvents, ListenOptions, ReconnectPolicy,
+    Address, ConnectOptions, Connection, DisconnectReason, Link, LinkError, LinkEvent, LinkEvents,
+    ListenOptions,
 };
 
-const WAIT: Duration = Duration::from_secs(10);
-
-fn config() -> LinkConfig {
-    let mut c = LinkConfig::default();
-    c.reconnect = ReconnectPolicy::fixed(Duration::from_millis(20));
-    c
-}
-
-async fn next(events: &mut LinkEvents) -> LinkEvent {
-    timeout(WAIT, events.recv())
-        .await
-        .expect("an event in time")
-        .expect("link still open")
-}
-
-/// The next `Connected`, skipping informational events.
-async fn connected(events: &mut LinkEvents) -> Connection {
-    loop {
-        match next(events).await {
-            LinkEvent::Connected(c) => return c,
-            LinkEvent::ConnectFailed { .. } | LinkEvent::AcceptFailed { .. } => {}
-            other => panic!("expected Connected, got {other:?}"),
-        }
-    }
-}
-
-/// Gathers `n` bytes of data for `conn` (streams may split them).
-async fn read_exactly(events: &mut LinkEvents, conn: ConnectionId, n: usize) -> Vec<u8> {
-    let mut got = Vec::new();
-    while got.len() < n {
-        match next(events).await {
-            LinkEvent::Data { connection, data } if connection == conn => {
-                got.extend_from_slice(&data)
-            }
-            other => panic!("expected data for {conn}, got {other:?}"),
-        }
-    }
-    got
-}
+mod common;
+use common::{WAIT, config, connected, next, pki, read_exactly};
 
 /// Both links of a round trip, kept alive while the test looks at them.
 struct Ends {
@@ -92,10 +55,6 @@ async fn round_trip(
         _links: (server, client, server_events, client_events),
     };
     (to_server, to_client, ends)
-}
-
-fn pki() -> SelfSignedPki {
-    SelfSignedPki::generate(&["localhost", "127.0.0.1", "::1"]).unwrap()
 }
 
 #[tokio::test]
