@@ -1,106 +1,19 @@
 //! `weft peer` as scripts use it: JSON lines out, `IDENT<TAB>TEXT` in.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-const WAIT: Duration = Duration::from_secs(20);
+mod common;
+use common::{WAIT, Weft};
 
-/// A `weft peer` process started (and, on drop, killed) by this test.
-struct Peer {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    events: mpsc::Receiver<Value>,
-}
-
-impl Peer {
-    fn start(args: &[&str]) -> Peer {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_weft"))
-            .arg("peer")
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("weft starts");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, events) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                let v: Value = serde_json::from_str(&line)
-                    .unwrap_or_else(|e| panic!("not a JSON line: {line:?}: {e}"));
-                if tx.send(v).is_err() {
-                    break;
-                }
-            }
-        });
-        let stdin = child.stdin.take();
-        Peer {
-            child,
-            stdin,
-            events,
-        }
-    }
-
-    fn next(&self) -> Value {
-        self.events.recv_timeout(WAIT).expect("an event in time")
-    }
-
-    /// The next event of this kind, skipping others.
-    fn expect(&self, kind: &str) -> Value {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let v = self
-                .events
-                .recv_timeout(left)
-                .unwrap_or_else(|_| panic!("no `{kind}` event in time"));
-            if v["event"] == kind {
-                return v;
-            }
-        }
-    }
-
-    fn send(&mut self, to: &str, text: &str) {
-        let stdin = self.stdin.as_mut().expect("stdin open");
-        writeln!(stdin, "{to}\t{text}").unwrap();
-        stdin.flush().unwrap();
-    }
-
-    fn end_input(&mut self) {
-        self.stdin.take();
-    }
-
-    fn wait_exit(&mut self) -> i32 {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.code().unwrap_or(-1);
-            }
-            assert!(Instant::now() < deadline, "weft peer did not exit");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    fn kill9(&mut self) {
-        // SIGKILL to the process this test started, by its PID.
-        let pid = self.child.id().to_string();
-        let status = Command::new("kill").args(["-9", &pid]).status().unwrap();
-        assert!(status.success());
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// `weft peer ARGS...`.
+fn peer(args: &[&str]) -> Weft {
+    let mut all = vec!["peer"];
+    all.extend_from_slice(args);
+    Weft::start(&all)
 }
 
 fn free_port() -> u16 {
@@ -113,7 +26,7 @@ fn free_port() -> u16 {
 
 #[test]
 fn two_peers_talk_through_stdin_and_json_lines() {
-    let mut bob = Peer::start(&["--ident", "bob", "--listen", "tcp://127.0.0.1:0"]);
+    let mut bob = peer(&["--ident", "bob", "--listen", "tcp://127.0.0.1:0"]);
     let ready = bob.next();
     assert_eq!(ready["event"], "ready", "the first line is ready");
     let url = ready["listen"][0].as_str().unwrap().to_owned();
@@ -122,7 +35,7 @@ fn two_peers_talk_through_stdin_and_json_lines() {
         "{url}"
     );
 
-    let mut alice = Peer::start(&["--ident", "alice", "--connect", &url, "--ttl", "30"]);
+    let mut alice = peer(&["--ident", "alice", "--connect", &url, "--ttl", "30"]);
     assert_eq!(alice.next()["event"], "ready");
     assert_eq!(alice.expect("connect")["ident"], "bob");
     assert_eq!(bob.expect("connect")["ident"], "alice");
@@ -153,7 +66,7 @@ fn two_peers_talk_through_stdin_and_json_lines() {
     // End of input: queues drain, then a clean exit.
     alice.send("bob", "last words");
     alice.end_input();
-    assert_eq!(alice.wait_exit(), 0);
+    assert_eq!(alice.wait_exit(WAIT).code().unwrap_or(-1), 0);
     assert_eq!(bob.expect("message")["data"], "last words");
     assert_eq!(bob.expect("disconnect")["ident"], "alice");
 }
@@ -200,7 +113,7 @@ fn persistent_messages_survive_sigkill_exactly_once() {
         store,
         "--persistent",
     ];
-    let mut tx = Peer::start(&tx_args);
+    let mut tx = peer(&tx_args);
     assert_eq!(tx.next()["event"], "ready");
     let mut accepted = Vec::new();
     for i in 0..total {
@@ -210,7 +123,7 @@ fn persistent_messages_survive_sigkill_exactly_once() {
         accepted.push(tx.expect("sent")["uuid"].as_str().unwrap().to_owned());
     }
 
-    let rx = Peer::start(&["--ident", "rx", "--listen", &url]);
+    let rx = peer(&["--ident", "rx", "--listen", &url]);
     assert_eq!(rx.next()["event"], "ready");
     let mut seen: HashMap<String, usize> = HashMap::new();
     // Kill the sender once delivery is under way.
@@ -222,7 +135,7 @@ fn persistent_messages_survive_sigkill_exactly_once() {
     }
     tx.kill9();
 
-    let mut tx = Peer::start(&tx_args);
+    let mut tx = peer(&tx_args);
     assert_eq!(tx.next()["event"], "ready");
     let deadline = Instant::now() + Duration::from_secs(60);
     while seen.len() < total {
@@ -239,9 +152,9 @@ fn persistent_messages_survive_sigkill_exactly_once() {
         }
     }
     tx.end_input();
-    assert_eq!(tx.wait_exit(), 0);
+    assert_eq!(tx.wait_exit(WAIT).code().unwrap_or(-1), 0);
     // Anything left over would have arrived by now: drain what is there.
-    while let Ok(v) = rx.events.recv_timeout(Duration::from_millis(200)) {
+    while let Some(v) = rx.event_within(Duration::from_millis(200)) {
         if v["event"] == "message" {
             *seen
                 .entry(v["uuid"].as_str().unwrap().to_owned())
@@ -263,7 +176,7 @@ fn persistent_messages_survive_sigkill_exactly_once() {
 #[test]
 fn messages_left_undelivered_are_reported_and_exit_1() {
     // Nobody named carol ever connects: what was sent to her stays queued.
-    let mut alice = Peer::start(&["--ident", "alice", "--linger", "0.2"]);
+    let mut alice = peer(&["--ident", "alice", "--linger", "0.2"]);
     assert_eq!(alice.next()["event"], "ready");
     for i in 0..3 {
         alice.send("carol", &format!("m{i}"));
@@ -271,18 +184,18 @@ fn messages_left_undelivered_are_reported_and_exit_1() {
     }
     alice.end_input();
     assert_eq!(alice.expect("undelivered")["count"], 3);
-    assert_eq!(alice.wait_exit(), 1);
+    assert_eq!(alice.wait_exit(WAIT).code().unwrap_or(-1), 1);
 
     // Everything delivered: exit 0, no such event.
-    let bob = Peer::start(&["--ident", "bob", "--listen", "tcp://127.0.0.1:0"]);
+    let bob = peer(&["--ident", "bob", "--listen", "tcp://127.0.0.1:0"]);
     let url = bob.next()["listen"][0].as_str().unwrap().to_owned();
-    let mut dave = Peer::start(&["--ident", "dave", "--connect", &url]);
+    let mut dave = peer(&["--ident", "dave", "--connect", &url]);
     assert_eq!(dave.next()["event"], "ready");
     assert_eq!(dave.expect("connect")["ident"], "bob");
     dave.send("bob", "hello");
     assert_eq!(bob.expect("message")["data"], "hello");
     dave.end_input();
-    assert_eq!(dave.wait_exit(), 0);
-    let rest: Vec<Value> = dave.events.try_iter().collect();
+    assert_eq!(dave.wait_exit(WAIT).code().unwrap_or(-1), 0);
+    let rest: Vec<Value> = dave.ready_events();
     assert!(rest.iter().all(|v| v["event"] != "undelivered"), "{rest:?}");
 }

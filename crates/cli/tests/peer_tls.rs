@@ -4,88 +4,13 @@
 //! a certificate for another name claiming an identity is `rejected` and
 //! gets nothing, also of what was queued for that identity.
 
-use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::process::Command;
 
-use serde_json::{Value, json};
+use serde_json::json;
 
-const WAIT: Duration = Duration::from_secs(20);
-
-/// A `weft peer` process started (and, on drop, killed) by this test.
-struct Peer {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    events: mpsc::Receiver<Value>,
-}
-
-impl Peer {
-    fn start(args: &[&str]) -> Peer {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_weft"))
-            .arg("peer")
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("weft starts");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, events) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                let v: Value = serde_json::from_str(&line)
-                    .unwrap_or_else(|e| panic!("not a JSON line: {line:?}: {e}"));
-                if tx.send(v).is_err() {
-                    break;
-                }
-            }
-        });
-        let stdin = child.stdin.take();
-        Peer {
-            child,
-            stdin,
-            events,
-        }
-    }
-
-    /// The next event of this kind, skipping others.
-    fn expect(&self, kind: &str) -> Value {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let v = self
-                .events
-                .recv_timeout(left)
-                .unwrap_or_else(|_| panic!("no `{kind}` event in time"));
-            if v["event"] == kind {
-                return v;
-            }
-        }
-    }
-
-    fn send(&mut self, to: &str, text: &str) {
-        let stdin = self.stdin.as_mut().expect("stdin open");
-        writeln!(stdin, "{to}\t{text}").unwrap();
-        stdin.flush().unwrap();
-    }
-
-    /// Kills the process and returns every event it printed.
-    fn stop(mut self) -> Vec<Value> {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        std::iter::from_fn(|| self.events.recv_timeout(WAIT).ok()).collect()
-    }
-}
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+mod common;
+use common::Weft;
 
 fn weft(args: &[&str]) {
     let out = Command::new(env!("CARGO_BIN_EXE_weft"))
@@ -110,12 +35,12 @@ fn tls_flags(dir: &Path, name: &str) -> Vec<String> {
     ]
 }
 
-fn start(ident: &str, cert: &str, dir: &Path, more: &[&str]) -> Peer {
+fn start(ident: &str, cert: &str, dir: &Path, more: &[&str]) -> Weft {
     let flags = tls_flags(dir, cert);
-    let mut args = vec!["--ident", ident];
+    let mut args = vec!["peer", "--ident", ident];
     args.extend(flags.iter().map(String::as_str));
     args.extend(more);
-    Peer::start(&args)
+    Weft::start(&args)
 }
 
 #[test]

@@ -1,0 +1,139 @@
+//! A `weft` process as the command-line tests drive it: JSON lines out,
+//! lines in, killed (by its PID) when dropped.
+#![allow(dead_code)] // each test file uses its own subset
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The longest any one wait for an event may take.
+pub(crate) const WAIT: Duration = Duration::from_secs(20);
+
+/// A running `weft` with its JSON events.
+pub(crate) struct Weft {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    /// Every line it printed, in order.
+    lines: mpsc::Receiver<String>,
+}
+
+impl Weft {
+    /// Runs `weft ARGS...` (the first argument is the subcommand).
+    pub(crate) fn start(args: &[&str]) -> Weft {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_weft"))
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("weft starts");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let stdin = child.stdin.take();
+        Weft {
+            child,
+            stdin,
+            lines,
+        }
+    }
+
+    /// The next line as it was printed, waiting at most `within`.
+    pub(crate) fn line_within(&self, within: Duration) -> Option<String> {
+        self.lines.recv_timeout(within).ok()
+    }
+
+    /// The next event, waiting at most `within`.
+    pub(crate) fn event_within(&self, within: Duration) -> Option<Value> {
+        self.line_within(within).map(|l| parse(&l))
+    }
+
+    /// The next event.
+    pub(crate) fn next(&self) -> Value {
+        self.event_within(WAIT).expect("an event in time")
+    }
+
+    /// The events printed and not read yet, without waiting.
+    pub(crate) fn ready_events(&self) -> Vec<Value> {
+        self.lines.try_iter().map(|l| parse(&l)).collect()
+    }
+
+    /// The next event of this kind, skipping others.
+    pub(crate) fn expect(&self, kind: &str) -> Value {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let v = self
+                .event_within(left)
+                .unwrap_or_else(|| panic!("no `{kind}` event in time"));
+            if v["event"] == kind {
+                return v;
+            }
+        }
+    }
+
+    /// Writes one line to its input.
+    pub(crate) fn send_line(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        writeln!(stdin, "{line}").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    /// `weft peer`'s input: TEXT for the identity `to`.
+    pub(crate) fn send(&mut self, to: &str, text: &str) {
+        self.send_line(&format!("{to}\t{text}"));
+    }
+
+    /// Closes its input.
+    pub(crate) fn end_input(&mut self) {
+        self.stdin.take();
+    }
+
+    /// Waits at most `within` for it to exit.
+    pub(crate) fn wait_exit(&mut self, within: Duration) -> ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "weft did not exit in time");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// SIGKILL, by the PID of the process this test started.
+    pub(crate) fn kill9(&mut self) {
+        let pid = self.child.id().to_string();
+        let status = Command::new("kill").args(["-9", &pid]).status().unwrap();
+        assert!(status.success());
+        let _ = self.child.wait();
+    }
+
+    /// Kills it and returns every event it printed that was not read.
+    pub(crate) fn stop(mut self) -> Vec<Value> {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        std::iter::from_fn(|| self.event_within(WAIT)).collect()
+    }
+}
+
+impl Drop for Weft {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn parse(line: &str) -> Value {
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("not a JSON line: {line:?}: {e}"))
+}
