@@ -71,6 +71,7 @@ mod socket;
 pub mod throttle;
 pub mod tls;
 mod udp;
+pub mod window;
 
 pub use address::{Address, ToAddress};
 pub use config::{LinkConfig, ReconnectPolicy};

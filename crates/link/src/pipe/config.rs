@@ -56,8 +56,9 @@ pub enum DedupeId {
 /// [`PipeStats::duplicates_dropped`](super::PipeStats::duplicates_dropped).
 /// Dropped duplicates do not refresh the window. A sender's ids are
 /// forgotten when its connection ends. Ids are remembered as 64-bit keyed
-/// hashes, so memory is `8 * window` bytes per sender whatever the id size;
-/// the chance that a new id is mistaken for a remembered one is about
+/// hashes in a [`RecentIds`](crate::window::RecentIds) window (with its
+/// index, about `20 * window` bytes per sender whatever the id size); the
+/// chance that a new id is mistaken for a remembered one is about
 /// `window / 2^64`. A `window` of 0 turns deduplication off.
 #[derive(Clone, Debug)]
 pub struct Dedupe {

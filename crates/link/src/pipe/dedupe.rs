@@ -1,11 +1,12 @@
 //! The dedupe window: plain logic, no I/O.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 use std::net::SocketAddr;
 
 use super::config::{Dedupe, DedupeId};
 use crate::ConnectionId;
+use crate::window::RecentIds;
 
 /// Who sent a message, for deduplication.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -16,18 +17,13 @@ pub(crate) enum SenderKey {
     Connection(ConnectionId),
 }
 
-#[derive(Default)]
-struct Seen {
-    order: VecDeque<u64>,
-    ids: HashSet<u64>,
-}
-
 /// The ids of the last `window` messages accepted from each sender.
 pub(crate) struct DedupeWindow {
     window: usize,
     id: DedupeId,
     hasher: RandomState,
-    senders: HashMap<SenderKey, Seen>,
+    /// Each sender's recent ids, as keyed hashes.
+    senders: HashMap<SenderKey, RecentIds<u64>>,
 }
 
 impl DedupeWindow {
@@ -56,21 +52,11 @@ impl DedupeWindow {
             },
         };
         let hash = self.hasher.hash_one(id);
-        let seen = self.senders.entry(sender).or_default();
-        if seen.ids.contains(&hash) {
-            return false;
-        }
-        while seen.order.len() >= self.window {
-            match seen.order.pop_front() {
-                Some(old) => {
-                    seen.ids.remove(&old);
-                }
-                None => break,
-            }
-        }
-        seen.order.push_back(hash);
-        seen.ids.insert(hash);
-        true
+        let window = self.window;
+        self.senders
+            .entry(sender)
+            .or_insert_with(|| RecentIds::new(window))
+            .check_and_record(hash)
     }
 
     /// Forgets a sender's ids (its connection ended).
