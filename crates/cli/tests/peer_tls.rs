@@ -94,3 +94,46 @@ fn identities_bound_to_certificates_from_weft_cert() {
     assert_eq!(to_bob["ident"], "bob");
     assert_eq!(to_bob["cert"], json!({"subject": "bob", "names": ["bob"]}));
 }
+
+/// The same flags over quic://: a listener and a connector with
+/// certificates from `weft cert`, a message each way.
+#[test]
+fn two_peers_talk_over_quic_with_certificates() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    weft(&["cert", "ca", d]);
+    for name in ["alice", "bob"] {
+        weft(&["cert", "issue", d, name]);
+    }
+    let mut alice = start(
+        "alice",
+        "alice",
+        dir.path(),
+        &["--listen", "quic://127.0.0.1:0"],
+    );
+    let url = alice.expect("ready")["listen"][0]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(url.starts_with("quic://127.0.0.1:"), "{url}");
+    let mut bob = start(
+        "bob",
+        "bob",
+        dir.path(),
+        &["--connect", &url, "--server-name", "alice"],
+    );
+    let to_alice = bob.expect("connect");
+    assert_eq!(to_alice["ident"], "alice");
+    assert_eq!(
+        to_alice["cert"],
+        json!({"subject": "alice", "names": ["alice"]})
+    );
+    bob.send("alice", "over quic");
+    let got = alice.expect("message");
+    assert_eq!(
+        (got["from"].as_str(), got["data"].as_str()),
+        (Some("bob"), Some("over quic"))
+    );
+    alice.send("bob", "and back");
+    assert_eq!(bob.expect("message")["data"], "and back");
+}
