@@ -42,6 +42,20 @@ impl QuicEndpoint {
             .map_err(|e| LinkError::io("reading the local address", e))
     }
 
+    /// Moves the endpoint to another socket (the local address changed, or
+    /// a new hole was punched): its connections carry on from the new
+    /// address without loss, as QUIC's connection migration allows; the
+    /// peers see the new address once packets come from it. The old socket
+    /// is closed.
+    pub fn rebind(&self, socket: std::net::UdpSocket) -> Result<(), LinkError> {
+        socket
+            .set_nonblocking(true)
+            .map_err(|e| LinkError::io("setting non-blocking mode", e))?;
+        self.endpoint
+            .rebind(socket)
+            .map_err(|e| LinkError::io("moving a QUIC endpoint to another socket", e))
+    }
+
     /// The listener that accepts on the socket, when the endpoint was made
     /// with a server configuration; [`Link::remove_listener`] stops it.
     pub fn listening(&self) -> Option<&Listening> {
