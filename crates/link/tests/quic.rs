@@ -537,3 +537,40 @@ async fn a_quic_connection_survives_a_rebind_of_the_clients_socket() {
         b"pong"
     );
 }
+
+/// Garbage on the QUIC port, and Initial-sized datagrams from many source
+/// ports, do not disturb a connection that is up.
+#[tokio::test]
+async fn garbage_on_the_quic_port_leaves_other_connections_alone() {
+    let pki = pki();
+    let (server, mut server_events) = Link::new(config());
+    let listening = server
+        .listen_with("quic://127.0.0.1:0", listen_tls(&pki, ClientAuth::None))
+        .await
+        .unwrap();
+    let port_addr = listening.address.socket_addr().unwrap();
+    let (client, mut client_events) = Link::new(config());
+    client
+        .connect_with(&listening.address, connect_tls(&pki, false))
+        .unwrap();
+    let conn = connected(&mut client_events).await;
+    let accepted = connected(&mut server_events).await;
+
+    // 200 sockets each send garbage and a 1200-byte datagram that starts
+    // like a long-header Initial but is nothing valid.
+    let mut initial = vec![0u8; 1200];
+    initial[0] = 0xc0;
+    initial[1..5].copy_from_slice(&1u32.to_be_bytes());
+    for i in 0..200u32 {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let _ = s.send_to(&i.to_be_bytes(), port_addr);
+        let _ = s.send_to(&initial, port_addr);
+    }
+    for i in 0..50u8 {
+        conn.send(Bytes::from(vec![i; 100])).await.unwrap();
+    }
+    let got = read_exactly(&mut server_events, accepted.id(), 50 * 100).await;
+    assert_eq!(got[..100], [0u8; 100]);
+    assert_eq!(got[got.len() - 100..], [49u8; 100]);
+    assert_eq!(server.connections().len(), 1, "no connection from garbage");
+}
