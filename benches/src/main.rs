@@ -17,6 +17,10 @@
 //! | messaging persistent SQLite | persistent messages, `SqliteStorage` | | >= 50 000 msg/s |
 //! | messaging 100k queued 1 KiB | RSS growth for a disconnected identity | | <= 2x payload |
 //! | messaging 64 B tls bind-identity | two `Messaging` peers, mutual TLS, `bind_identity` | the same over tcp:// | >= 0.8x msg/s |
+//! | messaging 64 B quic | the tls bind-identity row's peers over quic:// | the same over tls:// | >= 0.8x msg/s |
+//! | ping-pong 64 B quic | the ping-pong packeters over quic:// | the same over tls:// | p50 <= 1.2x |
+//! | throughput 64 KiB quic | the 64 KiB packeters over quic:// | the same over tls:// | >= 0.8x MB/s |
+//! | packeter throughput 64 B quic | packeter over quic:// | a quinn stream, one `write_all` per framed packet | >= 1.5x msg/s |
 //! | rpc 64 B sequential p50 round trip | weft-rpc echo calls one at a time over loopback TCP | tarpc 0.38 over TCP | p50 <= 1.0x |
 //! | rpc 64 B 64 in flight | the same echo, 64 calls in flight | tarpc 0.38 over TCP | >= 1.5x calls/s |
 //! | rpc vs snakeMQ 64 B | the row above | snakeMQ 1.6 RPC, two Python processes | >= 20x calls/s |
@@ -33,7 +37,7 @@
 //!   self-contained HTML report that draws them (see `report/html.rs`).
 //! - `--only TEXT`: run only the cases whose name contains TEXT
 //!   (`throughput`, `ping-pong`, `memory`, `messaging`, `messaging 64 B`,
-//!   `snakeMQ`, `persistent`, `queued`, `tls`, `rpc`, `participants`, `mesh`,
+//!   `snakeMQ`, `persistent`, `queued`, `tls`, `quic`, `rpc`, `participants`, `mesh`,
 //!   `fan-out`).
 //! - `--snakemq-python PATH`: a Python with snakeMQ 1.6 for the snakeMQ
 //!   baseline (default: `$WEFT_SNAKEMQ_PYTHON`).
@@ -51,8 +55,11 @@ mod messaging;
 mod messaging_tls;
 mod participants;
 mod pingpong;
+mod quic;
+mod quinn_stream;
 mod report;
 mod rpc;
+mod secure;
 mod series;
 mod snakemq;
 mod tarpc_echo;
@@ -203,6 +210,10 @@ fn main() -> ExitCode {
     );
     if wanted(messaging_tls::CASE) {
         messaging_tls::run(args.scale, &mut report);
+    }
+    quic::run(args.scale, &wanted, &mut report);
+    if wanted(quinn_stream::CASE) {
+        quinn_stream::run(args.scale, &mut report);
     }
     participants::run(args.scale, &wanted, &mut report);
     rpc::run(

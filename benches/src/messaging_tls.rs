@@ -12,13 +12,14 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::sync::{Notify, oneshot};
-use weft_link::tls::{ClientAuth, SelfSignedPki};
-use weft_link::{Address, ConnectOptions, ListenOptions};
+use weft_link::Address;
+use weft_link::tls::SelfSignedPki;
 use weft_messaging::{Identity, Message, Messaging, MessagingConfig, MessagingError};
 
 use crate::Scale;
 use crate::harness::{self, LIMIT, ctx};
 use crate::report::{Report, Row, Target};
+use crate::secure::{self, SERVER_NAME, Secure};
 use crate::series::Series;
 use crate::throughput::Load;
 
@@ -26,20 +27,25 @@ use crate::throughput::Load;
 pub(crate) const CASE: &str = "messaging 64 B tls bind-identity";
 
 /// The receiver's identity: the DNS name of its server certificate.
-const RECEIVER: &str = "bench-recv";
+const RECEIVER: &str = SERVER_NAME;
 /// The sender's identity: the name of [`SelfSignedPki`]'s client certificate.
 const SENDER: &str = "weft-client";
 
 /// Messages the sender queues between two yields to its runtime.
 const BURST: u64 = 4096;
 
-/// Runs the row.
-pub(crate) fn run(scale: Scale, report: &mut Report) {
-    let load = Load {
+/// The load of a messaging 64 B row over a transport with TLS.
+pub(crate) fn load(scale: Scale) -> Load {
+    Load {
         size: 64,
         warm: 100_000,
         count: if scale.quick { 1_000_000 } else { 3_000_000 },
-    };
+    }
+}
+
+/// Runs the row.
+pub(crate) fn run(scale: Scale, report: &mut Report) {
+    let load = load(scale);
     let pki = match SelfSignedPki::generate(&[RECEIVER]) {
         Ok(p) => Arc::new(p),
         Err(e) => {
@@ -60,7 +66,7 @@ pub(crate) fn run(scale: Scale, report: &mut Report) {
     for round in 0..scale.rounds {
         eprintln!("{CASE}: round {}/{}", round + 1, scale.rounds);
         if tls.live() {
-            tls.push(once(Some(pki.clone()), load).map(|t| rate(load.count, t)));
+            tls.push(once(Some(Secure::tls(pki.clone())), load).map(|t| rate(load.count, t)));
         }
         if tcp.live() {
             tcp.push(once(None, load).map(|t| rate(load.count, t)));
@@ -82,7 +88,7 @@ pub(crate) fn run(scale: Scale, report: &mut Report) {
     ));
 }
 
-fn rate(count: u64, took: Duration) -> f64 {
+pub(crate) fn rate(count: u64, took: Duration) -> f64 {
     count as f64 / took.as_secs_f64().max(1e-9)
 }
 
@@ -92,16 +98,17 @@ fn config(bind: bool) -> MessagingConfig {
     config
 }
 
-/// One measurement over tls:// with binding (`pki`) or tcp:// (`None`).
-fn once(pki: Option<Arc<SelfSignedPki>>, load: Load) -> Result<Duration, String> {
+/// One measurement with binding over `over` (tls:// or quic://), or
+/// without over tcp:// (`None`).
+pub(crate) fn once(over: Option<Secure>, load: Load) -> Result<Duration, String> {
     let (addr_tx, addr_rx) = oneshot::channel::<Address>();
     let (warm_tx, warm_rx) = oneshot::channel::<()>();
     let (done_tx, done_rx) = oneshot::channel::<()>();
-    let server_pki = pki.clone();
+    let server_over = over.clone();
     let receiver = move || {
         harness::block_on(LIMIT, async move {
             let me = Identity::new(RECEIVER).map_err(ctx("identity"))?;
-            let m = Messaging::new(me, config(server_pki.is_some()))
+            let m = Messaging::new(me, config(server_over.is_some()))
                 .await
                 .map_err(ctx("starting the receiver"))?;
             m.unsubscribe(0);
@@ -115,15 +122,7 @@ fn once(pki: Option<Arc<SelfSignedPki>>, load: Load) -> Result<Duration, String>
                     a.notify_one();
                 }
             });
-            let (url, options) = match &server_pki {
-                Some(pki) => {
-                    let tls = pki
-                        .server_config(ClientAuth::Required(pki.anchors()))
-                        .map_err(ctx("server TLS"))?;
-                    ("tls://127.0.0.1:0", ListenOptions::tls(tls))
-                }
-                None => ("tcp://127.0.0.1:0", ListenOptions::default()),
-            };
+            let (url, options) = secure::listen(server_over.as_ref())?;
             let at = m
                 .link()
                 .listen_with(url, options)
@@ -151,21 +150,14 @@ fn once(pki: Option<Arc<SelfSignedPki>>, load: Load) -> Result<Duration, String>
         harness::block_on(LIMIT, async move {
             let at = addr_rx.await.map_err(|_| "receiver gone")?;
             let me = Identity::new(SENDER).map_err(ctx("identity"))?;
-            let m = Messaging::new(me, config(pki.is_some()))
+            let m = Messaging::new(me, config(over.is_some()))
                 .await
                 .map_err(ctx("starting the sender"))?;
             let to = Identity::new(RECEIVER).map_err(ctx("identity"))?;
             let up = Arc::new(Notify::new());
             let signal = up.clone();
             m.on_connect(move |_| signal.notify_one());
-            let options = match &pki {
-                Some(pki) => ConnectOptions::tls(
-                    pki.client_config(true)
-                        .map_err(ctx("client TLS"))?
-                        .with_server_name(RECEIVER),
-                ),
-                None => ConnectOptions::default(),
-            };
+            let options = secure::connect(over.as_ref())?;
             m.link()
                 .connect_with(&at, options)
                 .map_err(ctx("connecting"))?;

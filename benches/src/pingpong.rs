@@ -19,29 +19,35 @@ use weft_packeter::{PacketEvent, PacketSender, Packeter, PacketerConfig};
 use crate::Scale;
 use crate::harness::{self, LIMIT, LOOPBACK, ctx};
 use crate::report::{Report, Row, Target};
+use crate::secure::{self, Secure};
 use crate::series::{Series, percentile_series};
 
 const SIZE: usize = 64;
 
 /// Round trips per measurement.
 #[derive(Clone, Copy, Debug)]
-struct Trips {
+pub(crate) struct Trips {
     warm: usize,
     timed: usize,
 }
 
-/// Runs case 2 and adds its row.
-pub(crate) fn run(scale: Scale, report: &mut Report) {
-    let trips = Trips {
+/// The round trips of one measurement at `scale`.
+pub(crate) fn trips(scale: Scale) -> Trips {
+    Trips {
         warm: 2_000,
         timed: if scale.quick { 10_000 } else { 40_000 },
-    };
+    }
+}
+
+/// Runs case 2 and adds its row.
+pub(crate) fn run(scale: Scale, report: &mut Report) {
+    let trips = trips(scale);
     let mut weft = Samples::default();
     let mut raw = Samples::default();
     for round in 0..scale.rounds {
         eprintln!("ping-pong 64 B: round {}/{}", round + 1, scale.rounds);
         if weft.error.is_none() {
-            weft.take(weft_once(trips));
+            weft.take(weft_once(trips, None));
         }
         if raw.error.is_none() {
             raw.take(raw_once(trips));
@@ -73,13 +79,19 @@ pub(crate) fn run(scale: Scale, report: &mut Report) {
 
 /// Round-trip times in microseconds, from every round.
 #[derive(Debug, Default)]
-struct Samples {
+pub(crate) struct Samples {
     micros: Vec<f64>,
     error: Option<String>,
 }
 
 impl Samples {
-    fn take(&mut self, round: Result<Vec<f64>, String>) {
+    /// Whether every measurement so far worked.
+    pub(crate) fn live(&self) -> bool {
+        self.error.is_none()
+    }
+
+    /// Adds a round's times, or keeps its failure.
+    pub(crate) fn take(&mut self, round: Result<Vec<f64>, String>) {
         match round {
             Ok(v) => self.micros.extend(v),
             Err(e) => self.error = Some(e),
@@ -87,19 +99,23 @@ impl Samples {
     }
 
     /// The `p`th percentile as a one-value series (or the failure).
-    fn series(&self, p: f64) -> Series {
+    pub(crate) fn series(&self, p: f64) -> Series {
         percentile_series(&self.micros, self.error.as_ref(), p, "round trips")
     }
 }
 
-fn weft_once(trips: Trips) -> Result<Vec<f64>, String> {
+/// One weft measurement over `over` (tls:// or quic://), or tcp:// when
+/// `None`: round-trip times in microseconds.
+pub(crate) fn weft_once(trips: Trips, over: Option<Secure>) -> Result<Vec<f64>, String> {
     let (addr_tx, addr_rx) = oneshot::channel::<Address>();
+    let server_over = over.clone();
     let server = move || {
         harness::block_on(LIMIT, async move {
             let mut packeter = Packeter::new(LinkConfig::default(), PacketerConfig::default());
+            let (url, options) = secure::listen(server_over.as_ref())?;
             let listening = packeter
                 .link()
-                .listen(format!("tcp://{LOOPBACK}"))
+                .listen_with(url, options)
                 .await
                 .map_err(ctx("listening"))?;
             addr_tx
@@ -124,7 +140,10 @@ fn weft_once(trips: Trips) -> Result<Vec<f64>, String> {
         harness::block_on(LIMIT, async move {
             let at = addr_rx.await.map_err(|_| "server gone before listening")?;
             let mut packeter = Packeter::new(LinkConfig::default(), PacketerConfig::default());
-            packeter.link().connect(&at).map_err(ctx("connecting"))?;
+            packeter
+                .link()
+                .connect_with(&at, secure::connect(over.as_ref())?)
+                .map_err(ctx("connecting"))?;
             let to = crate::throughput::connected(&mut packeter).await?;
             let payload = Bytes::from(vec![0x5A; SIZE]);
             let mut micros = Vec::with_capacity(trips.timed);

@@ -21,6 +21,7 @@ use weft_packeter::{PacketEvent, PacketSender, Packeter, PacketerConfig};
 use crate::Scale;
 use crate::harness::{self, LIMIT, LOOPBACK, ctx};
 use crate::report::{Report, Row, Target};
+use crate::secure::{self, Secure};
 use crate::series::{Series, short};
 
 /// How much one measurement moves.
@@ -144,7 +145,7 @@ pub(crate) fn run(scale: Scale, report: &mut Report) {
 }
 
 /// Messages/s, or payload MB/s when `bytes`.
-fn rate(load: Load, took: Duration, bytes: bool) -> f64 {
+pub(crate) fn rate(load: Load, took: Duration, bytes: bool) -> f64 {
     let secs = took.as_secs_f64().max(1e-9);
     if bytes {
         load.bytes() as f64 / 1e6 / secs
@@ -182,15 +183,22 @@ pub(crate) fn zmq_once(_load: Load) -> Result<Duration, String> {
 /// One weft measurement: a packeter listening, one connecting, `send` in a
 /// loop on one side, `recv` plus `drain_ready` counting on the other.
 pub(crate) fn weft_once(load: Load) -> Result<Duration, String> {
+    weft_once_over(load, None)
+}
+
+/// [`weft_once`] over `over` (tls:// or quic://), or tcp:// when `None`.
+pub(crate) fn weft_once_over(load: Load, over: Option<Secure>) -> Result<Duration, String> {
+    let server_over = over.clone();
     let (addr_tx, addr_rx) = oneshot::channel::<Address>();
     let (warm_tx, warm_rx) = oneshot::channel::<()>();
     let (done_tx, done_rx) = oneshot::channel::<()>();
     let receiver = move || {
         harness::block_on(LIMIT, async move {
             let mut packeter = Packeter::new(LinkConfig::default(), PacketerConfig::default());
+            let (url, options) = secure::listen(server_over.as_ref())?;
             let listening = packeter
                 .link()
-                .listen(format!("tcp://{LOOPBACK}"))
+                .listen_with(url, options)
                 .await
                 .map_err(ctx("listening"))?;
             addr_tx
@@ -211,7 +219,10 @@ pub(crate) fn weft_once(load: Load) -> Result<Duration, String> {
                 .await
                 .map_err(|_| "receiver gone before listening")?;
             let mut packeter = Packeter::new(LinkConfig::default(), PacketerConfig::default());
-            packeter.link().connect(&at).map_err(ctx("connecting"))?;
+            packeter
+                .link()
+                .connect_with(&at, secure::connect(over.as_ref())?)
+                .map_err(ctx("connecting"))?;
             let to = connected(&mut packeter).await?;
             let payload = Bytes::from(vec![0xA5; load.size]);
             for _ in 0..load.warm {
