@@ -26,12 +26,19 @@ use serde::{Deserialize, Serialize};
 use weft_link::LinkConfig;
 use weft_packeter::{PacketEvent, PacketSender, Packeter, PacketerConfig};
 
-use crate::harness::{self, LIMIT, LOOPBACK, ctx};
+use crate::harness::{self, LIMIT, ctx};
 use crate::report::{Report, Row};
+use crate::secure::{self, Secure};
 use crate::series::Series;
 
 /// Connections made.
 const CONNECTIONS: usize = 1_000;
+
+/// QUIC connectors added at a time.
+const QUIC_WAVE: usize = 50;
+
+/// The quic:// row's name.
+pub(crate) const QUIC_CASE: &str = "memory 1000 idle quic connections (both ends, one process)";
 
 /// The row's limit, in MiB.
 const LIMIT_MIB: f64 = 64.0;
@@ -99,6 +106,34 @@ pub(crate) fn run(report: &mut Report) {
     }
 }
 
+/// Runs the quic:// row: the `both` measurement over quic:// with mutual
+/// TLS, in a child process of its own.
+pub(crate) fn run_quic(report: &mut Report) {
+    eprintln!("memory: {CONNECTIONS} quic:// connections, both ends in one process");
+    let both = in_child::<Measured>("quic");
+    let detail = match &both {
+        Ok(m) => format!(
+            "one child process, VmRSS {} -> {} KiB",
+            m.before_kib, m.after_kib
+        ),
+        Err(_) => "one child process".into(),
+    };
+    let series = Series::single(
+        both.as_ref().map(Measured::grown_mib).map_err(Clone::clone),
+        detail,
+    );
+    report.row(Row::limit(QUIC_CASE, "MiB", &series, LIMIT_MIB));
+    if let Ok(m) = &both {
+        report.note(format!(
+            "{QUIC_CASE}: as the tcp:// memory row, over quic:// with mutual TLS; each \
+             connector's QUIC connection has a UDP socket of its own, and connectors were \
+             added {QUIC_WAVE} at a time ({:.1} KiB per connection \
+             pair)",
+            m.after_kib.saturating_sub(m.before_kib) as f64 / m.connections as f64
+        ));
+    }
+}
+
 /// Runs this binary with `--memory-child mode` and parses its report.
 pub(crate) fn in_child<T: serde::de::DeserializeOwned>(mode: &str) -> Result<T, String> {
     let exe = std::env::current_exe().map_err(ctx("finding this executable"))?;
@@ -138,12 +173,13 @@ pub(crate) fn in_child<T: serde::de::DeserializeOwned>(mode: &str) -> Result<T, 
 /// error line, returned as the error).
 pub(crate) fn child_main(mode: &str) -> Result<(), String> {
     crate::raise_fd_limit(4 * CONNECTIONS as u64 + 1024)?;
-    let listener_only = match mode {
-        "both" => false,
-        "listener" => true,
+    let (listener_only, over) = match mode {
+        "both" => (false, None),
+        "listener" => (true, None),
+        "quic" => (false, Some(Secure::pair()?.1)),
         other => return Err(format!("unknown memory mode `{other}`")),
     };
-    let measured = harness::block_on(LIMIT, measure(listener_only))?;
+    let measured = harness::block_on(LIMIT, measure(listener_only, over))?;
     let line = serde_json::to_string(&measured).map_err(ctx("encoding"))?;
     println!("{line}");
     Ok(())
@@ -160,11 +196,13 @@ pub(crate) fn rss_kib() -> Result<u64, String> {
         .ok_or_else(|| "no VmRSS in /proc/self/status".to_string())
 }
 
-async fn measure(listener_only: bool) -> Result<Measured, String> {
+/// Measures over `over` (quic://), or tcp:// when `None`.
+async fn measure(listener_only: bool, over: Option<Secure>) -> Result<Measured, String> {
     let mut server = Packeter::new(LinkConfig::default(), PacketerConfig::default());
+    let (url, options) = secure::listen(over.as_ref())?;
     let at = server
         .link()
-        .listen(format!("tcp://{LOOPBACK}"))
+        .listen_with(url, options)
         .await
         .map_err(ctx("listening"))?
         .address;
@@ -174,22 +212,40 @@ async fn measure(listener_only: bool) -> Result<Measured, String> {
     let before_kib = rss_kib()?;
 
     let packet = Bytes::from(vec![0x33u8; 64]);
-    let server_side = accept_all(&mut server, CONNECTIONS);
     let (server_senders, client_senders, bare) = if let Some(client) = client.as_mut() {
-        for _ in 0..CONNECTIONS {
-            client
-                .link()
-                .connect(&at)
-                .map_err(ctx("adding a connector"))?;
+        // QUIC connectors come up in waves: a thousand handshakes started at
+        // once overrun the listener's UDP socket. The idle state measured
+        // afterwards is the same.
+        let wave = if over.is_some() {
+            QUIC_WAVE
+        } else {
+            CONNECTIONS
+        };
+        let (mut s, mut c) = (Vec::new(), Vec::new());
+        while s.len() < CONNECTIONS {
+            let n = wave.min(CONNECTIONS - s.len());
+            for _ in 0..n {
+                client
+                    .link()
+                    .connect_with(&at, secure::connect(over.as_ref())?)
+                    .map_err(ctx("adding a connector"))?;
+            }
+            let (s_wave, c_wave) = tokio::try_join!(
+                accept_all(&mut server, n),
+                connect_all(client, n, packet.clone())
+            )?;
+            s.extend(s_wave);
+            c.extend(c_wave);
         }
-        let client_side = connect_all(client, CONNECTIONS, packet);
-        let (s, c) = tokio::try_join!(server_side, client_side)?;
         (s, c, Vec::new())
     } else {
         let addr = at
             .socket_addr()
             .ok_or("the listener has no socket address")?;
-        let (s, b) = tokio::try_join!(server_side, bare_clients(addr, CONNECTIONS, packet))?;
+        let (s, b) = tokio::try_join!(
+            accept_all(&mut server, CONNECTIONS),
+            bare_clients(addr, CONNECTIONS, packet)
+        )?;
         (s, Vec::new(), b)
     };
     tokio::time::sleep(SETTLE).await;
