@@ -396,7 +396,7 @@ fn fast_once(acks: bool, load: Load) -> Result<Duration, String> {
 
 /// Sends `count` messages with `try_send_message`, yielding every
 /// [`BURST`] messages and whenever the queue is full.
-async fn send_burst(
+pub(crate) async fn send_burst(
     messaging: &Messaging,
     to: &Identity,
     payload: &Bytes,

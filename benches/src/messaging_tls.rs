@@ -14,10 +14,11 @@ use bytes::Bytes;
 use tokio::sync::{Notify, oneshot};
 use weft_link::Address;
 use weft_link::tls::SelfSignedPki;
-use weft_messaging::{Identity, Message, Messaging, MessagingConfig, MessagingError};
+use weft_messaging::{Identity, Messaging, MessagingConfig};
 
 use crate::Scale;
 use crate::harness::{self, LIMIT, ctx};
+use crate::messaging::send_burst;
 use crate::report::{Report, Row, Target};
 use crate::secure::{self, SERVER_NAME, Secure};
 use crate::series::Series;
@@ -30,9 +31,6 @@ pub(crate) const CASE: &str = "messaging 64 B tls bind-identity";
 const RECEIVER: &str = SERVER_NAME;
 /// The sender's identity: the name of [`SelfSignedPki`]'s client certificate.
 const SENDER: &str = "weft-client";
-
-/// Messages the sender queues between two yields to its runtime.
-const BURST: u64 = 4096;
 
 /// The load of a messaging 64 B row over a transport with TLS.
 pub(crate) fn load(scale: Scale) -> Load {
@@ -165,33 +163,14 @@ pub(crate) fn once(over: Option<Secure>, load: Load) -> Result<Duration, String>
                 up.notified().await;
             }
             let payload = Bytes::from(vec![0xA5; load.size]);
-            burst(&m, &to, &payload, load.warm).await?;
+            send_burst(&m, &to, &payload, load.warm).await?;
             warm_rx.await.map_err(|_| "receiver failed in warm-up")?;
             let start = Instant::now();
-            burst(&m, &to, &payload, load.count).await?;
+            send_burst(&m, &to, &payload, load.count).await?;
             done_rx.await.map_err(|_| "receiver failed")?;
             Ok(start)
         })
     };
     let (end, start) = harness::pair(("tls-recv", receiver), ("tls-send", sender))?;
     Ok(end.saturating_duration_since(start))
-}
-
-/// Sends `count` messages, yielding every [`BURST`] and when the queue is
-/// full.
-async fn burst(m: &Messaging, to: &Identity, payload: &Bytes, count: u64) -> Result<(), String> {
-    let mut sent = 0;
-    while sent < count {
-        match m.try_send_message(to, Message::new(payload.clone())) {
-            Ok(()) => {
-                sent += 1;
-                if sent % BURST == 0 {
-                    tokio::task::yield_now().await;
-                }
-            }
-            Err(MessagingError::QueueFull(_)) => tokio::task::yield_now().await,
-            Err(e) => return Err(format!("sending message {sent}: {e}")),
-        }
-    }
-    Ok(())
 }
