@@ -11,7 +11,7 @@ use weft_messaging::storage::MemoryStorage;
 use weft_messaging::{Message, Messaging, MessagingError};
 
 mod common;
-use common::{WAIT, config, id, until};
+use common::{WAIT, a_real_peer_is_answered_within_a_second, config, id, until};
 
 #[tokio::test]
 async fn the_longest_ttl_saturates_instead_of_panicking() {
@@ -106,22 +106,7 @@ async fn connections_that_never_identify_do_not_keep_a_real_peer_out() {
         .unwrap()
         .unwrap();
 
-    let b = Messaging::new(id("b"), config()).await.unwrap();
-    b.link().connect(&at).unwrap();
-    until("b to be identified", || a.is_connected(&id("b"))).await;
-    let exchange = async {
-        b.send_message(&id("a"), Message::new("ping"))
-            .await
-            .unwrap();
-        let got = a.recv(None).await.unwrap();
-        assert_eq!(&got.message.data[..], b"ping");
-        a.send_message(&id("b"), Message::new("pong"))
-            .await
-            .unwrap();
-        b.recv(None).await.unwrap()
-    };
-    let got = timeout(Duration::from_secs(1), exchange).await.unwrap();
-    assert_eq!(&got.message.data[..], b"pong");
+    let _b = a_real_peer_is_answered_within_a_second(&a, &at).await;
     // b's own connection, unidentified for a round trip, made room too.
     assert_eq!(a.stats().unidentified_evicted, 37);
     drop(silent);
