@@ -12,7 +12,7 @@ fn demo_delivers_everything_and_exits_zero() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
-        "stderr: {}",
+        "stderr: {}\nstdout:\n{stdout}",
         String::from_utf8_lossy(&out.stderr)
     );
     for transport in [

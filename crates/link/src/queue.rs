@@ -188,7 +188,8 @@ impl SendQueue {
     pub(crate) fn take(&self, batch: &mut VecDeque<Bytes>, waker: &Waker) -> Take {
         let took = {
             let mut st = self.lock();
-            if st.queued == 0 {
+            // An empty datagram adds no bytes but is still a write.
+            if st.queued == 0 && st.chunks.is_empty() {
                 if st.closing {
                     return Take::Close;
                 }
@@ -352,6 +353,26 @@ mod tests {
             batch,
             [Bytes::from_static(b"one"), Bytes::from_static(b"ptwo")]
         );
+    }
+
+    #[test]
+    fn an_empty_datagram_alone_is_taken() {
+        let q = SendQueue::new(100, true);
+        let mut batch = VecDeque::new();
+        assert_eq!(q.take(&mut batch, Waker::noop()), Take::Empty);
+        q.try_push(b"", &Bytes::new()).unwrap();
+        assert_eq!(q.take(&mut batch, Waker::noop()), Take::Data);
+        assert_eq!(batch, [Bytes::new()]);
+        q.try_push(b"", &Bytes::new()).unwrap();
+        q.close();
+        batch.clear();
+        assert_eq!(
+            q.take(&mut batch, Waker::noop()),
+            Take::Data,
+            "written before the close"
+        );
+        assert_eq!(batch, [Bytes::new()]);
+        assert_eq!(q.take(&mut batch, Waker::noop()), Take::Close);
     }
 
     #[test]
