@@ -1,0 +1,73 @@
+//! How a rendezvous behaves: plain structs with documented defaults.
+
+use std::time::Duration;
+
+/// The limits and policies of a [`RendezvousCore`](crate::RendezvousCore)
+/// (and of the [`Rendezvous`](crate::Rendezvous) around it).
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct RendezvousConfig {
+    /// The most identities registered at once; more are refused
+    /// (`Refused{Full}`) and their connections closed. Default: 1024.
+    pub max_registrations: usize,
+    /// The most connections that have not registered yet; a newer one
+    /// beyond it is closed at once. Default: 256.
+    pub max_unregistered: usize,
+    /// A connection that does not register within this is closed
+    /// (`Refused{Timeout}`). Default: 10 s.
+    pub register_timeout: Duration,
+    /// Whether a newer registration of an identity replaces an older one
+    /// (the older connection gets `Refused{Replaced}` and is closed).
+    /// Otherwise the newer one is refused (`Refused{Duplicate}`) and
+    /// closed. Default: `false`.
+    pub replace_registration: bool,
+    /// The most relay channels one registration takes part in; a reach
+    /// beyond it is answered `Unreachable{TooManyChannels}`. Default: 16.
+    pub max_channels: usize,
+    /// The most reaches one registration has waiting for identities that
+    /// have not registered; more are answered `Unreachable{TooManyPending}`.
+    /// Default: 16.
+    pub max_pending_reaches: usize,
+    /// Bytes relayed per second between one pair, both directions
+    /// together. When the pair runs out, the rendezvous stops forwarding
+    /// (and stops granting the senders more window) until it refills:
+    /// nothing is dropped. Default: 1 MiB/s.
+    pub relay_rate: u64,
+    /// The most bytes relayed between one pair of registrations in all;
+    /// at the cap the channel is closed (`RelayClose{CapReached}`) and
+    /// reaches between the pair are refused until one of them registers
+    /// again. Default: 256 MiB.
+    pub relay_total: u64,
+    /// The window of each direction of a relay channel: the most bytes a
+    /// side may send before it is granted more, and so the most the
+    /// rendezvous holds per direction. Default: 64 KiB.
+    pub relay_window: u32,
+    /// The largest `RelayData` frame the rendezvous sends. Default: 16 KiB.
+    pub relay_chunk: usize,
+    /// `Candidates` and `Start` frames one registration may send per
+    /// second (in bursts of as many); more are answered
+    /// `Unreachable{RateLimited}` and counted. Default: 20.
+    pub signals_per_second: u32,
+    /// Events held for [`poll_event`](crate::RendezvousCore::poll_event);
+    /// beyond it the oldest is dropped and counted. Default: 1024.
+    pub max_events: usize,
+}
+
+impl Default for RendezvousConfig {
+    fn default() -> RendezvousConfig {
+        RendezvousConfig {
+            max_registrations: 1024,
+            max_unregistered: 256,
+            register_timeout: Duration::from_secs(10),
+            replace_registration: false,
+            max_channels: 16,
+            max_pending_reaches: 16,
+            relay_rate: 1024 * 1024,
+            relay_total: 256 * 1024 * 1024,
+            relay_window: 64 * 1024,
+            relay_chunk: 16 * 1024,
+            signals_per_second: 20,
+            max_events: 1024,
+        }
+    }
+}

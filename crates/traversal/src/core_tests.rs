@@ -1,0 +1,705 @@
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use weft_link::ConnectionId;
+use weft_messaging::Identity;
+
+use super::*;
+use crate::wire::{Candidate, CandidateKind, CandidateTransport};
+
+fn id(s: &str) -> Identity {
+    Identity::new(s).unwrap()
+}
+
+const A: ConnectionId = ConnectionId(1);
+const B: ConnectionId = ConnectionId(2);
+const C: ConnectionId = ConnectionId(3);
+
+struct Harness {
+    core: RendezvousCore,
+    t0: Instant,
+}
+
+impl Harness {
+    fn new(config: RendezvousConfig) -> Harness {
+        Harness {
+            core: RendezvousCore::new(config),
+            t0: Instant::now(),
+        }
+    }
+
+    fn at(&self, ms: u64) -> Instant {
+        self.t0 + Duration::from_millis(ms)
+    }
+
+    fn connect(&mut self, conn: ConnectionId) {
+        let addr = format!("198.51.100.{}:4000{}", conn.0, conn.0)
+            .parse()
+            .unwrap();
+        self.core.handle_connected(self.t0, conn, Some(addr));
+    }
+
+    fn send(&mut self, ms: u64, conn: ConnectionId, frame: Frame) -> Result<(), RendezvousError> {
+        self.core.handle_packet(self.at(ms), conn, &frame.encode())
+    }
+
+    fn register(&mut self, conn: ConnectionId, name: &str) {
+        self.connect(conn);
+        self.send(0, conn, Frame::Register { identity: id(name) })
+            .unwrap();
+    }
+
+    fn out(&mut self) -> Vec<Transmit> {
+        std::iter::from_fn(|| self.core.poll_transmit()).collect()
+    }
+
+    fn events(&mut self) -> Vec<RendezvousEvent> {
+        std::iter::from_fn(|| self.core.poll_event()).collect()
+    }
+
+    /// Two registered peers, `a` on A and `b` on B, with channel 1 open.
+    fn pair(config: RendezvousConfig) -> Harness {
+        let mut h = Harness::new(config);
+        h.register(A, "a");
+        h.register(B, "b");
+        h.send(0, A, Frame::Reach { peer: id("b") }).unwrap();
+        h.out();
+        h.events();
+        h
+    }
+}
+
+fn frame(conn: ConnectionId, frame: Frame) -> Transmit {
+    Transmit::Frame { conn, frame }
+}
+
+fn data(channel: ChannelId, bytes: &'static [u8]) -> Frame {
+    Frame::RelayData {
+        channel,
+        data: Bytes::from_static(bytes),
+    }
+}
+
+/// Bytes of `RelayData` sent to `conn` among `out`.
+fn data_to(out: &[Transmit], to: ConnectionId) -> usize {
+    out.iter()
+        .map(|t| match t {
+            Transmit::Frame {
+                conn,
+                frame: Frame::RelayData { data, .. },
+            } if *conn == to => data.len(),
+            _ => 0,
+        })
+        .sum()
+}
+
+/// Credit granted to `conn` among `out`.
+fn credit_to(out: &[Transmit], to: ConnectionId) -> u64 {
+    out.iter()
+        .map(|t| match t {
+            Transmit::Frame {
+                conn,
+                frame: Frame::RelayWindow { credit, .. },
+            } if *conn == to => u64::from(*credit),
+            _ => 0,
+        })
+        .sum()
+}
+
+#[test]
+fn registration_tells_the_observed_address() {
+    let mut h = Harness::new(RendezvousConfig::default());
+    h.register(A, "a");
+    assert_eq!(
+        h.out(),
+        vec![frame(
+            A,
+            Frame::Registered {
+                observed: Some("198.51.100.1:40001".parse().unwrap())
+            }
+        )]
+    );
+    assert!(matches!(
+        &h.events()[..],
+        [RendezvousEvent::Registered { conn: A, .. }]
+    ));
+    assert_eq!(h.core.registration(&id("a")), Some(A));
+    assert_eq!(h.core.stats().registrations, 1);
+}
+
+#[test]
+fn a_duplicate_is_refused_and_closed() {
+    let mut h = Harness::new(RendezvousConfig::default());
+    h.register(A, "a");
+    h.out();
+    h.register(B, "a");
+    assert_eq!(
+        h.out(),
+        vec![
+            frame(
+                B,
+                Frame::Refused {
+                    reason: RefuseReason::Duplicate
+                }
+            ),
+            Transmit::Close { conn: B }
+        ]
+    );
+    assert_eq!(h.core.registration(&id("a")), Some(A));
+    assert_eq!(h.core.stats().refused_duplicate, 1);
+}
+
+#[test]
+fn with_replace_the_newer_registration_wins() {
+    let config = RendezvousConfig {
+        replace_registration: true,
+        ..RendezvousConfig::default()
+    };
+    let mut h = Harness::new(config);
+    h.register(A, "a");
+    h.register(C, "c");
+    h.send(0, C, Frame::Reach { peer: id("a") }).unwrap();
+    h.out();
+    h.register(B, "a");
+    let out = h.out();
+    assert!(out.contains(&frame(
+        A,
+        Frame::Refused {
+            reason: RefuseReason::Replaced
+        }
+    )));
+    assert!(out.contains(&Transmit::Close { conn: A }));
+    // The channel through the old registration ended.
+    assert!(out.contains(&frame(
+        C,
+        Frame::RelayClose {
+            channel: 1,
+            reason: CloseReason::PeerGone
+        }
+    )));
+    assert!(matches!(
+        out.last(),
+        Some(Transmit::Frame {
+            conn: B,
+            frame: Frame::Registered { .. }
+        })
+    ));
+    assert_eq!(h.core.registration(&id("a")), Some(B));
+    assert_eq!(h.core.stats().replaced, 1);
+    // What the old connection still sends is not acted on.
+    h.send(1, A, Frame::Reach { peer: id("c") }).unwrap();
+    assert!(h.out().is_empty());
+}
+
+#[test]
+fn the_table_is_bounded() {
+    let config = RendezvousConfig {
+        max_registrations: 1,
+        ..RendezvousConfig::default()
+    };
+    let mut h = Harness::new(config);
+    h.register(A, "a");
+    h.out();
+    h.register(B, "b");
+    assert_eq!(
+        h.out()[0],
+        frame(
+            B,
+            Frame::Refused {
+                reason: RefuseReason::Full
+            }
+        )
+    );
+    assert_eq!(h.core.stats().refused_full, 1);
+}
+
+#[test]
+fn a_connection_that_never_registers_is_closed_on_time() {
+    let mut h = Harness::new(RendezvousConfig::default());
+    h.connect(A);
+    let deadline = h.core.poll_timeout(h.t0);
+    assert_eq!(deadline, Some(h.t0 + Duration::from_secs(10)));
+    h.core.handle_timeout(h.at(9_999));
+    assert!(h.out().is_empty());
+    h.core.handle_timeout(h.at(10_000));
+    assert_eq!(
+        h.out(),
+        vec![
+            frame(
+                A,
+                Frame::Refused {
+                    reason: RefuseReason::Timeout
+                }
+            ),
+            Transmit::Close { conn: A }
+        ]
+    );
+    assert_eq!(h.core.poll_timeout(h.at(10_000)), None);
+}
+
+#[test]
+fn garbage_is_a_typed_error_and_a_closed_connection() {
+    let mut h = Harness::new(RendezvousConfig::default());
+    h.register(A, "a");
+    h.out();
+    let err = h
+        .core
+        .handle_packet(h.t0, A, &Bytes::from_static(b"\x01\x7fjunk"))
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        RendezvousError::Wire(crate::wire::WireError::UnknownType(0x7f))
+    ));
+    assert_eq!(
+        h.out(),
+        vec![
+            frame(
+                A,
+                Frame::Refused {
+                    reason: RefuseReason::Protocol
+                }
+            ),
+            Transmit::Close { conn: A }
+        ]
+    );
+    assert_eq!(h.core.registration(&id("a")), None);
+    // Frames only the rendezvous sends, and frames before Register, too.
+    h.connect(B);
+    let err = h.send(0, B, Frame::Reach { peer: id("a") }).unwrap_err();
+    assert!(matches!(err, RendezvousError::NotRegistered));
+    h.register(C, "c");
+    let err = h
+        .send(0, C, Frame::Registered { observed: None })
+        .unwrap_err();
+    assert!(matches!(err, RendezvousError::Unexpected("Registered")));
+    assert_eq!(h.core.stats().protocol_errors, 3);
+}
+
+#[test]
+fn candidates_go_only_to_the_registered_peer_named_as_sender() {
+    let mut h = Harness::new(RendezvousConfig::default());
+    h.register(A, "a");
+    h.register(B, "b");
+    h.connect(C); // connected, never registered
+    h.out();
+    let elsewhere: std::net::SocketAddr = "192.0.2.99:53".parse().unwrap();
+    let addrs = vec![Candidate {
+        transport: CandidateTransport::Udp,
+        kind: CandidateKind::Reflexive,
+        addr: elsewhere,
+    }];
+    h.send(
+        0,
+        A,
+        Frame::Candidates {
+            peer: id("b"),
+            addrs: addrs.clone(),
+        },
+    )
+    .unwrap();
+    // To B's own connection, naming A: never to the address in the frame.
+    assert_eq!(
+        h.out(),
+        vec![frame(
+            B,
+            Frame::Candidates {
+                peer: id("a"),
+                addrs: addrs.clone()
+            }
+        )]
+    );
+    // To an identity nobody registered: answered, sent nowhere else.
+    h.send(
+        0,
+        A,
+        Frame::Start {
+            peer: id("nobody"),
+            attempt: 1,
+            strategy: 1,
+            delay_ms: 0,
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        h.out(),
+        vec![frame(
+            A,
+            Frame::Unreachable {
+                peer: id("nobody"),
+                reason: UnreachableReason::NotRegistered
+            }
+        )]
+    );
+    // Every transmit so far went to A or B, never to C.
+    assert_eq!(h.core.stats().signals, 1);
+}
+
+#[test]
+fn signals_are_rate_limited() {
+    let config = RendezvousConfig {
+        signals_per_second: 2,
+        ..RendezvousConfig::default()
+    };
+    let mut h = Harness::new(config);
+    h.register(A, "a");
+    h.register(B, "b");
+    h.out();
+    let start = || Frame::Start {
+        peer: id("b"),
+        attempt: 1,
+        strategy: 1,
+        delay_ms: 0,
+    };
+    for _ in 0..3 {
+        h.send(0, A, start()).unwrap();
+    }
+    let out = h.out();
+    assert_eq!(
+        out.iter()
+            .filter(|t| matches!(t, Transmit::Frame { conn: B, .. }))
+            .count(),
+        2
+    );
+    assert!(matches!(
+        out.last(),
+        Some(Transmit::Frame {
+            conn: A,
+            frame: Frame::Unreachable {
+                reason: UnreachableReason::RateLimited,
+                ..
+            }
+        })
+    ));
+    h.send(500, A, start()).unwrap();
+    assert!(matches!(h.out()[..], [Transmit::Frame { conn: B, .. }]));
+}
+
+#[test]
+fn reach_opens_one_channel_for_both_and_a_second_reach_adds_none() {
+    let mut h = Harness::new(RendezvousConfig::default());
+    h.register(A, "a");
+    h.register(B, "b");
+    h.out();
+    h.send(0, A, Frame::Reach { peer: id("b") }).unwrap();
+    let window = 64 * 1024;
+    assert_eq!(
+        h.out(),
+        vec![
+            frame(
+                A,
+                Frame::RelayOpen {
+                    channel: 1,
+                    peer: id("b"),
+                    window
+                }
+            ),
+            frame(
+                B,
+                Frame::RelayOpen {
+                    channel: 1,
+                    peer: id("a"),
+                    window
+                }
+            ),
+        ]
+    );
+    h.send(0, B, Frame::Reach { peer: id("a") }).unwrap();
+    assert!(h.out().is_empty());
+    assert_eq!(h.core.stats().channels, 1);
+    h.send(0, A, Frame::Reach { peer: id("a") }).unwrap();
+    assert_eq!(
+        h.out(),
+        vec![frame(
+            A,
+            Frame::Unreachable {
+                peer: id("a"),
+                reason: UnreachableReason::SelfReach
+            }
+        )]
+    );
+}
+
+#[test]
+fn a_reach_waits_for_the_identity_to_register() {
+    let mut h = Harness::new(RendezvousConfig::default());
+    h.register(A, "a");
+    h.send(0, A, Frame::Reach { peer: id("b") }).unwrap();
+    h.out();
+    h.register(B, "b");
+    let out = h.out();
+    assert!(out.contains(&frame(
+        A,
+        Frame::RelayOpen {
+            channel: 1,
+            peer: id("b"),
+            window: 64 * 1024
+        }
+    )));
+    assert!(out.iter().any(|t| matches!(
+        t,
+        Transmit::Frame {
+            conn: B,
+            frame: Frame::RelayOpen { .. }
+        }
+    )));
+}
+
+#[test]
+fn waiting_reaches_are_bounded() {
+    let config = RendezvousConfig {
+        max_pending_reaches: 1,
+        ..RendezvousConfig::default()
+    };
+    let mut h = Harness::new(config);
+    h.register(A, "a");
+    h.out();
+    h.send(0, A, Frame::Reach { peer: id("x") }).unwrap();
+    h.send(0, A, Frame::Reach { peer: id("y") }).unwrap();
+    assert_eq!(
+        h.out(),
+        vec![frame(
+            A,
+            Frame::Unreachable {
+                peer: id("y"),
+                reason: UnreachableReason::TooManyPending
+            }
+        )]
+    );
+}
+
+#[test]
+fn data_is_forwarded_and_the_window_granted_back() {
+    let mut h = Harness::pair(RendezvousConfig::default());
+    h.send(0, A, data(1, b"hello")).unwrap();
+    assert_eq!(
+        h.out(),
+        vec![
+            frame(B, data(1, b"hello")),
+            // Nothing else held: all of it granted back at once.
+            frame(
+                A,
+                Frame::RelayWindow {
+                    channel: 1,
+                    credit: 5
+                }
+            )
+        ]
+    );
+    assert_eq!(h.core.stats().relayed_bytes, 5);
+    // Data from a connection that is no end of the channel goes nowhere.
+    h.register(C, "c");
+    h.out();
+    h.send(0, C, data(1, b"intruder")).unwrap();
+    assert!(h.out().is_empty());
+}
+
+#[test]
+fn without_credit_from_the_receiver_data_is_held_not_dropped() {
+    let config = RendezvousConfig {
+        relay_window: 8,
+        ..RendezvousConfig::default()
+    };
+    let mut h = Harness::pair(config);
+    h.send(0, A, data(1, b"12345678")).unwrap();
+    let out = h.out();
+    assert_eq!(data_to(&out, B), 8);
+    // B granted nothing back yet: A's next bytes wait at the rendezvous.
+    h.send(0, A, data(1, b"abcd")).unwrap();
+    assert_eq!(data_to(&h.out(), B), 0);
+    h.send(
+        0,
+        B,
+        Frame::RelayWindow {
+            channel: 1,
+            credit: 2,
+        },
+    )
+    .unwrap();
+    let out = h.out();
+    assert_eq!(out[0], frame(B, data(1, b"ab")));
+    h.send(
+        0,
+        B,
+        Frame::RelayWindow {
+            channel: 1,
+            credit: 8,
+        },
+    )
+    .unwrap();
+    assert_eq!(h.out()[0], frame(B, data(1, b"cd")));
+}
+
+#[test]
+fn overrunning_the_window_closes_the_channel() {
+    let config = RendezvousConfig {
+        relay_window: 4,
+        ..RendezvousConfig::default()
+    };
+    let mut h = Harness::pair(config);
+    h.send(0, A, data(1, b"12345")).unwrap();
+    let out = h.out();
+    for conn in [A, B] {
+        assert!(out.contains(&frame(
+            conn,
+            Frame::RelayClose {
+                channel: 1,
+                reason: CloseReason::FlowViolation
+            }
+        )));
+    }
+    assert_eq!(h.core.stats().flow_violations, 1);
+    assert_eq!(h.core.stats().channels, 0);
+}
+
+#[test]
+fn the_rate_holds_bytes_back_until_tokens_refill() {
+    // 10 000 B/s: a burst of 1 024 bytes, then about 10 bytes a ms.
+    let config = RendezvousConfig {
+        relay_rate: 10_000,
+        ..RendezvousConfig::default()
+    };
+    let mut h = Harness::pair(config);
+    let big = Bytes::from(vec![7u8; 4096]);
+    h.send(
+        0,
+        A,
+        Frame::RelayData {
+            channel: 1,
+            data: big,
+        },
+    )
+    .unwrap();
+    let out = h.out();
+    assert_eq!(data_to(&out, B), 1024);
+    // Not all forwarded: A is granted back only a quarter window's worth
+    // at a time, so it cannot run ahead of the rate.
+    assert_eq!(credit_to(&out, A), 0);
+    assert_eq!(h.core.stats().rate_waits, 1);
+    let wake = h.core.poll_timeout(h.t0).expect("held back by the rate");
+    assert!(wake > h.t0 && wake <= h.at(2), "{wake:?}");
+    // Every 100 ms, 1 000 more bytes (the burst caps what accrues).
+    for ms in [100, 200, 300] {
+        h.core.handle_timeout(h.at(ms));
+        let out = h.out();
+        assert_eq!(data_to(&out, B), 1000, "at {ms} ms");
+        assert_eq!(credit_to(&out, A), 0);
+    }
+    // Then the last 72 bytes, and A gets its whole window back.
+    h.core.handle_timeout(h.at(1_000));
+    let out = h.out();
+    assert_eq!(data_to(&out, B), 72);
+    assert_eq!(credit_to(&out, A), 4096);
+    assert_eq!(h.core.poll_timeout(h.at(1_000)), None);
+    assert_eq!(h.core.stats().relayed_bytes, 4096);
+}
+
+#[test]
+fn at_the_total_cap_the_channel_closes_and_stays_closed_for_the_pair() {
+    let config = RendezvousConfig {
+        relay_total: 10,
+        ..RendezvousConfig::default()
+    };
+    let mut h = Harness::pair(config);
+    h.send(0, A, data(1, b"123456")).unwrap();
+    h.send(0, B, data(1, b"abcdef")).unwrap();
+    let out = h.out();
+    assert_eq!(data_to(&out, B), 6);
+    assert_eq!(data_to(&out, A), 4);
+    for conn in [A, B] {
+        assert!(out.contains(&frame(
+            conn,
+            Frame::RelayClose {
+                channel: 1,
+                reason: CloseReason::CapReached
+            }
+        )));
+    }
+    let events = h.events();
+    assert!(matches!(
+        &events[..],
+        [RendezvousEvent::RelayEnded {
+            reason: CloseReason::CapReached,
+            bytes: 10,
+            ..
+        }]
+    ));
+    h.send(0, A, Frame::Reach { peer: id("b") }).unwrap();
+    assert_eq!(
+        h.out(),
+        vec![frame(
+            A,
+            Frame::Unreachable {
+                peer: id("b"),
+                reason: UnreachableReason::CapReached
+            }
+        )]
+    );
+    assert_eq!(h.core.stats().channels_capped, 1);
+}
+
+#[test]
+fn a_closed_or_departed_end_closes_the_channel_for_the_other() {
+    let mut h = Harness::pair(RendezvousConfig::default());
+    h.send(
+        0,
+        A,
+        Frame::RelayClose {
+            channel: 1,
+            reason: CloseReason::Closed,
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        h.out(),
+        vec![frame(
+            B,
+            Frame::RelayClose {
+                channel: 1,
+                reason: CloseReason::Closed
+            }
+        )]
+    );
+    // Reopened, then A goes away.
+    h.send(0, B, Frame::Reach { peer: id("a") }).unwrap();
+    h.out();
+    h.core.handle_disconnected(h.t0, A);
+    assert_eq!(
+        h.out(),
+        vec![frame(
+            B,
+            Frame::RelayClose {
+                channel: 2,
+                reason: CloseReason::PeerGone
+            }
+        )]
+    );
+    assert_eq!(h.core.registration(&id("a")), None);
+    // The operator can end one too.
+    h.register(C, "a");
+    h.send(0, C, Frame::Reach { peer: id("b") }).unwrap();
+    h.out();
+    assert!(h.core.close_relay(&id("b"), &id("a")));
+    assert_eq!(h.out().len(), 2);
+}
+
+#[test]
+fn channels_per_registration_are_bounded() {
+    let config = RendezvousConfig {
+        max_channels: 1,
+        ..RendezvousConfig::default()
+    };
+    let mut h = Harness::pair(config);
+    h.register(C, "c");
+    h.out();
+    h.send(0, C, Frame::Reach { peer: id("a") }).unwrap();
+    assert_eq!(
+        h.out(),
+        vec![frame(
+            C,
+            Frame::Unreachable {
+                peer: id("a"),
+                reason: UnreachableReason::TooManyChannels
+            }
+        )]
+    );
+}
