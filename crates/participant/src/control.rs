@@ -7,6 +7,8 @@ use bytes::{Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
 use weft_messaging::TopicFilter;
 
+use crate::filters::FilterLimits;
+
 /// Control messages: lists of publishers and subscribers, routes.
 pub(crate) const CONTROL_TAG: [u8; 4] = *b"\0WPC";
 /// A routed message: an envelope header, then the payload.
@@ -51,23 +53,14 @@ impl FilterSpec {
         }
     }
 
-    /// The filter, compiled (regexes with a size limit); `None` when it
-    /// does not compile or is too long. The filters other participants
-    /// announce are held within the limits of
-    /// [`ParticipantConfig::messaging`](crate::ParticipantConfig::messaging)
-    /// instead.
+    /// The filter, compiled within the default limits of
+    /// [`MessagingConfig`](weft_messaging::MessagingConfig)
+    /// (`regex_size_limit`, `regex_dfa_size_limit`); `None` when it does
+    /// not compile or is too long. A participant compiles the filters of
+    /// its neighbours and local clients within the limits of its own
+    /// [`ParticipantConfig::messaging`](crate::ParticipantConfig::messaging).
     pub fn to_filter(&self) -> Option<TopicFilter> {
-        if !self.regex {
-            return Some(TopicFilter::Prefix(self.text.clone()));
-        }
-        if self.text.len() > MAX_FILTER {
-            return None;
-        }
-        regex::RegexBuilder::new(&self.text)
-            .size_limit(1 << 20)
-            .build()
-            .ok()
-            .map(TopicFilter::Regex)
+        FilterLimits::default().compile(self).ok()
     }
 }
 

@@ -30,7 +30,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use weft_discovery::{DiscoveryEvent, ParticipantId, RemoteParticipant};
-use weft_messaging::Identity;
+use weft_messaging::{Identity, TopicFilter};
 
 use crate::control::{
     Control, Decoded, Envelope, FilterSpec, MAX_LIST, decode, encode_control, encode_routed,
@@ -143,7 +143,9 @@ pub(crate) struct ParticipantCore {
     /// Our publishers by topic, with how many of each.
     local_publishers: BTreeMap<String, usize>,
     /// Our subscribers by filter, with how many of each.
-    local_subscribers: BTreeMap<FilterSpec, usize>,
+    /// Our own subscribers' filters: how many subscribers hold each, and
+    /// the filter compiled once.
+    local_subscribers: BTreeMap<FilterSpec, (usize, TopicFilter)>,
     router: Router,
     dials: VecDeque<Dial>,
     /// Participants with a stream up, for discovery to keep.
@@ -527,17 +529,21 @@ impl ParticipantCore {
     }
 
     /// One more subscriber with `filter`; the neighbours hear of the first.
-    pub(crate) fn add_subscriber(&mut self, filter: &FilterSpec) {
-        let count = self.local_subscribers.entry(filter.clone()).or_insert(0);
+    pub(crate) fn add_subscriber(&mut self, filter: &TopicFilter) {
+        let spec = FilterSpec::of(filter);
+        let (count, _) = self
+            .local_subscribers
+            .entry(spec.clone())
+            .or_insert_with(|| (0, filter.clone()));
         *count += 1;
         if *count == 1 {
-            self.tell_all(&Control::SubscriberAdded(filter.clone()));
+            self.tell_all(&Control::SubscriberAdded(spec));
         }
     }
 
     /// One subscriber with `filter` fewer; the neighbours hear of the last.
     pub(crate) fn remove_subscriber(&mut self, filter: &FilterSpec) {
-        if let Some(count) = self.local_subscribers.get_mut(filter) {
+        if let Some((count, _)) = self.local_subscribers.get_mut(filter) {
             *count -= 1;
             if *count == 0 {
                 self.local_subscribers.remove(filter);
@@ -661,8 +667,8 @@ impl ParticipantCore {
             .collect();
         let local = self
             .local_subscribers
-            .keys()
-            .any(|s| s.to_filter().is_some_and(|f| f.matches(topic)));
+            .values()
+            .any(|(_, f)| f.matches(topic));
         if local {
             out.push(self.identity.clone());
         }
@@ -793,7 +799,6 @@ mod tests {
     use std::time::Instant;
 
     use weft_discovery::{DiscoveryConfig, DiscoveryCore, GoneReason, LocalParticipant};
-    use weft_messaging::TopicFilter;
 
     use super::*;
 
@@ -956,7 +961,7 @@ mod tests {
     fn a_new_neighbour_hears_everything_we_host_and_a_departed_one_is_forgotten() {
         let mut a = ParticipantCore::new(id(1), ident("a"), 4);
         a.add_publisher("news");
-        a.add_subscriber(&FilterSpec::of(&TopicFilter::Prefix("weather".into())));
+        a.add_subscriber(&TopicFilter::Prefix("weather".into()));
         assert!(transmits(&mut a).is_empty(), "no neighbour to tell yet");
 
         a.handle_streams([ident("b")], Instant::now());

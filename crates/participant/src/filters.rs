@@ -39,6 +39,25 @@ impl FilterLimits {
     }
 }
 
+impl FilterLimits {
+    /// `spec` compiled within these limits (its length, and a regex's
+    /// compiled and matching-cache sizes).
+    pub(crate) fn compile(&self, spec: &FilterSpec) -> Result<TopicFilter, Refused> {
+        if spec.text.len() > MAX_FILTER {
+            return Err(Refused::Limit);
+        }
+        if !spec.regex {
+            return Ok(TopicFilter::Prefix(spec.text.clone()));
+        }
+        regex::RegexBuilder::new(&spec.text)
+            .size_limit(self.regex_size)
+            .dfa_size_limit(self.regex_dfa_size)
+            .build()
+            .map(TopicFilter::Regex)
+            .map_err(|_| Refused::Regex)
+    }
+}
+
 impl Default for FilterLimits {
     fn default() -> FilterLimits {
         FilterLimits::of(&MessagingConfig::default())
@@ -88,21 +107,14 @@ impl RemoteFilters {
         {
             return Err(Refused::Limit);
         }
-        let filter = if spec.regex {
-            #[cfg(test)]
-            {
-                self.compiled += 1;
-            }
-            let regex = regex::RegexBuilder::new(&spec.text)
-                .size_limit(limits.regex_size)
-                .dfa_size_limit(limits.regex_dfa_size)
-                .build()
-                .map_err(|_| Refused::Regex)?;
+        #[cfg(test)]
+        if spec.regex {
+            self.compiled += 1;
+        }
+        let filter = limits.compile(spec)?;
+        if spec.regex {
             self.regexes += 1;
-            TopicFilter::Regex(regex)
-        } else {
-            TopicFilter::Prefix(spec.text.clone())
-        };
+        }
         self.bytes = bytes;
         self.filters.insert(spec.clone(), filter);
         Ok(true)
@@ -156,6 +168,28 @@ mod tests {
             regex: true,
             text: text.into(),
         }
+    }
+
+    #[test]
+    fn compile_holds_a_regex_to_the_configured_sizes() {
+        // A counted repetition compiles to a program far over 10 KiB.
+        let big = regex(r"^[a-z]{1,300}$");
+        let default = FilterLimits::default();
+        assert!(matches!(default.compile(&big), Ok(TopicFilter::Regex(_))));
+        let small = FilterLimits {
+            regex_size: 10 << 10,
+            ..default
+        };
+        assert_eq!(small.compile(&big).err(), Some(Refused::Regex));
+        assert_eq!(
+            small
+                .compile(&prefix("news."))
+                .ok()
+                .map(|f| f.matches("news.x")),
+            Some(true)
+        );
+        let long = prefix(&"x".repeat(MAX_FILTER + 1));
+        assert_eq!(default.compile(&long).err(), Some(Refused::Limit));
     }
 
     fn prefix(text: &str) -> FilterSpec {

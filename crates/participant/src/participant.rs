@@ -297,10 +297,19 @@ impl Participant {
             // Subscribed under the core's lock, so that the queue exists
             // before any neighbour hears of the interest.
             let queue = self.inner.messaging.subscribe_topic(filter.clone());
-            core.add_subscriber(&spec);
+            core.add_subscriber(&filter);
             queue
         });
         Subscriber::new(self.clone(), queue, filter, spec)
+    }
+
+    /// `spec` compiled within the limits this participant puts on
+    /// neighbours' filters (see [`ParticipantConfig::messaging`]); `None`
+    /// when it does not compile or is too long.
+    pub(crate) fn compile_filter(&self, spec: &FilterSpec) -> Option<TopicFilter> {
+        FilterLimits::of(&self.inner.config.messaging)
+            .compile(spec)
+            .ok()
     }
 
     pub(crate) fn drop_subscriber(&self, queue: &SubscriptionQueue, spec: &FilterSpec) {

@@ -137,7 +137,7 @@ fn serve(participant: &Participant, sender: &PacketSender, state: &mut ClientSta
     };
     match request {
         Request::Subscribe { sub, filter } => {
-            let Some(filter) = filter.to_filter() else {
+            let Some(filter) = participant.compile_filter(&filter) else {
                 let _ = sender.try_send(frame(
                     &Reply::Failed {
                         text: format!("filter {filter} does not compile"),
