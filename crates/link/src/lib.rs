@@ -53,7 +53,9 @@
 //! [`config`] (socket options, binding to an interface), [`connection`]
 //! (who opened it, a Unix peer's credentials), [`throttle`], [`tls`]
 //! (identities, trust anchors, client authentication, the test PKI),
-//! [`quic`] and [`pipe`].
+//! [`quic`] and [`pipe`]; and two pieces that pipes and weft-messaging
+//! share: [`inbox`] (the bounded queue their subscriptions deliver into)
+//! and [`window`] (the recent-ids window both deduplicate with).
 
 mod accept;
 pub mod address;
@@ -62,6 +64,7 @@ pub mod config;
 pub mod connection;
 mod dial;
 mod error;
+pub mod inbox;
 mod link;
 pub mod pipe;
 mod queue;

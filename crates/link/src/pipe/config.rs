@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use super::handler::{EndHandler, MessageHandler, UpHandler};
+use crate::inbox::DropPolicy;
 use crate::{LinkConfig, TlsClientConfig, TlsServerConfig};
 
 /// Whether a pipe connects to a destination or listens without one.
@@ -18,22 +19,6 @@ pub enum Role {
     /// Unix) or sends datagrams to it (UDP). It has no destination: sends
     /// name their peer.
     Server,
-}
-
-/// What a full subscription queue does with a new message. Either way the
-/// lost message is counted ([`SubscriptionQueue::dropped`] and
-/// [`PipeStats::queue_dropped`]).
-///
-/// [`SubscriptionQueue::dropped`]: super::SubscriptionQueue::dropped
-/// [`PipeStats::queue_dropped`]: super::PipeStats::queue_dropped
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub enum DropPolicy {
-    /// Drop the oldest queued message to make room, so the queue holds the
-    /// newest ones (what P2PD does). The default.
-    #[default]
-    DropOldest,
-    /// Keep what is queued and drop the new message.
-    DropNewest,
 }
 
 /// How a message's id is found for [`Dedupe`].
@@ -138,8 +123,10 @@ pub struct PipeConfig {
     /// [`max_udp_peers`]: LinkConfig::max_udp_peers
     pub link: LinkConfig,
     /// How long [`SubscriptionQueue::recv`](super::SubscriptionQueue::recv)
-    /// and [`Pipe::recv`](super::Pipe::recv) wait when given no timeout.
-    /// Default: 2 s (P2PD's).
+    /// and [`Pipe::recv`](super::Pipe::recv) wait when given no timeout
+    /// (`None`), as P2PD's do. A pipe passes it to its queue's
+    /// [`Inbox`](crate::inbox::Inbox), where `None` would wait without
+    /// limit. Default: 2 s (P2PD's).
     pub recv_timeout: Duration,
     /// How many more times [`Pipe::send`](super::Pipe::send) tries when an
     /// attempt fails because the send queue stayed full for
@@ -157,8 +144,10 @@ pub struct PipeConfig {
     /// 64 KiB, or a datagram of up to [`LinkConfig::max_datagram`]).
     /// Default: 1024. (0 is taken as 1.)
     pub queue_capacity: usize,
-    /// What a full subscription queue drops. Default:
-    /// [`DropPolicy::DropOldest`].
+    /// What a full subscription queue drops; either way the lost message
+    /// is counted in [`SubscriptionQueue::dropped`](super::SubscriptionQueue::dropped)
+    /// and [`PipeStats::queue_dropped`](super::PipeStats::queue_dropped).
+    /// Default: [`DropPolicy::DropOldest`] (what P2PD does).
     pub queue_policy: DropPolicy,
     /// Duplicate suppression by message id. Default: none.
     pub dedupe: Option<Dedupe>,

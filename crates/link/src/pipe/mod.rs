@@ -157,7 +157,8 @@ mod stats;
 mod subscription;
 mod task;
 
-pub use config::{Dedupe, DedupeId, DropPolicy, PipeConfig, Role};
+pub use crate::inbox::DropPolicy;
+pub use config::{Dedupe, DedupeId, PipeConfig, Role};
 pub use error::PipeError;
 pub use escape::escape_bytes;
 pub use handler::{BoxFuture, EndHandler, HandlerId, MessageHandler, UpHandler};

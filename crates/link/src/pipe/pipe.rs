@@ -422,7 +422,9 @@ impl Pipe {
     }
 
     /// The next message on the [default queue](Self::default_queue), waiting
-    /// at most `timeout` (`None`: [`PipeConfig::recv_timeout`](super::PipeConfig::recv_timeout)). Fails with
+    /// at most `timeout`. `None` means
+    /// [`PipeConfig::recv_timeout`](super::PipeConfig::recv_timeout), P2PD's
+    /// default, as for [`SubscriptionQueue::recv`]. Fails with
     /// [`PipeError::Timeout`], [`PipeError::Closed`] or
     /// [`PipeError::NoDefaultQueue`].
     ///

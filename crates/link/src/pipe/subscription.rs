@@ -1,16 +1,13 @@
 //! Subscriptions: bounded queues of the messages that match a payload
 //! regex and a reply address.
 
-use std::collections::VecDeque;
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::Notify;
-
 use super::{DropPolicy, PipeError, PipeMessage};
+use crate::inbox::{Inbox, RecvError};
 
 /// Identifies a subscription within its pipe.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -124,27 +121,20 @@ impl Subscription {
     }
 }
 
-struct QueueState {
-    messages: VecDeque<PipeMessage>,
-    closed: bool,
-}
-
 struct QueueInner {
     id: SubscriptionId,
     subscription: Subscription,
-    capacity: usize,
-    policy: DropPolicy,
+    /// What `recv(None)` waits: the pipe's P2PD default.
     recv_timeout: Duration,
-    state: Mutex<QueueState>,
-    ready: Notify,
-    dropped: AtomicU64,
+    inbox: Inbox<PipeMessage>,
 }
 
 /// A bounded queue of the messages matching a [`Subscription`], returned by
 /// [`Pipe::subscribe`](super::Pipe::subscribe). Cheap to clone; clones
 /// share the queue (each message goes to one reader).
 ///
-/// When full, the pipe's [`DropPolicy`] decides which message is lost, and
+/// The queue is weft-link's [`Inbox`]: when full, the pipe's
+/// [`DropPolicy`] decides which message is lost, and
 /// [`dropped`](Self::dropped) counts it. The queue lives until
 /// [unsubscribed](super::Pipe::unsubscribe) or until the pipe closes; after
 /// that, what is left can still be read, then reads fail with
@@ -177,21 +167,10 @@ impl SubscriptionQueue {
             inner: Arc::new(QueueInner {
                 id,
                 subscription,
-                capacity: capacity.max(1),
-                policy,
                 recv_timeout,
-                state: Mutex::new(QueueState {
-                    messages: VecDeque::new(),
-                    closed: false,
-                }),
-                ready: Notify::new(),
-                dropped: AtomicU64::new(0),
+                inbox: Inbox::new(capacity, policy),
             }),
         }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, QueueState> {
-        self.inner.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The subscription's id, for [`Pipe::unsubscribe`](super::Pipe::unsubscribe).
@@ -204,108 +183,68 @@ impl SubscriptionQueue {
         &self.inner.subscription
     }
 
-    /// The next message, waiting at most `timeout`, or the pipe's
-    /// [`recv_timeout`](super::PipeConfig::recv_timeout) when `None`.
-    /// `Some(Duration::MAX)` waits without limit. Fails with
-    /// [`PipeError::Timeout`] when nothing came in time, and with
+    /// The next message, waiting at most `timeout`. `None` means
+    /// [`PipeConfig::recv_timeout`](super::PipeConfig::recv_timeout),
+    /// P2PD's default (2 s unless configured), not "no limit" as it does
+    /// for an [`Inbox`]; `Some(Duration::MAX)` waits without limit. Fails
+    /// with [`PipeError::Timeout`] when nothing came in time, and with
     /// [`PipeError::Closed`] once the queue is closed and empty.
     ///
     /// Cancel-safe: a message is taken from the queue only when the
     /// future completes with it.
     pub async fn recv(&self, timeout: Option<Duration>) -> Result<PipeMessage, PipeError> {
         let waited = timeout.unwrap_or(self.inner.recv_timeout);
-        match tokio::time::timeout(waited, self.next()).await {
-            Ok(Some(msg)) => Ok(msg),
-            Ok(None) => Err(PipeError::Closed),
-            Err(_) => Err(PipeError::Timeout { waited }),
-        }
-    }
-
-    async fn next(&self) -> Option<PipeMessage> {
-        loop {
-            let notified = self.inner.ready.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            {
-                let mut st = self.lock();
-                if let Some(msg) = st.messages.pop_front() {
-                    let more = !st.messages.is_empty();
-                    drop(st);
-                    if more {
-                        // Pass the wake-up on to another reader of a clone.
-                        self.inner.ready.notify_one();
-                    }
-                    return Some(msg);
-                }
-                if st.closed {
-                    return None;
-                }
-            }
-            notified.await;
-        }
+        self.inner
+            .inbox
+            .recv(Some(waited))
+            .await
+            .map_err(|e| match e {
+                RecvError::Timeout(waited) => PipeError::Timeout { waited },
+                RecvError::Closed => PipeError::Closed,
+            })
     }
 
     /// The next message if one is queued.
     pub fn try_recv(&self) -> Option<PipeMessage> {
-        self.lock().messages.pop_front()
+        self.inner.inbox.try_recv()
     }
 
     /// Messages waiting.
     pub fn len(&self) -> usize {
-        self.lock().messages.len()
+        self.inner.inbox.len()
     }
 
     /// Whether no message is waiting.
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.inner.inbox.is_empty()
     }
 
     /// The most messages the queue holds.
     pub fn capacity(&self) -> usize {
-        self.inner.capacity
+        self.inner.inbox.capacity()
     }
 
     /// Messages lost to the drop policy because the queue was full.
     pub fn dropped(&self) -> u64 {
-        self.inner.dropped.load(Ordering::Relaxed)
+        self.inner.inbox.dropped()
     }
 
     /// Whether the queue is closed (unsubscribed, or its pipe closed).
     /// Messages still queued can be read.
     pub fn is_closed(&self) -> bool {
-        self.lock().closed
+        self.inner.inbox.is_closed()
     }
 
     /// Queues a copy of a message the pipe received. Returns whether a
-    /// message was dropped to the policy.
+    /// message was dropped to the policy (a closed queue takes nothing and
+    /// drops nothing).
     pub(crate) fn push(&self, msg: PipeMessage) -> bool {
-        let dropped = {
-            let mut st = self.lock();
-            if st.closed {
-                return false;
-            }
-            if st.messages.len() < self.inner.capacity {
-                st.messages.push_back(msg);
-                false
-            } else {
-                if self.inner.policy == DropPolicy::DropOldest {
-                    st.messages.pop_front();
-                    st.messages.push_back(msg);
-                }
-                true
-            }
-        };
-        if dropped {
-            self.inner.dropped.fetch_add(1, Ordering::Relaxed);
-        }
-        self.inner.ready.notify_one();
-        dropped
+        self.inner.inbox.push(msg).dropped() > 0
     }
 
     /// Closes the queue: no more messages arrive; waiting readers wake.
     pub(crate) fn close(&self) {
-        self.lock().closed = true;
-        self.inner.ready.notify_waiters();
+        self.inner.inbox.close();
     }
 }
 

@@ -1,23 +1,18 @@
-//! The bounded queue of the messages that matched a subscription: when
-//! full, the oldest is dropped and counted.
+//! The bounded queue of the messages that matched a subscription:
+//! weft-link's [`Inbox`], dropping its oldest when full and counting it.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::Notify;
+use weft_link::inbox::{DropPolicy, Inbox, RecvError};
 
 use crate::{MessagingError, Received, Subscription};
 
 pub(crate) struct QueueShared {
     pub(crate) id: u64,
     pub(crate) subscription: Subscription,
-    capacity: usize,
-    items: Mutex<VecDeque<Received>>,
-    notify: Notify,
-    dropped: AtomicU64,
-    closed: AtomicBool,
+    inbox: Inbox<Received>,
 }
 
 impl QueueShared {
@@ -25,73 +20,39 @@ impl QueueShared {
         QueueShared {
             id,
             subscription,
-            capacity: capacity.max(1),
-            items: Mutex::new(VecDeque::new()),
-            notify: Notify::new(),
-            dropped: AtomicU64::new(0),
-            closed: AtomicBool::new(false),
+            inbox: Inbox::new(capacity, DropPolicy::DropOldest),
         }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Received>> {
-        self.items.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Appends `items` in order under one lock, with one wake-up; when
     /// full, the oldest are dropped and counted. Returns how many were
     /// dropped. `items` is left empty (possibly holding the queue's old
-    /// buffer, for reuse).
+    /// buffer, for reuse). A closed queue (unsubscribed) takes nothing.
     pub(crate) fn push_all(&self, items: &mut VecDeque<Received>) -> u64 {
-        let dropped = {
-            let mut queue = self.lock();
-            if queue.is_empty() && items.len() <= self.capacity {
-                // The receivers kept up: the batch becomes the queue, with
-                // nothing moved one by one.
-                std::mem::swap(&mut *queue, items);
-                0
-            } else {
-                // The oldest of the queue, then of the batch, make room.
-                let over = (queue.len() + items.len()).saturating_sub(self.capacity);
-                let from_queue = over.min(queue.len());
-                queue.drain(..from_queue);
-                items.drain(..over - from_queue);
-                queue.append(items);
-                over as u64
-            }
-        };
-        if dropped > 0 {
-            self.dropped.fetch_add(dropped, Ordering::Relaxed);
-        }
-        self.notify.notify_one();
-        dropped
-    }
-
-    /// The oldest message, and whether more wait after it.
-    fn pop(&self) -> (Option<Received>, bool) {
-        let mut queue = self.lock();
-        let r = queue.pop_front();
-        (r, !queue.is_empty())
-    }
-
-    /// Moves up to `max` of the oldest messages into `out` under one lock:
-    /// how many, and whether more wait after them.
-    fn pop_many(&self, out: &mut impl Extend<Received>, max: usize) -> (usize, bool) {
-        let mut queue = self.lock();
-        let n = max.min(queue.len());
-        out.extend(queue.drain(..n));
-        (n, !queue.is_empty())
+        self.inbox.push_all(items).dropped()
     }
 
     pub(crate) fn close(&self) {
-        self.closed.store(true, Ordering::Release);
-        self.notify.notify_waiters();
-        self.notify.notify_one();
+        self.inbox.close();
+    }
+}
+
+/// What a queue's wait ended with, as messaging names it.
+fn recv_error(e: RecvError) -> MessagingError {
+    match e {
+        RecvError::Timeout(t) => MessagingError::Timeout(t),
+        // Closed, or whatever else ends a wait without a message: the
+        // queue gives nothing more.
+        _ => MessagingError::Closed,
     }
 }
 
 /// A bounded queue of the messages that matched a [`Subscription`]. When
 /// full, the oldest message is dropped and counted in
 /// [`dropped`](Self::dropped). Cheap to clone; clones share the queue.
+///
+/// The queue is weft-link's [`Inbox`] with
+/// [`DropPolicy::DropOldest`]; its timeouts mean what they mean there.
 #[derive(Clone)]
 pub struct SubscriptionQueue {
     pub(crate) shared: Arc<QueueShared>,
@@ -129,36 +90,12 @@ impl SubscriptionQueue {
     /// Cancel-safe: a message is taken from the queue only when the future
     /// completes with it.
     pub async fn recv(&self, timeout: Option<Duration>) -> Result<Received, MessagingError> {
-        let wait = async {
-            loop {
-                let notified = self.shared.notify.notified();
-                tokio::pin!(notified);
-                notified.as_mut().enable();
-                if let (Some(r), more) = self.shared.pop() {
-                    if more {
-                        // A batch came with one wake-up: pass it on to
-                        // the next receiver of a shared queue.
-                        self.shared.notify.notify_one();
-                    }
-                    return Ok(r);
-                }
-                if self.shared.closed.load(Ordering::Acquire) {
-                    return Err(MessagingError::Closed);
-                }
-                notified.await;
-            }
-        };
-        match timeout {
-            None => wait.await,
-            Some(t) => tokio::time::timeout(t, wait)
-                .await
-                .map_err(|_| MessagingError::Timeout(t))?,
-        }
+        self.shared.inbox.recv(timeout).await.map_err(recv_error)
     }
 
     /// The next message if one is waiting.
     pub fn try_recv(&self) -> Option<Received> {
-        self.shared.pop().0
+        self.shared.inbox.try_recv()
     }
 
     /// Moves up to `max` waiting messages, oldest first, into `out`, under
@@ -185,7 +122,7 @@ impl SubscriptionQueue {
     /// # }
     /// ```
     pub fn try_recv_many(&self, out: &mut impl Extend<Received>, max: usize) -> usize {
-        self.shared.pop_many(out, max).0
+        self.shared.inbox.try_recv_many(out, max)
     }
 
     /// Waits until a message is waiting, then moves up to `max` (at least
@@ -201,49 +138,26 @@ impl SubscriptionQueue {
         max: usize,
         timeout: Option<Duration>,
     ) -> Result<usize, MessagingError> {
-        if max == 0 {
-            return Ok(0);
-        }
-        let wait = async {
-            loop {
-                let notified = self.shared.notify.notified();
-                tokio::pin!(notified);
-                notified.as_mut().enable();
-                let (n, more) = self.shared.pop_many(out, max);
-                if n > 0 {
-                    if more {
-                        // Pass the wake-up on to the next receiver.
-                        self.shared.notify.notify_one();
-                    }
-                    return Ok(n);
-                }
-                if self.shared.closed.load(Ordering::Acquire) {
-                    return Err(MessagingError::Closed);
-                }
-                notified.await;
-            }
-        };
-        match timeout {
-            None => wait.await,
-            Some(t) => tokio::time::timeout(t, wait)
-                .await
-                .map_err(|_| MessagingError::Timeout(t))?,
-        }
+        self.shared
+            .inbox
+            .recv_many(out, max, timeout)
+            .await
+            .map_err(recv_error)
     }
 
     /// Messages waiting.
     pub fn len(&self) -> usize {
-        self.shared.lock().len()
+        self.shared.inbox.len()
     }
 
     /// Whether no message is waiting.
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.shared.inbox.is_empty()
     }
 
     /// Messages dropped because the queue was full.
     pub fn dropped(&self) -> u64 {
-        self.shared.dropped.load(Ordering::Relaxed)
+        self.shared.inbox.dropped()
     }
 }
 
@@ -295,6 +209,21 @@ pub(super) mod tests {
             q.recv_many(&mut got, 10, None).await,
             Err(MessagingError::Closed)
         ));
+    }
+
+    #[tokio::test]
+    async fn a_closed_queue_gives_what_it_held_and_takes_nothing_more() {
+        let q = queue(10);
+        let mut deliveries = Deliveries::default();
+        deliveries.add(&q.shared, received(1));
+        deliveries.deliver();
+        q.shared.close();
+        // A dispatch that still held the queue when it was unsubscribed.
+        deliveries.add(&q.shared, received(2));
+        assert_eq!(deliveries.deliver(), 0, "refused, not dropped");
+        assert_eq!(data(q.recv(None).await.ok()), Some(1));
+        assert!(matches!(q.recv(None).await, Err(MessagingError::Closed)));
+        assert_eq!(q.dropped(), 0);
     }
 
     #[tokio::test(start_paused = true)]
