@@ -11,7 +11,7 @@
 //! | throughput 64 KiB | packeter | raw TCP, 256 KiB writes | >= 0.85x MB/s |
 //! | ping-pong 64 B | packeter | raw Tokio TCP | p50 <= 1.1x |
 //! | memory | 1 000 idle connections, both ends in one process | | <= 64 MiB |
-//! | memory quic | the same over quic:// (one UDP socket per connector) | | <= 64 MiB |
+//! | memory quic | the same over quic:// (the connectors share one UDP socket) | | <= 64 MiB |
 //! | messaging 64 B no acks | two `Messaging` peers, acks off | libzmq PUSH/PULL | >= 1.0x msg/s |
 //! | messaging 64 B with acks | two `Messaging` peers, acks on | libzmq PUSH/PULL | >= 0.7x msg/s |
 //! | messaging vs snakeMQ 64 B | the row above | snakeMQ 1.6, two Python processes | >= 50x msg/s |

@@ -70,6 +70,8 @@ pub(crate) struct Registry {
     shutdown: CancellationToken,
     tracker: TaskTracker,
     pub(crate) stats: Counters,
+    /// The client endpoints the link's QUIC connectors share.
+    pub(crate) quic_clients: crate::quic::ClientEndpoints,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -88,6 +90,7 @@ impl Registry {
             shutdown: CancellationToken::new(),
             tracker: TaskTracker::new(),
             stats: Counters::default(),
+            quic_clients: Default::default(),
         }
     }
 

@@ -6,6 +6,7 @@
 use bytes::Bytes;
 use tokio::time::timeout;
 use weft_link::address::Scheme;
+use weft_link::config::SocketOptions;
 use weft_link::connection::Origin;
 use weft_link::tls::{ClientAuth, SelfSignedPki};
 use weft_link::{
@@ -371,6 +372,49 @@ async fn quic_reconnects_when_the_listener_comes_back_on_the_same_port() {
         b"back"
     );
     assert!(client.stats().reconnects >= 1);
+}
+
+#[tokio::test]
+async fn a_links_quic_connectors_share_one_socket_unless_bound_to_an_address() {
+    let pki = pki();
+    let (server, mut server_events) = Link::new(config());
+    let bound = server
+        .listen_with("quic://127.0.0.1:0", listen_tls(&pki, ClientAuth::None))
+        .await
+        .unwrap();
+    let (client, mut client_events) = Link::new(config());
+    let local_port = |c: &Connection| c.info().local.as_ref().unwrap().socket_addr().unwrap();
+
+    // Two connectors without a local address: one socket, two connections,
+    // each with its own bytes.
+    let mut shared = Vec::new();
+    for payload in [&b"first"[..], b"other"] {
+        client
+            .connect_with(&bound.address, connect_tls(&pki, false))
+            .unwrap();
+        let conn = connected(&mut client_events).await;
+        conn.send(Bytes::from_static(payload)).await.unwrap();
+        let accepted = connected(&mut server_events).await;
+        assert_eq!(
+            read_exactly(&mut server_events, accepted.id(), payload.len()).await,
+            payload
+        );
+        assert_eq!(accepted.info().peer, conn.info().local);
+        shared.push(conn);
+    }
+    let port = local_port(&shared[0]);
+    assert_eq!(local_port(&shared[1]), port, "one socket for both");
+
+    // A connector bound to a local address gets a socket of its own there.
+    let mut socket = SocketOptions::default();
+    socket.bind = Some("127.0.0.1:0".parse().unwrap());
+    let mut options = connect_tls(&pki, false);
+    options.socket = Some(socket);
+    client.connect_with(&bound.address, options).unwrap();
+    let own = connected(&mut client_events).await;
+    let _ = connected(&mut server_events).await;
+    assert_ne!(local_port(&own), port);
+    assert_eq!(client.stats().connections_opened, 3);
 }
 
 #[tokio::test]

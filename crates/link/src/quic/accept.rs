@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::dial::Held;
 use super::stream::QuicStream;
 use super::{QuicLink, STREAM_PACKETS, endpoint, run_quic};
 use crate::address::{Address, Scheme};
@@ -127,7 +128,7 @@ async fn handshake(
             let conn =
                 registry.new_connection(Origin::Listener(id), ends, false, registry.shutdown());
             let link = QuicLink {
-                own_endpoint: None,
+                held: Held::Elsewhere,
                 connection,
                 stream,
             };

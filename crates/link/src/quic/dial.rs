@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
+use super::client::Lease;
 use super::stream::QuicStream;
 use super::{STREAM_PACKETS, endpoint};
 use crate::address::{Address, Scheme};
@@ -16,23 +17,46 @@ use crate::link::{ConnectOptions, LinkEvent};
 use crate::registry::Registry;
 use crate::socket;
 
+/// What keeps a connection's endpoint open while the connection runs.
+pub(crate) enum Held {
+    /// Nothing: a listener's or an adopted socket's endpoint, which their
+    /// owners keep.
+    Elsewhere,
+    /// The link's shared client endpoint of the connection's family.
+    Shared(Lease),
+    /// An endpoint made for this connection alone (a connector bound to a
+    /// local address or an interface).
+    Own(quinn::Endpoint),
+}
+
+impl Held {
+    fn endpoint(&self) -> Option<&quinn::Endpoint> {
+        match self {
+            Held::Elsewhere => None,
+            Held::Shared(lease) => Some(lease.endpoint()),
+            Held::Own(endpoint) => Some(endpoint),
+        }
+    }
+}
+
 /// An established QUIC link connection: its stream, ready to run.
 pub(crate) struct QuicLink {
-    /// The endpoint made for this connection alone, kept until it ends;
-    /// `None` on a listener's or an adopted socket's endpoint.
-    pub(crate) own_endpoint: Option<quinn::Endpoint>,
+    /// Kept until the connection ends.
+    pub(crate) held: Held,
     pub(crate) connection: quinn::Connection,
     pub(crate) stream: QuicStream,
 }
 
-/// Connects (handshake, stream, its first byte) to `address`, on `shared`
-/// when given, else on a socket of its own; each resolved address is
-/// tried in turn, the last error returned.
+/// Connects (handshake, stream, its first byte) to `address`, on `adopted`
+/// when given; else on the link's shared client endpoint, or on a socket
+/// of its own when the socket options name a local address or an
+/// interface. Each resolved address is tried in turn, the last error
+/// returned.
 pub(crate) async fn dial(
     registry: &Registry,
     address: &Address,
     options: &ConnectOptions,
-    shared: Option<&quinn::Endpoint>,
+    adopted: Option<&quinn::Endpoint>,
 ) -> Result<Dialled, LinkError> {
     let cfg = &registry.config;
     let tls = options
@@ -51,15 +75,22 @@ pub(crate) async fn dial(
     let sockopts = options.socket.as_ref().unwrap_or(&cfg.socket);
     let mut last_err = None;
     for addr in socket::resolve(address, cfg.dns_timeout).await? {
-        let (endpoint, own) = match shared {
-            Some(e) => (e.clone(), false),
+        let held = match adopted {
+            Some(_) => Held::Elsewhere,
+            None if sockopts.bind.is_none() && sockopts.interface.is_none() => {
+                Held::Shared(registry.quic_clients.lease(&addr, sockopts).await?)
+            }
             None => {
                 let local = sockopts
                     .bind
                     .unwrap_or_else(|| socket::any_local_for(&addr));
-                (endpoint::bind(local, sockopts, None).await?, true)
+                Held::Own(endpoint::bind(local, sockopts, None).await?)
             }
         };
+        let endpoint = held
+            .endpoint()
+            .or(adopted)
+            .expect("an endpoint is held or adopted");
         let connecting = endpoint
             .connect_with(client.clone(), addr, &name)
             .map_err(|source| LinkError::QuicConnect {
@@ -95,13 +126,13 @@ pub(crate) async fn dial(
         };
         let ends = Ends {
             peer: Some(Address::ip(Scheme::Quic, connection.remote_address())),
-            local: endpoint::local_addr(&endpoint, &connection)
+            local: endpoint::local_addr(endpoint, &connection)
                 .map(|a| Address::ip(Scheme::Quic, a)),
             certificates: endpoint::peer_certificates(&connection),
             credentials: None,
         };
         let link = QuicLink {
-            own_endpoint: own.then_some(endpoint),
+            held,
             connection,
             stream: QuicStream { send, recv },
         };
@@ -124,7 +155,7 @@ pub(crate) async fn run_quic(
     events: mpsc::Sender<LinkEvent>,
 ) {
     let QuicLink {
-        own_endpoint,
+        held,
         connection,
         stream,
     } = link;
@@ -137,5 +168,5 @@ pub(crate) async fn run_quic(
         let _ = tokio::time::timeout(registry.config.close_timeout, acknowledged).await;
     }
     connection.close(quinn::VarInt::from_u32(0), b"");
-    drop(own_endpoint);
+    drop(held);
 }

@@ -73,6 +73,17 @@ pub(crate) fn on_socket(
     .map_err(|e| LinkError::io("starting a QUIC endpoint", e))
 }
 
+/// The receive buffer asked for on the sockets QUIC endpoints bind. One
+/// socket carries every connection of a listener, or every connector's of
+/// a link, so a burst of handshakes (each Initial is a padded datagram of
+/// at least 1,200 bytes, each server flight several) arrives on one socket
+/// at once; the system's default buffer (about 200 KiB on Linux) holds
+/// fewer than a hundred such datagrams and drops the rest, whose
+/// retransmission QUIC delays by a second and more. The system caps the
+/// value (`net.core.rmem_max` on Linux); the memory is the kernel's, and
+/// only what is queued uses it.
+const RECEIVE_BUFFER: usize = 4 << 20;
+
 /// An endpoint on a new socket bound to `addr` with the socket options.
 pub(crate) async fn bind(
     addr: SocketAddr,
@@ -83,6 +94,8 @@ pub(crate) async fn bind(
     let socket = socket
         .into_std()
         .map_err(|e| LinkError::io("taking a UDP socket back from the runtime", e))?;
+    // Best effort: a smaller buffer only makes bursts slower.
+    let _ = socket2::SockRef::from(&socket).set_recv_buffer_size(RECEIVE_BUFFER);
     on_socket(socket, server)
 }
 

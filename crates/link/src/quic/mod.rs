@@ -25,14 +25,18 @@
 //! which leaves room for streams of other kinds on the same connection.
 //!
 //! # Sockets
-//! A listener binds its own UDP socket; each connector's connection binds
-//! one too (as a TCP connection has its own port).
+//! A listener binds its own UDP socket. A link's connectors share one
+//! client socket per address family, made when the first needs it and
+//! closed when the last connection on it ends (QUIC tells connections
+//! apart by connection ID, not by port); a connector whose socket options
+//! name a local address or an interface binds a socket of its own.
 //! [`Link::adopt_quic`](crate::Link::adopt_quic) runs QUIC on a socket the
 //! caller already holds instead (one whose NAT binding was opened by hole
 //! punching): it may accept connections, make them, or both.
 
 mod accept;
 mod adopt;
+mod client;
 mod dial;
 mod endpoint;
 mod options;
@@ -42,6 +46,7 @@ pub use adopt::QuicEndpoint;
 pub use options::QuicOptions;
 
 pub(crate) use accept::listen;
+pub(crate) use client::ClientEndpoints;
 pub(crate) use dial::{QuicLink, dial, run_quic};
 
 /// The ALPN protocol name weft's QUIC connections negotiate.
