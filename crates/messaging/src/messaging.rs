@@ -94,7 +94,8 @@ pub struct MessagingStats {
     pub queued_bytes: u64,
     /// Received messages that matched no subscription and no handler.
     pub unhandled: u64,
-    /// Copies dropped by full subscription queues.
+    /// Copies dropped by full subscription queues, and copies for a queue
+    /// unsubscribed while they were being dispatched to it.
     pub subscription_drops: u64,
     /// Rows of the store that were set aside when it was loaded, instead
     /// of queued: rows that could not be read back, and messages that can

@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-use weft_link::inbox::{DropPolicy, Inbox, RecvError};
+use weft_link::inbox::{DropPolicy, Inbox, Pushed, RecvError};
 
 use crate::{MessagingError, Received, Subscription};
 
@@ -25,11 +25,16 @@ impl QueueShared {
     }
 
     /// Appends `items` in order under one lock, with one wake-up; when
-    /// full, the oldest are dropped and counted. Returns how many were
-    /// dropped. `items` is left empty (possibly holding the queue's old
-    /// buffer, for reuse). A closed queue (unsubscribed) takes nothing.
+    /// full, the oldest are dropped. Returns how many were lost: dropped,
+    /// or all of them when the queue is closed (unsubscribed while they
+    /// were being dispatched). `items` is left empty (possibly holding the
+    /// queue's old buffer, for reuse).
     pub(crate) fn push_all(&self, items: &mut VecDeque<Received>) -> u64 {
-        self.inbox.push_all(items).dropped()
+        let pushed = items.len() as u64;
+        match self.inbox.push_all(items) {
+            Pushed::Taken { dropped } => dropped,
+            Pushed::Refused => pushed,
+        }
     }
 
     pub(crate) fn close(&self) {
@@ -220,10 +225,14 @@ pub(super) mod tests {
         q.shared.close();
         // A dispatch that still held the queue when it was unsubscribed.
         deliveries.add(&q.shared, received(2));
-        assert_eq!(deliveries.deliver(), 0, "refused, not dropped");
+        assert_eq!(
+            deliveries.deliver(),
+            1,
+            "refused, and counted as lost for the stats"
+        );
         assert_eq!(data(q.recv(None).await.ok()), Some(1));
         assert!(matches!(q.recv(None).await, Err(MessagingError::Closed)));
-        assert_eq!(q.dropped(), 0);
+        assert_eq!(q.dropped(), 0, "not a drop of this queue's policy");
     }
 
     #[tokio::test(start_paused = true)]
