@@ -1,16 +1,86 @@
-//! weft-traversal: NAT traversal for weft messaging. The one place where
-//! weft-stun meets the pipeline: it sits on weft-messaging (and
-//! weft-packeter, weft-link below it) and weft-stun; only weft-cli and the
-//! benches sit on it.
+//! weft-traversal: peers that cannot reach each other meet at a
+//! rendezvous, and weft messaging runs between them over the paths it
+//! finds. Its layer: the one place where weft-stun meets the pipeline; it
+//! sits on weft-messaging (with weft-packeter and weft-link below it) and
+//! weft-stun, and only weft-cli and the benches sit on it.
+//!
+//! ```
+//! # #[tokio::main]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::time::Duration;
+//! use weft_messaging::{Identity, Message, Messaging};
+//! use weft_traversal::{Rendezvous, RendezvousOptions, Traversal, TraversalEvent, Via};
+//!
+//! // A rendezvous: registrations, STUN on its UDP port, a bounded relay.
+//! let (rendezvous, _) =
+//!     Rendezvous::start(RendezvousOptions::listen("tcp://127.0.0.1:0".parse()?)).await?;
+//! let at = rendezvous.listening()[0].clone();
+//!
+//! // Two messaging peers with no listener at all.
+//! let alice = Messaging::new(Identity::new("alice")?, Default::default()).await?;
+//! let bob = Messaging::new(Identity::new("bob")?, Default::default()).await?;
+//! let (alice_side, mut alice_paths) =
+//!     Traversal::start(&alice, &at, Default::default(), Default::default())?;
+//! let (_bob_side, mut bob_paths) =
+//!     Traversal::start(&bob, &at, Default::default(), Default::default())?;
+//! while let Some(event) = bob_paths.recv().await {
+//!     if matches!(event, TraversalEvent::Registered { .. }) {
+//!         break;
+//!     }
+//! }
+//!
+//! alice.send_message(bob.identity(), Message::new("hello")).await?;
+//! alice_side.reach(bob.identity())?;
+//! let got = bob.recv(Some(Duration::from_secs(5))).await?;
+//! assert_eq!(&got.message.data[..], b"hello");
+//! while let Some(event) = alice_paths.recv().await {
+//!     if let TraversalEvent::Path(path) = event {
+//!         assert_eq!(path.via, Via::Relay);
+//!         break;
+//!     }
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! - [`Rendezvous`] serves the rendezvous protocol (`PROTOCOL.md`) on
+//!   weft link URLs (`tcp://`, `tls://`, `quic://`) with packeter framing,
+//!   and STUN (weft-stun's server, RFC 5780 with an alternate IP) on the
+//!   UDP port of its first listen address. Its logic is the sans-I/O
+//!   [`RendezvousCore`]: registrations by identity, observed addresses,
+//!   candidates and start signals passed only between registered
+//!   connections, and relay channels bounded per pair (a window per
+//!   direction, a rate, a byte cap), limits in [`RendezvousConfig`] and
+//!   counters in [`RendezvousStats`].
+//! - [`Traversal`] is a [`Messaging`](weft_messaging::Messaging) peer's
+//!   side: it registers the peer's identity, and [`Traversal::reach`]
+//!   opens a relay channel that becomes an ordinary messaging connection
+//!   (an in-memory pipe adopted into the messaging's link). Messaging's
+//!   handshake, acks, resend and dedupe run over it unchanged: a path that
+//!   ends loses nothing, and a later path is one more connection for the
+//!   same identity. [`TraversalEvent::Path`] reports each path.
+//! - Direct paths (TCP simultaneous open, UDP hole punching carrying
+//!   QUIC, reverse connections, port prediction) are not tried yet; the
+//!   protocol's `Candidates` and `Start` frames, which the rendezvous
+//!   already passes between registered peers, are where they begin.
+//!
+//! The root holds what most users name; the frames are in [`wire`], the
+//! path types in [`path`], the limits in [`config`], the errors in
+//! [`error`].
 
 #![forbid(unsafe_code)]
 
 pub mod config;
 mod core;
 pub mod error;
+pub mod path;
 mod relay;
+mod rendezvous;
+mod traversal;
 pub mod wire;
 
 pub use crate::core::{RendezvousCore, RendezvousEvent, RendezvousStats, Transmit};
 pub use config::RendezvousConfig;
 pub use error::{RendezvousError, TraversalError};
+pub use path::{Path, Transport, TraversalEvent, Via};
+pub use rendezvous::{MAX_FRAME, Rendezvous, RendezvousEvents, RendezvousOptions};
+pub use traversal::{Traversal, TraversalConfig, TraversalEvents};

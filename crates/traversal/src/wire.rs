@@ -739,6 +739,39 @@ mod tests {
         }
         .encode();
         assert_eq!(&data[..], b"\x01\x11\x00\x00\x00\x01hi");
+        let refused = Frame::Refused {
+            reason: RefuseReason::Duplicate,
+        };
+        assert_eq!(&refused.encode()[..], b"\x01\x03\x01");
+        let reach = Frame::Reach { peer: id("bob") };
+        assert_eq!(&reach.encode()[..], b"\x01\x04\x03bob");
+        let window = Frame::RelayWindow {
+            channel: 1,
+            credit: 4096,
+        };
+        assert_eq!(
+            &window.encode()[..],
+            b"\x01\x12\x00\x00\x00\x01\x00\x00\x10\x00"
+        );
+        let close = Frame::RelayClose {
+            channel: 1,
+            reason: CloseReason::CapReached,
+        };
+        assert_eq!(&close.encode()[..], b"\x01\x13\x00\x00\x00\x01\x03");
+        let candidates = Frame::Candidates {
+            peer: id("a"),
+            addrs: vec![Candidate {
+                transport: CandidateTransport::Udp,
+                kind: CandidateKind::Reflexive,
+                addr: "203.0.113.7:40000".parse().unwrap(),
+            }],
+        };
+        assert_eq!(
+            &candidates.encode()[..],
+            &[
+                0x01, 0x06, 0x01, b'a', 0x01, 0x02, 0x02, 0x04, 203, 0, 113, 7, 0x9c, 0x40
+            ]
+        );
     }
 
     #[test]
