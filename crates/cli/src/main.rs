@@ -10,6 +10,7 @@ mod ifaces;
 mod import;
 mod participant;
 mod peer;
+mod rendezvous;
 mod stun;
 
 use std::process::ExitCode;
@@ -52,6 +53,9 @@ enum Command {
     StunServer(stun::StunServerArgs),
     /// A messaging peer: stdin takes `IDENT<TAB>TEXT` lines to send, stdout gives JSON events.
     Peer(peer::PeerArgs),
+    /// A rendezvous for peers behind NATs: registrations, STUN and a
+    /// bounded relay (JSON events on stdout).
+    Rendezvous(rendezvous::RendezvousArgs),
     /// A participant: finds the others on the network and carries
     /// publications for `weft pub` and `weft sub` (JSON events on stdout).
     Participant(participant::ParticipantArgs),
@@ -106,6 +110,7 @@ fn main() -> ExitCode {
             Command::Stun(args) => stun::run_stun(args).await,
             Command::StunServer(args) => stun::run_stun_server(args).await,
             Command::Peer(args) => peer::run(args).await,
+            Command::Rendezvous(args) => rendezvous::run(args).await,
             Command::Participant(args) => participant::run_participant(args).await,
             Command::Pub(args) => participant::run_pub(args).await,
             Command::Sub(args) => participant::run_sub(args).await,

@@ -4,7 +4,7 @@
 //! weft peer --ident NAME [--listen URL]... [--connect URL]... [--store FILE]
 //!           [--ttl SECS] [--persistent] [--linger SECS]
 //!           [--cert FILE --key FILE] [--ca FILE] [--server-name NAME]
-//!           [--bind-identity]
+//!           [--bind-identity] [--rendezvous URL]
 //! ```
 //!
 //! TLS (`tls://`, `unix+tls://`, `quic://`; certificates from `weft cert`):
@@ -36,6 +36,16 @@
 //!   `message` (`from`, `uuid`, `ttl`, `flags`, `data`), and, once a line's
 //!   message was accepted (stored first with `--persistent`), `sent` (`to`,
 //!   `uuid`).
+//! - `--rendezvous URL`: registers this identity at a `weft rendezvous`
+//!   (reconnecting when the connection drops; a `tls://` or `quic://`
+//!   rendezvous is verified with `--ca`). A line for an identity this peer
+//!   has no connection to asks the rendezvous for a path to it: at once
+//!   when that identity is registered there, else as soon as it
+//!   registers; the message waits in its queue meanwhile. Each new path
+//!   prints `{"event":"path","ident":IDENT,"via":"relay","transport":"tcp",
+//!   "remote":"ip:port"}` (`remote`: where the packets go; for the relay,
+//!   the rendezvous). Messaging runs over the path as over any connection,
+//!   so `connect`, `disconnect` and `message` events are as without it.
 //! - On stdin EOF it waits until its queues are delivered, at most
 //!   `--linger` seconds. It exits 0 when everything it accepted was
 //!   delivered (or, with `--persistent` and `--store`, stored for the
@@ -56,6 +66,7 @@ use weft_link::{Address, ConnectOptions, LinkError, ListenOptions};
 use weft_messaging::error::ProtocolError;
 use weft_messaging::storage::SqliteStorage;
 use weft_messaging::{Identity, Message, Messaging, MessagingConfig};
+use weft_traversal::{Traversal, TraversalConfig, TraversalEvent};
 
 use crate::Failure;
 
@@ -101,6 +112,10 @@ pub(crate) struct PeerArgs {
     /// they claim.
     #[arg(long)]
     bind_identity: bool,
+    /// Register at this rendezvous (`weft rendezvous`) and reach identities
+    /// registered there through it.
+    #[arg(long, value_name = "URL")]
+    rendezvous: Option<String>,
 }
 
 /// The TLS configurations the flags make: a server side when this peer
@@ -197,6 +212,9 @@ pub(crate) async fn run(args: PeerArgs) -> Result<(), Failure> {
     }
     let listen = parse_urls("--listen", &args.listen)?;
     let connect = parse_urls("--connect", &args.connect)?;
+    let rendezvous = parse_urls("--rendezvous", args.rendezvous.as_slice())?
+        .into_iter()
+        .next();
     let (tls_server, tls_client) = tls_configs(&args)?;
     let mut config = MessagingConfig::default();
     config.bind_identity = args.bind_identity;
@@ -281,6 +299,38 @@ pub(crate) async fn run(args: PeerArgs) -> Result<(), Failure> {
             .connect_with(url, options)
             .map_err(|e| flag_error("--connect", url, e))?;
     }
+    let traversal = match &rendezvous {
+        Some(url) => {
+            let options = match &tls_client {
+                Some(tls) if url.scheme().is_tls() => ConnectOptions::tls(tls.clone()),
+                _ => ConnectOptions::default(),
+            };
+            let (traversal, mut events) =
+                Traversal::start(&messaging, url, options, TraversalConfig::default())
+                    .map_err(|e| Failure::Usage(format!("--rendezvous {url}: {e}")))?;
+            let o = out.clone();
+            tokio::spawn(async move {
+                while let Some(event) = events.recv().await {
+                    match event {
+                        TraversalEvent::Path(path) => o.emit(json!({
+                            "event": "path",
+                            "ident": path.peer.as_str(),
+                            "via": path.via.as_str(),
+                            "transport": path.transport.as_str(),
+                            "remote": path.remote.map(|a| a.to_string()),
+                        })),
+                        TraversalEvent::Refused { reason } => eprintln!(
+                            "weft peer: the rendezvous refused this identity: {}",
+                            reason.as_str()
+                        ),
+                        _ => {}
+                    }
+                }
+            });
+            Some(traversal)
+        }
+        None => None,
+    };
     out.ready(json!({"event": "ready", "listen": bound}));
 
     let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
@@ -308,6 +358,13 @@ pub(crate) async fn run(args: PeerArgs) -> Result<(), Failure> {
             message = message.persistent();
         }
         let uuid = message.id.to_hex();
+        if let Some(traversal) = &traversal {
+            if !messaging.is_connected(&to) {
+                if let Err(e) = traversal.reach(&to) {
+                    eprintln!("weft peer: no path asked for {to}: {e}");
+                }
+            }
+        }
         match messaging.send_message(&to, message).await {
             Ok(()) => out.emit(json!({"event": "sent", "to": to.as_str(), "uuid": uuid})),
             Err(e) => eprintln!("weft peer: not sent to {to}: {e}"),
@@ -315,6 +372,9 @@ pub(crate) async fn run(args: PeerArgs) -> Result<(), Failure> {
     }
     messaging.flush(Duration::from_secs_f64(args.linger)).await;
     let undelivered = undelivered(&messaging, args.persistent && args.store.is_some());
+    if let Some(traversal) = &traversal {
+        traversal.close().await;
+    }
     messaging.close().await;
     if undelivered > 0 {
         out.emit(json!({"event": "undelivered", "count": undelivered}));

@@ -271,6 +271,20 @@ pub enum WireError {
 }
 
 impl RefuseReason {
+    /// A short lowercase name (`duplicate`, `full`, ...; `other` for an
+    /// unknown code), as `weft rendezvous` prints it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefuseReason::Duplicate => "duplicate",
+            RefuseReason::Full => "full",
+            RefuseReason::Replaced => "replaced",
+            RefuseReason::Protocol => "protocol",
+            RefuseReason::Timeout => "timeout",
+            RefuseReason::Unbound => "unbound",
+            RefuseReason::Other(_) => "other",
+        }
+    }
+
     fn code(self) -> u8 {
         match self {
             RefuseReason::Duplicate => 1,
@@ -296,6 +310,20 @@ impl RefuseReason {
 }
 
 impl UnreachableReason {
+    /// A short lowercase name (`not registered`, `cap reached`, ...;
+    /// `other` for an unknown code).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UnreachableReason::SelfReach => "self",
+            UnreachableReason::NotRegistered => "not registered",
+            UnreachableReason::TooManyPending => "too many pending",
+            UnreachableReason::TooManyChannels => "too many channels",
+            UnreachableReason::CapReached => "cap reached",
+            UnreachableReason::RateLimited => "rate limited",
+            UnreachableReason::Other(_) => "other",
+        }
+    }
+
     fn code(self) -> u8 {
         match self {
             UnreachableReason::SelfReach => 1,
@@ -321,6 +349,19 @@ impl UnreachableReason {
 }
 
 impl CloseReason {
+    /// A short lowercase name (`closed`, `cap reached`, ...; `other` for
+    /// an unknown code), as `weft rendezvous` prints it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CloseReason::Closed => "closed",
+            CloseReason::PeerGone => "peer gone",
+            CloseReason::CapReached => "cap reached",
+            CloseReason::FlowViolation => "flow violation",
+            CloseReason::Operator => "operator",
+            CloseReason::Other(_) => "other",
+        }
+    }
+
     fn code(self) -> u8 {
         match self {
             CloseReason::Closed => 1,

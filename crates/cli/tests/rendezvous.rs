@@ -1,0 +1,111 @@
+//! `weft rendezvous` and `weft peer --rendezvous`: two peers with no
+//! listener exchange lines through the rendezvous's relay.
+
+mod common;
+use common::{WAIT, Weft};
+
+#[test]
+fn rendezvous_ready_line_names_listen_urls_and_stun() {
+    let rv = Weft::start(&[
+        "rendezvous",
+        "--listen",
+        "tcp://127.0.0.1:0",
+        "--relay-rate",
+        "100000",
+    ]);
+    let ready = rv.next();
+    assert_eq!(ready["event"], "ready", "the first line is ready");
+    let url = ready["listen"][0].as_str().unwrap();
+    let port = url.rsplit(':').next().unwrap();
+    assert!(url.starts_with("tcp://127.0.0.1:") && port != "0", "{url}");
+    assert_eq!(ready["stun"], format!("127.0.0.1:{port}"));
+
+    // STUN answers on that UDP port.
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.set_read_timeout(Some(WAIT)).unwrap();
+    let mut request = vec![0x00, 0x01, 0x00, 0x00, 0x21, 0x12, 0xa4, 0x42];
+    request.extend_from_slice(&[7u8; 12]);
+    socket
+        .send_to(&request, format!("127.0.0.1:{port}"))
+        .unwrap();
+    let mut buf = [0u8; 512];
+    let (n, _) = socket.recv_from(&mut buf).unwrap();
+    assert!(n >= 20);
+    assert_eq!(&buf[..2], &[0x01, 0x01], "a Binding success response");
+    assert_eq!(&buf[8..20], &[7u8; 12], "our transaction id");
+}
+
+#[test]
+fn bad_rendezvous_arguments_exit_2() {
+    for args in [
+        vec!["rendezvous"],
+        vec!["rendezvous", "--listen", "tcp://nope"],
+        vec![
+            "rendezvous",
+            "--listen",
+            "tcp://127.0.0.1:0",
+            "--alt-ip",
+            "x",
+        ],
+        vec![
+            "peer",
+            "--ident",
+            "a",
+            "--rendezvous",
+            "carrier-pigeon://x:1",
+        ],
+    ] {
+        let mut weft = Weft::start(&args);
+        let status = weft.wait_exit(WAIT);
+        assert_eq!(status.code(), Some(2), "{args:?}");
+    }
+}
+
+#[test]
+fn two_peers_behind_nothing_but_a_rendezvous_exchange_lines() {
+    let rv = Weft::start(&["rendezvous", "--listen", "tcp://127.0.0.1:0"]);
+    let ready = rv.next();
+    let url = ready["listen"][0].as_str().unwrap().to_owned();
+    let remote = url.trim_start_matches("tcp://").to_owned();
+
+    let mut alice = Weft::start(&["peer", "--ident", "alice", "--rendezvous", &url]);
+    assert_eq!(alice.next()["event"], "ready");
+    assert_eq!(rv.expect("register")["ident"], "alice");
+    // Bob has not registered yet: the line waits in alice's queue.
+    alice.send("bob", "hello bob");
+    assert_eq!(alice.expect("sent")["to"], "bob");
+
+    let mut bob = Weft::start(&["peer", "--ident", "bob", "--rendezvous", &url]);
+    assert_eq!(bob.next()["event"], "ready");
+    let path = bob.expect("path");
+    assert_eq!(path["ident"], "alice");
+    assert_eq!(path["via"], "relay");
+    assert_eq!(path["transport"], "tcp");
+    assert_eq!(path["remote"], remote.as_str());
+    let got = bob.expect("message");
+    assert_eq!(got["from"], "alice");
+    assert_eq!(got["data"], "hello bob");
+    let path = alice.expect("path");
+    assert_eq!(path["ident"], "bob");
+    assert_eq!(path["via"], "relay");
+    assert_eq!(path["remote"], remote.as_str());
+
+    bob.send("alice", "hi alice");
+    let got = alice.expect("message");
+    assert_eq!(got["from"], "bob");
+    assert_eq!(got["data"], "hi alice");
+
+    let relay = rv.expect("relay");
+    assert_eq!(relay["from"], "alice");
+    assert_eq!(relay["to"], "bob");
+
+    // End of input: alice's queue is delivered, she exits 0 and the relay
+    // ends.
+    alice.send("bob", "bye");
+    alice.end_input();
+    assert_eq!(alice.wait_exit(WAIT).code(), Some(0));
+    assert_eq!(bob.expect("message")["data"], "bye");
+    let end = rv.expect("relay_end");
+    assert_eq!(end["channel"], relay["channel"]);
+    assert!(end["bytes"].as_u64().unwrap() > 0);
+}
