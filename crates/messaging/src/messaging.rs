@@ -641,6 +641,20 @@ impl Messaging {
         lock(&self.inner.core).transmit_of(identity).is_some()
     }
 
+    /// Marks a connection of this messaging's link as a stand-in path, such
+    /// as a relay: when its peer's identity arrives on another connection
+    /// too, the other one is kept, whatever the
+    /// [`duplicate_identity`](MessagingConfig::duplicate_identity) policy,
+    /// and a stand-in never displaces a live connection. Both peers mark
+    /// the same connection, so both keep the same one; what was in flight
+    /// on the one let go is resent on the one kept (and deduplicated), so
+    /// switching paths loses and duplicates nothing. Mark a connection
+    /// before its peer can identify on it, for example right after
+    /// [`Link::adopt`](weft_link::Link::adopt).
+    pub fn mark_standby(&self, connection: weft_link::ConnectionId) {
+        lock(&self.inner.core).mark_standby(connection);
+    }
+
     /// Closes the connection of `identity` (frames already queued on it
     /// still go out); its messages wait for the next connection, and a
     /// connector reconnects as usual. For a layer above that finds the

@@ -45,6 +45,9 @@ pub(super) struct Conn<T> {
     /// The names of the certificate the peer presented and the TLS
     /// handshake verified; `None` without one.
     pub(super) certificate: Option<Arc<CertificateNames>>,
+    /// A stand-in path (a relay): any other connection of its identity
+    /// replaces it, and it never replaces one. See [`Core::mark_standby`].
+    pub(super) standby: bool,
 }
 
 impl<T: Transmit> Conn<T> {
@@ -113,8 +116,15 @@ impl<T: Transmit> Core<T> {
                 recorded: self.seen_log.as_ref().map(|_| 0),
                 failed: false,
                 certificate,
+                standby: false,
             },
         );
+        if let Some(at) = self.standby_pending.iter().position(|&c| c == conn) {
+            self.standby_pending.remove(at);
+            if let Some(c) = self.conns.get_mut(&conn) {
+                c.standby = true;
+            }
+        }
         // Past the cap the oldest unidentified connection goes: a flood of
         // connections that never identify cannot keep a real peer, whose
         // handshake takes a round trip, from getting in.
@@ -177,7 +187,16 @@ impl<T: Transmit> Core<T> {
             return self.fail(conn_id, ProtocolError::TooManyIdentities);
         }
         if let Some(old) = known.and_then(|p| p.conn) {
-            let crossed = self.crossed(&ident, conn_id, old);
+            let standby = |c: ConnectionId| self.conns.get(&c).is_some_and(|c| c.standby);
+            // A stand-in (relay) path gives way to any other path and
+            // never displaces one; both sides see the same connections as
+            // stand-ins, so they keep the same one. Otherwise: crossed
+            // dials, then the duplicate policy.
+            let crossed = match (standby(old), standby(conn_id)) {
+                (true, false) => Some(true),
+                (false, true) => Some(false),
+                _ => self.crossed(&ident, conn_id, old),
+            };
             let keep_new = match (crossed, self.config.duplicate_identity) {
                 (Some(keep_new), _) => keep_new,
                 (None, DuplicateIdentity::RejectNew) => false,

@@ -184,6 +184,9 @@ pub(crate) struct Core<T> {
     unidentified: VecDeque<ConnectionId>,
     /// How many connections are open and not identified.
     unidentified_count: usize,
+    /// Connections marked as stand-ins before they reached the core,
+    /// oldest first, at most [`STANDBY_PENDING`].
+    standby_pending: VecDeque<ConnectionId>,
     next_sweep: Option<Instant>,
     /// Something happened that may make `poll_timeout` earlier.
     timer_moved: bool,
@@ -272,6 +275,11 @@ const WRITE_CHECK: Duration = Duration::from_millis(5);
 /// once, without waiting for [`MessagingConfig::ack_delay`].
 pub(crate) const ACK_EVERY: u64 = 256;
 
+/// Connections marked as stand-ins before they reach the core that are
+/// remembered; a mark is made just after the connection is adopted, so
+/// only marks of connections that failed before connecting age out.
+const STANDBY_PENDING: usize = 64;
+
 impl<T: Transmit> Core<T> {
     /// A core for identity `me`, started at `now`.
     pub(crate) fn new(me: Identity, config: MessagingConfig, now: Instant) -> Core<T> {
@@ -287,6 +295,7 @@ impl<T: Transmit> Core<T> {
             blocked: Vec::new(),
             unidentified: VecDeque::new(),
             unidentified_count: 0,
+            standby_pending: VecDeque::new(),
             next_sweep: None,
             timer_moved: false,
             progress: false,
@@ -599,6 +608,20 @@ impl<T: Transmit> Core<T> {
             .filter(|(_, p)| p.conn.is_some())
             .map(|(i, _)| i.clone())
             .collect()
+    }
+
+    /// Marks a connection as a stand-in path (a relay): another
+    /// connection of the same identity replaces it, and it never replaces
+    /// another. Works before the connection reaches the core too.
+    pub(crate) fn mark_standby(&mut self, conn: ConnectionId) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.standby = true;
+            return;
+        }
+        if self.standby_pending.len() >= STANDBY_PENDING {
+            self.standby_pending.pop_front();
+        }
+        self.standby_pending.push_back(conn);
     }
 
     /// The transmit of a connected identity.

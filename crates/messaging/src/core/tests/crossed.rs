@@ -100,3 +100,39 @@ fn connections_that_did_not_cross_follow_the_duplicate_rule() {
     assert!(*second.closed.borrow(), "RejectNew: the second one goes");
     assert!(rested(&events(&mut core)).is_empty());
 }
+
+/// A stand-in (relay) connection gives way to another path in either
+/// order, on both sides, whatever the identities and the duplicate
+/// policy; what was in flight on it goes out again on the new one.
+#[test]
+fn a_standby_connection_gives_way_to_any_other_and_never_displaces_one() {
+    let t0 = Instant::now();
+    for (me, peer) in [("bob", "jack"), ("jack", "bob")] {
+        for dialled in [None, Some(5)] {
+            // The relay first, then the direct path: the direct one wins.
+            let mut core = Core::<FakeTx>::new(id(me), MessagingConfig::default(), t0);
+            core.mark_standby(ConnectionId(1)); // before it reaches the core
+            let relay = conn(&mut core, 1, None, peer, t0);
+            core.send_message(&id(peer), Message::new("in flight"), t0)
+                .unwrap();
+            assert_eq!(relay.messages().len(), 1);
+            let direct = conn(&mut core, 2, dialled, peer, t0);
+            assert!(*relay.closed.borrow(), "{me}: the relay gives way");
+            assert!(!*direct.closed.borrow());
+            assert_eq!(direct.messages(), vec![Bytes::from_static(b"in flight")]);
+
+            // The direct path first, then a relay: the relay is refused.
+            let mut core = Core::<FakeTx>::new(id(me), MessagingConfig::default(), t0);
+            let direct = conn(&mut core, 2, dialled, peer, t0);
+            core.handle_connected(ConnectionId(3), FakeTx::default(), t0);
+            core.mark_standby(ConnectionId(3)); // after: as good
+            let relay = FakeTx::default();
+            core.handle_connected(ConnectionId(4), relay.clone(), t0);
+            core.mark_standby(ConnectionId(4));
+            core.handle_packet(ConnectionId(4), packet(&WEFT), t0);
+            core.handle_packet(ConnectionId(4), packet(&Frame::Ident(id(peer))), t0);
+            assert!(*relay.closed.borrow(), "{me}: a relay never displaces");
+            assert!(!*direct.closed.borrow());
+        }
+    }
+}
