@@ -4,7 +4,10 @@
 //! messaging's own link ([`Link::adopt`](weft_link::Link::adopt)), the
 //! other is pumped as `RelayData` frames. Messaging's handshake, acks,
 //! resend and dedupe run over it unchanged, so a path is just another
-//! connection for an identity.
+//! connection for an identity. The relay's connection is marked a
+//! stand-in ([`Messaging::mark_standby`]): any other connection to the
+//! peer (a direct path) replaces it on both sides, and what was in flight
+//! on it is resent there.
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -19,7 +22,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use weft_link::address::Scheme;
 use weft_link::{Address, ConnectOptions, LinkConfig};
-use weft_messaging::{Identity, Messaging, WeakMessaging};
+use weft_messaging::{HandlerId, Identity, Messaging, WeakMessaging};
 use weft_packeter::{PacketEvent, PacketSender, Packeter, PacketerConfig};
 
 use crate::error::TraversalError;
@@ -91,10 +94,28 @@ struct Shared {
     closing: watch::Sender<bool>,
     task: Mutex<Option<JoinHandle<()>>>,
     events_dropped: Arc<AtomicU64>,
+    /// The messaging's disconnect handler, removed when this ends.
+    handler: Mutex<Option<(WeakMessaging, HandlerId)>>,
+}
+
+impl Shared {
+    fn remove_handler(&self) {
+        let handler = self
+            .handler
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some((messaging, id)) = handler {
+            if let Some(messaging) = messaging.upgrade() {
+                messaging.remove_handler(id);
+            }
+        }
+    }
 }
 
 impl Drop for Shared {
     fn drop(&mut self) {
+        self.remove_handler();
         let _ = self.closing.send(true);
     }
 }
@@ -169,6 +190,7 @@ impl Traversal {
             closing,
             task: Mutex::new(None),
             events_dropped: Arc::new(AtomicU64::new(0)),
+            handler: Mutex::new(None),
         });
         let (ended_tx, ended_rx) = mpsc::channel(64);
         let run = Run {
@@ -191,13 +213,26 @@ impl Traversal {
         };
         let task = tokio::spawn(run.run(packeter, closing_rx, ended_rx));
         *shared.task.lock().unwrap_or_else(|p| p.into_inner()) = Some(task);
+        // A wanted peer whose connection ends (a direct path that died)
+        // gets a relay path again.
+        let (wanted, wake) = (shared.wanted.clone(), shared.wake.clone());
+        let handler = messaging.on_disconnect(move |peer| {
+            let mut wanted = wanted.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(named) = wanted.get_mut(peer) {
+                *named = true;
+                wake.notify_one();
+            }
+        });
+        *shared.handler.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((messaging.downgrade(), handler));
         Ok((Traversal { shared }, TraversalEvents { rx: events_rx }))
     }
 
     /// Keeps a path to `peer`: asks the rendezvous for a relay channel now
     /// (or as soon as we are registered, and as soon as `peer` registers),
     /// and again whenever the path ends while messaging has no other
-    /// connection to `peer`. Cheap to call again; fails with
+    /// connection to `peer`, or messaging's connection to `peer` (a direct
+    /// one) ends. Cheap to call again; fails with
     /// [`TraversalError::Busy`] past
     /// [`max_wanted`](TraversalConfig::max_wanted) identities.
     pub fn reach(&self, peer: &Identity) -> Result<(), TraversalError> {
@@ -229,6 +264,7 @@ impl Traversal {
     /// Disconnects from the rendezvous, ends the relay paths and waits
     /// until they are. Cancel-safe: it stops anyway.
     pub async fn close(&self) {
+        self.shared.remove_handler();
         let _ = self.shared.closing.send(true);
         let task = self
             .shared
@@ -451,13 +487,18 @@ impl Run {
         };
         let (ours, theirs) = tokio::io::duplex(self.config.pipe_buffer.max(1));
         let peer_address = self.remote.map(|a| Address::ip(self.scheme, a));
-        if let Err(error) = messaging.link().adopt(theirs, peer_address, None) {
-            tracing::debug!(%error, "traversal: messaging's link refused the relay pipe");
-            self.send(Frame::RelayClose {
-                channel,
-                reason: CloseReason::Closed,
-            });
-            return;
+        match messaging.link().adopt(theirs, peer_address, None) {
+            // Before any byte of the peer's can reach it (the writer task
+            // does not exist yet): a relay gives way to any other path.
+            Ok(connection) => messaging.mark_standby(connection.id()),
+            Err(error) => {
+                tracing::debug!(%error, "traversal: messaging's link refused the relay pipe");
+                self.send(Frame::RelayClose {
+                    channel,
+                    reason: CloseReason::Closed,
+                });
+                return;
+            }
         }
         let (read, write) = tokio::io::split(ours);
         let credit = Arc::new(Semaphore::new(window as usize));

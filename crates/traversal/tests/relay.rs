@@ -359,3 +359,77 @@ async fn a_sender_that_overruns_its_window_loses_the_channel() {
     assert!(rv.stats().relayed_bytes <= 65 * 1024, "{:?}", rv.stats());
     rv.close().await;
 }
+
+/// relay -> direct -> relay: a direct connection made mid-stream takes
+/// over from the relay on both sides, and when it dies the relay comes
+/// back; 2,000 messages each way arrive once each and in order.
+#[tokio::test]
+async fn switching_paths_loses_and_duplicates_nothing() {
+    let (rv, _) = rendezvous(RendezvousConfig::default()).await;
+    let at = rv.listening()[0].clone();
+    // jack > bob: by the crossed-dial rule alone jack would keep the
+    // relay and bob the direct path.
+    let (jack, to_jack, mut jack_events) = peer("jack", &at).await;
+    let (bob, to_bob, mut bob_events) = peer("bob", &at).await;
+    registered(&mut jack_events).await;
+    registered(&mut bob_events).await;
+    to_jack.reach(bob.identity()).unwrap();
+    to_bob.reach(jack.identity()).unwrap();
+    until(&mut jack_events, |e| {
+        matches!(e, TraversalEvent::Path(_)).then_some(())
+    })
+    .await;
+    let senders = [
+        send_all(&jack, bob.identity()),
+        send_all(&bob, jack.identity()),
+    ];
+    let (j, b) = (jack.clone(), bob.clone());
+    let at_bob = tokio::spawn(async move { receive_all(&b, j.identity(), async {}).await });
+
+    let from = bob.identity().clone();
+    for i in 0..COUNT {
+        let got = jack.recv(Some(WAIT)).await.expect("a message in time");
+        assert_eq!(got.from, from);
+        assert_eq!(
+            std::str::from_utf8(&got.message.data).unwrap(),
+            format!("bob-{i}")
+        );
+        if i == COUNT / 4 {
+            // A direct path: jack dials a listener bob opens now. Both
+            // keep it, and the relay's pipe closes.
+            let url = bob
+                .link()
+                .listen("tcp://127.0.0.1:0")
+                .await
+                .unwrap()
+                .address;
+            let connector = jack.link().connect(&url).unwrap();
+            let reason = until(&mut jack_events, |e| match e {
+                TraversalEvent::PathEnded { reason, .. } => Some(reason),
+                _ => None,
+            })
+            .await;
+            assert_eq!(reason, CloseReason::Closed);
+            assert!(jack.is_connected(bob.identity()));
+            jack.link().remove_connector(connector);
+            // The direct path dies: the relay comes back.
+            assert!(jack.disconnect(bob.identity()));
+            let path = until(&mut jack_events, |e| match e {
+                TraversalEvent::Path(p) => Some(p),
+                _ => None,
+            })
+            .await;
+            assert_eq!(path.via, Via::Relay);
+        }
+    }
+    assert!(jack.recv(Some(Duration::from_millis(300))).await.is_err());
+    timeout(WAIT, at_bob).await.unwrap().unwrap();
+    for s in senders {
+        s.await.unwrap();
+    }
+    // What was in flight on a path let go went again on the next one, and
+    // the copies that had arrived already were dropped unseen (counted).
+    assert!(jack.stats().resent + bob.stats().resent > 0);
+    assert!(rv.stats().channels_opened >= 2);
+    rv.close().await;
+}
