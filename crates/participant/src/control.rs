@@ -13,6 +13,15 @@ use crate::filters::FilterLimits;
 pub(crate) const CONTROL_TAG: [u8; 4] = *b"\0WPC";
 /// A routed message: an envelope header, then the payload.
 pub(crate) const ROUTED_TAG: [u8; 4] = *b"\0WPR";
+/// A publication routed through participants: a [`PublicationHeader`],
+/// then the payload. Sent only to neighbours whose Hello carried
+/// [`FEATURE_INTEREST`].
+pub(crate) const PUBLICATION_TAG: [u8; 4] = *b"\0WPP";
+
+/// The bit of Hello's trailing features byte saying that its sender
+/// routes interest and publications ([`Control::Interest`],
+/// [`PUBLICATION_TAG`]).
+pub(crate) const FEATURE_INTEREST: u8 = 1;
 
 /// The most entries one list in a control message may have.
 pub(crate) const MAX_LIST: usize = 4096;
@@ -83,6 +92,13 @@ pub(crate) enum Control {
         publishers: Vec<String>,
         subscribers: Vec<FilterSpec>,
         routes: Vec<(String, u8)>,
+        /// What the sender understands beyond the first protocol: one
+        /// byte after the postcard body, outside serde, because postcard
+        /// leaves trailing bytes unread: a participant that predates it
+        /// decodes the Hello as before, and one that reads a Hello without
+        /// it sees 0.
+        #[serde(skip)]
+        features: u8,
     },
     PublisherAdded(String),
     PublisherRemoved(String),
@@ -95,6 +111,32 @@ pub(crate) enum Control {
     Challenge([u8; NONCE_LEN]),
     /// With a group key: the answer to the other side's challenge.
     Proof([u8; weft_discovery::auth::TAG_LEN]),
+    /// The subscribers we reach through participants and their filters
+    /// (a full replacement of the previous list); only to neighbours that
+    /// announced [`FEATURE_INTEREST`].
+    Interest(Vec<InterestEntry>),
+}
+
+/// One subscriber a neighbour reaches: its identity, how many hops away
+/// it is from that neighbour, and its filters.
+pub(crate) type InterestEntry = (String, u8, Vec<FilterSpec>);
+
+/// The header of a publication routed through participants.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct PublicationHeader {
+    /// The identity of the publishing participant.
+    pub(crate) origin: String,
+    /// Chosen at random each time the publisher starts, so that its
+    /// sequence numbers, which start again at 0, name new publications.
+    pub(crate) epoch: u64,
+    /// The publisher's count of routed publications.
+    pub(crate) seq: u64,
+    /// The topic.
+    pub(crate) topic: String,
+    /// How many more times this copy may be passed on.
+    pub(crate) hops_left: u8,
+    /// The subscribers this copy is for.
+    pub(crate) targets: Vec<String>,
 }
 
 /// The length of a stream challenge's nonce.
@@ -118,12 +160,25 @@ pub(crate) struct Envelope {
 pub(crate) enum Decoded {
     Control(Control),
     Routed(Envelope, Bytes),
+    Publication(PublicationHeader, Bytes),
 }
 
 pub(crate) fn encode_control(c: &Control) -> Bytes {
     let mut out = CONTROL_TAG.to_vec();
     out = postcard::to_extend(c, out).expect("encoding to a Vec does not fail");
+    if let Control::Hello { features, .. } = c {
+        out.push(*features);
+    }
     Bytes::from(out)
+}
+
+pub(crate) fn encode_publication(h: &PublicationHeader, data: &[u8]) -> Bytes {
+    let mut out = PUBLICATION_TAG.to_vec();
+    out = postcard::to_extend(h, out).expect("encoding to a Vec does not fail");
+    let mut b = BytesMut::with_capacity(out.len() + data.len());
+    b.extend_from_slice(&out);
+    b.extend_from_slice(data);
+    b.freeze()
 }
 
 pub(crate) fn encode_routed(e: &Envelope, data: &[u8]) -> Bytes {
@@ -140,18 +195,24 @@ pub(crate) fn decode(data: &Bytes) -> Option<Decoded> {
     let tag: [u8; 4] = data.get(..4)?.try_into().ok()?;
     let body = &data[4..];
     if tag == CONTROL_TAG {
-        let c: Control = postcard::from_bytes(body).ok()?;
-        let ok = match &c {
+        let (mut c, rest) = postcard::take_from_bytes::<Control>(body).ok()?;
+        let ok = match &mut c {
             Control::Hello {
                 publishers,
                 subscribers,
                 routes,
+                features,
             } => {
+                *features = rest.first().copied().unwrap_or(0);
                 publishers.len() <= MAX_LIST
                     && subscribers.len() <= MAX_LIST
                     && routes.len() <= MAX_LIST
             }
             Control::Routes(r) => r.len() <= MAX_LIST,
+            Control::Interest(entries) => {
+                entries.len() <= MAX_LIST
+                    && entries.iter().map(|(_, _, f)| f.len()).sum::<usize>() <= MAX_LIST
+            }
             _ => true,
         };
         ok.then_some(Decoded::Control(c))
@@ -162,6 +223,13 @@ pub(crate) fn decode(data: &Bytes) -> Option<Decoded> {
         }
         let start = data.len() - rest.len();
         Some(Decoded::Routed(e, data.slice(start..)))
+    } else if tag == PUBLICATION_TAG {
+        let (h, rest) = postcard::take_from_bytes::<PublicationHeader>(body).ok()?;
+        if h.targets.len() > MAX_LIST || h.topic.len() > weft_messaging::patterns::MAX_TOPIC {
+            return None;
+        }
+        let start = data.len() - rest.len();
+        Some(Decoded::Publication(h, data.slice(start..)))
     } else {
         None
     }
@@ -180,10 +248,24 @@ mod tests {
                 text: "^a.*".into(),
             }],
             routes: vec![("c".into(), 1)],
+            features: FEATURE_INTEREST,
         };
         let bytes = encode_control(&c);
         assert_eq!(&bytes[..4], b"\0WPC");
-        assert_eq!(decode(&bytes), Some(Decoded::Control(c)));
+        assert_eq!(decode(&bytes), Some(Decoded::Control(c.clone())));
+        // A participant that predates the features byte reads the same
+        // Hello (postcard leaves the byte unread), and one without it is
+        // read as offering no features.
+        let old: Control = postcard::from_bytes(&bytes[4..]).unwrap();
+        let without = Control::Hello {
+            publishers: vec!["news.weather".into()],
+            subscribers: c_subscribers(&c),
+            routes: vec![("c".into(), 1)],
+            features: 0,
+        };
+        assert_eq!(old, without);
+        let short = bytes.slice(..bytes.len() - 1);
+        assert_eq!(decode(&short), Some(Decoded::Control(without)));
         let e = Envelope {
             to: "c".into(),
             from: "a".into(),
@@ -198,6 +280,55 @@ mod tests {
         assert_eq!(decode(&Bytes::from_static(b"\0WPC\xff\xff")), None);
         assert_eq!(decode(&Bytes::from_static(b"\0WP")), None);
         assert_eq!(decode(&Bytes::from_static(b"plain data")), None);
+    }
+
+    fn c_subscribers(c: &Control) -> Vec<FilterSpec> {
+        match c {
+            Control::Hello { subscribers, .. } => subscribers.clone(),
+            _ => Vec::new(),
+        }
+    }
+
+    #[test]
+    fn interest_and_publications_round_trip_within_limits() {
+        let spec = FilterSpec {
+            regex: false,
+            text: "news".into(),
+        };
+        let c = Control::Interest(vec![("c".into(), 1, vec![spec.clone()])]);
+        let bytes = encode_control(&c);
+        assert_eq!(
+            &bytes[..],
+            &[
+                0, 0x57, 0x50, 0x43, 8, 1, 1, b'c', 1, 1, 0, 4, b'n', b'e', b'w', b's'
+            ][..]
+        );
+        assert_eq!(decode(&bytes), Some(Decoded::Control(c)));
+        let too_many = Control::Interest(vec![("c".into(), 1, vec![spec; MAX_LIST + 1])]);
+        assert_eq!(decode(&encode_control(&too_many)), None);
+
+        let h = PublicationHeader {
+            origin: "a".into(),
+            epoch: 7,
+            seq: 1,
+            topic: "news".into(),
+            hops_left: 7,
+            targets: vec!["c".into()],
+        };
+        let bytes = encode_publication(&h, b"hi");
+        assert_eq!(
+            &bytes[..],
+            &[
+                0, 0x57, 0x50, 0x50, 1, b'a', 7, 1, 4, b'n', b'e', b'w', b's', 7, 1, 1, b'c', b'h',
+                b'i'
+            ][..]
+        );
+        assert_eq!(
+            decode(&bytes),
+            Some(Decoded::Publication(h, Bytes::from_static(b"hi")))
+        );
+        // An index no participant knows of is not a control message.
+        assert_eq!(decode(&Bytes::from_static(b"\0WPC\x63")), None);
     }
 
     #[test]

@@ -172,4 +172,16 @@ pub struct ParticipantStats {
     /// because they do not compile within `regex_size_limit` and
     /// `regex_dfa_size_limit` of [`ParticipantConfig::messaging`](crate::ParticipantConfig::messaging).
     pub regexes_refused: u64,
+    /// Publications routed to us through other participants and handed to
+    /// our subscribers.
+    pub publications_routed_in: u64,
+    /// Copies of publications we routed to a neighbour, ours and others'.
+    pub publications_routed_on: u64,
+    /// Second copies of a routed publication we had already handed to our
+    /// subscribers, dropped (possible only while routes change).
+    pub publications_duplicate: u64,
+    /// Routed publications dropped for a subscriber: no route to it, its
+    /// hop limit ran out, or (for us) no subscriber of ours wants it any
+    /// more.
+    pub publications_unrouted: u64,
 }

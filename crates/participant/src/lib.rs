@@ -65,10 +65,14 @@ mod error;
 mod event;
 mod filters;
 mod handshake;
+mod interest;
 pub mod local;
+mod output;
 mod participant;
 mod pubsub;
 mod router;
+#[cfg(test)]
+mod sim;
 
 pub use config::ParticipantConfig;
 pub use control::FilterSpec;

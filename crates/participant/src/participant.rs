@@ -10,26 +10,38 @@ use std::time::Duration;
 
 use tokio::sync::{Notify, broadcast, mpsc, watch};
 use weft_discovery::{Discovery, DiscoveryEvents, LocalParticipant, ParticipantId};
+use weft_link::inbox::{DropPolicy, Inbox};
 use weft_link::{Address, ConnectorId};
 use weft_messaging::{
     Identity, Kind, Message, Messaging, Received, Subscription, SubscriptionQueue, TopicFilter,
 };
 
-use crate::control::{CONTROL_TAG, FilterSpec, ROUTED_TAG};
+use crate::control::{CONTROL_TAG, FilterSpec, PUBLICATION_TAG, ROUTED_TAG};
 use crate::core::{Dial, Outgoing, ParticipantCore, TransmitKind};
 use crate::event::{
     Direct, ParticipantEvent, ParticipantEvents, ParticipantInfo, ParticipantStats,
 };
 use crate::filters::FilterLimits;
 use crate::handshake::Handshakes;
+use crate::interest::Delivery;
 use crate::router::IdentityRoute;
-use crate::{ParticipantConfig, ParticipantError, Publisher, Subscriber};
+use crate::{ParticipantConfig, ParticipantError, Publication, Publisher, Subscriber};
 
 /// The shell's own counters (the core keeps the rest).
 #[derive(Default)]
 struct Counters {
     routed_forwarded: AtomicU64,
     direct_dropped: AtomicU64,
+}
+
+/// A subscriber of ours, for publications routed to us through other
+/// participants (messaging's PUBLISH messages go to its queue in
+/// messaging).
+struct LocalSubscriber {
+    /// Its messaging queue's id.
+    id: u64,
+    filter: TopicFilter,
+    routed: Arc<Inbox<Publication>>,
 }
 
 pub(crate) struct Inner {
@@ -42,6 +54,8 @@ pub(crate) struct Inner {
     /// The connector of each stream we opened, by participant. Locked only
     /// under `core`.
     connectors: Mutex<HashMap<ParticipantId, ConnectorId>>,
+    /// Our subscribers, for routed publications. Locked only under `core`.
+    subscribers: Mutex<Vec<LocalSubscriber>>,
     /// Told whenever the subscribers the neighbours host change.
     interest: watch::Sender<()>,
     events: broadcast::Sender<ParticipantEvent>,
@@ -137,7 +151,7 @@ impl Participant {
         let locators = vec![locator];
         let control = messaging.subscribe(
             Subscription::matching(
-                regex::bytes::Regex::new(r"(?s-u)\A\x00WP[CR]").expect("a valid regex"),
+                regex::bytes::Regex::new(r"(?s-u)\A\x00WP[CRP]").expect("a valid regex"),
             )
             .of_kind(Kind::Plain),
         );
@@ -166,14 +180,20 @@ impl Participant {
         let (events, _) = broadcast::channel(config.event_capacity.max(1));
         let (direct_tx, direct_rx) = mpsc::channel(config.direct_capacity.max(1));
         let (stop, stop_rx) = watch::channel(false);
-        let mut core = ParticipantCore::new(id, identity, config.max_hops)
-            .with_filter_limits(FilterLimits::of(&config.messaging));
-        if let Some(key) = &config.group_key {
-            let mut seed = [0u8; 32];
-            getrandom::getrandom(&mut seed).map_err(|e| ParticipantError::Io {
+        let random = |buf: &mut [u8]| {
+            getrandom::getrandom(buf).map_err(|e| ParticipantError::Io {
                 what: "reading the system's random source".into(),
                 source: std::io::Error::other(e),
-            })?;
+            })
+        };
+        let mut epoch = [0u8; 8];
+        random(&mut epoch)?;
+        let mut core = ParticipantCore::new(id, identity, config.max_hops)
+            .with_filter_limits(FilterLimits::of(&config.messaging))
+            .with_epoch(u64::from_be_bytes(epoch));
+        if let Some(key) = &config.group_key {
+            let mut seed = [0u8; 32];
+            random(&mut seed)?;
             core =
                 core.with_handshakes(Handshakes::new(key.clone(), seed, config.handshake_timeout));
         }
@@ -184,6 +204,7 @@ impl Participant {
             locators,
             core: Mutex::new(core),
             connectors: Mutex::new(HashMap::new()),
+            subscribers: Mutex::new(Vec::new()),
             interest: watch::channel(()).0,
             config,
             events,
@@ -253,7 +274,10 @@ impl Participant {
 
     /// A snapshot of the counters.
     pub fn stats(&self) -> ParticipantStats {
-        let core = lock(&self.inner.core).stats();
+        let (core, routed) = {
+            let core = lock(&self.inner.core);
+            (core.stats(), core.interest().stats())
+        };
         let c = &self.inner.counters;
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
         ParticipantStats {
@@ -268,8 +292,12 @@ impl Participant {
             control_errors: core.control_errors,
             streams_refused: core.streams_refused,
             unproved_controls: core.unproved_controls,
-            filters_refused: core.filters_refused,
+            filters_refused: core.filters_refused + routed.filters_refused,
             regexes_refused: core.regexes_refused,
+            publications_routed_in: routed.delivered,
+            publications_routed_on: routed.forwarded,
+            publications_duplicate: routed.duplicates,
+            publications_unrouted: routed.hop_limit + routed.no_route + routed.unwanted,
         }
     }
 
@@ -293,14 +321,22 @@ impl Participant {
     /// to every participant, whose publishers then send to us.
     pub fn subscriber(&self, filter: TopicFilter) -> Subscriber {
         let spec = FilterSpec::of(&filter);
+        // As bounded as the messaging queue beside it, with its policy.
+        let capacity = self.inner.config.messaging.subscription_capacity;
+        let routed = Arc::new(Inbox::new(capacity, DropPolicy::DropOldest));
         let queue = self.inner.drive(|core| {
-            // Subscribed under the core's lock, so that the queue exists
+            // Subscribed under the core's lock, so that the queues exist
             // before any neighbour hears of the interest.
             let queue = self.inner.messaging.subscribe_topic(filter.clone());
+            lock(&self.inner.subscribers).push(LocalSubscriber {
+                id: queue.id(),
+                filter: filter.clone(),
+                routed: routed.clone(),
+            });
             core.add_subscriber(&filter);
             queue
         });
-        Subscriber::new(self.clone(), queue, filter, spec)
+        Subscriber::new(self.clone(), queue, routed, filter, spec)
     }
 
     /// `spec` compiled within the limits this participant puts on
@@ -315,8 +351,22 @@ impl Participant {
     pub(crate) fn drop_subscriber(&self, queue: &SubscriptionQueue, spec: &FilterSpec) {
         self.inner.drive(|core| {
             self.inner.messaging.unsubscribe_topic(queue);
+            let mut subscribers = lock(&self.inner.subscribers);
+            if let Some(at) = subscribers.iter().position(|s| s.id == queue.id()) {
+                subscribers.swap_remove(at).routed.close();
+            }
             core.remove_subscriber(spec);
         });
+    }
+
+    /// Publishes `data` on `topic`: a PUBLISH message to each neighbour
+    /// with a matching subscriber (and to our own subscribers), and copies
+    /// routed through participants to the matching subscribers further
+    /// away. Returns how many participants it is for.
+    pub(crate) fn publish(&self, topic: &str, data: &[u8]) -> Result<usize, ParticipantError> {
+        let direct = self.inner.messaging.publish(topic, data)?;
+        let routed = self.inner.drive(|core| core.publish(topic, data));
+        Ok(direct + routed)
     }
 
     /// The participants (ourselves included) hosting a subscriber whose
@@ -424,6 +474,11 @@ impl Inner {
                         tracing::debug!(to = %t.to, error = %e, "control message not queued");
                     }
                 }
+                TransmitKind::Publication => {
+                    if let Err(e) = self.messaging.try_send_message(&t.to, Message::new(t.data)) {
+                        tracing::debug!(to = %t.to, error = %e, "routed publication not queued");
+                    }
+                }
                 TransmitKind::Routed => {
                     if self
                         .messaging
@@ -442,6 +497,9 @@ impl Inner {
         }
         while let Some(direct) = core.poll_direct() {
             self.deliver(direct);
+        }
+        while let Some(delivery) = core.poll_delivery() {
+            self.deliver_publication(delivery);
         }
         if core.poll_interest_changed() {
             self.interest.send_replace(());
@@ -483,6 +541,22 @@ impl Inner {
     fn deliver(&self, direct: Direct) {
         if self.direct_tx.try_send(direct).is_err() {
             self.counters.direct_dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Hands a publication routed to us to each subscriber of ours whose
+    /// filter matches its topic.
+    fn deliver_publication(&self, d: Delivery) {
+        let Ok(from) = Identity::new(&d.from) else {
+            return;
+        };
+        let publication = Publication::new(Arc::from(d.topic), from, d.data);
+        for s in lock(&self.subscribers).iter() {
+            if s.filter.matches(&publication.topic) {
+                // A full queue drops its oldest and counts it, as
+                // messaging's queue beside it does.
+                let _ = s.routed.push(publication.clone());
+            }
         }
     }
 
@@ -547,4 +621,4 @@ async fn sleep_until(deadline: Option<std::time::Instant>) {
 }
 
 // The tags are checked by the control subscription's regex.
-const _: () = assert!(CONTROL_TAG[0] == 0 && ROUTED_TAG[0] == 0);
+const _: () = assert!(CONTROL_TAG[0] == 0 && ROUTED_TAG[0] == 0 && PUBLICATION_TAG[0] == 0);

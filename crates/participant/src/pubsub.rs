@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use weft_link::inbox::{Inbox, RecvError};
 use weft_messaging::{Identity, MessagingError, Received, SubscriptionQueue, TopicFilter};
 
 use crate::control::FilterSpec;
@@ -22,6 +23,10 @@ pub struct Publication {
 }
 
 impl Publication {
+    pub(crate) fn new(topic: Arc<str>, from: Identity, data: Bytes) -> Publication {
+        Publication { topic, from, data }
+    }
+
     fn from_received(r: Received) -> Publication {
         Publication {
             topic: r.topic.unwrap_or_else(|| Arc::from("")),
@@ -62,14 +67,17 @@ impl Publisher {
 
     /// Publishes `data` to every participant (ourselves included) with a
     /// subscriber whose filter matches the topic; returns how many
-    /// participants got a copy. With no matching subscriber anywhere
-    /// nothing is sent and 0 is returned. Never waits: a participant's
-    /// queue that is full drops its oldest message
+    /// participants got a copy. Neighbours get it directly; participants
+    /// further away get it through the participants between, one copy per
+    /// stream on the way. With no matching subscriber anywhere nothing is
+    /// sent and 0 is returned. Never waits: a participant's queue that is
+    /// full drops its oldest message
     /// ([`QueuePolicy::DropOldest`](weft_messaging::config::QueuePolicy::DropOldest)
-    /// in the default configuration). `data` is copied once, into the
-    /// message every participant's copy shares.
+    /// in the default configuration). `data` is copied once into the
+    /// message every neighbour's copy shares, and once more for the copies
+    /// routed further.
     pub fn publish(&self, data: impl AsRef<[u8]>) -> Result<usize, ParticipantError> {
-        Ok(self.participant.messaging().publish(&self.topic, data)?)
+        self.participant.publish(&self.topic, data.as_ref())
     }
 
     /// The participants with a subscriber to our topic, as they told us.
@@ -117,7 +125,11 @@ impl Drop for Publisher {
 #[derive(Debug)]
 pub struct Subscriber {
     participant: Participant,
+    /// Publications from neighbours (and ourselves), as messaging's
+    /// PUBLISH messages.
     queue: SubscriptionQueue,
+    /// Publications routed to us through other participants.
+    routed: Arc<Inbox<Publication>>,
     filter: TopicFilter,
     spec: FilterSpec,
 }
@@ -126,12 +138,14 @@ impl Subscriber {
     pub(crate) fn new(
         participant: Participant,
         queue: SubscriptionQueue,
+        routed: Arc<Inbox<Publication>>,
         filter: TopicFilter,
         spec: FilterSpec,
     ) -> Subscriber {
         Subscriber {
             participant,
             queue,
+            routed,
             filter,
             spec,
         }
@@ -139,25 +153,53 @@ impl Subscriber {
 
     /// The next publication, waiting up to `timeout` (`None`: until the
     /// participant closes). Cancel-safe.
+    ///
+    /// Publications from neighbours and those routed through other
+    /// participants wait in two queues; each keeps its order, and the
+    /// routed ones are taken first when both have some.
     pub async fn recv(&self, timeout: Option<Duration>) -> Result<Publication, ParticipantError> {
-        match self.queue.recv(timeout).await {
-            Ok(r) => Ok(Publication::from_received(r)),
-            Err(MessagingError::Timeout(t)) => Err(ParticipantError::Timeout(t)),
-            Err(MessagingError::Closed) => Err(ParticipantError::Closed),
-            Err(e) => Err(e.into()),
+        // Both receives are cancel-safe, so the one that loses the race
+        // takes nothing.
+        let either = async {
+            tokio::select! {
+                biased;
+                r = self.routed.recv(None) => r.map_err(|e| match e {
+                    RecvError::Timeout(t) => ParticipantError::Timeout(t),
+                    _ => ParticipantError::Closed,
+                }),
+                r = self.queue.recv(None) => match r {
+                    Ok(r) => Ok(Publication::from_received(r)),
+                    Err(MessagingError::Closed) => Err(ParticipantError::Closed),
+                    Err(e) => Err(e.into()),
+                },
+            }
+        };
+        match timeout {
+            None => either.await,
+            // The queues are looked at once before the deadline counts,
+            // so `Some(Duration::ZERO)` takes what is already there.
+            Some(t) => tokio::time::timeout(t, either)
+                .await
+                .map_err(|_| ParticipantError::Timeout(t))?,
         }
     }
 
     /// The next publication if one is waiting.
     pub fn try_recv(&self) -> Option<Publication> {
-        self.queue.try_recv().map(Publication::from_received)
+        self.routed
+            .try_recv()
+            .or_else(|| self.queue.try_recv().map(Publication::from_received))
     }
 
     /// Moves up to `max` waiting publications, oldest first, into `out`
-    /// with one lock of the queue (where [`try_recv`](Self::try_recv)
+    /// with one lock of each queue (where [`try_recv`](Self::try_recv)
     /// takes one per publication); returns how many. Does not wait.
     pub fn try_recv_many(&self, out: &mut Vec<Publication>, max: usize) -> usize {
-        self.queue.try_recv_many(&mut AsPublications(out), max)
+        let routed = self.routed.try_recv_many(out, max);
+        routed
+            + self
+                .queue
+                .try_recv_many(&mut AsPublications(out), max - routed)
     }
 
     /// Waits up to `timeout` (`None`: until the participant closes) until
@@ -170,31 +212,27 @@ impl Subscriber {
         max: usize,
         timeout: Option<Duration>,
     ) -> Result<usize, ParticipantError> {
-        match self
-            .queue
-            .recv_many(&mut AsPublications(out), max, timeout)
-            .await
-        {
-            Ok(n) => Ok(n),
-            Err(MessagingError::Timeout(t)) => Err(ParticipantError::Timeout(t)),
-            Err(MessagingError::Closed) => Err(ParticipantError::Closed),
-            Err(e) => Err(e.into()),
+        if max == 0 {
+            return Ok(0);
         }
+        let first = self.recv(timeout).await?;
+        out.push(first);
+        Ok(1 + self.try_recv_many(out, max - 1))
     }
 
     /// Publications waiting.
     pub fn len(&self) -> usize {
-        self.queue.len()
+        self.queue.len() + self.routed.len()
     }
 
     /// Whether no publication is waiting.
     pub fn is_empty(&self) -> bool {
-        self.queue.is_empty()
+        self.queue.is_empty() && self.routed.is_empty()
     }
 
-    /// Publications dropped because the queue was full.
+    /// Publications dropped because a queue was full.
     pub fn dropped(&self) -> u64 {
-        self.queue.dropped()
+        self.queue.dropped() + self.routed.dropped()
     }
 
     /// The filter.

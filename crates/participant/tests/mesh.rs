@@ -387,6 +387,67 @@ async fn a_message_for_an_identity_out_of_sight_goes_through_a_broker() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publications_cross_a_participant_to_a_subscriber_out_of_sight() {
+    // A line: a sees b, b sees a and c, c sees b; a never sees c.
+    let (pa, pb, pc) = (free_port(), free_port(), free_port());
+    let make = |name: &str, port: u16, to: &[u16]| {
+        let mut c = fast(0, name);
+        c.discovery.port = port;
+        c.discovery.bind_v4 = std::net::Ipv4Addr::LOCALHOST;
+        c.discovery.targets = to
+            .iter()
+            .map(|p| BeaconTarget::Unicast(SocketAddr::from(([127, 0, 0, 1], *p))))
+            .collect();
+        c
+    };
+    let a = Participant::start(make("a", pa, &[pb])).await.unwrap();
+    let b = Participant::start(make("b", pb, &[pa, pc])).await.unwrap();
+    let c = Participant::start(make("c", pc, &[pb])).await.unwrap();
+    let news = c.subscriber(TopicFilter::Prefix("news".into()));
+    let publisher = a.publisher("news.today").unwrap();
+    // a learns of c's subscriber through b.
+    assert!(publisher.wait_for_subscribers(Duration::from_secs(5)).await);
+    let subscribers: Vec<String> = publisher
+        .subscribers()
+        .iter()
+        .map(|i| i.to_string())
+        .collect();
+    assert_eq!(subscribers, ["c"]);
+    let a_sees: Vec<String> = a.connected().iter().map(|i| i.to_string()).collect();
+    assert_eq!(a_sees, ["b"], "a has no stream to c");
+
+    for k in 0..100u32 {
+        assert_eq!(publisher.publish(k.to_be_bytes()).unwrap(), 1);
+    }
+    let mut got = Vec::new();
+    while got.len() < 100 {
+        news.recv_many(&mut got, 100, Some(Duration::from_secs(3)))
+            .await
+            .unwrap();
+    }
+    let seqs: Vec<u32> = got
+        .iter()
+        .map(|p| {
+            assert_eq!((&*p.topic, p.from.as_str()), ("news.today", "a"));
+            u32::from_be_bytes(p.data[..].try_into().unwrap())
+        })
+        .collect();
+    assert_eq!(seqs, (0..100).collect::<Vec<_>>(), "once each, in order");
+    assert!(news.try_recv().is_none());
+    assert_eq!(b.stats().publications_routed_on, 100);
+    assert_eq!(c.stats().publications_routed_in, 100);
+    assert_eq!(c.stats().publications_duplicate, 0);
+
+    // c's subscriber gone: a's publisher hears of it, and sends nothing.
+    drop(news);
+    eventually(Duration::from_secs(5), "the interest withdrawn", || {
+        publisher.subscribers().is_empty()
+    })
+    .await;
+    assert_eq!(publisher.publish("x").unwrap(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_a_group_key_only_members_become_neighbours() {
     let port = free_port();
     let member = |name: &str, key: u8| {

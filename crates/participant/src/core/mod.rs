@@ -33,78 +33,17 @@ use weft_discovery::{DiscoveryEvent, ParticipantId, RemoteParticipant};
 use weft_messaging::{Identity, TopicFilter};
 
 use crate::control::{
-    Control, Decoded, Envelope, FilterSpec, MAX_LIST, decode, encode_control, encode_routed,
+    Control, Decoded, Envelope, FEATURE_INTEREST, FilterSpec, MAX_LIST, PublicationHeader, decode,
+    encode_control, encode_routed,
 };
 use crate::event::{Direct, ParticipantEvent, ParticipantInfo};
 use crate::filters::{FilterLimits, Refused, RemoteFilters};
 use crate::handshake::{Handshakes, Verdict};
+use crate::interest::{Delivery, Interest};
+mod streams;
+
+pub(crate) use crate::output::{CoreStats, Dial, Outgoing, Transmit, TransmitKind, direct};
 use crate::router::{Decision, DropReason, IdentityRoute, Router};
-
-/// A stream to open or to close.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum Dial {
-    /// Open a stream to the participant at `at`, replacing the one we
-    /// opened to it before, if any.
-    Open {
-        /// The participant.
-        peer: ParticipantId,
-        /// Where.
-        at: SocketAddr,
-    },
-    /// Close the stream we opened to the participant: it is gone.
-    Close(ParticipantId),
-    /// Close the stream with this identity, whoever opened it: it failed
-    /// the group key's handshake.
-    Refuse(Identity),
-}
-
-/// A message for a neighbour.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Transmit {
-    /// The neighbour.
-    pub(crate) to: Identity,
-    /// What it is: control messages travel with the control TTL.
-    pub(crate) kind: TransmitKind,
-    /// The tagged payload.
-    pub(crate) data: Bytes,
-}
-
-/// What a [`Transmit`] carries.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum TransmitKind {
-    /// Our lists or routes.
-    Control,
-    /// A routed message passed on.
-    Routed,
-}
-
-/// Where a message we send with `send_to` goes.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Outgoing {
-    /// To ourselves.
-    Deliver(Direct),
-    /// To this neighbour, as this tagged payload.
-    Forward(Identity, Bytes),
-}
-
-/// The core's counters.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) struct CoreStats {
-    pub(crate) routed_delivered: u64,
-    pub(crate) routed_hop_limit: u64,
-    pub(crate) routed_loops: u64,
-    pub(crate) routed_no_route: u64,
-    pub(crate) control_errors: u64,
-    /// Streams refused by the group key's handshake.
-    pub(crate) streams_refused: u64,
-    /// Control messages from streams that had not proved themselves.
-    pub(crate) unproved_controls: u64,
-    /// Neighbours' subscriber filters refused for a limit.
-    pub(crate) filters_refused: u64,
-    /// Neighbours' regex filters refused: they do not compile within
-    /// their size limits.
-    pub(crate) regexes_refused: u64,
-}
 
 /// A participant discovery told us of.
 struct Known {
@@ -142,11 +81,12 @@ pub(crate) struct ParticipantCore {
     filter_limits: FilterLimits,
     /// Our publishers by topic, with how many of each.
     local_publishers: BTreeMap<String, usize>,
-    /// Our subscribers by filter, with how many of each.
     /// Our own subscribers' filters: how many subscribers hold each, and
     /// the filter compiled once.
     local_subscribers: BTreeMap<FilterSpec, (usize, TopicFilter)>,
     router: Router,
+    /// Interest and publications routed through participants.
+    interest: Interest,
     dials: VecDeque<Dial>,
     /// Participants with a stream up, for discovery to keep.
     protects: VecDeque<ParticipantId>,
@@ -166,6 +106,7 @@ impl ParticipantCore {
         ParticipantCore {
             id,
             router: Router::new(identity.as_str(), max_hops),
+            interest: Interest::new(identity.as_str(), max_hops, FilterLimits::default(), 0),
             identity,
             known: HashMap::new(),
             streams: BTreeSet::new(),
@@ -196,6 +137,15 @@ impl ParticipantCore {
     /// `limits` (default: those of [`MessagingConfig::default`](weft_messaging::MessagingConfig::default)).
     pub(crate) fn with_filter_limits(mut self, limits: FilterLimits) -> ParticipantCore {
         self.filter_limits = limits;
+        self.interest.set_limits(limits);
+        self
+    }
+
+    /// The same core, naming the publications it routes with `epoch`
+    /// (default 0): a value of its own each time the participant starts,
+    /// so that subscribers do not take new publications for old ones.
+    pub(crate) fn with_epoch(mut self, epoch: u64) -> ParticipantCore {
+        self.interest.set_epoch(epoch);
         self
     }
 
@@ -311,6 +261,7 @@ impl ParticipantCore {
         for ident in new {
             self.connected.insert(ident.clone());
             self.router.neighbour_up(ident.as_str());
+            self.interest.neighbour_up(ident.as_str());
             let ids = self
                 .known
                 .iter()
@@ -325,6 +276,7 @@ impl ParticipantCore {
                 publishers: self.local_publishers.keys().cloned().collect(),
                 subscribers: self.local_subscribers.keys().cloned().collect(),
                 routes,
+                features: FEATURE_INTEREST,
             };
             self.control_to(ident.clone(), &hello);
             self.events
@@ -339,6 +291,7 @@ impl ParticipantCore {
             return false;
         }
         self.router.neighbour_down(ident.as_str());
+        self.interest.neighbour_down(ident.as_str());
         if let Some(remote) = self.remote.remove(ident) {
             self.interest_changed |= !remote.subscribers.is_empty();
             for topic in remote.publishers {
@@ -400,6 +353,7 @@ impl ParticipantCore {
         match decoded {
             None => self.stats.control_errors += 1,
             Some(Decoded::Control(c)) => self.handle_control_message(from, c),
+            Some(Decoded::Publication(header, data)) => self.pass_on(from, header, &data),
             Some(Decoded::Routed(mut envelope, data)) => match self.router.route(&mut envelope) {
                 Decision::Deliver => self.deliver(&envelope, data),
                 Decision::Forward(next) => {
@@ -430,7 +384,10 @@ impl ParticipantCore {
                 publishers,
                 subscribers,
                 routes,
+                features,
             } => {
+                let capable = features & FEATURE_INTEREST != 0;
+                self.interest.handle_hello(from.as_str(), capable);
                 let remote = self.remote.entry(from.clone()).or_default();
                 for topic in publishers {
                     if remote.publishers.len() < MAX_LIST && remote.publishers.insert(topic.clone())
@@ -466,6 +423,9 @@ impl ParticipantCore {
             Control::SubscriberRemoved(filter) => {
                 if let Some(remote) = self.remote.get_mut(from) {
                     if remote.subscribers.remove(&filter) {
+                        self.interest
+                            .set_direct(from.as_str(), remote.subscribers.specs());
+                        self.advertise();
                         self.interest_changed = true;
                         self.events.push_back(ParticipantEvent::SubscriberRemoved {
                             participant,
@@ -476,6 +436,10 @@ impl ParticipantCore {
             }
             Control::Routes(routes) => {
                 self.router.learn(from.as_str(), routes);
+                self.advertise();
+            }
+            Control::Interest(entries) => {
+                self.interest.handle_interest(from.as_str(), entries);
                 self.advertise();
             }
             // A handshake we did not ask for (we have no group key).
@@ -490,6 +454,9 @@ impl ParticipantCore {
         let remote = self.remote.entry(from.clone()).or_default();
         match remote.subscribers.add(&filter, &self.filter_limits) {
             Ok(true) => {
+                self.interest
+                    .set_direct(from.as_str(), remote.subscribers.specs());
+                self.advertise();
                 self.interest_changed = true;
                 self.events.push_back(ParticipantEvent::SubscriberAdded {
                     participant: from.clone(),
@@ -578,7 +545,43 @@ impl ParticipantCore {
         }
     }
 
+    /// Our publication on `topic`, routed through participants to the
+    /// matching subscribers that are not neighbours (neighbours get it as
+    /// a PUBLISH message from messaging); returns how many subscribers the
+    /// copies are for.
+    pub(crate) fn publish(&mut self, topic: &str, data: &[u8]) -> usize {
+        let (copies, count) = self.interest.publish(topic, data);
+        self.publications_to(copies);
+        count
+    }
+
+    /// A routed publication from `from`: delivered here if it is for us,
+    /// passed on for the rest of its targets.
+    fn pass_on(&mut self, from: &Identity, header: PublicationHeader, data: &[u8]) {
+        let subscribers = &self.local_subscribers;
+        let local = |topic: &str| subscribers.values().any(|(_, f)| f.matches(topic));
+        let copies = self
+            .interest
+            .handle_publication(from.as_str(), header, data, local);
+        self.publications_to(copies);
+    }
+
+    fn publications_to(&mut self, copies: Vec<(String, Bytes)>) {
+        for (to, data) in copies {
+            if let Ok(to) = Identity::new(&to) {
+                let kind = TransmitKind::Publication;
+                self.transmits.push_back(Transmit { to, kind, data });
+            }
+        }
+    }
+
     // ===== output =====
+
+    /// The next publication routed to us through participants, for our
+    /// subscribers.
+    pub(crate) fn poll_delivery(&mut self) -> Option<Delivery> {
+        self.interest.poll_delivery()
+    }
 
     /// The next stream to open or close.
     pub(crate) fn poll_dial(&mut self) -> Option<Dial> {
@@ -611,9 +614,10 @@ impl ParticipantCore {
         self.handshakes.as_ref()?.poll_timeout()
     }
 
-    /// Whether the neighbours' subscribers changed since the last call.
+    /// Whether the subscribers we reach (neighbours' or further) changed
+    /// since the last call.
     pub(crate) fn poll_interest_changed(&mut self) -> bool {
-        std::mem::take(&mut self.interest_changed)
+        self.interest.poll_changed() | std::mem::take(&mut self.interest_changed)
     }
 
     // ===== getters =====
@@ -657,7 +661,8 @@ impl ParticipantCore {
     }
 
     /// The participants (ourselves included) hosting a subscriber whose
-    /// filter matches `topic`, sorted.
+    /// filter matches `topic`, sorted: neighbours, and those reached
+    /// through participants.
     pub(crate) fn subscribers_of(&self, topic: &str) -> Vec<Identity> {
         let mut out: Vec<Identity> = self
             .remote
@@ -672,6 +677,8 @@ impl ParticipantCore {
         if local {
             out.push(self.identity.clone());
         }
+        let routed = self.interest.matching(topic);
+        out.extend(routed.filter_map(|s| Identity::new(s).ok()));
         out.sort();
         out
     }
@@ -681,74 +688,13 @@ impl ParticipantCore {
         self.stats
     }
 
+    /// Interest and publications routed through participants: what we
+    /// reach, and the counters.
+    pub(crate) fn interest(&self) -> &Interest {
+        &self.interest
+    }
+
     // ===== internals =====
-
-    /// Records what discovery says of a participant and opens the stream
-    /// to it if we are the one to. A restart, or a change that drops the
-    /// address the stream goes to, reopens it; but while that stream is up
-    /// it is kept, and reopened only once it ends: a beacon alone (which
-    /// anyone on the network can send) never replaces a live stream.
-    fn know(&mut self, peer: RemoteParticipant, restart: bool) {
-        let id = peer.id;
-        let known = self.known.entry(id).or_insert(Known {
-            peer: peer.clone(),
-            dialled: None,
-            redial: false,
-        });
-        // Whether the participant as we knew it has a stream up.
-        let live = self
-            .connected
-            .iter()
-            .any(|i| i.as_str() == known.peer.identity);
-        known.peer = peer;
-        if self
-            .connected
-            .iter()
-            .any(|i| i.as_str() == known.peer.identity)
-        {
-            self.protects.push_back(id);
-        }
-        let addresses = &known.peer.addresses;
-        let moved = restart || known.dialled.is_some_and(|at| !addresses.contains(&at));
-        if known.dialled.is_some() && !moved {
-            return;
-        }
-        if live && known.dialled.is_some() {
-            known.redial = true;
-            return;
-        }
-        self.dial(id, moved);
-    }
-
-    /// Opens the stream to a participant if we are the one to: of each
-    /// pair, the participant with the lower id connects, so each pair has
-    /// exactly one stream. `again` reopens one we opened before.
-    fn dial(&mut self, id: ParticipantId, again: bool) {
-        if self.id >= id {
-            return;
-        }
-        let Some(known) = self.known.get_mut(&id) else {
-            return;
-        };
-        known.redial = false;
-        if known.dialled.is_some() && !again {
-            return;
-        }
-        let addresses = &known.peer.addresses;
-        let at = addresses
-            .iter()
-            .find(|a| a.is_ipv4())
-            .or_else(|| addresses.first())
-            .copied();
-        match at {
-            Some(at) => {
-                known.dialled = Some(at);
-                self.dials.push_back(Dial::Open { peer: id, at });
-            }
-            None if known.dialled.take().is_some() => self.dials.push_back(Dial::Close(id)),
-            None => {}
-        }
-    }
 
     fn control_to(&mut self, to: Identity, c: &Control) {
         self.transmits.push_back(Transmit {
@@ -770,11 +716,17 @@ impl ParticipantCore {
         }
     }
 
-    /// Tells each neighbour the routes that changed for it.
+    /// Tells each neighbour the routes and the interest that changed for
+    /// it.
     fn advertise(&mut self) {
         for (n, adv) in self.router.changed_advertisements() {
             if let Ok(n) = Identity::new(&n) {
                 self.control_to(n, &Control::Routes(adv));
+            }
+        }
+        for (n, adv) in self.interest.changed_advertisements() {
+            if let Ok(n) = Identity::new(&n) {
+                self.control_to(n, &Control::Interest(adv));
             }
         }
     }
@@ -782,15 +734,6 @@ impl ParticipantCore {
     fn deliver(&mut self, envelope: &Envelope, data: Bytes) {
         self.stats.routed_delivered += 1;
         self.directs.push_back(direct(envelope, data));
-    }
-}
-
-/// The message an envelope brought us.
-fn direct(envelope: &Envelope, data: Bytes) -> Direct {
-    Direct {
-        from: envelope.from.clone(),
-        data,
-        hops: u8::try_from(envelope.path.len().saturating_sub(1)).unwrap_or(u8::MAX),
     }
 }
 
@@ -1114,6 +1057,7 @@ mod tests {
             publishers: Vec::new(),
             subscribers: (0..MAX_LIST).map(regex).collect(),
             routes: Vec::new(),
+            features: 0,
         };
         a.handle_control(&ident("c"), &encode_control(&hello));
         let c = &a.remote[&ident("c")].subscribers;

@@ -1,0 +1,599 @@
+//! Interest and publications routed through participants, without I/O.
+//!
+//! A participant's own subscribers reach its neighbours in Hello and
+//! SubscriberAdded/Removed, and publications reach them as weft-messaging
+//! PUBLISH messages, as before. This module carries both further:
+//!
+//! - Interest is a distance vector keyed by subscriber: each participant
+//!   tells each neighbour (an [`Interest`](crate::control::Control::Interest)
+//!   message, a full list sent when it changes) the subscribers it reaches,
+//!   how many hops away and with which filters, leaving out the neighbour
+//!   itself and those it reaches through that neighbour (split horizon).
+//!   Entries of `max_hops` or more are ignored, which bounds how long a
+//!   withdrawn subscriber can be counted up around a cycle. A subscriber's
+//!   filters are taken from the neighbour on its shortest route, so a
+//!   withdrawal (an unsubscribe, a neighbour lost) travels the way the
+//!   subscription came.
+//! - A publication for subscribers that are not neighbours travels in
+//!   copies, each naming the subscribers it is for (its targets). The
+//!   publisher splits its targets by next hop, and so does every
+//!   participant on the way: each subscriber is named in exactly one copy
+//!   at each split, so even where the streams form cycles every subscriber
+//!   gets one copy, and a copy only crosses a stream on the shortest route
+//!   to a subscriber whose filter matched. A spanning tree would do the
+//!   same only once every participant agreed on it, and would lose copies
+//!   while it is rebuilt after a partition; the target lists need no
+//!   agreement beyond the routes.
+//! - While routes change, two copies could still name one subscriber (one
+//!   sent before the change, one after). A subscriber therefore delivers a
+//!   publication only the first time: publications are named by their
+//!   publisher, its epoch and a sequence number, and a bounded window of
+//!   the last names seen ([`RecentIds`]) drops the second copy. A copy is
+//!   never sent back to the neighbour it came from, and its hop count
+//!   bounds any loop of stale routes.
+//!
+//! Only neighbours whose Hello carried the interest feature take part:
+//! participants that predate it get no Interest and no routed publication,
+//! and their own subscribers are served by PUBLISH messages as before.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::hash::{DefaultHasher, Hash, Hasher};
+
+use bytes::Bytes;
+use weft_link::window::RecentIds;
+
+use crate::control::{FilterSpec, InterestEntry, MAX_LIST, PublicationHeader, encode_publication};
+use crate::filters::{FilterLimits, RemoteFilters};
+
+/// How many publication names a participant remembers to drop second
+/// copies (see the [module documentation](self)).
+pub(crate) const RECENT_PUBLICATIONS: usize = 4096;
+
+/// A publication routed to us, for our own subscribers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Delivery {
+    /// The publishing participant.
+    pub(crate) from: String,
+    /// The topic.
+    pub(crate) topic: String,
+    /// The payload.
+    pub(crate) data: Bytes,
+}
+
+/// The counters of routed publications.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct InterestStats {
+    /// Publications routed to us and delivered to our subscribers.
+    pub(crate) delivered: u64,
+    /// Copies passed on to a neighbour (ours included).
+    pub(crate) forwarded: u64,
+    /// Second copies of a publication we had delivered.
+    pub(crate) duplicates: u64,
+    /// Publications for us that no subscriber of ours matches any more.
+    pub(crate) unwanted: u64,
+    /// Targets dropped: the hop count ran out.
+    pub(crate) hop_limit: u64,
+    /// Targets dropped: no route to them, or only back where the copy came
+    /// from.
+    pub(crate) no_route: u64,
+    /// Filters in Interest messages refused for a limit or a regex that
+    /// does not compile within them.
+    pub(crate) filters_refused: u64,
+}
+
+/// A subscriber a neighbour told us it reaches.
+#[derive(Debug)]
+struct Learned {
+    /// Hops from that neighbour.
+    hops: u8,
+    /// Its filters, compiled within the limits.
+    filters: RemoteFilters,
+}
+
+/// What we know of one neighbour.
+#[derive(Debug, Default)]
+struct Neighbour {
+    /// Its Hello carried the interest feature.
+    capable: bool,
+    /// Its own subscribers' filters, as the core took them.
+    direct: BTreeSet<FilterSpec>,
+    /// The subscribers it reaches (itself excluded).
+    learned: BTreeMap<String, Learned>,
+    /// What we last told it.
+    told: Option<Vec<InterestEntry>>,
+}
+
+/// The best route to a subscriber: how many hops, through which neighbour.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Best {
+    hops: u8,
+    via: String,
+}
+
+/// Interest and routed publications of one participant. See the
+/// [module documentation](self).
+pub(crate) struct Interest {
+    me: String,
+    max_hops: u8,
+    limits: FilterLimits,
+    epoch: u64,
+    next_seq: u64,
+    neighbours: BTreeMap<String, Neighbour>,
+    /// The best route to every subscriber we reach, worked out again after
+    /// every change.
+    best: BTreeMap<String, Best>,
+    seen: RecentIds<(u64, u64)>,
+    deliveries: VecDeque<Delivery>,
+    /// Whether what we reach may have changed since the last
+    /// [`poll_changed`](Self::poll_changed).
+    changed: bool,
+    stats: InterestStats,
+}
+
+impl Interest {
+    /// The interest of participant `me`, with at most `max_hops` between a
+    /// publisher and a subscriber, neighbours' filters held within
+    /// `limits`, and `epoch` naming this run's publications.
+    pub(crate) fn new(me: &str, max_hops: u8, limits: FilterLimits, epoch: u64) -> Interest {
+        Interest {
+            me: me.to_owned(),
+            max_hops: max_hops.max(1),
+            limits,
+            epoch,
+            next_seq: 0,
+            neighbours: BTreeMap::new(),
+            best: BTreeMap::new(),
+            seen: RecentIds::new(RECENT_PUBLICATIONS),
+            deliveries: VecDeque::new(),
+            changed: false,
+            stats: InterestStats::default(),
+        }
+    }
+
+    /// The same, naming publications with another epoch.
+    pub(crate) fn set_epoch(&mut self, epoch: u64) {
+        self.epoch = epoch;
+        self.next_seq = 0;
+    }
+
+    /// The same, with other limits on neighbours' filters.
+    pub(crate) fn set_limits(&mut self, limits: FilterLimits) {
+        self.limits = limits;
+    }
+
+    // ===== input =====
+
+    /// A stream came up with `n`: a neighbour, which takes part once its
+    /// Hello says it can ([`handle_hello`](Self::handle_hello)).
+    pub(crate) fn neighbour_up(&mut self, n: &str) {
+        self.neighbours.entry(n.to_owned()).or_default();
+        self.refresh();
+    }
+
+    /// `n`'s stream ended: what it told us goes with it.
+    pub(crate) fn neighbour_down(&mut self, n: &str) {
+        self.neighbours.remove(n);
+        self.refresh();
+    }
+
+    /// `n`'s Hello: whether it routes interest (and is told ours).
+    pub(crate) fn handle_hello(&mut self, n: &str, capable: bool) {
+        if let Some(neighbour) = self.neighbours.get_mut(n) {
+            neighbour.capable = capable;
+            // A new Hello starts a new conversation: tell it everything.
+            neighbour.told = None;
+            self.refresh();
+        }
+    }
+
+    /// `n`'s own subscribers' filters now (those the core took).
+    pub(crate) fn set_direct<'a>(&mut self, n: &str, specs: impl Iterator<Item = &'a FilterSpec>) {
+        if let Some(neighbour) = self.neighbours.get_mut(n) {
+            neighbour.direct = specs.cloned().collect();
+            self.refresh();
+        }
+    }
+
+    /// `n`'s list of the subscribers it reaches, replacing the previous
+    /// one. Entries about us or `n`, with no filters, or of `max_hops` or
+    /// more are ignored; a subscriber's filters are held within the limits
+    /// (compiled again only when they changed).
+    pub(crate) fn handle_interest(&mut self, n: &str, entries: Vec<InterestEntry>) {
+        let max = self.max_hops;
+        let Some(neighbour) = self.neighbours.get_mut(n) else {
+            return;
+        };
+        let mut old = std::mem::take(&mut neighbour.learned);
+        for (subscriber, hops, specs) in entries {
+            if subscriber == self.me || subscriber == n || hops == 0 || hops >= max {
+                continue;
+            }
+            let filters = match old.remove(&subscriber) {
+                Some(l) if l.filters.specs().eq(specs.iter()) => {
+                    self.changed |= l.hops != hops;
+                    l.filters
+                }
+                _ => {
+                    self.changed = true;
+                    let mut filters = RemoteFilters::default();
+                    for spec in &specs {
+                        if filters.add(spec, &self.limits).is_err() {
+                            self.stats.filters_refused += 1;
+                        }
+                    }
+                    filters
+                }
+            };
+            if !filters.is_empty() {
+                neighbour
+                    .learned
+                    .insert(subscriber, Learned { hops, filters });
+            }
+        }
+        self.changed |= !old.is_empty();
+        self.refresh();
+    }
+
+    // ===== publications =====
+
+    /// Our publication on `topic`: one copy per next hop, for the
+    /// subscribers that are not neighbours (those get it as a PUBLISH
+    /// message) and whose filter matches. Returns the copies as
+    /// (neighbour, tagged payload) and how many subscribers they are for.
+    pub(crate) fn publish(&mut self, topic: &str, data: &[u8]) -> (Vec<(String, Bytes)>, usize) {
+        let targets: Vec<String> = self.matching(topic).map(str::to_owned).collect();
+        if targets.is_empty() {
+            return (Vec::new(), 0);
+        }
+        let count = targets.len();
+        let header = PublicationHeader {
+            origin: self.me.clone(),
+            epoch: self.epoch,
+            seq: self.next_seq,
+            topic: topic.to_owned(),
+            hops_left: self.max_hops - 1,
+            targets,
+        };
+        self.next_seq += 1;
+        (self.split(header, None, data), count)
+    }
+
+    /// A copy that neighbour `from` passed to us: delivered once if we are
+    /// among its targets and a subscriber of ours (`local` says which
+    /// topics they match) still wants it; the other targets passed on,
+    /// one copy per next hop. Returns those copies.
+    pub(crate) fn handle_publication(
+        &mut self,
+        from: &str,
+        mut header: PublicationHeader,
+        data: &[u8],
+        local: impl Fn(&str) -> bool,
+    ) -> Vec<(String, Bytes)> {
+        if let Some(at) = header.targets.iter().position(|t| *t == self.me) {
+            header.targets.swap_remove(at);
+            if !local(&header.topic) {
+                self.stats.unwanted += 1;
+            } else if self.seen.check_and_record(name(&header)) {
+                self.stats.delivered += 1;
+                self.deliveries.push_back(Delivery {
+                    from: header.origin.clone(),
+                    topic: header.topic.clone(),
+                    data: Bytes::copy_from_slice(data),
+                });
+            } else {
+                self.stats.duplicates += 1;
+            }
+        }
+        if header.targets.is_empty() {
+            return Vec::new();
+        }
+        if header.hops_left == 0 {
+            self.stats.hop_limit += header.targets.len() as u64;
+            return Vec::new();
+        }
+        header.hops_left -= 1;
+        self.split(header, Some(from), data)
+    }
+
+    /// Splits `header`'s targets by next hop (never back to `from`) into
+    /// one copy each.
+    fn split(
+        &mut self,
+        header: PublicationHeader,
+        from: Option<&str>,
+        data: &[u8],
+    ) -> Vec<(String, Bytes)> {
+        let mut by_hop: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        let mut targets = header.targets;
+        for t in targets.drain(..) {
+            match self.best.get(&t) {
+                Some(b) if Some(b.via.as_str()) != from => {
+                    by_hop.entry(b.via.as_str()).or_default().push(t);
+                }
+                _ => self.stats.no_route += 1,
+            }
+        }
+        let mut out = Vec::with_capacity(by_hop.len());
+        let mut copy = PublicationHeader {
+            targets: Vec::new(),
+            ..header
+        };
+        for (via, targets) in by_hop {
+            copy.targets = targets;
+            out.push((via.to_owned(), encode_publication(&copy, data)));
+        }
+        self.stats.forwarded += out.len() as u64;
+        out
+    }
+
+    // ===== output =====
+
+    /// The next publication routed to us, for our subscribers.
+    pub(crate) fn poll_delivery(&mut self) -> Option<Delivery> {
+        self.deliveries.pop_front()
+    }
+
+    /// Whether the subscribers we reach may have changed since the last
+    /// call (publishers waiting for subscribers look again).
+    pub(crate) fn poll_changed(&mut self) -> bool {
+        std::mem::take(&mut self.changed)
+    }
+
+    /// The Interest lists that changed since each neighbour was last told,
+    /// for the neighbours that route interest; records them as told.
+    pub(crate) fn changed_advertisements(&mut self) -> Vec<(String, Vec<InterestEntry>)> {
+        let mut out = Vec::new();
+        let names: Vec<String> = self
+            .neighbours
+            .iter()
+            .filter(|(_, n)| n.capable)
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in names {
+            let adv = self.advertisement_for(&name);
+            let neighbour = self.neighbours.get_mut(&name).expect("listed above");
+            if neighbour.told.as_ref() != Some(&adv) {
+                neighbour.told = Some(adv.clone());
+                out.push((name, adv));
+            }
+        }
+        out
+    }
+
+    // ===== getters =====
+
+    /// The subscribers we reach through participants (neighbours' own
+    /// included), with hops and the neighbour on the way.
+    #[cfg(test)]
+    pub(crate) fn subscribers(&self) -> impl Iterator<Item = (&str, u8, &str)> {
+        self.best
+            .iter()
+            .map(|(s, b)| (s.as_str(), b.hops, b.via.as_str()))
+    }
+
+    /// The subscribers that are not neighbours, reached through
+    /// participants, with a filter matching `topic`: those a publication
+    /// of ours is routed to.
+    pub(crate) fn matching<'a>(&'a self, topic: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.best
+            .iter()
+            .filter(|(s, b)| b.hops >= 2 && !self.neighbours.contains_key(*s))
+            .filter(move |(s, b)| {
+                self.neighbours
+                    .get(&b.via)
+                    .and_then(|n| n.learned.get(*s))
+                    .is_some_and(|l| l.filters.matches(topic))
+            })
+            .map(|(s, _)| s.as_str())
+    }
+
+    /// Subscribers learned from neighbours, counted once per neighbour
+    /// (what this participant holds).
+    #[cfg(test)]
+    pub(crate) fn learned_len(&self) -> usize {
+        self.neighbours.values().map(|n| n.learned.len()).sum()
+    }
+
+    /// The counters.
+    pub(crate) fn stats(&self) -> InterestStats {
+        self.stats
+    }
+
+    // ===== internals =====
+
+    /// Works out the best route to every subscriber: a capable
+    /// neighbour's own subscribers are 1 hop away, what a capable
+    /// neighbour reaches in `h` hops is `h + 1` away; the fewest hops win,
+    /// ties going to the neighbour first in name order.
+    fn refresh(&mut self) {
+        let mut best: BTreeMap<String, Best> = BTreeMap::new();
+        for (name, n) in self.neighbours.iter().filter(|(_, n)| n.capable) {
+            let direct = (!n.direct.is_empty()).then_some((name, 0u8));
+            let learned = n.learned.iter().map(|(s, l)| (s, l.hops));
+            for (subscriber, hops) in direct.into_iter().chain(learned) {
+                let hops = hops.saturating_add(1);
+                if hops > self.max_hops || *subscriber == self.me {
+                    continue;
+                }
+                match best.get(subscriber) {
+                    Some(b) if b.hops <= hops => {}
+                    _ => {
+                        best.insert(
+                            subscriber.clone(),
+                            Best {
+                                hops,
+                                via: name.clone(),
+                            },
+                        );
+                    }
+                }
+            }
+        }
+        self.changed |= best != self.best;
+        self.best = best;
+    }
+
+    /// What to tell neighbour `n`: every subscriber we reach but `n` and
+    /// those we reach through `n`, under `max_hops`, within the limits of
+    /// one control message (the nearest first when they do not all fit).
+    fn advertisement_for(&self, n: &str) -> Vec<InterestEntry> {
+        let mut entries: Vec<InterestEntry> = Vec::new();
+        let mut candidates: Vec<(&String, &Best)> = self
+            .best
+            .iter()
+            .filter(|(s, b)| *s != n && b.via != n && b.hops < self.max_hops)
+            .collect();
+        candidates.sort_by_key(|(s, b)| (b.hops, *s));
+        let mut filters = 0;
+        for (s, b) in candidates {
+            let Some(via) = self.neighbours.get(&b.via) else {
+                continue;
+            };
+            let specs: Vec<FilterSpec> = if *s == b.via {
+                via.direct.iter().cloned().collect()
+            } else {
+                match via.learned.get(s) {
+                    Some(l) => l.filters.specs().cloned().collect(),
+                    None => continue,
+                }
+            };
+            filters += specs.len();
+            if entries.len() >= MAX_LIST || filters > MAX_LIST {
+                break;
+            }
+            entries.push((s.clone(), b.hops, specs));
+        }
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        entries
+    }
+}
+
+/// The name a publication is known by in the window of recent ones: its
+/// publisher and epoch hashed (with fixed keys, so every participant
+/// names it alike) and its sequence number.
+fn name(h: &PublicationHeader) -> (u64, u64) {
+    let mut hasher = DefaultHasher::new();
+    h.origin.hash(&mut hasher);
+    h.epoch.hash(&mut hasher);
+    (hasher.finish(), h.seq)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(text: &str) -> FilterSpec {
+        FilterSpec {
+            regex: false,
+            text: text.into(),
+        }
+    }
+
+    fn interest(me: &str) -> Interest {
+        Interest::new(me, 8, FilterLimits::default(), 1)
+    }
+
+    #[test]
+    fn neighbours_own_subscribers_travel_on_but_never_back() {
+        // b between a and c: c subscribes.
+        let mut b = interest("b");
+        for n in ["a", "c"] {
+            b.neighbour_up(n);
+            b.handle_hello(n, true);
+        }
+        b.set_direct("c", [spec("news")].iter());
+        let adv = b.changed_advertisements();
+        assert_eq!(
+            adv,
+            vec![
+                (
+                    "a".to_owned(),
+                    vec![("c".to_owned(), 1, vec![spec("news")])]
+                ),
+                ("c".to_owned(), vec![]),
+            ]
+        );
+        assert_eq!(b.changed_advertisements(), vec![], "told once");
+        // a neighbour without the feature is told nothing and not routed
+        // through.
+        b.neighbour_up("old");
+        b.set_direct("old", [spec("x")].iter());
+        assert_eq!(b.changed_advertisements(), vec![]);
+        assert!(b.subscribers().all(|(s, _, _)| s != "old"));
+    }
+
+    #[test]
+    fn a_publication_is_split_by_next_hop_and_not_sent_back() {
+        let mut a = interest("a");
+        a.neighbour_up("b");
+        a.handle_hello("b", true);
+        a.handle_interest(
+            "b",
+            vec![
+                ("c".into(), 1, vec![spec("news")]),
+                ("d".into(), 2, vec![spec("sport")]),
+                ("a".into(), 1, vec![spec("news")]),
+            ],
+        );
+        let (copies, count) = a.publish("news.today", b"x");
+        assert_eq!(count, 1);
+        assert_eq!(copies.len(), 1);
+        assert_eq!(copies[0].0, "b");
+        let (copies, count) = a.publish("weather", b"x");
+        assert_eq!(
+            (copies.len(), count),
+            (0, 0),
+            "nobody matches: nothing sent"
+        );
+
+        // b gets a copy for c from a; a copy for a, from a, is not sent
+        // back.
+        let header = PublicationHeader {
+            origin: "z".into(),
+            epoch: 0,
+            seq: 0,
+            topic: "news".into(),
+            hops_left: 3,
+            targets: vec!["c".into()],
+        };
+        let mut b = interest("b");
+        for n in ["a", "c"] {
+            b.neighbour_up(n);
+            b.handle_hello(n, true);
+        }
+        b.set_direct("c", [spec("news")].iter());
+        let out = b.handle_publication("a", header.clone(), b"x", |_| false);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].0, "c");
+        let back = b.handle_publication("c", header.clone(), b"x", |_| false);
+        assert!(back.is_empty());
+        assert_eq!(b.stats().no_route, 1);
+        let spent = PublicationHeader {
+            hops_left: 0,
+            ..header
+        };
+        assert!(b.handle_publication("a", spent, b"x", |_| false).is_empty());
+        assert_eq!(b.stats().hop_limit, 1);
+    }
+
+    #[test]
+    fn a_second_copy_is_not_delivered() {
+        let mut c = interest("c");
+        c.neighbour_up("b");
+        let header = PublicationHeader {
+            origin: "a".into(),
+            epoch: 5,
+            seq: 0,
+            topic: "news".into(),
+            hops_left: 3,
+            targets: vec!["c".into()],
+        };
+        c.handle_publication("b", header.clone(), b"x", |_| true);
+        c.handle_publication("b", header.clone(), b"x", |_| true);
+        let other_epoch = PublicationHeader { epoch: 6, ..header };
+        c.handle_publication("b", other_epoch, b"y", |_| true);
+        let got: Vec<Delivery> = std::iter::from_fn(|| c.poll_delivery()).collect();
+        assert_eq!(got.len(), 2);
+        assert_eq!(c.stats().duplicates, 1);
+    }
+}

@@ -1,0 +1,89 @@
+//! What the participant's core asks of its shell: streams to open or
+//! close, messages to send to neighbours, where a message of ours goes,
+//! and the counters it keeps.
+
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use weft_discovery::ParticipantId;
+use weft_messaging::Identity;
+
+use crate::control::Envelope;
+use crate::event::Direct;
+
+/// A stream to open or to close.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Dial {
+    /// Open a stream to the participant at `at`, replacing the one we
+    /// opened to it before, if any.
+    Open {
+        /// The participant.
+        peer: ParticipantId,
+        /// Where.
+        at: SocketAddr,
+    },
+    /// Close the stream we opened to the participant: it is gone.
+    Close(ParticipantId),
+    /// Close the stream with this identity, whoever opened it: it failed
+    /// the group key's handshake.
+    Refuse(Identity),
+}
+
+/// A message for a neighbour.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Transmit {
+    /// The neighbour.
+    pub(crate) to: Identity,
+    /// What it is: control messages travel with the control TTL.
+    pub(crate) kind: TransmitKind,
+    /// The tagged payload.
+    pub(crate) data: Bytes,
+}
+
+/// What a [`Transmit`] carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum TransmitKind {
+    /// Our lists or routes.
+    Control,
+    /// A routed message passed on.
+    Routed,
+    /// A publication routed through participants, ours or passed on.
+    Publication,
+}
+
+/// Where a message we send with `send_to` goes.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Outgoing {
+    /// To ourselves.
+    Deliver(Direct),
+    /// To this neighbour, as this tagged payload.
+    Forward(Identity, Bytes),
+}
+
+/// The core's counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct CoreStats {
+    pub(crate) routed_delivered: u64,
+    pub(crate) routed_hop_limit: u64,
+    pub(crate) routed_loops: u64,
+    pub(crate) routed_no_route: u64,
+    pub(crate) control_errors: u64,
+    /// Streams refused by the group key's handshake.
+    pub(crate) streams_refused: u64,
+    /// Control messages from streams that had not proved themselves.
+    pub(crate) unproved_controls: u64,
+    /// Neighbours' subscriber filters refused for a limit.
+    pub(crate) filters_refused: u64,
+    /// Neighbours' regex filters refused: they do not compile within
+    /// their size limits.
+    pub(crate) regexes_refused: u64,
+}
+
+/// The message an envelope brought us.
+pub(crate) fn direct(envelope: &Envelope, data: Bytes) -> Direct {
+    Direct {
+        from: envelope.from.clone(),
+        data,
+        hops: u8::try_from(envelope.path.len().saturating_sub(1)).unwrap_or(u8::MAX),
+    }
+}

@@ -1,0 +1,514 @@
+//! A deterministic simulator of many participants, for tests: N
+//! [`ParticipantCore`]s on virtual time (std `Instant`s the simulator
+//! advances; no runtime, no sleeps), joined by simulated streams.
+//!
+//! The simulator stands where the shell (`participant.rs`) and
+//! weft-messaging stand for a real participant, and drives each core the
+//! way the shell does: after every input it polls every output until it is
+//! empty. The topology says which pairs of participants have a stream
+//! (discovery and dialling are not simulated: a pair with a link up has
+//! its stream, as if the lower id had dialled it). What a core transmits
+//! travels over the stream to its neighbour after the link's delay, in
+//! order; a neighbour's subscribers get our publications as messaging's
+//! PUBLISH would carry them (one message to every neighbour with a
+//! matching subscriber, and to our own subscribers).
+//!
+//! A stream is reliable while it is up, as a messaging connection is:
+//! "drop" here is a stream going down (what was in flight on it is lost,
+//! both cores are told through `handle_streams`) and coming back, never a
+//! lost frame inside a live stream. Partition takes down every stream of
+//! a participant; heal brings them back. A seeded RNG chooses whatever a
+//! test leaves to chance, so a run is reproduced by its seed.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use weft_discovery::ParticipantId;
+use weft_messaging::{Identity, TopicFilter};
+
+use crate::control::FilterSpec;
+use crate::core::{ParticipantCore, TransmitKind};
+
+#[cfg(test)]
+mod tests;
+
+/// A seeded generator (SplitMix64): the same seed, the same run.
+pub(crate) struct Rng(u64);
+
+impl Rng {
+    /// A generator seeded with `seed`.
+    pub(crate) fn new(seed: u64) -> Rng {
+        Rng(seed)
+    }
+
+    /// The next number.
+    pub(crate) fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// A number below `n` (0 when `n` is 0).
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
+        if n == 0 { 0 } else { self.next_u64() % n }
+    }
+}
+
+/// A publication a participant's subscribers received.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Got {
+    /// The publisher.
+    pub(crate) from: String,
+    /// The topic.
+    pub(crate) topic: String,
+    /// The payload.
+    pub(crate) data: Bytes,
+    /// Whether it came routed through participants (else as a PUBLISH
+    /// from a neighbour, or from ourselves).
+    pub(crate) routed: bool,
+}
+
+/// One simulated participant.
+pub(crate) struct Node {
+    /// Its core.
+    pub(crate) core: ParticipantCore,
+    /// Its identity.
+    pub(crate) name: Identity,
+    /// Whether it is part of the network (partitioned away when not).
+    up: bool,
+    /// How many times it started, for the epoch of its publications.
+    starts: u64,
+    /// Its subscribers' filters, as subscribed.
+    filters: Vec<TopicFilter>,
+    /// What its subscribers received, in order.
+    pub(crate) got: Vec<Got>,
+}
+
+/// A stream between two participants, when up.
+struct Link {
+    up: bool,
+    delay: Duration,
+    /// Bumped each time the stream goes down, so that what was in flight
+    /// on the old stream is lost.
+    generation: u64,
+    /// When the last frame sent each way arrives (first: from the lower
+    /// index): frames never overtake each other on a stream.
+    last: [Instant; 2],
+}
+
+/// What travels on a stream.
+#[derive(Clone, Debug)]
+enum Payload {
+    /// A tagged message (control, routed message or routed publication).
+    Tagged(TransmitKind, Bytes),
+    /// A messaging PUBLISH.
+    Publish { topic: String, data: Bytes },
+}
+
+/// A frame in flight.
+struct Frame {
+    from: usize,
+    to: usize,
+    generation: u64,
+    payload: Payload,
+}
+
+/// Frames sent over one direction of a link, by kind.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Sent {
+    /// Control messages.
+    pub(crate) control: u64,
+    /// Bytes of control messages.
+    pub(crate) control_bytes: u64,
+    /// Routed publications.
+    pub(crate) routed: u64,
+    /// PUBLISH messages.
+    pub(crate) publish: u64,
+    /// Frames lost because the stream went down.
+    pub(crate) lost: u64,
+}
+
+/// The simulated network. See the [module documentation](self).
+pub(crate) struct Sim {
+    now: Instant,
+    /// Chooses what tests leave to chance.
+    pub(crate) rng: Rng,
+    max_hops: u8,
+    pub(crate) nodes: Vec<Node>,
+    links: BTreeMap<(usize, usize), Link>,
+    /// Frames in flight by arrival time, then in the order sent.
+    flight: BTreeMap<(Instant, u64), Frame>,
+    sent_frames: u64,
+    sent: BTreeMap<(usize, usize), Sent>,
+}
+
+impl Sim {
+    /// `n` participants named `p0`, `p1`, ... with no streams yet, routing
+    /// with at most `max_hops`; `seed` seeds [`rng`](Self::rng).
+    pub(crate) fn new(seed: u64, n: usize, max_hops: u8) -> Sim {
+        let mut sim = Sim {
+            now: Instant::now(),
+            rng: Rng::new(seed),
+            max_hops,
+            nodes: Vec::with_capacity(n),
+            links: BTreeMap::new(),
+            flight: BTreeMap::new(),
+            sent_frames: 0,
+            sent: BTreeMap::new(),
+        };
+        for i in 0..n {
+            let name = Identity::new(format!("p{i}")).expect("a valid identity");
+            let core = sim.core(i, &name, 1);
+            sim.nodes.push(Node {
+                core,
+                name,
+                up: true,
+                starts: 1,
+                filters: Vec::new(),
+                got: Vec::new(),
+            });
+        }
+        sim
+    }
+
+    fn core(&mut self, i: usize, name: &Identity, starts: u64) -> ParticipantCore {
+        let mut id = [0u8; 16];
+        id[..8].copy_from_slice(&(i as u64).to_be_bytes());
+        // A new epoch each start, as the shell draws one at random.
+        let epoch = self.rng.next_u64() ^ starts;
+        ParticipantCore::new(ParticipantId(id), name.clone(), self.max_hops).with_epoch(epoch)
+    }
+
+    // ===== topology =====
+
+    /// A stream between `a` and `b` with `delay` each way, up at once.
+    pub(crate) fn link(&mut self, a: usize, b: usize, delay: Duration) {
+        let now = self.now;
+        self.links.insert(
+            key(a, b),
+            Link {
+                up: true,
+                delay,
+                generation: 0,
+                last: [now; 2],
+            },
+        );
+        self.streams_changed(&[a, b]);
+    }
+
+    /// Takes the stream between `a` and `b` down (`up` false) or brings it
+    /// back.
+    pub(crate) fn set_link(&mut self, a: usize, b: usize, up: bool) {
+        let link = self.links.get_mut(&key(a, b)).expect("a link");
+        if link.up != up {
+            link.up = up;
+            if !up {
+                link.generation += 1;
+            }
+            self.streams_changed(&[a, b]);
+        }
+    }
+
+    /// The links, as pairs of indices.
+    pub(crate) fn links(&self) -> Vec<(usize, usize)> {
+        self.links.keys().copied().collect()
+    }
+
+    /// Partitions `i` away from everyone (`up` false: each of its streams
+    /// goes down) or heals it (they come back).
+    pub(crate) fn set_up(&mut self, i: usize, up: bool) {
+        if self.nodes[i].up == up {
+            return;
+        }
+        self.nodes[i].up = up;
+        let mut touched = vec![i];
+        for (&(a, b), link) in &mut self.links {
+            if a == i || b == i {
+                if !up {
+                    link.generation += 1;
+                }
+                touched.push(if a == i { b } else { a });
+            }
+        }
+        self.streams_changed(&touched);
+    }
+
+    /// Restarts `i` with a fresh core (what it knew is lost; its
+    /// subscribers are subscribed again): its streams go down and come
+    /// back up.
+    pub(crate) fn restart(&mut self, i: usize) {
+        let was_up = self.nodes[i].up;
+        self.set_up(i, false);
+        self.nodes[i].starts += 1;
+        let (name, starts) = (self.nodes[i].name.clone(), self.nodes[i].starts);
+        self.nodes[i].core = self.core(i, &name, starts);
+        for f in self.nodes[i].filters.clone() {
+            self.nodes[i].core.add_subscriber(&f);
+        }
+        self.set_up(i, was_up);
+    }
+
+    /// The neighbours of `i`: a link up and both ends in the network.
+    pub(crate) fn neighbours(&self, i: usize) -> Vec<usize> {
+        if !self.nodes[i].up {
+            return Vec::new();
+        }
+        self.links
+            .iter()
+            .filter(|(_, l)| l.up)
+            .filter_map(|(&(a, b), _)| match (a == i, b == i) {
+                (true, _) => Some(b),
+                (_, true) => Some(a),
+                _ => None,
+            })
+            .filter(|&j| self.nodes[j].up)
+            .collect()
+    }
+
+    fn streams_changed(&mut self, touched: &[usize]) {
+        let touched: BTreeSet<usize> = touched.iter().copied().collect();
+        for i in touched {
+            let names: Vec<Identity> = self
+                .neighbours(i)
+                .into_iter()
+                .map(|j| self.nodes[j].name.clone())
+                .collect();
+            let now = self.now;
+            self.nodes[i].core.handle_streams(names, now);
+            self.pump(i);
+        }
+    }
+
+    // ===== what participants host =====
+
+    /// A subscriber on `i`.
+    pub(crate) fn subscribe(&mut self, i: usize, filter: TopicFilter) {
+        self.nodes[i].core.add_subscriber(&filter);
+        self.nodes[i].filters.push(filter);
+        self.pump(i);
+    }
+
+    /// The subscriber on `i` with `filter` gone.
+    pub(crate) fn unsubscribe(&mut self, i: usize, filter: &TopicFilter) {
+        let spec = FilterSpec::of(filter);
+        let node = &mut self.nodes[i];
+        if let Some(at) = node.filters.iter().position(|f| FilterSpec::of(f) == spec) {
+            node.filters.remove(at);
+            node.core.remove_subscriber(&spec);
+        }
+        self.pump(i);
+    }
+
+    /// A publication by `i`, sent as the shell sends it: a PUBLISH to
+    /// every neighbour with a matching subscriber (and to our own), and
+    /// copies routed through participants to the others. Returns how many
+    /// participants it was sent to.
+    pub(crate) fn publish(&mut self, i: usize, topic: &str, data: &[u8]) -> usize {
+        let data = Bytes::copy_from_slice(data);
+        let direct = self.nodes[i].core.subscribers_of(topic);
+        let mut count = 0;
+        for s in direct {
+            if s == self.nodes[i].name {
+                let from = s.as_str().to_owned();
+                self.nodes[i].got.push(Got {
+                    from,
+                    topic: topic.to_owned(),
+                    data: data.clone(),
+                    routed: false,
+                });
+                count += 1;
+            } else if let Some(j) = self.neighbour_named(i, s.as_str()) {
+                let payload = Payload::Publish {
+                    topic: topic.to_owned(),
+                    data: data.clone(),
+                };
+                self.send(i, j, payload);
+                count += 1;
+            }
+        }
+        count += self.nodes[i].core.publish(topic, &data);
+        self.pump(i);
+        count
+    }
+
+    fn neighbour_named(&self, i: usize, name: &str) -> Option<usize> {
+        self.neighbours(i)
+            .into_iter()
+            .find(|&j| self.nodes[j].name.as_str() == name)
+    }
+
+    // ===== time =====
+
+    /// Runs everything due within `d` of now, then sets now `d` later.
+    pub(crate) fn run_for(&mut self, d: Duration) {
+        let until = self.now + d;
+        // Bounded: every frame is handled once, and a simulation of this
+        // size settles long before.
+        for _ in 0..10_000_000 {
+            let next_frame = self.flight.keys().next().map(|(t, _)| *t);
+            let next_timer = self
+                .nodes
+                .iter()
+                .filter_map(|n| n.core.poll_timeout())
+                .min();
+            let next = match (next_frame, next_timer) {
+                (Some(a), Some(b)) => a.min(b),
+                (a, b) => match a.or(b) {
+                    Some(t) => t,
+                    None => break,
+                },
+            };
+            if next > until {
+                break;
+            }
+            self.now = self.now.max(next);
+            if next_timer.is_some_and(|t| t <= self.now) {
+                for i in 0..self.nodes.len() {
+                    if self.nodes[i]
+                        .core
+                        .poll_timeout()
+                        .is_some_and(|t| t <= self.now)
+                    {
+                        let now = self.now;
+                        self.nodes[i].core.handle_timeout(now);
+                        self.pump(i);
+                    }
+                }
+            }
+            if let Some(entry) = self.flight.first_entry() {
+                if entry.key().0 <= self.now {
+                    let frame = entry.remove();
+                    self.arrive(frame);
+                }
+            }
+        }
+        self.now = self.now.max(until);
+    }
+
+    /// Runs until nothing is in flight, for at most `limit`; returns how
+    /// long it took.
+    pub(crate) fn settle(&mut self, limit: Duration) -> Duration {
+        let start = self.now;
+        while !self.flight.is_empty() && self.now - start < limit {
+            self.run_for(Duration::from_millis(1));
+        }
+        self.now - start
+    }
+
+    /// What was sent from `a` to `b`.
+    pub(crate) fn sent(&self, a: usize, b: usize) -> Sent {
+        self.sent.get(&(a, b)).copied().unwrap_or_default()
+    }
+
+    /// Everything sent, summed over every link.
+    pub(crate) fn sent_total(&self) -> Sent {
+        let mut total = Sent::default();
+        for s in self.sent.values() {
+            total.control += s.control;
+            total.control_bytes += s.control_bytes;
+            total.routed += s.routed;
+            total.publish += s.publish;
+            total.lost += s.lost;
+        }
+        total
+    }
+
+    // ===== internals =====
+
+    /// Carries out what `i`'s core asks, as the shell does after each
+    /// input.
+    fn pump(&mut self, i: usize) {
+        while let Some(t) = self.nodes[i].core.poll_transmit() {
+            match self.neighbour_named(i, t.to.as_str()) {
+                Some(j) => self.send(i, j, Payload::Tagged(t.kind, t.data)),
+                // Messaging has no stream to it: it would hold the message
+                // for the control TTL; the cores never send to a
+                // participant that is not a neighbour.
+                None => self.sent.entry((i, i)).or_default().lost += 1,
+            }
+        }
+        let core = &mut self.nodes[i].core;
+        // Streams are the topology's: dial wishes and protections are
+        // discovery's business, not simulated.
+        while core.poll_dial().is_some() {}
+        while core.poll_protect().is_some() {}
+        while core.poll_event().is_some() {}
+        while core.poll_direct().is_some() {}
+        core.poll_interest_changed();
+        let node = &mut self.nodes[i];
+        while let Some(d) = node.core.poll_delivery() {
+            node.got.push(Got {
+                from: d.from,
+                topic: d.topic,
+                data: d.data,
+                routed: true,
+            });
+        }
+    }
+
+    fn send(&mut self, from: usize, to: usize, payload: Payload) {
+        let link = self.links.get_mut(&key(from, to)).expect("a link");
+        let way = usize::from(from > to);
+        let at = (self.now + link.delay).max(link.last[way]);
+        link.last[way] = at;
+        let generation = link.generation;
+        let sent = self.sent.entry((from, to)).or_default();
+        match &payload {
+            Payload::Tagged(TransmitKind::Publication, _) => sent.routed += 1,
+            Payload::Tagged(_, data) => {
+                sent.control += 1;
+                sent.control_bytes += data.len() as u64;
+            }
+            Payload::Publish { .. } => sent.publish += 1,
+        }
+        self.sent_frames += 1;
+        let frame = Frame {
+            from,
+            to,
+            generation,
+            payload,
+        };
+        self.flight.insert((at, self.sent_frames), frame);
+    }
+
+    fn arrive(&mut self, frame: Frame) {
+        let live = self
+            .links
+            .get(&key(frame.from, frame.to))
+            .is_some_and(|l| l.up && l.generation == frame.generation)
+            && self.nodes[frame.from].up
+            && self.nodes[frame.to].up;
+        if !live {
+            self.sent.entry((frame.from, frame.to)).or_default().lost += 1;
+            return;
+        }
+        let from = self.nodes[frame.from].name.clone();
+        let to = frame.to;
+        match frame.payload {
+            Payload::Tagged(_, data) => {
+                self.nodes[to].core.handle_control(&from, &data);
+                self.pump(to);
+            }
+            Payload::Publish { topic, data } => {
+                let node = &mut self.nodes[to];
+                // Messaging hands a PUBLISH to the queues that match.
+                if node.filters.iter().any(|f| f.matches(&topic)) {
+                    node.got.push(Got {
+                        from: from.as_str().to_owned(),
+                        topic,
+                        data,
+                        routed: false,
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// A link's key: its two ends, lower first.
+fn key(a: usize, b: usize) -> (usize, usize) {
+    (a.min(b), a.max(b))
+}
