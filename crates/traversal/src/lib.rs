@@ -72,13 +72,15 @@
 pub mod config;
 mod core;
 pub mod error;
+mod event;
 pub mod path;
 mod relay;
 mod rendezvous;
 mod traversal;
 pub mod wire;
 
-pub use crate::core::{RendezvousCore, RendezvousEvent, RendezvousStats, Transmit};
+pub use crate::core::RendezvousCore;
+pub use crate::event::{RendezvousEvent, RendezvousStats, Transmit};
 pub use config::RendezvousConfig;
 pub use error::{RendezvousError, TraversalError};
 pub use path::{Path, Transport, TraversalEvent, Via};

@@ -15,8 +15,9 @@ use weft_packeter::{PacketEvent, PacketSender, Packeter, PacketerConfig};
 use weft_stun::{StunServer, StunServerConfig};
 
 use crate::config::RendezvousConfig;
-use crate::core::{RendezvousCore, RendezvousEvent, RendezvousStats, Transmit};
+use crate::core::RendezvousCore;
 use crate::error::TraversalError;
+use crate::event::{RendezvousEvent, RendezvousStats, Transmit};
 
 /// The largest rendezvous packet accepted: a relay chunk and its header
 /// fit with room to spare; anything bigger closes the connection before
