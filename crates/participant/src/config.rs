@@ -46,7 +46,8 @@ pub struct ParticipantConfig {
     /// and [`regexes_refused`](crate::ParticipantStats::regexes_refused).
     pub messaging: MessagingConfig,
     /// Hops a routed message may take (participants it passes through,
-    /// plus one). Default: 8.
+    /// plus one), and the farthest a subscriber's interest travels and a
+    /// publication is routed to it. Default: 8.
     pub max_hops: u8,
     /// Events kept for each [`ParticipantEvents`](crate::ParticipantEvents)
     /// reader; a reader that falls further behind loses the oldest and is

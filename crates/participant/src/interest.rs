@@ -127,6 +127,9 @@ pub(crate) struct Interest {
     /// Whether what we reach may have changed since the last
     /// [`poll_changed`](Self::poll_changed).
     changed: bool,
+    /// Whether we reach any subscriber that is not a neighbour: without
+    /// one, a publication of ours has nothing to route.
+    far: bool,
     stats: InterestStats,
 }
 
@@ -146,6 +149,7 @@ impl Interest {
             seen: RecentIds::new(RECENT_PUBLICATIONS),
             deliveries: VecDeque::new(),
             changed: false,
+            far: false,
             stats: InterestStats::default(),
         }
     }
@@ -387,6 +391,12 @@ impl Interest {
             .map(|(s, _)| s.as_str())
     }
 
+    /// Whether we reach a subscriber that is not a neighbour (only then
+    /// can a publication of ours need routing).
+    pub(crate) fn reaches_far(&self) -> bool {
+        self.far
+    }
+
     /// Subscribers learned from neighbours, counted once per neighbour
     /// (what this participant holds).
     #[cfg(test)]
@@ -429,7 +439,11 @@ impl Interest {
                 }
             }
         }
-        self.changed |= best != self.best;
+        let far = best
+            .iter()
+            .any(|(s, b)| b.hops >= 2 && !self.neighbours.contains_key(s));
+        self.changed |= best != self.best || far != self.far;
+        self.far = far;
         self.best = best;
     }
 

@@ -56,6 +56,9 @@ pub(crate) struct Inner {
     connectors: Mutex<HashMap<ParticipantId, ConnectorId>>,
     /// Our subscribers, for routed publications. Locked only under `core`.
     subscribers: Mutex<Vec<LocalSubscriber>>,
+    /// Whether the core reaches a subscriber that is not a neighbour, as
+    /// of its last input: a publication takes the core's lock only then.
+    reaches_far: AtomicBool,
     /// Told whenever the subscribers the neighbours host change.
     interest: watch::Sender<()>,
     events: broadcast::Sender<ParticipantEvent>,
@@ -205,6 +208,7 @@ impl Participant {
             core: Mutex::new(core),
             connectors: Mutex::new(HashMap::new()),
             subscribers: Mutex::new(Vec::new()),
+            reaches_far: AtomicBool::new(false),
             interest: watch::channel(()).0,
             config,
             events,
@@ -365,6 +369,11 @@ impl Participant {
     /// away. Returns how many participants it is for.
     pub(crate) fn publish(&self, topic: &str, data: &[u8]) -> Result<usize, ParticipantError> {
         let direct = self.inner.messaging.publish(topic, data)?;
+        // In a full mesh every subscriber is a neighbour: publishing then
+        // costs no lock of the core.
+        if !self.inner.reaches_far.load(Ordering::Acquire) {
+            return Ok(direct);
+        }
         let routed = self.inner.drive(|core| core.publish(topic, data));
         Ok(direct + routed)
     }
@@ -502,6 +511,8 @@ impl Inner {
             self.deliver_publication(delivery);
         }
         if core.poll_interest_changed() {
+            let far = core.interest().reaches_far();
+            self.reaches_far.store(far, Ordering::Release);
             self.interest.send_replace(());
         }
     }

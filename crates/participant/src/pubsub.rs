@@ -155,14 +155,14 @@ impl Subscriber {
     /// participant closes). Cancel-safe.
     ///
     /// Publications from neighbours and those routed through other
-    /// participants wait in two queues; each keeps its order, and the
-    /// routed ones are taken first when both have some.
+    /// participants wait in two queues, each in its order; when both hold
+    /// some, either may go first.
     pub async fn recv(&self, timeout: Option<Duration>) -> Result<Publication, ParticipantError> {
         // Both receives are cancel-safe, so the one that loses the race
         // takes nothing.
         let either = async {
+            // Unbiased, so that neither queue starves the other.
             tokio::select! {
-                biased;
                 r = self.routed.recv(None) => r.map_err(|e| match e {
                     RecvError::Timeout(t) => ParticipantError::Timeout(t),
                     _ => ParticipantError::Closed,

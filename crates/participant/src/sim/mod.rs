@@ -27,7 +27,7 @@ use bytes::Bytes;
 use weft_discovery::ParticipantId;
 use weft_messaging::{Identity, TopicFilter};
 
-use crate::control::FilterSpec;
+use crate::control::{Control, Decoded, FilterSpec, decode};
 use crate::core::{ParticipantCore, TransmitKind};
 
 #[cfg(test)]
@@ -79,6 +79,10 @@ pub(crate) struct Node {
     pub(crate) name: Identity,
     /// Whether it is part of the network (partitioned away when not).
     up: bool,
+    /// Whether it plays a participant that predates routed interest: its
+    /// Hello has no features byte, and it could not read an Interest or a
+    /// routed publication.
+    old: bool,
     /// How many times it started, for the epoch of its publications.
     starts: u64,
     /// Its subscribers' filters, as subscribed.
@@ -129,6 +133,9 @@ pub(crate) struct Sent {
     pub(crate) publish: u64,
     /// Frames lost because the stream went down.
     pub(crate) lost: u64,
+    /// Interest messages and routed publications that reached a
+    /// participant playing an old one, which could not have read them.
+    pub(crate) unreadable: u64,
 }
 
 /// The simulated network. See the [module documentation](self).
@@ -166,6 +173,7 @@ impl Sim {
                 core,
                 name,
                 up: true,
+                old: false,
                 starts: 1,
                 filters: Vec::new(),
                 got: Vec::new(),
@@ -249,6 +257,12 @@ impl Sim {
             self.nodes[i].core.add_subscriber(&f);
         }
         self.set_up(i, was_up);
+    }
+
+    /// Makes `i` play a participant that predates routed interest (see
+    /// [`Sent::unreadable`]); before its links come up.
+    pub(crate) fn make_old(&mut self, i: usize) {
+        self.nodes[i].old = true;
     }
 
     /// The neighbours of `i`: a link up and both ends in the network.
@@ -412,6 +426,7 @@ impl Sim {
             total.routed += s.routed;
             total.publish += s.publish;
             total.lost += s.lost;
+            total.unreadable += s.unreadable;
         }
         total
     }
@@ -449,7 +464,14 @@ impl Sim {
         }
     }
 
-    fn send(&mut self, from: usize, to: usize, payload: Payload) {
+    fn send(&mut self, from: usize, to: usize, mut payload: Payload) {
+        if let Payload::Tagged(kind, data) = &payload {
+            let hello = matches!(decode(data), Some(Decoded::Control(Control::Hello { .. })));
+            if self.nodes[from].old && hello {
+                // Without the features byte, as old participants send it.
+                payload = Payload::Tagged(*kind, data.slice(..data.len() - 1));
+            }
+        }
         let link = self.links.get_mut(&key(from, to)).expect("a link");
         let way = usize::from(from > to);
         let at = (self.now + link.delay).max(link.last[way]);
@@ -488,6 +510,18 @@ impl Sim {
         let from = self.nodes[frame.from].name.clone();
         let to = frame.to;
         match frame.payload {
+            Payload::Tagged(_, data) if self.nodes[to].old => {
+                let new = matches!(
+                    decode(&data),
+                    Some(Decoded::Control(Control::Interest(_)) | Decoded::Publication(..))
+                );
+                if new {
+                    self.sent.entry((frame.from, to)).or_default().unreadable += 1;
+                } else {
+                    self.nodes[to].core.handle_control(&from, &data);
+                    self.pump(to);
+                }
+            }
             Payload::Tagged(_, data) => {
                 self.nodes[to].core.handle_control(&from, &data);
                 self.pump(to);

@@ -199,6 +199,35 @@ fn an_unsubscribe_is_withdrawn_along_the_line_and_nothing_more_is_sent() {
 }
 
 #[test]
+fn a_participant_that_predates_routed_interest_is_sent_none_and_still_served() {
+    // a - old - c, and a - b: the old one in the middle gets no Interest
+    // and no routed publication, and its own subscriber is served by
+    // PUBLISH as before.
+    let mut sim = Sim::new(12, 4, 8);
+    let (a, old, c, b) = (0, 1, 2, 3);
+    sim.make_old(old);
+    sim.link(a, old, MS);
+    sim.link(old, c, MS);
+    sim.link(a, b, MS);
+    sim.subscribe(old, news());
+    sim.subscribe(c, news());
+    sim.subscribe(b, news());
+    sim.run_for(Duration::from_secs(1));
+    // a knows only b's subscriber routes interest; c is out of reach.
+    assert_eq!(
+        interest_of(&sim, a),
+        vec![("p3".to_owned(), 1, "p3".to_owned())]
+    );
+    let sent = publish_numbered(&mut sim, a, 0, 10, MS);
+    sim.settle(Duration::from_secs(1));
+    assert_eq!(seqs(&sim, old, a), sent, "by PUBLISH");
+    assert_eq!(seqs(&sim, b, a), sent);
+    assert_eq!(seqs(&sim, c, a), Vec::<u32>::new());
+    assert_eq!(sim.sent_total().unreadable, 0);
+    assert_eq!(sim.sent_total().routed, 0);
+}
+
+#[test]
 fn a_restarted_publisher_is_not_taken_for_its_old_self() {
     let mut sim = line(7, 3, 8, MS);
     sim.subscribe(2, news());
