@@ -266,6 +266,14 @@ mod tests {
         assert_eq!(old, without);
         let short = bytes.slice(..bytes.len() - 1);
         assert_eq!(decode(&short), Some(Decoded::Control(without)));
+        // PROTOCOL.md's example.
+        let empty = Control::Hello {
+            publishers: Vec::new(),
+            subscribers: Vec::new(),
+            routes: Vec::new(),
+            features: FEATURE_INTEREST,
+        };
+        assert_eq!(&encode_control(&empty)[..], b"\0WPC\0\0\0\0\x01");
         let e = Envelope {
             to: "c".into(),
             from: "a".into(),

@@ -50,6 +50,12 @@
 //! 4. Routing through brokers: [`Participant::send_to`] reaches an
 //!    identity with no direct stream through participants that announced
 //!    they reach it, with a hop limit and no loops.
+//! 5. Interest and publications through participants: a subscriber's
+//!    interest travels on past the neighbours, with split horizon and a
+//!    hop limit, so that a publisher reaches subscribers it has no stream
+//!    to; each publication follows the shortest routes to the matching
+//!    subscribers, one copy per subscriber even where the streams form
+//!    cycles, and crosses no stream that leads to none.
 //!
 //! The [`local`] module lets processes of one host attach to a running
 //! participant (the `weft participant` daemon) through a Unix socket
