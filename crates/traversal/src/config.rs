@@ -16,6 +16,13 @@ pub struct RendezvousConfig {
     /// A connection that does not register within this is closed
     /// (`Refused{Timeout}`). Default: 10 s.
     pub register_timeout: Duration,
+    /// Bind identities to certificates, as weft-messaging's
+    /// `MessagingConfig::bind_identity` does: an identity registers only
+    /// on a connection whose verified TLS certificate names it (its DNS
+    /// names, or its common name when it has none); otherwise, and on a
+    /// connection without a verified certificate, `Refused{Unbound}`.
+    /// Default: `false`.
+    pub bind_identity: bool,
     /// Whether a newer registration of an identity replaces an older one
     /// (the older connection gets `Refused{Replaced}` and is closed).
     /// Otherwise the newer one is refused (`Refused{Duplicate}`) and
@@ -59,6 +66,7 @@ impl Default for RendezvousConfig {
             max_registrations: 1024,
             max_unregistered: 256,
             register_timeout: Duration::from_secs(10),
+            bind_identity: false,
             replace_registration: false,
             max_channels: 16,
             max_pending_reaches: 16,

@@ -24,12 +24,14 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use weft_link::ConnectionId;
 use weft_link::throttle::{Throttle, TokenBucket};
 use weft_messaging::Identity;
+use weft_messaging::certificate::CertificateNames;
 
 use crate::config::RendezvousConfig;
 use crate::error::RendezvousError;
@@ -40,6 +42,8 @@ use crate::wire::{ChannelId, CloseReason, Frame, RefuseReason, UnreachableReason
 /// One connection to the rendezvous.
 struct Conn {
     observed: Option<SocketAddr>,
+    /// The names of its verified certificate, if it presented one.
+    certificate: Option<Arc<CertificateNames>>,
     opened: Instant,
     identity: Option<Identity>,
     /// Relay channels it takes part in.
@@ -133,6 +137,20 @@ impl RendezvousCore {
         conn: ConnectionId,
         observed: Option<SocketAddr>,
     ) {
+        self.handle_connected_with(now, conn, observed, None);
+    }
+
+    /// [`handle_connected`](Self::handle_connected) for a connection whose
+    /// peer presented a certificate that the TLS handshake verified, with
+    /// its names: what [`bind_identity`](RendezvousConfig::bind_identity)
+    /// checks.
+    pub fn handle_connected_with(
+        &mut self,
+        now: Instant,
+        conn: ConnectionId,
+        observed: Option<SocketAddr>,
+        certificate: Option<Arc<CertificateNames>>,
+    ) {
         if self.conns.contains_key(&conn) {
             return;
         }
@@ -144,6 +162,7 @@ impl RendezvousCore {
             conn,
             Conn {
                 observed,
+                certificate,
                 opened: now,
                 identity: None,
                 channels: HashSet::new(),
@@ -356,6 +375,19 @@ impl RendezvousCore {
     }
 
     fn register(&mut self, now: Instant, conn: ConnectionId, identity: Identity) {
+        // Before anything else: a connection whose certificate does not
+        // name the identity neither registers nor displaces its holder.
+        if self.config.bind_identity {
+            let binds = self
+                .conns
+                .get(&conn)
+                .and_then(|c| c.certificate.as_ref())
+                .is_some_and(|names| names.binds(identity.as_str()));
+            if !binds {
+                self.stats.refused_unbound += 1;
+                return self.refuse(conn, Some(identity), RefuseReason::Unbound);
+            }
+        }
         if let Some(&old) = self.registry.get(&identity) {
             if !self.config.replace_registration {
                 self.stats.refused_duplicate += 1;

@@ -703,3 +703,63 @@ fn channels_per_registration_are_bounded() {
         )]
     );
 }
+
+#[test]
+fn with_bind_identity_only_a_certificate_naming_the_identity_registers() {
+    use std::sync::Arc;
+    use weft_messaging::certificate::CertificateNames;
+
+    let config = RendezvousConfig {
+        bind_identity: true,
+        ..RendezvousConfig::default()
+    };
+    let mut h = Harness::new(config);
+    let names = |name: &str| {
+        let mut n = CertificateNames::default();
+        n.dns_names.push(name.to_owned());
+        Some(Arc::new(n))
+    };
+    h.core.handle_connected_with(h.t0, A, None, names("alice"));
+    h.core
+        .handle_connected_with(h.t0, B, None, names("mallory"));
+    h.core.handle_connected(h.t0, C, None); // no certificate
+    h.send(
+        0,
+        A,
+        Frame::Register {
+            identity: id("alice"),
+        },
+    )
+    .unwrap();
+    h.send(
+        0,
+        B,
+        Frame::Register {
+            identity: id("alice"),
+        },
+    )
+    .unwrap();
+    h.send(
+        0,
+        C,
+        Frame::Register {
+            identity: id("bob"),
+        },
+    )
+    .unwrap();
+    let unbound = Frame::Refused {
+        reason: RefuseReason::Unbound,
+    };
+    assert_eq!(
+        h.out(),
+        vec![
+            frame(A, Frame::Registered { observed: None }),
+            frame(B, unbound.clone()),
+            Transmit::Close { conn: B },
+            frame(C, unbound),
+            Transmit::Close { conn: C },
+        ]
+    );
+    assert_eq!(h.core.registration(&id("alice")), Some(A));
+    assert_eq!(h.core.stats().refused_unbound, 2);
+}

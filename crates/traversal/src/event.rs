@@ -91,6 +91,9 @@ pub struct RendezvousStats {
     pub refused_duplicate: u64,
     /// Registrations refused because the table was full.
     pub refused_full: u64,
+    /// Registrations refused because the connection's certificate does not
+    /// name the identity (with `bind_identity`).
+    pub refused_unbound: u64,
     /// Registrations replaced by a newer one.
     pub replaced: u64,
     /// Connections closed for not registering in time.

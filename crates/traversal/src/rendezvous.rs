@@ -11,6 +11,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use weft_link::{Address, ConnectionId, LinkConfig, ListenOptions};
 use weft_messaging::Identity;
+use weft_messaging::certificate::CertificateNames;
 use weft_packeter::{PacketEvent, PacketSender, Packeter, PacketerConfig};
 use weft_stun::{StunServer, StunServerConfig};
 
@@ -256,6 +257,18 @@ impl Rendezvous {
     }
 }
 
+/// The names of the certificate a connection's peer presented (the TLS
+/// handshake verified it), read here so the core gets plain data. A
+/// certificate whose names cannot be read binds nothing.
+fn certificate_names(sender: &PacketSender) -> Option<Arc<CertificateNames>> {
+    let leaf = sender.info().peer_certificates.as_ref()?.first()?;
+    let names = CertificateNames::from_der(leaf).unwrap_or_else(|error| {
+        tracing::debug!(conn = %sender.id(), %error, "unreadable peer certificate");
+        CertificateNames::default()
+    });
+    Some(Arc::new(names))
+}
+
 /// The task's state.
 struct Run {
     core: RendezvousCore,
@@ -306,9 +319,10 @@ impl Run {
         match event {
             PacketEvent::Connected(sender) => {
                 let observed = sender.info().peer.as_ref().and_then(Address::socket_addr);
+                let names = certificate_names(&sender);
                 let id = sender.id();
                 self.senders.insert(id, sender);
-                self.core.handle_connected(now(), id, observed);
+                self.core.handle_connected_with(now(), id, observed, names);
             }
             PacketEvent::Packet { connection, data } => {
                 // The core closes the connection; the error is logged there.
