@@ -46,6 +46,9 @@
 //!   "remote":"ip:port"}` (`remote`: where the packets go; for the relay,
 //!   the rendezvous). Messaging runs over the path as over any connection,
 //!   so `connect`, `disconnect` and `message` events are as without it.
+//!   A rendezvous run with `--bind-identity` registers this identity only
+//!   when `--cert` names it. A relay path carries no certificate of the
+//!   peer yet, so with `--bind-identity` here relay paths are `rejected`.
 //! - On stdin EOF it waits until its queues are delivered, at most
 //!   `--linger` seconds. It exits 0 when everything it accepted was
 //!   delivered (or, with `--persistent` and `--store`, stored for the

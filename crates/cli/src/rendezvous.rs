@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! weft rendezvous --listen URL... [--alt-ip IP] [--relay-rate BYTES_PER_S]
-//!                 [--cert FILE --key FILE]
+//!                 [--cert FILE --key FILE] [--ca FILE] [--bind-identity]
 //! ```
 //!
 //! - First line on stdout:
@@ -16,14 +16,19 @@
 //!   (`channel`, `between`, `reason`, `bytes`) when it ends.
 //! - Runs until killed (or interrupted).
 //!
-//! `--cert FILE --key FILE` serve `tls://` and `quic://` listen URLs.
+//! `--cert FILE --key FILE` serve `tls://` and `quic://` listen URLs
+//! (certificates from `weft cert`). `--ca FILE` requires peers to present
+//! certificates it verifies, and `--bind-identity` registers an identity
+//! only on a connection whose certificate names it (its DNS names, or its
+//! CN when it has none), as `weft peer --bind-identity` does; others get
+//! `refused` with reason `unbound`.
 
 use std::net::IpAddr;
 use std::path::PathBuf;
 
 use clap::Args;
 use serde_json::json;
-use weft_link::tls::{ClientAuth, TlsIdentity, TlsServerConfig};
+use weft_link::tls::{ClientAuth, TlsIdentity, TlsServerConfig, TrustAnchors};
 use weft_link::{Address, ListenOptions};
 use weft_traversal::{Rendezvous, RendezvousEvent, RendezvousOptions};
 
@@ -48,6 +53,14 @@ pub(crate) struct RendezvousArgs {
     /// PEM private key of --cert.
     #[arg(long, value_name = "FILE", requires = "cert")]
     key: Option<PathBuf>,
+    /// PEM roots that verify peers' certificates; TLS listeners then
+    /// require one (needs --cert).
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    ca: Option<PathBuf>,
+    /// Register an identity only on a connection whose verified
+    /// certificate names it (needs --ca).
+    #[arg(long, requires = "ca")]
+    bind_identity: bool,
 }
 
 fn print(line: serde_json::Value) {
@@ -58,12 +71,19 @@ fn print(line: serde_json::Value) {
 }
 
 pub(crate) async fn run(args: RendezvousArgs) -> Result<(), Failure> {
+    let auth = match &args.ca {
+        Some(ca) => ClientAuth::Required(
+            TrustAnchors::from_pem_file(ca)
+                .map_err(|e| Failure::Usage(format!("--ca {}: {e}", ca.display())))?,
+        ),
+        None => ClientAuth::None,
+    };
     let tls = match (&args.cert, &args.key) {
         (Some(cert), Some(key)) => {
             let id = TlsIdentity::from_pem_files(cert, key)
                 .map_err(|e| Failure::Usage(format!("--cert {}: {e}", cert.display())))?;
             Some(
-                TlsServerConfig::new(id, ClientAuth::None)
+                TlsServerConfig::new(id, auth)
                     .map_err(|e| Failure::Usage(format!("--cert: {e}")))?,
             )
         }
@@ -81,6 +101,7 @@ pub(crate) async fn run(args: RendezvousArgs) -> Result<(), Failure> {
         options.listen.push((address, listen));
     }
     options.alternate_ip = args.alt_ip;
+    options.config.bind_identity = args.bind_identity;
     if let Some(rate) = args.relay_rate {
         if rate == 0 {
             return Err(Failure::Usage("--relay-rate: must be above 0".into()));

@@ -109,3 +109,77 @@ fn two_peers_behind_nothing_but_a_rendezvous_exchange_lines() {
     assert_eq!(end["channel"], relay["channel"]);
     assert!(end["bytes"].as_u64().unwrap() > 0);
 }
+
+/// Over tls:// with certificates from `weft cert`: the rendezvous
+/// registers an identity only for a certificate that names it, and the
+/// relay works between two certified peers.
+#[test]
+fn with_bind_identity_the_rendezvous_registers_only_certified_identities() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let weft = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_weft"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "weft {args:?}: {out:?}");
+    };
+    weft(&["cert", "ca", d]);
+    for name in ["rv", "alice", "bob", "mallory"] {
+        weft(&["cert", "issue", d, name]);
+    }
+    let file = |f: &str| dir.path().join(f).to_str().unwrap().to_owned();
+    let (ca, rv_cert, rv_key) = (file("ca.pem"), file("rv.pem"), file("rv-key.pem"));
+    let rv = Weft::start(&[
+        "rendezvous",
+        "--listen",
+        "tls://127.0.0.1:0",
+        "--cert",
+        &rv_cert,
+        "--key",
+        &rv_key,
+        "--ca",
+        &ca,
+        "--bind-identity",
+    ]);
+    let url = rv.next()["listen"][0].as_str().unwrap().to_owned();
+    assert!(url.starts_with("tls://"), "{url}");
+    let peer = |ident: &str, cert: &str| {
+        let (c, k) = (
+            file(&format!("{cert}.pem")),
+            file(&format!("{cert}-key.pem")),
+        );
+        Weft::start(&[
+            "peer",
+            "--ident",
+            ident,
+            "--cert",
+            &c,
+            "--key",
+            &k,
+            "--ca",
+            &ca,
+            "--server-name",
+            "rv",
+            "--rendezvous",
+            &url,
+        ])
+    };
+
+    // mallory's certificate is good, but does not name bob.
+    let _mallory = peer("bob", "mallory");
+    let refused = rv.expect("refused");
+    assert_eq!(refused["ident"], "bob");
+    assert_eq!(refused["reason"], "unbound");
+
+    let mut alice = peer("alice", "alice");
+    assert_eq!(rv.expect("register")["ident"], "alice");
+    let bob = peer("bob", "bob");
+    let register = rv.expect("register");
+    assert_eq!(register["ident"], "bob");
+    alice.send("bob", "certified");
+    let got = bob.expect("message");
+    assert_eq!(got["from"], "alice");
+    assert_eq!(got["data"], "certified");
+    assert_eq!(alice.expect("path")["transport"], "tcp");
+}
