@@ -610,4 +610,29 @@ mod tests {
         assert_eq!(got.len(), 2);
         assert_eq!(c.stats().duplicates, 1);
     }
+
+    #[test]
+    fn the_window_of_recent_names_is_bounded() {
+        let mut c = interest("c");
+        c.neighbour_up("b");
+        let copy = |seq| PublicationHeader {
+            origin: "a".into(),
+            epoch: 5,
+            seq,
+            topic: "news".into(),
+            hops_left: 0,
+            targets: vec!["c".into()],
+        };
+        let n = RECENT_PUBLICATIONS as u64;
+        for seq in 0..=n {
+            c.handle_publication("b", copy(seq), b"x", |_| true);
+        }
+        // The newest are remembered; the oldest fell out of the window,
+        // which holds no more than its capacity.
+        c.handle_publication("b", copy(n), b"x", |_| true);
+        assert_eq!(c.stats().duplicates, 1);
+        c.handle_publication("b", copy(0), b"x", |_| true);
+        assert_eq!(c.stats().duplicates, 1);
+        assert_eq!(c.stats().delivered, n + 2);
+    }
 }
