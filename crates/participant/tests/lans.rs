@@ -1,0 +1,421 @@
+//! Root only: two networks joined by a participant with an interface on
+//! each; publications cross it.
+//!
+//! The test builds its own networks, entirely inside namespaces it creates
+//! and deletes (nothing is added to the host's namespace):
+//!
+//! ```text
+//!   weft-pl-<pid>-1          weft-pl-<pid>-2                     weft-pl-<pid>-3
+//!   eth0 10.212.1.1/24       eth0 10.212.1.2/24  eth1 10.212.2.2/24  eth0 10.212.2.3/24
+//!        |                        |                   |                   |
+//!        a1 --- br0 (LAN 1) ---- a2                  b2 --- br0 (LAN 2) -- b3
+//!          in weft-pl-<pid>-lan1                       in weft-pl-<pid>-lan2
+//! ```
+//!
+//! Each host runs this test binary again inside its namespace (`ip netns
+//! exec`) with `ParticipantConfig::default()`: h1 publishes numbered
+//! lines, h3 subscribes, h2 only joins the two networks. h1 and h3 never
+//! hear each other's beacons, so every publication reaches h3 through h2.
+//! Every line h1 sends once h3's interest reached it arrives, once and in
+//! order, within 3 s of the first; with h2 killed they stop, and they come
+//! back once h2 runs again.
+
+#![cfg(target_os = "linux")]
+
+use std::ffi::OsStr;
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Set in the environment of the processes run inside the namespaces: the
+/// role (`pub`, `sub` or `join`).
+const ROLE: &str = "WEFT_PL_NETNS_ROLE";
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long an inner process lives at most.
+const INNER_LIFETIME: Duration = Duration::from_secs(60);
+
+fn skip(why: &str) {
+    eprintln!("!!!!! SKIPPED (needs root): {why} !!!!!");
+}
+
+fn unix_ms() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+}
+
+/// Runs a command to completion, killing it after `timeout`.
+fn run<I, S>(program: &str, args: I, timeout: Duration) -> Result<String, String>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let mut cmd = Command::new(program);
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let shown = format!("{cmd:?}");
+    let mut child = cmd.spawn().map_err(|e| format!("{shown}: {e}"))?;
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = out.read_to_string(&mut text);
+        let _ = err.read_to_string(&mut text);
+        text
+    });
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(s)) => break s,
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            Ok(None) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("{shown} still running after {timeout:?}; killed"));
+            }
+            Err(e) => return Err(format!("{shown}: {e}")),
+        }
+    };
+    let output = reader.join().unwrap_or_default();
+    if status.success() {
+        Ok(output)
+    } else {
+        Err(format!("{shown} failed ({status}):\n{output}"))
+    }
+}
+
+fn ip(args: &str) -> Result<String, String> {
+    run("ip", args.split_whitespace(), COMMAND_TIMEOUT)
+}
+
+/// The namespaces; dropping deletes them and everything in them.
+struct Namespaces {
+    lans: [String; 2],
+    hosts: [String; 3],
+    created: Vec<String>,
+}
+
+impl Namespaces {
+    fn create() -> Result<Namespaces, String> {
+        let base = format!("weft-pl-{}", std::process::id());
+        let mut ns = Namespaces {
+            lans: [format!("{base}-lan1"), format!("{base}-lan2")],
+            hosts: [1, 2, 3].map(|i| format!("{base}-{i}")),
+            created: Vec::new(),
+        };
+        let all: Vec<String> = ns.lans.iter().chain(&ns.hosts).cloned().collect();
+        // Leftovers of an earlier run with the same pid.
+        for name in &all {
+            let _ = ip(&format!("netns delete {name}"));
+        }
+        for name in all {
+            ip(&format!("netns add {name}"))?;
+            ns.created.push(name);
+        }
+        Ok(ns)
+    }
+
+    /// Host `host`'s interface `dev` on LAN `lan` (0 or 1), as `port` on
+    /// that LAN's bridge, with address `addr`.
+    fn attach(
+        &self,
+        host: usize,
+        dev: &str,
+        lan: usize,
+        port: &str,
+        addr: &str,
+    ) -> Result<(), String> {
+        let (h, br) = (&self.hosts[host], &self.lans[lan]);
+        for cmd in [
+            format!("-n {h} link add {dev} type veth peer name {port} netns {br}"),
+            format!("-n {br} link set {port} master br0"),
+            format!("-n {br} link set {port} up"),
+            format!("-n {h} addr add {addr}/24 brd + dev {dev}"),
+            format!("-n {h} link set {dev} up"),
+        ] {
+            ip(&cmd)?;
+        }
+        Ok(())
+    }
+
+    fn build_networks(&self) -> Result<(), String> {
+        for br in &self.lans {
+            ip(&format!("-n {br} link set lo up"))?;
+            ip(&format!("-n {br} link add br0 type bridge"))?;
+            ip(&format!("-n {br} link set br0 up"))?;
+        }
+        for h in &self.hosts {
+            ip(&format!("-n {h} link set lo up"))?;
+        }
+        self.attach(0, "eth0", 0, "a1", "10.212.1.1")?;
+        self.attach(1, "eth0", 0, "a2", "10.212.1.2")?;
+        self.attach(1, "eth1", 1, "b2", "10.212.2.2")?;
+        self.attach(2, "eth0", 1, "b3", "10.212.2.3")?;
+        Ok(())
+    }
+}
+
+impl Drop for Namespaces {
+    fn drop(&mut self) {
+        for name in &self.created {
+            let _ = ip(&format!("netns delete {name}"));
+        }
+    }
+}
+
+/// A process of this test binary inside a namespace; killed on drop. Its
+/// stdout lines with `WEFT ` arrive on `lines` (from there on).
+struct Inner {
+    child: Child,
+    pid: Option<i32>,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Inner {
+    fn start(ns: &str, role: &str) -> Inner {
+        let exe = std::env::current_exe().unwrap();
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", ns])
+            .arg(exe)
+            .args([
+                "--exact",
+                "inner_participant",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(ROLE, role)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("ip netns exec starts");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                // libtest's `test inner_participant ... ` may precede ours.
+                if let Some(at) = line.find("WEFT ") {
+                    if tx.send(line[at + 5..].to_owned()).is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+        let mut inner = Inner {
+            child,
+            pid: None,
+            lines,
+        };
+        let ready = inner.expect("READY", Duration::from_secs(20));
+        inner.pid = ready[1].parse().ok();
+        inner
+    }
+
+    /// The next line starting with `word`, split in words; the panic on
+    /// timeout shows the lines skipped meanwhile.
+    fn expect(&self, word: &str, within: Duration) -> Vec<String> {
+        let deadline = Instant::now() + within;
+        let mut skipped = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let Ok(line) = self.lines.recv_timeout(left) else {
+                panic!("no `{word}` line within {within:?}; skipped: {skipped:#?}");
+            };
+            let words: Vec<String> = line.split_whitespace().map(str::to_owned).collect();
+            if words.first().map(String::as_str) == Some(word) {
+                return words;
+            }
+            skipped.push(line);
+        }
+    }
+
+    /// Kills it at once, as a crash would (no goodbye).
+    fn kill(&mut self) {
+        if let Some(pid) = self.pid.take() {
+            // `ip netns exec` may run the command as its child: kill the
+            // process that said READY, which this test started.
+            // SAFETY: kill has no memory preconditions; the pid is our
+            // descendant's, still running (it has not been waited for).
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A `GOT n ms` line: the number received and when.
+fn got(words: &[String]) -> (u64, u128) {
+    (words[1].parse().unwrap(), words[2].parse().unwrap())
+}
+
+#[test]
+fn a_participant_on_two_networks_carries_publications_across() {
+    if std::env::var_os(ROLE).is_some() {
+        return;
+    }
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        skip("not root, cannot create network namespaces");
+        return;
+    }
+    let ns = match Namespaces::create() {
+        Ok(ns) => ns,
+        Err(e) => {
+            skip(&format!("`ip netns add` failed: {e}"));
+            return;
+        }
+    };
+    if let Err(e) = ns.build_networks() {
+        skip(&format!("building the two networks failed: {e}"));
+        return;
+    }
+    {
+        let mut joiner = Inner::start(&ns.hosts[1], "join");
+        let sub = Inner::start(&ns.hosts[2], "sub");
+        let publisher = Inner::start(&ns.hosts[0], "pub");
+
+        // The first line sent to anyone, and every line after it, in
+        // order, once each, the first within 3 s.
+        let first = publisher.expect("FIRST", Duration::from_secs(20));
+        let (first_n, first_at): (u64, u128) =
+            (first[1].parse().unwrap(), first[2].parse().unwrap());
+        let (n, at) = got(&sub.expect("GOT", Duration::from_secs(5)));
+        assert_eq!(n, first_n, "the first line sent is the first received");
+        let took = at.saturating_sub(first_at);
+        eprintln!("the first line crossed in {took} ms");
+        assert!(took <= 3000, "the first line crossed in {took} ms");
+        let mut last = n;
+        for _ in 0..50 {
+            let (n, _) = got(&sub.expect("GOT", Duration::from_secs(3)));
+            assert_eq!(n, last + 1, "once each, in order");
+            last = n;
+        }
+
+        // h2 killed: the lines stop reaching h3.
+        joiner.kill();
+        let killed_at = unix_ms();
+        let mut stopped = false;
+        while !stopped {
+            match sub.lines.recv_timeout(Duration::from_secs(2)) {
+                Ok(line) if line.starts_with("GOT") => {
+                    let words: Vec<String> = line.split_whitespace().map(str::to_owned).collect();
+                    let (n, at) = got(&words);
+                    assert!(n > last, "no line twice, none out of order");
+                    assert!(at < killed_at + 2000, "lines still crossing without h2");
+                    last = n;
+                }
+                Ok(_) => {}
+                Err(_) => stopped = true,
+            }
+        }
+
+        // h2 back: the lines resume within the lease, in order.
+        let back_at = unix_ms();
+        let _joiner = Inner::start(&ns.hosts[1], "join");
+        let (n, at) = got(&sub.expect("GOT", Duration::from_secs(20)));
+        assert!(n > last, "after the outage, new lines only");
+        let took = at.saturating_sub(back_at);
+        eprintln!("the lines resumed {took} ms after h2 came back");
+        let lease = weft_participant::DiscoveryConfig::default()
+            .lease
+            .as_millis();
+        assert!(
+            took <= lease,
+            "resumed after {took} ms; the lease is {lease} ms"
+        );
+        let mut last = n;
+        for _ in 0..20 {
+            let (n, _) = got(&sub.expect("GOT", Duration::from_secs(3)));
+            assert_eq!(n, last + 1, "once each, in order");
+            last = n;
+        }
+        drop(publisher);
+    }
+    drop(ns);
+}
+
+/// One host's part, run by `a_participant_on_two_networks_carries_publications_across`
+/// inside its namespace; on its own it does nothing.
+#[test]
+#[ignore = "runs only inside the namespaces of a_participant_on_two_networks_carries_publications_across"]
+fn inner_participant() {
+    let Some(role) = std::env::var_os(ROLE) else {
+        eprintln!("inner_participant does nothing outside its namespace");
+        return;
+    };
+    // Die with whoever started us (`ip netns exec` may fork), so that no
+    // participant outlives the test.
+    // SAFETY: prctl(PR_SET_PDEATHSIG) only sets a flag of this process.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+    // The default configuration beacons on every interface: make sure
+    // this is one of the test's namespaces.
+    let names: Vec<String> = std::fs::read_dir("/sys/class/net")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .collect();
+    assert!(
+        names
+            .iter()
+            .all(|n| ["eth0", "eth1", "lo"].contains(&n.as_str())),
+        "not inside a test namespace: {names:?}"
+    );
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        use weft_participant::{Participant, ParticipantConfig, TopicFilter};
+        let say = |line: String| {
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "WEFT {line}");
+            let _ = out.flush();
+        };
+        let p = Participant::start(ParticipantConfig::default())
+            .await
+            .unwrap();
+        say(format!("READY {} {}", std::process::id(), p.identity()));
+        let end = tokio::time::Instant::now() + INNER_LIFETIME;
+        match role.to_str() {
+            Some("sub") => {
+                let sub = p.subscriber(TopicFilter::Prefix("lans.".into()));
+                while tokio::time::Instant::now() < end {
+                    if let Ok(m) = sub.recv(Some(Duration::from_millis(500))).await {
+                        let n = u64::from_be_bytes(m.data[..8].try_into().unwrap());
+                        say(format!("GOT {n} {} {}", unix_ms(), m.from));
+                    }
+                }
+            }
+            Some("pub") => {
+                let publisher = p.publisher("lans.test").unwrap();
+                let mut tick = tokio::time::interval(Duration::from_millis(20));
+                let mut told = false;
+                for n in 0u64.. {
+                    if tokio::time::Instant::now() >= end {
+                        break;
+                    }
+                    tick.tick().await;
+                    let sent = publisher.publish(n.to_be_bytes()).unwrap_or(0);
+                    if sent > 0 && !told {
+                        say(format!("FIRST {n} {}", unix_ms()));
+                        told = true;
+                    }
+                }
+            }
+            _ => tokio::time::sleep_until(end).await,
+        }
+    });
+}
