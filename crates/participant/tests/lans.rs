@@ -1,5 +1,5 @@
-//! Root only: two networks joined by a participant with an interface on
-//! each; publications cross it.
+//! Root only: networks joined by participants with an interface on each;
+//! publications cross them.
 //!
 //! The test builds its own networks, entirely inside namespaces it creates
 //! and deletes (nothing is added to the host's namespace):
@@ -19,6 +19,10 @@
 //! Every line h1 sends once h3's interest reached it arrives, once and in
 //! order, within 3 s of the first; with h2 killed they stop, and they come
 //! back once h2 runs again.
+//!
+//! The second test adds two more networks, LAN 3 (h1 and h4) and LAN 4
+//! (h4 and h3), so that h1 reaches h3 both through h2 and through h4: a
+//! cycle, where every line still arrives once, also while h2 dies.
 
 #![cfg(target_os = "linux")]
 
@@ -94,17 +98,42 @@ fn ip(args: &str) -> Result<String, String> {
 
 /// The namespaces; dropping deletes them and everything in them.
 struct Namespaces {
-    lans: [String; 2],
-    hosts: [String; 3],
+    lans: Vec<String>,
+    hosts: Vec<String>,
     created: Vec<String>,
 }
 
+/// An interface of a host on a LAN: (host, its name there, LAN, the
+/// bridge's port, the host's address), hosts and LANs counted from 0.
+type Attachment = (usize, &'static str, usize, &'static str, &'static str);
+
+/// The line: h1 and h2 on LAN 1, h2 and h3 on LAN 2.
+const LINE: &[Attachment] = &[
+    (0, "eth0", 0, "a1", "10.212.1.1"),
+    (1, "eth0", 0, "a2", "10.212.1.2"),
+    (1, "eth1", 1, "b2", "10.212.2.2"),
+    (2, "eth0", 1, "b3", "10.212.2.3"),
+];
+
+/// The line, and h1 and h4 on LAN 3, h4 and h3 on LAN 4.
+const SQUARE: &[Attachment] = &[
+    (0, "eth0", 0, "a1", "10.213.1.1"),
+    (1, "eth0", 0, "a2", "10.213.1.2"),
+    (1, "eth1", 1, "b2", "10.213.2.2"),
+    (2, "eth0", 1, "b3", "10.213.2.3"),
+    (0, "eth1", 2, "c1", "10.213.3.1"),
+    (3, "eth0", 2, "c4", "10.213.3.4"),
+    (3, "eth1", 3, "d4", "10.213.4.4"),
+    (2, "eth1", 3, "d3", "10.213.4.3"),
+];
+
 impl Namespaces {
-    fn create() -> Result<Namespaces, String> {
-        let base = format!("weft-pl-{}", std::process::id());
+    /// `lans` bridges and `hosts` hosts, named after `tag`.
+    fn create(tag: &str, lans: usize, hosts: usize) -> Result<Namespaces, String> {
+        let base = format!("weft-pl-{}-{tag}", std::process::id());
         let mut ns = Namespaces {
-            lans: [format!("{base}-lan1"), format!("{base}-lan2")],
-            hosts: [1, 2, 3].map(|i| format!("{base}-{i}")),
+            lans: (1..=lans).map(|i| format!("{base}-lan{i}")).collect(),
+            hosts: (1..=hosts).map(|i| format!("{base}-{i}")).collect(),
             created: Vec::new(),
         };
         let all: Vec<String> = ns.lans.iter().chain(&ns.hosts).cloned().collect();
@@ -142,7 +171,7 @@ impl Namespaces {
         Ok(())
     }
 
-    fn build_networks(&self) -> Result<(), String> {
+    fn build_networks(&self, attachments: &[Attachment]) -> Result<(), String> {
         for br in &self.lans {
             ip(&format!("-n {br} link set lo up"))?;
             ip(&format!("-n {br} link add br0 type bridge"))?;
@@ -151,10 +180,9 @@ impl Namespaces {
         for h in &self.hosts {
             ip(&format!("-n {h} link set lo up"))?;
         }
-        self.attach(0, "eth0", 0, "a1", "10.212.1.1")?;
-        self.attach(1, "eth0", 0, "a2", "10.212.1.2")?;
-        self.attach(1, "eth1", 1, "b2", "10.212.2.2")?;
-        self.attach(2, "eth0", 1, "b3", "10.212.2.3")?;
+        for &(host, dev, lan, port, addr) in attachments {
+            self.attach(host, dev, lan, port, addr)?;
+        }
         Ok(())
     }
 }
@@ -260,27 +288,58 @@ fn got(words: &[String]) -> (u64, u128) {
     (words[1].parse().unwrap(), words[2].parse().unwrap())
 }
 
-#[test]
-fn a_participant_on_two_networks_carries_publications_across() {
+/// The namespaces of `attachments` built, or `None` (said loudly) when
+/// this is not root or they cannot be made.
+fn networks(tag: &str, attachments: &[Attachment]) -> Option<Namespaces> {
     if std::env::var_os(ROLE).is_some() {
-        return;
+        return None;
     }
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         skip("not root, cannot create network namespaces");
-        return;
+        return None;
     }
-    let ns = match Namespaces::create() {
+    let lans = attachments.iter().map(|a| a.2).max()? + 1;
+    let hosts = attachments.iter().map(|a| a.0).max()? + 1;
+    let ns = match Namespaces::create(tag, lans, hosts) {
         Ok(ns) => ns,
         Err(e) => {
             skip(&format!("`ip netns add` failed: {e}"));
-            return;
+            return None;
         }
     };
-    if let Err(e) = ns.build_networks() {
-        skip(&format!("building the two networks failed: {e}"));
-        return;
+    if let Err(e) = ns.build_networks(attachments) {
+        skip(&format!("building the networks failed: {e}"));
+        return None;
     }
+    Some(ns)
+}
+
+/// Waits for the publisher's first line sent to anyone and checks that the
+/// subscriber gets it within 3 s, then `more` lines after it, each once
+/// and in order; returns the last.
+fn first_lines(publisher: &Inner, sub: &Inner, more: usize) -> u64 {
+    let first = publisher.expect("FIRST", Duration::from_secs(20));
+    let (first_n, first_at): (u64, u128) = (first[1].parse().unwrap(), first[2].parse().unwrap());
+    let (n, at) = got(&sub.expect("GOT", Duration::from_secs(5)));
+    assert_eq!(n, first_n, "the first line sent is the first received");
+    let took = at.saturating_sub(first_at);
+    eprintln!("the first line crossed in {took} ms");
+    assert!(took <= 3000, "the first line crossed in {took} ms");
+    let mut last = n;
+    for _ in 0..more {
+        let (n, _) = got(&sub.expect("GOT", Duration::from_secs(3)));
+        assert_eq!(n, last + 1, "once each, in order");
+        last = n;
+    }
+    last
+}
+
+#[test]
+fn a_participant_on_two_networks_carries_publications_across() {
+    let Some(ns) = networks("line", LINE) else {
+        return;
+    };
     {
         let mut joiner = Inner::start(&ns.hosts[1], "join");
         let sub = Inner::start(&ns.hosts[2], "sub");
@@ -288,20 +347,7 @@ fn a_participant_on_two_networks_carries_publications_across() {
 
         // The first line sent to anyone, and every line after it, in
         // order, once each, the first within 3 s.
-        let first = publisher.expect("FIRST", Duration::from_secs(20));
-        let (first_n, first_at): (u64, u128) =
-            (first[1].parse().unwrap(), first[2].parse().unwrap());
-        let (n, at) = got(&sub.expect("GOT", Duration::from_secs(5)));
-        assert_eq!(n, first_n, "the first line sent is the first received");
-        let took = at.saturating_sub(first_at);
-        eprintln!("the first line crossed in {took} ms");
-        assert!(took <= 3000, "the first line crossed in {took} ms");
-        let mut last = n;
-        for _ in 0..50 {
-            let (n, _) = got(&sub.expect("GOT", Duration::from_secs(3)));
-            assert_eq!(n, last + 1, "once each, in order");
-            last = n;
-        }
+        let mut last = first_lines(&publisher, &sub, 50);
 
         // h2 killed: the lines stop reaching h3.
         joiner.kill();
@@ -346,10 +392,40 @@ fn a_participant_on_two_networks_carries_publications_across() {
     drop(ns);
 }
 
-/// One host's part, run by `a_participant_on_two_networks_carries_publications_across`
-/// inside its namespace; on its own it does nothing.
 #[test]
-#[ignore = "runs only inside the namespaces of a_participant_on_two_networks_carries_publications_across"]
+fn around_a_cycle_of_networks_every_line_arrives_once() {
+    let Some(ns) = networks("square", SQUARE) else {
+        return;
+    };
+    {
+        let mut second = Inner::start(&ns.hosts[1], "join");
+        let _fourth = Inner::start(&ns.hosts[3], "join");
+        let sub = Inner::start(&ns.hosts[2], "sub");
+        let publisher = Inner::start(&ns.hosts[0], "pub");
+        let mut last = first_lines(&publisher, &sub, 50);
+
+        // h2 dies: whichever way the lines went, they go on through h4,
+        // never twice, never out of order.
+        second.kill();
+        let killed_at = unix_ms();
+        let mut after = 0;
+        while after < 50 {
+            let (n, at) = got(&sub.expect("GOT", Duration::from_secs(10)));
+            assert!(n > last, "line {n} after {last}: once each, in order");
+            last = n;
+            if at > killed_at {
+                after += 1;
+            }
+        }
+        drop(publisher);
+    }
+    drop(ns);
+}
+
+/// One host's part, run by the tests above inside its namespace; on its
+/// own it does nothing.
+#[test]
+#[ignore = "runs only inside the namespaces of the tests above"]
 fn inner_participant() {
     let Some(role) = std::env::var_os(ROLE) else {
         eprintln!("inner_participant does nothing outside its namespace");
