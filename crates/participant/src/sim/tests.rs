@@ -304,6 +304,10 @@ fn a_tree_of_127_converges_delivers_once_everywhere_and_keeps_its_tables_bounded
     }
     let took = sim.settle(Duration::from_secs(30));
     assert!(took < Duration::from_secs(30), "converged in {took:?}");
+    // Once converged, the streams are quiet: nothing is told again.
+    let converged = sim.sent_total();
+    sim.run_for(Duration::from_secs(60));
+    assert_eq!(sim.sent_total(), converged, "no idle control traffic");
     for i in 0..n {
         let interest = sim.nodes[i].core.interest();
         // At most every subscriber once, however many neighbours told.
