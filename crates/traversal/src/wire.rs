@@ -887,4 +887,107 @@ mod tests {
             }
         }
     }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        fn identity() -> impl Strategy<Value = Identity> {
+            "[a-zA-Z0-9_.-]{1,50}".prop_map(|s| Identity::new(s).unwrap())
+        }
+
+        fn addr() -> impl Strategy<Value = SocketAddr> {
+            prop_oneof![
+                (any::<[u8; 4]>(), any::<u16>()).prop_map(|(ip, port)| (ip, port).into()),
+                (any::<[u8; 16]>(), any::<u16>()).prop_map(|(ip, port)| (ip, port).into()),
+            ]
+        }
+
+        fn candidate() -> impl Strategy<Value = Candidate> {
+            (any::<u8>(), any::<u8>(), addr()).prop_map(|(t, k, addr)| Candidate {
+                transport: CandidateTransport::from_code(t),
+                kind: CandidateKind::from_code(k),
+                addr,
+            })
+        }
+
+        fn frame() -> impl Strategy<Value = Frame> {
+            prop_oneof![
+                identity().prop_map(|identity| Frame::Register { identity }),
+                proptest::option::of(addr()).prop_map(|observed| Frame::Registered { observed }),
+                any::<u8>().prop_map(|c| Frame::Refused {
+                    reason: RefuseReason::from_code(c)
+                }),
+                identity().prop_map(|peer| Frame::Reach { peer }),
+                (identity(), any::<u8>()).prop_map(|(peer, c)| Frame::Unreachable {
+                    peer,
+                    reason: UnreachableReason::from_code(c)
+                }),
+                (
+                    identity(),
+                    proptest::collection::vec(candidate(), 0..=MAX_CANDIDATES)
+                )
+                    .prop_map(|(peer, addrs)| Frame::Candidates { peer, addrs }),
+                (identity(), any::<u32>(), any::<u8>(), any::<u16>()).prop_map(
+                    |(peer, attempt, strategy, delay_ms)| Frame::Start {
+                        peer,
+                        attempt,
+                        strategy,
+                        delay_ms
+                    }
+                ),
+                (any::<u32>(), identity(), any::<u32>()).prop_map(|(channel, peer, window)| {
+                    Frame::RelayOpen {
+                        channel,
+                        peer,
+                        window,
+                    }
+                }),
+                (any::<u32>(), proptest::collection::vec(any::<u8>(), 1..512)).prop_map(
+                    |(channel, data)| Frame::RelayData {
+                        channel,
+                        data: data.into()
+                    }
+                ),
+                (any::<u32>(), any::<u32>())
+                    .prop_map(|(channel, credit)| Frame::RelayWindow { channel, credit }),
+                (any::<u32>(), any::<u8>()).prop_map(|(channel, c)| Frame::RelayClose {
+                    channel,
+                    reason: CloseReason::from_code(c)
+                }),
+            ]
+        }
+
+        proptest! {
+            #[test]
+            fn frames_round_trip(frame in frame()) {
+                let bytes = frame.encode();
+                prop_assert_eq!(Frame::decode(&bytes), Ok(frame));
+            }
+
+            /// Whatever parses is exactly what encodes back: one encoding
+            /// per frame, and no byte of the input ignored.
+            #[test]
+            fn arbitrary_bytes_parse_or_fail_without_panic(bytes in proptest::collection::vec(any::<u8>(), 0..96)) {
+                let bytes = Bytes::from(bytes);
+                if let Ok(frame) = Frame::decode(&bytes) {
+                    prop_assert_eq!(frame.encode(), bytes);
+                }
+            }
+
+            /// Valid frames with one byte changed or cut short.
+            #[test]
+            fn damaged_frames_fail_cleanly(frame in frame(), at in any::<usize>(), byte in any::<u8>()) {
+                let mut bytes = frame.encode().to_vec();
+                let at = at % bytes.len();
+                bytes[at] = byte;
+                let damaged = Bytes::from(bytes);
+                if let Ok(frame) = Frame::decode(&damaged) {
+                    prop_assert_eq!(frame.encode(), damaged.clone());
+                }
+                let _ = Frame::decode(&damaged.slice(..at));
+            }
+        }
+    }
 }
