@@ -26,6 +26,7 @@ const TARGETS: &[&str] = &[
     "message_frame",
     "rpc_frame",
     "discovery_beacon",
+    "rendezvous_frame",
 ];
 
 /// libFuzzer's coverage instrumentation, as cargo-fuzz sets it.
