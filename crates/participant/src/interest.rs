@@ -88,6 +88,9 @@ struct Learned {
     hops: u8,
     /// Its filters, compiled within the limits.
     filters: RemoteFilters,
+    /// The filters as told (some may have been refused), hashed: the
+    /// same list told again is not compiled, nor counted, again.
+    told: u64,
 }
 
 /// What we know of one neighbour.
@@ -212,8 +215,9 @@ impl Interest {
             if subscriber == self.me || subscriber == n || hops == 0 || hops >= max {
                 continue;
             }
+            let told = hash_of(&specs);
             let filters = match old.remove(&subscriber) {
-                Some(l) if l.filters.specs().eq(specs.iter()) => {
+                Some(l) if l.told == told => {
                     self.changed |= l.hops != hops;
                     l.filters
                 }
@@ -229,9 +233,12 @@ impl Interest {
                 }
             };
             if !filters.is_empty() {
-                neighbour
-                    .learned
-                    .insert(subscriber, Learned { hops, filters });
+                let learned = Learned {
+                    hops,
+                    filters,
+                    told,
+                };
+                neighbour.learned.insert(subscriber, learned);
             }
         }
         self.changed |= !old.is_empty();
@@ -483,13 +490,17 @@ impl Interest {
 }
 
 /// The name a publication is known by in the window of recent ones: its
-/// publisher and epoch hashed (with fixed keys, so every participant
-/// names it alike) and its sequence number.
+/// publisher and epoch hashed and its sequence number.
 fn name(h: &PublicationHeader) -> (u64, u64) {
+    (hash_of(&(&h.origin, h.epoch)), h.seq)
+}
+
+/// `value` hashed with fixed keys, so that every participant and every run
+/// hashes it alike.
+fn hash_of(value: &impl Hash) -> u64 {
     let mut hasher = DefaultHasher::new();
-    h.origin.hash(&mut hasher);
-    h.epoch.hash(&mut hasher);
-    (hasher.finish(), h.seq)
+    value.hash(&mut hasher);
+    hasher.finish()
 }
 
 #[cfg(test)]
@@ -588,6 +599,29 @@ mod tests {
         };
         assert!(b.handle_publication("a", spent, b"x", |_| false).is_empty());
         assert_eq!(b.stats().hop_limit, 1);
+    }
+
+    #[test]
+    fn a_refused_filter_told_again_is_neither_compiled_nor_counted_again() {
+        let limits = FilterLimits {
+            regex_size: 1 << 10,
+            ..FilterLimits::default()
+        };
+        let mut a = Interest::new("a", 8, limits, 1);
+        a.neighbour_up("b");
+        a.handle_hello("b", true);
+        let costly = FilterSpec {
+            regex: true,
+            text: r"\w{200}".into(),
+        };
+        let entries = vec![("c".to_owned(), 1, vec![spec("news"), costly])];
+        a.handle_interest("b", entries.clone());
+        assert!(a.poll_changed());
+        assert_eq!(a.stats().filters_refused, 1);
+        a.handle_interest("b", entries);
+        assert_eq!(a.stats().filters_refused, 1);
+        assert!(!a.poll_changed());
+        assert_eq!(a.matching("news.x").collect::<Vec<_>>(), ["c"]);
     }
 
     #[test]
