@@ -763,3 +763,83 @@ fn with_bind_identity_only_a_certificate_naming_the_identity_registers() {
     assert_eq!(h.core.registration(&id("alice")), Some(A));
     assert_eq!(h.core.stats().refused_unbound, 2);
 }
+
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Packets that are often frames: a frame's bytes with a byte changed
+    /// or not, or raw bytes.
+    fn packet() -> impl Strategy<Value = Bytes> {
+        let frames = prop_oneof![
+            Just(Frame::Reach { peer: id("a") }),
+            Just(Frame::Reach { peer: id("b") }),
+            Just(Frame::Register { identity: id("c") }),
+            (1u32..4, 1usize..300).prop_map(|(channel, n)| Frame::RelayData {
+                channel,
+                data: vec![9u8; n].into()
+            }),
+            (1u32..4, any::<u32>())
+                .prop_map(|(channel, credit)| Frame::RelayWindow { channel, credit }),
+            (1u32..4).prop_map(|channel| Frame::RelayClose {
+                channel,
+                reason: CloseReason::Closed
+            }),
+            Just(Frame::Start {
+                peer: id("a"),
+                attempt: 1,
+                strategy: 1,
+                delay_ms: 0
+            }),
+        ];
+        prop_oneof![
+            3 => frames.prop_map(|f| f.encode()),
+            1 => proptest::collection::vec(any::<u8>(), 0..40).prop_map(Bytes::from),
+        ]
+    }
+
+    proptest! {
+        /// Whatever three connections send, in any order and at any
+        /// times: no panic, frames only to connections the core was told
+        /// about, and no more relayed than the counters say and the rate
+        /// allows.
+        #[test]
+        fn any_packets_keep_the_core_within_its_bounds(
+            steps in proptest::collection::vec((0usize..3, packet(), 0u64..50), 0..60),
+        ) {
+            let config = RendezvousConfig {
+                relay_window: 256,
+                relay_rate: 2_000,
+                ..RendezvousConfig::default()
+            };
+            let mut h = Harness::new(config);
+            h.register(A, "a");
+            h.register(B, "b");
+            h.connect(C);
+            h.send(0, A, Frame::Reach { peer: id("b") }).unwrap();
+            let mut ms = 0;
+            let mut relayed_to = [0usize; 3];
+            for (who, packet, wait) in steps {
+                ms += wait;
+                let conn = [A, B, C][who];
+                let _ = h.core.handle_packet(h.at(ms), conn, &packet);
+                h.core.handle_timeout(h.at(ms));
+                let _ = h.core.poll_timeout(h.at(ms));
+                for t in h.out() {
+                    let to = match &t {
+                        Transmit::Frame { conn, .. } | Transmit::Close { conn } => *conn,
+                    };
+                    prop_assert!([A, B, C].contains(&to));
+                    if let Transmit::Frame { conn, frame: Frame::RelayData { data, .. } } = t {
+                        relayed_to[conn.0 as usize - 1] += data.len();
+                    }
+                }
+            }
+            let stats = h.core.stats();
+            prop_assert_eq!(stats.relayed_bytes as usize, relayed_to.iter().sum::<usize>());
+            // Within the rate: the burst plus what accrued.
+            prop_assert!(stats.relayed_bytes <= 1024 + 2 * ms + 2);
+        }
+    }
+}

@@ -19,6 +19,7 @@ use crate::config::RendezvousConfig;
 use crate::core::RendezvousCore;
 use crate::error::TraversalError;
 use crate::event::{RendezvousEvent, RendezvousStats, Transmit};
+use crate::wire::{Frame, relay_data_head};
 
 /// The largest rendezvous packet accepted: a relay chunk and its header
 /// fit with room to spare; anything bigger closes the connection before
@@ -346,7 +347,14 @@ impl Run {
                     let Some(sender) = self.senders.get(&conn) else {
                         continue;
                     };
-                    if let Err(error) = sender.try_send(frame.encode()) {
+                    let sent = match &frame {
+                        // The relayed bytes go out as they came in.
+                        Frame::RelayData { channel, data } => {
+                            sender.try_send_parts(&relay_data_head(*channel), data)
+                        }
+                        other => sender.try_send(other.encode()),
+                    };
+                    if let Err(error) = sent {
                         tracing::debug!(%conn, %error, "rendezvous: closing a connection that does not read");
                         sender.close();
                         self.senders.remove(&conn);

@@ -28,7 +28,7 @@ use weft_packeter::{PacketEvent, PacketSender, Packeter, PacketerConfig};
 use crate::error::TraversalError;
 use crate::path::{Path, Transport, TraversalEvent, Via};
 use crate::rendezvous::MAX_FRAME;
-use crate::wire::{ChannelId, CloseReason, Frame};
+use crate::wire::{ChannelId, CloseReason, Frame, relay_data_head};
 
 /// How a [`Traversal`] behaves.
 #[derive(Clone, Debug)]
@@ -598,11 +598,12 @@ async fn pump(
             break;
         };
         permits.forget();
-        let frame = Frame::RelayData {
-            channel,
-            data: buf.split().freeze(),
-        };
-        if sender.send(frame.encode()).await.is_err() {
+        let data = buf.split().freeze();
+        if sender
+            .send_parts(&relay_data_head(channel), &data)
+            .await
+            .is_err()
+        {
             break;
         }
     }

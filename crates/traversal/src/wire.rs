@@ -516,6 +516,14 @@ fn put_addr(out: &mut BytesMut, addr: Option<SocketAddr>) {
     }
 }
 
+/// The bytes of a `RelayData` frame before its data, so that a sender can
+/// send them as a head with the data as the body, uncopied
+/// (`PacketSender::send_parts`).
+pub fn relay_data_head(channel: ChannelId) -> [u8; 6] {
+    let c = channel.to_be_bytes();
+    [VERSION, kind::RELAY_DATA, c[0], c[1], c[2], c[3]]
+}
+
 impl Frame {
     /// Parses one frame (a whole packeter packet).
     pub fn decode(bytes: &Bytes) -> Result<Frame, WireError> {
@@ -780,6 +788,7 @@ mod tests {
         }
         .encode();
         assert_eq!(&data[..], b"\x01\x11\x00\x00\x00\x01hi");
+        assert_eq!(&data[..6], &relay_data_head(1));
         let refused = Frame::Refused {
             reason: RefuseReason::Duplicate,
         };
