@@ -5,9 +5,13 @@
 //! The simulator stands where the shell (`participant.rs`) and
 //! weft-messaging stand for a real participant, and drives each core the
 //! way the shell does: after every input it polls every output until it is
-//! empty. The topology says which pairs of participants have a stream
-//! (discovery and dialling are not simulated: a pair with a link up has
-//! its stream, as if the lower id had dialled it). What a core transmits
+//! empty. The topology says which pairs of participants can reach each
+//! other. By default a pair with a link up has its stream, as if the
+//! lower id had dialled it; [`with_discovery`](Sim::with_discovery) makes
+//! the cores choose instead: each end of a link that comes up hears of the
+//! other (a discovery `Found`), and a stream exists where a core asked for
+//! one ([`Dial::Open`], kept and reconnected while its link is up, until
+//! [`Dial::Close`]), after the link's delay. What a core transmits
 //! travels over the stream to its neighbour after the link's delay, in
 //! order; a neighbour's subscribers get our publications as messaging's
 //! PUBLISH would carry them (one message to every neighbour with a
@@ -21,14 +25,18 @@
 //! test leaves to chance, so a run is reproduced by its seed.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use weft_discovery::ParticipantId;
+use weft_discovery::{
+    DiscoveryConfig, DiscoveryCore, DiscoveryEvent, LocalParticipant, ParticipantId,
+    RemoteParticipant,
+};
 use weft_messaging::{Identity, TopicFilter};
 
 use crate::control::{Control, Decoded, FilterSpec, decode};
-use crate::core::{ParticipantCore, TransmitKind};
+use crate::core::{Dial, ParticipantCore, TransmitKind};
 
 #[cfg(test)]
 mod tests;
@@ -110,6 +118,8 @@ enum Payload {
     Tagged(TransmitKind, Bytes),
     /// A messaging PUBLISH.
     Publish { topic: String, data: Bytes },
+    /// A stream a core asked for, connected when it arrives.
+    Connect,
 }
 
 /// A frame in flight.
@@ -150,6 +160,12 @@ pub(crate) struct Sim {
     flight: BTreeMap<(Instant, u64), Frame>,
     sent_frames: u64,
     sent: BTreeMap<(usize, usize), Sent>,
+    /// Whether streams are the cores' choice (see the module docs).
+    discovery: bool,
+    /// Streams asked for, by (the core that asked, the other end).
+    pub(crate) connectors: BTreeSet<(usize, usize)>,
+    /// Streams connected (lower index first), with discovery.
+    established: BTreeSet<(usize, usize)>,
 }
 
 impl Sim {
@@ -165,6 +181,9 @@ impl Sim {
             flight: BTreeMap::new(),
             sent_frames: 0,
             sent: BTreeMap::new(),
+            discovery: false,
+            connectors: BTreeSet::new(),
+            established: BTreeSet::new(),
         };
         for i in 0..n {
             let name = Identity::new(format!("p{i}")).expect("a valid identity");
@@ -183,16 +202,64 @@ impl Sim {
     }
 
     fn core(&mut self, i: usize, name: &Identity, starts: u64) -> ParticipantCore {
-        let mut id = [0u8; 16];
-        id[..8].copy_from_slice(&(i as u64).to_be_bytes());
         // A new epoch each start, as the shell draws one at random.
         let epoch = self.rng.next_u64() ^ starts;
-        ParticipantCore::new(ParticipantId(id), name.clone(), self.max_hops).with_epoch(epoch)
+        ParticipantCore::new(id_of(i), name.clone(), self.max_hops).with_epoch(epoch)
+    }
+
+    /// The same simulation, with streams opened and closed as the cores
+    /// ask (see the [module documentation](self)); before any link.
+    pub(crate) fn with_discovery(mut self) -> Sim {
+        self.discovery = true;
+        self
+    }
+
+    /// What `j`'s beacon tells the others, as discovery reports it.
+    fn remote(&self, j: usize) -> RemoteParticipant {
+        let config = DiscoveryConfig::default();
+        let index = u16::try_from(j).expect("at most 65 536 participants");
+        let at = SocketAddr::from(([10, 0, (index >> 8) as u8, index as u8], 7000));
+        let mut local = LocalParticipant::new(self.nodes[j].name.as_str(), vec![at]);
+        local.id = id_of(j);
+        local.incarnation = self.nodes[j].starts;
+        let beacon = DiscoveryCore::new(local, &config, self.now)
+            .poll_transmit(self.now)
+            .expect("a first beacon");
+        let mut observer =
+            DiscoveryCore::new(LocalParticipant::new("observer", vec![]), &config, self.now);
+        observer
+            .handle_beacon(&beacon, at, self.now)
+            .expect("a valid beacon");
+        match observer.poll_event() {
+            Some(DiscoveryEvent::Found(p)) => p,
+            other => panic!("not found: {other:?}"),
+        }
+    }
+
+    /// With discovery: `a` and `b` hear each other's beacons, and the
+    /// streams asked for between them connect again.
+    fn hear(&mut self, a: usize, b: usize) {
+        if !self.discovery || !self.nodes[a].up || !self.nodes[b].up {
+            return;
+        }
+        for (x, y) in [(a, b), (b, a)] {
+            let peer = self.remote(y);
+            self.nodes[x]
+                .core
+                .handle_discovery(DiscoveryEvent::Found(peer));
+            self.pump(x);
+        }
+        for (x, y) in [(a, b), (b, a)] {
+            if self.connectors.contains(&(x, y)) && !self.established.contains(&key(x, y)) {
+                self.send(x, y, Payload::Connect);
+            }
+        }
     }
 
     // ===== topology =====
 
-    /// A stream between `a` and `b` with `delay` each way, up at once.
+    /// A link between `a` and `b` with `delay` each way, up at once (and
+    /// the stream on it, unless the cores choose theirs).
     pub(crate) fn link(&mut self, a: usize, b: usize, delay: Duration) {
         let now = self.now;
         self.links.insert(
@@ -205,18 +272,23 @@ impl Sim {
             },
         );
         self.streams_changed(&[a, b]);
+        self.hear(a, b);
     }
 
-    /// Takes the stream between `a` and `b` down (`up` false) or brings it
-    /// back.
+    /// Takes the link between `a` and `b` down (`up` false: its stream
+    /// ends, what was in flight on it is lost) or brings it back.
     pub(crate) fn set_link(&mut self, a: usize, b: usize, up: bool) {
         let link = self.links.get_mut(&key(a, b)).expect("a link");
         if link.up != up {
             link.up = up;
             if !up {
                 link.generation += 1;
+                self.established.remove(&key(a, b));
             }
             self.streams_changed(&[a, b]);
+            if up {
+                self.hear(a, b);
+            }
         }
     }
 
@@ -237,11 +309,19 @@ impl Sim {
             if a == i || b == i {
                 if !up {
                     link.generation += 1;
+                    self.established.remove(&(a, b));
                 }
                 touched.push(if a == i { b } else { a });
             }
         }
         self.streams_changed(&touched);
+        if up {
+            for &j in &touched[1..] {
+                if self.links.get(&key(i, j)).is_some_and(|l| l.up) {
+                    self.hear(i, j);
+                }
+            }
+        }
     }
 
     /// Restarts `i` with a fresh core (what it knew is lost; its
@@ -250,6 +330,8 @@ impl Sim {
     pub(crate) fn restart(&mut self, i: usize) {
         let was_up = self.nodes[i].up;
         self.set_up(i, false);
+        // Its connectors die with it; the new core asks again.
+        self.connectors.retain(|&(from, _)| from != i);
         self.nodes[i].starts += 1;
         let (name, starts) = (self.nodes[i].name.clone(), self.nodes[i].starts);
         self.nodes[i].core = self.core(i, &name, starts);
@@ -279,6 +361,7 @@ impl Sim {
                 _ => None,
             })
             .filter(|&j| self.nodes[j].up)
+            .filter(|&j| !self.discovery || self.established.contains(&key(i, j)))
             .collect()
     }
 
@@ -445,10 +528,11 @@ impl Sim {
                 None => self.sent.entry((i, i)).or_default().lost += 1,
             }
         }
+        while let Some(dial) = self.nodes[i].core.poll_dial() {
+            self.dial(i, dial);
+        }
         let core = &mut self.nodes[i].core;
-        // Streams are the topology's: dial wishes and protections are
-        // discovery's business, not simulated.
-        while core.poll_dial().is_some() {}
+        // Protections keep discovery's table, which is not simulated.
         while core.poll_protect().is_some() {}
         while core.poll_event().is_some() {}
         while core.poll_direct().is_some() {}
@@ -461,6 +545,33 @@ impl Sim {
                 data: d.data,
                 routed: true,
             });
+        }
+    }
+
+    /// A stream `i`'s core asks for or gives up (without discovery no
+    /// core asks: it hears of nobody).
+    fn dial(&mut self, i: usize, dial: Dial) {
+        match dial {
+            Dial::Open { peer, .. } => {
+                let j = index_of(peer);
+                self.connectors.insert((i, j));
+                let up = self.links.get(&key(i, j)).is_some_and(|l| l.up);
+                if up && !self.established.contains(&key(i, j)) {
+                    self.send(i, j, Payload::Connect);
+                }
+            }
+            Dial::Close(peer) => {
+                let j = index_of(peer);
+                self.connectors.remove(&(i, j));
+                if !self.connectors.contains(&(j, i)) && self.established.remove(&key(i, j)) {
+                    if let Some(link) = self.links.get_mut(&key(i, j)) {
+                        link.generation += 1;
+                    }
+                    self.streams_changed(&[i, j]);
+                }
+            }
+            // Refusals come with a group key, which the simulation has not.
+            Dial::Refuse(_) => {}
         }
     }
 
@@ -485,6 +596,7 @@ impl Sim {
                 sent.control_bytes += data.len() as u64;
             }
             Payload::Publish { .. } => sent.publish += 1,
+            Payload::Connect => {}
         }
         self.sent_frames += 1;
         let frame = Frame {
@@ -526,6 +638,13 @@ impl Sim {
                 self.nodes[to].core.handle_control(&from, &data);
                 self.pump(to);
             }
+            Payload::Connect => {
+                let wanted = self.connectors.contains(&(frame.from, to))
+                    || self.connectors.contains(&(to, frame.from));
+                if wanted && self.established.insert(key(frame.from, to)) {
+                    self.streams_changed(&[frame.from, to]);
+                }
+            }
             Payload::Publish { topic, data } => {
                 let node = &mut self.nodes[to];
                 // Messaging hands a PUBLISH to the queues that match.
@@ -540,6 +659,20 @@ impl Sim {
             }
         }
     }
+}
+
+/// The id of participant `i`: ids grow with indices, so of two
+/// participants the lower index dials.
+fn id_of(i: usize) -> ParticipantId {
+    let mut id = [0u8; 16];
+    id[..8].copy_from_slice(&(i as u64).to_be_bytes());
+    ParticipantId(id)
+}
+
+/// The index of the participant with id `id`.
+fn index_of(id: ParticipantId) -> usize {
+    let index = u64::from_be_bytes(id.0[..8].try_into().expect("8 bytes"));
+    usize::try_from(index).expect("an index")
 }
 
 /// A link's key: its two ends, lower first.

@@ -245,9 +245,13 @@ fn a_restarted_publisher_is_not_taken_for_its_old_self() {
 
 #[test]
 fn streams_going_down_and_up_at_random_never_duplicate_or_reorder() {
+    // Half the runs with streams as the cores ask for them.
     for seed in 0..8 {
         let n = 6;
         let mut sim = Sim::new(100 + seed, n, 8);
+        if seed % 2 == 1 {
+            sim = sim.with_discovery();
+        }
         for i in 1..n {
             let delay = MS * (1 + sim.rng.below(20) as u32);
             sim.link(i - 1, i, delay);
@@ -394,4 +398,47 @@ fn the_same_seed_runs_the_same() {
         (seqs(&sim, 2, 0), sim.sent_total())
     };
     assert_eq!(run(11), run(11));
+}
+
+#[test]
+fn with_discovery_the_lower_id_opens_each_stream_and_publications_cross_the_line() {
+    let mut sim = Sim::new(13, 4, 8).with_discovery();
+    for (x, y) in [(0, 1), (1, 2), (2, 3), (3, 0)] {
+        sim.link(x, y, 2 * MS);
+    }
+    sim.subscribe(2, news());
+    sim.run_for(Duration::from_secs(1));
+    // One stream per link, opened by its lower end.
+    assert_eq!(
+        sim.connectors.iter().copied().collect::<Vec<_>>(),
+        vec![(0, 1), (0, 3), (1, 2), (2, 3)]
+    );
+    for i in 0..4 {
+        assert_eq!(sim.neighbours(i).len(), 2, "p{i}");
+    }
+    let sent = publish_numbered(&mut sim, 0, 0, 20, MS);
+    sim.settle(Duration::from_secs(1));
+    assert_eq!(seqs(&sim, 2, 0), sent);
+
+    // The dialler restarts: its new core opens its streams again; the
+    // other end of a stream it did not open reconnects on its own.
+    sim.restart(0);
+    sim.run_for(Duration::from_secs(1));
+    assert_eq!(sim.neighbours(0), vec![1, 3]);
+    let more = publish_numbered(&mut sim, 0, 20, 20, MS);
+    sim.settle(Duration::from_secs(1));
+    assert_eq!(seqs(&sim, 2, 0), [sent, more.clone()].concat());
+    sim.restart(3);
+    sim.run_for(Duration::from_secs(1));
+    assert_eq!(sim.neighbours(3), vec![0, 2]);
+
+    // Partitioned and healed: the streams come back as they were asked.
+    sim.set_up(1, false);
+    sim.run_for(Duration::from_secs(1));
+    sim.set_up(1, true);
+    sim.run_for(Duration::from_secs(1));
+    assert_eq!(sim.neighbours(1), vec![0, 2]);
+    let last = publish_numbered(&mut sim, 0, 40, 20, MS);
+    sim.settle(Duration::from_secs(1));
+    assert_eq!(seqs(&sim, 2, 0), [(0..40).collect(), last].concat());
 }
