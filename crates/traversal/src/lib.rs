@@ -61,7 +61,10 @@
 //! - Direct paths (TCP simultaneous open, UDP hole punching carrying
 //!   QUIC, reverse connections, port prediction) are not tried yet; the
 //!   protocol's `Candidates` and `Start` frames, which the rendezvous
-//!   already passes between registered peers, are where they begin.
+//!   already passes between registered peers
+//!   ([`Traversal::send_candidates`], [`Traversal::send_start`],
+//!   [`TraversalEvent::Candidates`], [`TraversalEvent::Start`]), are where
+//!   they begin.
 //!
 //! The root holds what most users name; the frames are in [`wire`], the
 //! path types in [`path`], the limits in [`config`], the errors in
@@ -85,4 +88,4 @@ pub use config::RendezvousConfig;
 pub use error::{RendezvousError, TraversalError};
 pub use path::{Path, Transport, TraversalEvent, Via};
 pub use rendezvous::{MAX_FRAME, Rendezvous, RendezvousEvents, RendezvousOptions};
-pub use traversal::{Traversal, TraversalConfig, TraversalEvents};
+pub use traversal::{SIGNAL_QUEUE, Traversal, TraversalConfig, TraversalEvents};

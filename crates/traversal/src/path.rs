@@ -2,11 +2,12 @@
 //! reports about them.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use weft_link::address::Scheme;
 use weft_messaging::Identity;
 
-use crate::wire::{CloseReason, RefuseReason, UnreachableReason};
+use crate::wire::{Candidate, CloseReason, RefuseReason, UnreachableReason};
 
 /// How packets travel to a peer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -96,6 +97,25 @@ pub enum TraversalEvent {
         path: Path,
         /// Why.
         reason: CloseReason,
+    },
+    /// A peer's candidate addresses, through the rendezvous (for direct
+    /// paths; the addresses are the peer's word, unchecked).
+    Candidates {
+        /// The peer that sent them.
+        peer: Identity,
+        /// Its addresses.
+        addrs: Vec<Candidate>,
+    },
+    /// A peer's start signal for a direct attempt.
+    Start {
+        /// The peer that sent it.
+        peer: Identity,
+        /// The attempt it names.
+        attempt: u32,
+        /// What to try.
+        strategy: u8,
+        /// When to start, from now.
+        delay: Duration,
     },
     /// The rendezvous could not serve a reach or a signal.
     Unreachable {

@@ -28,7 +28,10 @@ use weft_packeter::{PacketEvent, PacketSender, Packeter, PacketerConfig};
 use crate::error::TraversalError;
 use crate::path::{Path, Transport, TraversalEvent, Via};
 use crate::rendezvous::MAX_FRAME;
-use crate::wire::{ChannelId, CloseReason, Frame, relay_data_head};
+use crate::wire::{Candidate, ChannelId, CloseReason, Frame, relay_data_head};
+
+/// Candidates and start signals waiting to go to the rendezvous, at most.
+pub const SIGNAL_QUEUE: usize = 64;
 
 /// How a [`Traversal`] behaves.
 #[derive(Clone, Debug)]
@@ -96,6 +99,8 @@ struct Shared {
     events_dropped: Arc<AtomicU64>,
     /// The messaging's disconnect handler, removed when this ends.
     handler: Mutex<Option<(WeakMessaging, HandlerId)>>,
+    /// Candidates and start signals for the rendezvous, to the task.
+    signals: mpsc::Sender<Frame>,
 }
 
 impl Shared {
@@ -183,6 +188,7 @@ impl Traversal {
         packeter.link().connect_with(rendezvous, options)?;
         let (closing, closing_rx) = watch::channel(false);
         let (events_tx, events_rx) = mpsc::channel(config.event_capacity.max(1));
+        let (signals_tx, signals_rx) = mpsc::channel(SIGNAL_QUEUE);
         let shared = Arc::new(Shared {
             wanted: Wanted::default(),
             max_wanted: config.max_wanted,
@@ -191,6 +197,7 @@ impl Traversal {
             task: Mutex::new(None),
             events_dropped: Arc::new(AtomicU64::new(0)),
             handler: Mutex::new(None),
+            signals: signals_tx,
         });
         let (ended_tx, ended_rx) = mpsc::channel(64);
         let run = Run {
@@ -211,7 +218,7 @@ impl Traversal {
             retries: Vec::new(),
             ended: ended_tx,
         };
-        let task = tokio::spawn(run.run(packeter, closing_rx, ended_rx));
+        let task = tokio::spawn(run.run(packeter, closing_rx, ended_rx, signals_rx));
         *shared.task.lock().unwrap_or_else(|p| p.into_inner()) = Some(task);
         // A wanted peer whose connection ends (a direct path that died)
         // gets a relay path again.
@@ -254,6 +261,47 @@ impl Traversal {
             .unwrap_or_else(|p| p.into_inner())
             .remove(peer)
             .is_some()
+    }
+
+    /// Sends our candidate addresses to `peer` through the rendezvous (at
+    /// most [`MAX_CANDIDATES`](crate::wire::MAX_CANDIDATES); it gets
+    /// [`TraversalEvent::Candidates`]). For the direct paths of the next
+    /// step; a signal sent while not registered is dropped. Fails with
+    /// [`TraversalError::Busy`] when [`SIGNAL_QUEUE`] signals wait.
+    pub fn send_candidates(
+        &self,
+        peer: &Identity,
+        addrs: Vec<Candidate>,
+    ) -> Result<(), TraversalError> {
+        self.signal(Frame::Candidates {
+            peer: peer.clone(),
+            addrs,
+        })
+    }
+
+    /// Sends `peer` a start signal for direct attempt `attempt` of kind
+    /// `strategy`, to begin after `delay` (it gets
+    /// [`TraversalEvent::Start`]). As [`send_candidates`](Self::send_candidates).
+    pub fn send_start(
+        &self,
+        peer: &Identity,
+        attempt: u32,
+        strategy: u8,
+        delay: Duration,
+    ) -> Result<(), TraversalError> {
+        self.signal(Frame::Start {
+            peer: peer.clone(),
+            attempt,
+            strategy,
+            delay_ms: delay.as_millis().min(u128::from(u16::MAX)) as u16,
+        })
+    }
+
+    fn signal(&self, frame: Frame) -> Result<(), TraversalError> {
+        self.shared.signals.try_send(frame).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => TraversalError::Busy,
+            mpsc::error::TrySendError::Closed(_) => TraversalError::Closed,
+        })
     }
 
     /// Events dropped because [`TraversalEvents`] was not read.
@@ -326,6 +374,7 @@ impl Run {
         mut packeter: Packeter,
         mut closing: watch::Receiver<bool>,
         mut ended: mpsc::Receiver<ChannelId>,
+        mut signals: mpsc::Receiver<Frame>,
     ) {
         loop {
             let retry = self.retries.iter().map(|(at, _)| *at).min();
@@ -342,6 +391,11 @@ impl Run {
                     None => break,
                 },
                 Some(channel) = ended.recv() => self.channel_ended(channel),
+                Some(signal) = signals.recv() => {
+                    if self.registered {
+                        self.send(signal);
+                    }
+                }
                 _ = wake.notified() => self.reach_wanted(true),
                 _ = sleep => {
                     let now = Instant::now();
@@ -442,8 +496,21 @@ impl Run {
                 }
             }
             Frame::RelayClose { channel, reason } => self.end_channel(channel, reason),
-            // Candidates and start signals are for the direct paths of the
-            // next slice; a peer that does not try them ignores them.
+            Frame::Candidates { peer, addrs } => {
+                self.emit(TraversalEvent::Candidates { peer, addrs })
+            }
+            Frame::Start {
+                peer,
+                attempt,
+                strategy,
+                delay_ms,
+            } => self.emit(TraversalEvent::Start {
+                peer,
+                attempt,
+                strategy,
+                delay: Duration::from_millis(u64::from(delay_ms)),
+            }),
+            // Frames only a peer sends.
             _ => {}
         }
     }

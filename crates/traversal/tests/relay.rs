@@ -433,3 +433,70 @@ async fn switching_paths_loses_and_duplicates_nothing() {
     assert!(rv.stats().channels_opened >= 2);
     rv.close().await;
 }
+
+/// Candidates and start signals travel between registered peers through
+/// the rendezvous, named as from their sender (the ground the direct
+/// paths of the next step stand on).
+#[tokio::test]
+async fn candidates_and_start_signals_reach_the_other_peer() {
+    use weft_traversal::wire::{Candidate, CandidateKind, CandidateTransport};
+
+    let (rv, _) = rendezvous(RendezvousConfig::default()).await;
+    let at = rv.listening()[0].clone();
+    let (alice, to_alice, mut alice_events) = peer("alice", &at).await;
+    let (bob, _to_bob, mut bob_events) = peer("bob", &at).await;
+    let observed = until(&mut alice_events, |e| match e {
+        TraversalEvent::Registered { observed } => Some(observed),
+        _ => None,
+    })
+    .await;
+    registered(&mut bob_events).await;
+    let ours = Candidate {
+        transport: CandidateTransport::Udp,
+        kind: CandidateKind::Reflexive,
+        addr: observed.expect("an observed address over TCP"),
+    };
+    to_alice
+        .send_candidates(bob.identity(), vec![ours])
+        .unwrap();
+    to_alice
+        .send_start(bob.identity(), 7, 2, Duration::from_millis(150))
+        .unwrap();
+    let (from, addrs) = until(&mut bob_events, |e| match e {
+        TraversalEvent::Candidates { peer, addrs } => Some((peer, addrs)),
+        _ => None,
+    })
+    .await;
+    assert_eq!(from, *alice.identity());
+    assert_eq!(addrs, vec![ours]);
+    let start = until(&mut bob_events, |e| match e {
+        TraversalEvent::Start {
+            peer,
+            attempt,
+            strategy,
+            delay,
+        } => Some((peer, attempt, strategy, delay)),
+        _ => None,
+    })
+    .await;
+    assert_eq!(
+        start,
+        (alice.identity().clone(), 7, 2, Duration::from_millis(150))
+    );
+    // To an identity that is not registered: answered, not delivered.
+    to_alice
+        .send_candidates(&Identity::new("nobody").unwrap(), vec![ours])
+        .unwrap();
+    let (peer, reason) = until(&mut alice_events, |e| match e {
+        TraversalEvent::Unreachable { peer, reason } => Some((peer, reason)),
+        _ => None,
+    })
+    .await;
+    assert_eq!(peer.as_str(), "nobody");
+    assert_eq!(
+        reason,
+        weft_traversal::wire::UnreachableReason::NotRegistered
+    );
+    assert_eq!(rv.stats().signals, 2);
+    rv.close().await;
+}
