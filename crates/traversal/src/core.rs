@@ -758,5 +758,4 @@ fn frame_name(frame: &Frame) -> &'static str {
 }
 
 #[cfg(test)]
-#[path = "core_tests.rs"]
 mod tests;
