@@ -515,30 +515,32 @@ impl Run {
         }
     }
 
-    /// Sends Reach for each wanted peer with no path, no request in
-    /// flight, and (unless `fresh_only` is false) no messaging connection.
+    /// Sends Reach for each wanted peer that has no relay path, no reach
+    /// in flight and no retry pending, and that messaging is not
+    /// connected to (unless [`Traversal::reach`] named it again). With
+    /// `fresh`, only the peers named since the last look.
     fn reach_wanted(&mut self, fresh: bool) {
         if !self.registered {
             return;
         }
+        // The names first, with the lock released before messaging's own
+        // locks are taken.
+        let named: Vec<(Identity, bool)> = {
+            let mut wanted = self.wanted.lock().unwrap_or_else(|p| p.into_inner());
+            wanted
+                .iter_mut()
+                .map(|(peer, named)| (peer.clone(), std::mem::take(named)))
+                .filter(|(_, explicit)| *explicit || !fresh)
+                .collect()
+        };
         let messaging = self.messaging.upgrade();
-        let mut wanted = self.wanted.lock().unwrap_or_else(|p| p.into_inner());
-        let mut ask = Vec::new();
-        for (peer, named) in wanted.iter_mut() {
-            let explicit = std::mem::take(named);
-            if fresh && !explicit {
+        for (peer, explicit) in named {
+            let has_path = self.channels.values().any(|c| c.path.peer == peer);
+            let waiting = self.retries.iter().any(|(_, p)| *p == peer);
+            let connected = messaging.as_ref().is_some_and(|m| m.is_connected(&peer));
+            if has_path || waiting || self.requested.contains(&peer) || (connected && !explicit) {
                 continue;
             }
-            let has_path = self.channels.values().any(|c| c.path.peer == *peer);
-            let waiting = self.retries.iter().any(|(_, p)| p == peer);
-            let connected = messaging.as_ref().is_some_and(|m| m.is_connected(peer));
-            if has_path || waiting || self.requested.contains(peer) || (connected && !explicit) {
-                continue;
-            }
-            ask.push(peer.clone());
-        }
-        drop(wanted);
-        for peer in ask {
             self.requested.insert(peer.clone());
             self.send(Frame::Reach { peer });
         }
