@@ -1,6 +1,7 @@
 //! Publishers and subscribers hosted by a participant.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -130,6 +131,10 @@ pub struct Subscriber {
     queue: SubscriptionQueue,
     /// Publications routed to us through other participants.
     routed: Arc<Inbox<Publication>>,
+    /// Which queue [`try_recv`](Self::try_recv) and
+    /// [`try_recv_many`](Self::try_recv_many) look at first: they take
+    /// turns, so that neither queue starves the other.
+    routed_first: AtomicBool,
     filter: TopicFilter,
     spec: FilterSpec,
 }
@@ -146,6 +151,7 @@ impl Subscriber {
             participant,
             queue,
             routed,
+            routed_first: AtomicBool::new(false),
             filter,
             spec,
         }
@@ -158,6 +164,10 @@ impl Subscriber {
     /// participants wait in two queues, each in its order; when both hold
     /// some, either may go first.
     pub async fn recv(&self, timeout: Option<Duration>) -> Result<Publication, ParticipantError> {
+        // What is already waiting is taken without a timer or a select.
+        if let Some(p) = self.try_recv() {
+            return Ok(p);
+        }
         // Both receives are cancel-safe, so the one that loses the race
         // takes nothing.
         let either = async {
@@ -186,20 +196,26 @@ impl Subscriber {
 
     /// The next publication if one is waiting.
     pub fn try_recv(&self) -> Option<Publication> {
-        self.routed
-            .try_recv()
-            .or_else(|| self.queue.try_recv().map(Publication::from_received))
+        let published = || self.queue.try_recv().map(Publication::from_received);
+        if self.routed_first.fetch_xor(true, Ordering::Relaxed) {
+            self.routed.try_recv().or_else(published)
+        } else {
+            published().or_else(|| self.routed.try_recv())
+        }
     }
 
     /// Moves up to `max` waiting publications, oldest first, into `out`
     /// with one lock of each queue (where [`try_recv`](Self::try_recv)
     /// takes one per publication); returns how many. Does not wait.
     pub fn try_recv_many(&self, out: &mut Vec<Publication>, max: usize) -> usize {
-        let routed = self.routed.try_recv_many(out, max);
-        routed
-            + self
-                .queue
-                .try_recv_many(&mut AsPublications(out), max - routed)
+        // Taking turns at going first, as try_recv does.
+        if self.routed_first.fetch_xor(true, Ordering::Relaxed) {
+            let n = self.routed.try_recv_many(out, max);
+            n + self.queue.try_recv_many(&mut AsPublications(out), max - n)
+        } else {
+            let n = self.queue.try_recv_many(&mut AsPublications(out), max);
+            n + self.routed.try_recv_many(out, max - n)
+        }
     }
 
     /// Waits up to `timeout` (`None`: until the participant closes) until
@@ -214,6 +230,10 @@ impl Subscriber {
     ) -> Result<usize, ParticipantError> {
         if max == 0 {
             return Ok(0);
+        }
+        let taken = self.try_recv_many(out, max);
+        if taken > 0 {
+            return Ok(taken);
         }
         let first = self.recv(timeout).await?;
         out.push(first);
