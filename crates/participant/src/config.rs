@@ -69,7 +69,14 @@ pub struct ParticipantConfig {
     /// With a group key, how long a new stream has to prove it. Default:
     /// 5 s.
     pub handshake_timeout: Duration,
+    /// How many publications routed through participants a subscriber's
+    /// participant remembers by name, so that a second copy (possible
+    /// while routes change) is not delivered again. Default: 4096.
+    pub recent_publications: usize,
 }
+
+/// The default of [`ParticipantConfig::recent_publications`].
+const RECENT_PUBLICATIONS: usize = 4096;
 
 impl Default for ParticipantConfig {
     fn default() -> ParticipantConfig {
@@ -91,6 +98,7 @@ impl Default for ParticipantConfig {
             control_ttl: Duration::from_secs(10),
             group_key: None,
             handshake_timeout: Duration::from_secs(5),
+            recent_publications: RECENT_PUBLICATIONS,
         }
     }
 }

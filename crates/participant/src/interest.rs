@@ -45,9 +45,9 @@ use weft_link::window::RecentIds;
 use crate::control::{FilterSpec, InterestEntry, MAX_LIST, PublicationHeader, encode_publication};
 use crate::filters::{FilterLimits, RemoteFilters};
 
-/// How many publication names a participant remembers to drop second
-/// copies (see the [module documentation](self)).
-pub(crate) const RECENT_PUBLICATIONS: usize = 4096;
+/// How many publication names are remembered unless
+/// [`set_recent`](Interest::set_recent) says otherwise.
+const DEFAULT_RECENT: usize = 4096;
 
 /// A publication routed to us, for our own subscribers.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -149,7 +149,7 @@ impl Interest {
             next_seq: 0,
             neighbours: BTreeMap::new(),
             best: BTreeMap::new(),
-            seen: RecentIds::new(RECENT_PUBLICATIONS),
+            seen: RecentIds::new(DEFAULT_RECENT),
             deliveries: VecDeque::new(),
             changed: false,
             far: false,
@@ -161,6 +161,12 @@ impl Interest {
     pub(crate) fn set_epoch(&mut self, epoch: u64) {
         self.epoch = epoch;
         self.next_seq = 0;
+    }
+
+    /// The same, remembering the names of the last `n` publications
+    /// delivered (see the [module documentation](self)).
+    pub(crate) fn set_recent(&mut self, n: usize) {
+        self.seen = RecentIds::new(n);
     }
 
     /// The same, with other limits on neighbours' filters.
@@ -657,7 +663,8 @@ mod tests {
             hops_left: 0,
             targets: vec!["c".into()],
         };
-        let n = RECENT_PUBLICATIONS as u64;
+        let n = 100;
+        c.set_recent(n as usize);
         for seq in 0..=n {
             c.handle_publication("b", copy(seq), b"x", |_| true);
         }

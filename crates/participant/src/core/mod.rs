@@ -149,6 +149,13 @@ impl ParticipantCore {
         self
     }
 
+    /// The same core, remembering the last `n` routed publications it
+    /// delivered (default 4 096) to drop second copies.
+    pub(crate) fn with_recent_publications(mut self, n: usize) -> ParticipantCore {
+        self.interest.set_recent(n);
+        self
+    }
+
     // ===== input =====
 
     /// A discovery event: participants found, changed, restarted or gone.
