@@ -88,7 +88,9 @@ pub enum TraversalEvent {
         /// Why.
         reason: RefuseReason,
     },
-    /// A new path to a peer carries its messaging connection.
+    /// A new path to a peer carries its messaging connection: a relay
+    /// channel opened, or messaging connected directly to a peer named to
+    /// [`reach`](crate::Traversal::reach) (which then replaces the relay).
     Path(Path),
     /// A path ended (messaging resends what it did not see acknowledged
     /// on the next one).

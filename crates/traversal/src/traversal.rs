@@ -21,7 +21,7 @@ use tokio::sync::{Notify, Semaphore, mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use weft_link::address::Scheme;
-use weft_link::{Address, ConnectOptions, LinkConfig};
+use weft_link::{Address, ConnectOptions, ConnectionId, LinkConfig};
 use weft_messaging::{HandlerId, Identity, Messaging, WeakMessaging};
 use weft_packeter::{PacketEvent, PacketSender, Packeter, PacketerConfig};
 
@@ -97,22 +97,25 @@ struct Shared {
     closing: watch::Sender<bool>,
     task: Mutex<Option<JoinHandle<()>>>,
     events_dropped: Arc<AtomicU64>,
-    /// The messaging's disconnect handler, removed when this ends.
-    handler: Mutex<Option<(WeakMessaging, HandlerId)>>,
+    /// The messaging's connect and disconnect handlers, removed when this
+    /// ends.
+    handlers: Mutex<Option<(WeakMessaging, [HandlerId; 2])>>,
     /// Candidates and start signals for the rendezvous, to the task.
     signals: mpsc::Sender<Frame>,
 }
 
 impl Shared {
     fn remove_handler(&self) {
-        let handler = self
-            .handler
+        let handlers = self
+            .handlers
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .take();
-        if let Some((messaging, id)) = handler {
+        if let Some((messaging, ids)) = handlers {
             if let Some(messaging) = messaging.upgrade() {
-                messaging.remove_handler(id);
+                for id in ids {
+                    messaging.remove_handler(id);
+                }
             }
         }
     }
@@ -196,10 +199,11 @@ impl Traversal {
             closing,
             task: Mutex::new(None),
             events_dropped: Arc::new(AtomicU64::new(0)),
-            handler: Mutex::new(None),
+            handlers: Mutex::new(None),
             signals: signals_tx,
         });
         let (ended_tx, ended_rx) = mpsc::channel(64);
+        let (connected_tx, connected_rx) = mpsc::channel(64);
         let run = Run {
             messaging: messaging.downgrade(),
             identity: messaging.identity().clone(),
@@ -218,20 +222,30 @@ impl Traversal {
             retries: Vec::new(),
             ended: ended_tx,
         };
-        let task = tokio::spawn(run.run(packeter, closing_rx, ended_rx, signals_rx));
+        let task = tokio::spawn(run.run(packeter, closing_rx, ended_rx, signals_rx, connected_rx));
         *shared.task.lock().unwrap_or_else(|p| p.into_inner()) = Some(task);
         // A wanted peer whose connection ends (a direct path that died)
         // gets a relay path again.
         let (wanted, wake) = (shared.wanted.clone(), shared.wake.clone());
-        let handler = messaging.on_disconnect(move |peer| {
+        let on_disconnect = messaging.on_disconnect(move |peer| {
             let mut wanted = wanted.lock().unwrap_or_else(|p| p.into_inner());
             if let Some(named) = wanted.get_mut(peer) {
                 *named = true;
                 wake.notify_one();
             }
         });
-        *shared.handler.lock().unwrap_or_else(|p| p.into_inner()) =
-            Some((messaging.downgrade(), handler));
+        // A wanted peer connected: the task reports the path when it is
+        // not one of our relays. Past the queue's bound a report is lost,
+        // never the connection.
+        let wanted = shared.wanted.clone();
+        let on_connect = messaging.on_connect(move |peer| {
+            let wanted = wanted.lock().unwrap_or_else(|p| p.into_inner());
+            if wanted.contains_key(peer) {
+                let _ = connected_tx.try_send(peer.clone());
+            }
+        });
+        *shared.handlers.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((messaging.downgrade(), [on_disconnect, on_connect]));
         Ok((Traversal { shared }, TraversalEvents { rx: events_rx }))
     }
 
@@ -329,6 +343,8 @@ impl Traversal {
 /// One relay channel as this side runs it.
 struct Channel {
     path: Path,
+    /// The connection messaging runs over it.
+    connection: ConnectionId,
     /// Bytes we may send: the window the rendezvous granted.
     credit: Arc<Semaphore>,
     /// What arrived for messaging, to the writer task.
@@ -375,6 +391,7 @@ impl Run {
         mut closing: watch::Receiver<bool>,
         mut ended: mpsc::Receiver<ChannelId>,
         mut signals: mpsc::Receiver<Frame>,
+        mut connected: mpsc::Receiver<Identity>,
     ) {
         loop {
             let retry = self.retries.iter().map(|(at, _)| *at).min();
@@ -391,6 +408,7 @@ impl Run {
                     None => break,
                 },
                 Some(channel) = ended.recv() => self.channel_ended(channel),
+                Some(peer) = connected.recv() => self.connected(&peer),
                 Some(signal) = signals.recv() => {
                     if self.registered {
                         self.send(signal);
@@ -556,10 +574,13 @@ impl Run {
         };
         let (ours, theirs) = tokio::io::duplex(self.config.pipe_buffer.max(1));
         let peer_address = self.remote.map(|a| Address::ip(self.scheme, a));
-        match messaging.link().adopt(theirs, peer_address, None) {
+        let connection = match messaging.link().adopt(theirs, peer_address, None) {
             // Before any byte of the peer's can reach it (the writer task
             // does not exist yet): a relay gives way to any other path.
-            Ok(connection) => messaging.mark_standby(connection.id()),
+            Ok(connection) => {
+                messaging.mark_standby(connection.id());
+                connection.id()
+            }
             Err(error) => {
                 tracing::debug!(%error, "traversal: messaging's link refused the relay pipe");
                 self.send(Frame::RelayClose {
@@ -568,7 +589,7 @@ impl Run {
                 });
                 return;
             }
-        }
+        };
         let (read, write) = tokio::io::split(ours);
         let credit = Arc::new(Semaphore::new(window as usize));
         let chunk = self.config.chunk.min(window as usize).max(1);
@@ -601,6 +622,7 @@ impl Run {
             channel,
             Channel {
                 path: path.clone(),
+                connection,
                 credit,
                 inbound,
                 pump,
@@ -610,6 +632,25 @@ impl Run {
             old.stop();
         }
         self.emit(TraversalEvent::Path(path));
+    }
+
+    /// Messaging identified `peer`, a wanted one, on a connection: a path
+    /// of its own when it is none of our relays (a direct connection).
+    fn connected(&mut self, peer: &Identity) {
+        let Some(info) = self.messaging.upgrade().and_then(|m| m.peer_info(peer)) else {
+            return;
+        };
+        let id = info.connection.id;
+        if self.channels.values().any(|c| c.connection == id) {
+            return; // the relay, reported when it opened
+        }
+        let remote = info.connection.peer.as_ref();
+        self.emit(TraversalEvent::Path(Path {
+            peer: peer.clone(),
+            via: Via::Direct,
+            transport: remote.map_or(Transport::Tcp, |a| Transport::of(a.scheme())),
+            remote: remote.and_then(Address::socket_addr),
+        }));
     }
 
     /// Messaging closed a channel's pipe (or it broke): tell the

@@ -404,12 +404,28 @@ async fn switching_paths_loses_and_duplicates_nothing() {
                 .unwrap()
                 .address;
             let connector = jack.link().connect(&url).unwrap();
-            let reason = until(&mut jack_events, |e| match e {
-                TraversalEvent::PathEnded { reason, .. } => Some(reason),
-                _ => None,
-            })
-            .await;
-            assert_eq!(reason, CloseReason::Closed);
+            // Reported as a direct path, and the relay's end, in either
+            // order.
+            let (mut direct, mut ended) = (None, None);
+            while direct.is_none() || ended.is_none() {
+                until(&mut jack_events, |e| match e {
+                    TraversalEvent::Path(p) if p.via == Via::Direct => {
+                        direct = Some(p);
+                        Some(())
+                    }
+                    TraversalEvent::PathEnded { reason, .. } => {
+                        ended = Some(reason);
+                        Some(())
+                    }
+                    _ => None,
+                })
+                .await;
+            }
+            let direct = direct.unwrap();
+            assert_eq!(direct.peer, *bob.identity());
+            assert_eq!(direct.transport, Transport::Tcp);
+            assert_eq!(direct.remote, url.socket_addr());
+            assert_eq!(ended, Some(CloseReason::Closed));
             assert!(jack.is_connected(bob.identity()));
             jack.link().remove_connector(connector);
             // The direct path dies: the relay comes back.
