@@ -678,7 +678,10 @@ impl Run {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .contains_key(&path.peer);
-        if wanted && reason != CloseReason::CapReached {
+        // One retry per peer at a time: the retries stay as many as the
+        // wanted peers at most.
+        let waiting = self.retries.iter().any(|(_, p)| *p == path.peer);
+        if wanted && !waiting && reason != CloseReason::CapReached {
             self.retries
                 .push((Instant::now() + self.config.reach_retry, path.peer.clone()));
         }
