@@ -295,12 +295,12 @@ async fn a_restart_is_seen_as_a_new_incarnation() {
     // happens within it, even on a loaded machine.
     let phoenix = || {
         let mut c = fast(port, "phoenix");
-        c.discovery.lease = Duration::from_secs(8);
+        c.discovery.lease = Duration::from_secs(30);
         c
     };
     let first = Participant::start(phoenix()).await.unwrap();
     let id = first.id();
-    next_event(&mut events, Duration::from_secs(3), |e| match e {
+    next_event(&mut events, Duration::from_secs(10), |e| match e {
         ParticipantEvent::Found { id: found, .. } if *found == id => Some(()),
         _ => None,
     })
@@ -317,7 +317,7 @@ async fn a_restart_is_seen_as_a_new_incarnation() {
     let mut config = phoenix();
     config.id = Some(id);
     let second = Participant::start(config).await.unwrap();
-    let new = next_event(&mut events, Duration::from_secs(3), |e| match e {
+    let new = next_event(&mut events, Duration::from_secs(10), |e| match e {
         ParticipantEvent::Restarted {
             id: r, incarnation, ..
         } if *r == id => Some(*incarnation),
@@ -329,12 +329,12 @@ async fn a_restart_is_seen_as_a_new_incarnation() {
     let sub = second.subscriber(TopicFilter::Prefix("".into()));
     let publisher = watcher.publisher("again").unwrap();
     eventually(
-        Duration::from_secs(5),
+        Duration::from_secs(10),
         "a copy for the new incarnation",
         || publisher.publish("hi").unwrap() == 1,
     )
     .await;
-    let got = sub.recv(Some(Duration::from_secs(3))).await.unwrap();
+    let got = sub.recv(Some(Duration::from_secs(10))).await.unwrap();
     assert_eq!(&got.data[..], b"hi");
 }
 
