@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
-use quinn::{IdleTimeout, TransportConfig, VarInt};
+use quinn::{EndpointConfig, IdleTimeout, MtuDiscoveryConfig, TransportConfig, VarInt};
 use rustls::pki_types::CertificateDer;
 
 use super::{ALPN, QuicOptions};
@@ -13,15 +13,34 @@ use crate::error::LinkError;
 use crate::socket;
 use crate::tls::{TlsClientConfig, TlsServerConfig};
 
+/// The largest UDP payload MTU discovery searches for, and the largest an
+/// endpoint accepts. QUIC starts at 1,200 bytes and probes upwards while a
+/// connection is idle; every packet costs a fixed amount of work (header,
+/// AEAD call, loss and acknowledgement bookkeeping) on both sides, so on
+/// paths that carry more (loopback, jumbo frames) larger packets cut that
+/// work per byte several times over. quinn hands the system up to ten
+/// datagrams per GSO send, which Linux refuses (EMSGSIZE, taken as loss)
+/// once they add up to more than 65,507 bytes, so this stays below a tenth
+/// of that. On a 1,500-byte Ethernet path the probes above it are lost
+/// and the search settles where quinn's default bound (1,452) would.
+/// The cost: each endpoint's receive buffer (quinn sizes it as this times
+/// its batch) and each connection's send buffer grow with it.
+const MAX_UDP_PAYLOAD: u16 = 6_500;
+// quinn's batches of ten datagrams fit in one UDP send.
+const _: () = assert!(10 * MAX_UDP_PAYLOAD as u32 <= 65_507);
+
 /// Transport parameters for one side. The side that accepts streams lets
 /// its peer open one bidirectional stream at a time, the packet stream;
 /// the side that opens it accepts none. Unidirectional streams are unused.
 fn transport(options: &QuicOptions, accepts_streams: bool) -> Arc<TransportConfig> {
+    let mut mtu = MtuDiscoveryConfig::default();
+    mtu.upper_bound(MAX_UDP_PAYLOAD);
     let mut t = TransportConfig::default();
     t.max_idle_timeout(IdleTimeout::try_from(options.idle_timeout).ok())
         .keep_alive_interval(options.keep_alive)
         .max_concurrent_bidi_streams(VarInt::from_u32(u32::from(accepts_streams)))
-        .max_concurrent_uni_streams(VarInt::from_u32(0));
+        .max_concurrent_uni_streams(VarInt::from_u32(0))
+        .mtu_discovery_config(Some(mtu));
     Arc::new(t)
 }
 
@@ -64,13 +83,12 @@ pub(crate) fn on_socket(
     socket
         .set_nonblocking(true)
         .map_err(|e| LinkError::io("setting non-blocking mode", e))?;
-    quinn::Endpoint::new(
-        quinn::EndpointConfig::default(),
-        server,
-        socket,
-        Arc::new(quinn::TokioRuntime),
-    )
-    .map_err(|e| LinkError::io("starting a QUIC endpoint", e))
+    let mut config = EndpointConfig::default();
+    config
+        .max_udp_payload_size(MAX_UDP_PAYLOAD)
+        .expect("within QUIC's limits");
+    quinn::Endpoint::new(config, server, socket, Arc::new(quinn::TokioRuntime))
+        .map_err(|e| LinkError::io("starting a QUIC endpoint", e))
 }
 
 /// The receive buffer asked for on the sockets QUIC endpoints bind. One
