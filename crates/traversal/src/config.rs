@@ -1,6 +1,11 @@
-//! How a rendezvous behaves: plain structs with documented defaults.
+//! How a rendezvous and a traversal behave: plain structs with documented
+//! defaults.
 
 use std::time::Duration;
+
+use weft_link::LinkConfig;
+
+use crate::race::RaceConfig;
 
 /// The limits and policies of a [`RendezvousCore`](crate::RendezvousCore)
 /// (and of the [`Rendezvous`](crate::Rendezvous) around it).
@@ -76,6 +81,48 @@ impl Default for RendezvousConfig {
             relay_chunk: 16 * 1024,
             signals_per_second: 20,
             max_events: 1024,
+        }
+    }
+}
+
+/// How a [`Traversal`](crate::Traversal) behaves.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct TraversalConfig {
+    /// The link configuration of the connection to the rendezvous (its
+    /// reconnect policy among others).
+    pub link: LinkConfig,
+    /// How long after a relay path to a wanted peer ended it is asked for
+    /// again (when messaging has no connection to the peer by then).
+    /// Default: 200 ms.
+    pub reach_retry: Duration,
+    /// The buffer of each direction of the in-memory pipe between a relay
+    /// channel and messaging. Default: 64 KiB.
+    pub pipe_buffer: usize,
+    /// The largest `RelayData` frame sent (never more than the channel's
+    /// window). Default: 16 KiB.
+    pub chunk: usize,
+    /// The most identities [`Traversal::reach`](crate::Traversal::reach) keeps wanting; beyond it
+    /// `reach` fails with [`TraversalError::Busy`](crate::TraversalError::Busy). Default: 1024.
+    pub max_wanted: usize,
+    /// Events held for [`TraversalEvents`](crate::TraversalEvents); beyond it new ones are dropped
+    /// and counted ([`Traversal::events_dropped`](crate::Traversal::events_dropped)). Default: 256.
+    pub event_capacity: usize,
+    /// How direct TCP paths are raced beside the relay (see
+    /// [`RaceConfig`]'s defaults); `enabled: false` keeps to the relay.
+    pub direct: RaceConfig,
+}
+
+impl Default for TraversalConfig {
+    fn default() -> TraversalConfig {
+        TraversalConfig {
+            link: LinkConfig::default(),
+            reach_retry: Duration::from_millis(200),
+            pipe_buffer: 64 * 1024,
+            chunk: 16 * 1024,
+            max_wanted: 1024,
+            event_capacity: 256,
+            direct: RaceConfig::default(),
         }
     }
 }

@@ -51,6 +51,9 @@ pub enum TraversalError {
     /// The service's task has ended (closed, or its runtime shut down).
     #[error("closed")]
     Closed,
+    /// The direct paths' TCP port could not be bound.
+    #[error("binding the direct port: {0}")]
+    DirectPort(#[source] std::io::Error),
     /// A bounded command queue is full; try again.
     #[error("command queue full")]
     Busy,

@@ -74,9 +74,11 @@
 
 pub mod config;
 mod core;
+mod direct;
 pub mod error;
 mod event;
 pub mod path;
+pub mod race;
 mod relay;
 mod rendezvous;
 mod traversal;

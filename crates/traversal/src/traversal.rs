@@ -21,10 +21,12 @@ use tokio::sync::{Notify, Semaphore, mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use weft_link::address::Scheme;
-use weft_link::{Address, ConnectOptions, ConnectionId, LinkConfig};
+use weft_link::{Address, ConnectOptions, ConnectionId};
 use weft_messaging::{HandlerId, Identity, Messaging, WeakMessaging};
 use weft_packeter::{PacketEvent, PacketSender, Packeter, PacketerConfig};
 
+pub use crate::config::TraversalConfig;
+use crate::direct::DirectInput;
 use crate::error::TraversalError;
 use crate::path::{Path, Transport, TraversalEvent, Via};
 use crate::rendezvous::MAX_FRAME;
@@ -32,44 +34,6 @@ use crate::wire::{Candidate, ChannelId, CloseReason, Frame, relay_data_head};
 
 /// Candidates and start signals waiting to go to the rendezvous, at most.
 pub const SIGNAL_QUEUE: usize = 64;
-
-/// How a [`Traversal`] behaves.
-#[derive(Clone, Debug)]
-#[non_exhaustive]
-pub struct TraversalConfig {
-    /// The link configuration of the connection to the rendezvous (its
-    /// reconnect policy among others).
-    pub link: LinkConfig,
-    /// How long after a relay path to a wanted peer ended it is asked for
-    /// again (when messaging has no connection to the peer by then).
-    /// Default: 200 ms.
-    pub reach_retry: Duration,
-    /// The buffer of each direction of the in-memory pipe between a relay
-    /// channel and messaging. Default: 64 KiB.
-    pub pipe_buffer: usize,
-    /// The largest `RelayData` frame sent (never more than the channel's
-    /// window). Default: 16 KiB.
-    pub chunk: usize,
-    /// The most identities [`Traversal::reach`] keeps wanting; beyond it
-    /// `reach` fails with [`TraversalError::Busy`]. Default: 1024.
-    pub max_wanted: usize,
-    /// Events held for [`TraversalEvents`]; beyond it new ones are dropped
-    /// and counted ([`Traversal::events_dropped`]). Default: 256.
-    pub event_capacity: usize,
-}
-
-impl Default for TraversalConfig {
-    fn default() -> TraversalConfig {
-        TraversalConfig {
-            link: LinkConfig::default(),
-            reach_retry: Duration::from_millis(200),
-            pipe_buffer: 64 * 1024,
-            chunk: 16 * 1024,
-            max_wanted: 1024,
-            event_capacity: 256,
-        }
-    }
-}
 
 /// A [`Traversal`]'s events, in order. Dropping it discards later events.
 #[derive(Debug)]
@@ -102,6 +66,8 @@ struct Shared {
     handlers: Mutex<Option<(WeakMessaging, [HandlerId; 2])>>,
     /// Candidates and start signals for the rendezvous, to the task.
     signals: mpsc::Sender<Frame>,
+    /// The port direct paths are dialled from and accepted on.
+    direct_port: Option<u16>,
 }
 
 impl Shared {
@@ -192,6 +158,18 @@ impl Traversal {
         let (closing, closing_rx) = watch::channel(false);
         let (events_tx, events_rx) = mpsc::channel(config.event_capacity.max(1));
         let (signals_tx, signals_rx) = mpsc::channel(SIGNAL_QUEUE);
+        let direct = if config.direct.enabled {
+            let started = crate::direct::spawn(
+                messaging.downgrade(),
+                messaging.identity().clone(),
+                config.direct.clone(),
+                signals_tx.clone(),
+                closing_rx.clone(),
+            );
+            Some(started.map_err(TraversalError::DirectPort)?)
+        } else {
+            None
+        };
         let shared = Arc::new(Shared {
             wanted: Wanted::default(),
             max_wanted: config.max_wanted,
@@ -201,6 +179,7 @@ impl Traversal {
             events_dropped: Arc::new(AtomicU64::new(0)),
             handlers: Mutex::new(None),
             signals: signals_tx,
+            direct_port: direct.as_ref().map(|d| d.port),
         });
         let (ended_tx, ended_rx) = mpsc::channel(64);
         let (connected_tx, connected_rx) = mpsc::channel(64);
@@ -221,6 +200,7 @@ impl Traversal {
             requested: HashSet::new(),
             retries: Vec::new(),
             ended: ended_tx,
+            direct: direct.as_ref().map(|d| d.input.clone()),
         };
         let task = tokio::spawn(run.run(packeter, closing_rx, ended_rx, signals_rx, connected_rx));
         *shared.task.lock().unwrap_or_else(|p| p.into_inner()) = Some(task);
@@ -238,9 +218,13 @@ impl Traversal {
         // not one of our relays. Past the queue's bound a report is lost,
         // never the connection.
         let wanted = shared.wanted.clone();
+        let racing = direct.map(|d| d.racing);
         let on_connect = messaging.on_connect(move |peer| {
             let wanted = wanted.lock().unwrap_or_else(|p| p.into_inner());
-            if wanted.contains_key(peer) {
+            let raced = racing
+                .as_ref()
+                .is_some_and(|r| r.lock().unwrap_or_else(|p| p.into_inner()).contains(peer));
+            if wanted.contains_key(peer) || raced {
                 let _ = connected_tx.try_send(peer.clone());
             }
         });
@@ -318,6 +302,12 @@ impl Traversal {
         })
     }
 
+    /// The local TCP port direct paths are dialled from and accepted on
+    /// (the port of our candidates); `None` when direct paths are off.
+    pub fn direct_port(&self) -> Option<u16> {
+        self.shared.direct_port
+    }
+
     /// Events dropped because [`TraversalEvents`] was not read.
     pub fn events_dropped(&self) -> u64 {
         self.shared.events_dropped.load(Ordering::Relaxed)
@@ -382,6 +372,8 @@ struct Run {
     retries: Vec<(Instant, Identity)>,
     /// Channels whose pipe messaging closed, from their pump tasks.
     ended: mpsc::Sender<ChannelId>,
+    /// The direct paths' shell, when they are on.
+    direct: Option<mpsc::Sender<DirectInput>>,
 }
 
 impl Run {
@@ -427,6 +419,14 @@ impl Run {
             channel.stop();
         }
         packeter.link().close().await;
+    }
+
+    /// Tells the direct paths' shell; past its queue's bound a race is
+    /// missed, never a relay.
+    fn direct(&self, input: DirectInput) {
+        if let Some(direct) = &self.direct {
+            let _ = direct.try_send(input);
+        }
     }
 
     fn emit(&self, event: TraversalEvent) {
@@ -480,6 +480,7 @@ impl Run {
         match frame {
             Frame::Registered { observed } => {
                 self.registered = true;
+                self.direct(DirectInput::Registered(observed));
                 self.emit(TraversalEvent::Registered { observed });
                 self.reach_wanted(false);
             }
@@ -515,6 +516,7 @@ impl Run {
             }
             Frame::RelayClose { channel, reason } => self.end_channel(channel, reason),
             Frame::Candidates { peer, addrs } => {
+                self.direct(DirectInput::Candidates(peer.clone(), addrs.clone()));
                 self.emit(TraversalEvent::Candidates { peer, addrs })
             }
             Frame::Start {
@@ -522,12 +524,16 @@ impl Run {
                 attempt,
                 strategy,
                 delay_ms,
-            } => self.emit(TraversalEvent::Start {
-                peer,
-                attempt,
-                strategy,
-                delay: Duration::from_millis(u64::from(delay_ms)),
-            }),
+            } => {
+                let delay = Duration::from_millis(u64::from(delay_ms));
+                self.direct(DirectInput::Start(peer.clone(), strategy, delay));
+                self.emit(TraversalEvent::Start {
+                    peer,
+                    attempt,
+                    strategy,
+                    delay,
+                })
+            }
             // Frames only a peer sends.
             _ => {}
         }
@@ -631,6 +637,7 @@ impl Run {
         ) {
             old.stop();
         }
+        self.direct(DirectInput::Relay(path.peer.clone()));
         self.emit(TraversalEvent::Path(path));
     }
 
@@ -644,6 +651,7 @@ impl Run {
         if self.channels.values().any(|c| c.connection == id) {
             return; // the relay, reported when it opened
         }
+        self.direct(DirectInput::Connected(peer.clone()));
         let remote = info.connection.peer.as_ref();
         self.emit(TraversalEvent::Path(Path {
             peer: peer.clone(),

@@ -10,7 +10,7 @@ use weft_messaging::{Identity, Message, Messaging};
 use weft_traversal::wire::CloseReason;
 use weft_traversal::{
     Rendezvous, RendezvousConfig, RendezvousEvent, RendezvousOptions, Transport, Traversal,
-    TraversalEvent, TraversalEvents, Via,
+    TraversalConfig, TraversalEvent, TraversalEvents, Via,
 };
 
 /// The bound on every wait.
@@ -27,8 +27,11 @@ async fn peer(name: &str, at: &Address) -> (Messaging, Traversal, TraversalEvent
     let messaging = Messaging::new(Identity::new(name).unwrap(), Default::default())
         .await
         .unwrap();
-    let (traversal, events) =
-        Traversal::start(&messaging, at, Default::default(), Default::default()).unwrap();
+    // The relay alone: direct paths (tests/direct.rs) would replace it
+    // on loopback at once.
+    let mut config = TraversalConfig::default();
+    config.direct.enabled = false;
+    let (traversal, events) = Traversal::start(&messaging, at, Default::default(), config).unwrap();
     (messaging, traversal, events)
 }
 

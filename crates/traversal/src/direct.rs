@@ -1,0 +1,441 @@
+//! The shell around [`PathRace`]: one task owns the direct TCP port (a
+//! listener, and every dial made from the same port with `SO_REUSEADDR`
+//! and `SO_REUSEPORT`, so that the port a NAT keeps for our dials is the
+//! one we advertise, and crossing SYNs meet: TCP simultaneous open), feeds
+//! the race what happens, and does what it polls out.
+//!
+//! A connected stream (dialled or accepted) first carries the path
+//! preamble (`PROTOCOL.md`, "Direct paths"): each end names itself, and
+//! the end with the smaller identity says whether this stream is the one
+//! kept. It keeps the first, so both ends adopt the same single stream
+//! into messaging's link ([`Link::adopt_tcp`](weft_link::Link::adopt_tcp)),
+//! where messaging's handshake runs and, the relay being a stand-in, the
+//! direct connection replaces it losslessly.
+
+use std::collections::HashSet;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use weft_messaging::{Identity, WeakMessaging};
+
+use crate::race::{PathRace, RaceAction, RaceConfig};
+use crate::wire::{Candidate, CandidateKind, CandidateTransport, Frame};
+
+/// The preamble's first bytes: "WFTD" and its version.
+const MAGIC: &[u8; 5] = b"WFTD\x01";
+/// The preamble's decision: keep this stream.
+const KEEP: u8 = 1;
+/// Streams accepted on the direct port waiting for their preamble, at most.
+const MAX_INBOUND: usize = 16;
+
+/// What the traversal's task tells the direct shell.
+#[derive(Debug)]
+pub(crate) enum DirectInput {
+    /// The rendezvous sees us at this address.
+    Registered(Option<SocketAddr>),
+    /// A relay path to the peer opened.
+    Relay(Identity),
+    /// The peer's candidates.
+    Candidates(Identity, Vec<Candidate>),
+    /// The peer's start signal: strategy and delay.
+    Start(Identity, u8, Duration),
+    /// Messaging has a connection to the peer that is none of our relays.
+    Connected(Identity),
+}
+
+/// The traversal's side of the direct shell.
+pub(crate) struct DirectHandle {
+    pub(crate) input: mpsc::Sender<DirectInput>,
+    /// The port we dial from and accept on.
+    pub(crate) port: u16,
+    /// The peers with a race, running or finished.
+    pub(crate) racing: Arc<Mutex<HashSet<Identity>>>,
+}
+
+/// What a task of the shell gives back.
+enum Done {
+    /// A dial ended: the stream after its preamble, or none.
+    Dialled {
+        peer: Identity,
+        addr: SocketAddr,
+        stream: Option<TcpStream>,
+    },
+    /// An accepted stream's preamble ended: it named this racing peer, or
+    /// it did not.
+    Accepted {
+        peer: Identity,
+        stream: Option<TcpStream>,
+    },
+    /// The non-deciding end's verdict: keep this stream.
+    Kept { peer: Identity, stream: TcpStream },
+    /// Nothing to do.
+    Nothing,
+}
+
+/// A socket bound to our direct port, reusable by the listener and every
+/// dial.
+fn socket_on(local: SocketAddr) -> io::Result<TcpSocket> {
+    let socket = match local {
+        SocketAddr::V4(_) => TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => {
+            let s = socket2::Socket::new(socket2::Domain::IPV6, socket2::Type::STREAM, None)?;
+            s.set_only_v6(true)?;
+            s.set_nonblocking(true)?;
+            TcpSocket::from_std_stream(std::net::TcpStream::from(s))
+        }
+    };
+    socket.set_reuseaddr(true)?;
+    #[cfg(unix)]
+    socket.set_reuseport(true)?;
+    socket.bind(local)?;
+    Ok(socket)
+}
+
+/// Starts the shell: binds the direct port (IPv4, and IPv6 on the same
+/// port when the host has it) and runs its task until `closing`.
+pub(crate) fn spawn(
+    messaging: WeakMessaging,
+    me: Identity,
+    config: RaceConfig,
+    signals: mpsc::Sender<Frame>,
+    closing: watch::Receiver<bool>,
+) -> io::Result<DirectHandle> {
+    let v4 = socket_on(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)))?.listen(64)?;
+    let port = v4.local_addr()?.port();
+    let v6 = socket_on(SocketAddr::from((Ipv6Addr::UNSPECIFIED, port)))
+        .and_then(|s| s.listen(64))
+        .ok();
+    let (input, input_rx) = mpsc::channel(64);
+    let racing = Arc::new(Mutex::new(HashSet::new()));
+    let shell = Shell {
+        messaging,
+        core: PathRace::new(me.clone(), config),
+        me,
+        port,
+        ipv6: v6.is_some(),
+        observed: None,
+        signals,
+        racing: racing.clone(),
+        tasks: JoinSet::new(),
+        inbound: 0,
+        kept: HashSet::new(),
+    };
+    tokio::spawn(shell.run(v4, v6, input_rx, closing));
+    Ok(DirectHandle {
+        input,
+        port,
+        racing,
+    })
+}
+
+struct Shell {
+    messaging: WeakMessaging,
+    core: PathRace,
+    me: Identity,
+    port: u16,
+    ipv6: bool,
+    observed: Option<SocketAddr>,
+    signals: mpsc::Sender<Frame>,
+    racing: Arc<Mutex<HashSet<Identity>>>,
+    tasks: JoinSet<Done>,
+    /// Accepted streams in their preamble.
+    inbound: usize,
+    /// Peers whose race kept a stream (the deciding end's record).
+    kept: HashSet<Identity>,
+}
+
+async fn accept(listener: &Option<TcpListener>) -> io::Result<(TcpStream, SocketAddr)> {
+    match listener {
+        Some(l) => l.accept().await,
+        None => std::future::pending().await,
+    }
+}
+
+impl Shell {
+    async fn run(
+        mut self,
+        v4: TcpListener,
+        v6: Option<TcpListener>,
+        mut input: mpsc::Receiver<DirectInput>,
+        mut closing: watch::Receiver<bool>,
+    ) {
+        let v4 = Some(v4);
+        loop {
+            let wake = self.core.poll_timeout().map(Instant::from_std);
+            let sleep = async {
+                match wake {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                got = input.recv() => match got {
+                    Some(got) => self.handle_input(got),
+                    None => break,
+                },
+                Ok((stream, from)) = accept(&v4) => self.accepted(stream, from),
+                Ok((stream, from)) = accept(&v6) => self.accepted(stream, from),
+                Some(Ok(done)) = self.tasks.join_next() => self.done(done),
+                _ = sleep => {}
+                _ = closing.changed() => break,
+            }
+            self.step();
+        }
+        self.tasks.abort_all();
+    }
+
+    fn now() -> std::time::Instant {
+        Instant::now().into_std()
+    }
+
+    fn handle_input(&mut self, input: DirectInput) {
+        let now = Self::now();
+        match input {
+            DirectInput::Registered(observed) => self.observed = observed,
+            DirectInput::Relay(peer) => {
+                self.kept.remove(&peer);
+                self.core.handle_relay(&peer, now);
+            }
+            DirectInput::Candidates(peer, addrs) => self.core.handle_candidates(&peer, &addrs, now),
+            DirectInput::Start(peer, strategy, delay) => {
+                self.core.handle_start(&peer, strategy, delay, now)
+            }
+            DirectInput::Connected(peer) => self.core.handle_won(&peer),
+        }
+    }
+
+    /// Runs the race's timers and does what it asks.
+    fn step(&mut self) {
+        self.core.handle_timeout(Self::now());
+        while let Some(action) = self.core.poll_action() {
+            match action {
+                RaceAction::SendCandidates { peer } => {
+                    let addrs = self.candidates();
+                    let _ = self.signals.try_send(Frame::Candidates { peer, addrs });
+                }
+                RaceAction::SendStart {
+                    peer,
+                    attempt,
+                    delay,
+                } => {
+                    let _ = self.signals.try_send(Frame::Start {
+                        peer,
+                        attempt,
+                        strategy: crate::race::STRATEGY_TCP_SIMULTANEOUS,
+                        delay_ms: delay.as_millis().min(u128::from(u16::MAX)) as u16,
+                    });
+                }
+                RaceAction::Dial {
+                    peer,
+                    addr,
+                    timeout,
+                } => {
+                    let me = self.me.clone();
+                    let port = self.port;
+                    let preamble = self.core.config().preamble_timeout;
+                    self.tasks.spawn(async move {
+                        let stream = dial(addr, port, timeout).await.ok().map(|s| (s, preamble));
+                        let stream = match stream {
+                            Some((s, limit)) => greet(s, &me, limit)
+                                .await
+                                .filter(|(_, them)| *them == peer)
+                                .map(|(s, _)| s),
+                            None => None,
+                        };
+                        Done::Dialled { peer, addr, stream }
+                    });
+                }
+            }
+        }
+        let mut racing = self.racing.lock().unwrap_or_else(|p| p.into_inner());
+        racing.clear();
+        racing.extend(self.core.peers().cloned());
+    }
+
+    /// Our candidates: the address the rendezvous observed, with our
+    /// direct port (NATs that keep ports keep it), then our host
+    /// addresses.
+    fn candidates(&self) -> Vec<Candidate> {
+        let max = self
+            .core
+            .config()
+            .max_candidates
+            .min(crate::wire::MAX_CANDIDATES);
+        let mut out: Vec<Candidate> = Vec::new();
+        let mut add = |kind, ip: IpAddr| {
+            let addr = SocketAddr::new(ip, self.port);
+            if out.len() < max && !out.iter().any(|c| c.addr == addr) {
+                out.push(Candidate {
+                    transport: CandidateTransport::Tcp,
+                    kind,
+                    addr,
+                });
+            }
+        };
+        if let Some(observed) = self.observed {
+            add(CandidateKind::Reflexive, observed.ip());
+        }
+        let hosts = match &self.core.config().host_ips {
+            Some(ips) => ips.clone(),
+            None => host_ips(),
+        };
+        for ip in hosts {
+            if ip.is_ipv4() || self.ipv6 {
+                add(CandidateKind::Host, ip);
+            }
+        }
+        out
+    }
+
+    fn accepted(&mut self, stream: TcpStream, from: SocketAddr) {
+        // Only from an address of a peer we race with, and few at once.
+        let Some(peer) = self.core.inbound_from(from.ip()).cloned() else {
+            return;
+        };
+        if self.inbound >= MAX_INBOUND {
+            return;
+        }
+        self.inbound += 1;
+        let me = self.me.clone();
+        let limit = self.core.config().preamble_timeout;
+        self.tasks.spawn(async move {
+            let stream = greet(stream, &me, limit)
+                .await
+                .filter(|(_, them)| *them == peer)
+                .map(|(s, _)| s);
+            Done::Accepted { peer, stream }
+        });
+    }
+
+    fn done(&mut self, done: Done) {
+        match done {
+            Done::Dialled { peer, addr, stream } => {
+                self.core
+                    .handle_dialled(&peer, addr, stream.is_some(), Self::now());
+                if let Some(stream) = stream {
+                    self.settle(peer, stream);
+                }
+            }
+            Done::Accepted { peer, stream } => {
+                self.inbound = self.inbound.saturating_sub(1);
+                if let Some(stream) = stream {
+                    self.settle(peer, stream);
+                }
+            }
+            Done::Kept { peer, stream } => self.adopt(peer, stream),
+            Done::Nothing => {}
+        }
+    }
+
+    /// A stream to `peer` passed its preamble: the deciding end keeps the
+    /// first of a race and tells the other end; the other end waits to be
+    /// told.
+    fn settle(&mut self, peer: Identity, stream: TcpStream) {
+        let limit = self.core.config().preamble_timeout;
+        if self.core.decides(&peer) {
+            let keep = self.core.is_racing(&peer) && !self.kept.contains(&peer);
+            if keep {
+                self.kept.insert(peer.clone());
+            }
+            self.tasks.spawn(async move {
+                let mut stream = stream;
+                let verdict = [u8::from(keep)];
+                let sent = tokio::time::timeout(limit, stream.write_all(&verdict)).await;
+                match sent {
+                    Ok(Ok(())) if keep => Done::Kept { peer, stream },
+                    _ => Done::Nothing,
+                }
+            });
+        } else {
+            self.tasks.spawn(async move {
+                let mut stream = stream;
+                let mut verdict = [0u8];
+                let read = tokio::time::timeout(limit, stream.read_exact(&mut verdict)).await;
+                match read {
+                    Ok(Ok(_)) if verdict[0] == KEEP => Done::Kept { peer, stream },
+                    _ => Done::Nothing,
+                }
+            });
+        }
+    }
+
+    /// The kept stream becomes a messaging connection.
+    fn adopt(&mut self, peer: Identity, stream: TcpStream) {
+        self.core.handle_won(&peer);
+        let Some(messaging) = self.messaging.upgrade() else {
+            return;
+        };
+        let adopted = stream
+            .into_std()
+            .map_err(|e| e.to_string())
+            .and_then(|s| messaging.link().adopt_tcp(s).map_err(|e| e.to_string()));
+        if let Err(error) = adopted {
+            tracing::debug!(%error, %peer, "traversal: a direct stream could not be adopted");
+        }
+    }
+}
+
+/// A TCP connect to `addr` from our direct port, within `timeout`.
+async fn dial(addr: SocketAddr, port: u16, timeout: Duration) -> io::Result<TcpStream> {
+    let local = match addr {
+        SocketAddr::V4(_) => SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)),
+        SocketAddr::V6(_) => SocketAddr::from((Ipv6Addr::UNSPECIFIED, port)),
+    };
+    let socket = socket_on(local)?;
+    match tokio::time::timeout(timeout, socket.connect(addr)).await {
+        Ok(r) => r,
+        Err(_) => Err(io::ErrorKind::TimedOut.into()),
+    }
+}
+
+/// The preamble's greeting, both ways at once: our identity out, the
+/// other end's in. `None` when it is not a weft direct path or too slow.
+async fn greet(
+    mut stream: TcpStream,
+    me: &Identity,
+    limit: Duration,
+) -> Option<(TcpStream, Identity)> {
+    let name = me.as_str().as_bytes();
+    let mut hello = Vec::with_capacity(MAGIC.len() + 1 + name.len());
+    hello.extend_from_slice(MAGIC);
+    hello.push(name.len() as u8);
+    hello.extend_from_slice(name);
+    let exchange = async {
+        stream.write_all(&hello).await?;
+        let mut head = [0u8; 6];
+        stream.read_exact(&mut head).await?;
+        if head[..5] != MAGIC[..] {
+            return Err(io::ErrorKind::InvalidData.into());
+        }
+        let mut name = vec![0u8; usize::from(head[5])];
+        stream.read_exact(&mut name).await?;
+        let name = String::from_utf8(name).map_err(|_| io::ErrorKind::InvalidData)?;
+        Identity::new(name).map_err(|_| io::Error::from(io::ErrorKind::InvalidData))
+    };
+    match tokio::time::timeout(limit, exchange).await {
+        Ok(Ok(them)) => Some((stream, them)),
+        _ => None,
+    }
+}
+
+/// This host's addresses worth offering: not loopback, not link-local.
+fn host_ips() -> Vec<IpAddr> {
+    use weft_netiface::Scope;
+    let Ok(interfaces) = weft_netiface::interfaces() else {
+        return Vec::new();
+    };
+    interfaces
+        .iter()
+        .filter(|i| i.flags.up)
+        .flat_map(|i| i.addrs.iter())
+        .filter(|a| !matches!(a.scope, Scope::Loopback | Scope::LinkLocal))
+        .map(|a| a.ip)
+        .collect()
+}

@@ -1,0 +1,117 @@
+//! Direct TCP paths raced beside the relay, on loopback: two peers with
+//! no listeners exchange candidates on 127.0.0.1 through the rendezvous;
+//! the relay carries the first messages at once, a direct path replaces
+//! it, and 2,000 messages each way arrive once each and in order.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use tokio::time::timeout;
+use weft_link::Address;
+use weft_messaging::{Identity, Message, Messaging};
+use weft_traversal::{
+    Path, Rendezvous, RendezvousOptions, Transport, Traversal, TraversalConfig, TraversalEvent,
+    TraversalEvents, Via,
+};
+
+const WAIT: Duration = Duration::from_secs(20);
+const COUNT: usize = 2_000;
+const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+async fn peer(name: &str, at: &Address) -> (Messaging, Traversal, TraversalEvents) {
+    let messaging = Messaging::new(Identity::new(name).unwrap(), Default::default())
+        .await
+        .unwrap();
+    let mut config = TraversalConfig::default();
+    config.direct.host_ips = Some(vec![LOOPBACK]);
+    let (traversal, events) = Traversal::start(&messaging, at, Default::default(), config).unwrap();
+    (messaging, traversal, events)
+}
+
+async fn next_path(events: &mut TraversalEvents) -> Path {
+    timeout(WAIT, async {
+        loop {
+            match events.recv().await.expect("traversal stopped") {
+                TraversalEvent::Path(p) => return p,
+                _ => continue,
+            }
+        }
+    })
+    .await
+    .expect("a path in time")
+}
+
+async fn receive_all(at: Messaging, from: Identity) {
+    for i in 0..COUNT {
+        let got = at.recv(Some(WAIT)).await.expect("a message in time");
+        assert_eq!(got.from, from);
+        assert_eq!(
+            std::str::from_utf8(&got.message.data).unwrap(),
+            format!("{from}-{i}"),
+            "message {i} at {}",
+            at.identity()
+        );
+    }
+    // No second copy of anything.
+    assert!(at.recv(Some(Duration::from_millis(300))).await.is_err());
+}
+
+#[tokio::test]
+async fn a_direct_path_replaces_the_relay_and_nothing_is_lost() {
+    let (rv, _) = Rendezvous::start(RendezvousOptions::listen(
+        "tcp://127.0.0.1:0".parse().unwrap(),
+    ))
+    .await
+    .unwrap();
+    let at = rv.listening()[0].clone();
+    let (alice, to_alice, mut alice_events) = peer("alice", &at).await;
+    let (bob, to_bob, mut bob_events) = peer("bob", &at).await;
+    let (alice_port, bob_port) = (
+        to_alice.direct_port().expect("direct on"),
+        to_bob.direct_port().expect("direct on"),
+    );
+
+    // From the first moment: nothing waits for a hole.
+    let mut senders = Vec::new();
+    for (from, to) in [(&alice, &bob), (&bob, &alice)] {
+        let (from, to) = (from.clone(), to.identity().clone());
+        senders.push(tokio::spawn(async move {
+            for i in 0..COUNT {
+                let text = format!("{}-{i}", from.identity());
+                from.send_message(&to, Message::new(text)).await.unwrap();
+            }
+        }));
+    }
+    to_alice.reach(bob.identity()).unwrap();
+    to_bob.reach(alice.identity()).unwrap();
+    let receivers = [
+        tokio::spawn(receive_all(alice.clone(), bob.identity().clone())),
+        tokio::spawn(receive_all(bob.clone(), alice.identity().clone())),
+    ];
+
+    // The relay first, then the direct path, on each side.
+    for (events, port) in [(&mut alice_events, bob_port), (&mut bob_events, alice_port)] {
+        let relay = next_path(events).await;
+        assert_eq!(relay.via, Via::Relay);
+        let direct = next_path(events).await;
+        assert_eq!(direct.via, Via::Direct);
+        assert_eq!(direct.transport, Transport::Tcp);
+        assert_eq!(direct.remote, Some(SocketAddr::new(LOOPBACK, port)));
+    }
+    for r in receivers {
+        timeout(WAIT, r).await.unwrap().unwrap();
+    }
+    for s in senders {
+        s.await.unwrap();
+    }
+    // One connection each, the direct one; its remote is the other's
+    // direct port.
+    let info = alice.peer_info(bob.identity()).expect("connected");
+    assert_eq!(
+        info.connection.peer.as_ref().and_then(Address::socket_addr),
+        Some(SocketAddr::new(LOOPBACK, bob_port))
+    );
+    to_alice.close().await;
+    to_bob.close().await;
+    rv.close().await;
+}
