@@ -8,7 +8,7 @@
 //!  la0 10.202.1.2/24 <=veth=>    ral 10.202.1.1/24
 //!  default via 10.202.1.1        ra0 10.202.0.11/24 <=veth=>  ia --+
 //!                                masquerade fully-random           br0 10.202.0.2/24
-//!                                forward: established only         |   10.202.0.3/24
+//!                                forward, input: established only         |   10.202.0.3/24
 //!  weft-trav-<pid>-lb            weft-trav-<pid>-rb                |   (rendezvous, STUN
 //!  lb0 10.202.2.2/24 <=veth=>    rbl 10.202.2.1/24                 |    with RFC 5780)
 //!  default via 10.202.2.1        rb0 10.202.0.12/24 <=veth=>  ib --+
@@ -20,7 +20,12 @@
 //! 2,000 messages each from the first moment; all arrive once each and in
 //! order, through the relay, and the first within 1 s of both having
 //! registered. The rendezvous's STUN server (RFC 5780 on its second IP)
-//! finds the NAT symmetric. Without root, `ip netns` or nft, the test says loudly that
+//! finds the NAT symmetric: the pair stays on the relay. The other cells
+//! run the same lab with plain `masquerade` (a port-restricted cone NAT
+//! that keeps ports): a public host (bob on the bridge) and alice go
+//! direct, both behind NATs go direct by TCP simultaneous open, and two
+//! peers on one LAN go direct on the LAN addresses, each within 5 s of
+//! both having registered, to the address expected. Without root, `ip netns` or nft, the test says loudly that
 //! it was skipped, and passes.
 
 #![cfg(target_os = "linux")]
@@ -37,7 +42,7 @@ use weft_link::Address;
 use weft_messaging::{Identity, Message, Messaging};
 use weft_stun::transaction::RetransmitConfig;
 use weft_stun::{ClientConfig, NatType, discover_nat};
-use weft_traversal::{Rendezvous, RendezvousOptions, Traversal, TraversalEvent, Via};
+use weft_traversal::{Rendezvous, RendezvousOptions, Transport, Traversal, TraversalEvent, Via};
 
 const COUNT: usize = 2_000;
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(20);
@@ -114,9 +119,9 @@ impl Lab {
         format!("{}-{name}", self.base)
     }
 
-    fn create() -> Result<Lab, String> {
+    fn create(cell: &str) -> Result<Lab, String> {
         let mut lab = Lab {
-            base: format!("weft-trav-{}", std::process::id()),
+            base: format!("weft-trav-{}-{cell}", std::process::id()),
             created: Vec::new(),
         };
         for name in ["inet", "ra", "rb", "la", "lb"] {
@@ -128,7 +133,9 @@ impl Lab {
         Ok(lab)
     }
 
-    fn build(&self) -> Result<(), String> {
+    /// Builds the lab with `nat` (`masquerade` or `masquerade
+    /// fully-random`) on both routers.
+    fn build(&self, nat: &str) -> Result<(), String> {
         let inet = self.ns("inet");
         ip(&format!("-n {inet} link add br0 type bridge"))?;
         ip(&format!("-n {inet} addr add 10.202.0.2/24 dev br0"))?;
@@ -160,12 +167,19 @@ impl Lab {
             for rule in [
                 "add table ip nat".to_owned(),
                 "add chain ip nat post { type nat hook postrouting priority 100 ; }".to_owned(),
-                format!("add rule ip nat post oifname {out} masquerade fully-random"),
+                format!("add rule ip nat post oifname {out} {nat}"),
                 "add table ip filter".to_owned(),
                 "add chain ip filter forward_in { type filter hook forward priority 0 ; policy drop ; }"
                     .to_owned(),
                 "add rule ip filter forward_in ct state established,related accept".to_owned(),
                 format!("add rule ip filter forward_in iifname {lan_if} accept"),
+                // Nor does the router itself answer what nobody asked
+                // for from outside (no RST to a stray SYN), as home
+                // routers do not.
+                "add chain ip filter input { type filter hook input priority 0 ; policy accept ; }"
+                    .to_owned(),
+                format!("add rule ip filter input iifname {out} ct state established,related accept"),
+                format!("add rule ip filter input iifname {out} drop"),
             ] {
                 exec(&router, &["nft", &rule])?;
             }
@@ -234,6 +248,10 @@ struct Seen {
     registered: Instant,
     first_message: Instant,
     remote: Option<SocketAddr>,
+    /// The first direct path and when it was reported.
+    direct: Option<(Instant, SocketAddr)>,
+    /// The TCP port of our direct candidates.
+    direct_port: u16,
 }
 
 /// A peer in its LAN: registers, sends `COUNT` messages to `other` at
@@ -243,6 +261,7 @@ async fn peer(
     other: &'static str,
     at: Address,
     done: Arc<Barrier>,
+    direct_expected: bool,
 ) -> Result<Seen, String> {
     let messaging = Messaging::new(Identity::new(me).unwrap(), Default::default())
         .await
@@ -252,17 +271,29 @@ async fn peer(
         Traversal::start(&messaging, &at, Default::default(), Default::default())
             .map_err(|e| e.to_string())?;
     traversal.reach(&other).map_err(|e| e.to_string())?;
-    // The moment of registration, read as it happens.
-    let registration = tokio::spawn(async move {
-        loop {
-            match events.recv().await {
-                Some(TraversalEvent::Registered { observed }) => {
-                    return Some((observed, Instant::now(), events));
+    let direct_port = traversal.direct_port().ok_or("direct paths off")?;
+    // The moments of registration and of each path, read as they happen.
+    let (registered_tx, registered_rx) = tokio::sync::oneshot::channel();
+    let (direct_tx, mut direct_rx) = tokio::sync::watch::channel(false);
+    let paths = tokio::spawn(async move {
+        let mut registered_tx = Some(registered_tx);
+        let mut paths = Vec::new();
+        while let Some(event) = events.recv().await {
+            match event {
+                TraversalEvent::Registered { observed } => {
+                    if let Some(tx) = registered_tx.take() {
+                        let _ = tx.send((observed, Instant::now()));
+                    }
                 }
-                Some(_) => {}
-                None => return None,
+                TraversalEvent::Path(path) => {
+                    let _ =
+                        direct_tx.send(direct_tx.borrow().to_owned() || path.via == Via::Direct);
+                    paths.push((Instant::now(), path));
+                }
+                _ => {}
             }
         }
+        paths
     });
     for i in 0..COUNT {
         let text = format!("{me}-{i}");
@@ -271,7 +302,7 @@ async fn peer(
             .await
             .map_err(|e| e.to_string())?;
     }
-    let Ok(Some((observed, registered, mut events))) = registration.await else {
+    let Ok((observed, registered)) = registered_rx.await else {
         return Err(format!("{me}: never registered"));
     };
     let mut first_message = None;
@@ -289,12 +320,11 @@ async fn peer(
             ));
         }
     }
-    let mut remote = None;
-    while let Ok(Some(event)) = tokio::time::timeout(Duration::ZERO, events.recv()).await {
-        if let TraversalEvent::Path(path) = event {
-            assert_eq!(path.via, Via::Relay);
-            remote = path.remote;
-        }
+    // Where a direct path is expected, until it is reported (or 6 s after
+    // registering; the test then says it was not).
+    if direct_expected {
+        let limit = tokio::time::Instant::from_std(registered + Duration::from_secs(6));
+        let _ = tokio::time::timeout_at(limit, direct_rx.wait_for(|d| *d)).await;
     }
     // Until the other side has all of ours too, and has been told so:
     // whoever finishes first waits for the other before leaving.
@@ -303,40 +333,91 @@ async fn peer(
     }
     done.wait().await;
     traversal.close().await;
+    let paths = paths.await.map_err(|e| e.to_string())?;
+    let remote = paths
+        .iter()
+        .find(|(_, p)| p.via == Via::Relay)
+        .and_then(|(_, p)| p.remote);
+    let direct = paths
+        .iter()
+        .find(|(_, p)| p.via == Via::Direct)
+        .map(|(at, p)| {
+            assert_eq!(p.transport, Transport::Tcp);
+            (*at, p.remote.expect("a direct path's remote"))
+        });
     messaging.close().await;
     Ok(Seen {
         observed,
         registered,
         first_message: first_message.expect("COUNT > 0"),
         remote,
+        direct,
+        direct_port,
     })
 }
 
-#[test]
-fn two_peers_behind_symmetric_nats_talk_through_the_relay() {
+/// Where the two peers run.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Placement {
+    /// Alice behind router a, bob behind router b.
+    TwoLans,
+    /// Alice behind router a, bob on the internet bridge (a public host).
+    PublicBob,
+    /// Both on alice's LAN, behind one NAT.
+    SameLan,
+}
+
+/// One cell of the matrix, run.
+struct Cell {
+    alice: Seen,
+    bob: Seen,
+    at: Address,
+    stun: Option<SocketAddr>,
+    /// Dropped to stop the rendezvous.
+    stop: tokio::sync::oneshot::Sender<()>,
+    rendezvous: JoinHandle<Result<weft_traversal::RendezvousStats, String>>,
+    lab: Lab,
+}
+
+impl Cell {
+    /// Stops the rendezvous: its counters, and the lab.
+    fn finish(self) -> (weft_traversal::RendezvousStats, Lab) {
+        drop(self.stop);
+        let stats = join_within(self.rendezvous, Duration::from_secs(20)).expect("the rendezvous");
+        (stats, self.lab)
+    }
+}
+
+/// The cells share the host's namespaces and CPU: one at a time, so that
+/// each one's times are its own.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Builds a lab with `nat` on its routers, runs the rendezvous and the two
+/// peers placed as `placement`; `None` (said loudly) when the host cannot.
+fn cell(tag: &str, nat: &str, placement: Placement) -> Option<Cell> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         skip("not root, cannot create network namespaces");
-        return;
+        return None;
     }
     if let Err(e) = ip("netns list") {
         skip(&format!("`ip netns` does not work: {e}"));
-        return;
+        return None;
     }
     if run("nft", &["--version"]).is_err() {
         skip("nft is not installed");
-        return;
+        return None;
     }
-    let lab = match Lab::create() {
+    let lab = match Lab::create(tag) {
         Ok(lab) => lab,
         Err(e) => {
             skip(&format!("`ip netns add` failed: {e}"));
-            return;
+            return None;
         }
     };
-    if let Err(e) = lab.build() {
+    if let Err(e) = lab.build(nat) {
         skip(&format!("building the lab failed: {e}"));
-        return;
+        return None;
     }
 
     // The rendezvous, until the test lets go of `stop`.
@@ -363,18 +444,134 @@ fn two_peers_behind_symmetric_nats_talk_through_the_relay() {
     let (a, b) = (at.clone(), at.clone());
     let done = Arc::new(Barrier::new(2));
     let (d1, d2) = (done.clone(), done);
+    let bob_ns = match placement {
+        Placement::TwoLans => lab.ns("lb"),
+        Placement::PublicBob => lab.ns("inet"),
+        Placement::SameLan => lab.ns("la"),
+    };
+    let direct = nat == "masquerade";
     let alice = spawn_in(&lab.ns("la"), PEER_TIMEOUT, move || {
-        peer("alice", "bob", a, d1)
+        peer("alice", "bob", a, d1, direct)
     });
-    let bob = spawn_in(&lab.ns("lb"), PEER_TIMEOUT, move || {
-        peer("bob", "alice", b, d2)
+    let bob = spawn_in(&bob_ns, PEER_TIMEOUT, move || {
+        peer("bob", "alice", b, d2, direct)
     });
     let alice = join_within(alice, PEER_TIMEOUT + Duration::from_secs(5)).expect("alice");
     let bob = join_within(bob, PEER_TIMEOUT + Duration::from_secs(5)).expect("bob");
+    Some(Cell {
+        alice,
+        bob,
+        at,
+        stun,
+        stop,
+        rendezvous,
+        lab,
+    })
+}
+
+/// What every cell asserts: the first message within 1 s of both having
+/// registered (delivery of all, once and in order, the peers checked);
+/// the times are printed for the record.
+fn first_messages_in_time(cell: &Cell, name: &str) -> Instant {
+    let both = cell.alice.registered.max(cell.bob.registered);
+    for (who, seen) in [("alice", &cell.alice), ("bob", &cell.bob)] {
+        let first = seen.first_message.saturating_duration_since(both);
+        let direct = seen
+            .direct
+            .map(|(at, remote)| (at.saturating_duration_since(both), remote));
+        eprintln!("{name}: {who}: first message after {first:?}, direct path {direct:?}");
+        assert!(
+            first <= Duration::from_secs(1),
+            "{name}: {who}'s first message after {first:?}"
+        );
+    }
+    both
+}
+
+/// A direct path within 5 s of both having registered, to `expected`.
+fn direct_in_time(seen: &Seen, both: Instant, expected: &[SocketAddr], who: &str) {
+    let (at, remote) = seen
+        .direct
+        .unwrap_or_else(|| panic!("{who}: no direct path"));
+    let after = at.saturating_duration_since(both);
+    assert!(
+        after <= Duration::from_secs(5),
+        "{who}: direct after {after:?}"
+    );
+    assert!(
+        expected.contains(&remote),
+        "{who}: direct to {remote}, not {expected:?}"
+    );
+}
+
+#[test]
+fn a_public_host_and_a_peer_behind_masquerade_go_direct() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(cell) = cell("pub", "masquerade", Placement::PublicBob) else {
+        return;
+    };
+    let both = first_messages_in_time(&cell, "public host");
+    // Bob is on the bridge with both of its addresses; alice is seen from
+    // her router, with the port she dials from kept.
+    let bob_port = cell.bob.direct_port;
+    let bob_addrs = [
+        SocketAddr::from((RENDEZVOUS, bob_port)),
+        SocketAddr::from((RENDEZVOUS_ALT, bob_port)),
+    ];
+    direct_in_time(&cell.alice, both, &bob_addrs, "alice");
+    let alice_public = SocketAddr::from(([10, 202, 0, 11], cell.alice.direct_port));
+    direct_in_time(&cell.bob, both, &[alice_public], "bob");
+    drop(cell.finish());
+}
+
+#[test]
+fn two_peers_behind_port_restricted_cone_nats_go_direct_by_simultaneous_open() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(cell) = cell("cone", "masquerade", Placement::TwoLans) else {
+        return;
+    };
+    let both = first_messages_in_time(&cell, "both cone");
+    let bob_public = SocketAddr::from(([10, 202, 0, 12], cell.bob.direct_port));
+    let alice_public = SocketAddr::from(([10, 202, 0, 11], cell.alice.direct_port));
+    direct_in_time(&cell.alice, both, &[bob_public], "alice");
+    direct_in_time(&cell.bob, both, &[alice_public], "bob");
+    drop(cell.finish());
+}
+
+#[test]
+fn two_peers_behind_one_nat_go_direct_on_the_lan() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(cell) = cell("same", "masquerade", Placement::SameLan) else {
+        return;
+    };
+    let both = first_messages_in_time(&cell, "same NAT");
+    let lan = [10, 202, 1, 2];
+    direct_in_time(
+        &cell.alice,
+        both,
+        &[SocketAddr::from((lan, cell.bob.direct_port))],
+        "alice",
+    );
+    direct_in_time(
+        &cell.bob,
+        both,
+        &[SocketAddr::from((lan, cell.alice.direct_port))],
+        "bob",
+    );
+    drop(cell.finish());
+}
+
+#[test]
+fn two_peers_behind_symmetric_nats_talk_through_the_relay() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(cell) = cell("sym", "masquerade fully-random", Placement::TwoLans) else {
+        return;
+    };
+    let (alice, bob, at) = (&cell.alice, &cell.bob, &cell.at);
     // The rendezvous's STUN, RFC 5780 on its second IP, sees alice's NAT
     // for what it is.
-    let stun_server = stun.expect("STUN on");
-    let nat = spawn_in(&lab.ns("la"), PEER_TIMEOUT, move || async move {
+    let stun_server = cell.stun.expect("STUN on");
+    let nat = spawn_in(&cell.lab.ns("la"), PEER_TIMEOUT, move || async move {
         let config = ClientConfig {
             // Nothing is lost on these veths: short retransmissions keep
             // the filtering tests the NAT leaves unanswered short.
@@ -391,9 +588,7 @@ fn two_peers_behind_symmetric_nats_talk_through_the_relay() {
     });
     let nat = join_within(nat, PEER_TIMEOUT + Duration::from_secs(5)).expect("NAT discovery");
     assert_eq!(nat.nat_type, Some(NatType::Symmetric), "{nat:#?}");
-    drop(stop);
-    let stats = join_within(rendezvous, Duration::from_secs(20)).expect("the rendezvous");
-    eprintln!("alice {alice:?}\nbob {bob:?}\nrendezvous {stats:?}");
+    eprintln!("alice {alice:?}\nbob {bob:?}");
 
     // Each was seen from its router's outside address, never its own.
     assert_eq!(
@@ -403,14 +598,10 @@ fn two_peers_behind_symmetric_nats_talk_through_the_relay() {
     assert_eq!(bob.observed.map(|a| a.ip()), Some([10, 202, 0, 12].into()));
     assert_eq!(alice.remote, at.socket_addr());
     assert_eq!(bob.remote, at.socket_addr());
-    let both = alice.registered.max(bob.registered);
-    for seen in [&alice, &bob] {
-        let first = seen.first_message.saturating_duration_since(both);
-        assert!(
-            first <= Duration::from_secs(1),
-            "first message after {first:?}"
-        );
-    }
+    first_messages_in_time(&cell, "both symmetric");
+    // No direct path through two symmetric NATs: the relay stays.
+    assert!(alice.direct.is_none() && bob.direct.is_none());
+    let (stats, lab) = cell.finish();
     assert_eq!(stats.channels_opened, 1, "{stats:?}");
     drop(lab);
 }
