@@ -58,13 +58,15 @@
 //!   handshake, acks, resend and dedupe run over it unchanged: a path that
 //!   ends loses nothing, and a later path is one more connection for the
 //!   same identity. [`TraversalEvent::Path`] reports each path.
-//! - Direct paths (TCP simultaneous open, UDP hole punching carrying
-//!   QUIC, reverse connections, port prediction) are not tried yet; the
-//!   protocol's `Candidates` and `Start` frames, which the rendezvous
-//!   already passes between registered peers
-//!   ([`Traversal::send_candidates`], [`Traversal::send_start`],
-//!   [`TraversalEvent::Candidates`], [`TraversalEvent::Start`]), are where
-//!   they begin.
+//! - Beside each relay, direct TCP paths are raced ([`race`]'s
+//!   sans-I/O [`PathRace`](race::PathRace), configured by
+//!   [`TraversalConfig::direct`]): the peers exchange candidates through
+//!   the rendezvous, dial each other's host addresses at once and their
+//!   public ones at an agreed moment (TCP simultaneous open), from one
+//!   port; the stream both ends keep replaces the relay in messaging
+//!   without loss, reported as a [`Via::Direct`] path. UDP hole punching
+//!   carrying QUIC, reverse connections and port prediction are not tried
+//!   yet; `Start`'s strategy byte leaves them room.
 //!
 //! The root holds what most users name; the frames are in [`wire`], the
 //! path types in [`path`], the limits in [`config`], the errors in
