@@ -44,9 +44,12 @@
 //!   registers; the message waits in its queue meanwhile. Each new path
 //!   prints `{"event":"path","ident":IDENT,"via":"relay","transport":"tcp",
 //!   "remote":"ip:port"}` (`remote`: where the packets go; for the relay,
-//!   the rendezvous; `via` is `direct` when a peer it asked a path to
-//!   connects directly, which then replaces the relay). Messaging runs over the path as over any connection,
-//!   so `connect`, `disconnect` and `message` events are as without it.
+//!   the rendezvous). Beside each relay a direct TCP path is raced (the
+//!   peers' addresses exchanged through the rendezvous, TCP simultaneous
+//!   open through NATs that keep ports); when it wins, `via` is `direct`,
+//!   `remote` the peer's address, and it replaces the relay with nothing
+//!   lost. Messaging runs over the path as over any connection, so
+//!   `connect`, `disconnect` and `message` events are as without it.
 //!   A rendezvous run with `--bind-identity` registers this identity only
 //!   when `--cert` names it. A relay path carries no certificate of the
 //!   peer yet, so with `--bind-identity` here relay paths are `rejected`.

@@ -183,3 +183,32 @@ fn with_bind_identity_the_rendezvous_registers_only_certified_identities() {
     assert_eq!(got["data"], "certified");
     assert_eq!(alice.expect("path")["transport"], "tcp");
 }
+
+/// Beside the relay, the peers race a direct TCP path; when it wins each
+/// prints a path event via direct, and lines keep arriving over it.
+#[test]
+fn a_direct_path_replaces_the_relay_and_is_reported() {
+    let rv = Weft::start(&["rendezvous", "--listen", "tcp://127.0.0.1:0"]);
+    let url = rv.next()["listen"][0].as_str().unwrap().to_owned();
+    let mut alice = Weft::start(&["peer", "--ident", "alice", "--rendezvous", &url]);
+    assert_eq!(alice.next()["event"], "ready");
+    let mut bob = Weft::start(&["peer", "--ident", "bob", "--rendezvous", &url]);
+    assert_eq!(bob.next()["event"], "ready");
+    alice.send("bob", "hello bob");
+    assert_eq!(bob.expect("message")["data"], "hello bob");
+    for peer in [&alice, &bob] {
+        let path = loop {
+            let path = peer.expect("path");
+            if path["via"] == "direct" {
+                break path;
+            }
+        };
+        assert_eq!(path["transport"], "tcp");
+        let remote: std::net::SocketAddr = path["remote"].as_str().unwrap().parse().unwrap();
+        assert_ne!(remote.port(), 0);
+    }
+    bob.send("alice", "hi alice");
+    assert_eq!(alice.expect("message")["data"], "hi alice");
+    alice.end_input();
+    assert_eq!(alice.wait_exit(WAIT).code(), Some(0));
+}
