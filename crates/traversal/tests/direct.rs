@@ -115,3 +115,79 @@ async fn a_direct_path_replaces_the_relay_and_nothing_is_lost() {
     to_bob.close().await;
     rv.close().await;
 }
+
+/// relay -> direct -> relay -> direct with the real strategies: the direct
+/// path dies mid-stream, the relay comes back at once and a new race finds
+/// a direct path again; 2,000 messages each way arrive once each and in
+/// order, and messaging ends on the direct connection.
+#[tokio::test]
+async fn a_dead_direct_path_falls_back_to_the_relay_and_races_again() {
+    let (rv, _) = Rendezvous::start(RendezvousOptions::listen(
+        "tcp://127.0.0.1:0".parse().unwrap(),
+    ))
+    .await
+    .unwrap();
+    let at = rv.listening()[0].clone();
+    let (alice, to_alice, mut alice_events) = peer("alice", &at).await;
+    let (bob, to_bob, _bob_events) = peer("bob", &at).await;
+    to_alice.reach(bob.identity()).unwrap();
+    to_bob.reach(alice.identity()).unwrap();
+    let mut senders = Vec::new();
+    for (from, to) in [(&alice, &bob), (&bob, &alice)] {
+        let (from, to) = (from.clone(), to.identity().clone());
+        senders.push(tokio::spawn(async move {
+            for i in 0..COUNT {
+                let text = format!("{}-{i}", from.identity());
+                from.send_message(&to, Message::new(text)).await.unwrap();
+            }
+        }));
+    }
+    let at_bob = tokio::spawn(receive_all(bob.clone(), alice.identity().clone()));
+
+    let from = bob.identity().clone();
+    let mut vias = Vec::new();
+    for i in 0..COUNT {
+        let got = alice.recv(Some(WAIT)).await.expect("a message in time");
+        assert_eq!(got.from, from);
+        assert_eq!(
+            std::str::from_utf8(&got.message.data).unwrap(),
+            format!("bob-{i}")
+        );
+        if i == COUNT / 4 {
+            // Until the direct path is up, then cut it.
+            loop {
+                let path = next_path(&mut alice_events).await;
+                vias.push(path.via);
+                if path.via == Via::Direct {
+                    break;
+                }
+            }
+            assert!(alice.disconnect(bob.identity()));
+            // The relay again, then a direct path again.
+            loop {
+                let path = next_path(&mut alice_events).await;
+                vias.push(path.via);
+                if path.via == Via::Direct && vias.len() > 2 {
+                    break;
+                }
+            }
+        }
+    }
+    assert_eq!(vias, [Via::Relay, Via::Direct, Via::Relay, Via::Direct]);
+    assert!(alice.recv(Some(Duration::from_millis(300))).await.is_err());
+    timeout(WAIT, at_bob).await.unwrap().unwrap();
+    for s in senders {
+        s.await.unwrap();
+    }
+    assert!(rv.stats().channels_opened >= 2);
+    // Messaging's one connection to bob is the direct one: the second
+    // relay gave way too.
+    let info = alice.peer_info(bob.identity()).expect("connected");
+    assert_eq!(
+        info.connection.peer.as_ref().and_then(Address::socket_addr),
+        Some(SocketAddr::new(LOOPBACK, to_bob.direct_port().unwrap()))
+    );
+    to_alice.close().await;
+    to_bob.close().await;
+    rv.close().await;
+}
