@@ -34,6 +34,9 @@ const MAGIC: &[u8; 5] = b"WFTD\x01";
 const KEEP: u8 = 1;
 /// Streams accepted on the direct port waiting for their preamble, at most.
 const MAX_INBOUND: usize = 16;
+/// After accepting fails (out of file descriptors, say), how long the
+/// listeners rest before accepting again, instead of failing in a loop.
+const ACCEPT_REST: Duration = Duration::from_millis(100);
 
 /// What the traversal's task tells the direct shell.
 #[derive(Debug)]
@@ -126,6 +129,7 @@ pub(crate) fn spawn(
         tasks: JoinSet::new(),
         inbound: 0,
         kept: HashSet::new(),
+        resting: None,
     };
     tokio::spawn(shell.run(v4, v6, input_rx, closing));
     Ok(DirectHandle {
@@ -149,6 +153,8 @@ struct Shell {
     inbound: usize,
     /// Peers whose race kept a stream (the deciding end's record).
     kept: HashSet<Identity>,
+    /// Until when the listeners rest after an accept failed.
+    resting: Option<Instant>,
 }
 
 async fn accept(listener: &Option<TcpListener>) -> io::Result<(TcpStream, SocketAddr)> {
@@ -168,7 +174,16 @@ impl Shell {
     ) {
         let v4 = Some(v4);
         loop {
-            let wake = self.core.poll_timeout().map(Instant::from_std);
+            let now = Instant::now();
+            self.resting = self.resting.filter(|until| *until > now);
+            let accepting = self.resting.is_none();
+            let wake = self
+                .core
+                .poll_timeout()
+                .map(Instant::from_std)
+                .into_iter()
+                .chain(self.resting)
+                .min();
             let sleep = async {
                 match wake {
                     Some(at) => tokio::time::sleep_until(at).await,
@@ -180,8 +195,8 @@ impl Shell {
                     Some(got) => self.handle_input(got),
                     None => break,
                 },
-                Ok((stream, from)) = accept(&v4) => self.accepted(stream, from),
-                Ok((stream, from)) = accept(&v6) => self.accepted(stream, from),
+                got = accept(&v4), if accepting => self.accept_result(got),
+                got = accept(&v6), if accepting => self.accept_result(got),
                 Some(Ok(done)) = self.tasks.join_next() => self.done(done),
                 _ = sleep => {}
                 _ = closing.changed() => break,
@@ -292,6 +307,16 @@ impl Shell {
             }
         }
         out
+    }
+
+    fn accept_result(&mut self, got: io::Result<(TcpStream, SocketAddr)>) {
+        match got {
+            Ok((stream, from)) => self.accepted(stream, from),
+            Err(error) => {
+                tracing::debug!(%error, "traversal: accepting on the direct port");
+                self.resting = Some(Instant::now() + ACCEPT_REST);
+            }
+        }
     }
 
     fn accepted(&mut self, stream: TcpStream, from: SocketAddr) {
