@@ -167,6 +167,12 @@ pub struct LinkStats {
     /// [`LinkConfig::max_connections_per_listener`](crate::LinkConfig::max_connections_per_listener)
     /// open, or the process had no file descriptor left.
     pub connections_refused: u64,
+    /// Datagrams that arrived on a QUIC socket of the link and cannot be
+    /// QUIC packets (no fixed bit, a header cut short, an Initial shorter
+    /// than QUIC requires), dropped. Datagrams that look like QUIC but fail
+    /// authentication or belong to no connection are dropped by quinn
+    /// without being counted.
+    pub quic_datagrams_dropped: u64,
 }
 
 /// A set of listeners and connectors and the connections they make.
@@ -700,6 +706,7 @@ impl Link {
             reconnects: get(&c.reconnects),
             events_dropped: get(&c.events_dropped),
             datagrams_dropped: get(&c.datagrams_dropped),
+            quic_datagrams_dropped: get(&c.quic_datagrams_dropped),
             connections_refused: get(&c.connections_refused),
         }
     }

@@ -32,6 +32,8 @@ pub(crate) struct Counters {
     pub(crate) events_dropped: AtomicU64,
     pub(crate) datagrams_dropped: AtomicU64,
     pub(crate) connections_refused: AtomicU64,
+    /// Shared with the QUIC sockets' wrappers, which count as they receive.
+    pub(crate) quic_datagrams_dropped: Arc<AtomicU64>,
 }
 
 /// A running listener: how to stop it and what to clean up after it.

@@ -37,7 +37,8 @@ pub(crate) async fn listen(
         .await?
         .first()
         .expect("resolve returns at least one address");
-    let endpoint = endpoint::bind(addr, &sockopts, Some(server)).await?;
+    let dropped = &registry.stats.quic_datagrams_dropped;
+    let endpoint = endpoint::bind(addr, &sockopts, Some(server), dropped).await?;
     start(registry, endpoint)
 }
 

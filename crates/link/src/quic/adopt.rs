@@ -48,11 +48,9 @@ impl QuicEndpoint {
     /// peers see the new address once packets come from it. The old socket
     /// is closed.
     pub fn rebind(&self, socket: std::net::UdpSocket) -> Result<(), LinkError> {
-        socket
-            .set_nonblocking(true)
-            .map_err(|e| LinkError::io("setting non-blocking mode", e))?;
+        let socket = endpoint::counting(socket, &self.registry.stats.quic_datagrams_dropped)?;
         self.endpoint
-            .rebind(socket)
+            .rebind_abstract(socket)
             .map_err(|e| LinkError::io("moving a QUIC endpoint to another socket", e))
     }
 
@@ -148,7 +146,7 @@ impl Link {
             .map(|tls| endpoint::server_config(&tls, &registry.config.quic))
             .transpose()?;
         let accepts = server.is_some();
-        let endpoint = endpoint::on_socket(socket, server)?;
+        let endpoint = endpoint::on_socket(socket, server, &registry.stats.quic_datagrams_dropped)?;
         let listening = if accepts {
             Some(super::accept::start(registry, endpoint.clone())?)
         } else {

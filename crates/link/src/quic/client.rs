@@ -10,6 +10,7 @@
 //! their own, bound as asked (see [`dial`](super::dial)).
 
 use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::endpoint;
@@ -42,17 +43,19 @@ fn family(peer: &SocketAddr) -> usize {
 impl ClientEndpoints {
     /// The shared endpoint for dialling `peer`, made on a new socket with
     /// `options` (which ask for no local address or interface) when the
-    /// family has none yet. The lease keeps it open.
+    /// family has none yet, counting datagrams that are not QUIC in
+    /// `dropped`. The lease keeps it open.
     pub(crate) async fn lease(
         &self,
         peer: &SocketAddr,
         options: &SocketOptions,
+        dropped: &Arc<AtomicU64>,
     ) -> Result<Lease, LinkError> {
         let slot = family(peer);
         if let Some(lease) = self.existing(slot) {
             return Ok(lease);
         }
-        let made = endpoint::bind(socket::any_local_for(peer), options, None).await?;
+        let made = endpoint::bind(socket::any_local_for(peer), options, None, dropped).await?;
         let mut slots = lock(&self.slots);
         // Another attempt may have made one meanwhile: use the first, so
         // that the family keeps one socket.
@@ -121,12 +124,13 @@ mod tests {
     async fn connectors_of_a_family_share_one_socket_until_the_last_lease_goes() {
         let endpoints = ClientEndpoints::default();
         let options = SocketOptions::default();
-        let a = endpoints.lease(&v4(), &options).await.unwrap();
-        let b = endpoints.lease(&v4(), &options).await.unwrap();
+        let dropped = Arc::default();
+        let a = endpoints.lease(&v4(), &options, &dropped).await.unwrap();
+        let b = endpoints.lease(&v4(), &options, &dropped).await.unwrap();
         let port = a.endpoint().local_addr().unwrap().port();
         assert_eq!(b.endpoint().local_addr().unwrap().port(), port);
         drop(a);
-        let c = endpoints.lease(&v4(), &options).await.unwrap();
+        let c = endpoints.lease(&v4(), &options, &dropped).await.unwrap();
         assert_eq!(
             c.endpoint().local_addr().unwrap().port(),
             port,
@@ -143,11 +147,13 @@ mod tests {
     async fn each_family_has_its_own_endpoint() {
         let endpoints = ClientEndpoints::default();
         let options = SocketOptions::default();
-        let four = endpoints.lease(&v4(), &options).await.unwrap();
+        let dropped = Arc::default();
+        let four = endpoints.lease(&v4(), &options, &dropped).await.unwrap();
         let six = endpoints
             .lease(
                 &SocketAddr::from(([0u16, 0, 0, 0, 0, 0, 0, 1], 4433)),
                 &options,
+                &dropped,
             )
             .await
             .unwrap();

@@ -78,13 +78,20 @@ pub(crate) async fn dial(
         let held = match adopted {
             Some(_) => Held::Elsewhere,
             None if sockopts.bind.is_none() && sockopts.interface.is_none() => {
-                Held::Shared(registry.quic_clients.lease(&addr, sockopts).await?)
+                let dropped = &registry.stats.quic_datagrams_dropped;
+                Held::Shared(
+                    registry
+                        .quic_clients
+                        .lease(&addr, sockopts, dropped)
+                        .await?,
+                )
             }
             None => {
                 let local = sockopts
                     .bind
                     .unwrap_or_else(|| socket::any_local_for(&addr));
-                Held::Own(endpoint::bind(local, sockopts, None).await?)
+                let dropped = &registry.stats.quic_datagrams_dropped;
+                Held::Own(endpoint::bind(local, sockopts, None, dropped).await?)
             }
         };
         let endpoint = held

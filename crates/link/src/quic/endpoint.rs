@@ -2,11 +2,13 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use quinn::{EndpointConfig, IdleTimeout, MtuDiscoveryConfig, TransportConfig, VarInt};
 use rustls::pki_types::CertificateDer;
 
+use super::garbage::CountingSocket;
 use super::{ALPN, QuicOptions};
 use crate::config::SocketOptions;
 use crate::error::LinkError;
@@ -75,20 +77,36 @@ pub(crate) fn client_config(
 }
 
 /// An endpoint on a std socket (made non-blocking here); it accepts
-/// connections when given a server configuration.
+/// connections when given a server configuration. Datagrams that are not
+/// QUIC are counted in `dropped`.
 pub(crate) fn on_socket(
     socket: std::net::UdpSocket,
     server: Option<quinn::ServerConfig>,
+    dropped: &Arc<AtomicU64>,
 ) -> Result<quinn::Endpoint, LinkError> {
-    socket
-        .set_nonblocking(true)
-        .map_err(|e| LinkError::io("setting non-blocking mode", e))?;
+    let socket = counting(socket, dropped)?;
     let mut config = EndpointConfig::default();
     config
         .max_udp_payload_size(MAX_UDP_PAYLOAD)
         .expect("within QUIC's limits");
-    quinn::Endpoint::new(config, server, socket, Arc::new(quinn::TokioRuntime))
+    // Every packet to us keeps QUIC's fixed bit, so that a datagram without
+    // it is known for garbage (see `garbage.rs`).
+    config.grease_quic_bit(false);
+    quinn::Endpoint::new_with_abstract_socket(config, server, socket, Arc::new(quinn::TokioRuntime))
         .map_err(|e| LinkError::io("starting a QUIC endpoint", e))
+}
+
+/// A std socket (made non-blocking here) for quinn, counting the datagrams
+/// that are not QUIC in `dropped`.
+pub(crate) fn counting(
+    socket: std::net::UdpSocket,
+    dropped: &Arc<AtomicU64>,
+) -> Result<Arc<dyn quinn::AsyncUdpSocket>, LinkError> {
+    socket
+        .set_nonblocking(true)
+        .map_err(|e| LinkError::io("setting non-blocking mode", e))?;
+    CountingSocket::wrap(socket, dropped.clone())
+        .map_err(|e| LinkError::io("registering a UDP socket", e))
 }
 
 /// The receive buffer asked for on the sockets QUIC endpoints bind. One
@@ -107,6 +125,7 @@ pub(crate) async fn bind(
     addr: SocketAddr,
     options: &SocketOptions,
     server: Option<quinn::ServerConfig>,
+    dropped: &Arc<AtomicU64>,
 ) -> Result<quinn::Endpoint, LinkError> {
     let socket = socket::bind_udp(addr, None, options).await?;
     let socket = socket
@@ -114,7 +133,7 @@ pub(crate) async fn bind(
         .map_err(|e| LinkError::io("taking a UDP socket back from the runtime", e))?;
     // Best effort: a smaller buffer only makes bursts slower.
     let _ = socket2::SockRef::from(&socket).set_recv_buffer_size(RECEIVE_BUFFER);
-    on_socket(socket, server)
+    on_socket(socket, server, dropped)
 }
 
 /// The certificate chain the peer of an established connection presented.

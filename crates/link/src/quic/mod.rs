@@ -39,6 +39,7 @@ mod adopt;
 mod client;
 mod dial;
 mod endpoint;
+mod garbage;
 mod options;
 mod stream;
 
