@@ -25,7 +25,9 @@
 //! that keeps ports): a public host (bob on the bridge) and alice go
 //! direct, both behind NATs go direct by TCP simultaneous open, and two
 //! peers on one LAN go direct on the LAN addresses, each within 5 s of
-//! both having registered, to the address expected. Without root, `ip netns` or nft, the test says loudly that
+//! both having registered, to the address expected; and a direct path
+//! cut mid-stream at a router falls back to the relay, delivery going on
+//! with nothing lost or duplicated. Without root, `ip netns` or nft, the test says loudly that
 //! it was skipped, and passes.
 
 #![cfg(target_os = "linux")]
@@ -39,7 +41,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Barrier;
 use weft_link::Address;
-use weft_messaging::{Identity, Message, Messaging};
+use weft_messaging::{Identity, Message, Messaging, MessagingConfig};
 use weft_stun::transaction::RetransmitConfig;
 use weft_stun::{ClientConfig, NatType, discover_nat};
 use weft_traversal::{Rendezvous, RendezvousOptions, Transport, Traversal, TraversalEvent, Via};
@@ -252,18 +254,79 @@ struct Seen {
     direct: Option<(Instant, SocketAddr)>,
     /// The TCP port of our direct candidates.
     direct_port: u16,
+    /// How long after the direct path was cut the relay was back.
+    fallback: Option<Duration>,
+}
+
+/// Cutting the direct path mid-stream: both peers meet at `phase` once
+/// half the messages went both ways on a direct path; the cutter then
+/// drops its direct port's packets at `router` (both ways), and both meet
+/// again before sending the other half.
+struct Cut {
+    router: String,
+    lan_ip: &'static str,
+    cutter: bool,
+    phase: Arc<Barrier>,
+}
+
+/// Sends messages `range` to `other`.
+async fn send_range(
+    messaging: &Messaging,
+    me: &str,
+    other: &Identity,
+    range: std::ops::Range<usize>,
+) -> Result<(), String> {
+    for i in range {
+        messaging
+            .send_message(other, Message::new(format!("{me}-{i}")))
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// Receives messages `range` from `other`, in order, once each.
+async fn receive_range(
+    messaging: &Messaging,
+    me: &str,
+    other: &Identity,
+    range: std::ops::Range<usize>,
+) -> Result<(), String> {
+    for i in range {
+        let got = messaging
+            .recv(Some(PEER_TIMEOUT))
+            .await
+            .map_err(|e| format!("{me}: message {i}: {e}"))?;
+        let want = format!("{other}-{i}");
+        if got.message.data != want.as_bytes() {
+            return Err(format!(
+                "{me}: message {i} is {:?}, not {want}",
+                String::from_utf8_lossy(&got.message.data)
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A peer in its LAN: registers, sends `COUNT` messages to `other` at
-/// once, and receives `COUNT` from it, checking order.
+/// once, and receives `COUNT` from it, checking order (with `cut`, in two
+/// halves around cutting the direct path).
 async fn peer(
     me: &'static str,
     other: &'static str,
     at: Address,
     done: Arc<Barrier>,
     direct_expected: bool,
+    cut: Option<Cut>,
 ) -> Result<Seen, String> {
-    let messaging = Messaging::new(Identity::new(me).unwrap(), Default::default())
+    let mut config = MessagingConfig::default();
+    // A dead direct path is noticed within 1.5 s, and its connection, which
+    // can no longer flush what it holds, is let go within 0.5 s more (a
+    // keep-alive failure closes gracefully, within close_timeout).
+    config.keepalive_interval = Some(Duration::from_millis(500));
+    config.keepalive_wait = Duration::from_secs(1);
+    config.link.close_timeout = Duration::from_millis(500);
+    let messaging = Messaging::new(Identity::new(me).unwrap(), config)
         .await
         .map_err(|e| e.to_string())?;
     let other = Identity::new(other).unwrap();
@@ -295,36 +358,41 @@ async fn peer(
         }
         paths
     });
-    for i in 0..COUNT {
-        let text = format!("{me}-{i}");
-        messaging
-            .send_message(&other, Message::new(text))
-            .await
-            .map_err(|e| e.to_string())?;
-    }
+    let half = if cut.is_some() { COUNT / 2 } else { COUNT };
+    send_range(&messaging, me, &other, 0..half).await?;
     let Ok((observed, registered)) = registered_rx.await else {
         return Err(format!("{me}: never registered"));
     };
-    let mut first_message = None;
-    for i in 0..COUNT {
-        let got = messaging
-            .recv(Some(PEER_TIMEOUT))
-            .await
-            .map_err(|e| format!("{me}: message {i}: {e}"))?;
-        first_message.get_or_insert_with(Instant::now);
-        let want = format!("{other}-{i}");
-        if got.message.data != want.as_bytes() {
-            return Err(format!(
-                "{me}: message {i} is {:?}, not {want}",
-                String::from_utf8_lossy(&got.message.data)
-            ));
-        }
-    }
+    receive_range(&messaging, me, &other, 0..1).await?;
+    let first_message = Instant::now();
+    receive_range(&messaging, me, &other, 1..half).await?;
     // Where a direct path is expected, until it is reported (or 6 s after
     // registering; the test then says it was not).
     if direct_expected {
         let limit = tokio::time::Instant::from_std(registered + Duration::from_secs(6));
         let _ = tokio::time::timeout_at(limit, direct_rx.wait_for(|d| *d)).await;
+    }
+    let mut cut_at = None;
+    if let Some(cut) = cut {
+        cut.phase.wait().await;
+        if cut.cutter {
+            let (router, ip, port) = (cut.router.clone(), cut.lan_ip, direct_port);
+            tokio::task::spawn_blocking(move || {
+                for rule in [
+                    format!("insert rule ip filter forward_in ip saddr {ip} tcp sport {port} drop"),
+                    format!("insert rule ip filter forward_in ip daddr {ip} tcp dport {port} drop"),
+                ] {
+                    exec(&router, &["nft", &rule])?;
+                }
+                Ok::<(), String>(())
+            })
+            .await
+            .map_err(|e| e.to_string())??;
+        }
+        cut.phase.wait().await;
+        cut_at = Some(Instant::now());
+        send_range(&messaging, me, &other, half..COUNT).await?;
+        receive_range(&messaging, me, &other, half..COUNT).await?;
     }
     // Until the other side has all of ours too, and has been told so:
     // whoever finishes first waits for the other before leaving.
@@ -338,6 +406,13 @@ async fn peer(
         .iter()
         .find(|(_, p)| p.via == Via::Relay)
         .and_then(|(_, p)| p.remote);
+    // The first relay path after the cut: the fallback.
+    let fallback = cut_at.and_then(|cut| {
+        paths
+            .iter()
+            .find(|(at, p)| p.via == Via::Relay && *at > cut)
+            .map(|(at, _)| at.saturating_duration_since(cut))
+    });
     let direct = paths
         .iter()
         .find(|(_, p)| p.via == Via::Direct)
@@ -349,9 +424,10 @@ async fn peer(
     Ok(Seen {
         observed,
         registered,
-        first_message: first_message.expect("COUNT > 0"),
+        first_message,
         remote,
         direct,
+        fallback,
         direct_port,
     })
 }
@@ -394,7 +470,7 @@ static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// Builds a lab with `nat` on its routers, runs the rendezvous and the two
 /// peers placed as `placement`; `None` (said loudly) when the host cannot.
-fn cell(tag: &str, nat: &str, placement: Placement) -> Option<Cell> {
+fn cell(tag: &str, nat: &str, placement: Placement, cut: bool) -> Option<Cell> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         skip("not root, cannot create network namespaces");
@@ -450,11 +526,23 @@ fn cell(tag: &str, nat: &str, placement: Placement) -> Option<Cell> {
         Placement::SameLan => lab.ns("la"),
     };
     let direct = nat == "masquerade";
+    let (alice_cut, bob_cut) = if cut {
+        let phase = Arc::new(Barrier::new(2));
+        let cut = |cutter| Cut {
+            router: lab.ns("ra"),
+            lan_ip: "10.202.1.2",
+            cutter,
+            phase: phase.clone(),
+        };
+        (Some(cut(true)), Some(cut(false)))
+    } else {
+        (None, None)
+    };
     let alice = spawn_in(&lab.ns("la"), PEER_TIMEOUT, move || {
-        peer("alice", "bob", a, d1, direct)
+        peer("alice", "bob", a, d1, direct, alice_cut)
     });
     let bob = spawn_in(&bob_ns, PEER_TIMEOUT, move || {
-        peer("bob", "alice", b, d2, direct)
+        peer("bob", "alice", b, d2, direct, bob_cut)
     });
     let alice = join_within(alice, PEER_TIMEOUT + Duration::from_secs(5)).expect("alice");
     let bob = join_within(bob, PEER_TIMEOUT + Duration::from_secs(5)).expect("bob");
@@ -507,7 +595,7 @@ fn direct_in_time(seen: &Seen, both: Instant, expected: &[SocketAddr], who: &str
 #[test]
 fn a_public_host_and_a_peer_behind_masquerade_go_direct() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
-    let Some(cell) = cell("pub", "masquerade", Placement::PublicBob) else {
+    let Some(cell) = cell("pub", "masquerade", Placement::PublicBob, false) else {
         return;
     };
     let both = first_messages_in_time(&cell, "public host");
@@ -527,7 +615,7 @@ fn a_public_host_and_a_peer_behind_masquerade_go_direct() {
 #[test]
 fn two_peers_behind_port_restricted_cone_nats_go_direct_by_simultaneous_open() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
-    let Some(cell) = cell("cone", "masquerade", Placement::TwoLans) else {
+    let Some(cell) = cell("cone", "masquerade", Placement::TwoLans, false) else {
         return;
     };
     let both = first_messages_in_time(&cell, "both cone");
@@ -541,7 +629,7 @@ fn two_peers_behind_port_restricted_cone_nats_go_direct_by_simultaneous_open() {
 #[test]
 fn two_peers_behind_one_nat_go_direct_on_the_lan() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
-    let Some(cell) = cell("same", "masquerade", Placement::SameLan) else {
+    let Some(cell) = cell("same", "masquerade", Placement::SameLan, false) else {
         return;
     };
     let both = first_messages_in_time(&cell, "same NAT");
@@ -564,7 +652,7 @@ fn two_peers_behind_one_nat_go_direct_on_the_lan() {
 #[test]
 fn two_peers_behind_symmetric_nats_talk_through_the_relay() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
-    let Some(cell) = cell("sym", "masquerade fully-random", Placement::TwoLans) else {
+    let Some(cell) = cell("sym", "masquerade fully-random", Placement::TwoLans, false) else {
         return;
     };
     let (alice, bob, at) = (&cell.alice, &cell.bob, &cell.at);
@@ -604,4 +692,30 @@ fn two_peers_behind_symmetric_nats_talk_through_the_relay() {
     let (stats, lab) = cell.finish();
     assert_eq!(stats.channels_opened, 1, "{stats:?}");
     drop(lab);
+}
+
+#[test]
+fn a_cut_direct_path_falls_back_to_the_relay_and_delivery_goes_on() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(cell) = cell("cut", "masquerade", Placement::TwoLans, true) else {
+        return;
+    };
+    let both = first_messages_in_time(&cell, "cut");
+    let bob_public = SocketAddr::from(([10, 202, 0, 12], cell.bob.direct_port));
+    direct_in_time(&cell.alice, both, &[bob_public], "alice");
+    // The relay back on both sides once keep-alive found the path dead
+    // (500 ms without news, 1 s for the answer, 0.5 s to close), and all
+    // messages
+    // of the second half delivered over it, once each and in order.
+    for (who, seen) in [("alice", &cell.alice), ("bob", &cell.bob)] {
+        let fallback = seen
+            .fallback
+            .unwrap_or_else(|| panic!("{who}: no relay after the cut"));
+        eprintln!("cut: {who}: relay back after {fallback:?}");
+        assert!(
+            fallback <= Duration::from_secs(5),
+            "{who}: relay after {fallback:?}"
+        );
+    }
+    drop(cell.finish());
 }
