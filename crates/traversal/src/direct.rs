@@ -128,7 +128,6 @@ pub(crate) fn spawn(
         racing: racing.clone(),
         tasks: JoinSet::new(),
         inbound: 0,
-        kept: HashSet::new(),
         resting: None,
     };
     tokio::spawn(shell.run(v4, v6, input_rx, closing));
@@ -151,8 +150,6 @@ struct Shell {
     tasks: JoinSet<Done>,
     /// Accepted streams in their preamble.
     inbound: usize,
-    /// Peers whose race kept a stream (the deciding end's record).
-    kept: HashSet<Identity>,
     /// Until when the listeners rest after an accept failed.
     resting: Option<Instant>,
 }
@@ -214,10 +211,7 @@ impl Shell {
         let now = Self::now();
         match input {
             DirectInput::Registered(observed) => self.observed = observed,
-            DirectInput::Relay(peer) => {
-                self.kept.remove(&peer);
-                self.core.handle_relay(&peer, now);
-            }
+            DirectInput::Relay(peer) => self.core.handle_relay(&peer, now),
             DirectInput::Candidates(peer, addrs) => self.core.handle_candidates(&peer, &addrs, now),
             DirectInput::Start(peer, strategy, delay) => {
                 self.core.handle_start(&peer, strategy, delay, now)
@@ -365,10 +359,7 @@ impl Shell {
     fn settle(&mut self, peer: Identity, stream: TcpStream) {
         let limit = self.core.config().preamble_timeout;
         if self.core.decides(&peer) {
-            let keep = self.core.is_racing(&peer) && !self.kept.contains(&peer);
-            if keep {
-                self.kept.insert(peer.clone());
-            }
+            let keep = self.core.handle_keep(&peer);
             self.tasks.spawn(async move {
                 let mut stream = stream;
                 let verdict = [u8::from(keep)];

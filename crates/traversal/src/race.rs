@@ -135,6 +135,8 @@ struct Race {
     targets: Vec<Target>,
     deadline: Instant,
     finished: bool,
+    /// A stream was kept (by the deciding end).
+    kept: bool,
     /// When it began, for evicting the oldest.
     began: Instant,
 }
@@ -150,6 +152,7 @@ impl Race {
             targets: Vec::new(),
             deadline: now + config.race_timeout,
             finished: false,
+            kept: false,
             began: now,
         }
     }
@@ -357,6 +360,21 @@ impl PathRace {
         if let Some(t) = race.targets.iter_mut().find(|t| t.addr == addr) {
             t.busy = false;
             t.next = (!ok && t.attempts < attempts && !race.finished).then_some(now + retry);
+        }
+    }
+
+    /// The deciding end's choice for a stream to `peer` that passed its
+    /// preamble: keep it when it is the first of a running race (which
+    /// then stops dialling), else close it.
+    pub fn handle_keep(&mut self, peer: &Identity) -> bool {
+        let decides = self.decides(peer);
+        match self.races.get_mut(peer) {
+            Some(race) if decides && !race.finished && !race.kept => {
+                race.kept = true;
+                race.finished = true;
+                true
+            }
+            _ => false,
         }
     }
 
@@ -597,6 +615,24 @@ mod tests {
             vec![RaceAction::SendCandidates { peer: bob.clone() }]
         );
         assert!(race.is_racing(&bob));
+    }
+
+    #[test]
+    fn the_deciding_end_keeps_only_the_first_stream_of_a_race() {
+        let t0 = Instant::now();
+        let mut alice = PathRace::new(id("alice"), RaceConfig::default());
+        let bob = id("bob");
+        alice.handle_relay(&bob, t0);
+        assert!(alice.handle_keep(&bob));
+        assert!(!alice.handle_keep(&bob), "a second stream is closed");
+        assert!(!alice.is_racing(&bob));
+        // The next race keeps its own first one.
+        alice.handle_relay(&bob, t0 + Duration::from_secs(1));
+        assert!(alice.handle_keep(&bob));
+        // The larger identity never decides.
+        let mut bobs = PathRace::new(bob, RaceConfig::default());
+        bobs.handle_relay(&id("alice"), t0);
+        assert!(!bobs.handle_keep(&id("alice")));
     }
 
     #[test]
