@@ -455,3 +455,41 @@ fn host_ips() -> Vec<IpAddr> {
         .map(|a| a.ip)
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn pair() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let dialled = TcpStream::connect(listener.local_addr().unwrap());
+        let (dialled, accepted) = tokio::join!(dialled, listener.accept());
+        (dialled.unwrap(), accepted.unwrap().0)
+    }
+
+    #[tokio::test]
+    async fn the_preamble_names_both_ends() {
+        let (a, b) = pair().await;
+        let (alice, bob) = (
+            Identity::new("alice").unwrap(),
+            Identity::new("bob").unwrap(),
+        );
+        let limit = Duration::from_secs(5);
+        let (at_a, at_b) = tokio::join!(greet(a, &alice, limit), greet(b, &bob, limit));
+        assert_eq!(at_a.map(|(_, them)| them), Some(bob));
+        assert_eq!(at_b.map(|(_, them)| them), Some(alice));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stranger_or_silence_is_no_preamble() {
+        let me = Identity::new("alice").unwrap();
+        let limit = Duration::from_secs(2);
+        // Something that is not a weft direct path.
+        let (a, mut b) = pair().await;
+        b.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+        assert!(greet(a, &me, limit).await.is_none());
+        // An end that says nothing, past the preamble's time.
+        let (a, _b) = pair().await;
+        assert!(greet(a, &me, limit).await.is_none());
+    }
+}
