@@ -25,9 +25,10 @@
 //! that keeps ports): a public host (bob on the bridge) and alice go
 //! direct, both behind NATs go direct by TCP simultaneous open, and two
 //! peers on one LAN go direct on the LAN addresses, each within 5 s of
-//! both having registered, to the address expected; and a direct path
-//! cut mid-stream at a router falls back to the relay, delivery going on
-//! with nothing lost or duplicated. Without root, `ip netns` or nft, the test says loudly that
+//! both having registered, to the address expected (also with UDP
+//! blocked at one router); and a direct path cut mid-stream at a router
+//! falls back to the relay, delivery going on with nothing lost or
+//! duplicated. Without root, `ip netns` or nft, the test says loudly that
 //! it was skipped, and passes.
 
 #![cfg(target_os = "linux")]
@@ -470,7 +471,17 @@ static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// Builds a lab with `nat` on its routers, runs the rendezvous and the two
 /// peers placed as `placement`; `None` (said loudly) when the host cannot.
-fn cell(tag: &str, nat: &str, placement: Placement, cut: bool) -> Option<Cell> {
+/// What a cell does besides the plain run.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Twist {
+    None,
+    /// The direct path is cut mid-stream (see [`Cut`]).
+    Cut,
+    /// Router a forwards no UDP at all.
+    NoUdp,
+}
+
+fn cell(tag: &str, nat: &str, placement: Placement, twist: Twist) -> Option<Cell> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         skip("not root, cannot create network namespaces");
@@ -494,6 +505,10 @@ fn cell(tag: &str, nat: &str, placement: Placement, cut: bool) -> Option<Cell> {
     if let Err(e) = lab.build(nat) {
         skip(&format!("building the lab failed: {e}"));
         return None;
+    }
+    if twist == Twist::NoUdp {
+        let rule = "insert rule ip filter forward_in meta l4proto udp drop";
+        exec(&lab.ns("ra"), &["nft", rule]).expect("blocking UDP");
     }
 
     // The rendezvous, until the test lets go of `stop`.
@@ -526,7 +541,7 @@ fn cell(tag: &str, nat: &str, placement: Placement, cut: bool) -> Option<Cell> {
         Placement::SameLan => lab.ns("la"),
     };
     let direct = nat == "masquerade";
-    let (alice_cut, bob_cut) = if cut {
+    let (alice_cut, bob_cut) = if twist == Twist::Cut {
         let phase = Arc::new(Barrier::new(2));
         let cut = |cutter| Cut {
             router: lab.ns("ra"),
@@ -595,7 +610,7 @@ fn direct_in_time(seen: &Seen, both: Instant, expected: &[SocketAddr], who: &str
 #[test]
 fn a_public_host_and_a_peer_behind_masquerade_go_direct() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
-    let Some(cell) = cell("pub", "masquerade", Placement::PublicBob, false) else {
+    let Some(cell) = cell("pub", "masquerade", Placement::PublicBob, Twist::None) else {
         return;
     };
     let both = first_messages_in_time(&cell, "public host");
@@ -615,7 +630,7 @@ fn a_public_host_and_a_peer_behind_masquerade_go_direct() {
 #[test]
 fn two_peers_behind_port_restricted_cone_nats_go_direct_by_simultaneous_open() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
-    let Some(cell) = cell("cone", "masquerade", Placement::TwoLans, false) else {
+    let Some(cell) = cell("cone", "masquerade", Placement::TwoLans, Twist::None) else {
         return;
     };
     let both = first_messages_in_time(&cell, "both cone");
@@ -629,7 +644,7 @@ fn two_peers_behind_port_restricted_cone_nats_go_direct_by_simultaneous_open() {
 #[test]
 fn two_peers_behind_one_nat_go_direct_on_the_lan() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
-    let Some(cell) = cell("same", "masquerade", Placement::SameLan, false) else {
+    let Some(cell) = cell("same", "masquerade", Placement::SameLan, Twist::None) else {
         return;
     };
     let both = first_messages_in_time(&cell, "same NAT");
@@ -652,7 +667,12 @@ fn two_peers_behind_one_nat_go_direct_on_the_lan() {
 #[test]
 fn two_peers_behind_symmetric_nats_talk_through_the_relay() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
-    let Some(cell) = cell("sym", "masquerade fully-random", Placement::TwoLans, false) else {
+    let Some(cell) = cell(
+        "sym",
+        "masquerade fully-random",
+        Placement::TwoLans,
+        Twist::None,
+    ) else {
         return;
     };
     let (alice, bob, at) = (&cell.alice, &cell.bob, &cell.at);
@@ -697,7 +717,7 @@ fn two_peers_behind_symmetric_nats_talk_through_the_relay() {
 #[test]
 fn a_cut_direct_path_falls_back_to_the_relay_and_delivery_goes_on() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
-    let Some(cell) = cell("cut", "masquerade", Placement::TwoLans, true) else {
+    let Some(cell) = cell("cut", "masquerade", Placement::TwoLans, Twist::Cut) else {
         return;
     };
     let both = first_messages_in_time(&cell, "cut");
@@ -717,5 +737,19 @@ fn a_cut_direct_path_falls_back_to_the_relay_and_delivery_goes_on() {
             "{who}: relay after {fallback:?}"
         );
     }
+    drop(cell.finish());
+}
+
+#[test]
+fn with_udp_blocked_on_one_side_the_path_is_direct_over_tcp() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(cell) = cell("noudp", "masquerade", Placement::TwoLans, Twist::NoUdp) else {
+        return;
+    };
+    let both = first_messages_in_time(&cell, "UDP blocked");
+    let bob_public = SocketAddr::from(([10, 202, 0, 12], cell.bob.direct_port));
+    let alice_public = SocketAddr::from(([10, 202, 0, 11], cell.alice.direct_port));
+    direct_in_time(&cell.alice, both, &[bob_public], "alice");
+    direct_in_time(&cell.bob, both, &[alice_public], "bob");
     drop(cell.finish());
 }
