@@ -19,11 +19,20 @@ const COUNT: usize = 2_000;
 const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
 async fn peer(name: &str, at: &Address) -> (Messaging, Traversal, TraversalEvents) {
+    peer_on(name, at, vec![LOOPBACK]).await
+}
+
+/// A peer whose host candidates are `host_ips`.
+async fn peer_on(
+    name: &str,
+    at: &Address,
+    host_ips: Vec<IpAddr>,
+) -> (Messaging, Traversal, TraversalEvents) {
     let messaging = Messaging::new(Identity::new(name).unwrap(), Default::default())
         .await
         .unwrap();
     let mut config = TraversalConfig::default();
-    config.direct.host_ips = Some(vec![LOOPBACK]);
+    config.direct.host_ips = Some(host_ips);
     let (traversal, events) = Traversal::start(&messaging, at, Default::default(), config).unwrap();
     (messaging, traversal, events)
 }
@@ -187,6 +196,81 @@ async fn a_dead_direct_path_falls_back_to_the_relay_and_races_again() {
         info.connection.peer.as_ref().and_then(Address::socket_addr),
         Some(SocketAddr::new(LOOPBACK, to_bob.direct_port().unwrap()))
     );
+    to_alice.close().await;
+    to_bob.close().await;
+    rv.close().await;
+}
+
+/// Several direct streams succeed at once, from both ends (each dials the
+/// other's two addresses): the ends still adopt one and the same stream,
+/// and nothing is lost or repeated.
+#[tokio::test]
+async fn crossing_direct_streams_settle_on_one() {
+    let (rv, _) = Rendezvous::start(RendezvousOptions::listen(
+        "tcp://127.0.0.1:0".parse().unwrap(),
+    ))
+    .await
+    .unwrap();
+    let at = rv.listening()[0].clone();
+    let two = vec![LOOPBACK, IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2))];
+    let (alice, to_alice, mut alice_events) = peer_on("alice", &at, two.clone()).await;
+    let (bob, to_bob, mut bob_events) = peer_on("bob", &at, two).await;
+    to_alice.reach(bob.identity()).unwrap();
+    to_bob.reach(alice.identity()).unwrap();
+    let mut senders = Vec::new();
+    for (from, to) in [(&alice, &bob), (&bob, &alice)] {
+        let (from, to) = (from.clone(), to.identity().clone());
+        senders.push(tokio::spawn(async move {
+            for i in 0..COUNT {
+                let text = format!("{}-{i}", from.identity());
+                from.send_message(&to, Message::new(text)).await.unwrap();
+            }
+        }));
+    }
+    let receivers = [
+        tokio::spawn(receive_all(alice.clone(), bob.identity().clone())),
+        tokio::spawn(receive_all(bob.clone(), alice.identity().clone())),
+    ];
+    let mut directs = Vec::new();
+    for events in [&mut alice_events, &mut bob_events] {
+        loop {
+            let path = next_path(events).await;
+            if path.via == Via::Direct {
+                directs.push(path.remote.expect("a remote"));
+                break;
+            }
+        }
+    }
+    for r in receivers {
+        timeout(WAIT, r).await.unwrap().unwrap();
+    }
+    for s in senders {
+        s.await.unwrap();
+    }
+    // The same stream at both ends: each one's remote is the other's local.
+    let local = |m: &Messaging, peer: &Identity| {
+        let info = m.peer_info(peer).expect("connected");
+        let local = info
+            .connection
+            .local
+            .as_ref()
+            .and_then(Address::socket_addr);
+        let remote = info.connection.peer.as_ref().and_then(Address::socket_addr);
+        (local, remote)
+    };
+    let (alice_local, alice_remote) = local(&alice, bob.identity());
+    let (bob_local, bob_remote) = local(&bob, alice.identity());
+    assert_eq!(alice_remote, bob_local);
+    assert_eq!(bob_remote, alice_local);
+    assert_eq!(directs, [alice_remote.unwrap(), bob_remote.unwrap()]);
+    // No other path came or went but the relay's end: nothing fought over.
+    while let Ok(event) = timeout(Duration::from_millis(300), alice_events.recv()).await {
+        match event.expect("traversal runs") {
+            TraversalEvent::PathEnded { path, .. } => assert_eq!(path.via, Via::Relay),
+            TraversalEvent::Path(path) => panic!("another path: {path:?}"),
+            _ => {}
+        }
+    }
     to_alice.close().await;
     to_bob.close().await;
     rv.close().await;
