@@ -73,10 +73,27 @@ pub struct ParticipantConfig {
     /// participant remembers by name, so that a second copy (possible
     /// while routes change) is not delivered again. Default: 4096.
     pub recent_publications: usize,
+    /// Up to how many participants, ourselves included, the group keeps a
+    /// full mesh (a stream between every pair, the lower id dialling);
+    /// in a larger group each participant keeps at most
+    /// [`max_streams`](Self::max_streams) streams, a bounded overlay that
+    /// routes the rest (see `core/overlay.rs`). Default: 32.
+    pub group_size: usize,
+    /// In a group larger than [`group_size`](Self::group_size): at most how
+    /// many streams (neighbours), inbound included, a participant keeps.
+    /// It dials until it has half as many (at least 1), accepts streams
+    /// up to this many, and asks a stream past it to leave. Default: 16.
+    pub max_streams: usize,
 }
 
 /// The default of [`ParticipantConfig::recent_publications`].
 const RECENT_PUBLICATIONS: usize = 4096;
+
+/// The default of [`ParticipantConfig::group_size`].
+pub(crate) const GROUP_SIZE: usize = 32;
+
+/// The default of [`ParticipantConfig::max_streams`].
+pub(crate) const MAX_STREAMS: usize = 16;
 
 impl Default for ParticipantConfig {
     fn default() -> ParticipantConfig {
@@ -99,6 +116,8 @@ impl Default for ParticipantConfig {
             group_key: None,
             handshake_timeout: Duration::from_secs(5),
             recent_publications: RECENT_PUBLICATIONS,
+            group_size: GROUP_SIZE,
+            max_streams: MAX_STREAMS,
         }
     }
 }

@@ -115,6 +115,10 @@ pub(crate) enum Control {
     /// (a full replacement of the previous list); only to neighbours that
     /// announced [`FEATURE_INTEREST`].
     Interest(Vec<InterestEntry>),
+    /// In a group past its full-mesh size: the sender keeps no stream
+    /// with us (it has as many as it may); the one that dialled it closes
+    /// the stream and dials someone else.
+    Leave,
 }
 
 /// One subscriber a neighbour reaches: its identity, how many hops away

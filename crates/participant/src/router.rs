@@ -53,6 +53,11 @@ pub(crate) struct Router {
     learned: HashMap<String, HashMap<String, u8>>,
     /// What we last told each neighbour.
     told: HashMap<String, Vec<(String, u8)>>,
+    /// Whether neighbours or what they told changed since the last
+    /// [`changed_advertisements`](Self::changed_advertisements): when
+    /// nothing did, nothing is worked out again (the table costs the
+    /// neighbours times the identities each reaches).
+    dirty: bool,
 }
 
 impl Router {
@@ -63,6 +68,7 @@ impl Router {
             neighbours: BTreeSet::new(),
             learned: HashMap::new(),
             told: HashMap::new(),
+            dirty: false,
         }
     }
 
@@ -72,12 +78,14 @@ impl Router {
 
     pub(crate) fn neighbour_up(&mut self, n: &str) {
         self.neighbours.insert(n.to_owned());
+        self.dirty = true;
     }
 
     pub(crate) fn neighbour_down(&mut self, n: &str) {
         self.neighbours.remove(n);
         self.learned.remove(n);
         self.told.remove(n);
+        self.dirty = true;
     }
 
     /// A neighbour's list of what it reaches (replacing the previous one).
@@ -87,11 +95,14 @@ impl Router {
             return;
         }
         let max = self.max_hops;
-        let table = routes
+        let table: HashMap<String, u8> = routes
             .into_iter()
             .filter(|(dest, hops)| *hops >= 1 && *hops < max && *dest != self.me)
             .collect();
-        self.learned.insert(n.to_owned(), table);
+        if self.learned.get(n) != Some(&table) {
+            self.learned.insert(n.to_owned(), table);
+            self.dirty = true;
+        }
     }
 
     /// The best route to every identity we reach, excluding ourselves.
@@ -143,16 +154,56 @@ impl Router {
     /// records them as told. The table is worked out once for all
     /// neighbours.
     pub(crate) fn changed_advertisements(&mut self) -> Vec<(String, Vec<(String, u8)>)> {
-        let table = self.table();
+        if !std::mem::take(&mut self.dirty) {
+            return Vec::new();
+        }
+        // Borrowed names, compared with what each was told before anything
+        // is copied: most changes leave most neighbours' lists alone.
+        let table = self.table_borrowed();
         let mut out = Vec::new();
         for n in &self.neighbours {
-            let adv = advertisement(&table, n);
-            if self.told.get(n) != Some(&adv) {
-                self.told.insert(n.clone(), adv.clone());
+            let adv = table
+                .iter()
+                .filter(|(dest, (_, via))| **dest != n.as_str() && *via != n.as_str())
+                .map(|(dest, (hops, _))| (*dest, *hops));
+            let told = self.told.get(n);
+            let same =
+                told.is_some_and(|t| t.iter().map(|(d, h)| (d.as_str(), *h)).eq(adv.clone()));
+            if !same {
+                let adv: Vec<(String, u8)> = adv.map(|(d, h)| (d.to_owned(), h)).collect();
                 out.push((n.clone(), adv));
             }
         }
+        for (n, adv) in &out {
+            self.told.insert(n.clone(), adv.clone());
+        }
         out
+    }
+
+    /// [`table`](Self::table) with borrowed names.
+    fn table_borrowed(&self) -> BTreeMap<&str, (u8, &str)> {
+        let mut best: BTreeMap<&str, (u8, &str)> = BTreeMap::new();
+        for n in &self.neighbours {
+            best.insert(n, (1, n));
+        }
+        for n in &self.neighbours {
+            let Some(routes) = self.learned.get(n) else {
+                continue;
+            };
+            for (dest, hops) in routes {
+                let total = hops.saturating_add(1);
+                if total > self.max_hops || *dest == self.me {
+                    continue;
+                }
+                match best.get(dest.as_str()) {
+                    Some((h, _)) if *h <= total => {}
+                    _ => {
+                        best.insert(dest, (total, n));
+                    }
+                }
+            }
+        }
+        best
     }
 
     /// Records what neighbour `n` was told (in a hello).

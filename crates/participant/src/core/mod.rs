@@ -40,7 +40,10 @@ use crate::event::{Direct, ParticipantEvent, ParticipantInfo};
 use crate::filters::{FilterLimits, Refused, RemoteFilters};
 use crate::handshake::{Handshakes, Verdict};
 use crate::interest::{Delivery, Interest};
+mod overlay;
 mod streams;
+
+pub(crate) use overlay::Overlay;
 
 pub(crate) use crate::output::{CoreStats, Dial, Outgoing, Transmit, TransmitKind, direct};
 use crate::router::{Decision, DropReason, IdentityRoute, Router};
@@ -87,6 +90,8 @@ pub(crate) struct ParticipantCore {
     router: Router,
     /// Interest and publications routed through participants.
     interest: Interest,
+    /// Which streams we keep past the full mesh's size.
+    overlay: Overlay,
     dials: VecDeque<Dial>,
     /// Participants with a stream up, for discovery to keep.
     protects: VecDeque<ParticipantId>,
@@ -107,6 +112,11 @@ impl ParticipantCore {
             id,
             router: Router::new(identity.as_str(), max_hops),
             interest: Interest::new(identity.as_str(), max_hops, FilterLimits::default(), 0),
+            overlay: Overlay::new(
+                crate::config::GROUP_SIZE,
+                crate::config::MAX_STREAMS,
+                u64::from_be_bytes(id.0[8..].try_into().unwrap_or_default()),
+            ),
             identity,
             known: HashMap::new(),
             streams: BTreeSet::new(),
@@ -146,6 +156,15 @@ impl ParticipantCore {
     /// so that subscribers do not take new publications for old ones.
     pub(crate) fn with_epoch(mut self, epoch: u64) -> ParticipantCore {
         self.interest.set_epoch(epoch);
+        self.overlay.reseed(epoch);
+        self
+    }
+
+    /// The same core, keeping a full mesh up to `group_size` participants
+    /// (ourselves included) and at most `max_streams` streams past it
+    /// (defaults 32 and 16; see `overlay.rs`).
+    pub(crate) fn with_overlay(mut self, group_size: usize, max_streams: usize) -> ParticipantCore {
+        self.overlay.set_limits(group_size, max_streams);
         self
     }
 
@@ -185,6 +204,7 @@ impl ParticipantCore {
                         self.dials.push_back(Dial::Close(peer.id));
                     }
                 }
+                self.overlay_forget(peer.id);
                 self.events.push_back(ParticipantEvent::Gone {
                     id: peer.id,
                     identity: peer.identity,
@@ -193,6 +213,7 @@ impl ParticipantCore {
             }
             _ => {}
         }
+        self.rebalance();
     }
 
     /// Opening the stream the last [`Dial::Open`] for `peer` asked for
@@ -201,6 +222,7 @@ impl ParticipantCore {
         if let Some(known) = self.known.get_mut(&peer) {
             known.dialled = None;
         }
+        self.overlay.dialled.remove(&peer);
     }
 
     /// The identities messaging has a stream with `now`. Neighbours whose
@@ -222,6 +244,7 @@ impl ParticipantCore {
                 h.forget(ident);
             }
             changed |= self.neighbour_gone(ident);
+            self.overlay_stream_gone(ident);
             let moved: Vec<ParticipantId> = self
                 .known
                 .iter()
@@ -247,6 +270,7 @@ impl ParticipantCore {
         if changed {
             self.advertise();
         }
+        self.rebalance();
     }
 
     /// Deadlines: streams that did not prove themselves in time are
@@ -263,9 +287,16 @@ impl ParticipantCore {
 
     /// Takes new streams as neighbours: each is told what we host and
     /// reach (all are neighbours before the first is told, so each hears
-    /// of the others).
+    /// of the others). Past the overlay's limit a stream is turned away
+    /// instead.
     fn admit(&mut self, new: &[Identity]) {
+        let mut taken = Vec::with_capacity(new.len());
         for ident in new {
+            if !self.may_admit() {
+                self.turn_away(ident.clone());
+                continue;
+            }
+            taken.push(ident.clone());
             self.connected.insert(ident.clone());
             self.router.neighbour_up(ident.as_str());
             self.interest.neighbour_up(ident.as_str());
@@ -276,7 +307,7 @@ impl ParticipantCore {
                 .map(|(id, _)| *id);
             self.protects.extend(ids);
         }
-        for ident in new {
+        for ident in &taken {
             let routes = self.router.advertisement_for(ident.as_str());
             self.router.told(ident.as_str(), routes.clone());
             let hello = Control::Hello {
@@ -329,6 +360,10 @@ impl ParticipantCore {
     /// A tagged message (control or routed) from the neighbour `from`.
     /// Anything that does not decode is counted and dropped.
     pub(crate) fn handle_control(&mut self, from: &Identity, data: &Bytes) {
+        if self.overlay.leaving.contains(from) {
+            // We asked it to leave: it is no neighbour of ours.
+            return;
+        }
         let decoded = decode(data);
         if let (Some(h), Some(Decoded::Control(c))) = (&mut self.handshakes, &decoded) {
             match c {
@@ -449,6 +484,7 @@ impl ParticipantCore {
                 self.interest.handle_interest(from.as_str(), entries);
                 self.advertise();
             }
+            Control::Leave => self.handle_leave(from),
             // A handshake we did not ask for (we have no group key).
             Control::Challenge(_) | Control::Proof(_) => self.stats.unproved_controls += 1,
         }
@@ -693,6 +729,18 @@ impl ParticipantCore {
     /// The counters.
     pub(crate) fn stats(&self) -> CoreStats {
         self.stats
+    }
+
+    #[cfg(test)]
+    /// The overlay: which streams we keep past the full mesh's size.
+    pub(crate) fn overlay(&self) -> &Overlay {
+        &self.overlay
+    }
+
+    #[cfg(test)]
+    /// How many participants discovery told us of and we still know.
+    pub(crate) fn known_len(&self) -> usize {
+        self.known.len()
     }
 
     /// Interest and publications routed through participants: what we

@@ -46,8 +46,15 @@ impl ParticipantCore {
     /// Opens the stream to a participant if we are the one to: of each
     /// pair, the participant with the lower id connects, so each pair has
     /// exactly one stream. `again` reopens one we opened before.
+    /// Past the full mesh's size the overlay chooses whom we dial instead
+    /// (see `overlay.rs`), and this only opens again what it chose.
     pub(super) fn dial(&mut self, id: ParticipantId, again: bool) {
-        if self.id >= id {
+        let ours = if self.sparse() {
+            self.overlay.dialled.contains(&id)
+        } else {
+            self.id < id
+        };
+        if !ours {
             return;
         }
         let Some(known) = self.known.get_mut(&id) else {
@@ -66,10 +73,15 @@ impl ParticipantCore {
         match at {
             Some(at) => {
                 known.dialled = Some(at);
+                self.overlay.dialled.insert(id);
                 self.dials.push_back(Dial::Open { peer: id, at });
             }
-            None if known.dialled.take().is_some() => self.dials.push_back(Dial::Close(id)),
-            None => {}
+            None => {
+                self.overlay.dialled.remove(&id);
+                if known.dialled.take().is_some() {
+                    self.dials.push_back(Dial::Close(id));
+                }
+            }
         }
     }
 }

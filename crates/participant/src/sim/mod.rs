@@ -39,6 +39,8 @@ use crate::control::{Control, Decoded, FilterSpec, decode};
 use crate::core::{Dial, ParticipantCore, TransmitKind};
 
 #[cfg(test)]
+mod overlay_tests;
+#[cfg(test)]
 mod tests;
 
 /// A seeded generator (SplitMix64): the same seed, the same run.
@@ -166,6 +168,21 @@ pub(crate) struct Sim {
     pub(crate) connectors: BTreeSet<(usize, usize)>,
     /// Streams connected (lower index first), with discovery.
     established: BTreeSet<(usize, usize)>,
+    /// Each participant's links (up or down), by index, so that a
+    /// participant's neighbours are found without scanning every link.
+    adjacent: Vec<BTreeSet<usize>>,
+    /// Each participant's connected streams, with discovery (the
+    /// `established` pairs by end).
+    streams: Vec<BTreeSet<usize>>,
+    /// What each participant's beacon tells, as discovery reports it, for
+    /// the incarnation it was made for.
+    beacons: Vec<Option<(u64, RemoteParticipant)>>,
+    /// The most streams any participant had connected at once, with
+    /// discovery (a stream a core turns away counts until it is closed).
+    pub(crate) peak_streams: usize,
+    /// The most neighbours any core had at once, looked at after every
+    /// change of its streams and every message it handled.
+    pub(crate) peak_neighbours: usize,
 }
 
 impl Sim {
@@ -184,6 +201,11 @@ impl Sim {
             discovery: false,
             connectors: BTreeSet::new(),
             established: BTreeSet::new(),
+            adjacent: vec![BTreeSet::new(); n],
+            streams: vec![BTreeSet::new(); n],
+            beacons: vec![None; n],
+            peak_streams: 0,
+            peak_neighbours: 0,
         };
         for i in 0..n {
             let name = Identity::new(format!("p{i}")).expect("a valid identity");
@@ -214,8 +236,21 @@ impl Sim {
         self
     }
 
-    /// What `j`'s beacon tells the others, as discovery reports it.
-    fn remote(&self, j: usize) -> RemoteParticipant {
+    /// What `j`'s beacon tells the others, as discovery reports it (made
+    /// once per incarnation).
+    fn remote(&mut self, j: usize) -> RemoteParticipant {
+        let starts = self.nodes[j].starts;
+        if let Some((made, peer)) = &self.beacons[j] {
+            if *made == starts {
+                return peer.clone();
+            }
+        }
+        let peer = self.make_remote(j);
+        self.beacons[j] = Some((starts, peer.clone()));
+        peer
+    }
+
+    fn make_remote(&self, j: usize) -> RemoteParticipant {
         let config = DiscoveryConfig::default();
         let index = u16::try_from(j).expect("at most 65 536 participants");
         let at = SocketAddr::from(([10, 0, (index >> 8) as u8, index as u8], 7000));
@@ -262,6 +297,8 @@ impl Sim {
     /// the stream on it, unless the cores choose theirs).
     pub(crate) fn link(&mut self, a: usize, b: usize, delay: Duration) {
         let now = self.now;
+        self.adjacent[a].insert(b);
+        self.adjacent[b].insert(a);
         self.links.insert(
             key(a, b),
             Link {
@@ -283,7 +320,7 @@ impl Sim {
             link.up = up;
             if !up {
                 link.generation += 1;
-                self.established.remove(&key(a, b));
+                self.disconnect(a, b);
             }
             self.streams_changed(&[a, b]);
             if up {
@@ -305,14 +342,14 @@ impl Sim {
         }
         self.nodes[i].up = up;
         let mut touched = vec![i];
-        for (&(a, b), link) in &mut self.links {
-            if a == i || b == i {
-                if !up {
+        for j in self.adjacent[i].clone() {
+            if !up {
+                if let Some(link) = self.links.get_mut(&key(i, j)) {
                     link.generation += 1;
-                    self.established.remove(&(a, b));
                 }
-                touched.push(if a == i { b } else { a });
+                self.disconnect(i, j);
             }
+            touched.push(j);
         }
         self.streams_changed(&touched);
         if up {
@@ -352,16 +389,15 @@ impl Sim {
         if !self.nodes[i].up {
             return Vec::new();
         }
-        self.links
-            .iter()
-            .filter(|(_, l)| l.up)
-            .filter_map(|(&(a, b), _)| match (a == i, b == i) {
-                (true, _) => Some(b),
-                (_, true) => Some(a),
-                _ => None,
-            })
+        let ends = if self.discovery {
+            &self.streams[i]
+        } else {
+            &self.adjacent[i]
+        };
+        ends.iter()
+            .copied()
+            .filter(|&j| self.links.get(&key(i, j)).is_some_and(|l| l.up))
             .filter(|&j| self.nodes[j].up)
-            .filter(|&j| !self.discovery || self.established.contains(&key(i, j)))
             .collect()
     }
 
@@ -516,9 +552,31 @@ impl Sim {
 
     // ===== internals =====
 
+    /// Records the stream between `a` and `b` as connected; false if it
+    /// was.
+    fn connect(&mut self, a: usize, b: usize) -> bool {
+        self.streams[a].insert(b);
+        self.streams[b].insert(a);
+        self.peak_streams = self
+            .peak_streams
+            .max(self.streams[a].len())
+            .max(self.streams[b].len());
+        self.established.insert(key(a, b))
+    }
+
+    /// Records the stream between `a` and `b` as gone; false if there was
+    /// none.
+    fn disconnect(&mut self, a: usize, b: usize) -> bool {
+        self.streams[a].remove(&b);
+        self.streams[b].remove(&a);
+        self.established.remove(&key(a, b))
+    }
+
     /// Carries out what `i`'s core asks, as the shell does after each
     /// input.
     fn pump(&mut self, i: usize) {
+        let neighbours = self.nodes[i].core.connected().count();
+        self.peak_neighbours = self.peak_neighbours.max(neighbours);
         while let Some(t) = self.nodes[i].core.poll_transmit() {
             match self.neighbour_named(i, t.to.as_str()) {
                 Some(j) => self.send(i, j, Payload::Tagged(t.kind, t.data)),
@@ -563,7 +621,7 @@ impl Sim {
             Dial::Close(peer) => {
                 let j = index_of(peer);
                 self.connectors.remove(&(i, j));
-                if !self.connectors.contains(&(j, i)) && self.established.remove(&key(i, j)) {
+                if !self.connectors.contains(&(j, i)) && self.disconnect(i, j) {
                     if let Some(link) = self.links.get_mut(&key(i, j)) {
                         link.generation += 1;
                     }
@@ -641,7 +699,7 @@ impl Sim {
             Payload::Connect => {
                 let wanted = self.connectors.contains(&(frame.from, to))
                     || self.connectors.contains(&(to, frame.from));
-                if wanted && self.established.insert(key(frame.from, to)) {
+                if wanted && self.connect(frame.from, to) {
                     self.streams_changed(&[frame.from, to]);
                 }
             }
