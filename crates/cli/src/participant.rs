@@ -142,6 +142,11 @@ fn parse_target(s: &str) -> Result<BeaconTarget, Failure> {
 pub(crate) struct ParticipantArgs {
     #[command(flatten)]
     net: NetArgs,
+    /// In a group of more than 32 participants, keep at most N streams
+    /// (neighbours), inbound included, and reach the others through them
+    /// (default 16).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    max_streams: Option<u16>,
 }
 
 /// Arguments of `weft pub`.
@@ -276,7 +281,10 @@ fn event_json(e: &ParticipantEvent) -> Option<serde_json::Value> {
 
 /// `weft participant`: runs until SIGINT or SIGTERM, then says goodbye.
 pub(crate) async fn run_participant(args: ParticipantArgs) -> Result<(), Failure> {
-    let config = args.net.config()?;
+    let mut config = args.net.config()?;
+    if let Some(n) = args.max_streams {
+        config.max_streams = usize::from(n);
+    }
     let local = args.net.local();
     let participant = Participant::start(config).await?;
     let mut events = participant.events();
@@ -293,11 +301,24 @@ pub(crate) async fn run_participant(args: ParticipantArgs) -> Result<(), Failure
     }));
     let stop = stop_signal();
     tokio::pin!(stop);
+    // The neighbours last reported: a line each time the number changes.
+    let mut neighbours = 0;
     loop {
         tokio::select! {
             _ = &mut stop => break,
             e = events.recv() => match e {
-                Some(e) => if let Some(line) = event_json(&e) { print_line(&line) },
+                Some(e) => {
+                    if let Some(line) = event_json(&e) {
+                        print_line(&line);
+                    }
+                    if matches!(e, ParticipantEvent::Connected(_) | ParticipantEvent::Disconnected(_)) {
+                        let count = participant.connected().len();
+                        if count != neighbours {
+                            neighbours = count;
+                            print_line(&json!({"event": "neighbours", "count": count}));
+                        }
+                    }
+                }
                 None => break,
             },
         }

@@ -139,3 +139,33 @@ fn bad_arguments_exit_with_2() {
         .unwrap();
     assert_eq!(status.code(), Some(2));
 }
+
+#[test]
+fn participant_reports_its_number_of_neighbours_and_takes_max_streams() {
+    let port = free_port();
+    let (la, lb, lc) = (local_name("na"), local_name("nb"), local_name("nc"));
+    let args = ["--max-streams", "4"];
+    let a = start(
+        "participant",
+        &[&args[..], &["--ident", "count-a"]].concat(),
+        port,
+        &la,
+    );
+    a.expect("ready");
+    let b = start("participant", &["--ident", "count-b"], port, &lb);
+    b.expect("ready");
+    assert_eq!(a.expect("neighbours")["count"], 1);
+    let c = start("participant", &["--ident", "count-c"], port, &lc);
+    c.expect("ready");
+    assert_eq!(a.expect("neighbours")["count"], 2);
+    drop(c);
+    assert_eq!(a.expect("neighbours")["count"], 1);
+    drop(b);
+
+    let nobody = local_name("nmax");
+    for bad in ["0", "x"] {
+        let mut w = start("participant", &["--max-streams", bad], port, &nobody);
+        let status = w.wait_exit(Duration::from_secs(10));
+        assert_eq!(status.code(), Some(2), "--max-streams {bad}");
+    }
+}
