@@ -83,6 +83,10 @@ pub(crate) trait Transmit: Clone {
     fn try_send(&self, head: &[u8], body: &Bytes) -> Result<(), TxError>;
     /// Closes the connection (gracefully: queued packets still go out).
     fn close(&self);
+    /// Ends the connection at once, dropping what is queued: for a peer
+    /// that stopped answering, whose queue would only delay the end (and
+    /// the switch to another path) by the link's close timeout.
+    fn abort(&self);
     /// Bytes ever accepted for sending.
     fn bytes_accepted(&self) -> u64;
     /// Bytes written to the socket.
@@ -344,7 +348,11 @@ impl<T: Transmit> Core<T> {
             self.unidentified_count = self.unidentified_count.saturating_sub(1);
         }
         c.failed = true;
-        c.tx.close();
+        if matches!(error, ProtocolError::KeepaliveTimeout) {
+            c.tx.abort();
+        } else {
+            c.tx.close();
+        }
         self.counters.protocol_errors += 1;
         let ident = c.ident.clone().or(claimed);
         tracing::debug!(%conn, ?ident, %error, "protocol error");

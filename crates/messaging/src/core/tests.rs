@@ -20,6 +20,7 @@ struct FakeTx {
     accepted: Rc<RefCell<u64>>,
     written: Rc<RefCell<u64>>,
     closed: Rc<RefCell<bool>>,
+    aborted: Rc<RefCell<bool>>,
     /// Pretends to be a UDP connection.
     datagram: bool,
     /// Pretends we dialled it with this connector.
@@ -38,6 +39,9 @@ impl Transmit for FakeTx {
     }
     fn close(&self) {
         *self.closed.borrow_mut() = true;
+    }
+    fn abort(&self) {
+        *self.aborted.borrow_mut() = true;
     }
     fn bytes_accepted(&self) -> u64 {
         *self.accepted.borrow()
@@ -365,7 +369,7 @@ fn a_full_connection_blocks_until_ready() {
 }
 
 #[test]
-fn keepalive_pings_then_closes() {
+fn keepalive_pings_then_aborts() {
     let t0 = Instant::now();
     let (mut core, tx) = connected(true, t0);
     tx.take();
@@ -373,9 +377,13 @@ fn keepalive_pings_then_closes() {
     core.handle_timeout(t0 + interval);
     assert_eq!(tx.take(), [Frame::Ping]);
     core.handle_timeout(t0 + interval + Duration::from_secs(9));
-    assert!(!*tx.closed.borrow());
+    assert!(!*tx.aborted.borrow());
     core.handle_timeout(t0 + interval + Duration::from_secs(10));
-    assert!(*tx.closed.borrow());
+    assert!(
+        *tx.aborted.borrow(),
+        "a silent peer's connection ends at once"
+    );
+    assert!(!*tx.closed.borrow(), "not a graceful close");
 }
 
 mod binding;

@@ -19,6 +19,10 @@ impl Transmit for PacketSender {
         PacketSender::close(self);
     }
 
+    fn abort(&self) {
+        self.connection().abort();
+    }
+
     fn bytes_accepted(&self) -> u64 {
         self.connection().bytes_accepted()
     }

@@ -158,7 +158,7 @@ fn keepalive_ends_a_silent_datagram_connection() {
     core.handle_timeout(t0 + interval);
     assert_eq!(tx.take(), [Frame::Ping]);
     core.handle_timeout(t0 + interval + Duration::from_secs(10));
-    assert!(*tx.closed.borrow());
+    assert!(*tx.aborted.borrow());
     core.handle_disconnected(ConnectionId(1));
     let events: Vec<CoreEvent> = std::iter::from_fn(|| core.poll_event()).collect();
     assert!(
