@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub(crate) mod netns;
+
 /// The longest any one wait for an event may take.
 pub(crate) const WAIT: Duration = Duration::from_secs(20);
 
@@ -23,8 +25,23 @@ pub(crate) struct Weft {
 impl Weft {
     /// Runs `weft ARGS...` (the first argument is the subcommand).
     pub(crate) fn start(args: &[&str]) -> Weft {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_weft"))
-            .args(args)
+        let mut command = Command::new(env!("CARGO_BIN_EXE_weft"));
+        command.args(args);
+        Weft::spawn(command)
+    }
+
+    /// Runs `weft ARGS...` inside the network namespace `ns` (`ip netns
+    /// exec` execs it in place, so the PID is weft's own).
+    pub(crate) fn start_in(ns: &str, args: &[&str]) -> Weft {
+        let mut command = Command::new("ip");
+        command
+            .args(["netns", "exec", ns, env!("CARGO_BIN_EXE_weft")])
+            .args(args);
+        Weft::spawn(command)
+    }
+
+    fn spawn(mut command: Command) -> Weft {
+        let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
