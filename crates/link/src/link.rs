@@ -173,6 +173,13 @@ pub struct LinkStats {
     /// authentication or belong to no connection are dropped by quinn
     /// without being counted.
     pub quic_datagrams_dropped: u64,
+    /// STUN datagrams (RFC 7983: first byte 0 to 3) that arrived on a QUIC
+    /// socket of the link and were dropped: no
+    /// [`StunChannel`](crate::quic::StunChannel) of that socket was alive,
+    /// or its queue ([`QuicOptions::stun_queue`](crate::quic::QuicOptions::stun_queue))
+    /// was full. Such datagrams never count as
+    /// [`quic_datagrams_dropped`](Self::quic_datagrams_dropped).
+    pub stun_datagrams_dropped: u64,
 }
 
 /// A set of listeners and connectors and the connections they make.
@@ -320,6 +327,7 @@ impl Link {
             cancel: cancel.clone(),
             unix_file: None,
             udp: None,
+            stun: None,
         };
         let bound = match &address {
             Address::Ip { .. } => {
@@ -548,6 +556,7 @@ impl Link {
                 cancel,
                 unix_file: None,
                 udp: None,
+                stun: None,
             },
         );
         Ok(Listening { id, address: bound })
@@ -632,6 +641,7 @@ impl Link {
                 cancel,
                 unix_file: None,
                 udp: Some(udp),
+                stun: None,
             },
         );
         Ok(Adopted::Listener(Listening { id, address: bound }))
@@ -707,6 +717,7 @@ impl Link {
             events_dropped: get(&c.events_dropped),
             datagrams_dropped: get(&c.datagrams_dropped),
             quic_datagrams_dropped: get(&c.quic_datagrams_dropped),
+            stun_datagrams_dropped: get(&c.stun_datagrams_dropped),
             connections_refused: get(&c.connections_refused),
         }
     }

@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::connection::{ConnectionInfo, Ends};
+use crate::quic::StunInbox;
 use crate::udp::UdpListener;
 use crate::{
     Connection, ConnectionId, ConnectorId, DisconnectReason, LinkConfig, LinkError, LinkEvent,
@@ -34,6 +35,8 @@ pub(crate) struct Counters {
     pub(crate) connections_refused: AtomicU64,
     /// Shared with the QUIC sockets' wrappers, which count as they receive.
     pub(crate) quic_datagrams_dropped: Arc<AtomicU64>,
+    /// Shared with the QUIC sockets' STUN inboxes, which count as they drop.
+    pub(crate) stun_datagrams_dropped: Arc<AtomicU64>,
 }
 
 /// A running listener: how to stop it and what to clean up after it.
@@ -43,6 +46,8 @@ pub(crate) struct ListenerEntry {
     pub(crate) unix_file: Option<PathBuf>,
     /// For UDP listeners, the socket and its peers.
     pub(crate) udp: Option<Arc<UdpListener>>,
+    /// For QUIC listeners, the STUN datagrams of their socket.
+    pub(crate) stun: Option<Arc<StunInbox>>,
 }
 
 impl ListenerEntry {
@@ -180,6 +185,10 @@ impl Registry {
     pub(crate) fn remove_listener(&self, id: ListenerId) -> bool {
         let entry = lock(&self.listeners).remove(&id);
         entry.map(ListenerEntry::stop).is_some()
+    }
+
+    pub(crate) fn quic_stun(&self, id: ListenerId) -> Option<Arc<StunInbox>> {
+        lock(&self.listeners).get(&id).and_then(|l| l.stun.clone())
     }
 
     pub(crate) fn udp_listener(&self, id: ListenerId) -> Option<Arc<UdpListener>> {

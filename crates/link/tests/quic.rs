@@ -607,7 +607,8 @@ async fn garbage_on_the_quic_port_leaves_other_connections_alone() {
     initial[1..5].copy_from_slice(&1u32.to_be_bytes());
     for i in 0..200u32 {
         let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let _ = s.send_to(&i.to_be_bytes(), port_addr);
+        // 0x20 first: neither QUIC nor STUN (0 to 3, RFC 7983), so garbage.
+        let _ = s.send_to(&(0x2000_0000 | i).to_be_bytes(), port_addr);
         let _ = s.send_to(&initial, port_addr);
     }
     for i in 0..50u8 {

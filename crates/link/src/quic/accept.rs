@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::dial::Held;
 use super::stream::QuicStream;
-use super::{QuicLink, STREAM_PACKETS, endpoint, run_quic};
+use super::{QuicLink, STREAM_PACKETS, StunInbox, endpoint, run_quic};
 use crate::address::{Address, Scheme};
 use crate::connection::Ends;
 use crate::connection::Origin;
@@ -38,15 +38,26 @@ pub(crate) async fn listen(
         .first()
         .expect("resolve returns at least one address");
     let dropped = &registry.stats.quic_datagrams_dropped;
-    let endpoint = endpoint::bind(addr, &sockopts, Some(server), dropped).await?;
-    start(registry, endpoint)
+    let stun = stun_inbox(registry);
+    let endpoint = endpoint::bind(addr, &sockopts, Some(server), dropped, &stun).await?;
+    start(registry, endpoint, stun)
 }
 
-/// Accepts on `endpoint` (which has a server configuration) as a listener
-/// of the link until the listener is removed.
+/// A STUN inbox for a new endpoint of the link.
+pub(crate) fn stun_inbox(registry: &Registry) -> Arc<StunInbox> {
+    StunInbox::new(
+        registry.config.quic.stun_queue,
+        registry.stats.stun_datagrams_dropped.clone(),
+    )
+}
+
+/// Accepts on `endpoint` (which has a server configuration, and whose
+/// socket hands its STUN datagrams to `stun`) as a listener of the link
+/// until the listener is removed.
 pub(crate) fn start(
     registry: &Arc<Registry>,
     endpoint: quinn::Endpoint,
+    stun: Arc<StunInbox>,
 ) -> Result<Listening, LinkError> {
     let events = registry.sender()?;
     let bound = endpoint
@@ -68,6 +79,7 @@ pub(crate) fn start(
             cancel,
             unix_file: None,
             udp: None,
+            stun: Some(stun),
         },
     );
     tracing::debug!(listener = %id, %address, "listening");

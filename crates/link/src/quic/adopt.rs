@@ -1,15 +1,16 @@
-//! QUIC on a UDP socket the caller already holds: [`Link::adopt_quic`].
+//! QUIC on a UDP socket the caller already holds: [`Link::adopt_quic`];
+//! and the STUN side of QUIC sockets: [`QuicEndpoint::stun`], [`Link::quic_stun`].
 
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use super::endpoint;
+use super::{StunChannel, StunInbox, endpoint};
 use crate::address::{Address, Scheme, ToAddress};
 use crate::connection::{Connection, Origin};
 use crate::dial::{connector_task_on, establish_on, run_established};
 use crate::error::LinkError;
-use crate::link::{ConnectOptions, ConnectorId, Link, Listening};
+use crate::link::{ConnectOptions, ConnectorId, Link, ListenerId, Listening};
 use crate::registry::Registry;
 use crate::tls::TlsServerConfig;
 
@@ -23,6 +24,7 @@ pub struct QuicEndpoint {
     endpoint: quinn::Endpoint,
     registry: Arc<Registry>,
     listening: Option<Listening>,
+    stun: Arc<StunInbox>,
 }
 
 impl fmt::Debug for QuicEndpoint {
@@ -48,10 +50,24 @@ impl QuicEndpoint {
     /// peers see the new address once packets come from it. The old socket
     /// is closed.
     pub fn rebind(&self, socket: std::net::UdpSocket) -> Result<(), LinkError> {
-        let socket = endpoint::counting(socket, &self.registry.stats.quic_datagrams_dropped)?;
+        let dropped = &self.registry.stats.quic_datagrams_dropped;
+        let (socket, sender) = endpoint::counting(socket, dropped, &self.stun)?;
         self.endpoint
             .rebind_abstract(socket)
-            .map_err(|e| LinkError::io("moving a QUIC endpoint to another socket", e))
+            .map_err(|e| LinkError::io("moving a QUIC endpoint to another socket", e))?;
+        self.stun.send_through(sender);
+        Ok(())
+    }
+
+    /// The STUN side of the socket (RFC 7983): the datagrams whose first
+    /// byte is 0 to 3, which QUIC never sees, and replies from the same
+    /// port. While a [`StunChannel`] of the endpoint lives they are queued
+    /// for it (up to [`QuicOptions::stun_queue`](super::QuicOptions::stun_queue));
+    /// otherwise they are dropped and counted in
+    /// [`LinkStats::stun_datagrams_dropped`](crate::LinkStats::stun_datagrams_dropped).
+    /// Every call gives a handle on the same queue.
+    pub fn stun(&self) -> StunChannel {
+        StunChannel::new(self.stun.clone())
     }
 
     /// The listener that accepts on the socket, when the endpoint was made
@@ -146,9 +162,15 @@ impl Link {
             .map(|tls| endpoint::server_config(&tls, &registry.config.quic))
             .transpose()?;
         let accepts = server.is_some();
-        let endpoint = endpoint::on_socket(socket, server, &registry.stats.quic_datagrams_dropped)?;
+        let stun = super::accept::stun_inbox(registry);
+        let dropped = &registry.stats.quic_datagrams_dropped;
+        let endpoint = endpoint::on_socket(socket, server, dropped, &stun)?;
         let listening = if accepts {
-            Some(super::accept::start(registry, endpoint.clone())?)
+            Some(super::accept::start(
+                registry,
+                endpoint.clone(),
+                stun.clone(),
+            )?)
         } else {
             None
         };
@@ -156,6 +178,15 @@ impl Link {
             endpoint,
             registry: registry.clone(),
             listening,
+            stun,
         })
+    }
+
+    /// The STUN side of a `quic://` listener's socket, as
+    /// [`QuicEndpoint::stun`] gives it for an adopted one: a rendezvous
+    /// answers STUN on its QUIC port this way. `None` when `listener` is
+    /// not a running QUIC listener of this link.
+    pub fn quic_stun(&self, listener: ListenerId) -> Option<StunChannel> {
+        self.registry().quic_stun(listener).map(StunChannel::new)
     }
 }

@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::endpoint;
+use super::{StunInbox, endpoint};
 use crate::config::SocketOptions;
 use crate::error::LinkError;
 use crate::socket;
@@ -44,18 +44,20 @@ impl ClientEndpoints {
     /// The shared endpoint for dialling `peer`, made on a new socket with
     /// `options` (which ask for no local address or interface) when the
     /// family has none yet, counting datagrams that are not QUIC in
-    /// `dropped`. The lease keeps it open.
+    /// `dropped` and handing STUN to `stun`. The lease keeps it open.
     pub(crate) async fn lease(
         &self,
         peer: &SocketAddr,
         options: &SocketOptions,
         dropped: &Arc<AtomicU64>,
+        stun: &Arc<StunInbox>,
     ) -> Result<Lease, LinkError> {
         let slot = family(peer);
         if let Some(lease) = self.existing(slot) {
             return Ok(lease);
         }
-        let made = endpoint::bind(socket::any_local_for(peer), options, None, dropped).await?;
+        let made =
+            endpoint::bind(socket::any_local_for(peer), options, None, dropped, stun).await?;
         let mut slots = lock(&self.slots);
         // Another attempt may have made one meanwhile: use the first, so
         // that the family keeps one socket.
@@ -125,12 +127,22 @@ mod tests {
         let endpoints = ClientEndpoints::default();
         let options = SocketOptions::default();
         let dropped = Arc::default();
-        let a = endpoints.lease(&v4(), &options, &dropped).await.unwrap();
-        let b = endpoints.lease(&v4(), &options, &dropped).await.unwrap();
+        let stun = StunInbox::new(0, Arc::default());
+        let a = endpoints
+            .lease(&v4(), &options, &dropped, &stun)
+            .await
+            .unwrap();
+        let b = endpoints
+            .lease(&v4(), &options, &dropped, &stun)
+            .await
+            .unwrap();
         let port = a.endpoint().local_addr().unwrap().port();
         assert_eq!(b.endpoint().local_addr().unwrap().port(), port);
         drop(a);
-        let c = endpoints.lease(&v4(), &options, &dropped).await.unwrap();
+        let c = endpoints
+            .lease(&v4(), &options, &dropped, &stun)
+            .await
+            .unwrap();
         assert_eq!(
             c.endpoint().local_addr().unwrap().port(),
             port,
@@ -148,12 +160,17 @@ mod tests {
         let endpoints = ClientEndpoints::default();
         let options = SocketOptions::default();
         let dropped = Arc::default();
-        let four = endpoints.lease(&v4(), &options, &dropped).await.unwrap();
+        let stun = StunInbox::new(0, Arc::default());
+        let four = endpoints
+            .lease(&v4(), &options, &dropped, &stun)
+            .await
+            .unwrap();
         let six = endpoints
             .lease(
                 &SocketAddr::from(([0u16, 0, 0, 0, 0, 0, 0, 1], 4433)),
                 &options,
                 &dropped,
+                &stun,
             )
             .await
             .unwrap();

@@ -79,10 +79,12 @@ pub(crate) async fn dial(
             Some(_) => Held::Elsewhere,
             None if sockopts.bind.is_none() && sockopts.interface.is_none() => {
                 let dropped = &registry.stats.quic_datagrams_dropped;
+                // Nobody reads the STUN of a shared client socket.
+                let stun = super::accept::stun_inbox(registry);
                 Held::Shared(
                     registry
                         .quic_clients
-                        .lease(&addr, sockopts, dropped)
+                        .lease(&addr, sockopts, dropped, &stun)
                         .await?,
                 )
             }
@@ -91,7 +93,8 @@ pub(crate) async fn dial(
                     .bind
                     .unwrap_or_else(|| socket::any_local_for(&addr));
                 let dropped = &registry.stats.quic_datagrams_dropped;
-                Held::Own(endpoint::bind(local, sockopts, None, dropped).await?)
+                let stun = super::accept::stun_inbox(registry);
+                Held::Own(endpoint::bind(local, sockopts, None, dropped, &stun).await?)
             }
         };
         let endpoint = held

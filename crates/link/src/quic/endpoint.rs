@@ -9,6 +9,7 @@ use quinn::{EndpointConfig, IdleTimeout, MtuDiscoveryConfig, TransportConfig, Va
 use rustls::pki_types::CertificateDer;
 
 use super::garbage::CountingSocket;
+use super::stun::{Sender, StunInbox};
 use super::{ALPN, QuicOptions};
 use crate::config::SocketOptions;
 use crate::error::LinkError;
@@ -78,13 +79,15 @@ pub(crate) fn client_config(
 
 /// An endpoint on a std socket (made non-blocking here); it accepts
 /// connections when given a server configuration. Datagrams that are not
-/// QUIC are counted in `dropped`.
+/// QUIC are counted in `dropped`; STUN datagrams go to `stun`, whose
+/// replies then leave from this socket.
 pub(crate) fn on_socket(
     socket: std::net::UdpSocket,
     server: Option<quinn::ServerConfig>,
     dropped: &Arc<AtomicU64>,
+    stun: &Arc<StunInbox>,
 ) -> Result<quinn::Endpoint, LinkError> {
-    let socket = counting(socket, dropped)?;
+    let (socket, sender) = counting(socket, dropped, stun)?;
     let mut config = EndpointConfig::default();
     config
         .max_udp_payload_size(MAX_UDP_PAYLOAD)
@@ -92,20 +95,29 @@ pub(crate) fn on_socket(
     // Every packet to us keeps QUIC's fixed bit, so that a datagram without
     // it is known for garbage (see `garbage.rs`).
     config.grease_quic_bit(false);
-    quinn::Endpoint::new_with_abstract_socket(config, server, socket, Arc::new(quinn::TokioRuntime))
-        .map_err(|e| LinkError::io("starting a QUIC endpoint", e))
+    let endpoint = quinn::Endpoint::new_with_abstract_socket(
+        config,
+        server,
+        socket,
+        Arc::new(quinn::TokioRuntime),
+    )
+    .map_err(|e| LinkError::io("starting a QUIC endpoint", e))?;
+    stun.send_through(sender);
+    Ok(endpoint)
 }
 
 /// A std socket (made non-blocking here) for quinn, counting the datagrams
-/// that are not QUIC in `dropped`.
+/// that are not QUIC in `dropped` and handing STUN to `stun`; and the
+/// sender to give `stun` once the endpoint uses the socket.
 pub(crate) fn counting(
     socket: std::net::UdpSocket,
     dropped: &Arc<AtomicU64>,
-) -> Result<Arc<dyn quinn::AsyncUdpSocket>, LinkError> {
+    stun: &Arc<StunInbox>,
+) -> Result<(Arc<dyn quinn::AsyncUdpSocket>, Arc<Sender>), LinkError> {
     socket
         .set_nonblocking(true)
         .map_err(|e| LinkError::io("setting non-blocking mode", e))?;
-    CountingSocket::wrap(socket, dropped.clone())
+    CountingSocket::wrap(socket, dropped.clone(), stun.clone())
         .map_err(|e| LinkError::io("registering a UDP socket", e))
 }
 
@@ -126,6 +138,7 @@ pub(crate) async fn bind(
     options: &SocketOptions,
     server: Option<quinn::ServerConfig>,
     dropped: &Arc<AtomicU64>,
+    stun: &Arc<StunInbox>,
 ) -> Result<quinn::Endpoint, LinkError> {
     let socket = socket::bind_udp(addr, None, options).await?;
     let socket = socket
@@ -133,7 +146,7 @@ pub(crate) async fn bind(
         .map_err(|e| LinkError::io("taking a UDP socket back from the runtime", e))?;
     // Best effort: a smaller buffer only makes bursts slower.
     let _ = socket2::SockRef::from(&socket).set_recv_buffer_size(RECEIVE_BUFFER);
-    on_socket(socket, server, dropped)
+    on_socket(socket, server, dropped, stun)
 }
 
 /// The certificate chain the peer of an established connection presented.

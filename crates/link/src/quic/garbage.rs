@@ -7,6 +7,9 @@
 //! quinn then drops them as before. Datagrams that look like QUIC but fail
 //! authentication, or name no connection, are dropped by quinn alone and
 //! are not counted: telling them apart needs its keys and tables.
+//! Datagrams that are STUN by RFC 7983 are not QUIC's either: they go to
+//! the endpoint's STUN channel ([`stun`](super::stun)), not to quinn, and
+//! are not garbage.
 
 use std::fmt;
 use std::io::{self, IoSliceMut};
@@ -18,6 +21,8 @@ use std::task::{Context, Poll};
 
 use quinn::udp::{RecvMeta, Transmit};
 use quinn::{AsyncUdpSocket, UdpPoller};
+
+use super::stun::{Sender, StunInbox, is_stun, split_off_stun};
 
 /// The fixed bit: set in every QUIC version 1 packet, long or short
 /// header, once greasing it is off (as on every endpoint we make).
@@ -69,20 +74,42 @@ pub(crate) fn is_not_quic(datagram: &[u8]) -> bool {
     version == 1 && initial && datagram.len() < MIN_INITIAL_DATAGRAM
 }
 
-/// A UDP socket for quinn that counts what [`is_not_quic`] calls garbage.
+/// A UDP socket for quinn that counts what [`is_not_quic`] calls garbage
+/// and hands STUN datagrams (RFC 7983) to the endpoint's [`StunInbox`]
+/// instead of quinn.
 pub(crate) struct CountingSocket {
     inner: Arc<dyn AsyncUdpSocket>,
     dropped: Arc<AtomicU64>,
+    stun: Arc<StunInbox>,
+    /// The duplicate of the socket that STUN replies leave through while
+    /// this is the endpoint's socket.
+    sender: Arc<Sender>,
 }
 
 impl CountingSocket {
-    /// `socket` for quinn, counting into `dropped`.
+    /// `socket` for quinn, counting into `dropped` and handing STUN to
+    /// `stun`; and the sender that answers STUN from it, which the caller
+    /// gives `stun` once the endpoint uses the socket.
     pub(crate) fn wrap(
         socket: std::net::UdpSocket,
         dropped: Arc<AtomicU64>,
-    ) -> io::Result<Arc<dyn AsyncUdpSocket>> {
+        stun: Arc<StunInbox>,
+    ) -> io::Result<(Arc<dyn AsyncUdpSocket>, Arc<Sender>)> {
+        let sender = super::stun::sender(&socket)?;
         let inner = quinn::Runtime::wrap_udp_socket(&quinn::TokioRuntime, socket)?;
-        Ok(Arc::new(CountingSocket { inner, dropped }))
+        let wrapped = CountingSocket {
+            inner,
+            dropped,
+            stun,
+            sender: sender.clone(),
+        };
+        Ok((Arc::new(wrapped), sender))
+    }
+}
+
+impl Drop for CountingSocket {
+    fn drop(&mut self) {
+        self.stun.closed(&self.sender);
     }
 }
 
@@ -111,20 +138,22 @@ impl AsyncUdpSocket for CountingSocket {
     ) -> Poll<io::Result<usize>> {
         let received = self.inner.poll_recv(cx, bufs, meta);
         if let Poll::Ready(Ok(n)) = &received {
-            let garbage: u64 = bufs
-                .iter()
-                .zip(meta.iter())
-                .take(*n)
-                .map(|(buf, meta)| {
-                    // Coalesced receives (GRO) hold several datagrams of
-                    // `stride` bytes each.
-                    let stride = meta.stride.max(1);
-                    buf[..meta.len]
-                        .chunks(stride)
-                        .filter(|d| is_not_quic(d))
-                        .count() as u64
-                })
-                .sum();
+            let mut garbage = 0u64;
+            for (buf, meta) in bufs.iter_mut().zip(meta.iter_mut()).take(*n) {
+                // Coalesced receives (GRO) hold several datagrams of
+                // `stride` bytes each.
+                let stride = meta.stride.max(1);
+                if buf[..meta.len].chunks(stride).any(is_stun) {
+                    let from = meta.addr;
+                    meta.len = split_off_stun(&mut buf[..meta.len], stride, |d| {
+                        self.stun.offer(d, from);
+                    });
+                }
+                garbage += buf[..meta.len]
+                    .chunks(stride)
+                    .filter(|d| is_not_quic(d))
+                    .count() as u64;
+            }
             if garbage > 0 {
                 self.dropped.fetch_add(garbage, Ordering::Relaxed);
             }

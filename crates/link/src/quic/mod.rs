@@ -33,6 +33,15 @@
 //! [`Link::adopt_quic`](crate::Link::adopt_quic) runs QUIC on a socket the
 //! caller already holds instead (one whose NAT binding was opened by hole
 //! punching): it may accept connections, make them, or both.
+//!
+//! # STUN on the same socket
+//! Every socket under an endpoint tells STUN from QUIC by the first byte of
+//! each datagram (RFC 7983: 0 to 3 is STUN; QUIC always sets 0x40). STUN
+//! never reaches quinn: [`QuicEndpoint::stun`] and
+//! [`Link::quic_stun`](crate::Link::quic_stun) (for a `quic://` listener)
+//! give a [`StunChannel`] that reads it and answers from the same port,
+//! which is what lets hole punching and a rendezvous's STUN server share
+//! the QUIC port. Unread, it is dropped and counted.
 
 mod accept;
 mod adopt;
@@ -42,13 +51,16 @@ mod endpoint;
 mod garbage;
 mod options;
 mod stream;
+mod stun;
 
 pub use adopt::QuicEndpoint;
 pub use options::QuicOptions;
+pub use stun::StunChannel;
 
 pub(crate) use accept::listen;
 pub(crate) use client::ClientEndpoints;
 pub(crate) use dial::{QuicLink, dial, run_quic};
+pub(crate) use stun::StunInbox;
 
 /// The ALPN protocol name weft's QUIC connections negotiate.
 pub const ALPN: &[u8] = b"weft/1";

@@ -17,6 +17,12 @@ pub struct QuicOptions {
     /// (TCP connections are not ended by quiet either). `None` sends none.
     /// Default: 10 s.
     pub keep_alive: Option<Duration>,
+    /// How many STUN datagrams (RFC 7983: first byte 0 to 3) that arrived
+    /// on a QUIC socket wait for a [`StunChannel`](super::StunChannel) to
+    /// read them; past that they are dropped (the newest) and counted in
+    /// [`LinkStats::stun_datagrams_dropped`](crate::LinkStats::stun_datagrams_dropped).
+    /// Each holds one datagram's bytes. Default: 64.
+    pub stun_queue: usize,
 }
 
 impl Default for QuicOptions {
@@ -24,6 +30,7 @@ impl Default for QuicOptions {
         QuicOptions {
             idle_timeout: Duration::from_secs(30),
             keep_alive: Some(Duration::from_secs(10)),
+            stun_queue: 64,
         }
     }
 }
