@@ -4,7 +4,7 @@
 //! weft peer --ident NAME [--listen URL]... [--connect URL]... [--store FILE]
 //!           [--ttl SECS] [--persistent] [--linger SECS]
 //!           [--cert FILE --key FILE] [--ca FILE] [--server-name NAME]
-//!           [--bind-identity] [--rendezvous URL]
+//!           [--bind-identity] [--rendezvous URL] [--quic-idle-timeout SECS]
 //! ```
 //!
 //! TLS (`tls://`, `unix+tls://`, `quic://`; certificates from `weft cert`):
@@ -53,6 +53,12 @@
 //!   A rendezvous run with `--bind-identity` registers this identity only
 //!   when `--cert` names it. A relay path carries no certificate of the
 //!   peer yet, so with `--bind-identity` here relay paths are `rejected`.
+//! - `--quic-idle-timeout SECS`: a `quic://` connection that hears nothing
+//!   from its peer for this long is dead (both ends propose one and the
+//!   smaller holds), and a connector reconnects; a quiet connection sends
+//!   a PING every third of it (every 10 s at most). Messaging resends what
+//!   the peer had not acknowledged, and the peer drops what it already
+//!   had. Default: 30 s.
 //! - On stdin EOF it waits until its queues are delivered, at most
 //!   `--linger` seconds. It exits 0 when everything it accepted was
 //!   delivered (or, with `--persistent` and `--store`, stored for the
@@ -123,6 +129,9 @@ pub(crate) struct PeerArgs {
     /// registered there through it.
     #[arg(long, value_name = "URL")]
     rendezvous: Option<String>,
+    /// A quic:// connection silent for this long is dead (default: 30).
+    #[arg(long, value_name = "SECS")]
+    quic_idle_timeout: Option<f64>,
 }
 
 /// The TLS configurations the flags make: a server side when this peer
@@ -225,6 +234,17 @@ pub(crate) async fn run(args: PeerArgs) -> Result<(), Failure> {
     let (tls_server, tls_client) = tls_configs(&args)?;
     let mut config = MessagingConfig::default();
     config.bind_identity = args.bind_identity;
+    if let Some(secs) = args.quic_idle_timeout {
+        let idle = Duration::try_from_secs_f64(secs)
+            .ok()
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| {
+                Failure::Usage("--quic-idle-timeout: expected a positive number of seconds".into())
+            })?;
+        let quic = &mut config.link.quic;
+        quic.idle_timeout = idle;
+        quic.keep_alive = Some((idle / 3).min(Duration::from_secs(10)));
+    }
     let messaging = match &args.store {
         Some(path) => {
             let storage = SqliteStorage::open(path)

@@ -79,6 +79,8 @@ fn bad_arguments_get_one_line_and_exit_2() {
         vec!["peer", "--ident", "ok", "--listen", "tcp://nope"],
         vec!["peer", "--ident", "ok", "--connect", "carrier-pigeon://x:1"],
         vec!["peer", "--ident", "ok", "--linger", "-1"],
+        vec!["peer", "--ident", "ok", "--quic-idle-timeout", "0"],
+        vec!["peer", "--ident", "ok", "--quic-idle-timeout", "-1"],
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_weft"))
             .args(&args)
