@@ -83,6 +83,7 @@ pub mod path;
 pub mod race;
 mod relay;
 mod rendezvous;
+mod stun_on_quic;
 mod traversal;
 pub mod wire;
 

@@ -1,6 +1,7 @@
 //! `Rendezvous`: the tokio shell around [`RendezvousCore`]. One task owns
 //! a [`Packeter`] listening on the given URLs and feeds the core; a
-//! [`StunServer`] answers STUN on the UDP port of the first listen address.
+//! [`StunServer`] answers STUN on the UDP port of the first listen address
+//! (or, when that is `quic://`, [`stun_on_quic`] on the QUIC socket).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -19,6 +20,7 @@ use crate::config::RendezvousConfig;
 use crate::core::RendezvousCore;
 use crate::error::TraversalError;
 use crate::event::{RendezvousEvent, RendezvousStats, Transmit};
+use crate::stun_on_quic;
 use crate::wire::{Frame, relay_data_head};
 
 /// The largest rendezvous packet accepted: a relay chunk and its header
@@ -34,8 +36,11 @@ pub struct RendezvousOptions {
     /// and `quic://`). At least one. Default: none.
     pub listen: Vec<(Address, ListenOptions)>,
     /// Whether to answer STUN over UDP on the IP and port of the first
-    /// listen address (which therefore must not be `quic://` on the same
-    /// port). Default: `true`.
+    /// listen address. When that address is `quic://` (and there is no
+    /// [`alternate_ip`](Self::alternate_ip)), STUN is answered on the QUIC
+    /// socket itself (RFC 7983 demultiplexing, Binding only); with an
+    /// alternate IP a STUN server of its own must bind that port, which
+    /// a `quic://` listener holds. Default: `true`.
     pub stun: bool,
     /// A second IP for RFC 5780 (CHANGE-REQUEST): the STUN server then
     /// also answers on it and on the primary port + 1. Default: none.
@@ -152,14 +157,28 @@ impl Rendezvous {
         };
         let mut packeter = Packeter::new(options.link.clone(), packeter_config);
         let mut listening = Vec::new();
+        let mut first_quic = None;
         for (url, listen_options) in &options.listen {
             let bound = packeter
                 .link()
                 .listen_with(url, listen_options.clone())
                 .await?;
+            if listening.is_empty() {
+                first_quic = packeter.link().quic_stun(bound.id);
+            }
             listening.push(bound.address);
         }
-        let stun = if options.stun {
+        // STUN on the first listener's QUIC socket, when it is one.
+        let on_quic = match first_quic {
+            Some(channel) if options.stun && options.alternate_ip.is_none() => {
+                let at = listening[0]
+                    .socket_addr()
+                    .expect("a QUIC listener has an IP and port");
+                Some((at, tokio::spawn(stun_on_quic::answer(channel, at))))
+            }
+            _ => None,
+        };
+        let stun = if options.stun && on_quic.is_none() {
             let first = &listening[0];
             let at = first
                 .socket_addr()
@@ -174,7 +193,10 @@ impl Rendezvous {
         } else {
             None
         };
-        let stun_addr = stun.as_ref().map(StunServer::primary);
+        let stun_addr = stun
+            .as_ref()
+            .map(StunServer::primary)
+            .or(on_quic.as_ref().map(|(at, _)| *at));
         let (commands, command_rx) = mpsc::channel(16);
         let (closing, closing_rx) = watch::channel(false);
         let (events_tx, events_rx) = mpsc::channel(options.event_capacity.max(1));
@@ -191,6 +213,9 @@ impl Rendezvous {
             run.run(&mut packeter, command_rx, closing_rx).await;
             packeter.link().close().await;
             drop(stun);
+            if let Some((_, answering)) = on_quic {
+                answering.abort();
+            }
         });
         let shared = Shared {
             commands,
