@@ -182,3 +182,18 @@ async fn unread_stun_on_a_quic_listener_is_bounded_and_counted() {
     let tcp = server.listen("tcp://127.0.0.1:0").await.unwrap();
     assert!(server.quic_stun(tcp.id).is_none());
 }
+
+/// A channel does not keep the socket: once the endpoint is gone, `recv`
+/// ends and `send_to` fails, and the port is free again.
+#[tokio::test]
+async fn a_stun_channel_ends_with_its_endpoint() {
+    let (link, _events) = Link::new(config());
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let at = socket.local_addr().unwrap();
+    let endpoint = link.adopt_quic(socket, None).unwrap();
+    let stun = endpoint.stun();
+    drop(endpoint);
+    assert!(timeout(WAIT, stun.recv()).await.unwrap().is_none());
+    assert!(stun.send_to(&stun_header(0x0101, 1), at).await.is_err());
+    std::net::UdpSocket::bind(at).expect("the port is free");
+}
