@@ -22,6 +22,7 @@ mod cancel;
 mod docs;
 mod errors;
 mod layers;
+mod lockfiles;
 mod rust_text;
 mod unsafety;
 
@@ -152,6 +153,7 @@ pub(crate) fn check() -> Result<Vec<Violation>, String> {
     violations.extend(budget::check(&all_files, budget::OVER_BUDGET));
     let library_files: Vec<&SourceFile> = libraries.iter().flat_map(|c| &c.files).collect();
     violations.extend(cancel::check(&library_files, cancel::UNDOCUMENTED));
+    violations.extend(lockfiles::check());
     Ok(violations)
 }
 
