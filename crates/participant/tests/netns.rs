@@ -22,75 +22,19 @@
 
 #![cfg(target_os = "linux")]
 
-use std::ffi::OsStr;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
+
+mod common;
+use common::{ip, skip, unix_ms};
 
 /// Set in the environment of the processes run inside the namespaces: the
 /// role (`pub` or `sub`).
 const ROLE: &str = "WEFT_PT_NETNS_ROLE";
-const COMMAND_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long an inner process lives at most.
 const INNER_LIFETIME: Duration = Duration::from_secs(60);
-
-fn skip(why: &str) {
-    eprintln!("!!!!! SKIPPED (needs root): {why} !!!!!");
-}
-
-fn unix_ms() -> u128 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis()
-}
-
-/// Runs a command to completion, killing it after `timeout`.
-fn run<I, S>(program: &str, args: I, timeout: Duration) -> Result<String, String>
-where
-    I: IntoIterator<Item = S>,
-    S: AsRef<OsStr>,
-{
-    let mut cmd = Command::new(program);
-    cmd.args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let shown = format!("{cmd:?}");
-    let mut child = cmd.spawn().map_err(|e| format!("{shown}: {e}"))?;
-    let mut out = child.stdout.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = out.read_to_string(&mut text);
-        let _ = err.read_to_string(&mut text);
-        text
-    });
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(s)) => break s,
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
-            Ok(None) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!("{shown} still running after {timeout:?}; killed"));
-            }
-            Err(e) => return Err(format!("{shown}: {e}")),
-        }
-    };
-    let output = reader.join().unwrap_or_default();
-    if status.success() {
-        Ok(output)
-    } else {
-        Err(format!("{shown} failed ({status}):\n{output}"))
-    }
-}
-
-fn ip(args: &str) -> Result<String, String> {
-    run("ip", args.split_whitespace(), COMMAND_TIMEOUT)
-}
 
 /// The namespaces; dropping deletes them and everything in them.
 struct Namespaces {
