@@ -48,6 +48,23 @@ pub enum ParticipantError {
         #[source]
         source: std::io::Error,
     },
+    /// A value for a typed topic that serde could not encode (see
+    /// [`typed`](crate::typed)).
+    #[error("could not encode the value: {0}")]
+    Encode(#[source] postcard::Error),
+    /// A publication of a typed topic whose payload is not an encoding of
+    /// the subscriber's type (see [`typed`](crate::typed)). It was taken
+    /// and counted; the subscriber goes on with the next one.
+    #[error("publication on `{topic}` from `{from}` does not decode: {source}")]
+    Undecodable {
+        /// Its topic.
+        topic: std::sync::Arc<str>,
+        /// Who published it.
+        from: weft_messaging::Identity,
+        /// Why postcard could not decode it.
+        #[source]
+        source: postcard::Error,
+    },
     /// The local participant broke the attach protocol.
     #[error("local participant: {0}")]
     Local(LocalProtocolError),

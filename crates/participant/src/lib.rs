@@ -57,6 +57,9 @@
 //!    subscribers, one copy per subscriber even where the streams form
 //!    cycles, and crosses no stream that leads to none.
 //!
+//! [`typed`] carries serde types on a topic (postcard on the wire) beside
+//! the raw bytes.
+//!
 //! The [`local`] module lets processes of one host attach to a running
 //! participant (the `weft participant` daemon) through a Unix socket
 //! instead of running their own. See `PROTOCOL.md` for the control
@@ -79,6 +82,7 @@ mod pubsub;
 mod router;
 #[cfg(test)]
 mod sim;
+pub mod typed;
 
 pub use config::ParticipantConfig;
 pub use control::FilterSpec;
@@ -87,5 +91,6 @@ pub use event::{Direct, ParticipantEvent, ParticipantEvents, ParticipantInfo, Pa
 pub use participant::Participant;
 pub use pubsub::{Publication, Publisher, Subscriber};
 pub use router::IdentityRoute;
+pub use typed::{TypedPublication, TypedPublisher, TypedSubscriber};
 pub use weft_discovery::{DiscoveryConfig, GoneReason, GroupKey, ParticipantId};
 pub use weft_messaging::{Identity, TopicFilter};
