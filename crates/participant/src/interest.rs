@@ -32,12 +32,27 @@
 //!   never sent back to the neighbour it came from, and its hop count
 //!   bounds any loop of stale routes.
 //!
+//! - Routing is for subscribers out of sight. While the group is within
+//!   the full mesh's size, a subscriber that discovery knows will be a
+//!   neighbour (of each pair the lower id dials) and gets PUBLISH messages
+//!   once its stream is up and messaging has its filters: a copy routed
+//!   to it meanwhile would switch it from one path to another mid-stream,
+//!   where a PUBLISH overtakes older copies still a hop or two away. So it
+//!   is never routed to ([`set_sight`](Interest::set_sight)); nor is one
+//!   learned through others until discovery had one beacon interval to
+//!   hear of it (the grace, [`set_grace`](Interest::set_grace)), since a
+//!   participant of our own network is often told of by its neighbours
+//!   before its own beacon reaches us. Past the full mesh's size most
+//!   participants are never neighbours, and everyone that is not one is
+//!   routed to at once.
+//!
 //! Only neighbours whose Hello carried the interest feature take part:
 //! participants that predate it get no Interest and no routed publication,
 //! and their own subscribers are served by PUBLISH messages as before.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::hash::{DefaultHasher, Hash, Hasher};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use weft_link::window::RecentIds;
@@ -130,9 +145,21 @@ pub(crate) struct Interest {
     /// Whether what we reach may have changed since the last
     /// [`poll_changed`](Self::poll_changed).
     changed: bool,
-    /// Whether we reach any subscriber that is not a neighbour: without
-    /// one, a publication of ours has nothing to route.
-    far: bool,
+    /// Participants we expect a stream with (those discovery knows while
+    /// the group is within the full mesh's size): never routed to.
+    sight: BTreeSet<String>,
+    /// Whether the group is within the full mesh's size, where a
+    /// subscriber learned through others waits out the grace.
+    mesh: bool,
+    /// How long a subscriber learned through others waits before it is
+    /// routed to, in the full mesh.
+    grace: Duration,
+    /// Subscribers out of sight waiting out the grace, since when (`None`
+    /// until the next [`tick`](Self::tick) says when that is).
+    hidden: BTreeMap<String, Option<Instant>>,
+    /// The subscribers our publications are routed to: out of sight, and
+    /// past the grace.
+    far: BTreeSet<String>,
     stats: InterestStats,
 }
 
@@ -152,9 +179,21 @@ impl Interest {
             seen: RecentIds::new(DEFAULT_RECENT),
             deliveries: VecDeque::new(),
             changed: false,
-            far: false,
+            sight: BTreeSet::new(),
+            mesh: false,
+            grace: Duration::ZERO,
+            hidden: BTreeMap::new(),
+            far: BTreeSet::new(),
             stats: InterestStats::default(),
         }
+    }
+
+    /// The same, with subscribers learned through others routed to only
+    /// `grace` after they were learned while the group is a full mesh
+    /// (default zero: at once). See the [module documentation](self).
+    pub(crate) fn set_grace(&mut self, grace: Duration) {
+        self.grace = grace;
+        self.refresh();
     }
 
     /// The same, naming publications with another epoch.
@@ -249,6 +288,52 @@ impl Interest {
         }
         self.changed |= !old.is_empty();
         self.refresh();
+    }
+
+    /// The participants we expect a stream with, while the group is
+    /// within the full mesh's size (`Some`: they are never routed to, and
+    /// others wait out the grace), or `None` past it (every subscriber
+    /// that is not a neighbour is routed to at once).
+    pub(crate) fn set_sight(&mut self, sight: Option<BTreeSet<String>>) {
+        let mesh = sight.is_some();
+        let sight = sight.unwrap_or_default();
+        if mesh != self.mesh || sight != self.sight {
+            self.mesh = mesh;
+            self.sight = sight;
+            self.refresh();
+        }
+    }
+
+    /// The time is `now`: subscribers out of sight that waited out the
+    /// grace are routed to from now on.
+    pub(crate) fn tick(&mut self, now: Instant) {
+        let grace = self.grace;
+        let mut due = Vec::new();
+        for (s, since) in &mut self.hidden {
+            let since = *since.get_or_insert(now);
+            if now.saturating_duration_since(since) >= grace {
+                due.push(s.clone());
+            }
+        }
+        for s in due {
+            self.hidden.remove(&s);
+            self.far.insert(s);
+            self.changed = true;
+        }
+    }
+
+    /// When [`tick`](Self::tick) is next due: `now` when a subscriber
+    /// waits without a start yet, else the end of the first grace.
+    pub(crate) fn poll_timeout(&self, now: Option<Instant>) -> Option<Instant> {
+        let mut next: Option<Instant> = None;
+        for since in self.hidden.values() {
+            let due = match since {
+                Some(t) => *t + self.grace,
+                None => now?,
+            };
+            next = Some(next.map_or(due, |n| n.min(due)));
+        }
+        next
     }
 
     // ===== publications =====
@@ -388,13 +473,13 @@ impl Interest {
             .map(|(s, b)| (s.as_str(), b.hops, b.via.as_str()))
     }
 
-    /// The subscribers that are not neighbours, reached through
-    /// participants, with a filter matching `topic`: those a publication
-    /// of ours is routed to.
+    /// The subscribers out of sight, reached through participants, with a
+    /// filter matching `topic`: those a publication of ours is routed to
+    /// (see the [module documentation](self)).
     pub(crate) fn matching<'a>(&'a self, topic: &'a str) -> impl Iterator<Item = &'a str> + 'a {
         self.best
             .iter()
-            .filter(|(s, b)| b.hops >= 2 && !self.neighbours.contains_key(*s))
+            .filter(|(s, _)| self.far.contains(*s))
             .filter(move |(s, b)| {
                 self.neighbours
                     .get(&b.via)
@@ -404,10 +489,10 @@ impl Interest {
             .map(|(s, _)| s.as_str())
     }
 
-    /// Whether we reach a subscriber that is not a neighbour (only then
-    /// can a publication of ours need routing).
+    /// Whether we route to any subscriber (only then can a publication of
+    /// ours need routing).
     pub(crate) fn reaches_far(&self) -> bool {
-        self.far
+        !self.far.is_empty()
     }
 
     /// Subscribers learned from neighbours, counted once per neighbour
@@ -452,12 +537,38 @@ impl Interest {
                 }
             }
         }
-        let far = best
-            .iter()
-            .any(|(s, b)| b.hops >= 2 && !self.neighbours.contains_key(s));
-        self.changed |= best != self.best || far != self.far;
-        self.far = far;
+        self.changed |= best != self.best;
         self.best = best;
+        self.sort_out_of_sight();
+    }
+
+    /// Which subscribers are out of sight (reached only through others,
+    /// not neighbours, not expected as neighbours), and of those which
+    /// are routed to and which wait out the grace.
+    fn sort_out_of_sight(&mut self) {
+        let out: BTreeSet<&String> = self
+            .best
+            .iter()
+            .filter(|(s, b)| {
+                b.hops >= 2 && !self.neighbours.contains_key(*s) && !self.sight.contains(*s)
+            })
+            .map(|(s, _)| s)
+            .collect();
+        let before = self.far.len();
+        self.far.retain(|s| out.contains(s));
+        self.hidden.retain(|s, _| out.contains(s));
+        let wait = self.mesh && !self.grace.is_zero();
+        for s in out {
+            if !self.far.contains(s) && !self.hidden.contains_key(s) {
+                if wait {
+                    self.hidden.insert(s.clone(), None);
+                } else {
+                    self.far.insert(s.clone());
+                    self.changed = true;
+                }
+            }
+        }
+        self.changed |= self.far.len() != before;
     }
 
     /// What to tell neighbour `n`: every subscriber we reach but `n` and
@@ -628,6 +739,45 @@ mod tests {
         assert_eq!(a.stats().filters_refused, 1);
         assert!(!a.poll_changed());
         assert_eq!(a.matching("news.x").collect::<Vec<_>>(), ["c"]);
+    }
+
+    #[test]
+    fn a_subscriber_in_sight_is_never_routed_to_and_one_out_of_sight_after_the_grace() {
+        let second = Duration::from_secs(1);
+        let mut a = interest("a");
+        a.set_grace(second);
+        a.set_sight(Some(["c".to_owned()].into()));
+        a.neighbour_up("b");
+        a.handle_hello("b", true);
+        let news = || vec![spec("news")];
+        a.handle_interest("b", vec![("c".into(), 1, news()), ("d".into(), 1, news())]);
+        assert!(a.poll_changed());
+        // c will be a neighbour; d waits out the grace, from the next tick.
+        assert_eq!(a.matching("news").count(), 0);
+        assert!(!a.reaches_far());
+        let t0 = Instant::now();
+        assert_eq!(a.poll_timeout(Some(t0)), Some(t0), "d waits for a start");
+        a.tick(t0);
+        assert_eq!(a.poll_timeout(Some(t0)), Some(t0 + second));
+        a.tick(t0 + second - Duration::from_millis(1));
+        assert_eq!(a.matching("news").count(), 0, "not before the grace");
+        assert!(!a.poll_changed());
+        a.tick(t0 + second);
+        assert_eq!(a.matching("news").collect::<Vec<_>>(), ["d"]);
+        assert!(a.reaches_far() && a.poll_changed());
+        assert_eq!(a.poll_timeout(Some(t0 + second)), None);
+        let (copies, count) = a.publish("news", b"x");
+        assert_eq!((copies.len(), count), (1, 1));
+
+        // Discovery hears of d: it will be a neighbour, and is not routed
+        // to any more.
+        a.set_sight(Some(["c".to_owned(), "d".to_owned()].into()));
+        assert_eq!(a.matching("news").count(), 0);
+        assert!(!a.reaches_far() && a.poll_changed());
+        // Past the full mesh's size: everyone but neighbours, at once.
+        a.set_sight(None);
+        assert_eq!(a.matching("news").collect::<Vec<_>>(), ["c", "d"]);
+        assert_eq!(a.poll_timeout(Some(t0)), None);
     }
 
     #[test]

@@ -18,15 +18,16 @@
 //!   for routed messages that reached us.
 //!
 //! After each input the shell polls every output until it is empty, so
-//! the queues below hold at most what one input caused. Its one timer is
-//! the deadline of the group key's handshakes
+//! the queues below hold at most what one input caused. Its timers are
+//! the deadlines of the group key's handshakes and the grace before a
+//! subscriber learned through others is routed to
 //! ([`poll_timeout`](ParticipantCore::poll_timeout),
 //! [`handle_timeout`](ParticipantCore::handle_timeout)); leases are
 //! discovery's, TTLs messaging's.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use weft_discovery::{DiscoveryEvent, ParticipantId, RemoteParticipant};
@@ -101,6 +102,8 @@ pub(crate) struct ParticipantCore {
     /// Whether a neighbour's subscribers changed since the last
     /// [`poll_interest_changed`](Self::poll_interest_changed).
     interest_changed: bool,
+    /// The latest `now` an input brought.
+    clock: Option<Instant>,
     stats: CoreStats,
 }
 
@@ -108,7 +111,7 @@ impl ParticipantCore {
     /// The core of participant `id` with `identity`, routing with at most
     /// `max_hops`.
     pub(crate) fn new(id: ParticipantId, identity: Identity, max_hops: u8) -> ParticipantCore {
-        ParticipantCore {
+        let mut core = ParticipantCore {
             id,
             router: Router::new(identity.as_str(), max_hops),
             interest: Interest::new(identity.as_str(), max_hops, FilterLimits::default(), 0),
@@ -132,8 +135,11 @@ impl ParticipantCore {
             events: VecDeque::new(),
             directs: VecDeque::new(),
             interest_changed: false,
+            clock: None,
             stats: CoreStats::default(),
-        }
+        };
+        core.sync_sight();
+        core
     }
 
     /// The same core, taking as neighbours only streams that prove they
@@ -165,6 +171,17 @@ impl ParticipantCore {
     /// (defaults 32 and 16; see `overlay.rs`).
     pub(crate) fn with_overlay(mut self, group_size: usize, max_streams: usize) -> ParticipantCore {
         self.overlay.set_limits(group_size, max_streams);
+        self.sync_sight();
+        self
+    }
+
+    /// The same core, routing a publication to a subscriber learned
+    /// through others only once discovery had `grace` to hear of it
+    /// itself, while the group is within the full mesh's size (default
+    /// zero; the shell gives discovery's beacon interval). See
+    /// `interest.rs`.
+    pub(crate) fn with_sight_grace(mut self, grace: Duration) -> ParticipantCore {
+        self.interest.set_grace(grace);
         self
     }
 
@@ -214,6 +231,7 @@ impl ParticipantCore {
             _ => {}
         }
         self.rebalance();
+        self.sync_sight();
     }
 
     /// Opening the stream the last [`Dial::Open`] for `peer` asked for
@@ -271,6 +289,7 @@ impl ParticipantCore {
             self.advertise();
         }
         self.rebalance();
+        self.tick(now);
     }
 
     /// Deadlines: streams that did not prove themselves in time are
@@ -278,11 +297,32 @@ impl ParticipantCore {
     pub(crate) fn handle_timeout(&mut self, now: Instant) {
         let late = match &mut self.handshakes {
             Some(h) => h.expired(now),
-            None => return,
+            None => Vec::new(),
         };
         for ident in late {
             self.refuse(ident);
         }
+        self.tick(now);
+    }
+
+    /// The time is `now`: subscribers out of sight that waited out the
+    /// grace are routed to.
+    fn tick(&mut self, now: Instant) {
+        self.clock = Some(self.clock.map_or(now, |c| c.max(now)));
+        self.interest.tick(now);
+    }
+
+    /// Tells the interest which participants we expect a stream with:
+    /// while the group is within the full mesh's size, everyone discovery
+    /// knows (at most the mesh's size); past it, nobody in particular.
+    fn sync_sight(&mut self) {
+        let sight = (!self.sparse()).then(|| {
+            self.known
+                .values()
+                .map(|k| k.peer.identity.clone())
+                .collect()
+        });
+        self.interest.set_sight(sight);
     }
 
     /// Takes new streams as neighbours: each is told what we host and
@@ -652,9 +692,16 @@ impl ParticipantCore {
         self.directs.pop_front()
     }
 
-    /// When to call [`handle_timeout`](Self::handle_timeout) next.
+    /// When to call [`handle_timeout`](Self::handle_timeout) next: a
+    /// handshake's deadline, or the end of a subscriber's grace (see
+    /// [`with_sight_grace`](Self::with_sight_grace)).
     pub(crate) fn poll_timeout(&self) -> Option<Instant> {
-        self.handshakes.as_ref()?.poll_timeout()
+        let handshake = self.handshakes.as_ref().and_then(Handshakes::poll_timeout);
+        let grace = self.interest.poll_timeout(self.clock);
+        match (handshake, grace) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Whether the subscribers we reach (neighbours' or further) changed

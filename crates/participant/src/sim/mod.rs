@@ -17,6 +17,12 @@
 //! PUBLISH would carry them (one message to every neighbour with a
 //! matching subscriber, and to our own subscribers).
 //!
+//! [`with_subscribe_frames`](Sim::with_subscribe_frames) makes PUBLISH as
+//! messaging sends it: to the neighbours whose SUBSCRIBE frames arrived,
+//! which each end sends when its messaging sees the stream up, before its
+//! core hears of it; without it a PUBLISH goes to the neighbours the core
+//! knows to subscribe.
+//!
 //! A stream is reliable while it is up, as a messaging connection is:
 //! "drop" here is a stream going down (what was in flight on it is lost,
 //! both cores are told through `handle_streams`) and coming back, never a
@@ -38,6 +44,8 @@ use weft_messaging::{Identity, TopicFilter};
 use crate::control::{Control, Decoded, FilterSpec, decode};
 use crate::core::{Dial, ParticipantCore, TransmitKind};
 
+#[cfg(test)]
+mod mesh_tests;
 #[cfg(test)]
 mod overlay_tests;
 #[cfg(test)]
@@ -122,6 +130,9 @@ enum Payload {
     Publish { topic: String, data: Bytes },
     /// A stream a core asked for, connected when it arrives.
     Connect,
+    /// Messaging's SUBSCRIBE frames: the sender's subscribers' filters
+    /// now (its whole list; an empty one unsubscribes).
+    Subscribe(Vec<TopicFilter>),
 }
 
 /// A frame in flight.
@@ -183,6 +194,14 @@ pub(crate) struct Sim {
     /// The most neighbours any core had at once, looked at after every
     /// change of its streams and every message it handled.
     pub(crate) peak_neighbours: usize,
+    /// The cores' grace before routing to a subscriber learned through
+    /// others (see `interest.rs`).
+    grace: Duration,
+    /// Whether PUBLISH follows SUBSCRIBE frames (see the module docs).
+    subscribe_frames: bool,
+    /// With SUBSCRIBE frames: what each participant's messaging knows of
+    /// its neighbours' filters, by (participant, neighbour).
+    told: BTreeMap<(usize, usize), Vec<TopicFilter>>,
 }
 
 impl Sim {
@@ -206,6 +225,9 @@ impl Sim {
             beacons: vec![None; n],
             peak_streams: 0,
             peak_neighbours: 0,
+            grace: Duration::ZERO,
+            subscribe_frames: false,
+            told: BTreeMap::new(),
         };
         for i in 0..n {
             let name = Identity::new(format!("p{i}")).expect("a valid identity");
@@ -226,7 +248,29 @@ impl Sim {
     fn core(&mut self, i: usize, name: &Identity, starts: u64) -> ParticipantCore {
         // A new epoch each start, as the shell draws one at random.
         let epoch = self.rng.next_u64() ^ starts;
-        ParticipantCore::new(id_of(i), name.clone(), self.max_hops).with_epoch(epoch)
+        ParticipantCore::new(id_of(i), name.clone(), self.max_hops)
+            .with_epoch(epoch)
+            .with_sight_grace(self.grace)
+    }
+
+    /// The same simulation, with cores that route to a subscriber learned
+    /// through others only `grace` after they learned it, while their
+    /// group is a full mesh (what the shell does with discovery's beacon
+    /// interval); before any link.
+    pub(crate) fn with_sight_grace(mut self, grace: Duration) -> Sim {
+        self.grace = grace;
+        for i in 0..self.nodes.len() {
+            let (name, starts) = (self.nodes[i].name.clone(), self.nodes[i].starts);
+            self.nodes[i].core = self.core(i, &name, starts);
+        }
+        self
+    }
+
+    /// The same simulation, with PUBLISH going where messaging sends it
+    /// (see the [module documentation](self)); before any link.
+    pub(crate) fn with_subscribe_frames(mut self) -> Sim {
+        self.subscribe_frames = true;
+        self
     }
 
     /// The same simulation, with streams opened and closed as the cores
@@ -403,6 +447,24 @@ impl Sim {
 
     fn streams_changed(&mut self, touched: &[usize]) {
         let touched: BTreeSet<usize> = touched.iter().copied().collect();
+        for &i in &touched {
+            if !self.subscribe_frames {
+                break;
+            }
+            // Messaging sees the streams first: it forgets what a lost
+            // one told, and tells a new one our filters.
+            let now: BTreeSet<usize> = self.neighbours(i).into_iter().collect();
+            self.told.retain(|&(a, b), _| a != i || now.contains(&b));
+            for j in now {
+                let key = (j, i);
+                if !self.told.contains_key(&key) && !self.nodes[i].filters.is_empty() {
+                    // Marked as told (empty) until the frame arrives.
+                    self.told.insert(key, Vec::new());
+                    let filters = self.nodes[i].filters.clone();
+                    self.send(i, j, Payload::Subscribe(filters));
+                }
+            }
+        }
         for i in touched {
             let names: Vec<Identity> = self
                 .neighbours(i)
@@ -421,7 +483,20 @@ impl Sim {
     pub(crate) fn subscribe(&mut self, i: usize, filter: TopicFilter) {
         self.nodes[i].core.add_subscriber(&filter);
         self.nodes[i].filters.push(filter);
+        self.tell_filters(i);
         self.pump(i);
+    }
+
+    /// With SUBSCRIBE frames: `i`'s messaging tells each neighbour its
+    /// filters.
+    fn tell_filters(&mut self, i: usize) {
+        if !self.subscribe_frames {
+            return;
+        }
+        for j in self.neighbours(i) {
+            let filters = self.nodes[i].filters.clone();
+            self.send(i, j, Payload::Subscribe(filters));
+        }
     }
 
     /// The subscriber on `i` with `filter` gone.
@@ -432,6 +507,7 @@ impl Sim {
             node.filters.remove(at);
             node.core.remove_subscriber(&spec);
         }
+        self.tell_filters(i);
         self.pump(i);
     }
 
@@ -441,7 +517,17 @@ impl Sim {
     /// participants it was sent to.
     pub(crate) fn publish(&mut self, i: usize, topic: &str, data: &[u8]) -> usize {
         let data = Bytes::copy_from_slice(data);
-        let direct = self.nodes[i].core.subscribers_of(topic);
+        let mut direct = self.nodes[i].core.subscribers_of(topic);
+        if self.subscribe_frames {
+            let me = self.nodes[i].name.clone();
+            let wants = |f: &Vec<TopicFilter>| f.iter().any(|f| f.matches(topic));
+            direct.retain(|s| *s == me);
+            for j in self.neighbours(i) {
+                if self.told.get(&(i, j)).is_some_and(wants) {
+                    direct.push(self.nodes[j].name.clone());
+                }
+            }
+        }
         let mut count = 0;
         for s in direct {
             if s == self.nodes[i].name {
@@ -654,7 +740,7 @@ impl Sim {
                 sent.control_bytes += data.len() as u64;
             }
             Payload::Publish { .. } => sent.publish += 1,
-            Payload::Connect => {}
+            Payload::Connect | Payload::Subscribe(_) => {}
         }
         self.sent_frames += 1;
         let frame = Frame {
@@ -702,6 +788,9 @@ impl Sim {
                 if wanted && self.connect(frame.from, to) {
                     self.streams_changed(&[frame.from, to]);
                 }
+            }
+            Payload::Subscribe(filters) => {
+                self.told.insert((to, frame.from), filters);
             }
             Payload::Publish { topic, data } => {
                 let node = &mut self.nodes[to];
