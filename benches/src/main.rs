@@ -14,6 +14,7 @@
 //! | memory quic | the same over quic:// (the connectors share one UDP socket) | | <= 64 MiB |
 //! | messaging 64 B no acks | two `Messaging` peers, acks off | libzmq PUSH/PULL | >= 1.0x msg/s |
 //! | messaging 64 B with acks | two `Messaging` peers, acks on | libzmq PUSH/PULL | >= 0.7x msg/s |
+//! | messaging 64 B no acks vs Zenoh | the no acks row | Zenoh 1.x, one publisher and one subscriber session, peer mode over TCP | >= 1.5x msg/s |
 //! | messaging vs snakeMQ 64 B | the row above | snakeMQ 1.6, two Python processes | >= 50x msg/s |
 //! | messaging persistent SQLite | persistent messages, `SqliteStorage` | | >= 50 000 msg/s |
 //! | messaging 100k queued 1 KiB | RSS growth for a disconnected identity | | <= 2x payload |
@@ -27,6 +28,7 @@
 //! | rpc vs snakeMQ 64 B | the row above | snakeMQ 1.6 RPC, two Python processes | >= 20x calls/s |
 //! | participants: full mesh of 10 | 10 loopback participants, start to full mesh | | <= 1 000 ms (the beacon interval) |
 //! | participants pub/sub fan-out 10 | 1 publisher, 10 subscriber participants, 64 B, deliveries/s | libzmq PUB, 10 SUB | >= 1.0x msg/s |
+//! | participants pub/sub fan-out 10 vs Zenoh | the row above | Zenoh 1.x, 1 publisher and 10 subscriber sessions, peer mode over TCP | >= 1.5x msg/s |
 //!
 //! ```text
 //! weft-bench [--quick] [--json PATH] [--only TEXT] [--snakemq-python PATH]
@@ -44,8 +46,9 @@
 //!   baseline (default: `$WEFT_SNAKEMQ_PYTHON`).
 //!
 //! Built without the `zmq` feature, the libzmq rows have no baseline value
-//! (`null` in the JSON, with a note) instead of failing; so has the snakeMQ
-//! row without a Python with snakeMQ.
+//! (`null` in the JSON, with a note) instead of failing; so have the Zenoh
+//! rows without the `zenoh` feature, and the snakeMQ row without a Python
+//! with snakeMQ.
 //!
 //! The exit status is non-zero when a measurement failed (never because a
 //! target was missed: benches measure, tests assert).
@@ -65,6 +68,8 @@ mod series;
 mod snakemq;
 mod tarpc_echo;
 mod throughput;
+#[cfg(feature = "zenoh")]
+mod zenoh_pubsub;
 #[cfg(feature = "zmq")]
 mod zmq_pubsub;
 #[cfg(feature = "zmq")]
@@ -80,6 +85,11 @@ use report::Report;
 #[cfg(not(feature = "zmq"))]
 pub(crate) const NO_ZMQ: &str = "not measured: weft-bench was built without the `zmq` feature \
      (cargo xtask bench does so when libzmq cannot be installed or built)";
+
+/// Why the Zenoh baselines have no value in a build without them.
+#[cfg(not(feature = "zenoh"))]
+pub(crate) const NO_ZENOH: &str = "not measured: weft-bench was built without the `zenoh` feature \
+     (cargo xtask bench turns it on)";
 
 /// How long the run is.
 #[derive(Clone, Copy, Debug)]
@@ -246,6 +256,11 @@ fn main() -> ExitCode {
             "libzmq {major}.{minor}.{patch} (as linked by the zmq crate)"
         ));
     }
+    #[cfg(feature = "zenoh")]
+    report.note(format!(
+        "Zenoh {} (the zenoh crate with its TCP transport only)",
+        zenoh::GIT_VERSION
+    ));
     println!("\n{}", report.render());
     if let Some(path) = &args.json {
         let html = path.with_extension("html");

@@ -101,6 +101,7 @@ pub(crate) fn run(
 /// The rows' names.
 const FAST_NO_ACKS: &str = "messaging 64 B no acks";
 const FAST_ACKS: &str = "messaging 64 B with acks";
+const VS_ZENOH: &str = "messaging 64 B no acks vs Zenoh";
 const VS_SNAKEMQ: &str = "messaging vs snakeMQ 64 B";
 const PERSISTENT: &str = "messaging persistent SQLite";
 const QUEUED_CASE: &str = "messaging 100k queued 1 KiB";
@@ -118,6 +119,7 @@ fn fast(scale: Scale, python: Option<&Path>, report: &mut Report) {
     let mut no_acks = Series::default();
     let mut acks = Series::default();
     let mut zmq = throughput::zmq_series();
+    let mut zenoh = throughput::zenoh_series();
     let mut snake = match python {
         Some(_) => Series::default(),
         None => Series::unavailable(snakemq::NO_PYTHON),
@@ -132,6 +134,9 @@ fn fast(scale: Scale, python: Option<&Path>, report: &mut Report) {
         }
         if zmq.live() {
             zmq.push(throughput::zmq_once(load).map(|t| rate(load.count, t)));
+        }
+        if zenoh.live() {
+            zenoh.push(throughput::zenoh_once(load, 1).map(|t| rate(load.count, t)));
         }
         if let Some(python) = python.filter(|_| round < snake_rounds && snake.live()) {
             snake.push(snakemq::once(python, snake_count, SIZE));
@@ -154,6 +159,14 @@ fn fast(scale: Scale, python: Option<&Path>, report: &mut Report) {
         Target::RatioAtLeast(0.7),
     ));
     report.row(Row::compare(
+        VS_ZENOH,
+        "msg/s",
+        &no_acks,
+        "Zenoh",
+        &zenoh,
+        Target::RatioAtLeast(1.5),
+    ));
+    report.row(Row::compare(
         VS_SNAKEMQ,
         "msg/s",
         &acks,
@@ -167,7 +180,10 @@ fn fast(scale: Scale, python: Option<&Path>, report: &mut Report) {
          snakeMQ rows) in both; the sender loops on try_send_message and yields every {BURST} \
          messages, the receiver counts in an on_message handler (default queue unsubscribed); \
          {} messages timed after {} of warm-up, from the first send to the last receive; the \
-         libzmq baseline is the same load over PUSH/PULL, measured in the same rounds",
+         libzmq baseline is the same load over PUSH/PULL, measured in the same rounds; the \
+         Zenoh baseline is the same load from one publisher session to one subscriber \
+         session in peer mode over loopback TCP, scouting off, congestion control Block, each \
+         sample checked in a callback (see zenoh_pubsub.rs), in the same rounds",
         load.count, load.warm
     ));
     if python.is_none() {

@@ -38,7 +38,9 @@
 //!   from the first timed publish to the moment the last subscriber has
 //!   its last publication. The baseline is libzmq PUB with ten SUB sockets
 //!   (`zmq_pubsub.rs`), shaped the same and counted the same; rounds
-//!   alternate between the two.
+//!   alternate between the two. `participants pub/sub fan-out 10 vs
+//!   Zenoh` sets the same series beside Zenoh sessions, one per
+//!   subscriber, shaped the same (`zenoh_pubsub.rs`).
 //!
 //! # No loss, on both sides
 //!
@@ -76,6 +78,7 @@ use crate::throughput::{self, Load};
 /// The rows' names (both contain `participants`, for `--only`).
 const MESH_CASE: &str = "participants: full mesh of 10";
 const FANOUT_CASE: &str = "participants pub/sub fan-out 10";
+const FANOUT_ZENOH: &str = "participants pub/sub fan-out 10 vs Zenoh";
 
 /// Participants in the mesh row.
 const MESH: usize = 10;
@@ -170,6 +173,7 @@ fn fanout(scale: Scale, report: &mut Report) {
     let deliveries = load.count * SUBSCRIBERS as u64;
     let mut weft = Series::default();
     let mut zmq = throughput::zmq_series();
+    let mut zenoh = throughput::zenoh_series();
     for round in 0..scale.rounds {
         eprintln!("{FANOUT_CASE}: round {}/{}", round + 1, scale.rounds);
         if weft.live() {
@@ -177,6 +181,9 @@ fn fanout(scale: Scale, report: &mut Report) {
         }
         if zmq.live() {
             zmq.push(zmq_once(load).map(|t| rate(deliveries, t)));
+        }
+        if zenoh.live() {
+            zenoh.push(throughput::zenoh_once(load, SUBSCRIBERS).map(|t| rate(deliveries, t)));
         }
     }
     report.row(Row::compare(
@@ -186,6 +193,14 @@ fn fanout(scale: Scale, report: &mut Report) {
         "libzmq",
         &zmq,
         Target::RatioAtLeast(1.0),
+    ));
+    report.row(Row::compare(
+        FANOUT_ZENOH,
+        "msg/s",
+        &weft,
+        "Zenoh",
+        &zenoh,
+        Target::RatioAtLeast(1.5),
     ));
     report.note(format!(
         "participants pub/sub fan-out 10: one publisher participant on one thread, \
@@ -198,7 +213,9 @@ fn fanout(scale: Scale, report: &mut Report) {
          SUB sockets over loopback TCP, one context per side); no loss on either side: weft's \
          publisher sleeps while a subscriber's queue holds {HWM} messages, libzmq's PUB has \
          ZMQ_XPUB_NODROP and high-water marks of {HWM}, and every subscriber checks the \
-         sequence numbers",
+         sequence numbers; the Zenoh baseline is one publisher session and {SUBSCRIBERS} \
+         subscriber sessions in peer mode over loopback TCP (scouting off), congestion control \
+         Block, each sample checked in a subscriber callback (see zenoh_pubsub.rs)",
         load.count, load.warm
     ));
 }

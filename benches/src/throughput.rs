@@ -180,6 +180,33 @@ pub(crate) fn zmq_once(_load: Load) -> Result<Duration, String> {
     Err(crate::NO_ZMQ.into())
 }
 
+/// A series for a Zenoh baseline: empty, or unavailable in a build
+/// without Zenoh.
+#[cfg(feature = "zenoh")]
+pub(crate) fn zenoh_series() -> Series {
+    Series::default()
+}
+
+/// A series for a Zenoh baseline: empty, or unavailable in a build
+/// without Zenoh.
+#[cfg(not(feature = "zenoh"))]
+pub(crate) fn zenoh_series() -> Series {
+    Series::unavailable(crate::NO_ZENOH)
+}
+
+/// One Zenoh publish/subscribe measurement of `load` with `subscribers`
+/// subscriber sessions (see `zenoh_pubsub.rs`).
+#[cfg(feature = "zenoh")]
+pub(crate) fn zenoh_once(load: Load, subscribers: usize) -> Result<Duration, String> {
+    crate::zenoh_pubsub::once(load, subscribers)
+}
+
+/// One Zenoh measurement (not built in).
+#[cfg(not(feature = "zenoh"))]
+pub(crate) fn zenoh_once(_load: Load, _subscribers: usize) -> Result<Duration, String> {
+    Err(crate::NO_ZENOH.into())
+}
+
 /// One weft measurement: a packeter listening, one connecting, `send` in a
 /// loop on one side, `recv` plus `drain_ready` counting on the other.
 pub(crate) fn weft_once(load: Load) -> Result<Duration, String> {

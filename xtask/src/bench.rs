@@ -71,9 +71,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
         "--bin",
         "weft-bench",
     ]);
-    if zmq {
-        bench.args(["--features", "zmq"]);
-    }
+    bench.args(["--features", features(zmq)]);
     bench.arg("--");
     if quick {
         bench.arg("--quick");
@@ -98,8 +96,12 @@ fn build(zmq: bool) -> std::process::Command {
         "--bin",
         "weft-bench",
     ]);
-    if zmq {
-        c.args(["--features", "zmq"]);
-    }
+    c.args(["--features", features(zmq)]);
     c
+}
+
+/// The baselines built in: Zenoh always (a Rust crate), libzmq when it
+/// can be had.
+fn features(zmq: bool) -> &'static str {
+    if zmq { "zenoh,zmq" } else { "zenoh" }
 }
