@@ -81,6 +81,19 @@ pub struct DiscoveryConfig {
     /// at once (at most one per [`burst_interval`](Self::burst_interval)),
     /// so that it does not wait a whole interval to see us. Default: true.
     pub answer_newcomers: bool,
+    /// The group size up to which beacons keep the pace above. In a larger
+    /// group the pace slows in steps: with `n` participants known, the
+    /// steady interval, the lease our beacons announce and the shortest
+    /// gap between answers to newcomers are multiplied by `n /
+    /// backoff_above` rounded up to a power of two (the interval at most
+    /// [`max_lease`](Self::max_lease)` / 4`), and a newcomer is answered
+    /// with a probability of one over that factor. So a participant hears
+    /// about `backoff_above` beacons per interval however large the group,
+    /// and its idle beacon traffic stays bounded; a participant that
+    /// stops is noticed later in a large group (one longer lease), and
+    /// a newcomer still hears about `backoff_above` answers. 0 keeps the
+    /// pace whatever the size. Default: 32.
+    pub backoff_above: usize,
     /// Participants tracked at once. When the table is full, a newcomer
     /// takes the place of the participant heard from least recently among
     /// those not [protected](crate::DiscoveryCore::protect) (reported
@@ -124,6 +137,7 @@ impl Default for DiscoveryConfig {
             burst: 3,
             burst_interval: Duration::from_millis(150),
             answer_newcomers: true,
+            backoff_above: 32,
             max_participants: 1024,
             max_lease: Duration::from_secs(60),
             group_key: None,

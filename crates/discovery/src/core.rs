@@ -243,6 +243,7 @@ pub struct DiscoveryCore {
     interval: Duration,
     burst_interval: Duration,
     answer_newcomers: bool,
+    backoff_above: usize,
     max_participants: usize,
     max_lease: Duration,
     group_key: Option<GroupKey>,
@@ -279,6 +280,7 @@ impl DiscoveryCore {
             interval: config.effective_interval(),
             burst_interval: config.burst_interval,
             answer_newcomers: config.answer_newcomers,
+            backoff_above: config.backoff_above,
             max_participants: config.max_participants,
             max_lease: config.max_lease.max(Duration::from_millis(1)),
             group_key: config.group_key.clone(),
@@ -343,9 +345,49 @@ impl DiscoveryCore {
         }
     }
 
+    /// How many times slower than configured beacons go in a group of the
+    /// size we know (see [`DiscoveryConfig::backoff_above`]): 1 up to
+    /// that size, then a power of two, so that the lease we announce
+    /// changes only when the group doubles.
+    pub fn backoff(&self) -> u32 {
+        if self.backoff_above == 0 {
+            return 1;
+        }
+        let group = self.peers.len() + 1;
+        let factor = group.div_ceil(self.backoff_above).next_power_of_two();
+        // Bounded: past this the interval is capped anyway.
+        u32::try_from(factor).unwrap_or(u32::MAX).min(1 << 16)
+    }
+
+    /// The steady interval at the group's size.
+    fn interval_now(&self) -> Duration {
+        (self.interval * self.backoff())
+            .min(self.max_lease / 4)
+            .max(self.interval)
+    }
+
+    /// The lease our beacons announce at the group's size: covers four
+    /// intervals, as the configured one does.
+    fn lease_now(&self) -> Duration {
+        (self.lease * self.backoff())
+            .min(self.max_lease)
+            .max(self.lease)
+    }
+
+    /// Whether to answer a newcomer: always in a group within
+    /// `backoff_above`, else with a probability of one over the backoff,
+    /// so that about `backoff_above` of the group answer each newcomer.
+    fn answers_newcomer(&mut self) -> bool {
+        if !self.answer_newcomers {
+            return false;
+        }
+        let backoff = self.backoff();
+        backoff == 1 || self.rng.u32(0..backoff) == 0
+    }
+
     fn announce_soon(&mut self, now: Instant) {
         let earliest = match self.last_announce {
-            Some(last) => (last + self.burst_interval).max(now),
+            Some(last) => (last + self.burst_interval * self.backoff()).max(now),
             None => now,
         };
         self.next_announce = self.next_announce.min(earliest);
@@ -444,7 +486,7 @@ impl DiscoveryCore {
             );
             self.stats.accepted += 1;
             self.push(DiscoveryEvent::Found(peer));
-            if self.answer_newcomers {
+            if self.answers_newcomer() {
                 self.announce_soon(now);
             }
             return Ok(Accepted::Found);
@@ -482,7 +524,7 @@ impl DiscoveryCore {
                 previous_incarnation,
                 peer,
             });
-            if self.answer_newcomers {
+            if self.answers_newcomer() {
                 self.announce_soon(now);
             }
             return Ok(Accepted::Restarted);
@@ -614,7 +656,7 @@ impl DiscoveryCore {
             self.local.incarnation,
             self.local.identity.clone(),
             self.local.locators.clone(),
-            self.lease,
+            self.lease_now(),
         );
         beacon.leaving = self.leaving;
         if self.leaving {
@@ -626,9 +668,11 @@ impl DiscoveryCore {
             self.burst_interval
         } else {
             self.burst_left = 0;
-            // Up to 10 % shorter, never longer: at most lease/4 apart.
-            let shave = self.interval.mul_f64(self.rng.f64() * 0.1);
-            self.interval - shave
+            // Up to 10 % shorter, never longer: at most a quarter of the
+            // lease this beacon announces apart.
+            let interval = self.interval_now();
+            let shave = interval.mul_f64(self.rng.f64() * 0.1);
+            interval - shave
         };
         self.next_announce = now + wait;
         let encoded = beacon.encode().and_then(|mut bytes| {
@@ -1131,6 +1175,106 @@ mod tests {
         assert_eq!(
             plain_b.handle_beacon(&tagged, from, now),
             Ok(Accepted::Found)
+        );
+    }
+
+    /// A core with `backoff_above` of `above`, that knows `others`
+    /// participants and is past its start burst; the time it is at.
+    fn in_a_group(above: usize, others: usize, start: Instant) -> (DiscoveryCore, Instant) {
+        let mut cfg = config();
+        cfg.backoff_above = above;
+        let local = LocalParticipant::new("me", vec![addr("0.0.0.0:9000")]);
+        let mut c = DiscoveryCore::new(local, &cfg, start);
+        let mut now = start;
+        for _ in 0..3 {
+            while c.poll_transmit(now).is_some() {}
+            now = c.poll_timeout().unwrap();
+        }
+        for i in 0..others {
+            let peer = LocalParticipant::new(format!("p{i}"), vec![]);
+            c.handle_beacon(&beacon_of(&peer), addr("127.0.0.1:1"), now)
+                .unwrap();
+        }
+        (c, now)
+    }
+
+    #[test]
+    fn beacons_back_off_in_steps_as_the_group_grows() {
+        let start = Instant::now();
+        // Up to the size, the configured pace; then powers of two.
+        for (others, backoff) in [(0, 1), (3, 1), (4, 2), (7, 2), (8, 4), (12, 4), (16, 8)] {
+            let (c, _) = in_a_group(4, others, start);
+            assert_eq!(c.backoff(), backoff, "{} participants", others + 1);
+        }
+        // 0 turns it off.
+        assert_eq!(in_a_group(0, 40, start).0.backoff(), 1);
+
+        // Nine participants, four per step: beacons four times apart,
+        // each announcing four times the lease.
+        let (mut c, mut now) = in_a_group(4, 8, start);
+        let mut sent = Vec::new();
+        let end = now + Duration::from_secs(60);
+        while now < end {
+            while let Some(bytes) = c.poll_transmit(now) {
+                sent.push((now, Beacon::decode(&bytes).unwrap().lease));
+            }
+            // Keep the others alive, as their beacons would.
+            now = c.poll_timeout().unwrap().min(now + Duration::from_secs(1));
+            for p in c.peers.values_mut() {
+                p.expires = now + Duration::from_secs(30);
+            }
+        }
+        let interval = config().effective_interval() * 4;
+        assert!(sent.len() >= 10, "{} beacons in a minute", sent.len());
+        for pair in sent[1..].windows(2) {
+            let gap = pair[1].0 - pair[0].0;
+            assert!(gap <= interval, "gap {gap:?} > {interval:?}");
+            assert!(gap >= interval.mul_f64(0.9), "gap {gap:?} too short");
+        }
+        for (_, lease) in &sent {
+            assert_eq!(*lease, config().lease * 4);
+        }
+    }
+
+    #[test]
+    fn the_interval_never_passes_a_quarter_of_the_longest_lease() {
+        let start = Instant::now();
+        let (c, _) = in_a_group(1, 1000, start);
+        assert_eq!(c.backoff(), 1024);
+        assert_eq!(c.interval_now(), config().max_lease / 4);
+        assert_eq!(c.lease_now(), config().max_lease);
+    }
+
+    #[test]
+    fn in_a_large_group_a_share_of_the_participants_answer_a_newcomer() {
+        let start = Instant::now();
+        let mut answered = 0;
+        let cores = 64;
+        for _ in 0..cores {
+            // Seven participants, two per step: a backoff of 4, and
+            // still 4 with the newcomer.
+            let (mut c, now) = in_a_group(2, 6, start);
+            assert_eq!(c.backoff(), 4);
+            while c.poll_transmit(now).is_some() {}
+            let regular = c.poll_timeout().unwrap();
+            let newcomer = LocalParticipant::new("new", vec![]);
+            let t = now + Duration::from_millis(10);
+            c.handle_beacon(&beacon_of(&newcomer), addr("127.0.0.1:2"), t)
+                .unwrap();
+            if c.poll_timeout().unwrap() < regular {
+                answered += 1;
+                // No sooner than four gaps after the last beacon.
+                assert_eq!(
+                    c.poll_timeout(),
+                    Some(now + config().burst_interval * 4),
+                    "the answer's gap grows with the group"
+                );
+            }
+        }
+        // One in four on average: 16 of 64.
+        assert!(
+            (4..=32).contains(&answered),
+            "{answered} of {cores} answered"
         );
     }
 }

@@ -294,6 +294,24 @@ struct Task {
     refreshed: Option<Instant>,
 }
 
+/// Beacons taken from a socket at once, at most: the rest wait for the
+/// next turn, so that sending beacons and events is not held up.
+const DRAIN: usize = 64;
+
+/// Takes the beacons already waiting in `socket` (up to [`DRAIN`]) into
+/// `core`, with one lock and one reading of the clock for all.
+fn drain(socket: &UdpSocket, buf: &mut [u8], core: &mut DiscoveryCore, now: Instant) {
+    for _ in 0..DRAIN {
+        match socket.try_recv_from(buf) {
+            Ok((n, from)) => {
+                let _ = core.handle_beacon(&buf[..n], from, now);
+            }
+            // Nothing waiting, or an error the next receive reports.
+            Err(_) => break,
+        }
+    }
+}
+
 impl Task {
     async fn run(mut self) {
         let mut buf_v4 = vec![0u8; crate::beacon::MAX_BEACON + 1];
@@ -333,16 +351,30 @@ impl Task {
             tokio::select! {
                 r = self.v4.recv_from(&mut buf_v4) => {
                     if let Ok((n, from)) = r {
-                        let _ = lock(&self.shared.core).handle_beacon(&buf_v4[..n], from, clock());
+                        let mut core = lock(&self.shared.core);
+                        let now = clock();
+                        let _ = core.handle_beacon(&buf_v4[..n], from, now);
+                        drain(&self.v4, &mut buf_v4, &mut core, now);
                     }
                 }
                 r = async { v6.expect("guarded").recv_from(&mut buf_v6).await }, if v6.is_some() => {
                     if let Ok((n, from)) = r {
-                        let _ = lock(&self.shared.core).handle_beacon(&buf_v6[..n], from, clock());
+                        let mut core = lock(&self.shared.core);
+                        let now = clock();
+                        let _ = core.handle_beacon(&buf_v6[..n], from, now);
+                        drain(v6.expect("guarded"), &mut buf_v6, &mut core, now);
                     }
                 }
                 _ = tokio::time::sleep_until(wake_at.into()) => {
-                    lock(&self.shared.core).handle_timeout(clock());
+                    let mut core = lock(&self.shared.core);
+                    let now = clock();
+                    // Beacons that arrived while this task waited for a
+                    // thread renew their leases before any lease is judged.
+                    drain(&self.v4, &mut buf_v4, &mut core, now);
+                    if let Some(v6) = v6 {
+                        drain(v6, &mut buf_v6, &mut core, now);
+                    }
+                    core.handle_timeout(now);
                 }
                 _ = self.shared.wake.notified() => {}
                 changed = self.stop.changed() => {
