@@ -638,7 +638,7 @@ impl Messaging {
 
     /// Whether `identity` is connected now.
     pub fn is_connected(&self, identity: &Identity) -> bool {
-        lock(&self.inner.core).transmit_of(identity).is_some()
+        lock(&self.inner.core).is_connected(identity)
     }
 
     /// Marks a connection of this messaging's link as a stand-in path, such

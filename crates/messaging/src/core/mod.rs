@@ -554,7 +554,11 @@ impl<T: Transmit> Core<T> {
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) wants to run next.
-    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
+    /// The task that drives the core arms its timer with this, so a move
+    /// made before it is accounted for: [`poll_wake`](Self::poll_wake)
+    /// does not wake that task for it again.
+    pub(crate) fn poll_timeout(&mut self) -> Option<Instant> {
+        self.timer_moved = false;
         let mut next = self.next_sweep;
         let mut earliest = |t: Instant| next = Some(next.map_or(t, |n| n.min(t)));
         if let Some(t) = self.handshake_deadline() {
@@ -630,6 +634,11 @@ impl<T: Transmit> Core<T> {
             self.standby_pending.pop_front();
         }
         self.standby_pending.push_back(conn);
+    }
+
+    /// Whether `ident` finished its handshake on a connection that is up.
+    pub(crate) fn is_connected(&self, ident: &Identity) -> bool {
+        self.peers.get(ident).is_some_and(|p| p.conn.is_some())
     }
 
     /// The transmit of a connected identity.

@@ -224,6 +224,31 @@ fn acks_wait_for_an_outgoing_message_or_the_delay() {
 }
 
 #[test]
+fn a_deadline_the_driver_has_read_wakes_no_one() {
+    let t0 = Instant::now();
+    let (mut core, _tx) = connected(true, t0);
+    // A batch holds back its ACK: the deadline moved.
+    core.handle_packet(ConnectionId(1), packet(&message(1, false)), t0);
+    core.handle_batch_end(t0);
+    // The driver takes the events and arms its timer with the deadline
+    // before any sender comes.
+    while core.poll_event().is_some() {}
+    assert!(core.poll_timeout().is_some());
+    core.send_message(&id("bob"), Message::new("reply"), t0)
+        .unwrap();
+    assert!(!core.poll_wake(), "the driver already knows the deadline");
+
+    // A move the driver has not read yet wakes it, once.
+    core.handle_packet(ConnectionId(1), packet(&message(2, false)), t0);
+    core.handle_batch_end(t0);
+    while core.poll_event().is_some() {}
+    core.send_message(&id("bob"), Message::new("another"), t0)
+        .unwrap();
+    assert!(core.poll_wake());
+    assert!(!core.poll_wake());
+}
+
+#[test]
 fn a_zero_ack_delay_acknowledges_every_batch() {
     let t0 = Instant::now();
     let mut core: Core<FakeTx> = Core::new(
