@@ -11,7 +11,7 @@ use std::task::{Context, Poll, ready};
 
 use bytes::{Buf, Bytes, BytesMut};
 use rustls::pki_types::CertificateDer;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::{CancellationToken, PollSender};
@@ -299,20 +299,7 @@ pub(crate) async fn run_stream<S>(
         registry.unregister(&conn, DisconnectReason::Aborted);
         return;
     }
-    let mut driver = StreamDriver {
-        stream,
-        conn: conn.clone(),
-        registry: registry.clone(),
-        events: PollSender::new(events.clone()),
-        batch: VecDeque::new(),
-        need_flush: false,
-        write_closed: false,
-        read_buf: BytesMut::new(),
-        read_chunk: INITIAL_READ_CHUNK,
-        max_read_chunk: registry.config.max_read_chunk.max(INITIAL_READ_CHUNK),
-        pending: None,
-        throttle: registry.config.throttle.map(ThrottleState::new),
-    };
+    let mut driver = StreamDriver::new(stream, &conn, &registry, events.clone());
     let abort = conn.shared.abort.clone();
     let closing = conn.shared.closing.clone();
     let close_timeout = registry.config.close_timeout;
@@ -357,6 +344,9 @@ pub(crate) async fn finish(
 }
 
 const INITIAL_READ_CHUNK: usize = 4096;
+/// What a connection without a read buffer reads on the stack to learn
+/// whether there is data at all; its bytes are copied into a new buffer.
+const PROBE_READ: usize = 1024;
 const MAX_IO_SLICES: usize = 64;
 
 struct ThrottleState {
@@ -395,6 +385,30 @@ struct StreamDriver<S> {
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> StreamDriver<S> {
+    /// A driver for `conn` on `stream`, with no buffers yet: they are
+    /// allocated when there is something to read or write.
+    fn new(
+        stream: S,
+        conn: &Connection,
+        registry: &Arc<Registry>,
+        events: mpsc::Sender<LinkEvent>,
+    ) -> StreamDriver<S> {
+        StreamDriver {
+            stream,
+            conn: conn.clone(),
+            registry: registry.clone(),
+            events: PollSender::new(events),
+            batch: VecDeque::new(),
+            need_flush: false,
+            write_closed: false,
+            read_buf: BytesMut::new(),
+            read_chunk: INITIAL_READ_CHUNK,
+            max_read_chunk: registry.config.max_read_chunk.max(INITIAL_READ_CHUNK),
+            pending: None,
+            throttle: registry.config.throttle.map(ThrottleState::new),
+        }
+    }
+
     /// Writes as much as the socket takes. `Ready` only when the
     /// connection must end.
     fn poll_write_side(&mut self, cx: &mut Context<'_>) -> Poll<DisconnectReason> {
@@ -503,6 +517,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin> StreamDriver<S> {
                     }
                 }
             }
+            if self.read_buf.capacity() == 0 {
+                // No buffer (the connection was idle): read into the stack
+                // first, so that polling a connection with nothing to read
+                // allocates nothing, and allocate once there is data.
+                let mut probe = [0u8; PROBE_READ];
+                let mut got = ReadBuf::new(&mut probe);
+                match Pin::new(&mut self.stream).poll_read(cx, &mut got) {
+                    Poll::Ready(Ok(())) => {}
+                    Poll::Ready(Err(e)) => return Poll::Ready(e.into()),
+                    Poll::Pending => return Poll::Pending,
+                }
+                let got = got.filled();
+                if got.is_empty() {
+                    return Poll::Ready(self.read_ended());
+                }
+                self.read_buf.reserve(self.read_chunk.max(got.len()));
+                self.read_buf.extend_from_slice(got);
+                self.deliver(got.len());
+                continue;
+            }
             if self.read_buf.capacity() < self.read_chunk / 2 {
                 self.read_buf.reserve(self.read_chunk);
             }
@@ -512,29 +546,47 @@ impl<S: AsyncRead + AsyncWrite + Unpin> StreamDriver<S> {
                 cx,
                 &mut self.read_buf,
             ) {
-                Poll::Ready(Ok(0)) => {
-                    return Poll::Ready(if self.write_closed {
-                        DisconnectReason::Closed
-                    } else {
-                        DisconnectReason::PeerClosed
-                    });
-                }
+                Poll::Ready(Ok(0)) => return Poll::Ready(self.read_ended()),
                 Poll::Ready(Ok(n)) => n,
                 Poll::Ready(Err(e)) => return Poll::Ready(e.into()),
-                Poll::Pending => return Poll::Pending,
+                Poll::Pending => {
+                    // Nothing to read: the buffer is given back rather
+                    // than held while the connection idles (a thousand
+                    // idle connections would hold a thousand buffers);
+                    // the next read allocates one when data is there.
+                    if self.read_buf.is_empty() {
+                        self.read_buf = BytesMut::new();
+                    }
+                    return Poll::Pending;
+                }
             };
             if n == room && self.read_chunk < self.max_read_chunk {
                 self.read_chunk = (self.read_chunk * 2).min(self.max_read_chunk);
             }
-            self.registry
-                .stats
-                .bytes_received
-                .fetch_add(n as u64, Ordering::Relaxed);
-            self.pending = Some(LinkEvent::Data {
-                connection: self.conn.id(),
-                data: self.read_buf.split().freeze(),
-            });
+            self.deliver(n);
         }
+    }
+
+    /// Why the connection ends when the peer finished its side.
+    fn read_ended(&self) -> DisconnectReason {
+        if self.write_closed {
+            DisconnectReason::Closed
+        } else {
+            DisconnectReason::PeerClosed
+        }
+    }
+
+    /// The `n` bytes just read, all of the buffer, become the data event
+    /// waiting to be delivered.
+    fn deliver(&mut self, n: usize) {
+        self.registry
+            .stats
+            .bytes_received
+            .fetch_add(n as u64, Ordering::Relaxed);
+        self.pending = Some(LinkEvent::Data {
+            connection: self.conn.id(),
+            data: self.read_buf.split().freeze(),
+        });
     }
 }
 
@@ -547,5 +599,62 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Future for StreamDriver<S> {
             return Poll::Ready(reason);
         }
         this.poll_read_side(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::LinkConfig;
+    use crate::link::ListenerId;
+    use tokio::io::AsyncWriteExt;
+
+    fn poll_once<F: Future + Unpin>(future: &mut F) -> Poll<F::Output> {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        Pin::new(future).poll(&mut cx)
+    }
+
+    #[tokio::test]
+    async fn an_idle_connection_holds_no_read_buffer() {
+        let (events, mut received) = mpsc::channel(8);
+        let registry = Arc::new(Registry::new(LinkConfig::default(), events.clone()));
+        let ends = Ends {
+            peer: None,
+            local: None,
+            certificates: None,
+            credentials: None,
+        };
+        let conn = registry.new_connection(
+            Origin::Listener(ListenerId(1)),
+            ends,
+            false,
+            registry.shutdown(),
+        );
+        let (ours, mut theirs) = tokio::io::duplex(64 << 10);
+        let mut driver = StreamDriver::new(ours, &conn, &registry, events);
+
+        // Nothing to read yet: nothing allocated to read into.
+        assert!(poll_once(&mut driver).is_pending());
+        assert_eq!(driver.read_buf.capacity(), 0);
+
+        // Data arrives: it is read and delivered, and once there is nothing
+        // more the buffer is given back.
+        theirs.write_all(&[7u8; 3000]).await.unwrap();
+        assert!(poll_once(&mut driver).is_pending());
+        assert_eq!(driver.read_buf.capacity(), 0);
+        let mut got = Vec::new();
+        while let Ok(event) = received.try_recv() {
+            if let LinkEvent::Data { data, .. } = event {
+                got.extend_from_slice(&data);
+            }
+        }
+        assert_eq!(got, [7u8; 3000]);
+
+        // The peer's end still ends the connection when no buffer is held.
+        drop(theirs);
+        assert!(matches!(
+            poll_once(&mut driver),
+            Poll::Ready(DisconnectReason::PeerClosed)
+        ));
     }
 }

@@ -55,6 +55,11 @@ struct State {
     chunks: VecDeque<Bytes>,
     /// Small writes being coalesced, after `chunks` (stream mode only).
     tail: BytesMut,
+    /// The capacity to give `tail` at the next small write, when a take
+    /// left it without a buffer (0: grow as writes come). Allocating then
+    /// rather than at the take keeps an idle connection from holding a
+    /// buffer for writes that may never come.
+    fresh_tail: usize,
     queued: usize,
     /// Bytes ever accepted, for write-progress tracking.
     pushed_total: u64,
@@ -79,6 +84,7 @@ impl SendQueue {
             state: Mutex::new(State {
                 chunks: VecDeque::new(),
                 tail: BytesMut::new(),
+                fresh_tail: 0,
                 queued: 0,
                 pushed_total: 0,
                 writer: None,
@@ -124,6 +130,10 @@ impl SendQueue {
                 };
                 st.chunks.push_back(dgram);
             } else if payload.len() <= COPY_THRESHOLD {
+                if st.tail.capacity() == 0 && st.fresh_tail > 0 {
+                    let want = std::mem::take(&mut st.fresh_tail).max(len);
+                    st.tail.reserve(want);
+                }
                 st.tail.extend_from_slice(prefix);
                 st.tail.extend_from_slice(payload);
             } else {
@@ -193,6 +203,14 @@ impl SendQueue {
                 if st.closing {
                     return Take::Close;
                 }
+                // Nothing to write: what is left of a small coalescing
+                // buffer is given back rather than held while the
+                // connection idles; the next write allocates its like.
+                let room = st.tail.capacity();
+                if room > 0 && room <= MAX_FRESH_TAIL {
+                    st.tail = BytesMut::new();
+                    st.fresh_tail = room.max(MIN_TAIL);
+                }
                 match &st.writer {
                     Some(w) if w.will_wake(waker) => {}
                     _ => st.writer = Some(waker.clone()),
@@ -208,7 +226,8 @@ impl SendQueue {
                     // size and copy at every doubling. One buffer the size
                     // of this batch instead. Bigger batches keep the
                     // buffer, which is reused in place once written.
-                    st.tail = BytesMut::with_capacity(tail.len().max(MIN_TAIL));
+                    st.tail = BytesMut::new();
+                    st.fresh_tail = tail.len().max(MIN_TAIL);
                 }
                 batch.push_back(tail);
             }
@@ -293,15 +312,41 @@ mod tests {
         assert_eq!(q.take(&mut batch, Waker::noop()), Take::Data);
         // The batch is still being written; the next one must fit a buffer
         // of its own without reallocating at every doubling.
+        q.try_push(b"HEAD", &small).unwrap();
         let room = q.lock().tail.capacity();
         assert!(room >= 104 * 100, "room for a batch like the last: {room}");
         let at = q.lock().tail.as_ptr();
-        for _ in 0..100 {
+        for _ in 1..100 {
             q.try_push(b"HEAD", &small).unwrap();
         }
         assert_eq!(q.lock().tail.as_ptr(), at, "no reallocation");
         assert_eq!(batch.iter().map(Bytes::len).sum::<usize>(), 104 * 100);
         assert_eq!(drain(&q).len(), 104 * 100);
+    }
+
+    #[test]
+    fn a_take_leaves_no_buffer_until_the_next_write() {
+        let q = SendQueue::new(1 << 20, false);
+        q.try_push(b"HEAD", &Bytes::from_static(&[1u8; 64]))
+            .unwrap();
+        assert_eq!(drain(&q).len(), 68);
+        assert_eq!(q.lock().tail.capacity(), 0, "an idle queue holds no buffer");
+        // Two writes: the second lands in the fresh buffer, whose rest the
+        // take leaves for the next batch; finding nothing more to write
+        // gives it back.
+        q.try_push(b"HEAD", &Bytes::from_static(&[1u8; 64]))
+            .unwrap();
+        assert_eq!(drain(&q).len(), 68);
+        let mut batch = VecDeque::new();
+        assert_eq!(q.take(&mut batch, Waker::noop()), Take::Empty);
+        assert_eq!(q.lock().tail.capacity(), 0, "an idle queue holds no buffer");
+        q.try_push(b"HEAD", &Bytes::from_static(&[2u8; 64]))
+            .unwrap();
+        assert!(
+            q.lock().tail.capacity() >= MIN_TAIL,
+            "a whole buffer at the next write"
+        );
+        assert_eq!(drain(&q), [&b"HEAD"[..], &[2u8; 64]].concat());
     }
 
     #[test]
