@@ -80,6 +80,7 @@ mod direct;
 pub mod error;
 mod event;
 pub mod path;
+pub mod punch;
 pub mod race;
 mod relay;
 mod rendezvous;

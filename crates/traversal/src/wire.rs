@@ -118,6 +118,10 @@ pub enum CandidateKind {
     Reflexive,
     /// A predicted NAT mapping.
     Predicted,
+    /// The address a server saw, from a NAT whose mapping varies by
+    /// destination (symmetric): its IP is the NAT's, its port is only the
+    /// one that server saw. Code 4.
+    Varies,
     /// A code this version does not know.
     Other(u8),
 }
@@ -407,6 +411,7 @@ impl CandidateKind {
             CandidateKind::Host => 1,
             CandidateKind::Reflexive => 2,
             CandidateKind::Predicted => 3,
+            CandidateKind::Varies => 4,
             CandidateKind::Other(c) => c,
         }
     }
@@ -415,6 +420,7 @@ impl CandidateKind {
             1 => CandidateKind::Host,
             2 => CandidateKind::Reflexive,
             3 => CandidateKind::Predicted,
+            4 => CandidateKind::Varies,
             c => CandidateKind::Other(c),
         }
     }
@@ -822,6 +828,23 @@ mod tests {
                 0x01, 0x06, 0x01, b'a', 0x01, 0x02, 0x02, 0x04, 203, 0, 113, 7, 0x9c, 0x40
             ]
         );
+        // A symmetric NAT's mapping: kind 4, read back as such.
+        let varies = Frame::Candidates {
+            peer: id("a"),
+            addrs: vec![Candidate {
+                transport: CandidateTransport::Udp,
+                kind: CandidateKind::Varies,
+                addr: "203.0.113.7:40000".parse().unwrap(),
+            }],
+        };
+        let bytes = varies.encode();
+        assert_eq!(
+            &bytes[..],
+            &[
+                0x01, 0x06, 0x01, b'a', 0x01, 0x02, 0x04, 0x04, 203, 0, 113, 7, 0x9c, 0x40
+            ]
+        );
+        assert_eq!(Frame::decode(&bytes), Ok(varies));
     }
 
     #[test]
