@@ -676,7 +676,7 @@ impl Messaging {
 
     /// Sends an extension frame to every connected weft peer.
     pub(crate) fn tell_peers(&self, frame: &Frame) {
-        let core = lock(&self.inner.core);
+        let mut core = lock(&self.inner.core);
         for ident in core.connected() {
             core.send_extension(&ident, frame);
         }

@@ -4,9 +4,11 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use weft_link::ConnectionId;
+use weft_link::{ConnectionId, ConnectorId};
 
-use super::{ACK_EVERY, Core, CoreEvent, SenderSalt, Transmit, later};
+use super::{
+    ACK_EVERY, Close, ConnFacts, Core, CoreEvent, Ending, SenderSalt, Transmit, TxError, later,
+};
 use crate::Identity;
 use crate::certificate::CertificateNames;
 use crate::config::DuplicateIdentity;
@@ -15,6 +17,16 @@ use crate::frame::{Frame, caps};
 
 pub(super) struct Conn<T> {
     pub(super) tx: T,
+    /// Each packet is a datagram (see [`ConnFacts::datagram`]).
+    pub(super) datagram: bool,
+    /// The connector that made the connection, when we dialled it.
+    pub(super) connector: Option<ConnectorId>,
+    /// Bytes the transport adds to each packet.
+    overhead: u64,
+    /// Bytes queued on the connection so far, counted as the transport
+    /// counts them (a message to a peer without acks is delivered once
+    /// the bytes written pass its end).
+    pub(super) accepted: u64,
     pub(super) ident: Option<Identity>,
     /// The peer sent HELLO (before IDENT): its capabilities.
     pub(super) weft: Option<u32>,
@@ -56,6 +68,24 @@ impl<T: Transmit> Conn<T> {
         self.ident.is_none() && !self.failed
     }
 
+    /// Queues one packet made of `head` and `body`, counting its bytes.
+    #[allow(
+        clippy::arithmetic_side_effects,
+        reason = "a count of bytes queued in memory (u64 never wraps)"
+    )]
+    #[inline]
+    pub(super) fn send(&mut self, head: &[u8], body: &bytes::Bytes) -> Result<(), TxError> {
+        self.tx.try_send(head, body)?;
+        self.accepted += self.overhead + (head.len() + body.len()) as u64;
+        Ok(())
+    }
+
+    /// Queues `frame`.
+    pub(super) fn send_frame(&mut self, frame: &Frame) -> Result<(), TxError> {
+        let (head, body) = frame.encode();
+        self.send(head.as_slice(), &body)
+    }
+
     /// Sends ACK for what arrived since the last one, if anything did.
     /// False when the connection had no room for it.
     pub(super) fn send_ack(&mut self) -> bool {
@@ -68,7 +98,7 @@ impl<T: Transmit> Conn<T> {
             }
             return true;
         }
-        if Core::<T>::send_frame(&self.tx, &Frame::Ack(upto)).is_err() {
+        if self.send_frame(&Frame::Ack(upto)).is_err() {
             return false;
         }
         self.ack_sent = upto;
@@ -81,50 +111,61 @@ impl<T: Transmit> Core<T> {
     /// A connection without a verified certificate is up.
     #[cfg(test)]
     pub(crate) fn handle_connected(&mut self, conn: ConnectionId, tx: T, now: Instant) {
-        self.handle_connected_with(conn, tx, None, now);
+        self.handle_connected_with(conn, tx, ConnFacts::default(), now);
     }
 
-    /// A connection is up, its peer verified as holding a certificate with
-    /// `certificate`'s names if any: introduce ourselves.
+    /// A connection is up, with what the shell knows of it (its peer
+    /// verified as holding a certificate with `facts.certificate`'s names
+    /// if any): introduce ourselves.
     pub(crate) fn handle_connected_with(
         &mut self,
         conn: ConnectionId,
         tx: T,
-        certificate: Option<Arc<CertificateNames>>,
+        facts: ConnFacts,
         now: Instant,
     ) {
-        for frame in &self.handshake() {
-            // A fresh connection's queue has room for the handshake.
-            let _ = Self::send_frame(&tx, frame);
-        }
+        let ConnFacts {
+            datagram,
+            connector,
+            overhead,
+            certificate,
+        } = facts;
         self.unidentified.push_back(conn);
         self.unidentified_count = self.unidentified_count.saturating_add(1);
-        self.conns.insert(
-            conn,
-            Conn {
-                tx,
-                ident: None,
-                weft: None,
-                opened: now,
-                last_recv: now,
-                ping_sent: None,
-                acks: false,
-                sender_salt: SenderSalt::default(),
-                received: 0,
-                ack_sent: 0,
-                ack_due: None,
-                recorded: self.seen_log.as_ref().map(|_| 0),
-                failed: false,
-                certificate,
-                standby: false,
-            },
-        );
-        if let Some(at) = self.standby_pending.iter().position(|&c| c == conn) {
-            self.standby_pending.remove(at);
-            if let Some(c) = self.conns.get_mut(&conn) {
-                c.standby = true;
+        let recorded = self.seen_log.as_ref().map(|_| 0);
+        let standby = match self.standby_pending.iter().position(|&c| c == conn) {
+            Some(at) => {
+                self.standby_pending.remove(at);
+                true
             }
+            None => false,
+        };
+        let mut c = Conn {
+            tx,
+            datagram,
+            connector,
+            overhead,
+            accepted: 0,
+            ident: None,
+            weft: None,
+            opened: now,
+            last_recv: now,
+            ping_sent: None,
+            acks: false,
+            sender_salt: SenderSalt::default(),
+            received: 0,
+            ack_sent: 0,
+            ack_due: None,
+            recorded,
+            failed: false,
+            certificate,
+            standby,
+        };
+        for frame in &self.handshake() {
+            // A fresh connection's queue has room for the handshake.
+            let _ = c.send_frame(frame);
         }
+        self.conns.insert(conn, c);
         // Past the cap the oldest unidentified connection goes: a flood of
         // connections that never identify cannot keep a real peer, whose
         // handshake takes a round trip, from getting in.
@@ -146,7 +187,7 @@ impl<T: Transmit> Core<T> {
     /// identity, so they settle on the same one whatever the order the
     /// two identified in. `None` when they did not cross.
     fn crossed(&self, peer: &Identity, new: ConnectionId, old: ConnectionId) -> Option<bool> {
-        let dialled = |c: ConnectionId| self.conns.get(&c).map(|c| c.tx.connector().is_some());
+        let dialled = |c: ConnectionId| self.conns.get(&c).map(|c| c.connector.is_some());
         let (new_ours, old_ours) = (dialled(new)?, dialled(old)?);
         if new_ours == old_ours || *peer == self.me {
             return None;
@@ -208,7 +249,7 @@ impl<T: Transmit> Core<T> {
             let redundant = if keep_new { old } else { conn_id };
             let resting = crossed
                 .and_then(|_| self.conns.get(&redundant))
-                .and_then(|c| c.tx.connector())
+                .and_then(|c| c.connector)
                 .map(|connector| CoreEvent::Redundant {
                     ident: ident.clone(),
                     connector,
@@ -218,7 +259,11 @@ impl<T: Transmit> Core<T> {
                 return self.fail(conn_id, ProtocolError::DuplicateIdentity(ident));
             }
             if let Some(c) = self.conns.get_mut(&old) {
-                c.tx.close();
+                self.closing.push_back(Close {
+                    conn: old,
+                    tx: c.tx.clone(),
+                    how: Ending::Close,
+                });
                 c.ident = None;
                 // Closing: nothing more from it is acted on.
                 c.failed = true;

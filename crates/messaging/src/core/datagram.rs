@@ -61,7 +61,7 @@ impl<T: Transmit> Core<T> {
         let Some(conn) = self.conns.get_mut(&conn_id) else {
             return;
         };
-        if !conn.tx.is_datagram() {
+        if !conn.datagram {
             return;
         }
         let Some(ident) = conn.ident.take() else {
@@ -93,8 +93,11 @@ impl<T: Transmit> Core<T> {
         }
         self.unidentified.push_back(conn_id);
         self.unidentified_count = self.unidentified_count.saturating_add(1);
-        for frame in &self.handshake() {
-            let _ = Self::send_frame(&tx, frame);
+        let handshake = self.handshake();
+        if let Some(conn) = self.conns.get_mut(&conn_id) {
+            for frame in &handshake {
+                let _ = conn.send_frame(frame);
+            }
         }
         self.timer_moved = true;
     }

@@ -1,10 +1,14 @@
 //! The messaging protocol as a state machine, free of I/O.
 //!
-//! The shell feeds it connections, packets, disconnections, sends and the
-//! time (`handle_*`, always with `now`); it answers by writing frames
-//! through each connection's [`Transmit`] (a non-blocking queue push) and
-//! with what the shell takes from it (`poll_*`). Tests drive it with a fake
-//! transmitter and chosen instants.
+//! The shell feeds it connections (with what is known of each, as plain
+//! [`ConnFacts`]), packets, disconnections, sends, room on a blocked
+//! connection and the time (`handle_*`, always with `now`). It answers
+//! with what the shell takes from it (`poll_*`): events, connections to
+//! end ([`Close`]), connections to wait for. Frames are the one output it
+//! pushes itself, through each connection's [`Transmit`] (a non-blocking
+//! queue push that may answer "full"), at the moment it decides them, so
+//! that a frame is copied once, into the connection's send queue. Tests
+//! drive it with a fake transmitter and chosen instants.
 //!
 //! The shell's I/O task drives it in a loop, under the shell's lock:
 //!
@@ -12,13 +16,14 @@
 //! loop {
 //!     wait for packets, the time core.poll_timeout() names, a wake-up,
 //!         or a blocked connection that has room again
-//!     packets   -> core.handle_connected(conn, tx, now)
+//!     packets   -> core.handle_connected_with(conn, tx, facts, now)
 //!                  core.handle_packet(conn, packet, now)
 //!                  core.handle_disconnected(conn)
 //!                  then core.handle_batch_end(now)    (acks due now leave)
 //!     the time  -> core.handle_timeout(now)
-//!     room      -> core.handle_ready(conn, now)
+//!     room      -> core.handle_writable(conn, now)
 //!     then      -> core.poll_blocked()     wait for each connection's room
+//!                  core.poll_close()       close or abort connections
 //!                  core.poll_events(..)    hand events to queues, handlers
 //!                  core.poll_progress()    wake `flush` waiters
 //! }
@@ -51,11 +56,13 @@
 #![warn(clippy::arithmetic_side_effects)]
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use weft_link::{ConnectionId, ConnectorId};
 
+use crate::certificate::CertificateNames;
 use crate::dedupe::DedupeWindow;
 use crate::error::{Misuse, ProtocolError};
 use crate::frame::{FilterKind, Frame, MESSAGE_HEAD_LEN, PROTOCOL_VERSION};
@@ -77,25 +84,54 @@ pub(crate) use topics::Topics;
 /// seed (identities come from the network), faster than SipHash.
 type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
-/// A connection's transmit side, as the core sees it.
+/// A connection's send queue, as the core sees it: where its frames go,
+/// and how far writing got.
 pub(crate) trait Transmit: Clone {
     /// Queues one packet made of `head` and `body` without waiting.
+    /// [`TxError::Full`] is back-pressure: the frame stays with the core
+    /// until the shell reports room with
+    /// [`handle_writable`](Core::handle_writable).
     fn try_send(&self, head: &[u8], body: &Bytes) -> Result<(), TxError>;
-    /// Closes the connection (gracefully: queued packets still go out).
-    fn close(&self);
-    /// Ends the connection at once, dropping what is queued: for a peer
-    /// that stopped answering, whose queue would only delay the end (and
-    /// the switch to another path) by the link's close timeout.
-    fn abort(&self);
-    /// Bytes ever accepted for sending.
-    fn bytes_accepted(&self) -> u64;
-    /// Bytes written to the socket.
+    /// Bytes written to the socket, counted as the core counts what it
+    /// queued (see [`ConnFacts::overhead`]).
     fn bytes_written(&self) -> u64;
-    /// Whether each packet is a datagram (UDP): the connection has no end
-    /// a restarted peer would close (see [`datagram`]).
-    fn is_datagram(&self) -> bool;
+}
+
+/// What the shell knows of a connection when it comes up, given to the
+/// core as plain data.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct ConnFacts {
+    /// Each packet is a datagram (UDP): the connection has no end a
+    /// restarted peer would close (see [`datagram`]).
+    pub(crate) datagram: bool,
     /// The connector that made the connection, when we dialled it.
-    fn connector(&self) -> Option<ConnectorId>;
+    pub(crate) connector: Option<ConnectorId>,
+    /// Bytes the transport adds to each packet (a length prefix), so that
+    /// the core's count of bytes queued matches the transport's count of
+    /// bytes written.
+    pub(crate) overhead: u64,
+    /// The names of the certificate the peer presented and the TLS
+    /// handshake verified; `None` without one.
+    pub(crate) certificate: Option<Arc<CertificateNames>>,
+}
+
+/// How the core wants a connection ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Ending {
+    /// Gracefully: what is queued on it still goes out.
+    Close,
+    /// At once, dropping what is queued: for a peer that stopped
+    /// answering, whose queue would only delay the end (and the switch to
+    /// another path) by the link's close timeout.
+    Abort,
+}
+
+/// A connection the core gave up on, for the shell to end.
+#[derive(Debug)]
+pub(crate) struct Close<T> {
+    pub(crate) conn: ConnectionId,
+    pub(crate) tx: T,
+    pub(crate) how: Ending,
 }
 
 /// Why a transmit failed.
@@ -183,6 +219,8 @@ pub(crate) struct Core<T> {
     sender_keys: (std::hash::RandomState, std::hash::RandomState),
     events: VecDeque<CoreEvent>,
     blocked: Vec<(ConnectionId, T)>,
+    /// Connections to end, oldest first.
+    closing: VecDeque<Close<T>>,
     /// Connections in their handshake, oldest first (with some that since
     /// identified or ended, dropped when they reach the front).
     unidentified: VecDeque<ConnectionId>,
@@ -297,6 +335,7 @@ impl<T: Transmit> Core<T> {
             peers: HashMap::default(),
             events: VecDeque::new(),
             blocked: Vec::new(),
+            closing: VecDeque::new(),
             unidentified: VecDeque::new(),
             unidentified_count: 0,
             standby_pending: VecDeque::new(),
@@ -308,11 +347,6 @@ impl<T: Transmit> Core<T> {
             seen_log: None,
             counters: Counters::default(),
         }
-    }
-
-    fn send_frame(tx: &T, frame: &Frame) -> Result<(), TxError> {
-        let (head, body) = frame.encode();
-        tx.try_send(head.as_slice(), &body)
     }
 
     /// Closes `conn` for breaking the protocol. From here on nothing it
@@ -348,11 +382,16 @@ impl<T: Transmit> Core<T> {
             self.unidentified_count = self.unidentified_count.saturating_sub(1);
         }
         c.failed = true;
-        if matches!(error, ProtocolError::KeepaliveTimeout) {
-            c.tx.abort();
+        let how = if matches!(error, ProtocolError::KeepaliveTimeout) {
+            Ending::Abort
         } else {
-            c.tx.close();
-        }
+            Ending::Close
+        };
+        self.closing.push_back(Close {
+            conn,
+            tx: c.tx.clone(),
+            how,
+        });
         self.counters.protocol_errors += 1;
         let ident = c.ident.clone().or(claimed);
         tracing::debug!(%conn, ?ident, %error, "protocol error");
@@ -404,7 +443,7 @@ impl<T: Transmit> Core<T> {
         };
         match frame {
             Frame::Version(v) if v != PROTOCOL_VERSION => {
-                let _ = Self::send_frame(&conn.tx, &Frame::Incompatible);
+                let _ = conn.send_frame(&Frame::Incompatible);
                 self.fail(conn_id, ProtocolError::IncompatibleVersion(v));
             }
             Frame::Version(_) if conn.ident.is_some() => self.handle_version_again(conn_id, now),
@@ -412,7 +451,7 @@ impl<T: Transmit> Core<T> {
             Frame::Incompatible => self.fail(conn_id, ProtocolError::PeerRejectedVersion),
             Frame::Ping => {
                 // Always answered: snakeMQ's loop fails on an unanswered PING.
-                let _ = Self::send_frame(&conn.tx, &Frame::Pong);
+                let _ = conn.send_frame(&Frame::Pong);
             }
             Frame::Hello { capabilities, .. } => {
                 if conn.ident.is_none() {
@@ -428,7 +467,7 @@ impl<T: Transmit> Core<T> {
                 resent,
             } => {
                 let Some(from) = conn.ident.clone() else {
-                    if conn.tx.is_datagram() {
+                    if conn.datagram {
                         // A restarted listener's old peer: our greeting
                         // asked it to identify again (see `datagram`).
                         tracing::debug!(conn = %conn_id, "MESSAGE before IDENT on a datagram connection: dropped");
@@ -508,7 +547,7 @@ impl<T: Transmit> Core<T> {
                     Some(_) => {}
                     None if now.saturating_duration_since(conn.last_recv) >= interval => {
                         conn.ping_sent = Some(now);
-                        let _ = Self::send_frame(&conn.tx, &Frame::Ping);
+                        let _ = conn.send_frame(&Frame::Ping);
                     }
                     None => {}
                 }
@@ -596,7 +635,12 @@ impl<T: Transmit> Core<T> {
     /// the last.
     pub(crate) fn poll_wake(&mut self) -> bool {
         let moved = std::mem::take(&mut self.timer_moved);
-        moved || !self.events.is_empty() || !self.blocked.is_empty()
+        moved || !self.events.is_empty() || !self.blocked.is_empty() || !self.closing.is_empty()
+    }
+
+    /// The next connection to end, oldest first.
+    pub(crate) fn poll_close(&mut self) -> Option<Close<T>> {
+        self.closing.pop_front()
     }
 
     /// The next event, oldest first.
@@ -647,22 +691,15 @@ impl<T: Transmit> Core<T> {
         Some(self.conns.get(&conn)?.tx.clone())
     }
 
-    /// Whether `ident` is a connected weft peer (it gets extension frames).
-    pub(crate) fn is_weft(&self, ident: &Identity) -> bool {
-        self.peers
-            .get(ident)
-            .and_then(|p| p.conn)
-            .and_then(|c| self.conns.get(&c))
-            .is_some_and(|c| c.weft.is_some())
-    }
-
     /// Sends an extension frame to a connected weft peer.
-    pub(crate) fn send_extension(&self, ident: &Identity, frame: &Frame) -> bool {
-        if !self.is_weft(ident) {
+    pub(crate) fn send_extension(&mut self, ident: &Identity, frame: &Frame) -> bool {
+        let Some(conn) = self.peers.get(ident).and_then(|p| p.conn) else {
             return false;
-        }
-        self.transmit_of(ident)
-            .is_some_and(|tx| Self::send_frame(&tx, frame).is_ok())
+        };
+        self.conns
+            .get_mut(&conn)
+            .filter(|c| c.weft.is_some())
+            .is_some_and(|c| c.send_frame(frame).is_ok())
     }
 }
 

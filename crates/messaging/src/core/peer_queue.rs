@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use weft_link::ConnectionId;
 
+use super::conn::Conn;
 use super::{Core, CoreEvent, Counters, Refused, Transmit, TxError, WRITE_CHECK, later};
 use crate::config::QueuePolicy;
 use crate::frame::message_head;
@@ -59,8 +60,13 @@ enum Wrote {
     Closed,
 }
 
-/// Offers `entry` to `tx`. `acked_mode`: the peer acknowledges messages.
-fn write_entry<T: Transmit>(tx: &T, acked_mode: bool, entry: &mut Entry, now: Instant) -> Wrote {
+/// Offers `entry` to `conn`. `acked_mode`: the peer acknowledges messages.
+fn write_entry<T: Transmit>(
+    conn: &mut Conn<T>,
+    acked_mode: bool,
+    entry: &mut Entry,
+    now: Instant,
+) -> Wrote {
     let ttl = match entry.deadline {
         None => None,
         Some(d) if d < now => return Wrote::Expired,
@@ -73,11 +79,9 @@ fn write_entry<T: Transmit>(tx: &T, acked_mode: bool, entry: &mut Entry, now: In
     // written, so only peers with acks can get it twice.
     let resent = acked_mode && (entry.resend || entry.restored);
     let head = message_head(&m.id, ttl, m.flags, resent);
-    match tx.try_send(head.as_slice(), &m.data) {
+    match conn.send(head.as_slice(), &m.data) {
         Ok(()) => {
-            if !acked_mode {
-                entry.end = tx.bytes_accepted();
-            }
+            entry.end = conn.accepted;
             Wrote::Sent
         }
         Err(TxError::Full) => Wrote::Full,
@@ -317,7 +321,7 @@ impl<T: Transmit> Core<T> {
             // but a clean write goes the queue's way below.
             if let Some(conn) = self.conns.get_mut(&conn_id) {
                 conn.send_ack();
-                if let Wrote::Sent = write_entry(&conn.tx, peer.acked_mode, &mut entry, now) {
+                if let Wrote::Sent = write_entry(conn, peer.acked_mode, &mut entry, now) {
                     peer.now_in_flight(
                         entry,
                         now,
@@ -380,9 +384,8 @@ impl<T: Transmit> Core<T> {
             // A held-back ACK leaves in the same write as the messages.
             conn.send_ack();
         }
-        let conn = &*conn;
         while let Some(mut entry) = peer.queue.pop_front().or_else(|| last.take()) {
-            match write_entry(&conn.tx, peer.acked_mode, &mut entry, now) {
+            match write_entry(conn, peer.acked_mode, &mut entry, now) {
                 Wrote::Sent => peer.now_in_flight(
                     entry,
                     now,
@@ -425,13 +428,15 @@ impl<T: Transmit> Core<T> {
     }
 
     /// Connections that had no room since the last call; the shell waits
-    /// for each to be ready, then calls [`handle_ready`](Self::handle_ready).
+    /// for each to have room, then calls
+    /// [`handle_writable`](Self::handle_writable).
     pub(crate) fn poll_blocked(&mut self) -> std::vec::Drain<'_, (ConnectionId, T)> {
         self.blocked.drain(..)
     }
 
-    /// A blocked connection has room again.
-    pub(crate) fn handle_ready(&mut self, conn_id: ConnectionId, now: Instant) {
+    /// A blocked connection has room again: what waits for it leaves, in
+    /// order, while it takes it.
+    pub(crate) fn handle_writable(&mut self, conn_id: ConnectionId, now: Instant) {
         let Some(ident) = self.conns.get(&conn_id).and_then(|c| c.ident.clone()) else {
             return;
         };

@@ -132,7 +132,7 @@ pub(super) fn dispatch(
                 // Our topic interest travels to every weft peer that connects.
                 let filters = lock(&inner.topics).local_filters();
                 if !filters.is_empty() {
-                    let core = lock(&inner.core);
+                    let mut core = lock(&inner.core);
                     for (kind, text) in filters {
                         core.send_extension(&ident, &Frame::Subscribe(kind, text));
                     }

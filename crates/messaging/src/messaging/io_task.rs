@@ -7,11 +7,10 @@ use std::sync::Arc;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use weft_link::ConnectionId;
-use weft_packeter::{PacketEvent, PacketSender, Packeter};
+use weft_packeter::{PacketEvent, Packeter};
 
 use super::dispatch::dispatch;
-use super::{Inner, lock, now};
-use crate::certificate::CertificateNames;
+use super::{Inner, lock, now, transmit};
 use crate::storage::SeenId;
 use crate::subscription::{Deliveries, QueueMatches};
 use crate::timer::LazyTimer;
@@ -25,6 +24,7 @@ pub(super) async fn run(
     let mut batch = Vec::with_capacity(256);
     let mut ready_waits: JoinSet<ConnectionId> = JoinSet::new();
     let mut events = VecDeque::new();
+    let mut closing = Vec::new();
     let mut seen = Vec::new();
     let mut deliveries = Deliveries::default();
     let mut matches = QueueMatches::default();
@@ -44,8 +44,8 @@ pub(super) async fn run(
                 for event in batch.drain(..) {
                     match event {
                         PacketEvent::Connected(sender) => {
-                            let names = certificate_names(&sender);
-                            core.handle_connected_with(sender.id(), sender, names, now)
+                            let facts = transmit::facts(&sender);
+                            core.handle_connected_with(sender.id(), sender, facts, now)
                         }
                         PacketEvent::Packet { connection, data } => core.handle_packet(connection, data, now),
                         PacketEvent::Disconnected { connection, .. } => core.handle_disconnected(connection),
@@ -59,7 +59,7 @@ pub(super) async fn run(
             }
             _ = inner.wake.notified() => {}
             Some(Ok(conn)) = ready_waits.join_next(), if !ready_waits.is_empty() => {
-                lock(&inner.core).handle_ready(conn, now());
+                lock(&inner.core).handle_writable(conn, now());
             }
             _ = stop.changed() => break,
         }
@@ -71,12 +71,15 @@ pub(super) async fn run(
                     conn
                 });
             }
+            closing.extend(std::iter::from_fn(|| core.poll_close()));
             core.poll_events(&mut events);
             core.poll_seen(&mut seen);
             if core.poll_progress() {
                 inner.progress.notify_waiters();
             }
         }
+        // Outside the lock: ending a connection wakes its driver.
+        closing.drain(..).for_each(transmit::end);
         if !seen.is_empty() {
             record_seen(&inner, &mut seen).await;
         }
@@ -107,19 +110,6 @@ async fn record_seen(inner: &Inner, seen: &mut Vec<SeenId>) {
     }
     seen.clear();
     lock(&inner.core).handle_recorded(now());
-}
-
-/// The names of the certificate a connection's peer presented (the TLS
-/// handshake verified it against the configured roots), read here so the
-/// core gets plain data. A certificate whose names cannot be read binds
-/// nothing.
-fn certificate_names(sender: &PacketSender) -> Option<Arc<CertificateNames>> {
-    let leaf = sender.info().peer_certificates.as_ref()?.first()?;
-    let names = CertificateNames::from_der(leaf).unwrap_or_else(|error| {
-        tracing::debug!(conn = %sender.id(), %error, "unreadable peer certificate");
-        CertificateNames::default()
-    });
-    Some(Arc::new(names))
 }
 
 /// Packets the I/O task takes in one go, at most.

@@ -33,7 +33,11 @@ fn claim(
     now: Instant,
 ) -> FakeTx {
     let tx = FakeTx::default();
-    core.handle_connected_with(ConnectionId(conn), tx.clone(), certificate, now);
+    let facts = ConnFacts {
+        certificate,
+        ..tx.facts()
+    };
+    core.handle_connected_with(ConnectionId(conn), tx.clone(), facts, now);
     core.handle_packet(ConnectionId(conn), packet(&WEFT), now);
     core.handle_packet(ConnectionId(conn), packet(&Frame::Ident(id(ident))), now);
     core.handle_batch_end(now);
@@ -53,7 +57,7 @@ fn a_squatter_without_a_certificate_gets_nothing_queued_for_the_identity() {
             .unwrap();
     }
     let tx = claim(&mut core, 1, None, "dave", t0);
-    assert!(*tx.closed.borrow());
+    assert!(tx.closed(&mut core));
     assert!(tx.messages().is_empty());
     assert!(core.connected().is_empty());
     assert_eq!(core.queue_depth(&id("dave")), 100);
@@ -78,7 +82,7 @@ fn a_certificate_for_another_name_is_refused_and_the_holder_gets_the_queue() {
     core.send_message(&id("carol"), Message::new("for carol"), t0)
         .unwrap();
     let squatter = claim(&mut core, 1, names("mallory", &["mallory"]), "carol", t0);
-    assert!(*squatter.closed.borrow());
+    assert!(squatter.closed(&mut core));
     assert!(squatter.messages().is_empty());
     match &events(&mut core)[..] {
         [
@@ -94,7 +98,7 @@ fn a_certificate_for_another_name_is_refused_and_the_holder_gets_the_queue() {
         other => panic!("{other:?}"),
     }
     let carol = claim(&mut core, 2, names("Carol", &["carol"]), "carol", t0);
-    assert!(!*carol.closed.borrow());
+    assert!(!carol.closed(&mut core));
     assert_eq!(carol.messages(), [Bytes::from_static(b"for carol")]);
     assert_eq!(core.connected(), [id("carol")]);
 }
@@ -110,8 +114,8 @@ fn a_squatter_does_not_displace_the_holder_even_when_new_connections_replace_old
     let mut core = Core::new(id("me"), config, t0);
     let carol = claim(&mut core, 1, names("carol", &[]), "carol", t0);
     let squatter = claim(&mut core, 2, names("x", &["mallory"]), "carol", t0);
-    assert!(*squatter.closed.borrow());
-    assert!(!*carol.closed.borrow());
+    assert!(squatter.closed(&mut core));
+    assert!(!carol.closed(&mut core));
     core.send_message(&id("carol"), Message::new("hi"), t0)
         .unwrap();
     assert_eq!(carol.messages(), [Bytes::from_static(b"hi")]);
@@ -123,9 +127,9 @@ fn the_common_name_binds_only_when_there_are_no_dns_names() {
     let t0 = Instant::now();
     let mut core = binding_core(t0);
     let by_cn = claim(&mut core, 1, names("carol", &[]), "carol", t0);
-    assert!(!*by_cn.closed.borrow());
+    assert!(!by_cn.closed(&mut core));
     let cn_beside_dns = claim(&mut core, 2, names("dave", &["dave.example"]), "dave", t0);
-    assert!(*cn_beside_dns.closed.borrow());
+    assert!(cn_beside_dns.closed(&mut core));
     let by_dns = claim(
         &mut core,
         3,
@@ -133,7 +137,7 @@ fn the_common_name_binds_only_when_there_are_no_dns_names() {
         "dave.example",
         t0,
     );
-    assert!(!*by_dns.closed.borrow());
+    assert!(!by_dns.closed(&mut core));
     assert_eq!(core.counters.identities_unbound, 1);
 }
 
@@ -143,10 +147,10 @@ fn without_binding_a_certificate_changes_nothing() {
     let mut core = Core::new(id("me"), MessagingConfig::default(), t0);
     let plain = claim(&mut core, 1, None, "carol", t0);
     let other = claim(&mut core, 2, names("x", &["mallory"]), "dave", t0);
-    assert!(!*plain.closed.borrow());
-    assert!(!*other.closed.borrow());
+    assert!(!plain.closed(&mut core));
+    assert!(!other.closed(&mut core));
     // As before: a live identity is not taken over by a second claim.
     let second = claim(&mut core, 3, None, "carol", t0);
-    assert!(*second.closed.borrow());
+    assert!(second.closed(&mut core));
     assert_eq!(core.counters.identities_unbound, 0);
 }

@@ -10,7 +10,7 @@ fn conn(core: &mut Core<FakeTx>, n: u64, dialled: Option<u64>, name: &str, now: 
         connector: dialled.map(weft_link::ConnectorId),
         ..FakeTx::default()
     };
-    core.handle_connected(ConnectionId(n), tx.clone(), now);
+    core.handle_connected_with(ConnectionId(n), tx.clone(), tx.facts(), now);
     core.handle_packet(ConnectionId(n), packet(&WEFT), now);
     core.handle_packet(ConnectionId(n), packet(&Frame::Ident(id(name))), now);
     tx
@@ -49,8 +49,8 @@ fn crossed_connections_settle_on_the_one_the_smaller_identity_dialled() {
             let mine = conn(&mut bob, 1, Some(7), "jack", t0);
             (mine, theirs)
         };
-        assert!(!*mine.closed.borrow(), "bob keeps the one bob dialled");
-        assert!(*theirs.closed.borrow());
+        assert!(!mine.closed(&mut bob), "bob keeps the one bob dialled");
+        assert!(theirs.closed(&mut bob));
         assert_eq!(
             bob.transmit_of(&id("jack")).unwrap().connector,
             Some(weft_link::ConnectorId(7))
@@ -70,8 +70,8 @@ fn crossed_connections_settle_on_the_one_the_smaller_identity_dialled() {
             let mine = conn(&mut jack, 3, Some(9), "bob", t0);
             (mine, theirs)
         };
-        assert!(*mine.closed.borrow(), "jack lets its own go");
-        assert!(!*theirs.closed.borrow());
+        assert!(mine.closed(&mut jack), "jack lets its own go");
+        assert!(!theirs.closed(&mut jack));
         let events = events(&mut jack);
         assert_eq!(rested(&events), vec![9], "jack's connector rests");
         if jack_dialled_first {
@@ -96,8 +96,8 @@ fn connections_that_did_not_cross_follow_the_duplicate_rule() {
     let mut core = Core::<FakeTx>::new(id("bob"), MessagingConfig::default(), t0);
     let first = conn(&mut core, 1, None, "jack", t0);
     let second = conn(&mut core, 2, None, "jack", t0);
-    assert!(!*first.closed.borrow());
-    assert!(*second.closed.borrow(), "RejectNew: the second one goes");
+    assert!(!first.closed(&mut core));
+    assert!(second.closed(&mut core), "RejectNew: the second one goes");
     assert!(rested(&events(&mut core)).is_empty());
 }
 
@@ -117,8 +117,8 @@ fn a_standby_connection_gives_way_to_any_other_and_never_displaces_one() {
                 .unwrap();
             assert_eq!(relay.messages().len(), 1);
             let direct = conn(&mut core, 2, dialled, peer, t0);
-            assert!(*relay.closed.borrow(), "{me}: the relay gives way");
-            assert!(!*direct.closed.borrow());
+            assert!(relay.closed(&mut core), "{me}: the relay gives way");
+            assert!(!direct.closed(&mut core));
             assert_eq!(direct.messages(), vec![Bytes::from_static(b"in flight")]);
 
             // The direct path first, then a relay: the relay is refused.
@@ -131,8 +131,8 @@ fn a_standby_connection_gives_way_to_any_other_and_never_displaces_one() {
             core.mark_standby(ConnectionId(4));
             core.handle_packet(ConnectionId(4), packet(&WEFT), t0);
             core.handle_packet(ConnectionId(4), packet(&Frame::Ident(id(peer))), t0);
-            assert!(*relay.closed.borrow(), "{me}: a relay never displaces");
-            assert!(!*direct.closed.borrow());
+            assert!(relay.closed(&mut core), "{me}: a relay never displaces");
+            assert!(!direct.closed(&mut core));
         }
     }
 }

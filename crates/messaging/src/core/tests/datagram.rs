@@ -10,7 +10,7 @@ fn connected_datagram(now: Instant) -> (Core<FakeTx>, FakeTx) {
         datagram: true,
         ..FakeTx::default()
     };
-    core.handle_connected(ConnectionId(1), tx.clone(), now);
+    core.handle_connected_with(ConnectionId(1), tx.clone(), tx.facts(), now);
     core.handle_packet(ConnectionId(1), packet(&WEFT), now);
     core.handle_packet(ConnectionId(1), packet(&Frame::Ident(id("bob"))), now);
     assert!(matches!(
@@ -65,7 +65,7 @@ fn a_peer_that_started_over_is_met_again_and_gets_what_it_did_not_acknowledge() 
         [("2".into(), true), ("3".into(), true)],
         "the unacknowledged, in order, as RESENT"
     );
-    assert!(!*tx.closed.borrow());
+    assert!(!tx.closed(&mut core));
     // Acks count from the new start.
     core.handle_packet(ConnectionId(1), packet(&Frame::Ack(2)), t1);
     assert!(core.is_idle());
@@ -102,7 +102,7 @@ fn a_restarted_listener_drops_messages_before_ident_and_waits_for_it() {
     };
     // The old peer's next datagram makes the connection: it is greeted,
     // which asks the peer to identify again.
-    core.handle_connected(ConnectionId(1), tx.clone(), t0);
+    core.handle_connected_with(ConnectionId(1), tx.clone(), tx.facts(), t0);
     assert!(matches!(
         &tx.take()[..],
         [Frame::Version(1), Frame::Hello { .. }, Frame::Ident(_)]
@@ -110,7 +110,7 @@ fn a_restarted_listener_drops_messages_before_ident_and_waits_for_it() {
     core.handle_packet(ConnectionId(1), packet(&message(1, false)), t0);
     core.handle_packet(ConnectionId(1), packet(&message(2, false)), t0);
     assert!(core.poll_event().is_none(), "dropped, no protocol error");
-    assert!(!*tx.closed.borrow());
+    assert!(!tx.closed(&mut core));
     assert!(tx.take().is_empty(), "no second greeting");
 
     greeting(&mut core, t0);
@@ -139,7 +139,7 @@ fn streams_keep_snakemqs_rules() {
     let tx2 = FakeTx::default();
     core.handle_connected(ConnectionId(2), tx2.clone(), t0);
     core.handle_packet(ConnectionId(2), packet(&message(1, false)), t0);
-    assert!(*tx2.closed.borrow());
+    assert!(tx2.closed(&mut core));
     assert!(matches!(
         core.poll_event(),
         Some(CoreEvent::ProtocolError {
@@ -158,7 +158,7 @@ fn keepalive_ends_a_silent_datagram_connection() {
     core.handle_timeout(t0 + interval);
     assert_eq!(tx.take(), [Frame::Ping]);
     core.handle_timeout(t0 + interval + Duration::from_secs(10));
-    assert!(*tx.aborted.borrow());
+    assert!(tx.aborted(&mut core));
     core.handle_disconnected(ConnectionId(1));
     let events: Vec<CoreEvent> = std::iter::from_fn(|| core.poll_event()).collect();
     assert!(

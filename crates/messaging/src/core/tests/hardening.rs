@@ -17,7 +17,7 @@ fn a_protocol_error_stops_everything_read_after_it() {
     core.handle_packet(ConnectionId(1), packet(&Frame::Ident(id("bob"))), t0);
     core.handle_packet(ConnectionId(1), packet(&message(1, false)), t0);
     core.handle_batch_end(t0);
-    assert!(*tx.closed.borrow());
+    assert!(tx.closed(&mut core));
     let events: Vec<CoreEvent> = std::iter::from_fn(|| core.poll_event()).collect();
     assert!(
         matches!(&events[..], [CoreEvent::ProtocolError { ident: None, .. }]),
@@ -36,7 +36,7 @@ fn a_protocol_error_after_ident_stops_later_messages() {
     core.handle_packet(ConnectionId(1), Bytes::new(), t0);
     core.handle_packet(ConnectionId(1), packet(&message(2, false)), t0);
     core.handle_packet(ConnectionId(1), packet(&Frame::Ping), t0);
-    assert!(*tx.closed.borrow());
+    assert!(tx.closed(&mut core));
     assert_eq!(delivered(&mut core), [1]);
     assert!(!tx.take().contains(&Frame::Pong));
     // A keep-alive never fails it a second time.
@@ -181,15 +181,15 @@ fn a_connection_that_never_identifies_is_closed_at_the_handshake_deadline() {
         core.handle_timeout(t);
         core.handle_packet(ConnectionId(2), packet(&Frame::Pong), t);
         core.handle_packet(ConnectionId(1), packet(&Frame::Pong), t);
-        assert!(!*silent.closed.borrow());
+        assert!(!silent.closed(&mut core));
     }
     assert_eq!(core.poll_timeout(), Some(deadline));
     core.handle_timeout(deadline - Duration::from_millis(1));
-    assert!(!*silent.closed.borrow());
+    assert!(!silent.closed(&mut core));
     core.handle_timeout(deadline);
-    assert!(*silent.closed.borrow());
+    assert!(silent.closed(&mut core));
     assert!(
-        !*bob.closed.borrow(),
+        !bob.closed(&mut core),
         "identified connections have no deadline"
     );
     assert_eq!(core.counters.handshake_timeouts, 1);
@@ -212,22 +212,22 @@ fn unidentified_connections_past_the_cap_close_the_oldest_and_never_an_identifie
     let (mut core, bob) = connected(true, t0);
     core.config.max_unidentified = 3;
     let silent: Vec<FakeTx> = (2..7).map(|n| silent_conn(&mut core, n, t0)).collect();
-    let closed: Vec<bool> = silent.iter().map(|tx| *tx.closed.borrow()).collect();
+    let closed: Vec<bool> = silent.iter().map(|tx| tx.closed(&mut core)).collect();
     assert_eq!(closed, [true, true, false, false, false]);
     assert_eq!(core.counters.unidentified_evicted, 2);
-    assert!(!*bob.closed.borrow());
+    assert!(!bob.closed(&mut core));
     // A real peer still gets in: it identifies at once, and the oldest
     // silent one made room for it.
     let carol = silent_conn(&mut core, 7, t0);
     core.handle_packet(ConnectionId(7), packet(&Frame::Ident(id("carol"))), t0);
-    assert!(!*carol.closed.borrow());
+    assert!(!carol.closed(&mut core));
     assert!(*silent[2].closed.borrow());
     assert_eq!(core.connected().len(), 2);
     // Identified, it no longer counts, and an ended one frees its place:
     // room for one more.
     core.handle_disconnected(ConnectionId(5));
     let more = silent_conn(&mut core, 8, t0);
-    assert!(!*more.closed.borrow());
+    assert!(!more.closed(&mut core));
     assert_eq!(core.counters.unidentified_evicted, 3);
     assert_eq!(core.unidentified_count, 2);
 }
@@ -254,11 +254,11 @@ fn identities_with_nothing_queued_are_forgotten_and_their_number_is_bounded() {
     peer_conn(&mut core, 1001, "one", t0);
     peer_conn(&mut core, 1002, "two", t0);
     let refused = peer_conn(&mut core, 1003, "three", t0);
-    assert!(*refused.closed.borrow());
+    assert!(refused.closed(&mut core));
     assert_eq!(core.counters.identities_refused, 1);
     // An identity already remembered still gets in, and its message leaves.
     let absent = peer_conn(&mut core, 1004, "absent", t0);
-    assert!(!*absent.closed.borrow());
+    assert!(!absent.closed(&mut core));
     assert_eq!(absent.messages(), ["x"]);
     assert_eq!(core.peers.len(), 3);
 }
