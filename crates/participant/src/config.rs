@@ -89,6 +89,12 @@ pub struct ParticipantConfig {
 /// The default of [`ParticipantConfig::recent_publications`].
 const RECENT_PUBLICATIONS: usize = 4096;
 
+/// How long a participant gathers changes of its routes and interest
+/// before telling its neighbours (see `core/mod.rs`): short beside a
+/// beacon interval, long beside the burst of changes a forming group
+/// makes.
+pub(crate) const ADVERTISE_BATCH: Duration = Duration::from_millis(20);
+
 /// The default of [`ParticipantConfig::group_size`].
 pub(crate) const GROUP_SIZE: usize = 32;
 

@@ -23,6 +23,11 @@ pub(crate) const PUBLICATION_TAG: [u8; 4] = *b"\0WPP";
 /// [`PUBLICATION_TAG`]).
 pub(crate) const FEATURE_INTEREST: u8 = 1;
 
+/// The bit of Hello's features byte saying that its sender takes
+/// [`Control::RoutesChanged`] and [`Control::InterestChanged`]: after the
+/// first list, only what changed.
+pub(crate) const FEATURE_CHANGES: u8 = 2;
+
 /// The most entries one list in a control message may have.
 pub(crate) const MAX_LIST: usize = 4096;
 
@@ -119,6 +124,20 @@ pub(crate) enum Control {
     /// with us (it has as many as it may); the one that dialled it closes
     /// the stream and dials someone else.
     Leave,
+    /// What changed in the identities we reach since the last list or
+    /// change we sent: new or different entries, and names no longer
+    /// reached; only to neighbours that announced [`FEATURE_CHANGES`].
+    RoutesChanged {
+        set: Vec<(String, u8)>,
+        removed: Vec<String>,
+    },
+    /// What changed in the subscribers we reach since the last list or
+    /// change we sent; only to neighbours that announced
+    /// [`FEATURE_INTEREST`] and [`FEATURE_CHANGES`].
+    InterestChanged {
+        set: Vec<InterestEntry>,
+        removed: Vec<String>,
+    },
 }
 
 /// One subscriber a neighbour reaches: its identity, how many hops away
@@ -213,9 +232,17 @@ pub(crate) fn decode(data: &Bytes) -> Option<Decoded> {
                     && routes.len() <= MAX_LIST
             }
             Control::Routes(r) => r.len() <= MAX_LIST,
+            Control::RoutesChanged { set, removed } => {
+                set.len() <= MAX_LIST && removed.len() <= MAX_LIST
+            }
             Control::Interest(entries) => {
                 entries.len() <= MAX_LIST
                     && entries.iter().map(|(_, _, f)| f.len()).sum::<usize>() <= MAX_LIST
+            }
+            Control::InterestChanged { set, removed } => {
+                set.len() <= MAX_LIST
+                    && removed.len() <= MAX_LIST
+                    && set.iter().map(|(_, _, f)| f.len()).sum::<usize>() <= MAX_LIST
             }
             _ => true,
         };
@@ -242,6 +269,37 @@ pub(crate) fn decode(data: &Bytes) -> Option<Decoded> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn changes_have_the_bytes_protocol_md_shows_and_their_bounds() {
+        let c = Control::RoutesChanged {
+            set: vec![("c".into(), 2)],
+            removed: vec!["d".into()],
+        };
+        let bytes = encode_control(&c);
+        assert_eq!(
+            &bytes[..],
+            b"\0WPC\x0a\x01\x01c\x02\x01\x01d",
+            "{bytes:02x?}"
+        );
+        assert_eq!(decode(&bytes), Some(Decoded::Control(c)));
+        let c = Control::InterestChanged {
+            set: vec![(
+                "c".into(),
+                1,
+                vec![FilterSpec::of(&TopicFilter::Prefix("n".into()))],
+            )],
+            removed: vec![],
+        };
+        let bytes = encode_control(&c);
+        assert_eq!(bytes[4], 11);
+        assert_eq!(decode(&bytes), Some(Decoded::Control(c)));
+        let too_many = Control::RoutesChanged {
+            set: Vec::new(),
+            removed: (0..=MAX_LIST).map(|i| i.to_string()).collect(),
+        };
+        assert_eq!(decode(&encode_control(&too_many)), None);
+    }
 
     #[test]
     fn round_trips_and_rejects_garbage() {

@@ -57,6 +57,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use weft_link::window::RecentIds;
 
+use crate::advert::Advert;
 use crate::control::{FilterSpec, InterestEntry, MAX_LIST, PublicationHeader, encode_publication};
 use crate::filters::{FilterLimits, RemoteFilters};
 
@@ -113,6 +114,8 @@ struct Learned {
 struct Neighbour {
     /// Its Hello carried the interest feature.
     capable: bool,
+    /// Its Hello said it takes what changed rather than whole lists.
+    takes_changes: bool,
     /// Its own subscribers' filters, as the core took them.
     direct: BTreeSet<FilterSpec>,
     /// The subscribers it reaches (itself excluded).
@@ -228,10 +231,12 @@ impl Interest {
         self.refresh();
     }
 
-    /// `n`'s Hello: whether it routes interest (and is told ours).
-    pub(crate) fn handle_hello(&mut self, n: &str, capable: bool) {
+    /// `n`'s Hello: whether it routes interest (and is told ours), and
+    /// whether it takes what changed after the first list.
+    pub(crate) fn handle_hello(&mut self, n: &str, capable: bool, takes_changes: bool) {
         if let Some(neighbour) = self.neighbours.get_mut(n) {
             neighbour.capable = capable;
+            neighbour.takes_changes = takes_changes;
             // A new Hello starts a new conversation: tell it everything.
             neighbour.told = None;
             self.refresh();
@@ -260,34 +265,88 @@ impl Interest {
             if subscriber == self.me || subscriber == n || hops == 0 || hops >= max {
                 continue;
             }
-            let told = hash_of(&specs);
-            let filters = match old.remove(&subscriber) {
-                Some(l) if l.told == told => {
-                    self.changed |= l.hops != hops;
-                    l.filters
-                }
-                _ => {
-                    self.changed = true;
-                    let mut filters = RemoteFilters::default();
-                    for spec in &specs {
-                        if filters.add(spec, &self.limits).is_err() {
-                            self.stats.filters_refused += 1;
-                        }
-                    }
-                    filters
-                }
-            };
-            if !filters.is_empty() {
-                let learned = Learned {
-                    hops,
-                    filters,
-                    told,
-                };
-                neighbour.learned.insert(subscriber, learned);
+            let previous = old.remove(&subscriber);
+            let learned = self.learn(previous, hops, &specs);
+            if let (Some(l), Some(neighbour)) = (learned, self.neighbours.get_mut(n)) {
+                neighbour.learned.insert(subscriber, l);
             }
         }
         self.changed |= !old.is_empty();
         self.refresh();
+    }
+
+    /// What changed in `n`'s list: entries new or different (one of
+    /// `max_hops` or more, or with no filter left, removes the
+    /// subscriber) and subscribers gone.
+    pub(crate) fn handle_interest_changes(
+        &mut self,
+        n: &str,
+        set: Vec<InterestEntry>,
+        removed: Vec<String>,
+    ) {
+        let max = self.max_hops;
+        let Some(neighbour) = self.neighbours.get_mut(n) else {
+            return;
+        };
+        for subscriber in removed {
+            self.changed |= neighbour.learned.remove(&subscriber).is_some();
+        }
+        for (subscriber, hops, specs) in set {
+            if subscriber == self.me || subscriber == n {
+                continue;
+            }
+            let Some(neighbour) = self.neighbours.get_mut(n) else {
+                return;
+            };
+            let previous = neighbour.learned.remove(&subscriber);
+            let had = previous.is_some();
+            if hops == 0 || hops >= max {
+                self.changed |= had;
+                continue;
+            }
+            match self.learn(previous, hops, &specs) {
+                Some(l) => {
+                    if let Some(neighbour) = self.neighbours.get_mut(n) {
+                        neighbour.learned.insert(subscriber, l);
+                    }
+                }
+                None => self.changed |= had,
+            }
+        }
+        self.refresh();
+    }
+
+    /// A subscriber told with `hops` and `specs`, from what was learned of
+    /// it before: its filters compiled again only when they changed (a
+    /// refused one counted once); `None` when none is left.
+    fn learn(
+        &mut self,
+        previous: Option<Learned>,
+        hops: u8,
+        specs: &[FilterSpec],
+    ) -> Option<Learned> {
+        let told = hash_of(&specs);
+        let filters = match previous {
+            Some(l) if l.told == told => {
+                self.changed |= l.hops != hops;
+                l.filters
+            }
+            _ => {
+                self.changed = true;
+                let mut filters = RemoteFilters::default();
+                for spec in specs {
+                    if filters.add(spec, &self.limits).is_err() {
+                        self.stats.filters_refused += 1;
+                    }
+                }
+                filters
+            }
+        };
+        (!filters.is_empty()).then_some(Learned {
+            hops,
+            filters,
+            told,
+        })
     }
 
     /// The participants we expect a stream with, while the group is
@@ -442,8 +501,9 @@ impl Interest {
     }
 
     /// The Interest lists that changed since each neighbour was last told,
-    /// for the neighbours that route interest; records them as told.
-    pub(crate) fn changed_advertisements(&mut self) -> Vec<(String, Vec<InterestEntry>)> {
+    /// for the neighbours that route interest (whole lists, or what
+    /// changed to those that take it); records them as told.
+    pub(crate) fn changed_advertisements(&mut self) -> Vec<(String, Advert<InterestEntry>)> {
         let mut out = Vec::new();
         let names: Vec<String> = self
             .neighbours
@@ -455,8 +515,10 @@ impl Interest {
             let adv = self.advertisement_for(&name);
             let neighbour = self.neighbours.get_mut(&name).expect("listed above");
             if neighbour.told.as_ref() != Some(&adv) {
-                neighbour.told = Some(adv.clone());
-                out.push((name, adv));
+                let told = neighbour.told.as_deref();
+                let advert = Advert::between(told, &adv, neighbour.takes_changes, |e| &e.0);
+                neighbour.told = Some(adv);
+                out.push((name, advert));
             }
         }
         out
@@ -641,7 +703,7 @@ mod tests {
         let mut b = interest("b");
         for n in ["a", "c"] {
             b.neighbour_up(n);
-            b.handle_hello(n, true);
+            b.handle_hello(n, true, false);
         }
         b.set_direct("c", [spec("news")].iter());
         let adv = b.changed_advertisements();
@@ -650,9 +712,9 @@ mod tests {
             vec![
                 (
                     "a".to_owned(),
-                    vec![("c".to_owned(), 1, vec![spec("news")])]
+                    Advert::Full(vec![("c".to_owned(), 1, vec![spec("news")])])
                 ),
-                ("c".to_owned(), vec![]),
+                ("c".to_owned(), Advert::Full(vec![])),
             ]
         );
         assert_eq!(b.changed_advertisements(), vec![], "told once");
@@ -668,7 +730,7 @@ mod tests {
     fn a_publication_is_split_by_next_hop_and_not_sent_back() {
         let mut a = interest("a");
         a.neighbour_up("b");
-        a.handle_hello("b", true);
+        a.handle_hello("b", true, false);
         a.handle_interest(
             "b",
             vec![
@@ -701,7 +763,7 @@ mod tests {
         let mut b = interest("b");
         for n in ["a", "c"] {
             b.neighbour_up(n);
-            b.handle_hello(n, true);
+            b.handle_hello(n, true, false);
         }
         b.set_direct("c", [spec("news")].iter());
         let out = b.handle_publication("a", header.clone(), b"x", |_| false);
@@ -726,7 +788,7 @@ mod tests {
         };
         let mut a = Interest::new("a", 8, limits, 1);
         a.neighbour_up("b");
-        a.handle_hello("b", true);
+        a.handle_hello("b", true, false);
         let costly = FilterSpec {
             regex: true,
             text: r"\w{200}".into(),
@@ -748,7 +810,7 @@ mod tests {
         a.set_grace(second);
         a.set_sight(Some(["c".to_owned()].into()));
         a.neighbour_up("b");
-        a.handle_hello("b", true);
+        a.handle_hello("b", true, false);
         let news = || vec![spec("news")];
         a.handle_interest("b", vec![("c".into(), 1, news()), ("d".into(), 1, news())]);
         assert!(a.poll_changed());

@@ -67,6 +67,7 @@
 
 #![forbid(unsafe_code)]
 
+mod advert;
 mod config;
 mod control;
 mod core;

@@ -11,6 +11,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use crate::advert::Advert;
 use crate::control::Envelope;
 
 /// A route to an identity.
@@ -53,6 +54,9 @@ pub(crate) struct Router {
     learned: HashMap<String, HashMap<String, u8>>,
     /// What we last told each neighbour.
     told: HashMap<String, Vec<(String, u8)>>,
+    /// The neighbours told only what changed (their Hello said they take
+    /// it).
+    changes: BTreeSet<String>,
     /// Whether neighbours or what they told changed since the last
     /// [`changed_advertisements`](Self::changed_advertisements): when
     /// nothing did, nothing is worked out again (the table costs the
@@ -68,6 +72,7 @@ impl Router {
             neighbours: BTreeSet::new(),
             learned: HashMap::new(),
             told: HashMap::new(),
+            changes: BTreeSet::new(),
             dirty: false,
         }
     }
@@ -85,7 +90,39 @@ impl Router {
         self.neighbours.remove(n);
         self.learned.remove(n);
         self.told.remove(n);
+        self.changes.remove(n);
         self.dirty = true;
+    }
+
+    /// Whether neighbour `n` takes what changed rather than whole lists.
+    pub(crate) fn set_takes_changes(&mut self, n: &str, takes: bool) {
+        if takes && self.neighbours.contains(n) {
+            self.changes.insert(n.to_owned());
+        } else {
+            self.changes.remove(n);
+        }
+    }
+
+    /// What changed in neighbour `n`'s list: entries new or different
+    /// (one beyond the hop limit removes its name) and names gone.
+    pub(crate) fn learn_changes(&mut self, n: &str, set: Vec<(String, u8)>, removed: Vec<String>) {
+        if !self.neighbours.contains(n) {
+            return;
+        }
+        let (max, me) = (self.max_hops, &self.me);
+        let table = self.learned.entry(n.to_owned()).or_default();
+        let mut changed = false;
+        for dest in removed {
+            changed |= table.remove(&dest).is_some();
+        }
+        for (dest, hops) in set {
+            if hops >= 1 && hops < max && dest != *me {
+                changed |= table.insert(dest, hops) != Some(hops);
+            } else {
+                changed |= table.remove(&dest).is_some();
+            }
+        }
+        self.dirty |= changed;
     }
 
     /// A neighbour's list of what it reaches (replacing the previous one).
@@ -150,10 +187,10 @@ impl Router {
         advertisement(&self.table(), n)
     }
 
-    /// The advertisements that changed since last told, per neighbour;
-    /// records them as told. The table is worked out once for all
-    /// neighbours.
-    pub(crate) fn changed_advertisements(&mut self) -> Vec<(String, Vec<(String, u8)>)> {
+    /// The advertisements that changed since last told, per neighbour
+    /// (whole lists, or what changed to those that take it); records them
+    /// as told. The table is worked out once for all neighbours.
+    pub(crate) fn changed_advertisements(&mut self) -> Vec<(String, Advert<(String, u8)>)> {
         if !std::mem::take(&mut self.dirty) {
             return Vec::new();
         }
@@ -174,10 +211,14 @@ impl Router {
                 out.push((n.clone(), adv));
             }
         }
-        for (n, adv) in &out {
-            self.told.insert(n.clone(), adv.clone());
-        }
-        out
+        out.into_iter()
+            .map(|(n, adv)| {
+                let told = self.told.get(&n).map(Vec::as_slice);
+                let advert = Advert::between(told, &adv, self.changes.contains(&n), |e| &e.0);
+                self.told.insert(n.clone(), adv);
+                (n, advert)
+            })
+            .collect()
     }
 
     /// [`table`](Self::table) with borrowed names.
@@ -300,7 +341,10 @@ mod tests {
             }
             for (from, to, adv) in mail {
                 let j = names.iter().position(|x| *x == to).unwrap();
-                rs[j].learn(&from, adv);
+                match adv {
+                    Advert::Full(list) => rs[j].learn(&from, list),
+                    Advert::Changes { set, removed } => rs[j].learn_changes(&from, set, removed),
+                }
             }
             if !any {
                 break;
@@ -345,16 +389,78 @@ mod tests {
         b.neighbour_up("c");
         b.learn("c", vec![("d".into(), 1)]);
         let told: BTreeMap<_, _> = b.changed_advertisements().into_iter().collect();
-        assert_eq!(told["a"], vec![("c".to_string(), 1), ("d".to_string(), 2)]);
+        let full = |l: Vec<(String, u8)>| Advert::Full(l);
+        assert_eq!(
+            told["a"],
+            full(vec![("c".to_string(), 1), ("d".to_string(), 2)])
+        );
         // c is not told what b reaches through c.
-        assert_eq!(told["c"], vec![("a".to_string(), 1)]);
+        assert_eq!(told["c"], full(vec![("a".to_string(), 1)]));
         assert!(b.changed_advertisements().is_empty());
         // A change reaches only those whose advertisement it changes.
         b.learn("a", vec![("e".into(), 1)]);
         let told = b.changed_advertisements();
         assert_eq!(told.len(), 1);
         assert_eq!(told[0].0, "c");
-        assert!(told[0].1.contains(&("e".to_string(), 2)));
+        assert!(matches!(&told[0].1, Advert::Full(l) if l.contains(&("e".to_string(), 2))));
+    }
+
+    #[test]
+    fn a_neighbour_that_takes_changes_is_told_only_what_changed_and_applies_them() {
+        let mut b = Router::new("b", 8);
+        b.neighbour_up("a");
+        b.neighbour_up("c");
+        b.set_takes_changes("c", true);
+        b.learn("a", vec![("x".into(), 1), ("y".into(), 1)]);
+        // The first list is whole, even to one that takes changes.
+        let first = b.changed_advertisements();
+        let to_c = |told: &[(String, Advert<(String, u8)>)]| {
+            told.iter()
+                .find(|(n, _)| n == "c")
+                .expect("c is told")
+                .1
+                .clone()
+        };
+        let first = to_c(&first);
+        assert!(
+            matches!(&first, Advert::Full(l) if l.len() == 3),
+            "{first:?}"
+        );
+        b.learn("a", vec![("x".into(), 2), ("z".into(), 1)]);
+        let second = b.changed_advertisements();
+        assert_eq!(
+            second,
+            vec![(
+                "c".to_owned(),
+                Advert::Changes {
+                    set: vec![("x".into(), 3), ("z".into(), 2)],
+                    removed: vec!["y".into()],
+                }
+            )]
+        );
+
+        // c applies them to what it learned from b.
+        let mut c = Router::new("c", 8);
+        c.neighbour_up("b");
+        let Advert::Full(list) = first else {
+            panic!("a whole list first")
+        };
+        c.learn("b", list);
+        let Advert::Changes { set, removed } = second[0].1.clone() else {
+            panic!("changes")
+        };
+        c.learn_changes("b", set, removed);
+        let reached: Vec<(String, u8)> = c
+            .routes()
+            .into_iter()
+            .map(|r| (r.destination, r.hops))
+            .collect();
+        let want = [("a", 2), ("b", 1), ("x", 4), ("z", 3)];
+        let want: Vec<(String, u8)> = want.iter().map(|(d, h)| ((*d).into(), *h)).collect();
+        assert_eq!(reached, want);
+        // Changes from a participant that is no neighbour are ignored.
+        c.learn_changes("q", vec![("w".into(), 1)], vec![]);
+        assert!(c.routes().iter().all(|r| r.destination != "w"));
     }
 
     #[test]

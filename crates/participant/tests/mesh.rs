@@ -355,10 +355,14 @@ async fn a_message_for_an_identity_out_of_sight_goes_through_a_broker() {
     let a = Participant::start(make("a", pa, &[pb])).await.unwrap();
     let b = Participant::start(make("b", pb, &[pa, pc])).await.unwrap();
     let c = Participant::start(make("c", pc, &[pb])).await.unwrap();
-    eventually(Duration::from_secs(5), "a route from a to c", || {
-        a.routes()
-            .iter()
-            .any(|r| r.destination == "c" && r.next_hop == "b" && r.hops == 2)
+    // Routes are told in batches: each way in its own time.
+    eventually(Duration::from_secs(5), "routes between a and c", || {
+        let reaches = |p: &Participant, to: &str| {
+            p.routes()
+                .iter()
+                .any(|r| r.destination == to && r.next_hop == "b" && r.hops == 2)
+        };
+        reaches(&a, "c") && reaches(&c, "a")
     })
     .await;
     let a_sees: Vec<String> = a.connected().iter().map(|i| i.to_string()).collect();

@@ -19,8 +19,9 @@
 //!
 //! After each input the shell polls every output until it is empty, so
 //! the queues below hold at most what one input caused. Its timers are
-//! the deadlines of the group key's handshakes and the grace before a
-//! subscriber learned through others is routed to
+//! the deadlines of the group key's handshakes, the grace before a
+//! subscriber learned through others is routed to, and the end of a batch
+//! of changes to tell the neighbours
 //! ([`poll_timeout`](ParticipantCore::poll_timeout),
 //! [`handle_timeout`](ParticipantCore::handle_timeout)); leases are
 //! discovery's, TTLs messaging's.
@@ -34,13 +35,15 @@ use weft_discovery::{DiscoveryEvent, ParticipantId, RemoteParticipant};
 use weft_messaging::{Identity, TopicFilter};
 
 use crate::control::{
-    Control, Decoded, Envelope, FEATURE_INTEREST, FilterSpec, MAX_LIST, PublicationHeader, decode,
-    encode_control, encode_routed,
+    Control, Decoded, Envelope, FEATURE_CHANGES, FEATURE_INTEREST, FilterSpec, PublicationHeader,
+    decode, encode_control, encode_routed,
 };
 use crate::event::{Direct, ParticipantEvent, ParticipantInfo};
-use crate::filters::{FilterLimits, Refused, RemoteFilters};
+use crate::filters::{FilterLimits, RemoteFilters};
 use crate::handshake::{Handshakes, Verdict};
 use crate::interest::{Delivery, Interest};
+mod advertise;
+mod control;
 mod overlay;
 mod streams;
 
@@ -104,6 +107,12 @@ pub(crate) struct ParticipantCore {
     interest_changed: bool,
     /// The latest `now` an input brought.
     clock: Option<Instant>,
+    /// How long changes of routes and interest gather before they are
+    /// told (zero: at once).
+    batch: Duration,
+    /// Changes wait to be told, until when (`None` until the next tick
+    /// says when that is).
+    batched: Option<Option<Instant>>,
     stats: CoreStats,
 }
 
@@ -136,6 +145,8 @@ impl ParticipantCore {
             directs: VecDeque::new(),
             interest_changed: false,
             clock: None,
+            batch: Duration::ZERO,
+            batched: None,
             stats: CoreStats::default(),
         };
         core.sync_sight();
@@ -182,6 +193,16 @@ impl ParticipantCore {
     /// `interest.rs`.
     pub(crate) fn with_sight_grace(mut self, grace: Duration) -> ParticipantCore {
         self.interest.set_grace(grace);
+        self
+    }
+
+    /// The same core, gathering the changes of its routes and interest
+    /// for `batch` and telling each neighbour what changed in that time
+    /// at once (default zero: every change told as it happens). While a
+    /// large group forms, entries change many times a second, and each
+    /// telling costs every neighbour a control message.
+    pub(crate) fn with_advertise_batch(mut self, batch: Duration) -> ParticipantCore {
+        self.batch = batch;
         self
     }
 
@@ -310,6 +331,14 @@ impl ParticipantCore {
     fn tick(&mut self, now: Instant) {
         self.clock = Some(self.clock.map_or(now, |c| c.max(now)));
         self.interest.tick(now);
+        match self.batched {
+            Some(None) => self.batched = Some(Some(now + self.batch)),
+            Some(Some(at)) if at <= now => {
+                self.batched = None;
+                self.tell_changes();
+            }
+            _ => {}
+        }
     }
 
     /// Tells the interest which participants we expect a stream with:
@@ -354,7 +383,7 @@ impl ParticipantCore {
                 publishers: self.local_publishers.keys().cloned().collect(),
                 subscribers: self.local_subscribers.keys().cloned().collect(),
                 routes,
-                features: FEATURE_INTEREST,
+                features: FEATURE_INTEREST | FEATURE_CHANGES,
             };
             self.control_to(ident.clone(), &hello);
             self.events
@@ -456,105 +485,6 @@ impl ParticipantCore {
                     tracing::debug!(to = %envelope.to, reason = ?why, "routed message dropped");
                 }
             },
-        }
-    }
-
-    fn handle_control_message(&mut self, from: &Identity, c: Control) {
-        let participant = from.clone();
-        match c {
-            Control::Hello {
-                publishers,
-                subscribers,
-                routes,
-                features,
-            } => {
-                let capable = features & FEATURE_INTEREST != 0;
-                self.interest.handle_hello(from.as_str(), capable);
-                let remote = self.remote.entry(from.clone()).or_default();
-                for topic in publishers {
-                    if remote.publishers.len() < MAX_LIST && remote.publishers.insert(topic.clone())
-                    {
-                        self.events.push_back(ParticipantEvent::PublisherAdded {
-                            participant: participant.clone(),
-                            topic,
-                        });
-                    }
-                }
-                for filter in subscribers {
-                    self.add_remote_subscriber(from, filter);
-                }
-                self.router.learn(from.as_str(), routes);
-                self.advertise();
-            }
-            Control::PublisherAdded(topic) => {
-                let remote = self.remote.entry(from.clone()).or_default();
-                if remote.publishers.len() < MAX_LIST && remote.publishers.insert(topic.clone()) {
-                    self.events
-                        .push_back(ParticipantEvent::PublisherAdded { participant, topic });
-                }
-            }
-            Control::PublisherRemoved(topic) => {
-                if let Some(remote) = self.remote.get_mut(from) {
-                    if remote.publishers.remove(&topic) {
-                        self.events
-                            .push_back(ParticipantEvent::PublisherRemoved { participant, topic });
-                    }
-                }
-            }
-            Control::SubscriberAdded(filter) => self.add_remote_subscriber(from, filter),
-            Control::SubscriberRemoved(filter) => {
-                if let Some(remote) = self.remote.get_mut(from) {
-                    if remote.subscribers.remove(&filter) {
-                        self.interest
-                            .set_direct(from.as_str(), remote.subscribers.specs());
-                        self.advertise();
-                        self.interest_changed = true;
-                        self.events.push_back(ParticipantEvent::SubscriberRemoved {
-                            participant,
-                            filter,
-                        });
-                    }
-                }
-            }
-            Control::Routes(routes) => {
-                self.router.learn(from.as_str(), routes);
-                self.advertise();
-            }
-            Control::Interest(entries) => {
-                self.interest.handle_interest(from.as_str(), entries);
-                self.advertise();
-            }
-            Control::Leave => self.handle_leave(from),
-            // A handshake we did not ask for (we have no group key).
-            Control::Challenge(_) | Control::Proof(_) => self.stats.unproved_controls += 1,
-        }
-    }
-
-    /// A neighbour hosts a subscriber with `filter`: held if it fits the
-    /// limits (and compiles within them), else refused and counted; the
-    /// neighbour's other filters stay.
-    fn add_remote_subscriber(&mut self, from: &Identity, filter: FilterSpec) {
-        let remote = self.remote.entry(from.clone()).or_default();
-        match remote.subscribers.add(&filter, &self.filter_limits) {
-            Ok(true) => {
-                self.interest
-                    .set_direct(from.as_str(), remote.subscribers.specs());
-                self.advertise();
-                self.interest_changed = true;
-                self.events.push_back(ParticipantEvent::SubscriberAdded {
-                    participant: from.clone(),
-                    filter,
-                });
-            }
-            Ok(false) => {}
-            Err(why) => {
-                let counter = match why {
-                    Refused::Limit => &mut self.stats.filters_refused,
-                    Refused::Regex => &mut self.stats.regexes_refused,
-                };
-                *counter = counter.saturating_add(1);
-                tracing::debug!(peer = %from, %filter, reason = ?why, "subscriber filter refused");
-            }
         }
     }
 
@@ -698,10 +628,12 @@ impl ParticipantCore {
     pub(crate) fn poll_timeout(&self) -> Option<Instant> {
         let handshake = self.handshakes.as_ref().and_then(Handshakes::poll_timeout);
         let grace = self.interest.poll_timeout(self.clock);
-        match (handshake, grace) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let batch = match self.batched {
+            Some(Some(at)) => Some(at),
+            Some(None) => self.clock,
+            None => None,
+        };
+        [handshake, grace, batch].into_iter().flatten().min()
     }
 
     /// Whether the subscribers we reach (neighbours' or further) changed
@@ -818,21 +750,6 @@ impl ParticipantCore {
         }
     }
 
-    /// Tells each neighbour the routes and the interest that changed for
-    /// it.
-    fn advertise(&mut self) {
-        for (n, adv) in self.router.changed_advertisements() {
-            if let Ok(n) = Identity::new(&n) {
-                self.control_to(n, &Control::Routes(adv));
-            }
-        }
-        for (n, adv) in self.interest.changed_advertisements() {
-            if let Ok(n) = Identity::new(&n) {
-                self.control_to(n, &Control::Interest(adv));
-            }
-        }
-    }
-
     fn deliver(&mut self, envelope: &Envelope, data: Bytes) {
         self.stats.routed_delivered += 1;
         self.directs.push_back(direct(envelope, data));
@@ -842,6 +759,8 @@ impl ParticipantCore {
 #[cfg(test)]
 mod tests {
     use std::time::Instant;
+
+    use crate::control::MAX_LIST;
 
     use weft_discovery::{DiscoveryConfig, DiscoveryCore, GoneReason, LocalParticipant};
 
@@ -1279,6 +1198,62 @@ mod tests {
             Some(Outgoing::Deliver(Direct { hops: 0, .. }))
         ));
         assert_eq!(net.cores[0].route_outgoing(&ident("nobody"), b"x"), None);
+    }
+
+    #[test]
+    fn changes_within_a_batch_are_told_once_at_its_end_and_only_what_changed() {
+        let t0 = Instant::now();
+        let batch = Duration::from_millis(20);
+        let mut a = ParticipantCore::new(id(1), ident("a"), 8).with_advertise_batch(batch);
+        a.handle_streams([ident("b"), ident("c")], t0);
+        transmits(&mut a);
+        let hello = Control::Hello {
+            publishers: Vec::new(),
+            subscribers: Vec::new(),
+            routes: Vec::new(),
+            features: FEATURE_INTEREST | FEATURE_CHANGES,
+        };
+        for n in ["b", "c"] {
+            a.handle_control(&ident(n), &encode_control(&hello));
+        }
+        let routes = |r: &[(&str, u8)]| {
+            let r = r.iter().map(|(d, h)| ((*d).to_owned(), *h)).collect();
+            encode_control(&Control::Routes(r))
+        };
+        // b's routes move three times within the batch.
+        for r in [
+            &[("x", 1)][..],
+            &[("x", 1), ("y", 1)],
+            &[("x", 2), ("y", 1)],
+        ] {
+            a.handle_control(&ident("b"), &routes(r));
+        }
+        assert!(
+            transmits(&mut a).is_empty(),
+            "nothing before the batch ends"
+        );
+        // The batch began with the new streams, at t0.
+        assert_eq!(a.poll_timeout(), Some(t0 + batch));
+        a.handle_timeout(t0 + batch - Duration::from_millis(1));
+        assert!(transmits(&mut a).is_empty());
+        a.handle_timeout(t0 + batch);
+        let told: Vec<(Identity, Control)> = controls(&mut a)
+            .into_iter()
+            .filter(|(_, c)| matches!(c, Control::Routes(_) | Control::RoutesChanged { .. }))
+            .collect();
+        // c, told b in its Hello, hears of x and y once; b hears nothing
+        // (what a reaches through b is not told to b).
+        assert_eq!(
+            told,
+            vec![(
+                ident("c"),
+                Control::RoutesChanged {
+                    set: vec![("x".into(), 3), ("y".into(), 2)],
+                    removed: vec![],
+                }
+            )]
+        );
+        assert_eq!(a.poll_timeout(), None, "nothing waits");
     }
 
     fn keyed(n: u8, name: &str, key: u8) -> ParticipantCore {

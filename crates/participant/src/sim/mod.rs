@@ -197,6 +197,13 @@ pub(crate) struct Sim {
     /// The cores' grace before routing to a subscriber learned through
     /// others (see `interest.rs`).
     grace: Duration,
+    /// How long the cores gather changes before telling them.
+    batch: Duration,
+    /// Each core's next timer, as it last said.
+    deadlines: Vec<Option<Instant>>,
+    /// The same, in order, so that the next one is found without asking
+    /// every core.
+    timers: BTreeSet<(Instant, usize)>,
     /// Whether PUBLISH follows SUBSCRIBE frames (see the module docs).
     subscribe_frames: bool,
     /// With SUBSCRIBE frames: what each participant's messaging knows of
@@ -226,6 +233,9 @@ impl Sim {
             peak_streams: 0,
             peak_neighbours: 0,
             grace: Duration::ZERO,
+            batch: Duration::ZERO,
+            deadlines: vec![None; n],
+            timers: BTreeSet::new(),
             subscribe_frames: false,
             told: BTreeMap::new(),
         };
@@ -251,6 +261,19 @@ impl Sim {
         ParticipantCore::new(id_of(i), name.clone(), self.max_hops)
             .with_epoch(epoch)
             .with_sight_grace(self.grace)
+            .with_advertise_batch(self.batch)
+    }
+
+    /// The same simulation, with cores that gather changes of routes and
+    /// interest for `batch` before telling them (as the shell does);
+    /// before any link.
+    pub(crate) fn with_advertise_batch(mut self, batch: Duration) -> Sim {
+        self.batch = batch;
+        for i in 0..self.nodes.len() {
+            let (name, starts) = (self.nodes[i].name.clone(), self.nodes[i].starts);
+            self.nodes[i].core = self.core(i, &name, starts);
+        }
+        self
     }
 
     /// The same simulation, with cores that route to a subscriber learned
@@ -568,11 +591,7 @@ impl Sim {
         // size settles long before.
         for _ in 0..10_000_000 {
             let next_frame = self.flight.keys().next().map(|(t, _)| *t);
-            let next_timer = self
-                .nodes
-                .iter()
-                .filter_map(|n| n.core.poll_timeout())
-                .min();
+            let next_timer = self.timers.first().map(|(t, _)| *t);
             let next = match (next_frame, next_timer) {
                 (Some(a), Some(b)) => a.min(b),
                 (a, b) => match a.or(b) {
@@ -584,18 +603,15 @@ impl Sim {
                 break;
             }
             self.now = self.now.max(next);
-            if next_timer.is_some_and(|t| t <= self.now) {
-                for i in 0..self.nodes.len() {
-                    if self.nodes[i]
-                        .core
-                        .poll_timeout()
-                        .is_some_and(|t| t <= self.now)
-                    {
-                        let now = self.now;
-                        self.nodes[i].core.handle_timeout(now);
-                        self.pump(i);
-                    }
+            while let Some(&(t, i)) = self.timers.first() {
+                if t > self.now {
+                    break;
                 }
+                self.timers.remove(&(t, i));
+                self.deadlines[i] = None;
+                let now = self.now;
+                self.nodes[i].core.handle_timeout(now);
+                self.pump(i);
             }
             if let Some(entry) = self.flight.first_entry() {
                 if entry.key().0 <= self.now {
@@ -689,6 +705,16 @@ impl Sim {
                 data: d.data,
                 routed: true,
             });
+        }
+        let next = self.nodes[i].core.poll_timeout();
+        if next != self.deadlines[i] {
+            if let Some(old) = self.deadlines[i] {
+                self.timers.remove(&(old, i));
+            }
+            if let Some(t) = next {
+                self.timers.insert((t, i));
+            }
+            self.deadlines[i] = next;
         }
     }
 
