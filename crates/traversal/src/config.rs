@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use weft_link::LinkConfig;
 
+use crate::punch::PunchConfig;
 use crate::race::RaceConfig;
 
 /// The limits and policies of a [`RendezvousCore`](crate::RendezvousCore)
@@ -111,6 +112,10 @@ pub struct TraversalConfig {
     /// How direct TCP paths are raced beside the relay (see
     /// [`RaceConfig`]'s defaults); `enabled: false` keeps to the relay.
     pub direct: RaceConfig,
+    /// How UDP hole punching carrying QUIC runs beside the direct TCP
+    /// paths (see [`PunchConfig`]'s defaults); it runs only while
+    /// `direct` is enabled, and `enabled: false` keeps to TCP.
+    pub punch: PunchConfig,
 }
 
 impl Default for TraversalConfig {
@@ -123,6 +128,7 @@ impl Default for TraversalConfig {
             max_wanted: 1024,
             event_capacity: 256,
             direct: RaceConfig::default(),
+            punch: PunchConfig::default(),
         }
     }
 }

@@ -25,7 +25,9 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use weft_messaging::{Identity, WeakMessaging};
 
+use crate::punch::{PunchConfig, STRATEGY_UDP_PUNCH};
 use crate::race::{PathRace, RaceAction, RaceConfig};
+use crate::udp_punch::{PunchHandle, PunchInput};
 use crate::wire::{Candidate, CandidateKind, CandidateTransport, Frame};
 
 /// The preamble's first bytes: "WFTD" and its version.
@@ -102,14 +104,32 @@ fn socket_on(local: SocketAddr) -> io::Result<TcpSocket> {
 }
 
 /// Starts the shell: binds the direct port (IPv4, and IPv6 on the same
-/// port when the host has it) and runs its task until `closing`.
+/// port when the host has it) and runs its task until `closing`; and,
+/// unless `punch` is off, the UDP punching shell beside it, which learns
+/// its mapping from the STUN at `stun` (the rendezvous's).
 pub(crate) fn spawn(
     messaging: WeakMessaging,
     me: Identity,
     config: RaceConfig,
+    punch: PunchConfig,
+    stun: Option<SocketAddr>,
     signals: mpsc::Sender<Frame>,
     closing: watch::Receiver<bool>,
 ) -> io::Result<DirectHandle> {
+    let punch = if punch.enabled {
+        let started = crate::udp_punch::spawn(
+            messaging.clone(),
+            me.clone(),
+            punch,
+            config.host_ips.clone(),
+            stun,
+            signals.clone(),
+            closing.clone(),
+        );
+        Some(started?)
+    } else {
+        None
+    };
     let v4 = socket_on(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)))?.listen(64)?;
     let port = v4.local_addr()?.port();
     let v6 = socket_on(SocketAddr::from((Ipv6Addr::UNSPECIFIED, port)))
@@ -129,6 +149,7 @@ pub(crate) fn spawn(
         tasks: JoinSet::new(),
         inbound: 0,
         resting: None,
+        punch,
     };
     tokio::spawn(shell.run(v4, v6, input_rx, closing));
     Ok(DirectHandle {
@@ -152,6 +173,8 @@ struct Shell {
     inbound: usize,
     /// Until when the listeners rest after an accept failed.
     resting: Option<Instant>,
+    /// The UDP punching shell, when on.
+    punch: Option<PunchHandle>,
 }
 
 async fn accept(listener: &Option<TcpListener>) -> io::Result<(TcpStream, SocketAddr)> {
@@ -207,8 +230,29 @@ impl Shell {
         Instant::now().into_std()
     }
 
+    /// Passes on what the UDP punching shell needs; past its queue's
+    /// bound a punch is missed, never a TCP race.
+    fn to_punch(&self, input: &DirectInput) {
+        let Some(punch) = &self.punch else {
+            return;
+        };
+        let passed = match input {
+            DirectInput::Registered(_) => PunchInput::Registered,
+            DirectInput::Candidates(peer, addrs) => {
+                PunchInput::Candidates(peer.clone(), addrs.clone())
+            }
+            DirectInput::Start(peer, STRATEGY_UDP_PUNCH, delay) => {
+                PunchInput::Start(peer.clone(), *delay)
+            }
+            DirectInput::Connected(peer) => PunchInput::Connected(peer.clone()),
+            _ => return,
+        };
+        let _ = punch.input.try_send(passed);
+    }
+
     fn handle_input(&mut self, input: DirectInput) {
         let now = Self::now();
+        self.to_punch(&input);
         match input {
             DirectInput::Registered(observed) => self.observed = observed,
             DirectInput::Relay(peer) => self.core.handle_relay(&peer, now),
@@ -299,6 +343,12 @@ impl Shell {
             if ip.is_ipv4() || self.ipv6 {
                 add(CandidateKind::Host, ip);
             }
+        }
+        // And the UDP ones, for punching, as far as the frame has room.
+        if let Some(punch) = &self.punch {
+            let udp = punch.candidates.lock().unwrap_or_else(|p| p.into_inner());
+            let room = crate::wire::MAX_CANDIDATES.saturating_sub(out.len());
+            out.extend(udp.iter().take(room).copied());
         }
         out
     }
@@ -442,7 +492,7 @@ async fn greet(
 }
 
 /// This host's addresses worth offering: not loopback, not link-local.
-fn host_ips() -> Vec<IpAddr> {
+pub(crate) fn host_ips() -> Vec<IpAddr> {
     use weft_netiface::Scope;
     let Ok(interfaces) = weft_netiface::interfaces() else {
         return Vec::new();

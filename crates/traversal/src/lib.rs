@@ -64,9 +64,18 @@
 //!   the rendezvous, dial each other's host addresses at once and their
 //!   public ones at an agreed moment (TCP simultaneous open), from one
 //!   port; the stream both ends keep replaces the relay in messaging
-//!   without loss, reported as a [`Via::Direct`] path. UDP hole punching
-//!   carrying QUIC, reverse connections and port prediction are not tried
-//!   yet; `Start`'s strategy byte leaves them room.
+//!   without loss, reported as a [`Via::Direct`] path.
+//! - Beside those, UDP hole punching carrying QUIC ([`punch`]'s sans-I/O
+//!   [`PunchSchedule`](punch::PunchSchedule), configured by
+//!   [`TraversalConfig::punch`]): each peer learns its UDP mapping from
+//!   the rendezvous's STUN on its punching socket (and whether it varies
+//!   by destination, from RFC 5780's other address), the UDP candidates
+//!   travel with the TCP ones, both ends punch on a schedule (birthday
+//!   probing when one NAT is symmetric), and QUIC runs on the punched
+//!   socket itself ([`Link::adopt_quic`](weft_link::Link::adopt_quic)),
+//!   a direct path whose [`Transport`] is QUIC. Reverse connections and
+//!   port prediction are not tried yet; `Start`'s strategy byte leaves
+//!   them room.
 //!
 //! The root holds what most users name; the frames are in [`wire`], the
 //! path types in [`path`], the limits in [`config`], the errors in
@@ -81,11 +90,13 @@ pub mod error;
 mod event;
 pub mod path;
 pub mod punch;
+mod punch_tls;
 pub mod race;
 mod relay;
 mod rendezvous;
 mod stun_on_quic;
 mod traversal;
+mod udp_punch;
 pub mod wire;
 
 pub use crate::core::RendezvousCore;

@@ -213,9 +213,13 @@ impl PunchSchedule {
         }
     }
 
-    /// The peer's candidates arrived: its UDP ones become targets (once).
+    /// The peer's candidates arrived: its UDP ones become targets (the
+    /// first set that has any; a set without is not taken for one).
     pub fn handle_candidates(&mut self, candidates: &[Candidate], now: Instant) {
-        if self.done || self.got {
+        let has_udp = candidates
+            .iter()
+            .any(|c| c.transport == CandidateTransport::Udp);
+        if self.done || self.got || !has_udp {
             return;
         }
         self.got = true;
@@ -413,7 +417,8 @@ impl PunchSchedule {
 /// A unicast address with a port, worth punching.
 fn usable(addr: SocketAddr) -> bool {
     let ip = addr.ip();
-    addr.port() != 0 && !ip.is_unspecified() && !ip.is_multicast() && !ip.is_loopback()
+    let broadcast = matches!(ip, std::net::IpAddr::V4(v4) if v4.is_broadcast());
+    addr.port() != 0 && !ip.is_unspecified() && !ip.is_multicast() && !broadcast
 }
 
 /// A random port among those a randomising NAT hands out (xorshift64).

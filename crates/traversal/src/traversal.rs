@@ -163,6 +163,8 @@ impl Traversal {
                 messaging.downgrade(),
                 messaging.identity().clone(),
                 config.direct.clone(),
+                config.punch.clone(),
+                rendezvous.socket_addr(),
                 signals_tx.clone(),
                 closing_rx.clone(),
             );

@@ -28,8 +28,12 @@
 //! both having registered, to the address expected (also with UDP
 //! blocked at one router); and a direct path cut mid-stream at a router
 //! falls back to the relay, delivery going on with nothing lost or
-//! duplicated. Without root, `ip netns` or nft, the test says loudly that
-//! it was skipped, and passes.
+//! duplicated. Where both TCP and UDP can get through, whichever direct
+//! path comes first wins (UDP hole punching carries QUIC). With plain
+//! `masquerade` at router a and `masquerade fully-random` at router b,
+//! TCP cannot cross and the pair goes direct over QUIC on a socket
+//! punched by birthday probing. Without root, `ip netns` or nft, the test
+//! says loudly that it was skipped, and passes.
 
 #![cfg(target_os = "linux")]
 
@@ -45,7 +49,9 @@ use weft_link::Address;
 use weft_messaging::{Identity, Message, Messaging, MessagingConfig};
 use weft_stun::transaction::RetransmitConfig;
 use weft_stun::{ClientConfig, NatType, discover_nat};
-use weft_traversal::{Rendezvous, RendezvousOptions, Transport, Traversal, TraversalEvent, Via};
+use weft_traversal::{
+    Rendezvous, RendezvousOptions, Transport, Traversal, TraversalConfig, TraversalEvent, Via,
+};
 
 const COUNT: usize = 2_000;
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(20);
@@ -138,14 +144,14 @@ impl Lab {
 
     /// Builds the lab with `nat` (`masquerade` or `masquerade
     /// fully-random`) on both routers.
-    fn build(&self, nat: &str) -> Result<(), String> {
+    fn build(&self, nats: [&str; 2]) -> Result<(), String> {
         let inet = self.ns("inet");
         ip(&format!("-n {inet} link add br0 type bridge"))?;
         ip(&format!("-n {inet} addr add 10.202.0.2/24 dev br0"))?;
         ip(&format!("-n {inet} addr add 10.202.0.3/24 dev br0"))?;
         ip(&format!("-n {inet} link set br0 up"))?;
         ip(&format!("-n {inet} link set lo up"))?;
-        for (side, n) in [("a", 1), ("b", 2)] {
+        for ((side, n), nat) in [("a", 1), ("b", 2)].into_iter().zip(nats) {
             let (router, lan) = (self.ns(&format!("r{side}")), self.ns(&format!("l{side}")));
             for cmd in [
                 format!("-n {router} link add r{side}0 type veth peer name i{side} netns {inet}"),
@@ -251,8 +257,13 @@ struct Seen {
     registered: Instant,
     first_message: Instant,
     remote: Option<SocketAddr>,
-    /// The first direct path and when it was reported.
+    /// The first direct TCP path and when it was reported.
     direct: Option<(Instant, SocketAddr)>,
+    /// The first direct QUIC path (UDP hole punching) and when it was
+    /// reported.
+    quic: Option<(Instant, SocketAddr)>,
+    /// The first direct path of either transport, which wins the race.
+    first_direct: Option<(Instant, SocketAddr, Transport)>,
     /// The TCP port of our direct candidates.
     direct_port: u16,
     /// How long after the direct path was cut the relay was back.
@@ -331,8 +342,12 @@ async fn peer(
         .await
         .map_err(|e| e.to_string())?;
     let other = Identity::new(other).unwrap();
+    let mut traversal_config = TraversalConfig::default();
+    // The cut drops the direct TCP path's packets; a QUIC path beside it
+    // would carry on and keep the relay away.
+    traversal_config.punch.enabled = cut.is_none();
     let (traversal, mut events) =
-        Traversal::start(&messaging, &at, Default::default(), Default::default())
+        Traversal::start(&messaging, &at, Default::default(), traversal_config)
             .map_err(|e| e.to_string())?;
     traversal.reach(&other).map_err(|e| e.to_string())?;
     let direct_port = traversal.direct_port().ok_or("direct paths off")?;
@@ -414,13 +429,17 @@ async fn peer(
             .find(|(at, p)| p.via == Via::Relay && *at > cut)
             .map(|(at, _)| at.saturating_duration_since(cut))
     });
-    let direct = paths
+    let first = |transport| {
+        paths
+            .iter()
+            .find(|(_, p)| p.via == Via::Direct && p.transport == transport)
+            .map(|(at, p)| (*at, p.remote.expect("a direct path's remote")))
+    };
+    let (direct, quic) = (first(Transport::Tcp), first(Transport::Quic));
+    let first_direct = paths
         .iter()
         .find(|(_, p)| p.via == Via::Direct)
-        .map(|(at, p)| {
-            assert_eq!(p.transport, Transport::Tcp);
-            (*at, p.remote.expect("a direct path's remote"))
-        });
+        .map(|(at, p)| (*at, p.remote.expect("a direct path's remote"), p.transport));
     messaging.close().await;
     Ok(Seen {
         observed,
@@ -428,6 +447,8 @@ async fn peer(
         first_message,
         remote,
         direct,
+        quic,
+        first_direct,
         fallback,
         direct_port,
     })
@@ -479,6 +500,9 @@ enum Twist {
     Cut,
     /// Router a forwards no UDP at all.
     NoUdp,
+    /// Router b's NAT is `masquerade fully-random` (symmetric), router
+    /// a's the cell's.
+    SymmetricB,
 }
 
 fn cell(tag: &str, nat: &str, placement: Placement, twist: Twist) -> Option<Cell> {
@@ -502,7 +526,12 @@ fn cell(tag: &str, nat: &str, placement: Placement, twist: Twist) -> Option<Cell
             return None;
         }
     };
-    if let Err(e) = lab.build(nat) {
+    let nats = if twist == Twist::SymmetricB {
+        [nat, "masquerade fully-random"]
+    } else {
+        [nat, nat]
+    };
+    if let Err(e) = lab.build(nats) {
         skip(&format!("building the lab failed: {e}"));
         return None;
     }
@@ -591,19 +620,26 @@ fn first_messages_in_time(cell: &Cell, name: &str) -> Instant {
     both
 }
 
-/// A direct path within 5 s of both having registered, to `expected`.
+/// A direct path within 5 s of both having registered, to `expected`
+/// (the TCP addresses: a QUIC path, when UDP punching won the race, goes
+/// to an expected IP on the port of the peer's punching socket).
 fn direct_in_time(seen: &Seen, both: Instant, expected: &[SocketAddr], who: &str) {
-    let (at, remote) = seen
-        .direct
+    let (at, remote, transport) = seen
+        .first_direct
         .unwrap_or_else(|| panic!("{who}: no direct path"));
     let after = at.saturating_duration_since(both);
+    eprintln!("{who}: direct over {transport:?} after {after:?} to {remote}");
     assert!(
         after <= Duration::from_secs(5),
         "{who}: direct after {after:?}"
     );
+    let expected_here = match transport {
+        Transport::Quic => expected.iter().any(|e| e.ip() == remote.ip()),
+        _ => expected.contains(&remote),
+    };
     assert!(
-        expected.contains(&remote),
-        "{who}: direct to {remote}, not {expected:?}"
+        expected_here,
+        "{who}: direct over {transport:?} to {remote}, not {expected:?}"
     );
 }
 
@@ -709,6 +745,7 @@ fn two_peers_behind_symmetric_nats_talk_through_the_relay() {
     first_messages_in_time(&cell, "both symmetric");
     // No direct path through two symmetric NATs: the relay stays.
     assert!(alice.direct.is_none() && bob.direct.is_none());
+    assert!(alice.quic.is_none() && bob.quic.is_none());
     let (stats, lab) = cell.finish();
     assert_eq!(stats.channels_opened, 1, "{stats:?}");
     drop(lab);
@@ -747,9 +784,39 @@ fn with_udp_blocked_on_one_side_the_path_is_direct_over_tcp() {
         return;
     };
     let both = first_messages_in_time(&cell, "UDP blocked");
+    for seen in [&cell.alice, &cell.bob] {
+        assert!(seen.quic.is_none(), "no UDP path with UDP blocked");
+    }
     let bob_public = SocketAddr::from(([10, 202, 0, 12], cell.bob.direct_port));
     let alice_public = SocketAddr::from(([10, 202, 0, 11], cell.alice.direct_port));
     direct_in_time(&cell.alice, both, &[bob_public], "alice");
     direct_in_time(&cell.bob, both, &[alice_public], "bob");
+    drop(cell.finish());
+}
+
+#[test]
+fn a_cone_nat_and_a_symmetric_nat_go_direct_over_quic_by_birthday_probing() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(cell) = cell("bday", "masquerade", Placement::TwoLans, Twist::SymmetricB) else {
+        return;
+    };
+    let both = first_messages_in_time(&cell, "cone and symmetric");
+    // TCP simultaneous open cannot cross the symmetric NAT; the punched
+    // UDP socket can, and QUIC runs on it, to the other router's address.
+    for (who, seen, router) in [
+        ("alice", &cell.alice, [10, 202, 0, 12]),
+        ("bob", &cell.bob, [10, 202, 0, 11]),
+    ] {
+        let (at, remote) = seen
+            .quic
+            .unwrap_or_else(|| panic!("{who}: no direct QUIC path"));
+        let after = at.saturating_duration_since(both);
+        eprintln!("cone and symmetric: {who}: direct over QUIC after {after:?} to {remote}");
+        assert!(
+            after <= Duration::from_secs(5),
+            "{who}: direct after {after:?}"
+        );
+        assert_eq!(remote.ip(), std::net::IpAddr::from(router), "{who}");
+    }
     drop(cell.finish());
 }

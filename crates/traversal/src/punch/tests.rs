@@ -50,13 +50,13 @@ fn host_candidates_at_once_reflexive_ones_from_the_start_and_each_bounded() {
         &[
             udp(CandidateKind::Host, "10.0.0.2:4000"),
             udp(CandidateKind::Reflexive, "198.51.100.7:4000"),
-            // Not for UDP punching: TCP, loopback, no port.
+            // Not for UDP punching: TCP, broadcast, no port.
             cand(
                 CandidateTransport::Tcp,
                 CandidateKind::Host,
                 "10.0.0.3:4000",
             ),
-            udp(CandidateKind::Host, "127.0.0.1:4000"),
+            udp(CandidateKind::Host, "255.255.255.255:4000"),
             udp(CandidateKind::Host, "10.0.0.2:0"),
         ],
         t0,
@@ -83,6 +83,24 @@ fn host_candidates_at_once_reflexive_ones_from_the_start_and_each_bounded() {
     assert_eq!(reflexive[0].0, t0 + Duration::from_millis(100));
     assert_eq!(host[1].0 - host[0].0, Duration::from_millis(20));
     assert!(sent.iter().all(|(_, t)| t.socket == 0 && !t.answer));
+}
+
+#[test]
+fn candidates_without_udp_ones_wait_for_a_set_with_some() {
+    let t0 = Instant::now();
+    let mut p = PunchSchedule::new(PunchConfig::default(), true, false, 7, t0);
+    let tcp = cand(
+        CandidateTransport::Tcp,
+        CandidateKind::Reflexive,
+        "198.51.100.7:5000",
+    );
+    p.handle_candidates(&[tcp], t0);
+    assert_eq!(events(&mut p), [], "no start for a TCP-only set");
+    p.handle_candidates(&[udp(CandidateKind::Reflexive, "198.51.100.7:4000")], t0);
+    assert_eq!(events(&mut p).len(), 1, "the start, for the UDP set");
+    let sent = run_until(&mut p, t0 + Duration::from_millis(100));
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].1.to, to("198.51.100.7:4000"));
 }
 
 #[test]

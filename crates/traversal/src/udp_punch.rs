@@ -1,0 +1,592 @@
+//! The shell around [`PunchSchedule`]: one task owns the UDP punching
+//! socket (socket 0) and, per schedule, the birthday sockets; learns
+//! socket 0's mapping from the rendezvous's STUN (and whether it varies
+//! by destination, from RFC 5780's other address); feeds each peer's
+//! schedule what arrives and sends what it polls out; and when a path
+//! opens, hands that very socket to messaging's link
+//! ([`Link::adopt_quic`](weft_link::Link::adopt_quic)), where QUIC runs on
+//! the hole: the side with the smaller identity connects, the other
+//! accepts (TLS: `punch_tls.rs`). Messaging's handshake then runs on the
+//! QUIC connection, which becomes one more path to the peer.
+//!
+//! Punch packets (`PROTOCOL.md`, "Direct UDP paths"): `3f 57 50 01`, a
+//! type (1 punch, 2 answer), a `u8` length and the sender's identity. The
+//! first byte is neither STUN's (0 to 3) nor QUIC's (the fixed bit 0x40
+//! is clear), so a late punch on a socket QUIC took is dropped there.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use weft_link::address::Scheme;
+use weft_link::{Address, ConnectOptions};
+use weft_messaging::{Identity, WeakMessaging};
+use weft_stun::StunMessage;
+
+use crate::punch::{PunchConfig, PunchEvent, PunchSchedule, STRATEGY_UDP_PUNCH};
+use crate::punch_tls;
+use crate::wire::{Candidate, CandidateKind, CandidateTransport, Frame};
+
+/// A punch packet's first bytes: a magic and the version.
+const MAGIC: [u8; 4] = [0x3f, b'W', b'P', 1];
+const PUNCH: u8 = 1;
+const ANSWER: u8 = 2;
+/// The largest datagram read while punching (punches and STUN answers
+/// are small).
+const READ_BUF: usize = 1500;
+/// How long one STUN request waits for its answer, and how many are sent.
+const STUN_WAIT: Duration = Duration::from_millis(250);
+const STUN_TRIES: u32 = 3;
+/// How long an accepting end's QUIC listener on a punched socket waits
+/// for the connecting end before it is removed.
+const ACCEPT_WINDOW: Duration = Duration::from_secs(10);
+/// Peers remembered as sent our UDP candidates, at most (each is
+/// forgotten after the punching timeout).
+const MAX_TOLD: usize = 256;
+
+/// What the direct shell passes on to this one.
+#[derive(Debug)]
+pub(crate) enum PunchInput {
+    /// Registered at the rendezvous: learn socket 0's mapping if not yet.
+    Registered,
+    /// The peer's candidates.
+    Candidates(Identity, Vec<Candidate>),
+    /// The peer's start signal for UDP punching, with its delay.
+    Start(Identity, Duration),
+    /// Messaging has a direct connection to the peer: stop punching.
+    Connected(Identity),
+}
+
+/// The direct shell's side of this one.
+pub(crate) struct PunchHandle {
+    pub(crate) input: mpsc::Sender<PunchInput>,
+    /// Our UDP candidates, once STUN answered (empty before).
+    pub(crate) candidates: Arc<Mutex<Vec<Candidate>>>,
+}
+
+/// One datagram a socket's reader passed on: the peer whose birthday
+/// socket it came on (`None`: socket 0), the socket's index, the sender.
+type Received = (Option<Identity>, usize, SocketAddr, Vec<u8>);
+
+/// A socket and the task reading it.
+struct Reading {
+    socket: Arc<UdpSocket>,
+    reader: JoinHandle<()>,
+}
+
+impl Reading {
+    fn start(
+        socket: UdpSocket,
+        key: (Option<Identity>, usize),
+        to: mpsc::Sender<Received>,
+    ) -> Self {
+        let socket = Arc::new(socket);
+        let reading = socket.clone();
+        let reader = tokio::spawn(async move {
+            let mut buf = vec![0u8; READ_BUF];
+            while let Ok((n, from)) = reading.recv_from(&mut buf).await {
+                let got = (key.0.clone(), key.1, from, buf[..n].to_vec());
+                if to.send(got).await.is_err() {
+                    break;
+                }
+            }
+        });
+        Reading { socket, reader }
+    }
+
+    /// Stops the reader and gives the socket back, for QUIC.
+    async fn take(self) -> io::Result<std::net::UdpSocket> {
+        self.reader.abort();
+        let _ = self.reader.await;
+        let socket = Arc::try_unwrap(self.socket)
+            .map_err(|_| io::Error::other("the punching socket is still shared"))?;
+        socket.into_std()
+    }
+}
+
+/// A peer's schedule and its birthday sockets (index 1 and up).
+struct Run {
+    schedule: PunchSchedule,
+    birthday: HashMap<usize, Reading>,
+}
+
+/// Starts the shell; `stun` is the rendezvous's STUN address.
+pub(crate) fn spawn(
+    messaging: WeakMessaging,
+    me: Identity,
+    config: PunchConfig,
+    host_ips: Option<Vec<IpAddr>>,
+    stun: Option<SocketAddr>,
+    signals: mpsc::Sender<Frame>,
+    closing: watch::Receiver<bool>,
+) -> io::Result<PunchHandle> {
+    let socket = bind()?;
+    let (input, input_rx) = mpsc::channel(64);
+    let candidates = Arc::new(Mutex::new(Vec::new()));
+    let (received_tx, received) = mpsc::channel(256);
+    let shell = Shell {
+        messaging,
+        me,
+        config,
+        host_ips,
+        stun,
+        signals,
+        candidates: candidates.clone(),
+        socket0: Some(socket),
+        reading0: None,
+        we_vary: false,
+        runs: HashMap::new(),
+        told: HashMap::new(),
+        received_tx,
+        seed: seed(),
+    };
+    tokio::spawn(shell.run(input_rx, received, closing));
+    Ok(PunchHandle { input, candidates })
+}
+
+/// A new IPv4 UDP socket on any port.
+fn bind() -> io::Result<UdpSocket> {
+    let socket = std::net::UdpSocket::bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)))?;
+    socket.set_nonblocking(true)?;
+    UdpSocket::from_std(socket)
+}
+
+/// A seed for the birthday probes' ports that differs between processes
+/// and runs.
+fn seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.finish()
+}
+
+struct Shell {
+    messaging: WeakMessaging,
+    me: Identity,
+    config: PunchConfig,
+    /// The host addresses offered (the direct race's), `None`: this
+    /// host's.
+    host_ips: Option<Vec<IpAddr>>,
+    stun: Option<SocketAddr>,
+    signals: mpsc::Sender<Frame>,
+    candidates: Arc<Mutex<Vec<Candidate>>>,
+    /// Socket 0 before its mapping is learnt and its reader started.
+    socket0: Option<UdpSocket>,
+    reading0: Option<Reading>,
+    we_vary: bool,
+    runs: HashMap<Identity, Run>,
+    /// The peers sent our UDP candidates lately, and when.
+    told: HashMap<Identity, std::time::Instant>,
+    received_tx: mpsc::Sender<Received>,
+    seed: u64,
+}
+
+impl Shell {
+    async fn run(
+        mut self,
+        mut input: mpsc::Receiver<PunchInput>,
+        mut received: mpsc::Receiver<Received>,
+        mut closing: watch::Receiver<bool>,
+    ) {
+        loop {
+            let wake = self
+                .runs
+                .values()
+                .filter_map(|r| r.schedule.poll_timeout())
+                .min()
+                .map(Instant::from_std);
+            let sleep = async {
+                match wake {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                got = input.recv() => match got {
+                    Some(got) => self.handle_input(got).await,
+                    None => break,
+                },
+                Some((peer, socket, from, bytes)) = received.recv() => {
+                    self.handle_datagram(peer, socket, from, &bytes);
+                }
+                _ = sleep => {}
+                _ = closing.changed() => break,
+            }
+            self.step().await;
+        }
+        for run in self.runs.into_values() {
+            for reading in run.birthday.into_values() {
+                reading.reader.abort();
+            }
+        }
+        if let Some(reading) = self.reading0 {
+            reading.reader.abort();
+        }
+    }
+
+    fn now() -> std::time::Instant {
+        Instant::now().into_std()
+    }
+
+    async fn handle_input(&mut self, input: PunchInput) {
+        let now = Self::now();
+        match input {
+            PunchInput::Registered => self.learn_mapping().await,
+            PunchInput::Candidates(peer, addrs) => {
+                self.tell(&peer, now);
+                if !addrs.iter().any(|c| c.transport == CandidateTransport::Udp) {
+                    return;
+                }
+                if let Some(run) = self.run_for(&peer, now) {
+                    run.schedule.handle_candidates(&addrs, now);
+                }
+            }
+            PunchInput::Start(peer, delay) => {
+                if let Some(run) = self.run_for(&peer, now) {
+                    run.schedule.handle_start(delay, now);
+                }
+            }
+            PunchInput::Connected(peer) => {
+                if let Some(run) = self.runs.remove(&peer) {
+                    for reading in run.birthday.into_values() {
+                        reading.reader.abort();
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sends `peer` our UDP candidates, once per punching timeout: the
+    /// TCP race's candidates may have left before STUN told us ours, so
+    /// each peer's candidates are answered with them.
+    fn tell(&mut self, peer: &Identity, now: std::time::Instant) {
+        let recent = self.config.timeout;
+        self.told.retain(|_, at| now < *at + recent);
+        if *peer == self.me || self.told.contains_key(peer) || self.told.len() >= MAX_TOLD {
+            return;
+        }
+        let addrs = self
+            .candidates
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if addrs.is_empty() {
+            return;
+        }
+        self.told.insert(peer.clone(), now);
+        let _ = self.signals.try_send(Frame::Candidates {
+            peer: peer.clone(),
+            addrs,
+        });
+    }
+
+    /// `peer`'s running schedule, begun when none runs and socket 0 is
+    /// ready.
+    fn run_for(&mut self, peer: &Identity, now: std::time::Instant) -> Option<&mut Run> {
+        if *peer == self.me || self.reading0.is_none() {
+            return None;
+        }
+        if self.runs.get(peer).is_some_and(|r| r.schedule.is_done()) {
+            self.runs.remove(peer);
+        }
+        let decides = self.me.as_str() < peer.as_str();
+        let (config, we_vary) = (self.config.clone(), self.we_vary);
+        self.seed = self.seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+        let seed = self.seed;
+        Some(self.runs.entry(peer.clone()).or_insert_with(|| Run {
+            schedule: PunchSchedule::new(config, decides, we_vary, seed, now),
+            birthday: HashMap::new(),
+        }))
+    }
+
+    /// STUN on socket 0: its mapping (a candidate of ours), and whether a
+    /// second server address sees another port (then it varies); then
+    /// socket 0's reader starts.
+    async fn learn_mapping(&mut self) {
+        let Some(socket) = self.socket0.take() else {
+            return;
+        };
+        let mut ours = Vec::new();
+        if let Some(server) = self.stun {
+            if let Some((mapped, other)) = binding(&socket, server).await {
+                let varies = match other {
+                    Some(other) => binding(&socket, other)
+                        .await
+                        .is_some_and(|(again, _)| again != mapped),
+                    None => false,
+                };
+                self.we_vary = varies;
+                let kind = if varies {
+                    CandidateKind::Varies
+                } else {
+                    CandidateKind::Reflexive
+                };
+                ours.push(udp(kind, mapped));
+            }
+        }
+        if let Ok(local) = socket.local_addr() {
+            let hosts = self
+                .host_ips
+                .clone()
+                .unwrap_or_else(crate::direct::host_ips);
+            for ip in hosts.into_iter().filter(|ip| ip.is_ipv4()) {
+                ours.push(udp(CandidateKind::Host, SocketAddr::new(ip, local.port())));
+            }
+        }
+        ours.truncate(crate::wire::MAX_CANDIDATES / 2);
+        *self.candidates.lock().unwrap_or_else(|p| p.into_inner()) = ours;
+        self.reading0 = Some(Reading::start(socket, (None, 0), self.received_tx.clone()));
+    }
+
+    fn handle_datagram(
+        &mut self,
+        peer: Option<Identity>,
+        socket: usize,
+        from: SocketAddr,
+        bytes: &[u8],
+    ) {
+        let Some((kind, them)) = parse(bytes) else {
+            return;
+        };
+        // A birthday socket belongs to one peer; socket 0 to whoever
+        // names itself, if we punch toward it.
+        if peer.as_ref().is_some_and(|p| *p != them) {
+            return;
+        }
+        if let Some(run) = self.runs.get_mut(&them) {
+            run.schedule
+                .handle_punch(socket, from, kind == ANSWER, Self::now());
+        }
+    }
+
+    /// Runs the schedules' timers and does what they ask.
+    async fn step(&mut self) {
+        let now = Self::now();
+        let peers: Vec<Identity> = self.runs.keys().cloned().collect();
+        for peer in peers {
+            let mut opened = None;
+            if let Some(run) = self.runs.get_mut(&peer) {
+                run.schedule.handle_timeout(now);
+                while let Some(t) = run.schedule.poll_transmit() {
+                    let packet = encode(if t.answer { ANSWER } else { PUNCH }, &self.me);
+                    let socket = if t.socket == 0 {
+                        self.reading0.as_ref().map(|r| &r.socket)
+                    } else {
+                        if !run.birthday.contains_key(&t.socket)
+                            && t.socket < run.schedule.sockets()
+                        {
+                            if let Ok(s) = bind() {
+                                let key = (Some(peer.clone()), t.socket);
+                                run.birthday.insert(
+                                    t.socket,
+                                    Reading::start(s, key, self.received_tx.clone()),
+                                );
+                            }
+                        }
+                        run.birthday.get(&t.socket).map(|r| &r.socket)
+                    };
+                    if let Some(socket) = socket {
+                        // A full socket buffer drops a punch, as the
+                        // network may: the schedule sends more.
+                        // Sent on the socket directly: tokio knows a new
+                        // socket writable only once its reactor has seen
+                        // it, and a punch need not wait for that.
+                        let _ =
+                            socket2::SockRef::from(socket.as_ref()).send_to(&packet, &t.to.into());
+                    }
+                }
+                while let Some(event) = run.schedule.poll_event() {
+                    match event {
+                        PunchEvent::SendStart { delay } => {
+                            let _ = self.signals.try_send(Frame::Start {
+                                peer: peer.clone(),
+                                attempt: 0,
+                                strategy: STRATEGY_UDP_PUNCH,
+                                delay_ms: delay.as_millis().min(u128::from(u16::MAX)) as u16,
+                            });
+                        }
+                        PunchEvent::Opened { socket, remote } => opened = Some((socket, remote)),
+                        PunchEvent::GaveUp => {}
+                    }
+                }
+            }
+            if let Some((socket, remote)) = opened {
+                self.open(&peer, socket, remote).await;
+            }
+        }
+        self.runs
+            .retain(|_, r| !r.schedule.is_done() || !r.birthday.is_empty());
+        for run in self.runs.values_mut().filter(|r| r.schedule.is_done()) {
+            for (_, reading) in run.birthday.drain() {
+                reading.reader.abort();
+            }
+        }
+    }
+
+    /// A path to `peer` opened on `socket`: QUIC runs on it.
+    async fn open(&mut self, peer: &Identity, socket: usize, remote: SocketAddr) {
+        let taken = if socket == 0 {
+            self.reading0.take()
+        } else {
+            self.runs
+                .get_mut(peer)
+                .and_then(|r| r.birthday.remove(&socket))
+        };
+        let Some(reading) = taken else {
+            return;
+        };
+        let Some(messaging) = self.messaging.upgrade() else {
+            return;
+        };
+        let std = match reading.take().await {
+            Ok(std) => std,
+            Err(error) => {
+                tracing::debug!(%error, %peer, "traversal: a punched socket could not be taken");
+                return;
+            }
+        };
+        let link = messaging.link().clone();
+        let decides = self.me.as_str() < peer.as_str();
+        let peer = peer.clone();
+        tokio::spawn(async move {
+            if decides {
+                let endpoint = match link.adopt_quic(std, None) {
+                    Ok(endpoint) => endpoint,
+                    Err(error) => {
+                        tracing::debug!(%error, %peer, "traversal: QUIC on a punched socket");
+                        return;
+                    }
+                };
+                let to = Address::ip(Scheme::Quic, remote);
+                let options = ConnectOptions::tls(punch_tls::client());
+                if let Err(error) = endpoint.connect_once(to, options).await {
+                    tracing::debug!(%error, %peer, %remote, "traversal: QUIC over a punched hole");
+                }
+            } else {
+                let server = match punch_tls::server() {
+                    Ok(server) => server,
+                    Err(error) => {
+                        tracing::debug!(%error, "traversal: a certificate for QUIC");
+                        return;
+                    }
+                };
+                let endpoint = match link.adopt_quic(std, Some(server)) {
+                    Ok(endpoint) => endpoint,
+                    Err(error) => {
+                        tracing::debug!(%error, %peer, "traversal: QUIC on a punched socket");
+                        return;
+                    }
+                };
+                // Accepting only while the connecting end is expected; a
+                // connection accepted by then carries on.
+                tokio::time::sleep(ACCEPT_WINDOW).await;
+                if let Some(listening) = endpoint.listening() {
+                    link.remove_listener(listening.id);
+                }
+            }
+        });
+        if socket == 0 {
+            // A new socket 0 for later peers, its mapping learnt at once.
+            if let Ok(fresh) = bind() {
+                self.socket0 = Some(fresh);
+                self.learn_mapping().await;
+            }
+        }
+    }
+}
+
+fn udp(kind: CandidateKind, addr: SocketAddr) -> Candidate {
+    Candidate {
+        transport: CandidateTransport::Udp,
+        kind,
+        addr,
+    }
+}
+
+/// A punch packet of `kind` from `me`.
+fn encode(kind: u8, me: &Identity) -> Vec<u8> {
+    let name = me.as_str().as_bytes();
+    let mut packet = Vec::with_capacity(MAGIC.len() + 2 + name.len());
+    packet.extend_from_slice(&MAGIC);
+    packet.push(kind);
+    packet.push(name.len() as u8);
+    packet.extend_from_slice(name);
+    packet
+}
+
+/// A punch packet's kind and sender, or `None` for anything else.
+fn parse(bytes: &[u8]) -> Option<(u8, Identity)> {
+    let rest = bytes.strip_prefix(&MAGIC[..])?;
+    let (&kind, rest) = rest.split_first()?;
+    let (&len, name) = rest.split_first()?;
+    if !matches!(kind, PUNCH | ANSWER) || name.len() != usize::from(len) {
+        return None;
+    }
+    let name = std::str::from_utf8(name).ok()?;
+    Some((kind, Identity::new(name).ok()?))
+}
+
+/// A STUN Binding from `socket` to `server`: the mapped address and the
+/// server's other address (RFC 5780), or `None` when it never answers.
+async fn binding(
+    socket: &UdpSocket,
+    server: SocketAddr,
+) -> Option<(SocketAddr, Option<SocketAddr>)> {
+    let request = StunMessage::binding_request();
+    let bytes = request.encode().ok()?;
+    let mut buf = vec![0u8; READ_BUF];
+    for _ in 0..STUN_TRIES {
+        socket.send_to(&bytes, server).await.ok()?;
+        let deadline = Instant::now() + STUN_WAIT;
+        loop {
+            let got = tokio::time::timeout_at(deadline, socket.recv_from(&mut buf)).await;
+            let Ok(Ok((n, from))) = got else { break };
+            if from != server {
+                continue;
+            }
+            let Ok(answer) = StunMessage::decode(&buf[..n]) else {
+                continue;
+            };
+            if answer.transaction_id != request.transaction_id {
+                continue;
+            }
+            return Some((answer.mapped_address()?, answer.other_address()));
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn punch_packets_name_their_sender_and_nothing_else_parses() {
+        let alice = Identity::new("alice").unwrap();
+        let punch = encode(PUNCH, &alice);
+        assert_eq!(punch, b"\x3fWP\x01\x01\x05alice");
+        assert_eq!(parse(&punch), Some((PUNCH, alice.clone())));
+        assert_eq!(parse(&encode(ANSWER, &alice)), Some((ANSWER, alice)));
+        // Not STUN, not QUIC: the first byte has neither's bits.
+        assert!(punch[0] > 3 && punch[0] & 0x40 == 0);
+        for bad in [
+            &b""[..],
+            b"\x3fWP\x02\x01\x05alice",
+            b"\x3fWP\x01\x03\x05alice",
+            b"\x3fWP\x01\x01\x06alice",
+            b"\x3fWP\x01\x01\x00",
+        ] {
+            assert_eq!(parse(bad), None, "{bad:?}");
+        }
+    }
+}
