@@ -84,6 +84,11 @@ pub struct ParticipantConfig {
     /// It dials until it has half as many (at least 1), accepts streams
     /// up to this many, and asks a stream past it to leave. Default: 16.
     pub max_streams: usize,
+    /// In a group larger than [`group_size`](Self::group_size): how long a
+    /// stream we dial may take to come up before we give it up and dial
+    /// someone else, and how long a stream we asked to leave may stay
+    /// before we close it ourselves. Default: 10 s.
+    pub dial_timeout: Duration,
 }
 
 /// The default of [`ParticipantConfig::recent_publications`].
@@ -94,6 +99,9 @@ const RECENT_PUBLICATIONS: usize = 4096;
 /// beacon interval, long beside the burst of changes a forming group
 /// makes.
 pub(crate) const ADVERTISE_BATCH: Duration = Duration::from_millis(20);
+
+/// The default of [`ParticipantConfig::dial_timeout`].
+pub(crate) const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The default of [`ParticipantConfig::group_size`].
 pub(crate) const GROUP_SIZE: usize = 32;
@@ -124,6 +132,7 @@ impl Default for ParticipantConfig {
             recent_publications: RECENT_PUBLICATIONS,
             group_size: GROUP_SIZE,
             max_streams: MAX_STREAMS,
+            dial_timeout: DIAL_TIMEOUT,
         }
     }
 }

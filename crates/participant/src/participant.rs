@@ -197,7 +197,8 @@ impl Participant {
             .with_recent_publications(config.recent_publications)
             .with_overlay(config.group_size, config.max_streams)
             .with_sight_grace(config.discovery.effective_interval())
-            .with_advertise_batch(crate::config::ADVERTISE_BATCH);
+            .with_advertise_batch(crate::config::ADVERTISE_BATCH)
+            .with_dial_timeout(config.dial_timeout);
         if let Some(key) = &config.group_key {
             let mut seed = [0u8; 32];
             random(&mut seed)?;

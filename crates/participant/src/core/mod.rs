@@ -206,6 +206,14 @@ impl ParticipantCore {
         self
     }
 
+    /// The same core, giving up a dial past the full mesh's size whose
+    /// stream is not up within `timeout`, and closing a stream asked to
+    /// leave still up after it (default 10 s; see `overlay.rs`).
+    pub(crate) fn with_dial_timeout(mut self, timeout: Duration) -> ParticipantCore {
+        self.overlay.set_dial_timeout(timeout);
+        self
+    }
+
     /// The same core, remembering the last `n` routed publications it
     /// delivered (default 4 096) to drop second copies.
     pub(crate) fn with_recent_publications(mut self, n: usize) -> ParticipantCore {
@@ -331,6 +339,7 @@ impl ParticipantCore {
     fn tick(&mut self, now: Instant) {
         self.clock = Some(self.clock.map_or(now, |c| c.max(now)));
         self.interest.tick(now);
+        self.overlay_tick(now);
         match self.batched {
             Some(None) => self.batched = Some(Some(now + self.batch)),
             Some(Some(at)) if at <= now => {
@@ -429,7 +438,7 @@ impl ParticipantCore {
     /// A tagged message (control or routed) from the neighbour `from`.
     /// Anything that does not decode is counted and dropped.
     pub(crate) fn handle_control(&mut self, from: &Identity, data: &Bytes) {
-        if self.overlay.leaving.contains(from) {
+        if self.overlay.leaving.contains_key(from) {
             // We asked it to leave: it is no neighbour of ours.
             return;
         }
@@ -633,7 +642,11 @@ impl ParticipantCore {
             Some(None) => self.clock,
             None => None,
         };
-        [handshake, grace, batch].into_iter().flatten().min()
+        let overlay = self.overlay_poll_timeout(self.clock);
+        [handshake, grace, batch, overlay]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Whether the subscribers we reach (neighbours' or further) changed
@@ -1254,6 +1267,88 @@ mod tests {
             )]
         );
         assert_eq!(a.poll_timeout(), None, "nothing waits");
+    }
+
+    /// A core in a group past its full mesh's size (3), at most
+    /// `max_streams`, knowing p2, p3 and p4; its clock at `t0`.
+    fn sparse(max_streams: usize, t0: Instant) -> ParticipantCore {
+        let mut a = ParticipantCore::new(id(1), ident("a"), 8)
+            .with_overlay(3, max_streams)
+            .with_dial_timeout(Duration::from_secs(10));
+        a.handle_streams([], t0);
+        for n in 2..5 {
+            let at = addr(&format!("127.0.0.{n}:9000"));
+            a.handle_discovery(DiscoveryEvent::Found(peer(&format!("p{n}"), id(n), at)));
+        }
+        a
+    }
+
+    #[test]
+    fn past_the_mesh_a_dial_whose_stream_never_comes_is_given_up_for_another() {
+        let t0 = Instant::now();
+        let timeout = Duration::from_secs(10);
+        let mut a = sparse(2, t0);
+        // The mesh's dials, then past its size one kept (half the limit).
+        let asked = dials(&mut a);
+        let open: Vec<ParticipantId> = asked
+            .iter()
+            .filter_map(|d| match d {
+                Dial::Open { peer, .. } if !asked.contains(&Dial::Close(*peer)) => Some(*peer),
+                _ => None,
+            })
+            .collect();
+        let [first] = open[..] else {
+            panic!("one dial kept: {asked:?}")
+        };
+        // The wait starts at the next tick.
+        assert_eq!(a.poll_timeout(), Some(t0));
+        a.handle_timeout(t0);
+        assert_eq!(a.poll_timeout(), Some(t0 + timeout));
+        a.handle_timeout(t0 + timeout - Duration::from_millis(1));
+        assert!(dials(&mut a).is_empty(), "not before its time");
+        a.handle_timeout(t0 + timeout);
+        let next = dials(&mut a);
+        assert_eq!(next[0], Dial::Close(first), "{next:?}");
+        assert!(
+            matches!(&next[1..], [Dial::Open { peer, .. }] if *peer != first),
+            "someone else: {next:?}"
+        );
+        // A dial whose stream came up waits for nothing.
+        let Dial::Open { peer, .. } = next[1] else {
+            unreachable!()
+        };
+        let name = format!("p{}", peer.0[0]);
+        a.handle_streams([ident(&name)], t0 + timeout);
+        a.handle_timeout(t0 + timeout);
+        assert_eq!(a.poll_timeout(), None);
+    }
+
+    #[test]
+    fn past_the_limit_a_stream_is_asked_to_leave_and_closed_when_too_many_wait() {
+        let t0 = Instant::now();
+        let timeout = Duration::from_secs(10);
+        let mut a = sparse(1, t0);
+        dials(&mut a);
+        transmits(&mut a);
+        // Three streams arrive from participants we did not dial: one is
+        // kept, one asked to leave, and with as many waiting to leave as
+        // we keep, the third closed at once.
+        a.handle_streams([ident("u1"), ident("u2"), ident("u3")], t0);
+        assert_eq!(a.connected().cloned().collect::<Vec<_>>(), [ident("u1")]);
+        let leave: Vec<Identity> = controls(&mut a)
+            .into_iter()
+            .filter(|(_, c)| *c == Control::Leave)
+            .map(|(to, _)| to)
+            .collect();
+        assert_eq!(leave, [ident("u2")]);
+        assert!(dials(&mut a).contains(&Dial::Refuse(ident("u3"))));
+        // u2 ignores Leave: closed by us after the timeout.
+        a.handle_streams([ident("u1"), ident("u2")], t0);
+        a.handle_timeout(t0);
+        a.handle_timeout(t0 + timeout - Duration::from_millis(1));
+        assert!(!dials(&mut a).contains(&Dial::Refuse(ident("u2"))));
+        a.handle_timeout(t0 + timeout);
+        assert!(dials(&mut a).contains(&Dial::Refuse(ident("u2"))));
     }
 
     fn keyed(n: u8, name: &str, key: u8) -> ParticipantCore {

@@ -36,13 +36,22 @@
 //!   view). Dials beyond what we want (streams that arrived from others
 //!   meanwhile) are withdrawn.
 //! - A neighbour that discovery reports gone is replaced the same way.
+//! - Bounds on streams that never settle: a dial whose stream is not up
+//!   within `dial_timeout` is given up and someone else dialled (the
+//!   participant may be unreachable, and would hold a slot forever); a
+//!   stream asked to leave that is still up after `dial_timeout` (its
+//!   dialler ignores `Leave`, or predates it) is closed by us; and while
+//!   `max_streams` streams are already waiting to leave, a new one past
+//!   the limit is closed at once instead of asked, so the streams held,
+//!   neighbours and leaving ones together, stay within twice the limit.
 //!
 //! Either side of a pair may dial in the overlay, so two participants
 //! could dial each other at the same moment; a participant dials no one
 //! it already has a stream with, and messaging keeps one stream per
 //! identity (`DuplicateIdentity::ReplaceOld`).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
 
 use weft_discovery::ParticipantId;
 use weft_messaging::Identity;
@@ -61,8 +70,14 @@ pub(crate) struct Overlay {
     /// known.
     pub(super) dialled: BTreeSet<ParticipantId>,
     /// Streams we asked to leave that are still up: not neighbours, and
-    /// what they send is dropped.
-    pub(super) leaving: BTreeSet<Identity>,
+    /// what they send is dropped; since when (`None` until the next tick).
+    pub(super) leaving: BTreeMap<Identity, Option<Instant>>,
+    /// Dials past the full mesh's size whose stream is not up yet, since
+    /// when (`None` until the next tick).
+    pending: BTreeMap<ParticipantId, Option<Instant>>,
+    /// How long a dial may wait for its stream, and a stream asked to
+    /// leave for its dialler to close it.
+    dial_timeout: Duration,
     /// Participants that asked us to leave: not dialled again while there
     /// is anyone else to dial.
     shunned: BTreeSet<ParticipantId>,
@@ -80,7 +95,9 @@ impl Overlay {
             group_size,
             max_streams: max_streams.max(1),
             dialled: BTreeSet::new(),
-            leaving: BTreeSet::new(),
+            leaving: BTreeMap::new(),
+            pending: BTreeMap::new(),
+            dial_timeout: crate::config::DIAL_TIMEOUT,
             shunned: BTreeSet::new(),
             sparse: false,
             rng: seed,
@@ -92,6 +109,12 @@ impl Overlay {
     pub(super) fn set_limits(&mut self, group_size: usize, max_streams: usize) {
         self.group_size = group_size;
         self.max_streams = max_streams.max(1);
+    }
+
+    /// Gives up a dial whose stream is not up within `timeout`, and
+    /// closes a stream asked to leave still up after it.
+    pub(super) fn set_dial_timeout(&mut self, timeout: Duration) {
+        self.dial_timeout = timeout;
     }
 
     /// Mixes `seed` into the random choices, so that participants
@@ -116,7 +139,7 @@ impl Overlay {
     /// leave, participants dialled and shunned): each is bounded by the
     /// participants known.
     pub(crate) fn len(&self) -> usize {
-        self.dialled.len() + self.leaving.len() + self.shunned.len()
+        self.dialled.len() + self.leaving.len() + self.shunned.len() + self.pending.len()
     }
 
     /// A number below `n` (`n` > 0).
@@ -147,8 +170,14 @@ impl ParticipantCore {
     pub(super) fn turn_away(&mut self, ident: Identity) {
         let ours: Vec<ParticipantId> = self.dialled_ids(&ident);
         if ours.is_empty() {
-            self.control_to(ident.clone(), &Control::Leave);
-            self.overlay.leaving.insert(ident);
+            if self.overlay.leaving.len() >= self.overlay.max_streams {
+                // As many wait to leave as we keep: this one is closed.
+                tracing::debug!(peer = %ident, "stream past the limit closed");
+                self.dials.push_back(Dial::Refuse(ident));
+            } else {
+                self.control_to(ident.clone(), &Control::Leave);
+                self.overlay.leaving.insert(ident, None);
+            }
         } else {
             for id in ours {
                 self.close(id);
@@ -170,6 +199,68 @@ impl ParticipantCore {
     pub(super) fn overlay_forget(&mut self, id: ParticipantId) {
         self.overlay.dialled.remove(&id);
         self.overlay.shunned.remove(&id);
+        self.overlay.pending.remove(&id);
+    }
+
+    /// The time is `now`: dials that waited `dial_timeout` for their
+    /// stream are given up (and someone else dialled), streams asked to
+    /// leave that long ago and still up are closed.
+    pub(super) fn overlay_tick(&mut self, now: Instant) {
+        let timeout = self.overlay.dial_timeout;
+        let expired = |since: &mut Option<Instant>| {
+            now.saturating_duration_since(*since.get_or_insert(now)) >= timeout
+        };
+        if !self.sparse() {
+            // In the full mesh every dial is wanted, however long it takes.
+            self.overlay.pending.clear();
+        }
+        let pending: Vec<ParticipantId> = self.overlay.pending.keys().copied().collect();
+        let mut given_up = false;
+        for id in pending {
+            if !self.overlay.dialled.contains(&id) || self.is_neighbour(id) {
+                self.overlay.pending.remove(&id);
+            } else if self.overlay.pending.get_mut(&id).is_some_and(expired) {
+                tracing::debug!(peer = %id, "dial given up: no stream in time");
+                self.overlay.pending.remove(&id);
+                self.close(id);
+                self.overlay.shunned.insert(id);
+                given_up = true;
+            }
+        }
+        let mut late = Vec::new();
+        for (ident, since) in &mut self.overlay.leaving {
+            if expired(since) {
+                late.push(ident.clone());
+                // Closed again only if it lasts another timeout.
+                *since = Some(now);
+            }
+        }
+        for ident in late {
+            tracing::debug!(peer = %ident, "stream asked to leave closed");
+            self.dials.push_back(Dial::Refuse(ident));
+        }
+        if given_up {
+            self.rebalance();
+        }
+    }
+
+    /// When [`overlay_tick`](Self::overlay_tick) is next due: `now` when
+    /// something waits without a start yet.
+    pub(super) fn overlay_poll_timeout(&self, now: Option<Instant>) -> Option<Instant> {
+        let starts = self
+            .overlay
+            .pending
+            .values()
+            .chain(self.overlay.leaving.values());
+        let mut next: Option<Instant> = None;
+        for since in starts {
+            let due = match since {
+                Some(t) => *t + self.overlay.dial_timeout,
+                None => now?,
+            };
+            next = Some(next.map_or(due, |n| n.min(due)));
+        }
+        next
     }
 
     /// A stream that ended is no longer one we asked to leave.
@@ -226,6 +317,10 @@ impl ParticipantCore {
             self.close(id);
             have -= 1;
         }
+        // Dials made while the mesh was full wait within the bound too.
+        for id in pending {
+            self.overlay.pending.entry(id).or_insert(None);
+        }
         if have < want {
             let mut candidates = self.candidates();
             if candidates.is_empty() && !self.overlay.shunned.is_empty() {
@@ -235,6 +330,7 @@ impl ParticipantCore {
             while have < want && !candidates.is_empty() {
                 let id = candidates.swap_remove(self.overlay.below(candidates.len()));
                 self.overlay.dialled.insert(id);
+                self.overlay.pending.insert(id, None);
                 self.dial(id, false);
                 have += 1;
             }

@@ -740,8 +740,20 @@ impl Sim {
                     self.streams_changed(&[i, j]);
                 }
             }
-            // Refusals come with a group key, which the simulation has not.
-            Dial::Refuse(_) => {}
+            // Closes the stream, whoever dialled it (messaging's
+            // disconnect); the dialler's connector tries again only when
+            // its core asks or the link comes back.
+            Dial::Refuse(ident) => {
+                let Some(j) = self.neighbour_named(i, ident.as_str()) else {
+                    return;
+                };
+                if self.disconnect(i, j) {
+                    if let Some(link) = self.links.get_mut(&key(i, j)) {
+                        link.generation += 1;
+                    }
+                    self.streams_changed(&[i, j]);
+                }
+            }
         }
     }
 
