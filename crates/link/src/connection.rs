@@ -532,7 +532,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> StreamDriver<S> {
                 if got.is_empty() {
                     return Poll::Ready(self.read_ended());
                 }
-                self.read_buf.reserve(self.read_chunk.max(got.len()));
+                // All there was fit the stack: a buffer of just that size
+                // (a small message costs a small allocation); else a
+                // whole chunk, for the rest that is likely waiting.
+                let room = if got.len() < PROBE_READ {
+                    got.len()
+                } else {
+                    self.read_chunk
+                };
+                self.read_buf.reserve(room);
                 self.read_buf.extend_from_slice(got);
                 self.deliver(got.len());
                 continue;
