@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
@@ -38,11 +38,13 @@ use io_task::run;
 pub use peer_info::PeerInfo;
 
 /// Stops the I/O task when the last [`Messaging`] handle is dropped.
-struct StopOnDrop(tokio::sync::watch::Sender<bool>);
+struct StopOnDrop(Arc<Inner>);
 
 impl Drop for StopOnDrop {
     fn drop(&mut self) {
-        let _ = self.0.send(true);
+        self.0.stopping.store(true, Ordering::Release);
+        // A permit is kept when the task is not waiting: never lost.
+        self.0.wake.notify_one();
     }
 }
 
@@ -113,11 +115,16 @@ struct Inner {
     config: MessagingConfig,
     link: Link,
     core: Mutex<Core<PacketSender>>,
-    /// Wakes the I/O task: events to dispatch, connections to wait for,
-    /// timers that moved.
+    /// Wakes the I/O task: events to dispatch, connections to end or to
+    /// wait for, timers that moved, a stop.
     wake: Notify,
-    /// Signalled whenever deliveries happen (for `flush`).
+    /// The last handle is gone: the I/O task stops.
+    stopping: AtomicBool,
+    /// Signalled whenever deliveries happen while `flush` waits.
     progress: Notify,
+    /// Calls of `flush` waiting: without one, a delivery signals no one
+    /// (a signal takes the `Notify`'s lock even when no one waits).
+    flushing: AtomicUsize,
     /// Handlers and queues; copied on write, so a dispatch takes a cheap
     /// snapshot.
     dispatch: Mutex<Arc<Dispatch>>,
@@ -285,7 +292,9 @@ impl Messaging {
             link,
             core: Mutex::new(core),
             wake: Notify::new(),
+            stopping: AtomicBool::new(false),
             progress: Notify::new(),
+            flushing: AtomicUsize::new(0),
             dispatch: Mutex::new(Arc::new(Dispatch {
                 queues: vec![default_queue.shared.clone()],
                 ..Dispatch::default()
@@ -301,14 +310,13 @@ impl Messaging {
             resting: Mutex::new(HashMap::new()),
             config,
         });
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let task_inner = inner.clone();
         tokio::spawn(async move {
-            run(task_inner, &mut packeter, stop_rx).await;
+            run(task_inner, &mut packeter).await;
         });
         Ok(Messaging {
+            _stop: Arc::new(StopOnDrop(inner.clone())),
             inner,
-            _stop: Arc::new(StopOnDrop(stop_tx)),
         })
     }
 
@@ -686,6 +694,9 @@ impl Messaging {
     /// up to `timeout`. Returns whether that happened. Cancel-safe.
     pub async fn flush(&self, timeout: Duration) -> bool {
         let deadline = Instant::from_std(later(now(), timeout));
+        // Counted before the core is first read: a delivery made after
+        // that read signals this call (see `io_task`).
+        let _waiting = Flushing::new(&self.inner.flushing);
         loop {
             let notified = self.inner.progress.notified();
             tokio::pin!(notified);
@@ -707,6 +718,22 @@ impl Messaging {
     /// they go on doing.
     pub async fn close(&self) {
         self.inner.link.close().await;
+    }
+}
+
+/// Counts a `flush` call as waiting until dropped (also when cancelled).
+struct Flushing<'a>(&'a AtomicUsize);
+
+impl<'a> Flushing<'a> {
+    fn new(count: &'a AtomicUsize) -> Flushing<'a> {
+        count.fetch_add(1, Ordering::SeqCst);
+        Flushing(count)
+    }
+}
+
+impl Drop for Flushing<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

@@ -71,7 +71,11 @@ impl<I: std::ops::Deref<Target = Inner>> Active<I> {
 
 impl<I: std::ops::Deref<Target = Inner>> Drop for Active<I> {
     fn drop(&mut self) {
-        if self.0.active.fetch_sub(1, Ordering::AcqRel) == 1 {
+        // Only `close` waits for the count to reach 0, and it marks the
+        // instance closed before it reads the count: without the mark no
+        // one waits (a signal takes the `Notify`'s lock even then).
+        if self.0.active.fetch_sub(1, Ordering::SeqCst) == 1 && self.0.closed.load(Ordering::SeqCst)
+        {
             self.0.idle.notify_waiters();
         }
     }

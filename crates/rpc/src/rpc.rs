@@ -523,7 +523,7 @@ impl Rpc {
             let idle = self.inner.idle.notified();
             tokio::pin!(idle);
             idle.as_mut().enable();
-            if self.inner.active.load(Ordering::Acquire) == 0 {
+            if self.inner.active.load(Ordering::SeqCst) == 0 {
                 return;
             }
             idle.await;
@@ -534,7 +534,9 @@ impl Rpc {
 impl Inner {
     /// Stops taking frames (idempotent).
     pub(crate) fn shut(&self) {
-        if self.closed.swap(true, Ordering::AcqRel) {
+        // SeqCst: `close` then reads the count of running handlers, and
+        // a handler that ends reads this mark (see `Active`).
+        if self.closed.swap(true, Ordering::SeqCst) {
             return;
         }
         for id in lock(&self.handler_ids).drain(..) {

@@ -3,6 +3,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -16,11 +17,7 @@ use crate::subscription::{Deliveries, QueueMatches};
 use crate::timer::LazyTimer;
 
 /// The I/O task: packets in, timers, waits for blocked connections.
-pub(super) async fn run(
-    inner: Arc<Inner>,
-    packeter: &mut Packeter,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) {
+pub(super) async fn run(inner: Arc<Inner>, packeter: &mut Packeter) {
     let mut batch = Vec::with_capacity(256);
     let mut ready_waits: JoinSet<ConnectionId> = JoinSet::new();
     let mut events = VecDeque::new();
@@ -29,11 +26,31 @@ pub(super) async fn run(
     let mut deliveries = Deliveries::default();
     let mut matches = QueueMatches::default();
     let mut timer = LazyTimer::new();
+    // Made once and kept while it waits, instead of made, registered with
+    // the `Notify` and dropped again on every turn.
+    let wake = inner.wake.notified();
+    tokio::pin!(wake);
     loop {
         timer.arm(lock(&inner.core).poll_timeout().map(Instant::from_std));
         // More packets were ready than one batch takes.
         let mut more = false;
         tokio::select! {
+            // Packets last: each other branch is ready once per cause (a
+            // deadline, a wake-up, a connection with room), so none is
+            // starved while packets keep coming.
+            biased;
+            _ = timer.fired() => {
+                lock(&inner.core).handle_timeout(now());
+            }
+            _ = &mut wake => {
+                if inner.stopping.load(Ordering::Acquire) {
+                    break;
+                }
+                wake.set(inner.wake.notified());
+            }
+            Some(Ok(conn)) = ready_waits.join_next(), if !ready_waits.is_empty() => {
+                lock(&inner.core).handle_writable(conn, now());
+            }
             n = packeter.recv_many(&mut batch, MAX_BATCH) => {
                 if n == 0 {
                     break;
@@ -54,14 +71,6 @@ pub(super) async fn run(
                 }
                 core.handle_batch_end(now);
             }
-            _ = timer.fired() => {
-                lock(&inner.core).handle_timeout(now());
-            }
-            _ = inner.wake.notified() => {}
-            Some(Ok(conn)) = ready_waits.join_next(), if !ready_waits.is_empty() => {
-                lock(&inner.core).handle_writable(conn, now());
-            }
-            _ = stop.changed() => break,
         }
         {
             let mut core = lock(&inner.core);
@@ -74,7 +83,9 @@ pub(super) async fn run(
             closing.extend(std::iter::from_fn(|| core.poll_close()));
             core.poll_events(&mut events);
             core.poll_seen(&mut seen);
-            if core.poll_progress() {
+            // A `flush` counts itself before it reads the core, under this
+            // lock: one that reads none here has seen what was delivered.
+            if core.poll_progress() && inner.flushing.load(Ordering::SeqCst) > 0 {
                 inner.progress.notify_waiters();
             }
         }
