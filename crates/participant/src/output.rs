@@ -45,6 +45,11 @@ pub(crate) struct Transmit {
 pub(crate) enum TransmitKind {
     /// Our lists or routes.
     Control,
+    /// What changed in our routes or interest since the last list: sent
+    /// without the control TTL, since a change that expired in a queue
+    /// would leave the neighbour's view wrong until the stream restarts
+    /// (a late one is harmless: a new stream starts with full lists).
+    Changes,
     /// A routed message passed on.
     Routed,
     /// A publication routed through participants, ours or passed on.

@@ -488,6 +488,11 @@ impl Inner {
                         tracing::debug!(to = %t.to, error = %e, "control message not queued");
                     }
                 }
+                TransmitKind::Changes => {
+                    if let Err(e) = self.messaging.try_send_message(&t.to, Message::new(t.data)) {
+                        tracing::debug!(to = %t.to, error = %e, "changes not queued");
+                    }
+                }
                 TransmitKind::Publication => {
                     if let Err(e) = self.messaging.try_send_message(&t.to, Message::new(t.data)) {
                         tracing::debug!(to = %t.to, error = %e, "routed publication not queued");

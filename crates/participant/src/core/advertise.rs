@@ -5,9 +5,9 @@
 
 use weft_messaging::Identity;
 
-use super::ParticipantCore;
+use super::{ParticipantCore, Transmit, TransmitKind};
 use crate::advert::Advert;
-use crate::control::Control;
+use crate::control::{Control, encode_control};
 
 impl ParticipantCore {
     /// Tells each neighbour the routes and the interest that changed for
@@ -31,9 +31,7 @@ impl ParticipantCore {
                 Advert::Full(list) => Control::Routes(list),
                 Advert::Changes { set, removed } => Control::RoutesChanged { set, removed },
             };
-            if let Ok(n) = Identity::new(&n) {
-                self.control_to(n, &c);
-            }
+            self.tell(&n, &c);
         }
         for (n, adv) in self.interest.changed_advertisements() {
             if adv.is_empty_change() {
@@ -43,9 +41,20 @@ impl ParticipantCore {
                 Advert::Full(list) => Control::Interest(list),
                 Advert::Changes { set, removed } => Control::InterestChanged { set, removed },
             };
-            if let Ok(n) = Identity::new(&n) {
-                self.control_to(n, &c);
-            }
+            self.tell(&n, &c);
         }
+    }
+
+    /// Sends neighbour `n` a list or what changed in it.
+    fn tell(&mut self, n: &str, c: &Control) {
+        let Ok(to) = Identity::new(n) else { return };
+        let kind = match c {
+            Control::RoutesChanged { .. } | Control::InterestChanged { .. } => {
+                TransmitKind::Changes
+            }
+            _ => TransmitKind::Control,
+        };
+        let data = encode_control(c);
+        self.transmits.push_back(Transmit { to, kind, data });
     }
 }
