@@ -86,13 +86,14 @@ pub struct DiscoveryConfig {
     /// steady interval, the lease our beacons announce and the shortest
     /// gap between answers to newcomers are multiplied by `n /
     /// backoff_above` rounded up to a power of two (the interval at most
-    /// [`max_lease`](Self::max_lease)` / 4`), and a newcomer is answered
-    /// with a probability of one over that factor. So a participant hears
-    /// about `backoff_above` beacons per interval however large the group,
-    /// and its idle beacon traffic stays bounded; a participant that
-    /// stops is noticed later in a large group (one longer lease), and
-    /// a newcomer still hears about `backoff_above` answers. 0 keeps the
-    /// pace whatever the size. Default: 32.
+    /// [`max_lease`](Self::max_lease)` / 4`). So a participant hears about
+    /// `backoff_above` beacons per interval however large the group, and,
+    /// while newcomers keep arriving, at most one answer per participant
+    /// per `backoff_above` answer gaps: its beacon traffic stays bounded
+    /// whatever the group's size. A participant that stops is noticed
+    /// later in a large group (one longer lease); a newcomer still hears
+    /// everyone's answer within one such gap. 0 keeps the pace whatever
+    /// the size. Default: 32.
     pub backoff_above: usize,
     /// Participants tracked at once. When the table is full, a newcomer
     /// takes the place of the participant heard from least recently among

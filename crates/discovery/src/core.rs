@@ -374,17 +374,6 @@ impl DiscoveryCore {
             .max(self.lease)
     }
 
-    /// Whether to answer a newcomer: always in a group within
-    /// `backoff_above`, else with a probability of one over the backoff,
-    /// so that about `backoff_above` of the group answer each newcomer.
-    fn answers_newcomer(&mut self) -> bool {
-        if !self.answer_newcomers {
-            return false;
-        }
-        let backoff = self.backoff();
-        backoff == 1 || self.rng.u32(0..backoff) == 0
-    }
-
     fn announce_soon(&mut self, now: Instant) {
         let earliest = match self.last_announce {
             Some(last) => (last + self.burst_interval * self.backoff()).max(now),
@@ -486,7 +475,7 @@ impl DiscoveryCore {
             );
             self.stats.accepted += 1;
             self.push(DiscoveryEvent::Found(peer));
-            if self.answers_newcomer() {
+            if self.answer_newcomers {
                 self.announce_soon(now);
             }
             return Ok(Accepted::Found);
@@ -524,7 +513,7 @@ impl DiscoveryCore {
                 previous_incarnation,
                 peer,
             });
-            if self.answers_newcomer() {
+            if self.answer_newcomers {
                 self.announce_soon(now);
             }
             return Ok(Accepted::Restarted);
@@ -1246,35 +1235,29 @@ mod tests {
     }
 
     #[test]
-    fn in_a_large_group_a_share_of_the_participants_answer_a_newcomer() {
+    fn in_a_large_group_answers_to_newcomers_are_spaced_by_the_backoff() {
         let start = Instant::now();
-        let mut answered = 0;
-        let cores = 64;
-        for _ in 0..cores {
-            // Seven participants, two per step: a backoff of 4, and
-            // still 4 with the newcomer.
-            let (mut c, now) = in_a_group(2, 6, start);
-            assert_eq!(c.backoff(), 4);
-            while c.poll_transmit(now).is_some() {}
-            let regular = c.poll_timeout().unwrap();
-            let newcomer = LocalParticipant::new("new", vec![]);
-            let t = now + Duration::from_millis(10);
-            c.handle_beacon(&beacon_of(&newcomer), addr("127.0.0.1:2"), t)
-                .unwrap();
-            if c.poll_timeout().unwrap() < regular {
-                answered += 1;
-                // No sooner than four gaps after the last beacon.
-                assert_eq!(
-                    c.poll_timeout(),
-                    Some(now + config().burst_interval * 4),
-                    "the answer's gap grows with the group"
-                );
-            }
-        }
-        // One in four on average: 16 of 64.
-        assert!(
-            (4..=32).contains(&answered),
-            "{answered} of {cores} answered"
-        );
+        // Seven participants, two per step: a backoff of 4, and still 4
+        // with the newcomer.
+        let (mut c, now) = in_a_group(2, 6, start);
+        assert_eq!(c.backoff(), 4);
+        while c.poll_transmit(now).is_some() {}
+        let regular = c.poll_timeout().unwrap();
+        let newcomer = LocalParticipant::new("new", vec![]);
+        let t = now + Duration::from_millis(10);
+        c.handle_beacon(&beacon_of(&newcomer), addr("127.0.0.1:2"), t)
+            .unwrap();
+        // Answered, but no sooner than four gaps after the last beacon.
+        let answer = now + config().burst_interval * 4;
+        assert!(answer < regular);
+        assert_eq!(c.poll_timeout(), Some(answer));
+        assert!(c.poll_transmit(answer).is_some());
+        // A second newcomer right after waits for the next gap.
+        let second = LocalParticipant::new("second", vec![]);
+        c.handle_beacon(&beacon_of(&second), addr("127.0.0.1:3"), answer)
+            .unwrap();
+        // Nine participants now: a backoff of 8.
+        assert_eq!(c.backoff(), 8);
+        assert_eq!(c.poll_timeout(), Some(answer + config().burst_interval * 8));
     }
 }

@@ -238,6 +238,12 @@ impl Discovery {
     }
 }
 
+/// The beacon sockets' receive buffer: a large group's beacons (and the
+/// answers to a burst of newcomers) can arrive faster than a busy task
+/// takes them, and what the system drops is heard only an interval later.
+/// A thousand beacons of the largest size fit.
+const RECEIVE_BUFFER: usize = 1 << 20;
+
 fn open_v4(bind: Ipv4Addr, port: u16) -> Result<UdpSocket, DiscoveryError> {
     let what = format!("opening the beacon socket {bind}:{port}");
     let err = |e| DiscoveryError::io(what.clone(), e);
@@ -248,6 +254,8 @@ fn open_v4(bind: Ipv4Addr, port: u16) -> Result<UdpSocket, DiscoveryError> {
     s.set_broadcast(true).map_err(err)?;
     s.set_multicast_loop_v4(true).map_err(err)?;
     s.set_multicast_ttl_v4(1).map_err(err)?;
+    // Best effort: the system may cap it (net.core.rmem_max).
+    let _ = s.set_recv_buffer_size(RECEIVE_BUFFER);
     s.bind(&SocketAddr::from((bind, port)).into())
         .map_err(err)?;
     s.set_nonblocking(true).map_err(err)?;
@@ -264,6 +272,8 @@ fn open_v6(port: u16) -> Result<UdpSocket, DiscoveryError> {
     s.set_reuse_port(true).map_err(err)?;
     s.set_multicast_loop_v6(true).map_err(err)?;
     s.set_multicast_hops_v6(1).map_err(err)?;
+    // Best effort: the system may cap it (net.core.rmem_max).
+    let _ = s.set_recv_buffer_size(RECEIVE_BUFFER);
     s.bind(&SocketAddr::from((Ipv6Addr::UNSPECIFIED, port)).into())
         .map_err(err)?;
     s.set_nonblocking(true).map_err(err)?;
