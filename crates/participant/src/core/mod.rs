@@ -714,7 +714,9 @@ impl ParticipantCore {
         }
         let routed = self.interest.matching(topic);
         out.extend(routed.filter_map(|s| Identity::new(s).ok()));
+        // A neighbour's interest can also have reached us through others.
         out.sort();
+        out.dedup();
         out
     }
 
