@@ -94,14 +94,18 @@ pub(super) async fn run(inner: Arc<Inner>, packeter: &mut Packeter) {
         if !seen.is_empty() {
             record_seen(&inner, &mut seen).await;
         }
-        if !events.is_empty() {
+        // Handlers may have answered what they were handed: the writers of
+        // their connections run before this task's next turn (timer,
+        // waits), so that an answer leaves as soon as it is queued.
+        let answered = !events.is_empty();
+        if answered {
             dispatch(&inner, &mut events, &mut deliveries, &mut matches);
             // Drained: start the ring over at its first slots.
             events.clear();
         }
-        if more {
-            // Let the receivers take this batch before the next one is
-            // read: queues stay short, and memory with them.
+        if more || answered {
+            // Also lets the receivers take this batch before the next one
+            // is read: queues stay short, and memory with them.
             yield_once().await;
         }
     }
