@@ -6,12 +6,19 @@
 //!
 //! Both sides send punches to each other's UDP candidates from the socket
 //! whose mapping they advertised, every [`PunchConfig::interval`], at most
-//! [`PunchConfig::punches`] times each: host candidates at once, reflexive
-//! ones from the moment a `Start` signal names (the side with the smaller
-//! identity sends it), so that both NATs see an outgoing packet to the
-//! other before the other's arrives. The first punch or answer that
-//! arrives from the peer opens the path: our NAT let it in, and the answer
-//! we send from the same socket tells the peer that its NAT lets ours in.
+//! [`PunchConfig::punches`] times each, from the moment a `Start` signal
+//! names (the side with the smaller identity sends it), so that both NATs
+//! see an outgoing packet to the other before the other's arrives. Host
+//! candidates wait for that moment too: where a direct TCP path gets
+//! through at once (a LAN, a public host), the TCP race dials at once and
+//! has its path first, and QUIC takes the paths TCP cannot. Every punch
+//! is answered from the socket it reached. On the side with the smaller
+//! identity, the first punch or answer that arrives from the peer opens
+//! the path (our NAT let it in, and our answer tells the peer that its
+//! NAT lets ours in); that side names the socket pair to the other
+//! ([`PunchKind::Chosen`]), and the other side opens the path where it is
+//! named: with birthday probing several pairs may get through, and both
+//! ends must run QUIC on the same one.
 //!
 //! A NAT that maps each destination to a new port (symmetric: the peer's
 //! reflexive candidate is of kind [`CandidateKind::Varies`]) cannot be
@@ -24,7 +31,7 @@
 //! [`PunchConfig::probe_rate`]. A probe that lands on one of the mappings
 //! passes the NAT as a reply; with `n` mappings among the 64,512 ports a
 //! fully random NAT uses, `m` probes hit with probability about
-//! `1 - exp(-n m / 64512)` (128 sockets and 2,048 probes: 98%).
+//! `1 - exp(-n m / 64512)` (256 sockets and 2,048 probes: 99.97%).
 //! Two varying sides are not tried. Everything stops at
 //! [`PunchConfig::timeout`].
 
@@ -53,7 +60,7 @@ pub struct PunchConfig {
     /// Punches per candidate address. Default: 100 (2 s at the interval).
     pub punches: u32,
     /// Sockets the varying (symmetric) side opens for birthday probing;
-    /// 0 turns birthday probing off. Default: 128.
+    /// 0 turns birthday probing off. Default: 256.
     pub birthday_sockets: usize,
     /// Probes to random ports the other side sends, at most. Default:
     /// 2,048.
@@ -76,7 +83,7 @@ impl Default for PunchConfig {
             enabled: true,
             interval: Duration::from_millis(20),
             punches: 100,
-            birthday_sockets: 128,
+            birthday_sockets: 256,
             birthday_probes: 2_048,
             probe_rate: 2_000,
             max_targets: 8,
@@ -86,6 +93,22 @@ impl Default for PunchConfig {
     }
 }
 
+/// What a punch packet says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PunchKind {
+    /// A punch: answer me.
+    Punch,
+    /// An answer to a punch.
+    Answer,
+    /// From the side with the smaller identity: the path is this socket
+    /// pair; QUIC follows. With birthday probing several pairs may get
+    /// through; this names the one both ends use.
+    Chosen,
+}
+
+/// How many times the chosen pair is named: a datagram may be lost.
+const CHOSEN_COPIES: usize = 3;
+
 /// A punch packet to send.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PunchTransmit {
@@ -94,8 +117,8 @@ pub struct PunchTransmit {
     pub socket: usize,
     /// Where to.
     pub to: SocketAddr,
-    /// An answer to a punch that arrived, rather than a punch.
-    pub answer: bool,
+    /// What it says.
+    pub kind: PunchKind,
 }
 
 /// What else the shell should do.
@@ -107,8 +130,10 @@ pub enum PunchEvent {
         /// When punching of reflexive candidates begins, from now.
         delay: Duration,
     },
-    /// A path opened: packets from `remote` reached `socket`. QUIC runs on
-    /// that socket (the side with the smaller identity connects).
+    /// A path opened: packets from `remote` reached `socket` (on the side
+    /// with the smaller identity, which names the pair to the other
+    /// before this), or the other side named this pair. QUIC runs on that
+    /// socket (the side with the smaller identity connects).
     Opened {
         /// The socket.
         socket: usize,
@@ -123,8 +148,8 @@ pub enum PunchEvent {
 #[derive(Clone, Debug)]
 struct Target {
     to: SocketAddr,
-    /// Punched from the start moment rather than at once.
-    at_start: bool,
+    /// A reflexive candidate (the one birthday probing aims at).
+    reflexive: bool,
     sent: u32,
     next: Option<Instant>,
 }
@@ -237,15 +262,14 @@ impl PunchSchedule {
             {
                 continue;
             }
-            let at_start = c.kind != CandidateKind::Host;
             self.targets.push(Target {
                 to: c.addr,
-                at_start,
+                reflexive: c.kind != CandidateKind::Host,
                 sent: 0,
-                next: if at_start { self.start_at } else { Some(now) },
+                next: self.start_at,
             });
         }
-        let reflexive = self.targets.iter().find(|t| t.at_start).map(|t| t.to);
+        let reflexive = self.targets.iter().find(|t| t.reflexive).map(|t| t.to);
         self.birthday = match (self.we_vary, varies, reflexive) {
             (true, None, Some(to)) if self.config.birthday_sockets > 0 => Birthday::Sockets {
                 to,
@@ -286,7 +310,7 @@ impl PunchSchedule {
             return;
         }
         self.start_at = Some(at);
-        for t in self.targets.iter_mut().filter(|t| t.at_start) {
+        for t in self.targets.iter_mut() {
             t.next = Some(at);
         }
         if !matches!(self.birthday, Birthday::None) {
@@ -294,20 +318,36 @@ impl PunchSchedule {
         }
     }
 
-    /// A punch or an answer from the peer arrived on `socket` from `from`.
-    /// A punch is answered; the first of either opens the path.
-    pub fn handle_punch(&mut self, socket: usize, from: SocketAddr, answer: bool, _now: Instant) {
-        if !answer {
-            // Answered even once the path is open: the peer may not have
-            // heard from us yet, and QUIC waits for it.
-            self.transmits.push_back(PunchTransmit {
-                socket,
-                to: from,
-                answer: true,
-            });
+    /// A punch packet from the peer arrived on `socket` from `from`. A
+    /// punch is answered. On the deciding side the first punch or answer
+    /// opens the path, which it names to the other side ([`PunchKind::Chosen`]);
+    /// on the other side the path opens where it is named.
+    pub fn handle_punch(
+        &mut self,
+        socket: usize,
+        from: SocketAddr,
+        kind: PunchKind,
+        _now: Instant,
+    ) {
+        let transmit = |kind| PunchTransmit {
+            socket,
+            to: from,
+            kind,
+        };
+        if kind == PunchKind::Punch {
+            self.transmits.push_back(transmit(PunchKind::Answer));
         }
-        if self.done {
+        let opens = match kind {
+            PunchKind::Punch | PunchKind::Answer => self.decides,
+            PunchKind::Chosen => !self.decides,
+        };
+        if self.done || !opens {
             return;
+        }
+        if self.decides {
+            for _ in 0..CHOSEN_COPIES {
+                self.transmits.push_back(transmit(PunchKind::Chosen));
+            }
         }
         self.done = true;
         self.events.push_back(PunchEvent::Opened {
@@ -335,7 +375,7 @@ impl PunchSchedule {
                 self.transmits.push_back(PunchTransmit {
                     socket: 0,
                     to: t.to,
-                    answer: false,
+                    kind: PunchKind::Punch,
                 });
             }
         }
@@ -363,7 +403,7 @@ impl PunchSchedule {
                     self.transmits.push_back(PunchTransmit {
                         socket: *next_socket,
                         to: *to,
-                        answer: false,
+                        kind: PunchKind::Punch,
                     });
                     *next_socket += 1;
                 }
@@ -382,7 +422,7 @@ impl PunchSchedule {
                     self.transmits.push_back(PunchTransmit {
                         socket: 0,
                         to: SocketAddr::new(to.ip(), port),
-                        answer: false,
+                        kind: PunchKind::Punch,
                     });
                 }
                 *sent < max

@@ -10,9 +10,10 @@
 //! QUIC connection, which becomes one more path to the peer.
 //!
 //! Punch packets (`PROTOCOL.md`, "Direct UDP paths"): `3f 57 50 01`, a
-//! type (1 punch, 2 answer), a `u8` length and the sender's identity. The
-//! first byte is neither STUN's (0 to 3) nor QUIC's (the fixed bit 0x40
-//! is clear), so a late punch on a socket QUIC took is dropped there.
+//! type (1 punch, 2 answer, 3 chosen), a `u8` length and the sender's
+//! identity. The first byte is neither STUN's (0 to 3) nor QUIC's (the
+//! fixed bit 0x40 is clear), so a late punch on a socket QUIC took is
+//! dropped there.
 
 use std::collections::HashMap;
 use std::io;
@@ -29,7 +30,7 @@ use weft_link::{Address, ConnectOptions};
 use weft_messaging::{Identity, WeakMessaging};
 use weft_stun::StunMessage;
 
-use crate::punch::{PunchConfig, PunchEvent, PunchSchedule, STRATEGY_UDP_PUNCH};
+use crate::punch::{PunchConfig, PunchEvent, PunchKind, PunchSchedule, STRATEGY_UDP_PUNCH};
 use crate::punch_tls;
 use crate::wire::{Candidate, CandidateKind, CandidateTransport, Frame};
 
@@ -37,6 +38,7 @@ use crate::wire::{Candidate, CandidateKind, CandidateTransport, Frame};
 const MAGIC: [u8; 4] = [0x3f, b'W', b'P', 1];
 const PUNCH: u8 = 1;
 const ANSWER: u8 = 2;
+const CHOSEN: u8 = 3;
 /// The largest datagram read while punching (punches and STUN answers
 /// are small).
 const READ_BUF: usize = 1500;
@@ -91,8 +93,11 @@ impl Reading {
         let reader = tokio::spawn(async move {
             let mut buf = vec![0u8; READ_BUF];
             while let Ok((n, from)) = reading.recv_from(&mut buf).await {
+                // After the pair is named QUIC follows at once: what comes
+                // next stays in the socket for QUIC to read.
+                let named = matches!(parse(&buf[..n]), Some((PunchKind::Chosen, _)));
                 let got = (key.0.clone(), key.1, from, buf[..n].to_vec());
-                if to.send(got).await.is_err() {
+                if to.send(got).await.is_err() || named {
                     break;
                 }
             }
@@ -364,8 +369,7 @@ impl Shell {
             return;
         }
         if let Some(run) = self.runs.get_mut(&them) {
-            run.schedule
-                .handle_punch(socket, from, kind == ANSWER, Self::now());
+            run.schedule.handle_punch(socket, from, kind, Self::now());
         }
     }
 
@@ -378,7 +382,7 @@ impl Shell {
             if let Some(run) = self.runs.get_mut(&peer) {
                 run.schedule.handle_timeout(now);
                 while let Some(t) = run.schedule.poll_transmit() {
-                    let packet = encode(if t.answer { ANSWER } else { PUNCH }, &self.me);
+                    let packet = encode(t.kind, &self.me);
                     let socket = if t.socket == 0 {
                         self.reading0.as_ref().map(|r| &r.socket)
                     } else {
@@ -514,22 +518,32 @@ fn udp(kind: CandidateKind, addr: SocketAddr) -> Candidate {
 }
 
 /// A punch packet of `kind` from `me`.
-fn encode(kind: u8, me: &Identity) -> Vec<u8> {
+fn encode(kind: PunchKind, me: &Identity) -> Vec<u8> {
     let name = me.as_str().as_bytes();
     let mut packet = Vec::with_capacity(MAGIC.len() + 2 + name.len());
     packet.extend_from_slice(&MAGIC);
-    packet.push(kind);
+    packet.push(match kind {
+        PunchKind::Punch => PUNCH,
+        PunchKind::Answer => ANSWER,
+        PunchKind::Chosen => CHOSEN,
+    });
     packet.push(name.len() as u8);
     packet.extend_from_slice(name);
     packet
 }
 
 /// A punch packet's kind and sender, or `None` for anything else.
-fn parse(bytes: &[u8]) -> Option<(u8, Identity)> {
+fn parse(bytes: &[u8]) -> Option<(PunchKind, Identity)> {
     let rest = bytes.strip_prefix(&MAGIC[..])?;
     let (&kind, rest) = rest.split_first()?;
     let (&len, name) = rest.split_first()?;
-    if !matches!(kind, PUNCH | ANSWER) || name.len() != usize::from(len) {
+    let kind = match kind {
+        PUNCH => PunchKind::Punch,
+        ANSWER => PunchKind::Answer,
+        CHOSEN => PunchKind::Chosen,
+        _ => return None,
+    };
+    if name.len() != usize::from(len) {
         return None;
     }
     let name = std::str::from_utf8(name).ok()?;
@@ -573,16 +587,19 @@ mod tests {
     #[test]
     fn punch_packets_name_their_sender_and_nothing_else_parses() {
         let alice = Identity::new("alice").unwrap();
-        let punch = encode(PUNCH, &alice);
+        let punch = encode(PunchKind::Punch, &alice);
         assert_eq!(punch, b"\x3fWP\x01\x01\x05alice");
-        assert_eq!(parse(&punch), Some((PUNCH, alice.clone())));
-        assert_eq!(parse(&encode(ANSWER, &alice)), Some((ANSWER, alice)));
+        assert_eq!(parse(&punch), Some((PunchKind::Punch, alice.clone())));
+        for kind in [PunchKind::Answer, PunchKind::Chosen] {
+            assert_eq!(parse(&encode(kind, &alice)), Some((kind, alice.clone())));
+        }
+        assert_eq!(encode(PunchKind::Chosen, &alice)[4], 3);
         // Not STUN, not QUIC: the first byte has neither's bits.
         assert!(punch[0] > 3 && punch[0] & 0x40 == 0);
         for bad in [
             &b""[..],
             b"\x3fWP\x02\x01\x05alice",
-            b"\x3fWP\x01\x03\x05alice",
+            b"\x3fWP\x01\x04\x05alice",
             b"\x3fWP\x01\x01\x06alice",
             b"\x3fWP\x01\x01\x00",
         ] {

@@ -39,7 +39,7 @@ fn run_until(p: &mut PunchSchedule, until: Instant) -> Vec<(Instant, PunchTransm
 }
 
 #[test]
-fn host_candidates_at_once_reflexive_ones_from_the_start_and_each_bounded() {
+fn every_candidate_from_the_start_each_bounded() {
     let t0 = Instant::now();
     let config = PunchConfig {
         punches: 3,
@@ -79,10 +79,15 @@ fn host_candidates_at_once_reflexive_ones_from_the_start_and_each_bounded() {
     assert_eq!(host.len(), 3);
     assert_eq!(reflexive.len(), 3);
     assert_eq!(sent.len(), 6, "nothing else: {sent:?}");
-    assert_eq!(host[0].0, t0);
+    // Host candidates too wait for the start: a direct TCP path that
+    // gets through at once is dialled at once, and comes first.
+    assert_eq!(host[0].0, t0 + Duration::from_millis(100));
     assert_eq!(reflexive[0].0, t0 + Duration::from_millis(100));
     assert_eq!(host[1].0 - host[0].0, Duration::from_millis(20));
-    assert!(sent.iter().all(|(_, t)| t.socket == 0 && !t.answer));
+    assert!(
+        sent.iter()
+            .all(|(_, t)| t.socket == 0 && t.kind == PunchKind::Punch)
+    );
 }
 
 #[test]
@@ -117,13 +122,13 @@ fn the_other_side_starts_when_told_and_a_long_delay_is_bounded() {
 }
 
 #[test]
-fn the_first_punch_from_the_peer_opens_the_path_and_every_punch_is_answered() {
+fn the_deciding_side_opens_on_the_first_punch_and_names_the_pair() {
     let t0 = Instant::now();
     let mut p = PunchSchedule::new(PunchConfig::default(), true, false, 7, t0);
     p.handle_candidates(&[udp(CandidateKind::Reflexive, "198.51.100.7:4000")], t0);
     events(&mut p);
     let from = to("198.51.100.7:4001");
-    p.handle_punch(0, from, false, t0);
+    p.handle_punch(0, from, PunchKind::Punch, t0);
     assert_eq!(
         events(&mut p),
         [PunchEvent::Opened {
@@ -131,19 +136,52 @@ fn the_first_punch_from_the_peer_opens_the_path_and_every_punch_is_answered() {
             remote: from
         }]
     );
-    let answer = PunchTransmit {
+    let sent = |kind| PunchTransmit {
         socket: 0,
         to: from,
-        answer: true,
+        kind,
     };
-    assert_eq!(drain(&mut p), [answer]);
+    let chosen = sent(PunchKind::Chosen);
+    assert_eq!(
+        drain(&mut p),
+        [sent(PunchKind::Answer), chosen, chosen, chosen],
+        "answered, then the pair named (more than once: it may be lost)"
+    );
     assert!(p.is_done());
     assert_eq!(p.poll_timeout(), None, "no more punches");
-    // Later punches are still answered; answers are not; neither reopens.
-    p.handle_punch(0, from, false, t0);
-    p.handle_punch(0, from, true, t0);
-    assert_eq!(drain(&mut p), [answer]);
+    // Later punches are still answered; answers are not; nothing reopens.
+    p.handle_punch(0, from, PunchKind::Punch, t0);
+    p.handle_punch(0, from, PunchKind::Answer, t0);
+    assert_eq!(drain(&mut p), [sent(PunchKind::Answer)]);
     assert_eq!(events(&mut p), []);
+}
+
+#[test]
+fn the_other_side_answers_everywhere_and_opens_where_it_is_named() {
+    let t0 = Instant::now();
+    let mut p = PunchSchedule::new(PunchConfig::default(), false, true, 7, t0);
+    p.handle_candidates(&[udp(CandidateKind::Reflexive, "198.51.100.7:4000")], t0);
+    // Two birthday sockets heard the peer: both answer, neither opens.
+    let from = to("198.51.100.7:4000");
+    p.handle_punch(3, from, PunchKind::Punch, t0);
+    p.handle_punch(5, from, PunchKind::Punch, t0);
+    p.handle_punch(5, from, PunchKind::Answer, t0);
+    let answers: Vec<usize> = drain(&mut p).iter().map(|t| t.socket).collect();
+    assert_eq!(answers, [3, 5]);
+    assert_eq!(events(&mut p), []);
+    assert!(!p.is_done());
+    // The deciding side names socket 5's pair.
+    p.handle_punch(5, from, PunchKind::Chosen, t0);
+    assert_eq!(
+        events(&mut p),
+        [PunchEvent::Opened {
+            socket: 5,
+            remote: from
+        }]
+    );
+    assert_eq!(drain(&mut p), [], "nothing more to say");
+    p.handle_punch(3, from, PunchKind::Chosen, t0);
+    assert_eq!(events(&mut p), [], "opened once");
 }
 
 #[test]
