@@ -27,6 +27,7 @@
 //! | rpc 64 B 64 in flight | the same echo, 64 calls in flight | tarpc 0.38 over TCP | >= 1.5x calls/s |
 //! | rpc vs snakeMQ 64 B | the row above | snakeMQ 1.6 RPC, two Python processes | >= 20x calls/s |
 //! | participants: full mesh of 10 | 10 loopback participants, start to full mesh | | <= 1 000 ms (the beacon interval) |
+//! | participants: 200 to full delivery | 200 loopback participants (bounded streams), start to full membership and one publication at 20 subscribers | | <= 10 000 ms |
 //! | participants pub/sub fan-out 10 | 1 publisher, 10 subscriber participants, 64 B, deliveries/s | libzmq PUB, 10 SUB | >= 1.0x msg/s |
 //! | participants pub/sub fan-out 10 vs Zenoh | the row above | Zenoh 1.x, 1 publisher and 10 subscriber sessions, peer mode over TCP | >= 1.5x msg/s |
 //!

@@ -79,6 +79,15 @@ use crate::throughput::{self, Load};
 const MESH_CASE: &str = "participants: full mesh of 10";
 const FANOUT_CASE: &str = "participants pub/sub fan-out 10";
 const FANOUT_ZENOH: &str = "participants pub/sub fan-out 10 vs Zenoh";
+const SCALE_CASE: &str = "participants: 200 to full delivery";
+
+/// Participants in the scale row, of which [`SCALE_SUBSCRIBERS`] host a
+/// subscriber.
+const SCALE: usize = 200;
+const SCALE_SUBSCRIBERS: usize = 20;
+
+/// The scale row's limit: from the first start to delivery everywhere.
+const SCALE_LIMIT: Duration = Duration::from_secs(10);
 
 /// Participants in the mesh row.
 const MESH: usize = 10;
@@ -132,6 +141,127 @@ pub(crate) fn run(scale: Scale, wanted: &dyn Fn(&str) -> bool, report: &mut Repo
     if wanted(FANOUT_CASE) {
         fanout(scale, report);
     }
+    if wanted(SCALE_CASE) {
+        group(scale, report);
+    }
+}
+
+/// The scale row.
+fn group(scale: Scale, report: &mut Report) {
+    let rounds = if scale.quick { 2 } else { 3 };
+    let mut series = match raise_fd_limit() {
+        Ok(()) => Series::default(),
+        Err(e) => Series::unavailable(e),
+    };
+    for round in 0..rounds {
+        eprintln!("{SCALE_CASE}: round {}/{rounds}", round + 1);
+        if series.live() {
+            series.push(group_once().map(|t| t.as_secs_f64() * 1e3));
+        }
+    }
+    report.row(Row::limit(
+        SCALE_CASE,
+        "ms",
+        &series,
+        SCALE_LIMIT.as_secs_f64() * 1e3,
+    ));
+    report.note(format!(
+        "participants: 200 to full delivery: {SCALE} ParticipantConfig::loopback participants \
+         (default max_streams and group_size: past the full mesh's size each keeps a bounded \
+         set of streams) started in turn on a {MESH_WORKERS}-worker runtime, {SCALE_SUBSCRIBERS} \
+         of them with a subscriber and one with a publisher; timed from the first start until \
+         every participant knows every other (in beacons or as a route), the publisher has heard \
+         of every subscriber, and one publication has reached each; {rounds} rounds"
+    ));
+}
+
+/// Lets this process open as many files as its hard limit allows: 200
+/// participants hold about 4,000 sockets.
+fn raise_fd_limit() -> Result<(), String> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit read and write only the struct
+    // passed, which lives across both calls.
+    let ok = unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0
+        }
+    };
+    if !ok || limit.rlim_cur < 8192 {
+        return Err(format!(
+            "not measured: {SCALE} participants need about 4,000 open files; the limit is {}",
+            limit.rlim_cur
+        ));
+    }
+    Ok(())
+}
+
+/// How many other participants `p` knows: heard in beacons, or reached
+/// through its neighbours.
+fn known_of(p: &Participant) -> usize {
+    let mut known: std::collections::BTreeSet<String> =
+        p.peers().into_iter().map(|i| i.identity).collect();
+    known.extend(p.routes().into_iter().map(|r| r.destination));
+    known.remove(p.identity().as_str());
+    known.len()
+}
+
+/// One measurement of the scale row.
+fn group_once() -> Result<Duration, String> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(MESH_WORKERS)
+        .enable_all()
+        .build()
+        .map_err(ctx("building a Tokio runtime"))?;
+    let run = async {
+        let port = free_port()?;
+        let deadline = Instant::now() + LIMIT / 2;
+        let begin = Instant::now();
+        let mut participants = Vec::with_capacity(SCALE);
+        for i in 0..SCALE {
+            participants.push(start(port, &format!("scale-{i}")).await?);
+        }
+        let subscribers: Vec<Subscriber> = participants[1..=SCALE_SUBSCRIBERS]
+            .iter()
+            .map(|p| p.subscriber(TopicFilter::Prefix(PREFIX.into())))
+            .collect();
+        let publisher = participants[0]
+            .publisher(TOPIC)
+            .map_err(ctx("a publisher"))?;
+        loop {
+            let known = participants.iter().map(known_of).min().unwrap_or(0);
+            let heard = publisher.subscribers().len();
+            if known == SCALE - 1 && heard == SCALE_SUBSCRIBERS {
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "after {} s the least informed participant knows {known} of {} others, \
+                     and the publisher heard of {heard} of {SCALE_SUBSCRIBERS} subscribers",
+                    (LIMIT / 2).as_secs(),
+                    SCALE - 1
+                ));
+            }
+            tokio::time::sleep(POLL * 10).await;
+        }
+        publisher
+            .publish(payload(WARM, 0))
+            .map_err(ctx("publishing"))?;
+        for s in &subscribers {
+            let left = deadline.saturating_duration_since(Instant::now());
+            s.recv(Some(left)).await.map_err(ctx("a subscriber"))?;
+        }
+        let took = begin.elapsed();
+        drop(subscribers);
+        drop(publisher);
+        close_all(participants).await;
+        Ok(took)
+    };
+    let measured = runtime.block_on(async { tokio::time::timeout(LIMIT, run).await });
+    measured.unwrap_or_else(|_| Err(format!("timed out after {} s", LIMIT.as_secs())))
 }
 
 /// The mesh row.
