@@ -29,6 +29,7 @@
 //! | participants: full mesh of 10 | 10 loopback participants, start to full mesh | | <= 1 000 ms (the beacon interval) |
 //! | participants: 200 to full delivery | 200 loopback participants (bounded streams), start to full membership and one publication at 20 subscribers | | <= 10 000 ms |
 //! | participants pub/sub fan-out 10 | 1 publisher, 10 subscriber participants, 64 B, deliveries/s | libzmq PUB, 10 SUB | >= 1.0x msg/s |
+//! | participants pub/sub fan-out 10 through one participant | the fan-out row's load, every publication through one intermediate participant | the direct fan-out row | >= 0.8x msg/s |
 //! | participants pub/sub fan-out 10 vs Zenoh | the row above | Zenoh 1.x, 1 publisher and 10 subscriber sessions, peer mode over TCP | >= 1.5x msg/s |
 //!
 //! ```text
@@ -59,6 +60,7 @@ mod memory;
 mod messaging;
 mod messaging_tls;
 mod participants;
+mod participants_routed;
 mod pingpong;
 mod quic;
 mod quinn_stream;

@@ -79,6 +79,7 @@ use crate::throughput::{self, Load};
 const MESH_CASE: &str = "participants: full mesh of 10";
 const FANOUT_CASE: &str = "participants pub/sub fan-out 10";
 const FANOUT_ZENOH: &str = "participants pub/sub fan-out 10 vs Zenoh";
+const FANOUT_ROUTED: &str = "participants pub/sub fan-out 10 through one participant";
 const SCALE_CASE: &str = "participants: 200 to full delivery";
 
 /// Participants in the scale row, of which [`SCALE_SUBSCRIBERS`] host a
@@ -304,6 +305,7 @@ fn fanout(scale: Scale, report: &mut Report) {
     let mut weft = Series::default();
     let mut zmq = throughput::zmq_series();
     let mut zenoh = throughput::zenoh_series();
+    let mut routed = Series::default();
     for round in 0..scale.rounds {
         eprintln!("{FANOUT_CASE}: round {}/{}", round + 1, scale.rounds);
         if weft.live() {
@@ -315,6 +317,9 @@ fn fanout(scale: Scale, report: &mut Report) {
         if zenoh.live() {
             zenoh.push(throughput::zenoh_once(load, SUBSCRIBERS).map(|t| rate(deliveries, t)));
         }
+        if routed.live() {
+            routed.push(crate::participants_routed::once(load).map(|t| rate(deliveries, t)));
+        }
     }
     report.row(Row::compare(
         FANOUT_CASE,
@@ -323,6 +328,14 @@ fn fanout(scale: Scale, report: &mut Report) {
         "libzmq",
         &zmq,
         Target::RatioAtLeast(1.0),
+    ));
+    report.row(Row::compare(
+        FANOUT_ROUTED,
+        "msg/s",
+        &routed,
+        "direct",
+        &weft,
+        Target::RatioAtLeast(0.8),
     ));
     report.row(Row::compare(
         FANOUT_ZENOH,
@@ -368,7 +381,7 @@ fn zmq_once(_load: Load) -> Result<Duration, String> {
 }
 
 /// A UDP port of loopback no one uses now, for one round's beacons.
-fn free_port() -> Result<u16, String> {
+pub(crate) fn free_port() -> Result<u16, String> {
     UdpSocket::bind("127.0.0.1:0")
         .and_then(|s| s.local_addr())
         .map(|a| a.port())
@@ -381,13 +394,18 @@ fn config(port: u16, name: &str) -> ParticipantConfig {
 }
 
 async fn start(port: u16, name: &str) -> Result<Participant, String> {
-    Participant::start(config(port, name))
+    start_with(config(port, name)).await
+}
+
+pub(crate) async fn start_with(config: ParticipantConfig) -> Result<Participant, String> {
+    let name = config.identity.clone().unwrap_or_default();
+    Participant::start(config)
         .await
         .map_err(|e| format!("starting participant {name}: {e}"))
 }
 
 /// Closes every participant, all at once, and waits (untimed).
-async fn close_all(participants: Vec<Participant>) {
+pub(crate) async fn close_all(participants: Vec<Participant>) {
     let mut closing = JoinSet::new();
     for p in participants {
         closing.spawn(async move { p.close().await });
@@ -550,29 +568,43 @@ fn fanout_once(load: Load) -> Result<Duration, String> {
     let port = free_port()?;
     let progress = Arc::new(Progress::default());
     let shared = progress.clone();
+    let configs = (0..SUBSCRIBERS)
+        .map(|i| config(port, &subscriber_name(i)))
+        .collect();
     let subscribing = move || {
-        let result = harness::block_on(LIMIT, subscribers(port, load.count, shared.clone()));
-        shared.guard(result)
+        let side = subscribers(configs, load.count, shared.clone(), None);
+        shared.guard(harness::block_on(LIMIT, side))
     };
     let publishing = move || {
-        let result = harness::block_on(LIMIT, publisher(port, load, progress.clone()));
-        progress.guard(result)
+        let side = publisher(config(port, "fan-pub"), load, progress.clone(), None);
+        progress.guard(harness::block_on(LIMIT, side))
     };
     let (end, start) = harness::pair(("fan-subs", subscribing), ("fan-pub", publishing))?;
     Ok(end.saturating_duration_since(start))
 }
 
+/// Publications each subscriber has taken, for a publisher that paces
+/// on them (when its own queues do not show the subscribers' backlog).
+pub(crate) type Received = Arc<Vec<std::sync::atomic::AtomicU64>>;
+
 /// The subscribers' side: starts the ten participants and their
 /// subscribers, drains them; when the last timed publication arrived.
-async fn subscribers(port: u16, count: u64, progress: Arc<Progress>) -> Result<Instant, String> {
+pub(crate) async fn subscribers(
+    configs: Vec<ParticipantConfig>,
+    count: u64,
+    progress: Arc<Progress>,
+    received: Option<Received>,
+) -> Result<Instant, String> {
     let mut participants = Vec::with_capacity(SUBSCRIBERS);
     let mut drains = JoinSet::new();
-    for i in 0..SUBSCRIBERS {
-        let participant = start(port, &subscriber_name(i)).await?;
+    for (i, config) in configs.into_iter().enumerate() {
+        let participant = start_with(config).await?;
         let subscriber = participant.subscriber(TopicFilter::Prefix(PREFIX.into()));
         let progress = progress.clone();
+        let received = received.clone();
         drains.spawn(async move {
-            let result = drain(&subscriber, count, &progress).await;
+            let taken = received.as_ref().map(|r| &r[i]);
+            let result = drain(&subscriber, count, &progress, taken).await;
             progress.guard(result)
         });
         participants.push(participant);
@@ -593,7 +625,7 @@ async fn subscribers(port: u16, count: u64, progress: Arc<Progress>) -> Result<I
     last.ok_or_else(|| "no subscribers".into())
 }
 
-fn subscriber_name(i: usize) -> String {
+pub(crate) fn subscriber_name(i: usize) -> String {
     format!("fan-sub-{i}")
 }
 
@@ -603,6 +635,7 @@ async fn drain(
     subscriber: &Subscriber,
     count: u64,
     progress: &Progress,
+    taken: Option<&std::sync::atomic::AtomicU64>,
 ) -> Result<Instant, String> {
     let mut tally = Tally::new(count);
     let deadline = Instant::now() + LIMIT;
@@ -612,7 +645,10 @@ async fn drain(
             .recv_many(&mut batch, RECV_MANY, Some(STEP))
             .await
         {
-            Ok(_) => {
+            Ok(n) => {
+                if let Some(taken) = taken {
+                    taken.fetch_add(n as u64, Ordering::Relaxed);
+                }
                 for p in batch.drain(..) {
                     if tally.take(&p.data, progress)? {
                         return finished(subscriber);
@@ -638,9 +674,18 @@ fn finished(subscriber: &Subscriber) -> Result<Instant, String> {
 
 /// The publisher's side: waits for the subscribers' interest, warms up,
 /// publishes the timed publications; when the first was published.
-async fn publisher(port: u16, load: Load, progress: Arc<Progress>) -> Result<Instant, String> {
+///
+/// It waits while a subscriber is [`HWM`] publications behind: as its own
+/// queue to that subscriber shows, or, with `received`, as the
+/// subscribers' counts show (when its queues are to an intermediate).
+pub(crate) async fn publisher(
+    config: ParticipantConfig,
+    load: Load,
+    progress: Arc<Progress>,
+    received: Option<Received>,
+) -> Result<Instant, String> {
     let deadline = Instant::now() + LIMIT;
-    let participant = start(port, "fan-pub").await?;
+    let participant = start_with(config).await?;
     let publisher = participant.publisher(TOPIC).map_err(ctx("a publisher"))?;
     let subscribers = (0..SUBSCRIBERS)
         .map(|i| Identity::new(subscriber_name(i)).map_err(ctx("an identity")))
@@ -655,6 +700,8 @@ async fn publisher(port: u16, load: Load, progress: Arc<Progress>) -> Result<Ins
         subscribers: &subscribers,
         progress: &progress,
         deadline,
+        received,
+        published: std::sync::atomic::AtomicU64::new(0),
     };
     paced.send(WARM, load.warm).await?;
     paced.send(SYNC, 1).await?;
@@ -691,6 +738,10 @@ struct Paced<'a> {
     subscribers: &'a [Identity],
     progress: &'a Progress,
     deadline: Instant,
+    /// What the subscribers took, when pacing on that.
+    received: Option<Received>,
+    /// Publications sent, for pacing on `received`.
+    published: std::sync::atomic::AtomicU64,
 }
 
 impl Paced<'_> {
@@ -699,6 +750,7 @@ impl Paced<'_> {
     async fn send(&self, marker: u8, count: u64) -> Result<(), String> {
         for seq in 0..count {
             let reached = publish(self.publisher, marker, seq)?;
+            self.published.fetch_add(1, Ordering::Relaxed);
             if reached != SUBSCRIBERS {
                 return Err(format!(
                     "publication {seq} reached {reached} of {SUBSCRIBERS} subscribers"
@@ -719,12 +771,26 @@ impl Paced<'_> {
     /// drain, so the sleeps never leave a stream idle.
     async fn pace(&self) -> Result<(), String> {
         let messaging = self.publisher.participant().messaging();
-        let deepest = || {
-            self.subscribers
+        let deepest = || match &self.received {
+            Some(received) => {
+                let slowest = received
+                    .iter()
+                    .map(|r| r.load(Ordering::Relaxed))
+                    .min()
+                    .unwrap_or(0);
+                usize::try_from(
+                    self.published
+                        .load(Ordering::Relaxed)
+                        .saturating_sub(slowest),
+                )
+                .unwrap_or(usize::MAX)
+            }
+            None => self
+                .subscribers
                 .iter()
                 .map(|s| messaging.queue_depth(s))
                 .max()
-                .unwrap_or(0)
+                .unwrap_or(0),
         };
         if deepest() < HWM {
             return Ok(());
