@@ -30,6 +30,7 @@ pub(crate) async fn listen(
         side: "server",
     })?;
     let server = endpoint::server_config(&tls, &registry.config.quic)?;
+    let loopback = endpoint::for_loopback(&server, &registry.config.quic);
     let sockopts = options
         .socket
         .unwrap_or_else(|| registry.config.socket.clone());
@@ -40,7 +41,7 @@ pub(crate) async fn listen(
     let dropped = &registry.stats.quic_datagrams_dropped;
     let stun = stun_inbox(registry);
     let endpoint = endpoint::bind(addr, &sockopts, Some(server), dropped, &stun).await?;
-    start(registry, endpoint, stun)
+    start(registry, endpoint, stun, loopback)
 }
 
 /// A STUN inbox for a new endpoint of the link.
@@ -53,11 +54,13 @@ pub(crate) fn stun_inbox(registry: &Registry) -> Arc<StunInbox> {
 
 /// Accepts on `endpoint` (which has a server configuration, and whose
 /// socket hands its STUN datagrams to `stun`) as a listener of the link
-/// until the listener is removed.
+/// until the listener is removed; loopback peers' connections with
+/// `loopback` (see [`endpoint::for_loopback`]).
 pub(crate) fn start(
     registry: &Arc<Registry>,
     endpoint: quinn::Endpoint,
     stun: Arc<StunInbox>,
+    loopback: Arc<quinn::ServerConfig>,
 ) -> Result<Listening, LinkError> {
     let events = registry.sender()?;
     let bound = endpoint
@@ -70,6 +73,7 @@ pub(crate) fn start(
         registry.clone(),
         id,
         endpoint,
+        loopback,
         cancel.clone(),
         events,
     ));
@@ -93,6 +97,7 @@ async fn accept_task(
     registry: Arc<Registry>,
     id: ListenerId,
     endpoint: quinn::Endpoint,
+    loopback: Arc<quinn::ServerConfig>,
     cancel: CancellationToken,
     events: mpsc::Sender<LinkEvent>,
 ) {
@@ -105,8 +110,10 @@ async fn accept_task(
         let registry2 = registry.clone();
         let events = events.clone();
         let endpoint = endpoint.clone();
+        let config =
+            endpoint::is_loopback(incoming.remote_address().ip()).then(|| loopback.clone());
         registry.spawn(async move {
-            handshake(registry2, id, endpoint, incoming, events).await;
+            handshake(registry2, id, endpoint, incoming, config, events).await;
         });
     }
     endpoint.set_server_config(None);
@@ -124,11 +131,12 @@ async fn handshake(
     id: ListenerId,
     endpoint: quinn::Endpoint,
     incoming: quinn::Incoming,
+    config: Option<Arc<quinn::ServerConfig>>,
     events: mpsc::Sender<LinkEvent>,
 ) {
     let peer = incoming.remote_address();
     let timeout = registry.config.tls_handshake_timeout;
-    let accepted = tokio::time::timeout(timeout, accept_stream(incoming, peer)).await;
+    let accepted = tokio::time::timeout(timeout, accept_stream(incoming, config, peer)).await;
     let error = match accepted {
         Ok(Ok((connection, stream))) => {
             let ends = Ends {
@@ -168,16 +176,22 @@ async fn handshake(
     );
 }
 
-/// Completes the handshake and takes the packet stream the connector opens.
+/// Completes the handshake (with `config` instead of the endpoint's when
+/// given) and takes the packet stream the connector opens.
 async fn accept_stream(
     incoming: quinn::Incoming,
+    config: Option<Arc<quinn::ServerConfig>>,
     peer: SocketAddr,
 ) -> Result<(quinn::Connection, QuicStream), LinkError> {
     let lost = |source| LinkError::Quic {
         peer: peer.to_string(),
         source,
     };
-    let connection = incoming.accept().map_err(lost)?.await.map_err(lost)?;
+    let connecting = match config {
+        Some(config) => incoming.accept_with(config),
+        None => incoming.accept(),
+    };
+    let connection = connecting.map_err(lost)?.await.map_err(lost)?;
     let (send, mut recv) = connection.accept_bi().await.map_err(lost)?;
     let mut kind = [0u8; 1];
     let bad = |detail| LinkError::QuicStream {

@@ -161,18 +161,20 @@ impl Link {
         let server = server
             .map(|tls| endpoint::server_config(&tls, &registry.config.quic))
             .transpose()?;
-        let accepts = server.is_some();
+        let loopback = server
+            .as_ref()
+            .map(|s| endpoint::for_loopback(s, &registry.config.quic));
         let stun = super::accept::stun_inbox(registry);
         let dropped = &registry.stats.quic_datagrams_dropped;
         let endpoint = endpoint::on_socket(socket, server, dropped, &stun)?;
-        let listening = if accepts {
-            Some(super::accept::start(
+        let listening = match loopback {
+            Some(loopback) => Some(super::accept::start(
                 registry,
                 endpoint.clone(),
                 stun.clone(),
-            )?)
-        } else {
-            None
+                loopback,
+            )?),
+            None => None,
         };
         Ok(QuicEndpoint {
             endpoint,

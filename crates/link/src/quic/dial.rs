@@ -71,7 +71,8 @@ pub(crate) async fn dial(
         .clone()
         .unwrap_or_else(|| address.tls_server_name());
     tls.server_name_for(name.clone())?;
-    let client = endpoint::client_config(tls, &cfg.quic)?;
+    let client = endpoint::client_config(tls, &cfg.quic, false)?;
+    let mut loopback_client = None;
     let sockopts = options.socket.as_ref().unwrap_or(&cfg.socket);
     let mut last_err = None;
     for addr in socket::resolve(address, cfg.dns_timeout).await? {
@@ -101,8 +102,16 @@ pub(crate) async fn dial(
             .endpoint()
             .or(adopted)
             .expect("an endpoint is held or adopted");
+        let config = if endpoint::is_loopback(addr.ip()) {
+            match &loopback_client {
+                Some(c) => c,
+                None => loopback_client.insert(endpoint::client_config(tls, &cfg.quic, true)?),
+            }
+        } else {
+            &client
+        };
         let connecting = endpoint
-            .connect_with(client.clone(), addr, &name)
+            .connect_with(config.clone(), addr, &name)
             .map_err(|source| LinkError::QuicConnect {
                 address: addr.to_string(),
                 source,

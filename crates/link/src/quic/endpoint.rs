@@ -1,6 +1,6 @@
 //! quinn's configurations made from the link's, and endpoints on sockets.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
@@ -35,16 +35,37 @@ const _: () = assert!(10 * MAX_UDP_PAYLOAD as u32 <= 65_507);
 /// Transport parameters for one side. The side that accepts streams lets
 /// its peer open one bidirectional stream at a time, the packet stream;
 /// the side that opens it accepts none. Unidirectional streams are unused.
-fn transport(options: &QuicOptions, accepts_streams: bool) -> Arc<TransportConfig> {
-    let mut mtu = MtuDiscoveryConfig::default();
-    mtu.upper_bound(MAX_UDP_PAYLOAD);
+///
+/// Toward a loopback peer the path carries [`MAX_UDP_PAYLOAD`] for sure (a
+/// loopback interface's MTU is 64 KiB), so packets have that size from
+/// the start and no MTU discovery runs: its probes would only cost each
+/// connection a send buffer of the probe's size (and the peer a receive
+/// of it), which a thousand idle connections feel.
+fn transport(options: &QuicOptions, accepts_streams: bool, loopback: bool) -> Arc<TransportConfig> {
     let mut t = TransportConfig::default();
     t.max_idle_timeout(IdleTimeout::try_from(options.idle_timeout).ok())
         .keep_alive_interval(options.keep_alive)
         .max_concurrent_bidi_streams(VarInt::from_u32(u32::from(accepts_streams)))
-        .max_concurrent_uni_streams(VarInt::from_u32(0))
-        .mtu_discovery_config(Some(mtu));
+        .max_concurrent_uni_streams(VarInt::from_u32(0));
+    if loopback {
+        t.initial_mtu(MAX_UDP_PAYLOAD).mtu_discovery_config(None);
+    } else {
+        let mut mtu = MtuDiscoveryConfig::default();
+        mtu.upper_bound(MAX_UDP_PAYLOAD);
+        t.mtu_discovery_config(Some(mtu));
+    }
     Arc::new(t)
+}
+
+/// Whether `ip` is a loopback address, also as an IPv4-mapped IPv6 one
+/// (a dual-stack socket sees IPv4 peers so).
+pub(crate) fn is_loopback(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_loopback(),
+        IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map_or(v6.is_loopback(), |v4| v4.is_loopback()),
+    }
 }
 
 /// A listener's quinn configuration from its TLS configuration.
@@ -58,14 +79,27 @@ pub(crate) fn server_config(
     }
     let crypto = QuicServerConfig::try_from(rustls).map_err(LinkError::QuicTls)?;
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
-    config.transport_config(transport(options, true));
+    config.transport_config(transport(options, true, false));
     Ok(config)
 }
 
-/// A connector's quinn configuration from its TLS configuration.
+/// A listener's configuration for the connections of loopback peers:
+/// `server`'s, with the transport of a loopback path.
+pub(crate) fn for_loopback(
+    server: &quinn::ServerConfig,
+    options: &QuicOptions,
+) -> Arc<quinn::ServerConfig> {
+    let mut config = server.clone();
+    config.transport_config(transport(options, true, true));
+    Arc::new(config)
+}
+
+/// A connector's quinn configuration from its TLS configuration, for a
+/// loopback peer or another.
 pub(crate) fn client_config(
     tls: &TlsClientConfig,
     options: &QuicOptions,
+    loopback: bool,
 ) -> Result<quinn::ClientConfig, LinkError> {
     let mut rustls = (*tls.inner).clone();
     if rustls.alpn_protocols.is_empty() {
@@ -73,7 +107,7 @@ pub(crate) fn client_config(
     }
     let crypto = QuicClientConfig::try_from(rustls).map_err(LinkError::QuicTls)?;
     let mut config = quinn::ClientConfig::new(Arc::new(crypto));
-    config.transport_config(transport(options, false));
+    config.transport_config(transport(options, false, loopback));
     Ok(config)
 }
 
@@ -179,4 +213,19 @@ pub(crate) fn local_addr(
         }
     };
     Some(SocketAddr::new(ip, bound.port()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_peers_are_known_also_behind_a_mapped_address() {
+        for ip in ["127.0.0.1", "127.8.9.10", "::1", "::ffff:127.0.0.1"] {
+            assert!(is_loopback(ip.parse().unwrap()), "{ip}");
+        }
+        for ip in ["10.0.0.1", "::ffff:10.0.0.1", "2001:db8::1", "0.0.0.0"] {
+            assert!(!is_loopback(ip.parse().unwrap()), "{ip}");
+        }
+    }
 }
