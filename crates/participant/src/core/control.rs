@@ -20,6 +20,7 @@ impl ParticipantCore {
                 routes,
                 features,
             } => {
+                self.overlay.greeted.insert(from.clone());
                 let capable = features & FEATURE_INTEREST != 0;
                 let changes = features & FEATURE_CHANGES != 0;
                 self.interest.handle_hello(from.as_str(), capable, changes);

@@ -1326,16 +1326,39 @@ mod tests {
     }
 
     #[test]
-    fn past_the_limit_a_stream_is_asked_to_leave_and_closed_when_too_many_wait() {
+    fn past_the_mesh_a_dialled_stream_closed_before_its_hello_is_replaced_at_once() {
+        let t0 = Instant::now();
+        let mut a = sparse(2, t0);
+        let asked = dials(&mut a);
+        let Some(Dial::Open { peer, .. }) = asked
+            .iter()
+            .find(|d| matches!(d, Dial::Open { peer, .. } if !asked.contains(&Dial::Close(*peer))))
+            .cloned()
+        else {
+            panic!("a dial kept: {asked:?}")
+        };
+        let name = ident(&format!("p{}", peer.0[0]));
+        a.handle_streams([name.clone()], t0);
+        // Closed by the other side before its Hello: it had no room.
+        a.handle_streams([], t0);
+        let next = dials(&mut a);
+        assert_eq!(next[0], Dial::Close(peer), "{next:?}");
+        assert!(
+            matches!(&next[1..], [Dial::Open { peer: other, .. }] if *other != peer),
+            "someone else at once: {next:?}"
+        );
+    }
+
+    #[test]
+    fn past_the_limit_a_stream_is_asked_to_leave_and_closed_if_it_stays() {
         let t0 = Instant::now();
         let timeout = Duration::from_secs(10);
         let mut a = sparse(1, t0);
         dials(&mut a);
         transmits(&mut a);
-        // Three streams arrive from participants we did not dial: one is
-        // kept, one asked to leave, and with as many waiting to leave as
-        // we keep, the third closed at once.
-        a.handle_streams([ident("u1"), ident("u2"), ident("u3")], t0);
+        // Two streams arrive from participants we did not dial: one is
+        // kept, the other asked to leave.
+        a.handle_streams([ident("u1"), ident("u2")], t0);
         assert_eq!(a.connected().cloned().collect::<Vec<_>>(), [ident("u1")]);
         let leave: Vec<Identity> = controls(&mut a)
             .into_iter()
@@ -1343,14 +1366,16 @@ mod tests {
             .map(|(to, _)| to)
             .collect();
         assert_eq!(leave, [ident("u2")]);
-        assert!(dials(&mut a).contains(&Dial::Refuse(ident("u3"))));
-        // u2 ignores Leave: closed by us after the timeout.
-        a.handle_streams([ident("u1"), ident("u2")], t0);
+        assert!(!dials(&mut a).contains(&Dial::Refuse(ident("u2"))));
+        // u2 ignores Leave: closed by us once the timeout passed.
         a.handle_timeout(t0);
         a.handle_timeout(t0 + timeout - Duration::from_millis(1));
         assert!(!dials(&mut a).contains(&Dial::Refuse(ident("u2"))));
         a.handle_timeout(t0 + timeout);
         assert!(dials(&mut a).contains(&Dial::Refuse(ident("u2"))));
+        // Once it is gone nothing waits.
+        a.handle_streams([ident("u1")], t0 + timeout);
+        assert!(a.poll_timeout().is_none_or(|t| t > t0 + timeout));
     }
 
     fn keyed(n: u8, name: &str, key: u8) -> ParticipantCore {

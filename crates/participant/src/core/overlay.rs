@@ -40,10 +40,9 @@
 //!   within `dial_timeout` is given up and someone else dialled (the
 //!   participant may be unreachable, and would hold a slot forever); a
 //!   stream asked to leave that is still up after `dial_timeout` (its
-//!   dialler ignores `Leave`, or predates it) is closed by us; and while
-//!   `max_streams` streams are already waiting to leave, a new one past
-//!   the limit is closed at once instead of asked, so the streams held,
-//!   neighbours and leaving ones together, stay within twice the limit.
+//!   dialler ignores `Leave`, or predates it) is closed by us; and a
+//!   stream we dialled that ends before the other side's Hello counts as
+//!   a `Leave`.
 //!
 //! Either side of a pair may dial in the overlay, so two participants
 //! could dial each other at the same moment; a participant dials no one
@@ -78,6 +77,9 @@ pub(crate) struct Overlay {
     /// How long a dial may wait for its stream, and a stream asked to
     /// leave for its dialler to close it.
     dial_timeout: Duration,
+    /// Streams whose other side's Hello arrived: a stream we dialled that
+    /// ends without one was closed by a participant with no room for it.
+    pub(super) greeted: BTreeSet<Identity>,
     /// Participants that asked us to leave: not dialled again while there
     /// is anyone else to dial.
     shunned: BTreeSet<ParticipantId>,
@@ -96,6 +98,7 @@ impl Overlay {
             max_streams: max_streams.max(1),
             dialled: BTreeSet::new(),
             leaving: BTreeMap::new(),
+            greeted: BTreeSet::new(),
             pending: BTreeMap::new(),
             dial_timeout: crate::config::DIAL_TIMEOUT,
             shunned: BTreeSet::new(),
@@ -139,7 +142,11 @@ impl Overlay {
     /// leave, participants dialled and shunned): each is bounded by the
     /// participants known.
     pub(crate) fn len(&self) -> usize {
-        self.dialled.len() + self.leaving.len() + self.shunned.len() + self.pending.len()
+        self.dialled.len()
+            + self.leaving.len()
+            + self.shunned.len()
+            + self.pending.len()
+            + self.greeted.len()
     }
 
     /// A number below `n` (`n` > 0).
@@ -170,14 +177,11 @@ impl ParticipantCore {
     pub(super) fn turn_away(&mut self, ident: Identity) {
         let ours: Vec<ParticipantId> = self.dialled_ids(&ident);
         if ours.is_empty() {
-            if self.overlay.leaving.len() >= self.overlay.max_streams {
-                // As many wait to leave as we keep: this one is closed.
-                tracing::debug!(peer = %ident, "stream past the limit closed");
-                self.dials.push_back(Dial::Refuse(ident));
-            } else {
-                self.control_to(ident.clone(), &Control::Leave);
-                self.overlay.leaving.insert(ident, None);
-            }
+            // Asked, not closed at once: a dialler whose stream came and
+            // went before it looked would not know to dial someone else,
+            // and would wait out its dial timeout.
+            self.control_to(ident.clone(), &Control::Leave);
+            self.overlay.leaving.insert(ident, None);
         } else {
             for id in ours {
                 self.close(id);
@@ -264,8 +268,19 @@ impl ParticipantCore {
     }
 
     /// A stream that ended is no longer one we asked to leave.
+    /// A stream we dialled that ended before the other side said Hello
+    /// was closed by a participant with no room for it (it closes one past
+    /// its limit at once when many wait to leave): as after `Leave`, we
+    /// stop dialling it and dial someone else.
     pub(super) fn overlay_stream_gone(&mut self, ident: &Identity) {
         self.overlay.leaving.remove(ident);
+        let greeted = self.overlay.greeted.remove(ident);
+        if self.sparse() && !greeted {
+            for id in self.dialled_ids(ident) {
+                self.close(id);
+                self.overlay.shunned.insert(id);
+            }
+        }
     }
 
     /// Brings the streams we keep in line with the group's size: the full

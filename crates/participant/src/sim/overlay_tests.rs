@@ -106,13 +106,7 @@ fn converge(seed: u64, n: usize, publishers: usize) -> Duration {
         sim.peak_neighbours
     );
     assert!(connected(&sim), "the overlay is connected");
-    // Streams held at once, neighbours and those waiting to leave, stay
-    // within twice the limit (one more arrives before it is closed).
-    assert!(
-        sim.peak_streams <= 2 * MAX_STREAMS + 1,
-        "{} streams",
-        sim.peak_streams
-    );
+
     for i in 0..n {
         let core = &sim.nodes[i].core;
         assert!(core.connected().count() <= MAX_STREAMS, "p{i}");
