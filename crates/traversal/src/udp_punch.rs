@@ -583,6 +583,38 @@ async fn binding(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use weft_stun::server::{StunServer, StunServerConfig};
+
+    #[tokio::test]
+    async fn the_punching_socket_learns_its_mapping_and_the_other_address() {
+        // RFC 5780 on a second address of loopback: the other address
+        // answers from another port and sees the same mapping (loopback
+        // is no NAT).
+        let server = StunServer::bind(StunServerConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            alternate: Some("127.0.0.2:0".parse().unwrap()),
+            ..StunServerConfig::default()
+        })
+        .await
+        .unwrap();
+        let socket = bind().unwrap();
+        let port = socket.local_addr().unwrap().port();
+        let (mapped, other) = binding(&socket, server.primary()).await.expect("an answer");
+        assert_eq!(mapped, SocketAddr::from(([127, 0, 0, 1], port)));
+        let other = other.expect("RFC 5780's other address");
+        assert_ne!(other, server.primary());
+        let (again, _) = binding(&socket, other).await.expect("an answer there too");
+        assert_eq!(again.port(), port, "no NAT, no varying mapping");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_server_gives_no_mapping_in_bounded_time() {
+        let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let socket = bind().unwrap();
+        let started = Instant::now();
+        assert_eq!(binding(&socket, silent.local_addr().unwrap()).await, None);
+        assert_eq!(started.elapsed(), STUN_WAIT * STUN_TRIES);
+    }
 
     #[test]
     fn punch_packets_name_their_sender_and_nothing_else_parses() {
