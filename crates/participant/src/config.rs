@@ -6,6 +6,8 @@ use weft_discovery::{DiscoveryConfig, GroupKey, ParticipantId};
 use weft_messaging::MessagingConfig;
 use weft_messaging::config::{DuplicateIdentity, QueuePolicy};
 
+use crate::{StreamTls, StreamTransport};
+
 /// How a [`Participant`](crate::Participant) behaves. Each field documents
 /// its default; the defaults need no configuration at all.
 #[derive(Clone, Debug)]
@@ -19,8 +21,23 @@ pub struct ParticipantConfig {
     pub id: Option<ParticipantId>,
     /// Where streams from other participants are accepted (a `tcp://`
     /// address; an unspecified IP is announced as such and stands for the
-    /// address our beacons come from). Default: `tcp://0.0.0.0:0`.
+    /// address our beacons come from). With
+    /// [`StreamTransport::Quic`] its host and port are listened on with
+    /// `quic://`, whatever its scheme. Default: `tcp://0.0.0.0:0`.
     pub listen: String,
+    /// How streams between participants travel: plain TCP, or QUIC with
+    /// mutual TLS (which needs [`tls`](Self::tls)). Every participant of a
+    /// group must use the same one: beacons announce only an address, and
+    /// we dial the others with ours. Default: [`StreamTransport::Tcp`].
+    pub transport: StreamTransport,
+    /// The certificate, key and trusted CAs of our streams, for
+    /// [`StreamTransport::Quic`]: we present the certificate on both
+    /// sides of a stream and accept only certificates that chain to the
+    /// CAs, so every stream is mutually authenticated; and, unless
+    /// [`StreamTls::server_name`] names the group, each certificate must
+    /// name its participant's identity (checked on both sides, see there).
+    /// Not used with TCP. Default: none.
+    pub tls: Option<StreamTls>,
     /// Discovery. Default: [`DiscoveryConfig::default`] (beacons on every
     /// suitable interface).
     pub discovery: DiscoveryConfig,
@@ -121,6 +138,8 @@ impl Default for ParticipantConfig {
             identity: None,
             id: None,
             listen: "tcp://0.0.0.0:0".into(),
+            transport: StreamTransport::Tcp,
+            tls: None,
             discovery: DiscoveryConfig::default(),
             messaging,
             max_hops: 8,

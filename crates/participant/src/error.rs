@@ -22,6 +22,15 @@ pub enum ParticipantError {
     /// could not reach the streams announced in our beacons.
     #[error("`{0}` is not an IP address; other participants cannot reach it")]
     ListenNotIp(weft_link::Address),
+    /// [`StreamTransport::Quic`](crate::StreamTransport::Quic) without
+    /// [`ParticipantConfig::tls`](crate::ParticipantConfig::tls): QUIC
+    /// streams between participants are always mutually authenticated,
+    /// so a participant without a certificate and the group's CA does not
+    /// start.
+    #[error(
+        "QUIC streams need a certificate, its key and the group's CA (ParticipantConfig::tls; `--cert`, `--key` and `--ca`)"
+    )]
+    QuicWithoutTls,
     /// A topic longer than 255 bytes.
     #[error("topic of {0} bytes; the limit is 255")]
     TopicTooLong(usize),

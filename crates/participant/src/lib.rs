@@ -83,6 +83,7 @@ mod pubsub;
 mod router;
 #[cfg(test)]
 mod sim;
+mod transport;
 pub mod typed;
 
 pub use config::ParticipantConfig;
@@ -92,6 +93,7 @@ pub use event::{Direct, ParticipantEvent, ParticipantEvents, ParticipantInfo, Pa
 pub use participant::Participant;
 pub use pubsub::{Publication, Publisher, Subscriber};
 pub use router::IdentityRoute;
+pub use transport::{StreamTls, StreamTransport};
 pub use typed::{TypedPublication, TypedPublisher, TypedSubscriber};
 pub use weft_discovery::{DiscoveryConfig, GoneReason, GroupKey, ParticipantId};
 pub use weft_messaging::{Identity, TopicFilter};

@@ -9,9 +9,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use tokio::sync::{Notify, broadcast, mpsc, watch};
-use weft_discovery::{Discovery, DiscoveryEvents, LocalParticipant, ParticipantId};
+use weft_discovery::{Discovery, DiscoveryEvent, DiscoveryEvents, LocalParticipant, ParticipantId};
+use weft_link::ConnectorId;
 use weft_link::inbox::{DropPolicy, Inbox};
-use weft_link::{Address, ConnectorId};
 use weft_messaging::{
     Identity, Kind, Message, Messaging, Received, Subscription, SubscriptionQueue, TopicFilter,
 };
@@ -25,6 +25,7 @@ use crate::filters::FilterLimits;
 use crate::handshake::Handshakes;
 use crate::interest::Delivery;
 use crate::router::IdentityRoute;
+use crate::transport::Streams;
 use crate::{ParticipantConfig, ParticipantError, Publication, Publisher, Subscriber};
 
 /// The shell's own counters (the core keeps the rest).
@@ -54,6 +55,12 @@ pub(crate) struct Inner {
     /// The connector of each stream we opened, by participant. Locked only
     /// under `core`.
     connectors: Mutex<HashMap<ParticipantId, ConnectorId>>,
+    /// How our streams are listened for and dialled.
+    streams: Streams,
+    /// The identity each participant discovery knows announces, when
+    /// dialling checks certificates against it
+    /// ([`Streams::checks_identities`]). Locked on its own, or under `core`.
+    identities: Mutex<HashMap<ParticipantId, String>>,
     /// Our subscribers, for routed publications. Locked only under `core`.
     subscribers: Mutex<Vec<LocalSubscriber>>,
     /// Whether the core reaches a subscriber that is not a neighbour, as
@@ -136,18 +143,28 @@ impl Participant {
     /// Starts a participant: messaging with a listener on
     /// [`listen`](ParticipantConfig::listen), then discovery announcing
     /// that listener. Cancel-safe: dropped before it completes, it leaves
-    /// nothing running.
+    /// nothing running. With [`StreamTransport::Quic`](crate::StreamTransport::Quic)
+    /// but no [`tls`](ParticipantConfig::tls) it fails with
+    /// [`ParticipantError::QuicWithoutTls`] before anything starts.
     pub async fn start(config: ParticipantConfig) -> Result<Participant, ParticipantError> {
+        let (streams, listen, listen_options) =
+            Streams::of(config.transport, config.tls.as_ref(), &config.listen)?;
         let id = config.id.unwrap_or_else(ParticipantId::random);
         let name = match &config.identity {
             Some(n) => n.clone(),
             None => format!("weft-{}", &id.to_string()[..8]),
         };
         let identity = Identity::new(&name)?;
-        let messaging = Messaging::new(identity.clone(), config.messaging.clone()).await?;
+        let mut messaging_config = config.messaging.clone();
+        if streams.checks_identities() {
+            // The accepting side's half of the check the dialling side
+            // makes with the server name.
+            messaging_config.bind_identity = true;
+        }
+        let messaging = Messaging::new(identity.clone(), messaging_config).await?;
         // Only topic queues and our control queue: no catch-all queue.
         messaging.unsubscribe(0);
-        let listening = messaging.link().listen(config.listen.as_str()).await?;
+        let listening = messaging.link().listen_with(listen, listen_options).await?;
         let Some(locator) = listening.address.socket_addr() else {
             return Err(ParticipantError::ListenNotIp(listening.address));
         };
@@ -212,6 +229,8 @@ impl Participant {
             locators,
             core: Mutex::new(core),
             connectors: Mutex::new(HashMap::new()),
+            streams,
+            identities: Mutex::new(HashMap::new()),
             subscribers: Mutex::new(Vec::new()),
             reaches_far: AtomicBool::new(false),
             interest: watch::channel(()).0,
@@ -535,7 +554,13 @@ impl Inner {
                 if let Some(old) = connectors.remove(&peer) {
                     link.remove_connector(old);
                 }
-                match link.connect(Address::tcp(at)) {
+                let identity = if self.streams.checks_identities() {
+                    lock(&self.identities).get(&peer).cloned()
+                } else {
+                    None
+                };
+                let (address, options) = self.streams.dial(at, identity.as_deref());
+                match link.connect_with(address, options) {
                     Ok(c) => {
                         connectors.insert(peer, c);
                     }
@@ -554,6 +579,27 @@ impl Inner {
             Dial::Refuse(ident) => {
                 self.messaging.disconnect(&ident);
             }
+        }
+    }
+
+    /// Keeps the identity a participant announces, when dialling checks
+    /// certificates against it; before the core hears of it, which may
+    /// dial at once.
+    fn note_identity(&self, e: &DiscoveryEvent) {
+        if !self.streams.checks_identities() {
+            return;
+        }
+        let mut identities = lock(&self.identities);
+        match e {
+            DiscoveryEvent::Found(peer)
+            | DiscoveryEvent::Changed(peer)
+            | DiscoveryEvent::Restarted { peer, .. } => {
+                identities.insert(peer.id, peer.identity.clone());
+            }
+            DiscoveryEvent::Gone { peer, .. } => {
+                identities.remove(&peer.id);
+            }
+            _ => {}
         }
     }
 
@@ -610,7 +656,10 @@ async fn run(
             () = sleep_until(deadline) => inner.drive(|core| core.handle_timeout(clock())),
             _ = stop.changed() => break,
             e = discovery.recv(), if discovery_open => match e {
-                Some(e) => inner.drive(|core| core.handle_discovery(e)),
+                Some(e) => {
+                    inner.note_identity(&e);
+                    inner.drive(|core| core.handle_discovery(e));
+                }
                 None => discovery_open = false,
             },
             r = control.recv(None) => match r {
