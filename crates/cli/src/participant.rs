@@ -17,6 +17,15 @@
 //! `--port` and `--beacon` (repeatable: `broadcast`, `multicast4[=GROUP]`,
 //! `multicast6[=GROUP]`, `loopback`, or `IP:PORT` for unicast); without
 //! them a participant beacons on every suitable interface.
+//!
+//! `--transport quic` carries the streams between participants over
+//! QUIC instead of TCP (`--listen`'s host and port, with `quic://`), with
+//! mutual TLS: `--cert FILE --key FILE` (this participant's certificate,
+//! from `weft cert issue IDENT`) and `--ca FILE` (the group's CA) are then
+//! required, as `weft peer` takes them. Each certificate must name its
+//! participant's identity, unless `--server-name NAME` names the one name
+//! every participant's certificate carries. Every participant of a group
+//! uses the same transport. The `ready` line says which (`"transport"`).
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -29,16 +38,22 @@ use weft_discovery::config::{DEFAULT_GROUP_V4, DEFAULT_GROUP_V6};
 use weft_discovery::{BeaconTarget, GoneReason};
 use weft_participant::local::{self, LocalClient, LocalServer};
 use weft_participant::{
-    Participant, ParticipantConfig, ParticipantEvent, Publication, TopicFilter,
+    Participant, ParticipantConfig, ParticipantEvent, Publication, StreamTls, StreamTransport,
+    TopicFilter,
 };
 
 use crate::Failure;
+use crate::peer::TlsFlags;
 
 /// How long `pub` and `sub` try to attach to a running participant.
 const ATTACH_WAIT: Duration = Duration::from_millis(500);
 
 /// Network options shared by the three commands.
 #[derive(Args, Debug)]
+#[command(mut_arg("server_name", |a| a.help(
+    "With --transport quic: the one name every participant's certificate \
+     carries (default: each names its participant's identity)"
+)))]
 pub(crate) struct NetArgs {
     /// The local socket where the daemon serves `weft pub` and `weft sub`
     /// (default: `unix://@weft-participant-<uid>` on Linux).
@@ -64,6 +79,20 @@ pub(crate) struct NetArgs {
     /// streams of participants without it are dropped and counted.
     #[arg(long, value_name = "FILE")]
     group_key: Option<std::path::PathBuf>,
+    /// How streams between participants travel: tcp, or quic (mutual TLS:
+    /// needs --cert, --key and --ca). Every participant of a group uses
+    /// the same.
+    #[arg(long, value_enum, default_value_t = Transport::Tcp)]
+    transport: Transport,
+    #[command(flatten)]
+    tls: TlsFlags,
+}
+
+/// The values of `--transport`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Transport {
+    Tcp,
+    Quic,
 }
 
 impl NetArgs {
@@ -88,6 +117,29 @@ impl NetArgs {
             let key = weft_participant::GroupKey::from_file(file)
                 .map_err(|e| Failure::Usage(format!("--group-key: {e}")))?;
             c.group_key = Some(key);
+        }
+        match self.transport {
+            Transport::Tcp => {
+                if self.tls.any() {
+                    return Err(Failure::Usage(
+                        "--cert, --key, --ca and --server-name are for --transport quic".into(),
+                    ));
+                }
+            }
+            Transport::Quic => {
+                let (Some(identity), Some(anchors)) = (self.tls.identity()?, self.tls.anchors()?)
+                else {
+                    return Err(Failure::Usage(
+                        "--transport quic needs --cert, --key and --ca".into(),
+                    ));
+                };
+                let mut tls = StreamTls::new(identity, anchors);
+                if let Some(name) = &self.tls.server_name {
+                    tls = tls.with_server_name(name.clone());
+                }
+                c.transport = StreamTransport::Quic;
+                c.tls = Some(tls);
+            }
         }
         if !self.beacon.is_empty() {
             c.discovery.targets = self
@@ -298,6 +350,10 @@ pub(crate) async fn run_participant(args: ParticipantArgs) -> Result<(), Failure
         "local": server.address(),
         "listen": participant.locators().iter().map(|a| a.to_string()).collect::<Vec<_>>(),
         "beacon_port": participant.beacon_port(),
+        "transport": match args.net.transport {
+            Transport::Tcp => "tcp",
+            Transport::Quic => "quic",
+        },
     }));
     let stop = stop_signal();
     tokio::pin!(stop);

@@ -107,20 +107,8 @@ pub(crate) struct PeerArgs {
     /// On end of input, wait at most this long for queues to drain.
     #[arg(long, value_name = "SECS", default_value_t = 5.0)]
     linger: f64,
-    /// PEM certificate chain this peer presents on TLS (needs --key).
-    #[arg(long, value_name = "FILE", requires = "key")]
-    cert: Option<PathBuf>,
-    /// PEM private key of --cert.
-    #[arg(long, value_name = "FILE", requires = "cert")]
-    key: Option<PathBuf>,
-    /// PEM roots that verify the other side; listeners then require client
-    /// certificates.
-    #[arg(long, value_name = "FILE")]
-    ca: Option<PathBuf>,
-    /// The name a listener's certificate must carry when connecting
-    /// (default: the URL's host).
-    #[arg(long, value_name = "NAME")]
-    server_name: Option<String>,
+    #[command(flatten)]
+    tls: TlsFlags,
     /// Refuse peers whose verified certificate does not name the identity
     /// they claim.
     #[arg(long)]
@@ -134,26 +122,66 @@ pub(crate) struct PeerArgs {
     quic_idle_timeout: Option<f64>,
 }
 
+/// The TLS flags (`--cert`, `--key`, `--ca`, `--server-name`), shared by
+/// the commands that take them.
+#[derive(Args, Debug)]
+pub(crate) struct TlsFlags {
+    /// PEM certificate chain this peer presents on TLS (needs --key).
+    #[arg(long, value_name = "FILE", requires = "key")]
+    cert: Option<PathBuf>,
+    /// PEM private key of --cert.
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    key: Option<PathBuf>,
+    /// PEM roots that verify the other side; listeners then require client
+    /// certificates.
+    #[arg(long, value_name = "FILE")]
+    ca: Option<PathBuf>,
+    /// The name a listener's certificate must carry when connecting
+    /// (default: the URL's host).
+    #[arg(long, value_name = "NAME")]
+    pub(crate) server_name: Option<String>,
+}
+
+impl TlsFlags {
+    /// The chain and key of `--cert` and `--key`, read now, if given.
+    pub(crate) fn identity(&self) -> Result<Option<TlsIdentity>, Failure> {
+        match (&self.cert, &self.key) {
+            (Some(cert), Some(key)) => TlsIdentity::from_pem_files(cert, key)
+                .map(Some)
+                .map_err(|e| file_error("--cert", cert, e)),
+            _ => Ok(None),
+        }
+    }
+
+    /// Whether any of the flags was given.
+    pub(crate) fn any(&self) -> bool {
+        self.cert.is_some() || self.ca.is_some() || self.server_name.is_some()
+    }
+
+    /// The roots of `--ca`, if given.
+    pub(crate) fn anchors(&self) -> Result<Option<TrustAnchors>, Failure> {
+        match &self.ca {
+            Some(ca) => TrustAnchors::from_pem_file(ca)
+                .map(Some)
+                .map_err(|e| file_error("--ca", ca, e)),
+            None => Ok(None),
+        }
+    }
+}
+
+fn file_error(flag: &str, path: &std::path::Path, e: LinkError) -> Failure {
+    Failure::Usage(format!("{flag} {}: {e}", path.display()))
+}
+
 /// The TLS configurations the flags make: a server side when this peer
 /// has a certificate, a client side when it has roots to verify with.
 fn tls_configs(
     args: &PeerArgs,
 ) -> Result<(Option<TlsServerConfig>, Option<TlsClientConfig>), Failure> {
-    let file_error = |flag: &str, path: &PathBuf, e: LinkError| {
-        Failure::Usage(format!("{flag} {}: {e}", path.display()))
-    };
+    let tls = &args.tls;
+    let anchors = tls.anchors()?;
     // Read once per side: a key is not cloned.
-    let identity = || match (&args.cert, &args.key) {
-        (Some(cert), Some(key)) => TlsIdentity::from_pem_files(cert, key)
-            .map(Some)
-            .map_err(|e| file_error("--cert", cert, e)),
-        _ => Ok(None),
-    };
-    let anchors = match &args.ca {
-        Some(ca) => Some(TrustAnchors::from_pem_file(ca).map_err(|e| file_error("--ca", ca, e))?),
-        None => None,
-    };
-    let server = match identity()? {
+    let server = match tls.identity()? {
         Some(id) => {
             let auth = match &anchors {
                 Some(a) => ClientAuth::Required(a.clone()),
@@ -168,9 +196,9 @@ fn tls_configs(
     };
     let client = match anchors {
         Some(a) => {
-            let c = TlsClientConfig::new(a, identity()?)
+            let c = TlsClientConfig::new(a, tls.identity()?)
                 .map_err(|e| Failure::Usage(format!("--ca: {e}")))?;
-            Some(match &args.server_name {
+            Some(match &tls.server_name {
                 Some(name) => c.with_server_name(name.clone()),
                 None => c,
             })
