@@ -38,9 +38,9 @@
 //!    others'. A participant that stops is reported gone within its lease;
 //!    a restart is seen as a new incarnation.
 //! 2. Streams: of each pair of participants, the one with the lower id
-//!    opens the stream (a TCP messaging connection), so each pair has
-//!    exactly one. A restarted participant's new stream replaces its old
-//!    one.
+//!    opens the stream (a TCP messaging connection, or QUIC with mutual
+//!    TLS: [`StreamTransport`]), so each pair has exactly one. A restarted
+//!    participant's new stream replaces its old one.
 //! 3. Lists: meeting participants exchange the full lists of their
 //!    publishers and subscribers; later changes travel as they happen;
 //!    a participant whose stream ends is forgotten, with its lists. The

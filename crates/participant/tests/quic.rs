@@ -209,3 +209,45 @@ async fn certificates_naming_the_group_with_a_server_name() {
     a.close().await;
     b.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_group_key_the_handshake_runs_on_quic_streams() {
+    let port = free_port();
+    let ca = Ca::new();
+    let member = |name: &str| {
+        let mut c = quic(port, name, &ca);
+        c.group_key = Some(weft_participant::GroupKey::new([1; 32]).unwrap());
+        c.handshake_timeout = Duration::from_millis(300);
+        c
+    };
+    let a = Participant::start(member("a")).await.unwrap();
+    let b = Participant::start(member("b")).await.unwrap();
+    // The group's certificate but not its key; the lowest id, so that it
+    // dials the members it hears of (its beacons carry no tag, so the
+    // members never dial it).
+    let mut keyless = quic(port, "keyless", &ca);
+    keyless.id = Some(ParticipantId([0; 16]));
+    let keyless = Participant::start(keyless).await.unwrap();
+
+    let news = b.subscriber(TopicFilter::Prefix("news".into()));
+    let publisher = a.publisher("news.today").unwrap();
+    assert!(publisher.wait_for_subscribers(Duration::from_secs(5)).await);
+    publisher.publish("hello").unwrap();
+    let got = news.recv(Some(Duration::from_secs(5))).await.unwrap();
+    assert_eq!(&got.data[..], b"hello");
+
+    eventually(Duration::from_secs(5), "the keyless stream refused", || {
+        a.stats().streams_refused + b.stats().streams_refused >= 1
+    })
+    .await;
+    for p in [&a, &b] {
+        assert_eq!(p.connected().len(), 1, "{:?}", p.connected());
+        for c in p.messaging().link().connections() {
+            let peer = c.info().peer.clone().unwrap();
+            assert_eq!(peer.scheme(), Scheme::Quic, "{peer}");
+        }
+    }
+    for p in [a, b, keyless] {
+        p.close().await;
+    }
+}
