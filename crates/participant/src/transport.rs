@@ -181,4 +181,47 @@ mod tests {
         let at = "127.0.0.1:9".parse().unwrap();
         assert_eq!(streams.dial(at, Some("x")).0, Address::tcp(at));
     }
+
+    /// Material for one participant, signed by a throw-away CA.
+    fn material() -> StreamTls {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca_key = KeyPair::generate().unwrap();
+        let ca = ca.self_signed(&ca_key).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let leaf = CertificateParams::new(vec!["p".to_owned()])
+            .unwrap()
+            .signed_by(&key, &ca, &ca_key)
+            .unwrap();
+        StreamTls::new(
+            TlsIdentity::from_pem(leaf.pem().as_bytes(), key.serialize_pem().as_bytes()).unwrap(),
+            TrustAnchors::from_pem(ca.pem().as_bytes()).unwrap(),
+        )
+    }
+
+    #[test]
+    fn quic_listens_on_the_listen_address_and_dials_quic() {
+        let tls = material();
+        for listen in ["tcp://127.0.0.1:0", "quic://127.0.0.1:0"] {
+            let (streams, at, options) =
+                Streams::of(StreamTransport::Quic, Some(&tls), listen).unwrap();
+            assert_eq!(at.to_string(), "quic://127.0.0.1:0");
+            assert!(options.tls.is_some());
+            assert!(streams.checks_identities());
+            let peer = "127.0.0.1:9".parse().unwrap();
+            let (to, options) = streams.dial(peer, Some("p"));
+            assert_eq!(to, Address::ip(Scheme::Quic, peer));
+            assert!(options.tls.is_some());
+        }
+        let named = tls.clone().with_server_name("group");
+        let (streams, ..) =
+            Streams::of(StreamTransport::Quic, Some(&named), "tcp://127.0.0.1:0").unwrap();
+        assert!(
+            !streams.checks_identities(),
+            "a group name checks no identity"
+        );
+        let unix = Streams::of(StreamTransport::Quic, Some(&tls), "unix://@x");
+        assert!(matches!(unix, Err(ParticipantError::ListenNotIp(_))));
+    }
 }
