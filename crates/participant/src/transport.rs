@@ -86,7 +86,8 @@ pub(crate) struct Streams {
 }
 
 impl Streams {
-    /// The listener for `listen` and the dialling side `config` asks for.
+    /// The listener for `listen` and the dialling side that `transport`
+    /// and `tls` ask for.
     /// With QUIC, the listen address's host and port are listened on with
     /// `quic://` (so the default `tcp://0.0.0.0:0` needs no change).
     pub(crate) fn of(
