@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use weft_discovery::{
-    DiscoveryConfig, DiscoveryCore, DiscoveryEvent, LocalParticipant, ParticipantId,
+    DiscoveryConfig, DiscoveryCore, DiscoveryEvent, GoneReason, LocalParticipant, ParticipantId,
     RemoteParticipant,
 };
 use weft_messaging::{Identity, TopicFilter};
@@ -44,6 +44,8 @@ use weft_messaging::{Identity, TopicFilter};
 use crate::control::{Control, Decoded, FilterSpec, decode};
 use crate::core::{Dial, ParticipantCore, TransmitKind};
 
+#[cfg(test)]
+mod churn_tests;
 #[cfg(test)]
 mod mesh_tests;
 #[cfg(test)]
@@ -107,6 +109,17 @@ pub(crate) struct Node {
     filters: Vec<TopicFilter>,
     /// What its subscribers received, in order.
     pub(crate) got: Vec<Got>,
+}
+
+/// How a participant restarts, as the others' discovery sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Restart {
+    /// Only its new incarnation found.
+    Quiet,
+    /// Gone (a leaving beacon), then its new incarnation found.
+    Leaving,
+    /// Its new incarnation reported as a restart of the old one.
+    Crashing,
 }
 
 /// A stream between two participants, when up.
@@ -209,6 +222,10 @@ pub(crate) struct Sim {
     /// With SUBSCRIBE frames: what each participant's messaging knows of
     /// its neighbours' filters, by (participant, neighbour).
     told: BTreeMap<(usize, usize), Vec<TopicFilter>>,
+    /// While a participant that crashed comes back: it, and the
+    /// incarnation it had, which discovery reports as restarted to those
+    /// who hear it.
+    crashed: Option<(usize, u64)>,
 }
 
 impl Sim {
@@ -238,6 +255,7 @@ impl Sim {
             timers: BTreeSet::new(),
             subscribe_frames: false,
             told: BTreeMap::new(),
+            crashed: None,
         };
         for i in 0..n {
             let name = Identity::new(format!("p{i}")).expect("a valid identity");
@@ -346,9 +364,14 @@ impl Sim {
         }
         for (x, y) in [(a, b), (b, a)] {
             let peer = self.remote(y);
-            self.nodes[x]
-                .core
-                .handle_discovery(DiscoveryEvent::Found(peer));
+            let event = match self.crashed {
+                Some((c, previous_incarnation)) if c == y => DiscoveryEvent::Restarted {
+                    previous_incarnation,
+                    peer,
+                },
+                _ => DiscoveryEvent::Found(peer),
+            };
+            self.nodes[x].core.handle_discovery(event);
             self.pump(x);
         }
         for (x, y) in [(a, b), (b, a)] {
@@ -432,8 +455,48 @@ impl Sim {
     /// subscribers are subscribed again): its streams go down and come
     /// back up.
     pub(crate) fn restart(&mut self, i: usize) {
+        self.restart_with(i, Restart::Quiet);
+    }
+
+    /// Restarts `i` as [`restart`](Self::restart) does, and with
+    /// discovery, as a participant that says goodbye on its way out: each
+    /// participant that hears it sees the old incarnation gone (a
+    /// leaving beacon) before the new one is found.
+    pub(crate) fn restart_leaving(&mut self, i: usize) {
+        self.restart_with(i, Restart::Leaving);
+    }
+
+    /// Restarts `i` as [`restart`](Self::restart) does, and with
+    /// discovery, as a participant that crashed and came back before its
+    /// lease ran out: each participant that hears it sees its new
+    /// incarnation as a restart of the one it knew.
+    pub(crate) fn restart_crashing(&mut self, i: usize) {
+        self.restart_with(i, Restart::Crashing);
+    }
+
+    fn restart_with(&mut self, i: usize, how: Restart) {
         let was_up = self.nodes[i].up;
+        let hearers: Vec<usize> = if how == Restart::Leaving && self.discovery && was_up {
+            self.adjacent[i]
+                .iter()
+                .copied()
+                .filter(|&j| self.nodes[j].up)
+                .filter(|&j| self.links.get(&key(i, j)).is_some_and(|l| l.up))
+                .collect()
+        } else {
+            Vec::new()
+        };
         self.set_up(i, false);
+        if !hearers.is_empty() {
+            let peer = self.remote(i);
+            for j in hearers {
+                self.nodes[j].core.handle_discovery(DiscoveryEvent::Gone {
+                    peer: peer.clone(),
+                    reason: GoneReason::Left,
+                });
+                self.pump(j);
+            }
+        }
         // Its connectors die with it; the new core asks again.
         self.connectors.retain(|&(from, _)| from != i);
         self.nodes[i].starts += 1;
@@ -442,7 +505,11 @@ impl Sim {
         for f in self.nodes[i].filters.clone() {
             self.nodes[i].core.add_subscriber(&f);
         }
+        if how == Restart::Crashing {
+            self.crashed = Some((i, starts - 1));
+        }
         self.set_up(i, was_up);
+        self.crashed = None;
     }
 
     /// Makes `i` play a participant that predates routed interest (see

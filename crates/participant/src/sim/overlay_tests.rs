@@ -12,7 +12,7 @@ use super::*;
 const MS: Duration = Duration::from_millis(1);
 
 /// The default limit on streams past the full mesh's size.
-const MAX_STREAMS: usize = 16;
+pub(super) const MAX_STREAMS: usize = 16;
 
 fn news() -> TopicFilter {
     TopicFilter::Prefix("news".into())
@@ -21,7 +21,7 @@ fn news() -> TopicFilter {
 /// `n` participants on one network (every pair hears the other's
 /// beacons, 1 to 10 ms apart), every tenth one subscribed to `news`;
 /// returns the simulation and the subscribers.
-fn group(seed: u64, n: usize) -> (Sim, Vec<usize>) {
+pub(super) fn group(seed: u64, n: usize) -> (Sim, Vec<usize>) {
     let mut sim = Sim::new(seed, n, 8)
         .with_discovery()
         .with_advertise_batch(20 * MS);
@@ -40,7 +40,7 @@ fn group(seed: u64, n: usize) -> (Sim, Vec<usize>) {
 
 /// Whether every participant's routing reaches every subscriber (but
 /// itself) of `news`.
-fn converged(sim: &Sim, subscribers: &[usize]) -> bool {
+pub(super) fn converged(sim: &Sim, subscribers: &[usize]) -> bool {
     (0..sim.nodes.len()).all(|i| {
         let reached: BTreeSet<String> = sim.nodes[i]
             .core
@@ -56,7 +56,7 @@ fn converged(sim: &Sim, subscribers: &[usize]) -> bool {
 }
 
 /// Whether the streams connect everyone.
-fn connected(sim: &Sim) -> bool {
+pub(super) fn connected(sim: &Sim) -> bool {
     let n = sim.nodes.len();
     let mut seen = vec![false; n];
     let mut queue = VecDeque::from([0]);
