@@ -3,31 +3,11 @@
 //! and its own local socket, so nothing leaves the host and tests do not
 //! meet each other (or a real daemon).
 
-use std::net::UdpSocket;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{WAIT, Weft};
-
-fn free_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// `weft COMMAND ARGS...` on loopback beacons on `port`, with its own
-/// local socket.
-fn start(command: &str, args: &[&str], port: u16, local: &str) -> Weft {
-    let port = port.to_string();
-    let mut all = vec![command];
-    all.extend_from_slice(args);
-    all.extend(["--beacon", "loopback", "--port", &port]);
-    all.extend(["--listen", "tcp://127.0.0.1:0", "--local", local]);
-    Weft::start(&all)
-}
+use common::{WAIT, free_port, start_on_loopback as start};
 
 fn local_name(tag: &str) -> String {
     format!("unix://@weft-cli-test-{}-{tag}", std::process::id())

@@ -2,29 +2,12 @@
 //! two daemons on loopback beacons meet over QUIC, and a publication
 //! through them reaches `weft sub`; the TLS flags are checked.
 
-use std::net::UdpSocket;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{WAIT, Weft};
-
-fn free_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn weft(args: &[&str]) {
-    let out = Command::new(env!("CARGO_BIN_EXE_weft"))
-        .args(args)
-        .output()
-        .expect("weft runs");
-    assert!(out.status.success(), "weft {args:?}: {out:?}");
-}
+use common::{WAIT, free_port, start_on_loopback as start, weft};
 
 fn as_str(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
@@ -32,17 +15,6 @@ fn as_str(v: &[String]) -> Vec<&str> {
 
 fn local_name(tag: &str) -> String {
     format!("unix://@weft-cli-quic-test-{}-{tag}", std::process::id())
-}
-
-/// `weft COMMAND ARGS...` on loopback beacons on `port`, with its own
-/// local socket.
-fn start(command: &str, args: &[&str], port: u16, local: &str) -> Weft {
-    let port = port.to_string();
-    let mut all = vec![command];
-    all.extend_from_slice(args);
-    all.extend(["--beacon", "loopback", "--port", &port]);
-    all.extend(["--listen", "tcp://127.0.0.1:0", "--local", local]);
-    Weft::start(&all)
 }
 
 /// The flags of a QUIC participant presenting `name`'s certificate and

@@ -5,20 +5,11 @@
 //! gets nothing, also of what was queued for that identity.
 
 use std::path::Path;
-use std::process::Command;
 
 use serde_json::json;
 
 mod common;
-use common::Weft;
-
-fn weft(args: &[&str]) {
-    let out = Command::new(env!("CARGO_BIN_EXE_weft"))
-        .args(args)
-        .output()
-        .expect("weft runs");
-    assert!(out.status.success(), "weft {args:?}: {out:?}");
-}
+use common::{Weft, weft};
 
 /// The flags that make a peer present `name`'s certificate and trust the
 /// CA in `dir`.

@@ -4,12 +4,15 @@
 //! subscriber as a PUBLISH message, once and in order, and none is routed
 //! through another participant, even while the mesh forms.
 
-use std::net::UdpSocket;
+mod common;
+
 use std::time::Duration;
 
 use tokio::task::JoinSet;
 use tokio::time::{Instant, sleep};
 use weft_participant::{Participant, ParticipantConfig, Subscriber, TopicFilter};
+
+use common::free_port;
 
 const SUBSCRIBERS: usize = 10;
 
@@ -20,14 +23,6 @@ const COUNT: u32 = 3_000;
 /// reached, or a numbered publication.
 const PROBE: u8 = 0;
 const NUMBERED: u8 = 1;
-
-fn free_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn payload(marker: u8, seq: u32) -> [u8; 5] {
     let mut p = [marker, 0, 0, 0, 0];

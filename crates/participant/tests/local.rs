@@ -1,6 +1,10 @@
 //! The local socket serves the participant's own user only.
 
+mod common;
+
 use std::time::Duration;
+
+use common::free_port;
 
 use weft_participant::local::{LocalClient, LocalServer};
 use weft_participant::{Participant, ParticipantConfig, ParticipantError};
@@ -9,14 +13,6 @@ const WAIT: Duration = Duration::from_secs(5);
 
 /// Where the inner test (run as another user) attaches.
 const ADDRESS_VAR: &str = "WEFT_TEST_LOCAL_ADDRESS";
-
-fn free_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn is_root() -> bool {
     use std::os::unix::fs::MetadataExt;

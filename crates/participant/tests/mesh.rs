@@ -2,8 +2,10 @@
 //! a port of each test's own (or unicast between ports of their own), so
 //! nothing leaves the host and concurrent tests do not meet.
 
+mod common;
+
 use std::collections::BTreeSet;
-use std::net::{SocketAddr, UdpSocket};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use tokio::time::{Instant, sleep, timeout};
@@ -12,13 +14,7 @@ use weft_participant::{
     GoneReason, Participant, ParticipantConfig, ParticipantEvent, ParticipantEvents, TopicFilter,
 };
 
-fn free_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use common::free_port;
 
 /// Polls `cond` every 10 ms until it holds, at most `within`.
 async fn eventually(within: Duration, what: &str, mut cond: impl FnMut() -> bool) {

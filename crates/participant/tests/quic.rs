@@ -1,7 +1,8 @@
 //! Participants whose streams are QUIC with mutual TLS, in one process on
 //! loopback: beacons to 127.255.255.255 on a port of each test's own.
 
-use std::net::UdpSocket;
+mod common;
+
 use std::time::Duration;
 
 use rcgen::{
@@ -16,13 +17,7 @@ use weft_participant::{
     TopicFilter,
 };
 
-fn free_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use common::free_port;
 
 /// Polls `cond` every 10 ms until it holds, at most `within`.
 async fn eventually(within: Duration, what: &str, mut cond: impl FnMut() -> bool) {

@@ -3,12 +3,15 @@
 //! Beacons go to 127.255.255.255 on a port of the test's own, so nothing
 //! leaves the host.
 
+mod common;
+
 use std::collections::BTreeSet;
-use std::net::UdpSocket;
 use std::time::Duration;
 
 use tokio::time::{Instant, sleep, timeout};
 use weft_participant::{Participant, ParticipantConfig, TopicFilter};
+
+use common::free_port;
 
 /// Participants started.
 const N: usize = 200;
@@ -45,14 +48,6 @@ fn routing_counts(ps: &[Participant]) -> String {
         "publications routed in {routed_in}, routed on {routed_on}, duplicate {duplicate}, \
          unrouted {unrouted}"
     )
-}
-
-fn free_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Raises this process's open-file limit to its hard limit: 200

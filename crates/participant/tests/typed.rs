@@ -1,23 +1,18 @@
 //! Typed topics between two participants on loopback.
 
-use std::net::UdpSocket;
+mod common;
+
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use weft_participant::{Participant, ParticipantConfig, ParticipantError, TopicFilter};
 
+use common::free_port;
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 enum Reading {
     Temp { room: String, celsius: f32 },
     Door(bool),
-}
-
-fn free_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 const WAIT: Option<Duration> = Some(Duration::from_secs(5));

@@ -3,20 +3,19 @@
 //! the relay carries the first messages at once, a direct path replaces
 //! it, and 2,000 messages each way arrive once each and in order.
 
+mod common;
+
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use tokio::time::timeout;
 use weft_link::Address;
-use weft_messaging::{Identity, Message, Messaging};
-use weft_traversal::{
-    Path, Rendezvous, RendezvousOptions, Transport, Traversal, TraversalConfig, TraversalEvent,
-    TraversalEvents, Via,
-};
+use weft_messaging::{Identity, Messaging};
+use weft_traversal::{Transport, Traversal, TraversalConfig, TraversalEvent, TraversalEvents, Via};
 
-const WAIT: Duration = Duration::from_secs(20);
-const COUNT: usize = 2_000;
-const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+use common::{
+    COUNT, LOOPBACK, WAIT, next_path, peer_with, receive_all, rendezvous, send_both_ways,
+};
 
 async fn peer(name: &str, at: &Address) -> (Messaging, Traversal, TraversalEvents) {
     peer_on(name, at, vec![LOOPBACK]).await
@@ -28,53 +27,16 @@ async fn peer_on(
     at: &Address,
     host_ips: Vec<IpAddr>,
 ) -> (Messaging, Traversal, TraversalEvents) {
-    let messaging = Messaging::new(Identity::new(name).unwrap(), Default::default())
-        .await
-        .unwrap();
     let mut config = TraversalConfig::default();
     config.direct.host_ips = Some(host_ips);
     // These are the direct TCP paths' tests; UDP punching has its own.
     config.punch.enabled = false;
-    let (traversal, events) = Traversal::start(&messaging, at, Default::default(), config).unwrap();
-    (messaging, traversal, events)
-}
-
-async fn next_path(events: &mut TraversalEvents) -> Path {
-    timeout(WAIT, async {
-        loop {
-            match events.recv().await.expect("traversal stopped") {
-                TraversalEvent::Path(p) => return p,
-                _ => continue,
-            }
-        }
-    })
-    .await
-    .expect("a path in time")
-}
-
-async fn receive_all(at: Messaging, from: Identity) {
-    for i in 0..COUNT {
-        let got = at.recv(Some(WAIT)).await.expect("a message in time");
-        assert_eq!(got.from, from);
-        assert_eq!(
-            std::str::from_utf8(&got.message.data).unwrap(),
-            format!("{from}-{i}"),
-            "message {i} at {}",
-            at.identity()
-        );
-    }
-    // No second copy of anything.
-    assert!(at.recv(Some(Duration::from_millis(300))).await.is_err());
+    peer_with(name, at, config).await
 }
 
 #[tokio::test]
 async fn a_direct_path_replaces_the_relay_and_nothing_is_lost() {
-    let (rv, _) = Rendezvous::start(RendezvousOptions::listen(
-        "tcp://127.0.0.1:0".parse().unwrap(),
-    ))
-    .await
-    .unwrap();
-    let at = rv.listening()[0].clone();
+    let (rv, at) = rendezvous().await;
     let (alice, to_alice, mut alice_events) = peer("alice", &at).await;
     let (bob, to_bob, mut bob_events) = peer("bob", &at).await;
     let (alice_port, bob_port) = (
@@ -83,16 +45,7 @@ async fn a_direct_path_replaces_the_relay_and_nothing_is_lost() {
     );
 
     // From the first moment: nothing waits for a hole.
-    let mut senders = Vec::new();
-    for (from, to) in [(&alice, &bob), (&bob, &alice)] {
-        let (from, to) = (from.clone(), to.identity().clone());
-        senders.push(tokio::spawn(async move {
-            for i in 0..COUNT {
-                let text = format!("{}-{i}", from.identity());
-                from.send_message(&to, Message::new(text)).await.unwrap();
-            }
-        }));
-    }
+    let senders = send_both_ways(&alice, &bob);
     to_alice.reach(bob.identity()).unwrap();
     to_bob.reach(alice.identity()).unwrap();
     let receivers = [
@@ -133,26 +86,12 @@ async fn a_direct_path_replaces_the_relay_and_nothing_is_lost() {
 /// order, and messaging ends on the direct connection.
 #[tokio::test]
 async fn a_dead_direct_path_falls_back_to_the_relay_and_races_again() {
-    let (rv, _) = Rendezvous::start(RendezvousOptions::listen(
-        "tcp://127.0.0.1:0".parse().unwrap(),
-    ))
-    .await
-    .unwrap();
-    let at = rv.listening()[0].clone();
+    let (rv, at) = rendezvous().await;
     let (alice, to_alice, mut alice_events) = peer("alice", &at).await;
     let (bob, to_bob, _bob_events) = peer("bob", &at).await;
     to_alice.reach(bob.identity()).unwrap();
     to_bob.reach(alice.identity()).unwrap();
-    let mut senders = Vec::new();
-    for (from, to) in [(&alice, &bob), (&bob, &alice)] {
-        let (from, to) = (from.clone(), to.identity().clone());
-        senders.push(tokio::spawn(async move {
-            for i in 0..COUNT {
-                let text = format!("{}-{i}", from.identity());
-                from.send_message(&to, Message::new(text)).await.unwrap();
-            }
-        }));
-    }
+    let senders = send_both_ways(&alice, &bob);
     let at_bob = tokio::spawn(receive_all(bob.clone(), alice.identity().clone()));
 
     let from = bob.identity().clone();
@@ -208,27 +147,13 @@ async fn a_dead_direct_path_falls_back_to_the_relay_and_races_again() {
 /// and nothing is lost or repeated.
 #[tokio::test]
 async fn crossing_direct_streams_settle_on_one() {
-    let (rv, _) = Rendezvous::start(RendezvousOptions::listen(
-        "tcp://127.0.0.1:0".parse().unwrap(),
-    ))
-    .await
-    .unwrap();
-    let at = rv.listening()[0].clone();
+    let (rv, at) = rendezvous().await;
     let two = vec![LOOPBACK, IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2))];
     let (alice, to_alice, mut alice_events) = peer_on("alice", &at, two.clone()).await;
     let (bob, to_bob, mut bob_events) = peer_on("bob", &at, two).await;
     to_alice.reach(bob.identity()).unwrap();
     to_bob.reach(alice.identity()).unwrap();
-    let mut senders = Vec::new();
-    for (from, to) in [(&alice, &bob), (&bob, &alice)] {
-        let (from, to) = (from.clone(), to.identity().clone());
-        senders.push(tokio::spawn(async move {
-            for i in 0..COUNT {
-                let text = format!("{}-{i}", from.identity());
-                from.send_message(&to, Message::new(text)).await.unwrap();
-            }
-        }));
-    }
+    let senders = send_both_ways(&alice, &bob);
     let receivers = [
         tokio::spawn(receive_all(alice.clone(), bob.identity().clone())),
         tokio::spawn(receive_all(bob.clone(), alice.identity().clone())),

@@ -14,6 +14,35 @@ pub(crate) mod netns;
 /// The longest any one wait for an event may take.
 pub(crate) const WAIT: Duration = Duration::from_secs(20);
 
+/// A UDP port of loopback no one uses now (beacons of the test's own).
+pub(crate) fn free_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Runs `weft ARGS...` to its end (such as `weft cert`); it must succeed.
+pub(crate) fn weft(args: &[&str]) {
+    let out = Command::new(env!("CARGO_BIN_EXE_weft"))
+        .args(args)
+        .output()
+        .expect("weft runs");
+    assert!(out.status.success(), "weft {args:?}: {out:?}");
+}
+
+/// `weft COMMAND ARGS...` (participant, pub, sub) on loopback beacons on
+/// `port`, with its own local socket `local`.
+pub(crate) fn start_on_loopback(command: &str, args: &[&str], port: u16, local: &str) -> Weft {
+    let port = port.to_string();
+    let mut all = vec![command];
+    all.extend_from_slice(args);
+    all.extend(["--beacon", "loopback", "--port", &port]);
+    all.extend(["--listen", "tcp://127.0.0.1:0", "--local", local]);
+    Weft::start(&all)
+}
+
 /// A running `weft` with its JSON events.
 pub(crate) struct Weft {
     child: Child,

@@ -1,5 +1,6 @@
-//! Helpers shared by the namespace tests: running a command with a time
-//! limit, and the loud skip when the test cannot run here.
+//! Helpers shared by the tests: a free port of loopback, and for the
+//! namespace tests, running a command with a time limit and the loud skip
+//! when the test cannot run here.
 #![allow(dead_code)] // each test file uses its own subset
 
 use std::ffi::OsStr;
@@ -9,6 +10,16 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// The longest any one command may run.
 pub(crate) const COMMAND_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A UDP port of loopback that no one uses now (a participant's beacon
+/// port of the test's own).
+pub(crate) fn free_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
 
 pub(crate) fn skip(why: &str) {
     eprintln!("!!!!! SKIPPED (needs root): {why} !!!!!");

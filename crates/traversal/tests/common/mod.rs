@@ -1,0 +1,91 @@
+//! Helpers shared by the loopback path tests: a rendezvous, a peer, the
+//! next path event, and 2,000 numbered messages each way.
+#![allow(dead_code)] // each test file uses its own subset
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use tokio::time::timeout;
+use weft_link::Address;
+use weft_messaging::{Identity, Message, Messaging};
+use weft_traversal::{
+    Path, Rendezvous, RendezvousOptions, Traversal, TraversalConfig, TraversalEvent,
+    TraversalEvents,
+};
+
+/// The longest any one wait may take.
+pub(crate) const WAIT: Duration = Duration::from_secs(20);
+/// Messages sent each way.
+pub(crate) const COUNT: usize = 2_000;
+pub(crate) const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+/// A rendezvous on loopback, and the address peers register at.
+pub(crate) async fn rendezvous() -> (Rendezvous, Address) {
+    let (rv, _) = Rendezvous::start(RendezvousOptions::listen(
+        "tcp://127.0.0.1:0".parse().unwrap(),
+    ))
+    .await
+    .unwrap();
+    let at = rv.listening()[0].clone();
+    (rv, at)
+}
+
+/// A peer named `name` registered at `at` with `config`.
+pub(crate) async fn peer_with(
+    name: &str,
+    at: &Address,
+    config: TraversalConfig,
+) -> (Messaging, Traversal, TraversalEvents) {
+    let messaging = Messaging::new(Identity::new(name).unwrap(), Default::default())
+        .await
+        .unwrap();
+    let (traversal, events) = Traversal::start(&messaging, at, Default::default(), config).unwrap();
+    (messaging, traversal, events)
+}
+
+/// The next path event.
+pub(crate) async fn next_path(events: &mut TraversalEvents) -> Path {
+    timeout(WAIT, async {
+        loop {
+            match events.recv().await.expect("traversal stopped") {
+                TraversalEvent::Path(p) => return p,
+                _ => continue,
+            }
+        }
+    })
+    .await
+    .expect("a path in time")
+}
+
+/// Sends [`COUNT`] numbered messages from `from` to `to`, and from `to` to
+/// `from`, each way in a task of its own.
+pub(crate) fn send_both_ways(a: &Messaging, b: &Messaging) -> Vec<JoinHandle<()>> {
+    let mut senders = Vec::new();
+    for (from, to) in [(a, b), (b, a)] {
+        let (from, to) = (from.clone(), to.identity().clone());
+        senders.push(tokio::spawn(async move {
+            for i in 0..COUNT {
+                let text = format!("{}-{i}", from.identity());
+                from.send_message(&to, Message::new(text)).await.unwrap();
+            }
+        }));
+    }
+    senders
+}
+
+/// Takes the [`COUNT`] messages `from` sent, once each and in order.
+pub(crate) async fn receive_all(at: Messaging, from: Identity) {
+    for i in 0..COUNT {
+        let got = at.recv(Some(WAIT)).await.expect("a message in time");
+        assert_eq!(got.from, from);
+        assert_eq!(
+            std::str::from_utf8(&got.message.data).unwrap(),
+            format!("{from}-{i}"),
+            "message {i} at {}",
+            at.identity()
+        );
+    }
+    // No second copy of anything.
+    assert!(at.recv(Some(Duration::from_millis(300))).await.is_err());
+}
