@@ -140,6 +140,11 @@ impl Registry {
         };
         let conn = Connection::new(info, self.config.send_queue_bytes, parent);
         lock(&self.connections).insert(conn.id(), conn.clone());
+        // Accepted or dialled while the link was closing, after close()
+        // looked at the connections: it closes like the others.
+        if self.is_closing() {
+            conn.close();
+        }
         self.stats
             .connections_opened
             .fetch_add(1, Ordering::Relaxed);
@@ -201,6 +206,18 @@ impl Registry {
             rest: watch::channel(false).0,
         };
         lock(&self.connectors).insert(id, entry);
+        if self.is_closing() {
+            // Added while the link was closing, after close() stopped the
+            // others: it stops too.
+            if let Some(entry) = lock(&self.connectors).remove(&id) {
+                entry.cancel.cancel();
+            }
+        }
+    }
+
+    /// Whether [`close`](Self::close) or [`abort`](Self::abort) began.
+    fn is_closing(&self) -> bool {
+        lock(&self.events).is_none()
     }
 
     /// Stops a connector (and so its connection); whether it existed.
@@ -235,6 +252,10 @@ impl Registry {
     /// Stops listeners and connectors, closes every connection after its
     /// queued data, and waits for every task to end.
     pub(crate) async fn close(&self) {
+        // First, so that a connection or connector registered from here on
+        // sees the link closing (an accept or a dial already under way
+        // registers after the loops below looked).
+        lock(&self.events).take();
         let listeners: Vec<_> = lock(&self.listeners).drain().collect();
         for (_, entry) in listeners {
             entry.stop();
@@ -246,8 +267,42 @@ impl Registry {
         for conn in self.connections() {
             conn.close();
         }
-        lock(&self.events).take();
         self.tracker.close();
         self.tracker.wait().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ends() -> Ends {
+        Ends {
+            peer: None,
+            local: None,
+            certificates: None,
+            credentials: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn what_registers_while_the_link_closes_is_closed_too() {
+        let (tx, _rx) = mpsc::channel(8);
+        let registry = Registry::new(LinkConfig::default(), tx);
+        let before = registry.new_connection(Origin::Adopted, ends(), false, registry.shutdown());
+        assert!(!before.shared.closing.is_cancelled());
+        registry.close().await;
+        assert!(before.shared.closing.is_cancelled());
+        // An accept or a dial that was under way registers after close()
+        // looked at the connections and connectors.
+        let late = registry.new_connection(Origin::Adopted, ends(), false, registry.shutdown());
+        assert!(
+            late.shared.closing.is_cancelled(),
+            "a late connection closes"
+        );
+        let cancel = CancellationToken::new();
+        registry.add_connector(ConnectorId(registry.next_id()), cancel.clone());
+        assert!(cancel.is_cancelled(), "a late connector stops");
+        assert!(registry.connectors.lock().unwrap().is_empty());
     }
 }
