@@ -117,14 +117,16 @@ impl Weft {
     /// The next event of this kind, skipping others.
     pub(crate) fn expect(&self, kind: &str) -> Value {
         let deadline = Instant::now() + WAIT;
+        let mut skipped = Vec::new();
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             let v = self
                 .event_within(left)
-                .unwrap_or_else(|| panic!("no `{kind}` event in time"));
+                .unwrap_or_else(|| panic!("no `{kind}` event in time; skipped {skipped:?}"));
             if v["event"] == kind {
                 return v;
             }
+            skipped.push(v);
         }
     }
 
