@@ -17,16 +17,7 @@ use weft_participant::{
     TopicFilter,
 };
 
-use common::free_port;
-
-/// Polls `cond` every 10 ms until it holds, at most `within`.
-async fn eventually(within: Duration, what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + within;
-    while !cond() {
-        assert!(Instant::now() < deadline, "not within {within:?}: {what}");
-        sleep(Duration::from_millis(10)).await;
-    }
-}
+use common::{eventually, free_port};
 
 /// A throw-away CA that issues certificates as `weft cert issue` does:
 /// the name as DNS name and CN, good for servers and clients alike.

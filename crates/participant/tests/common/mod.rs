@@ -1,12 +1,26 @@
-//! Helpers shared by the tests: a free port of loopback, and for the
-//! namespace tests, running a command with a time limit and the loud skip
-//! when the test cannot run here.
+//! Helpers shared by the tests: a free port of loopback, waiting for a
+//! condition, and for the namespace tests, running a command with a time
+//! limit and the loud skip when the test cannot run here.
 #![allow(dead_code)] // each test file uses its own subset
 
 use std::ffi::OsStr;
 use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Polls `cond` every 10 ms until it holds, at most `within`: for what a
+/// test can only observe, such as a set of neighbours, never to wait for
+/// time to pass.
+pub(crate) async fn eventually(within: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + within;
+    while !cond() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not within {within:?}: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
 
 /// The longest any one command may run.
 pub(crate) const COMMAND_TIMEOUT: Duration = Duration::from_secs(20);
