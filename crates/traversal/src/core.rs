@@ -242,8 +242,12 @@ impl RendezvousCore {
                 self.relay_window(now, conn, channel, credit)?
             }
             Frame::RelayClose { channel, .. } => {
-                self.check_end(conn, channel)?;
-                self.close_channel(channel, CloseReason::Closed, Some(conn));
+                // Both ends may close a channel at once (each of them
+                // moved to a direct path): the second close finds it gone
+                // and is moot, as other relay frames in flight are.
+                if self.check_end(conn, channel).is_ok() {
+                    self.close_channel(channel, CloseReason::Closed, Some(conn));
+                }
             }
             Frame::Register { .. } => return Err(RendezvousError::AlreadyRegistered),
             other => return Err(RendezvousError::Unexpected(frame_name(&other))),

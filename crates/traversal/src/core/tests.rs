@@ -683,6 +683,34 @@ fn a_closed_or_departed_end_closes_the_channel_for_the_other() {
 }
 
 #[test]
+fn both_ends_closing_a_channel_at_once_is_no_protocol_error() {
+    // Both peers moved to a direct path and closed the relay in the same
+    // moment: B's close was in flight when A's ended the channel.
+    let mut h = Harness::pair(RendezvousConfig::default());
+    let close = Frame::RelayClose {
+        channel: 1,
+        reason: CloseReason::Closed,
+    };
+    h.send(0, A, close.clone()).unwrap();
+    assert_eq!(h.out(), vec![frame(B, close.clone())]);
+    h.send(1, B, close).unwrap();
+    assert_eq!(h.out(), vec![], "no Refused, nothing closed");
+    assert_eq!(h.core.registration(&id("b")), Some(B));
+    assert_eq!(h.core.stats().protocol_errors, 0);
+    // A close for a channel that is not B's is moot too.
+    h.send(
+        2,
+        B,
+        Frame::RelayClose {
+            channel: 9,
+            reason: CloseReason::Closed,
+        },
+    )
+    .unwrap();
+    assert_eq!(h.core.registration(&id("b")), Some(B));
+}
+
+#[test]
 fn channels_per_registration_are_bounded() {
     let config = RendezvousConfig {
         max_channels: 1,
