@@ -25,6 +25,8 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use weft_messaging::{Identity, WeakMessaging};
 
+use crate::choice::PathChoice;
+use crate::path::Transport;
 use crate::punch::{PunchConfig, STRATEGY_UDP_PUNCH};
 use crate::race::{PathRace, RaceAction, RaceConfig};
 use crate::udp_punch::{PunchHandle, PunchInput};
@@ -116,11 +118,13 @@ pub(crate) fn spawn(
     signals: mpsc::Sender<Frame>,
     closing: watch::Receiver<bool>,
 ) -> io::Result<DirectHandle> {
+    // One choice between the TCP race's paths and the punched ones.
+    let choice = Arc::new(Mutex::new(PathChoice::new(me.clone(), config.max_races)));
     let punch = if punch.enabled {
         let started = crate::udp_punch::spawn(
             messaging.clone(),
-            me.clone(),
             punch,
+            choice.clone(),
             config.host_ips.clone(),
             stun,
             signals.clone(),
@@ -150,6 +154,7 @@ pub(crate) fn spawn(
         inbound: 0,
         resting: None,
         punch,
+        choice,
     };
     tokio::spawn(shell.run(v4, v6, input_rx, closing));
     Ok(DirectHandle {
@@ -175,6 +180,9 @@ struct Shell {
     resting: Option<Instant>,
     /// The UDP punching shell, when on.
     punch: Option<PunchHandle>,
+    /// The one direct path per peer and round, shared with the punching
+    /// shell.
+    choice: Arc<Mutex<PathChoice>>,
 }
 
 async fn accept(listener: &Option<TcpListener>) -> io::Result<(TcpStream, SocketAddr)> {
@@ -230,6 +238,10 @@ impl Shell {
         Instant::now().into_std()
     }
 
+    fn choice(&self) -> std::sync::MutexGuard<'_, PathChoice> {
+        self.choice.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Passes on what the UDP punching shell needs; past its queue's
     /// bound a punch is missed, never a TCP race.
     fn to_punch(&self, input: &DirectInput) {
@@ -255,7 +267,10 @@ impl Shell {
         self.to_punch(&input);
         match input {
             DirectInput::Registered(observed) => self.observed = observed,
-            DirectInput::Relay(peer) => self.core.handle_relay(&peer, now),
+            DirectInput::Relay(peer) => {
+                self.choice().handle_relay(&peer, now);
+                self.core.handle_relay(&peer, now);
+            }
             DirectInput::Candidates(peer, addrs) => self.core.handle_candidates(&peer, &addrs, now),
             DirectInput::Start(peer, strategy, delay) => {
                 self.core.handle_start(&peer, strategy, delay, now)
@@ -404,12 +419,16 @@ impl Shell {
     }
 
     /// A stream to `peer` passed its preamble: the deciding end keeps the
-    /// first of a race and tells the other end; the other end waits to be
-    /// told.
+    /// first of a race, unless a punched path was chosen, and tells the
+    /// other end; the other end waits to be told.
     fn settle(&mut self, peer: Identity, stream: TcpStream) {
         let limit = self.core.config().preamble_timeout;
         if self.core.decides(&peer) {
-            let keep = self.core.handle_keep(&peer);
+            let keep = self
+                .choice
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .keep_stream(&mut self.core, &peer, Self::now());
             self.tasks.spawn(async move {
                 let mut stream = stream;
                 let verdict = [u8::from(keep)];
@@ -432,9 +451,15 @@ impl Shell {
         }
     }
 
-    /// The kept stream becomes a messaging connection.
+    /// The kept stream becomes a messaging connection; punching toward
+    /// the peer stops.
     fn adopt(&mut self, peer: Identity, stream: TcpStream) {
         self.core.handle_won(&peer);
+        self.choice()
+            .handle_told(&peer, Transport::Tcp, Self::now());
+        if let Some(punch) = &self.punch {
+            let _ = punch.input.try_send(PunchInput::Connected(peer.clone()));
+        }
         let Some(messaging) = self.messaging.upgrade() else {
             return;
         };

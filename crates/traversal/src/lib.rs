@@ -83,6 +83,7 @@
 
 #![forbid(unsafe_code)]
 
+mod choice;
 pub mod config;
 mod core;
 mod direct;

@@ -356,6 +356,12 @@ impl PunchSchedule {
         });
     }
 
+    /// Another direct path to the peer was chosen: the schedule ends
+    /// without opening one (punches that arrive are still answered).
+    pub fn handle_stop(&mut self) {
+        self.done = true;
+    }
+
     /// Time passes: punches and probes that are due go out; past the
     /// timeout the schedule gives up.
     pub fn handle_timeout(&mut self, now: Instant) {

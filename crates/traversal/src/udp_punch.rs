@@ -30,6 +30,8 @@ use weft_link::{Address, ConnectOptions};
 use weft_messaging::{Identity, WeakMessaging};
 use weft_stun::StunMessage;
 
+use crate::choice::PathChoice;
+use crate::path::Transport;
 use crate::punch::{PunchConfig, PunchEvent, PunchKind, PunchSchedule, STRATEGY_UDP_PUNCH};
 use crate::punch_tls;
 use crate::wire::{Candidate, CandidateKind, CandidateTransport, Frame};
@@ -61,7 +63,8 @@ pub(crate) enum PunchInput {
     Candidates(Identity, Vec<Candidate>),
     /// The peer's start signal for UDP punching, with its delay.
     Start(Identity, Duration),
-    /// Messaging has a direct connection to the peer: stop punching.
+    /// Messaging has a direct connection to the peer, or a direct TCP
+    /// path to it was adopted: stop punching.
     Connected(Identity),
 }
 
@@ -121,17 +124,23 @@ struct Run {
     birthday: HashMap<usize, Reading>,
 }
 
-/// Starts the shell; `stun` is the rendezvous's STUN address.
+/// Starts the shell for the identity `choice` chooses for; `stun` is the
+/// rendezvous's STUN address.
 pub(crate) fn spawn(
     messaging: WeakMessaging,
-    me: Identity,
     config: PunchConfig,
+    choice: Arc<Mutex<PathChoice>>,
     host_ips: Option<Vec<IpAddr>>,
     stun: Option<SocketAddr>,
     signals: mpsc::Sender<Frame>,
     closing: watch::Receiver<bool>,
 ) -> io::Result<PunchHandle> {
     let socket = bind()?;
+    let me = choice
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .me()
+        .clone();
     let (input, input_rx) = mpsc::channel(64);
     let candidates = Arc::new(Mutex::new(Vec::new()));
     let (received_tx, received) = mpsc::channel(256);
@@ -139,6 +148,7 @@ pub(crate) fn spawn(
         messaging,
         me,
         config,
+        choice,
         host_ips,
         stun,
         signals,
@@ -179,6 +189,8 @@ struct Shell {
     messaging: WeakMessaging,
     me: Identity,
     config: PunchConfig,
+    /// The one direct path per peer and round, shared with the TCP race.
+    choice: Arc<Mutex<PathChoice>>,
     /// The host addresses offered (the direct race's), `None`: this
     /// host's.
     host_ips: Option<Vec<IpAddr>>,
@@ -295,10 +307,15 @@ impl Shell {
         });
     }
 
-    /// `peer`'s running schedule, begun when none runs and socket 0 is
-    /// ready.
+    fn choice(&self) -> std::sync::MutexGuard<'_, PathChoice> {
+        self.choice.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// `peer`'s running schedule, begun when none runs, socket 0 is ready
+    /// and no direct path to `peer` was chosen since its relay opened
+    /// (late candidates or start signals begin nothing then).
     fn run_for(&mut self, peer: &Identity, now: std::time::Instant) -> Option<&mut Run> {
-        if *peer == self.me || self.reading0.is_none() {
+        if *peer == self.me || self.reading0.is_none() || !self.choice().may_punch(peer) {
             return None;
         }
         if self.runs.get(peer).is_some_and(|r| r.schedule.is_done()) {
@@ -369,7 +386,12 @@ impl Shell {
             return;
         }
         if let Some(run) = self.runs.get_mut(&them) {
-            run.schedule.handle_punch(socket, from, kind, Self::now());
+            // At the deciding end a punch opens the path only when no
+            // TCP path was chosen.
+            self.choice
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .handle_punch(&mut run.schedule, &them, socket, from, kind, Self::now());
         }
     }
 
@@ -439,6 +461,8 @@ impl Shell {
 
     /// A path to `peer` opened on `socket`: QUIC runs on it.
     async fn open(&mut self, peer: &Identity, socket: usize, remote: SocketAddr) {
+        self.choice()
+            .handle_told(peer, Transport::Quic, Self::now());
         let taken = if socket == 0 {
             self.reading0.take()
         } else {
