@@ -81,8 +81,8 @@ mod output;
 mod participant;
 mod pubsub;
 mod router;
-#[cfg(test)]
-mod sim;
+#[cfg(any(test, feature = "sim"))]
+pub mod sim;
 mod transport;
 pub mod typed;
 

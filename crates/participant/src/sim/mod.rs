@@ -29,9 +29,19 @@
 //! lost frame inside a live stream. Partition takes down every stream of
 //! a participant; heal brings them back. A seeded RNG chooses whatever a
 //! test leaves to chance, so a run is reproduced by its seed.
+//!
+//! The simulator itself is for this crate's tests. With the `sim` feature
+//! (off by default) one measurement is public, for the bench:
+//! [`started_at_once`], a group started at once, how long it takes to
+//! converge, how many streams each participant holds, and what an idle
+//! participant sends ([`GroupRun`]).
+
+// Outside this crate's tests only the measurement of a group started
+// at once is used (the `sim` feature, for the bench): the rest of the
+// simulator is there for the tests.
+#![cfg_attr(not(test), allow(dead_code))]
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -44,8 +54,12 @@ use weft_messaging::{Identity, TopicFilter};
 use crate::control::{Control, Decoded, FilterSpec, decode};
 use crate::core::{Dial, ParticipantCore, TransmitKind};
 
+pub use group::{CONVERGENCE_LIMIT, GroupRun, started_at_once};
+
+mod beacons;
 #[cfg(test)]
 mod churn_tests;
+mod group;
 #[cfg(test)]
 mod mesh_tests;
 #[cfg(test)]
@@ -337,14 +351,7 @@ impl Sim {
 
     fn make_remote(&self, j: usize) -> RemoteParticipant {
         let config = DiscoveryConfig::default();
-        let index = u16::try_from(j).expect("at most 65 536 participants");
-        let at = SocketAddr::from(([10, 0, (index >> 8) as u8, index as u8], 7000));
-        let mut local = LocalParticipant::new(self.nodes[j].name.as_str(), vec![at]);
-        local.id = id_of(j);
-        local.incarnation = self.nodes[j].starts;
-        let beacon = DiscoveryCore::new(local, &config, self.now)
-            .poll_transmit(self.now)
-            .expect("a first beacon");
+        let (beacon, at) = self.first_beacon(j);
         let mut observer =
             DiscoveryCore::new(LocalParticipant::new("observer", vec![]), &config, self.now);
         observer

@@ -2,103 +2,25 @@
 //! mesh's size, every participant hearing every other's beacons, all
 //! started at once.
 
-use std::collections::{BTreeSet, VecDeque};
 use std::time::Duration;
 
-use weft_messaging::TopicFilter;
-
-use super::*;
-
-const MS: Duration = Duration::from_millis(1);
+use super::group::{connected, converged, group, run_started_at_once};
 
 /// The default limit on streams past the full mesh's size.
 pub(super) const MAX_STREAMS: usize = 16;
-
-fn news() -> TopicFilter {
-    TopicFilter::Prefix("news".into())
-}
-
-/// `n` participants on one network (every pair hears the other's
-/// beacons, 1 to 10 ms apart), every tenth one subscribed to `news`;
-/// returns the simulation and the subscribers.
-pub(super) fn group(seed: u64, n: usize) -> (Sim, Vec<usize>) {
-    let mut sim = Sim::new(seed, n, 8)
-        .with_discovery()
-        .with_advertise_batch(20 * MS);
-    let subscribers: Vec<usize> = (0..n).step_by(10).collect();
-    for &s in &subscribers {
-        sim.subscribe(s, news());
-    }
-    for a in 0..n {
-        for b in a + 1..n {
-            let delay = MS * (1 + sim.rng.below(10) as u32);
-            sim.link(a, b, delay);
-        }
-    }
-    (sim, subscribers)
-}
-
-/// Whether every participant's routing reaches every subscriber (but
-/// itself) of `news`.
-pub(super) fn converged(sim: &Sim, subscribers: &[usize]) -> bool {
-    (0..sim.nodes.len()).all(|i| {
-        let reached: BTreeSet<String> = sim.nodes[i]
-            .core
-            .subscribers_of("news.today")
-            .into_iter()
-            .map(|s| s.as_str().to_owned())
-            .collect();
-        subscribers.iter().all(|&s| {
-            let name = sim.nodes[s].name.as_str();
-            s == i || reached.contains(name)
-        })
-    })
-}
-
-/// Whether the streams connect everyone.
-pub(super) fn connected(sim: &Sim) -> bool {
-    let n = sim.nodes.len();
-    let mut seen = vec![false; n];
-    let mut queue = VecDeque::from([0]);
-    seen[0] = true;
-    while let Some(i) = queue.pop_front() {
-        for j in sim.neighbours(i) {
-            if !seen[j] {
-                seen[j] = true;
-                queue.push_back(j);
-            }
-        }
-    }
-    seen.iter().all(|s| *s)
-}
 
 /// Starts `n` participants at once and checks the overlay: converged
 /// within 30 virtual seconds, never more than [`MAX_STREAMS`]
 /// neighbours, connected, every table bounded by `n`, each publication
 /// delivered once to every subscriber and to nobody else.
 fn converge(seed: u64, n: usize, publishers: usize) -> Duration {
-    let (mut sim, subscribers) = group(seed, n);
-    let start = sim.now;
-    let wall = std::time::Instant::now();
-    let mut took = None;
-    // Bounded: 300 steps of 100 ms are the 30 s allowed.
-    for _ in 0..300 {
-        sim.run_for(100 * MS);
-        if converged(&sim, &subscribers) {
-            took = Some(sim.now - start);
-            break;
-        }
-    }
-    let took = took.expect("converged within 30 virtual seconds");
-    let converging = sim.sent_total();
-    // Settle what is still in flight (streams turned away and replaced),
-    // then measure the quiet.
-    sim.run_for(Duration::from_secs(5));
+    let (mut sim, subscribers, run) = run_started_at_once(seed, n);
+    let took = run
+        .converged_in
+        .expect("converged within 30 virtual seconds");
     assert!(converged(&sim, &subscribers));
-    let before = sim.sent_total();
-    sim.run_for(Duration::from_secs(60));
-    let after = sim.sent_total();
-    let idle = (after.control_bytes - before.control_bytes) as f64 / n as f64 / 60.0;
+    // Beacons and the streams' control messages.
+    let idle = run.idle_bytes_per_s();
 
     assert!(
         sim.peak_neighbours <= sim.nodes[0].core.overlay().max_streams(),
@@ -152,14 +74,14 @@ fn converge(seed: u64, n: usize, publishers: usize) -> Duration {
     }
     assert!(idle <= 2000.0, "{idle} idle bytes/s per participant");
     eprintln!(
-        "{n} participants: converged in {took:?} ({} control messages, {} bytes), \
-         at most {} neighbours and {} streams connected, {idle} idle control bytes/s \
-         per participant, {:?} of wall time",
-        converging.control,
-        converging.control_bytes,
-        sim.peak_neighbours,
-        sim.peak_streams,
-        wall.elapsed()
+        "{n} participants: converged in {took:?}, at most {} neighbours and {} streams \
+         connected, {idle:.0} idle bytes/s per participant ({:.0} of control on streams, {:.0} \
+         of beacons), {:?} of wall time",
+        run.peak_neighbours,
+        run.peak_streams,
+        run.idle_stream_bytes_per_s,
+        run.idle_beacon_bytes_per_s,
+        run.wall
     );
     took
 }
@@ -186,8 +108,9 @@ fn a_group_of_33_keeps_at_most_16_streams_each_and_stays_connected() {
 // rather than a full list per moved entry. In a debug build 200
 // participants take a few seconds of wall time; 1 000 take about three
 // minutes (most of it the half million simulated links every pair hears
-// each other on), so that one runs only when asked:
-// `cargo test -p weft-participant --lib -- --ignored a_thousand`.
+// each other on), so that one runs only when asked, and in CI optimised
+// (`cargo xtask ci`):
+// `cargo test --profile profiling -p weft-participant --lib -- --ignored a_thousand_started`.
 
 #[test]
 fn two_hundred_started_at_once_converge_with_at_most_16_streams_each() {
@@ -205,7 +128,7 @@ fn sixty_four_started_at_once_converge_with_at_most_16_streams_each() {
 }
 
 #[test]
-#[ignore = "about three minutes in a debug build (see above): cargo test -p weft-participant --lib -- --ignored a_thousand"]
+#[ignore = "about three minutes in a debug build (see above): cargo test --profile profiling -p weft-participant --lib -- --ignored a_thousand_started"]
 fn a_thousand_started_at_once_converge_with_at_most_16_streams_each_slow_in_debug() {
     converge(5, 1000, 20);
 }
