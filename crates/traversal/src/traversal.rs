@@ -35,6 +35,10 @@ use crate::wire::{Candidate, ChannelId, CloseReason, Frame, relay_data_head};
 /// Candidates and start signals waiting to go to the rendezvous, at most.
 pub const SIGNAL_QUEUE: usize = 64;
 
+/// Peers whose last reported direct connection is remembered, at most;
+/// past it the memory starts over (at worst a path is reported twice).
+const MAX_REPORTED: usize = 1024;
+
 /// A [`Traversal`]'s events, in order. Dropping it discards later events.
 #[derive(Debug)]
 pub struct TraversalEvents {
@@ -200,6 +204,7 @@ impl Traversal {
             registered: false,
             channels: HashMap::new(),
             requested: HashSet::new(),
+            reported: HashMap::new(),
             retries: Vec::new(),
             ended: ended_tx,
             direct: direct.as_ref().map(|d| d.input.clone()),
@@ -370,6 +375,8 @@ struct Run {
     /// Peers a Reach was sent for that no RelayOpen or Unreachable
     /// answered yet.
     requested: HashSet<Identity>,
+    /// The direct connection last reported per peer.
+    reported: HashMap<Identity, ConnectionId>,
     /// Peers to ask for again, and when.
     retries: Vec<(Instant, Identity)>,
     /// Channels whose pipe messaging closed, from their pump tasks.
@@ -653,6 +660,15 @@ impl Run {
         if self.channels.values().any(|c| c.connection == id) {
             return; // the relay, reported when it opened
         }
+        // The relay's own connect may be handled only after the direct
+        // connection identified, and then finds that one: once each.
+        if self.reported.get(peer) == Some(&id) {
+            return;
+        }
+        if self.reported.len() >= MAX_REPORTED && !self.reported.contains_key(peer) {
+            self.reported.clear();
+        }
+        self.reported.insert(peer.clone(), id);
         self.direct(DirectInput::Connected(peer.clone()));
         let remote = info.connection.peer.as_ref();
         self.emit(TraversalEvent::Path(Path {
