@@ -31,6 +31,9 @@
 //! | participants pub/sub fan-out 10 | 1 publisher, 10 subscriber participants, 64 B, deliveries/s | libzmq PUB, 10 SUB | >= 1.0x msg/s |
 //! | participants pub/sub fan-out 10 through one participant | the fan-out row's load, every publication through one intermediate participant | the direct fan-out row | >= 0.8x msg/s |
 //! | participants pub/sub fan-out 10 vs Zenoh | the row above | Zenoh 1.x, 1 publisher and 10 subscriber sessions, peer mode over TCP | >= 1.5x msg/s |
+//! | participants simulated 1,000: convergence | 1,000 participant cores started at once in weft-participant's simulator, virtual time to converged membership and interest | | <= 30 s |
+//! | participants simulated 1,000: streams per participant | the same run, the most neighbours (streams kept) a participant had at once | | <= 16 |
+//! | participants simulated 1,000: idle bytes/s per participant | the same run, idle: streams' control messages and discovery's beacons | | <= 2 000 B/s |
 //!
 //! ```text
 //! weft-bench [--quick] [--json PATH] [--only TEXT] [--snakemq-python PATH]
@@ -43,7 +46,7 @@
 //! - `--only TEXT`: run only the cases whose name contains TEXT
 //!   (`throughput`, `ping-pong`, `memory`, `messaging`, `messaging 64 B`,
 //!   `snakeMQ`, `persistent`, `queued`, `tls`, `quic`, `rpc`, `participants`, `mesh`,
-//!   `fan-out`).
+//!   `fan-out`, `simulated`).
 //! - `--snakemq-python PATH`: a Python with snakeMQ 1.6 for the snakeMQ
 //!   baseline (default: `$WEFT_SNAKEMQ_PYTHON`).
 //!
@@ -68,6 +71,7 @@ mod report;
 mod rpc;
 mod secure;
 mod series;
+mod simulated;
 mod snakemq;
 mod tarpc_echo;
 mod throughput;
@@ -233,6 +237,9 @@ fn main() -> ExitCode {
         quinn_stream::run(args.scale, &mut report);
     }
     participants::run(args.scale, &wanted, &mut report);
+    if wanted(simulated::CASE) {
+        simulated::run(&mut report);
+    }
     rpc::run(
         args.scale,
         args.snakemq_python.as_deref(),
