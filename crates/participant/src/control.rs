@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
 use weft_messaging::TopicFilter;
 
@@ -195,6 +195,9 @@ pub(crate) fn encode_control(c: &Control) -> Bytes {
     Bytes::from(out)
 }
 
+/// A routed publication as one message (copies are made by
+/// [`PublicationCopies`], which tests hold to this).
+#[cfg(test)]
 pub(crate) fn encode_publication(h: &PublicationHeader, data: &[u8]) -> Bytes {
     let mut out = PUBLICATION_TAG.to_vec();
     out = postcard::to_extend(h, out).expect("encoding to a Vec does not fail");
@@ -202,6 +205,62 @@ pub(crate) fn encode_publication(h: &PublicationHeader, data: &[u8]) -> Bytes {
     b.extend_from_slice(&out);
     b.extend_from_slice(data);
     b.freeze()
+}
+
+/// The copies of one routed publication, which differ only in their
+/// targets: the tag and the header up to the targets (postcard encodes a
+/// struct as its fields in order, the targets last) are encoded once, and
+/// every copy is written into one buffer that the copies share, byte for
+/// byte what [`encode_publication`] makes of each: one allocation for all
+/// of them, as a PUBLISH's copies share one body.
+pub(crate) struct PublicationCopies<'a> {
+    head: Vec<u8>,
+    data: &'a [u8],
+}
+
+impl<'a> PublicationCopies<'a> {
+    /// The copies of `h` (whose targets are left out) carrying `data`.
+    pub(crate) fn new(h: &PublicationHeader, data: &'a [u8]) -> PublicationCopies<'a> {
+        let fields = (&h.origin, h.epoch, h.seq, &h.topic, h.hops_left);
+        let head = postcard::to_extend(&fields, PUBLICATION_TAG.to_vec())
+            .expect("encoding to a Vec does not fail");
+        PublicationCopies { head, data }
+    }
+
+    /// One copy for each list of targets, in order.
+    pub(crate) fn copies<'t, S: AsRef<str> + 't>(
+        &self,
+        targets: impl Iterator<Item = &'t [S]> + Clone,
+    ) -> Vec<Bytes> {
+        // A length takes at most 10 bytes as a varint.
+        let size = |t: &[S]| {
+            let names: usize = t.iter().map(|n| n.as_ref().len() + 10).sum();
+            self.head.len() + 10 + names + self.data.len()
+        };
+        let mut buf = BytesMut::with_capacity(targets.clone().map(size).sum());
+        targets
+            .map(|t| {
+                buf.put_slice(&self.head);
+                put_varint(&mut buf, t.len());
+                for name in t {
+                    put_varint(&mut buf, name.as_ref().len());
+                    buf.put_slice(name.as_ref().as_bytes());
+                }
+                buf.put_slice(self.data);
+                buf.split().freeze()
+            })
+            .collect()
+    }
+}
+
+/// `n` as postcard writes a length: seven bits a byte, lowest first, the
+/// top bit set on every byte but the last.
+fn put_varint(buf: &mut BytesMut, mut n: usize) {
+    while n >= 0x80 {
+        buf.put_u8((n as u8) | 0x80);
+        n >>= 7;
+    }
+    buf.put_u8(n as u8);
 }
 
 pub(crate) fn encode_routed(e: &Envelope, data: &[u8]) -> Bytes {
@@ -399,6 +458,28 @@ mod tests {
         );
         // An index no participant knows of is not a control message.
         assert_eq!(decode(&Bytes::from_static(b"\0WPC\x63")), None);
+    }
+
+    #[test]
+    fn publication_copies_are_encoded_as_whole_headers_are() {
+        let mut h = PublicationHeader {
+            origin: "publisher".into(),
+            epoch: u64::MAX - 3,
+            seq: 300,
+            topic: "t".repeat(200),
+            hops_left: 6,
+            targets: Vec::new(),
+        };
+        let data = [7u8; 70];
+        let copies = PublicationCopies::new(&h, &data);
+        let many: Vec<String> = (0..140).map(|i| format!("subscriber-{i}")).collect();
+        let lists = [&[][..], &many[..1], &many[..3], &many[..], &many[5..7]];
+        let made = copies.copies(lists.iter().copied());
+        assert_eq!(made.len(), lists.len());
+        for (targets, made) in lists.iter().zip(made) {
+            h.targets = targets.to_vec();
+            assert_eq!(made, encode_publication(&h, &data));
+        }
     }
 
     #[test]

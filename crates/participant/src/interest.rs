@@ -51,14 +51,15 @@
 //! and their own subscribers are served by PUBLISH messages as before.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::hash::{DefaultHasher, Hash, Hasher};
+use std::hash::{BuildHasher, DefaultHasher, Hash, Hasher};
+use std::mem::take;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use weft_link::window::RecentIds;
 
 use crate::advert::Advert;
-use crate::control::{FilterSpec, InterestEntry, MAX_LIST, PublicationHeader, encode_publication};
+use crate::control::{FilterSpec, InterestEntry, MAX_LIST, PublicationCopies, PublicationHeader};
 use crate::filters::{FilterLimits, RemoteFilters};
 
 /// How many publication names are remembered unless
@@ -143,7 +144,7 @@ pub(crate) struct Interest {
     /// The best route to every subscriber we reach, worked out again after
     /// every change.
     best: BTreeMap<String, Best>,
-    seen: RecentIds<(u64, u64)>,
+    seen: RecentIds<(u64, u64), NameHashing>,
     deliveries: VecDeque<Delivery>,
     /// Whether what we reach may have changed since the last
     /// [`poll_changed`](Self::poll_changed).
@@ -401,7 +402,7 @@ impl Interest {
     /// subscribers that are not neighbours (those get it as a PUBLISH
     /// message) and whose filter matches. Returns the copies as
     /// (neighbour, tagged payload) and how many subscribers they are for.
-    pub(crate) fn publish(&mut self, topic: &str, data: &[u8]) -> (Vec<(String, Bytes)>, usize) {
+    pub(crate) fn publish(&mut self, topic: &str, data: &[u8]) -> (Vec<(&str, Bytes)>, usize) {
         let targets: Vec<String> = self.matching(topic).map(str::to_owned).collect();
         if targets.is_empty() {
             return (Vec::new(), 0);
@@ -427,19 +428,26 @@ impl Interest {
         &mut self,
         from: &str,
         mut header: PublicationHeader,
-        data: &[u8],
+        data: &Bytes,
         local: impl Fn(&str) -> bool,
-    ) -> Vec<(String, Bytes)> {
+    ) -> Vec<(&str, Bytes)> {
         if let Some(at) = header.targets.iter().position(|t| *t == self.me) {
             header.targets.swap_remove(at);
             if !local(&header.topic) {
                 self.stats.unwanted += 1;
             } else if self.seen.check_and_record(name(&header)) {
                 self.stats.delivered += 1;
+                // The names are taken when no copy goes further.
+                let (from, topic) = if header.targets.is_empty() {
+                    (take(&mut header.origin), take(&mut header.topic))
+                } else {
+                    (header.origin.clone(), header.topic.clone())
+                };
                 self.deliveries.push_back(Delivery {
-                    from: header.origin.clone(),
-                    topic: header.topic.clone(),
-                    data: Bytes::copy_from_slice(data),
+                    from,
+                    topic,
+                    // A slice of the copy received: not copied again.
+                    data: data.clone(),
                 });
             } else {
                 self.stats.duplicates += 1;
@@ -460,13 +468,12 @@ impl Interest {
     /// one copy each.
     fn split(
         &mut self,
-        header: PublicationHeader,
+        mut header: PublicationHeader,
         from: Option<&str>,
         data: &[u8],
-    ) -> Vec<(String, Bytes)> {
+    ) -> Vec<(&str, Bytes)> {
         let mut by_hop: BTreeMap<&str, Vec<String>> = BTreeMap::new();
-        let mut targets = header.targets;
-        for t in targets.drain(..) {
+        for t in take(&mut header.targets) {
             match self.best.get(&t) {
                 Some(b) if Some(b.via.as_str()) != from => {
                     by_hop.entry(b.via.as_str()).or_default().push(t);
@@ -474,15 +481,10 @@ impl Interest {
                 _ => self.stats.no_route += 1,
             }
         }
-        let mut out = Vec::with_capacity(by_hop.len());
-        let mut copy = PublicationHeader {
-            targets: Vec::new(),
-            ..header
-        };
-        for (via, targets) in by_hop {
-            copy.targets = targets;
-            out.push((via.to_owned(), encode_publication(&copy, data)));
-        }
+        let copies = PublicationCopies::new(&header, data)
+            .copies(by_hop.values().map(Vec::as_slice))
+            .into_iter();
+        let out: Vec<_> = by_hop.into_keys().zip(copies).collect();
         self.stats.forwarded += out.len() as u64;
         out
     }
@@ -674,6 +676,52 @@ fn name(h: &PublicationHeader) -> (u64, u64) {
     (hash_of(&(&h.origin, h.epoch)), h.seq)
 }
 
+/// Hashes publication names for the window of recent ones, which looks one
+/// up for every publication routed to us: a name is already a hash and a
+/// sequence number, so two multiplications mix it, with a key drawn for
+/// each window so that nobody can choose names that collide in it.
+#[derive(Clone)]
+struct NameHashing(u64);
+
+impl Default for NameHashing {
+    fn default() -> NameHashing {
+        NameHashing(std::collections::hash_map::RandomState::new().hash_one(0u64))
+    }
+}
+
+impl std::hash::BuildHasher for NameHashing {
+    type Hasher = NameHasher;
+    fn build_hasher(&self) -> NameHasher {
+        NameHasher(self.0)
+    }
+}
+
+/// The hasher of [`NameHashing`].
+struct NameHasher(u64);
+
+impl Hasher for NameHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.write_u64(u64::from(*b));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0 ^ n)
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            .rotate_left(29);
+    }
+
+    fn finish(&self) -> u64 {
+        // splitmix64's finish, so that every bit of the state reaches
+        // the bits a table looks at.
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+}
+
 /// `value` hashed with fixed keys, so that every participant and every run
 /// hashes it alike.
 fn hash_of(value: &impl Hash) -> u64 {
@@ -766,18 +814,63 @@ mod tests {
             b.handle_hello(n, true, false);
         }
         b.set_direct("c", [spec("news")].iter());
-        let out = b.handle_publication("a", header.clone(), b"x", |_| false);
+        let out = b.handle_publication("a", header.clone(), &Bytes::from_static(b"x"), |_| false);
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].0, "c");
-        let back = b.handle_publication("c", header.clone(), b"x", |_| false);
+        let back = b.handle_publication("c", header.clone(), &Bytes::from_static(b"x"), |_| false);
         assert!(back.is_empty());
         assert_eq!(b.stats().no_route, 1);
         let spent = PublicationHeader {
             hops_left: 0,
             ..header
         };
-        assert!(b.handle_publication("a", spent, b"x", |_| false).is_empty());
+        assert!(
+            b.handle_publication("a", spent, &Bytes::from_static(b"x"), |_| false)
+                .is_empty()
+        );
         assert_eq!(b.stats().hop_limit, 1);
+    }
+
+    #[test]
+    fn the_copies_of_a_publication_share_one_buffer_and_a_delivery_is_not_copied() {
+        use crate::control::{Decoded, decode};
+        let names: Vec<String> = (0..10).map(|i| format!("s{i}")).collect();
+        let mut b = interest("b");
+        for n in std::iter::once("a").chain(names.iter().map(String::as_str)) {
+            b.neighbour_up(n);
+            b.handle_hello(n, true, false);
+        }
+        for n in &names {
+            b.set_direct(n, [spec("news")].iter());
+        }
+        let mut targets = names.clone();
+        targets.push("b".into());
+        let header = PublicationHeader {
+            origin: "z".into(),
+            epoch: 0,
+            seq: 0,
+            topic: "news".into(),
+            hops_left: 3,
+            targets,
+        };
+        let received = Bytes::from(vec![9u8; 64]);
+        let out = b.handle_publication("a", header, &received, |_| true);
+        assert_eq!(out.len(), 10);
+        // One allocation for the ten: each copy starts where the one
+        // before it ends.
+        for pair in out.windows(2) {
+            let end = pair[0].1.as_ptr().wrapping_add(pair[0].1.len());
+            assert_eq!(end, pair[1].1.as_ptr());
+        }
+        for (to, copy) in &out {
+            let Some(Decoded::Publication(h, data)) = decode(copy) else {
+                panic!("not a publication: {copy:?}");
+            };
+            assert_eq!(h.targets, vec![to.to_string()]);
+            assert_eq!((h.hops_left, &data[..]), (2, &received[..]));
+        }
+        let delivered = b.poll_delivery().expect("a delivery to b");
+        assert_eq!(delivered.data.as_ptr(), received.as_ptr(), "not copied");
     }
 
     #[test]
@@ -854,10 +947,10 @@ mod tests {
             hops_left: 3,
             targets: vec!["c".into()],
         };
-        c.handle_publication("b", header.clone(), b"x", |_| true);
-        c.handle_publication("b", header.clone(), b"x", |_| true);
+        c.handle_publication("b", header.clone(), &Bytes::from_static(b"x"), |_| true);
+        c.handle_publication("b", header.clone(), &Bytes::from_static(b"x"), |_| true);
         let other_epoch = PublicationHeader { epoch: 6, ..header };
-        c.handle_publication("b", other_epoch, b"y", |_| true);
+        c.handle_publication("b", other_epoch, &Bytes::from_static(b"y"), |_| true);
         let got: Vec<Delivery> = std::iter::from_fn(|| c.poll_delivery()).collect();
         assert_eq!(got.len(), 2);
         assert_eq!(c.stats().duplicates, 1);
@@ -878,13 +971,13 @@ mod tests {
         let n = 100;
         c.set_recent(n as usize);
         for seq in 0..=n {
-            c.handle_publication("b", copy(seq), b"x", |_| true);
+            c.handle_publication("b", copy(seq), &Bytes::from_static(b"x"), |_| true);
         }
         // The newest are remembered; the oldest fell out of the window,
         // which holds no more than its capacity.
-        c.handle_publication("b", copy(n), b"x", |_| true);
+        c.handle_publication("b", copy(n), &Bytes::from_static(b"x"), |_| true);
         assert_eq!(c.stats().duplicates, 1);
-        c.handle_publication("b", copy(0), b"x", |_| true);
+        c.handle_publication("b", copy(0), &Bytes::from_static(b"x"), |_| true);
         assert_eq!(c.stats().duplicates, 1);
         assert_eq!(c.stats().delivered, n + 2);
     }

@@ -63,6 +63,10 @@ pub(crate) struct Inner {
     identities: Mutex<HashMap<ParticipantId, String>>,
     /// Our subscribers, for routed publications. Locked only under `core`.
     subscribers: Mutex<Vec<LocalSubscriber>>,
+    /// The publisher and topic of the last routed publication delivered
+    /// to us, whose handles the next one from there takes too. Locked
+    /// only under `core`.
+    last_delivered: Mutex<(Option<Identity>, Option<Arc<str>>)>,
     /// Whether the core reaches a subscriber that is not a neighbour, as
     /// of its last input: a publication takes the core's lock only then.
     reaches_far: AtomicBool,
@@ -232,6 +236,7 @@ impl Participant {
             streams,
             identities: Mutex::new(HashMap::new()),
             subscribers: Mutex::new(Vec::new()),
+            last_delivered: Mutex::new((None, None)),
             reaches_far: AtomicBool::new(false),
             interest: watch::channel(()).0,
             config,
@@ -614,10 +619,26 @@ impl Inner {
     /// Hands a publication routed to us to each subscriber of ours whose
     /// filter matches its topic.
     fn deliver_publication(&self, d: Delivery) {
-        let Ok(from) = Identity::new(&d.from) else {
-            return;
+        let (from, topic) = {
+            // A stream of publications comes from one publisher on one
+            // topic: the names are checked and allocated once.
+            let mut last = lock(&self.last_delivered);
+            let from = match &last.0 {
+                Some(f) if f.as_str() == d.from => f.clone(),
+                _ => {
+                    let Ok(f) = Identity::new(&d.from) else {
+                        return;
+                    };
+                    last.0.insert(f).clone()
+                }
+            };
+            let topic = match &last.1 {
+                Some(t) if **t == *d.topic => t.clone(),
+                _ => last.1.insert(Arc::from(d.topic)).clone(),
+            };
+            (from, topic)
         };
-        let publication = Publication::new(Arc::from(d.topic), from, d.data);
+        let publication = Publication::new(topic, from, d.data);
         for s in lock(&self.subscribers).iter() {
             if s.filter.matches(&publication.topic) {
                 // A full queue drops its oldest and counts it, as
@@ -634,12 +655,20 @@ impl Inner {
         self.drive(|core| core.handle_streams(streams, clock()));
     }
 
-    fn on_control(&self, received: Received) {
+    /// Handles the control messages in `batch`, in order, under one lock
+    /// of the core, and carries out what they caused together: a burst of
+    /// routed publications is passed on without a lock, a wakeup or a
+    /// trip through the task's loop per message.
+    fn on_controls(&self, batch: &mut Vec<Received>) {
         // A neighbour's first message may overtake the news of its stream.
         if self.streams_dirty.load(Ordering::Acquire) {
             self.reconcile();
         }
-        self.drive(|core| core.handle_control(&received.from, &received.message.data));
+        self.drive(|core| {
+            for received in batch.drain(..) {
+                core.handle_control(&received.from, &received.message.data);
+            }
+        });
     }
 }
 
@@ -650,6 +679,7 @@ async fn run(
     mut stop: watch::Receiver<bool>,
 ) {
     let mut discovery_open = true;
+    let mut batch = Vec::with_capacity(CONTROL_BATCH);
     loop {
         let deadline = lock(&inner.core).poll_timeout();
         tokio::select! {
@@ -663,7 +693,11 @@ async fn run(
                 None => discovery_open = false,
             },
             r = control.recv(None) => match r {
-                Ok(r) => inner.on_control(r),
+                Ok(r) => {
+                    batch.push(r);
+                    control.try_recv_many(&mut batch, CONTROL_BATCH - 1);
+                    inner.on_controls(&mut batch);
+                }
                 Err(_) => break,
             },
             _ = inner.streams_changed.notified() => inner.reconcile(),
@@ -676,6 +710,10 @@ async fn run(
     }
     tracing::debug!(identity = %inner.messaging.identity(), "participant stopped");
 }
+
+/// How many control messages the task takes from its queue at once (what
+/// one lock of the core handles).
+const CONTROL_BATCH: usize = 256;
 
 /// Now, on the runtime's clock (which tests may pause), as the core takes it.
 fn clock() -> std::time::Instant {

@@ -17,8 +17,9 @@
 //!   for what to report, and [`poll_direct`](ParticipantCore::poll_direct)
 //!   for routed messages that reached us.
 //!
-//! After each input the shell polls every output until it is empty, so
-//! the queues below hold at most what one input caused. Its timers are
+//! After each input (or each batch of a neighbour's messages taken from
+//! messaging at once) the shell polls every output until it is empty, so
+//! the queues below hold at most what one batch caused. Its timers are
 //! the deadlines of the group key's handshakes, the grace before a
 //! subscriber learned through others is routed to, and the end of a batch
 //! of changes to tell the neighbours
@@ -573,28 +574,19 @@ impl ParticipantCore {
     /// copies are for.
     pub(crate) fn publish(&mut self, topic: &str, data: &[u8]) -> usize {
         let (copies, count) = self.interest.publish(topic, data);
-        self.publications_to(copies);
+        publications_to(&self.connected, &mut self.transmits, copies);
         count
     }
 
     /// A routed publication from `from`: delivered here if it is for us,
     /// passed on for the rest of its targets.
-    fn pass_on(&mut self, from: &Identity, header: PublicationHeader, data: &[u8]) {
+    fn pass_on(&mut self, from: &Identity, header: PublicationHeader, data: &Bytes) {
         let subscribers = &self.local_subscribers;
         let local = |topic: &str| subscribers.values().any(|(_, f)| f.matches(topic));
         let copies = self
             .interest
             .handle_publication(from.as_str(), header, data, local);
-        self.publications_to(copies);
-    }
-
-    fn publications_to(&mut self, copies: Vec<(String, Bytes)>) {
-        for (to, data) in copies {
-            if let Ok(to) = Identity::new(&to) {
-                let kind = TransmitKind::Publication;
-                self.transmits.push_back(Transmit { to, kind, data });
-            }
-        }
+        publications_to(&self.connected, &mut self.transmits, copies);
     }
 
     // ===== output =====
@@ -768,6 +760,23 @@ impl ParticipantCore {
     fn deliver(&mut self, envelope: &Envelope, data: Bytes) {
         self.stats.routed_delivered += 1;
         self.directs.push_back(direct(envelope, data));
+    }
+}
+
+/// Queues routed publication copies, each for the neighbour named.
+fn publications_to(
+    connected: &BTreeSet<Identity>,
+    transmits: &mut VecDeque<Transmit>,
+    copies: Vec<(&str, Bytes)>,
+) {
+    for (to, data) in copies {
+        // Copies go to neighbours: their handles are at hand, with no
+        // name to check and allocate again.
+        let known = connected.iter().find(|n| n.as_str() == to).cloned();
+        if let Some(to) = known.or_else(|| Identity::new(to).ok()) {
+            let kind = TransmitKind::Publication;
+            transmits.push_back(Transmit { to, kind, data });
+        }
     }
 }
 
