@@ -405,7 +405,11 @@ impl Sim {
                 last: [now; 2],
             },
         );
-        self.streams_changed(&[a, b]);
+        // With discovery a new link carries no stream yet: nobody's
+        // streams changed, only what discovery hears.
+        if !self.discovery {
+            self.streams_changed(&[a, b]);
+        }
         self.hear(a, b);
     }
 
