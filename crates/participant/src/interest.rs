@@ -28,9 +28,9 @@
 //!   sent before the change, one after). A subscriber therefore delivers a
 //!   publication only the first time: publications are named by their
 //!   publisher, its epoch and a sequence number, and a bounded window of
-//!   the last names seen ([`RecentIds`]) drops the second copy. A copy is
-//!   never sent back to the neighbour it came from, and its hop count
-//!   bounds any loop of stale routes.
+//!   the last names seen ([`RecentNames`](crate::recent::RecentNames))
+//!   drops the second copy. A copy is never sent back to the neighbour it
+//!   came from, and its hop count bounds any loop of stale routes.
 //!
 //! - Routing is for subscribers out of sight. While the group is within
 //!   the full mesh's size, a subscriber that discovery knows will be a
@@ -51,16 +51,16 @@
 //! and their own subscribers are served by PUBLISH messages as before.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::hash::{BuildHasher, DefaultHasher, Hash, Hasher};
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::mem::take;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use weft_link::window::RecentIds;
 
 use crate::advert::Advert;
 use crate::control::{FilterSpec, InterestEntry, MAX_LIST, PublicationCopies, PublicationHeader};
 use crate::filters::{FilterLimits, RemoteFilters};
+use crate::recent::RecentNames;
 
 /// How many publication names are remembered unless
 /// [`set_recent`](Interest::set_recent) says otherwise.
@@ -144,7 +144,7 @@ pub(crate) struct Interest {
     /// The best route to every subscriber we reach, worked out again after
     /// every change.
     best: BTreeMap<String, Best>,
-    seen: RecentIds<(u64, u64), NameHashing>,
+    seen: RecentNames,
     deliveries: VecDeque<Delivery>,
     /// Whether what we reach may have changed since the last
     /// [`poll_changed`](Self::poll_changed).
@@ -180,7 +180,7 @@ impl Interest {
             next_seq: 0,
             neighbours: BTreeMap::new(),
             best: BTreeMap::new(),
-            seen: RecentIds::new(DEFAULT_RECENT),
+            seen: RecentNames::new(DEFAULT_RECENT),
             deliveries: VecDeque::new(),
             changed: false,
             sight: BTreeSet::new(),
@@ -209,7 +209,7 @@ impl Interest {
     /// The same, remembering the names of the last `n` publications
     /// delivered (see the [module documentation](self)).
     pub(crate) fn set_recent(&mut self, n: usize) {
-        self.seen = RecentIds::new(n);
+        self.seen = RecentNames::new(n);
     }
 
     /// The same, with other limits on neighbours' filters.
@@ -674,52 +674,6 @@ impl Interest {
 /// publisher and epoch hashed and its sequence number.
 fn name(h: &PublicationHeader) -> (u64, u64) {
     (hash_of(&(&h.origin, h.epoch)), h.seq)
-}
-
-/// Hashes publication names for the window of recent ones, which looks one
-/// up for every publication routed to us: a name is already a hash and a
-/// sequence number, so two multiplications mix it, with a key drawn for
-/// each window so that nobody can choose names that collide in it.
-#[derive(Clone)]
-struct NameHashing(u64);
-
-impl Default for NameHashing {
-    fn default() -> NameHashing {
-        NameHashing(std::collections::hash_map::RandomState::new().hash_one(0u64))
-    }
-}
-
-impl std::hash::BuildHasher for NameHashing {
-    type Hasher = NameHasher;
-    fn build_hasher(&self) -> NameHasher {
-        NameHasher(self.0)
-    }
-}
-
-/// The hasher of [`NameHashing`].
-struct NameHasher(u64);
-
-impl Hasher for NameHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.write_u64(u64::from(*b));
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = (self.0 ^ n)
-            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
-            .rotate_left(29);
-    }
-
-    fn finish(&self) -> u64 {
-        // splitmix64's finish, so that every bit of the state reaches
-        // the bits a table looks at.
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
 }
 
 /// `value` hashed with fixed keys, so that every participant and every run

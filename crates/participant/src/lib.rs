@@ -80,6 +80,7 @@ pub mod local;
 mod output;
 mod participant;
 mod pubsub;
+mod recent;
 mod router;
 #[cfg(any(test, feature = "sim"))]
 pub mod sim;
