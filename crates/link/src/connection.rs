@@ -40,6 +40,10 @@ pub enum Origin {
     Connector(ConnectorId),
     /// A stream handed to [`Link::adopt`](crate::Link::adopt).
     Adopted,
+    /// A lane of the `quic://` connection it names: another stream of the
+    /// same QUIC connection, opened by either side with
+    /// [`Link::open_lane`](crate::Link::open_lane).
+    Lane(ConnectionId),
 }
 
 /// What is known about a connection when it is established.
@@ -60,6 +64,10 @@ pub struct ConnectionInfo {
     pub peer_certificates: Option<Arc<[CertificateDer<'static>]>>,
     /// Whether each send and each data event is one datagram (UDP).
     pub datagram: bool,
+    /// Whether [`Link::open_lane`](crate::Link::open_lane) can open lanes
+    /// beside this connection: true for the first stream of a `quic://`
+    /// connection, false for every other connection (lanes included).
+    pub lanes: bool,
     /// Who runs the process at the other end, for Unix socket connections
     /// (`SO_PEERCRED`): what a local service checks before it serves.
     pub peer_credentials: Option<PeerCredentials>,

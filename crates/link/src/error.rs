@@ -86,6 +86,11 @@ pub enum LinkError {
         #[source]
         source: quinn::ConnectionError,
     },
+    /// [`Link::open_lane`](crate::Link::open_lane) on a connection that
+    /// cannot carry lanes: not a `quic://` connection of the link, a lane
+    /// itself, or one that has ended or is closing.
+    #[error("{0} cannot carry lanes (only a quic:// connection that is up can)")]
+    NoLanes(crate::ConnectionId),
     /// A QUIC connection's stream did not start as weft's does.
     #[error("QUIC connection from {peer} refused: {detail}")]
     QuicStream {

@@ -12,6 +12,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::address::Scheme;
 use crate::connection::{ConnectionInfo, Ends};
 use crate::quic::StunInbox;
 use crate::udp::UdpListener;
@@ -79,6 +80,8 @@ pub(crate) struct Registry {
     pub(crate) stats: Counters,
     /// The client endpoints the link's QUIC connectors share.
     pub(crate) quic_clients: crate::quic::ClientEndpoints,
+    /// The QUIC connections lanes can be opened beside.
+    pub(crate) lane_hosts: crate::quic::LaneHosts,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -98,6 +101,7 @@ impl Registry {
             tracker: TaskTracker::new(),
             stats: Counters::default(),
             quic_clients: Default::default(),
+            lane_hosts: Default::default(),
         }
     }
 
@@ -129,9 +133,16 @@ impl Registry {
         datagram: bool,
         parent: &CancellationToken,
     ) -> Connection {
+        // The first stream of a QUIC connection can have lanes beside it.
+        let lanes = !matches!(origin, Origin::Lane(_))
+            && ends
+                .peer
+                .as_ref()
+                .is_some_and(|p| p.scheme() == Scheme::Quic);
         let info = ConnectionInfo {
             id: ConnectionId(self.next_id()),
             origin,
+            lanes,
             peer: ends.peer,
             local: ends.local,
             peer_certificates: ends.certificates,

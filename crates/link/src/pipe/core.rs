@@ -469,6 +469,7 @@ mod tests {
             local: None,
             peer_certificates: None,
             datagram: true,
+            lanes: false,
             peer_credentials: None,
         })
     }

@@ -182,7 +182,9 @@ pub(crate) async fn run_quic(
     // reading it, or the connection is gone.
     let acknowledged = stream.send.stopped();
     let abort = conn.shared.abort.clone();
+    let lanes = super::lane::host_lanes(&registry, &connection, &conn, &events);
     run_stream(registry.clone(), conn, stream, events).await;
+    super::lane::end_lanes(&registry, lanes, abort.is_cancelled()).await;
     if connection.close_reason().is_none() && !abort.is_cancelled() {
         let _ = tokio::time::timeout(registry.config.close_timeout, acknowledged).await;
     }

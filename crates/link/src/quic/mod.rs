@@ -24,6 +24,10 @@
 //! waiting for the first packet, and it names what the stream carries,
 //! which leaves room for streams of other kinds on the same connection.
 //!
+//! Either side may open further streams on a connection, each a link
+//! connection of its own: [lanes](crate::Link::open_lane), which do not wait for
+//! each other.
+//!
 //! # Sockets
 //! A listener binds its own UDP socket. A link's connectors share one
 //! client socket per address family, made when the first needs it and
@@ -49,17 +53,20 @@ mod client;
 mod dial;
 mod endpoint;
 mod garbage;
+mod lane;
 mod options;
 mod stream;
 mod stun;
 
 pub use adopt::QuicEndpoint;
+pub use lane::MAX_LANES;
 pub use options::QuicOptions;
 pub use stun::StunChannel;
 
 pub(crate) use accept::listen;
 pub(crate) use client::ClientEndpoints;
 pub(crate) use dial::{QuicLink, dial, run_quic};
+pub(crate) use lane::LaneHosts;
 pub(crate) use stun::StunInbox;
 
 /// The ALPN protocol name weft's QUIC connections negotiate.
@@ -68,3 +75,7 @@ pub const ALPN: &[u8] = b"weft/1";
 /// The first byte the connector writes on a connection's stream: the
 /// stream carries the link connection's bytes.
 pub const STREAM_PACKETS: u8 = 0;
+
+/// The first byte the side that opens a [lane](crate::Link::open_lane)
+/// writes on its stream: the stream carries the lane's bytes.
+pub const STREAM_LANE: u8 = 1;
