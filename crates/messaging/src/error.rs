@@ -102,6 +102,15 @@ pub enum ProtocolError {
     /// [`DuplicateIdentity`](crate::config::DuplicateIdentity)).
     #[error("identity `{0}` is already connected")]
     DuplicateIdentity(Identity),
+    /// A lane of a connection (see [`Lane`](crate::Lane)) introduced
+    /// itself with another identity than the connection it rides beside.
+    #[error("a lane of `{connection}`'s connection claimed to be `{claimed}`")]
+    LaneIdentity {
+        /// The identity of the connection the lane rides beside.
+        connection: Identity,
+        /// The identity the lane announced.
+        claimed: Identity,
+    },
     /// The peer did not answer a PING in time.
     #[error("no answer to keep-alive")]
     KeepaliveTimeout,

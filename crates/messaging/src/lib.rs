@@ -61,7 +61,7 @@ mod timer;
 pub use config::MessagingConfig;
 pub use error::MessagingError;
 pub use identity::Identity;
-pub use message::{Kind, Message, MessageId};
+pub use message::{Kind, Lane, Message, MessageId};
 pub use messaging::{HandlerId, Messaging, MessagingStats, PeerInfo, WeakMessaging};
 pub use subscription::{Received, Subscription, SubscriptionQueue, TopicFilter};
 

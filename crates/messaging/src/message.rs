@@ -59,6 +59,8 @@ impl Flags {
     /// Bit 11 (weft patterns): a publication; the data starts with
     /// `[u8 topic length][topic]`.
     pub const PUBLISH: Flags = Flags(1 << 11);
+    /// Bit 12 (weft): the message travels on the data lane (see [`Lane`]).
+    pub const DATA_LANE: Flags = Flags(1 << 12);
 
     /// The pattern this message belongs to.
     pub fn kind(self) -> Kind {
@@ -101,6 +103,34 @@ impl std::ops::BitOr for Flags {
     fn bitor(self, rhs: Flags) -> Flags {
         Flags(self.0 | rhs.0)
     }
+}
+
+/// Which lane of a connection a message travels on.
+///
+/// Over `quic://` a connection has lanes that do not wait for each other:
+/// the control lane (the connection's first stream) and, opened when the
+/// first message for it is sent, a data lane (another stream of the same
+/// QUIC connection; see weft-link's `Link::open_lane`). Large messages on
+/// the data lane hold up neither small ones on the control lane nor,
+/// when a packet is lost, anything but themselves. Messages keep their
+/// order within a lane, not across lanes; each lane is acknowledged, and
+/// resent after a reconnect, on its own. Transports without lanes (TCP,
+/// TLS, Unix, UDP) carry both lanes on their one connection.
+///
+/// ```
+/// use weft_messaging::{Lane, Message};
+/// let bulk = Message::new(vec![0u8; 1 << 20]).on_lane(Lane::Data);
+/// assert_eq!(bulk.lane(), Lane::Data);
+/// assert_eq!(Message::new("small").lane(), Lane::Control);
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Lane {
+    /// The connection's first stream: where messages go unless told
+    /// otherwise, and where the protocol's own frames go.
+    #[default]
+    Control,
+    /// A lane of its own for bulk: [`Flags::DATA_LANE`] on the message.
+    Data,
 }
 
 /// A message: what [`send_message`](crate::Messaging::send_message) queues
@@ -157,6 +187,25 @@ impl Message {
     /// Whether the message is persistent.
     pub fn is_persistent(&self) -> bool {
         self.flags.contains(Flags::PERSISTENT)
+    }
+
+    /// Sends the message on `lane` (see [`Lane`]); a received message
+    /// tells the lane it was sent on.
+    pub fn on_lane(mut self, lane: Lane) -> Message {
+        self.flags = match lane {
+            Lane::Control => Flags(self.flags.0 & !Flags::DATA_LANE.0),
+            Lane::Data => self.flags | Flags::DATA_LANE,
+        };
+        self
+    }
+
+    /// The lane the message is sent on.
+    pub fn lane(&self) -> Lane {
+        if self.flags.contains(Flags::DATA_LANE) {
+            Lane::Data
+        } else {
+            Lane::Control
+        }
     }
 }
 

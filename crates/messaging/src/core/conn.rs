@@ -9,11 +9,11 @@ use weft_link::{ConnectionId, ConnectorId};
 use super::{
     ACK_EVERY, Close, ConnFacts, Core, CoreEvent, Ending, SenderSalt, Transmit, TxError, later,
 };
-use crate::Identity;
 use crate::certificate::CertificateNames;
 use crate::config::DuplicateIdentity;
 use crate::error::ProtocolError;
 use crate::frame::{Frame, caps};
+use crate::{Identity, Lane};
 
 pub(super) struct Conn<T> {
     pub(super) tx: T,
@@ -60,9 +60,22 @@ pub(super) struct Conn<T> {
     /// A stand-in path (a relay): any other connection of its identity
     /// replaces it, and it never replaces one. See [`Core::mark_standby`].
     pub(super) standby: bool,
+    /// Lanes can be opened beside it (see [`lanes`](super::lanes)).
+    pub(super) lanes: bool,
+    /// It is a lane of this connection.
+    pub(super) lane_of: Option<ConnectionId>,
 }
 
 impl<T: Transmit> Conn<T> {
+    /// The lane it carries: a lane of another connection carries the data
+    /// lane; every other connection, the control lane.
+    pub(super) fn lane(&self) -> Lane {
+        match self.lane_of {
+            Some(_) => Lane::Data,
+            None => Lane::Control,
+        }
+    }
+
     /// Open, and the peer has not identified itself yet.
     pub(super) fn unidentified(&self) -> bool {
         self.ident.is_none() && !self.failed
@@ -129,6 +142,8 @@ impl<T: Transmit> Core<T> {
             connector,
             overhead,
             certificate,
+            lanes,
+            lane_of,
         } = facts;
         self.unidentified.push_back(conn);
         self.unidentified_count = self.unidentified_count.saturating_add(1);
@@ -160,6 +175,8 @@ impl<T: Transmit> Core<T> {
             failed: false,
             certificate,
             standby,
+            lanes,
+            lane_of,
         };
         for frame in &self.handshake() {
             // A fresh connection's queue has room for the handshake.
@@ -222,6 +239,9 @@ impl<T: Transmit> Core<T> {
                 return self.fail_claiming(conn_id, Some(ident), error);
             }
         }
+        if let Some(first) = conn.lane_of {
+            return self.identify_lane(conn_id, first, ident, now);
+        }
         let known = self.peers.get(&ident);
         if known.is_none() && self.peers.len() >= self.config.max_identities {
             self.counters.identities_refused = self.counters.identities_refused.saturating_add(1);
@@ -268,7 +288,7 @@ impl<T: Transmit> Core<T> {
                 // Closing: nothing more from it is acted on.
                 c.failed = true;
             }
-            self.unbind(&ident);
+            self.unbind(&ident, Lane::Control);
             // After the old one's end is reported, which wakes connectors.
             self.events.extend(resting);
         }
@@ -290,7 +310,8 @@ impl<T: Transmit> Core<T> {
             ident: ident.clone(),
         });
         self.prune_unidentified();
-        self.flush_at(&ident, now, None);
+        self.settle_lanes(&ident, conn_id);
+        self.flush_at(&ident, Lane::Control, now, None);
     }
 
     /// The live connection `ident` holds: its transmit side and its
@@ -373,21 +394,27 @@ impl<T: Transmit> Core<T> {
             self.unidentified_count = self.unidentified_count.saturating_sub(1);
             self.prune_unidentified();
         }
+        let lane = conn.lane();
         if let Some(ident) = conn.ident {
-            self.confirm_writes(&ident, &conn.tx);
+            self.confirm_writes(&ident, lane, &conn.tx);
             if self
                 .peers
                 .get(&ident)
+                .and_then(|p| p.lane(lane))
                 .is_some_and(|p| p.conn == Some(conn_id))
             {
-                self.unbind(&ident);
+                self.unbind(&ident, lane);
+                if lane == Lane::Data {
+                    // Its messages wait for another lane.
+                    self.want_lane(&ident);
+                }
             }
             // An identity with nothing queued is forgotten: memory does not
             // grow with every identity ever seen.
             if self
                 .peers
                 .get(&ident)
-                .is_some_and(|p| p.conn.is_none() && p.len() == 0)
+                .is_some_and(|p| p.conn.is_none() && p.totals().0 == 0)
             {
                 self.peers.remove(&ident);
             }

@@ -32,6 +32,7 @@ use std::time::Instant;
 use weft_link::ConnectionId;
 
 use super::{Core, SenderSalt, Transmit};
+use crate::Lane;
 use crate::frame::{EXTENSION_VERSION, Frame, PROTOCOL_VERSION, caps};
 
 impl<T: Transmit> Core<T> {
@@ -83,13 +84,13 @@ impl<T: Transmit> Core<T> {
         let tx = conn.tx.clone();
         // What was written to a peer without acks counts as delivered, as
         // when a stream drops.
-        self.confirm_writes(&ident, &tx);
+        self.confirm_writes(&ident, Lane::Control, &tx);
         if self
             .peers
             .get(&ident)
             .is_some_and(|p| p.conn == Some(conn_id))
         {
-            self.unbind(&ident);
+            self.unbind(&ident, Lane::Control);
         }
         self.unidentified.push_back(conn_id);
         self.unidentified_count = self.unidentified_count.saturating_add(1);

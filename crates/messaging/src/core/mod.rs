@@ -36,7 +36,8 @@
 //! Here: [`Core`], its events and timeouts. A connection's handshake, the
 //! acknowledgements owed to it and its keep-alive are in [`conn`]; what a
 //! datagram connection does when its peer restarts, in [`datagram`]; each
-//! peer's queue, from waiting to delivered, in [`peer_queue`]. Pub/sub
+//! peer's queue, from waiting to delivered, in [`peer_queue`]; its data
+//! lane, in [`lanes`]. Pub/sub
 //! bookkeeping, which the shell keeps under a lock of its own, is in
 //! [`topics`].
 //!
@@ -67,10 +68,11 @@ use crate::dedupe::DedupeWindow;
 use crate::error::{Misuse, ProtocolError};
 use crate::frame::{FilterKind, Frame, MESSAGE_HEAD_LEN, PROTOCOL_VERSION};
 use crate::storage::SeenId;
-use crate::{Identity, Message, MessageId, MessagingConfig, MessagingError};
+use crate::{Identity, Lane, Message, MessageId, MessagingConfig, MessagingError};
 
 mod conn;
 mod datagram;
+mod lanes;
 mod peer_queue;
 mod seen;
 mod topics;
@@ -113,6 +115,10 @@ pub(crate) struct ConnFacts {
     /// The names of the certificate the peer presented and the TLS
     /// handshake verified; `None` without one.
     pub(crate) certificate: Option<Arc<CertificateNames>>,
+    /// Lanes can be opened beside the connection (see [`lanes`]).
+    pub(crate) lanes: bool,
+    /// The connection is a lane of this one.
+    pub(crate) lane_of: Option<ConnectionId>,
 }
 
 /// How the core wants a connection ended.
@@ -245,6 +251,8 @@ pub(crate) struct Core<T> {
     /// With a store: ids of messages received from peers with acks, for
     /// the shell to record before they are acknowledged (see [`seen`]).
     seen_log: Option<Vec<SeenId>>,
+    /// Connections to open a lane beside, for the shell (see [`lanes`]).
+    lanes_wanted: Vec<ConnectionId>,
     pub(crate) counters: Counters,
 }
 
@@ -345,6 +353,7 @@ impl<T: Transmit> Core<T> {
             next_write_check: None,
             last_now: now,
             seen_log: None,
+            lanes_wanted: Vec::new(),
             counters: Counters::default(),
         }
     }
@@ -508,7 +517,17 @@ impl<T: Transmit> Core<T> {
             }
             Frame::Ack(count) => {
                 if let Some(ident) = conn.ident.clone() {
-                    self.handle_ack(&ident, count);
+                    let lane = conn.lane();
+                    // Acks of a lane count what was sent on it: only while
+                    // it is the lane the peer's data goes on.
+                    let current = self
+                        .peers
+                        .get(&ident)
+                        .and_then(|p| p.lane(lane))
+                        .is_some_and(|p| p.conn == Some(conn_id));
+                    if current {
+                        self.handle_ack(&ident, lane, count);
+                    }
                 }
             }
             Frame::Subscribe(kind, filter) => {
@@ -572,22 +591,28 @@ impl<T: Transmit> Core<T> {
             self.next_sweep = more.then(|| later(now, self.config.ttl_sweep));
         }
         if self.next_write_check.is_some_and(|t| now >= t) {
-            let unconfirmed: Vec<(Identity, T)> = self
+            let unconfirmed: Vec<(Identity, Lane, T)> = self
                 .peers
                 .iter()
-                .filter(|(_, p)| !p.acked_mode && !p.inflight.is_empty())
-                .filter_map(|(ident, p)| {
+                .flat_map(|(ident, p)| {
+                    [Lane::Control, Lane::Data]
+                        .into_iter()
+                        .filter_map(move |lane| Some((ident, lane, p.lane(lane)?)))
+                })
+                .filter(|(_, _, p)| !p.acked_mode && !p.inflight.is_empty())
+                .filter_map(|(ident, lane, p)| {
                     let conn = self.conns.get(&p.conn?)?;
-                    Some((ident.clone(), conn.tx.clone()))
+                    Some((ident.clone(), lane, conn.tx.clone()))
                 })
                 .collect();
-            for (ident, tx) in unconfirmed {
-                self.confirm_writes(&ident, &tx);
+            for (ident, lane, tx) in unconfirmed {
+                self.confirm_writes(&ident, lane, &tx);
             }
+            let waits = |p: &Peer| !p.acked_mode && p.conn.is_some() && !p.inflight.is_empty();
             let more = self
                 .peers
                 .values()
-                .any(|p| !p.acked_mode && p.conn.is_some() && !p.inflight.is_empty());
+                .any(|p| waits(p) || p.data.as_deref().is_some_and(waits));
             self.next_write_check = more.then(|| later(now, WRITE_CHECK));
         }
     }
@@ -635,7 +660,11 @@ impl<T: Transmit> Core<T> {
     /// the last.
     pub(crate) fn poll_wake(&mut self) -> bool {
         let moved = std::mem::take(&mut self.timer_moved);
-        moved || !self.events.is_empty() || !self.blocked.is_empty() || !self.closing.is_empty()
+        moved
+            || !self.events.is_empty()
+            || !self.blocked.is_empty()
+            || !self.closing.is_empty()
+            || !self.lanes_wanted.is_empty()
     }
 
     /// The next connection to end, oldest first.

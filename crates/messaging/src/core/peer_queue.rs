@@ -1,5 +1,8 @@
 //! Each peer's queue: messages waiting for the peer's connection, then in
-//! flight on it until delivered; TTLs, queue bounds and settling.
+//! flight on it until delivered; TTLs, queue bounds and settling. A peer
+//! has a queue per [`Lane`]: the data lane's is a [`Peer`] of its own
+//! (see [`lanes`](super::lanes)) whose connection is a lane of the
+//! peer's.
 
 use std::collections::VecDeque;
 use std::time::Instant;
@@ -10,7 +13,7 @@ use super::conn::Conn;
 use super::{Core, CoreEvent, Counters, Refused, Transmit, TxError, WRITE_CHECK, later};
 use crate::config::QueuePolicy;
 use crate::frame::message_head;
-use crate::{Identity, Message};
+use crate::{Identity, Lane, Message};
 
 /// Records a settled message: an event when storage must forget it.
 fn settle(events: &mut VecDeque<CoreEvent>, progress: &mut bool, message: &Message) {
@@ -100,6 +103,13 @@ pub(super) struct Peer {
     /// MESSAGE frames acknowledged on the current connection.
     pub(super) acked: u64,
     pub(super) blocked: bool,
+    /// The data lane's queue, made when the first message for it is
+    /// queued: a peer of its own whose `conn` is a lane of `conn` (and
+    /// whose own `data` is always `None`).
+    pub(super) data: Option<Box<Peer>>,
+    /// A lane beside `conn` was asked of the shell and has neither come up
+    /// nor failed.
+    pub(super) lane_asked: bool,
 }
 
 impl Peer {
@@ -109,6 +119,53 @@ impl Peer {
     )]
     pub(super) fn len(&self) -> usize {
         self.queue.len() + self.inflight.len()
+    }
+
+    /// Messages and their bytes, of both lanes.
+    #[allow(
+        clippy::arithmetic_side_effects,
+        reason = "lengths of collections in memory, and sums of the lengths of messages held"
+    )]
+    pub(super) fn totals(&self) -> (usize, usize) {
+        let (n, bytes) = self.data.as_deref().map_or((0, 0), |d| (d.len(), d.bytes));
+        (self.len() + n, self.bytes + bytes)
+    }
+
+    /// The queue of `lane`, made if need be.
+    pub(super) fn lane_mut(&mut self, lane: Lane) -> &mut Peer {
+        match lane {
+            Lane::Control => self,
+            Lane::Data => self.data.get_or_insert_with(Box::default),
+        }
+    }
+
+    /// The queue of `lane`, if it exists.
+    pub(super) fn lane(&self, lane: Lane) -> Option<&Peer> {
+        match lane {
+            Lane::Control => Some(self),
+            Lane::Data => self.data.as_deref(),
+        }
+    }
+
+    /// Takes the oldest message waiting (not in flight) on `lane`, else on
+    /// the other lane, to make room.
+    #[allow(
+        clippy::arithmetic_side_effects,
+        reason = "queued bytes are sums of the lengths of messages held, taken off only as each leaves"
+    )]
+    fn pop_oldest(&mut self, lane: Lane) -> Option<Entry> {
+        let other = match lane {
+            Lane::Control => Lane::Data,
+            Lane::Data => Lane::Control,
+        };
+        for lane in [lane, other] {
+            let queue = self.lane_mut(lane);
+            if let Some(old) = queue.queue.pop_front() {
+                queue.bytes -= old.message.data.len();
+                return Some(old);
+            }
+        }
+        None
     }
 
     /// `entry` was written whole: it is in flight now, and counted;
@@ -177,11 +234,20 @@ impl Peer {
 }
 
 impl<T: Transmit> Core<T> {
-    /// The peer's connection ended or was replaced: what is in flight goes
-    /// back to the front of the queue, in order.
-    pub(super) fn unbind(&mut self, ident: &Identity) {
+    /// The peer's connection (or its data lane's) ended or was replaced:
+    /// what is in flight on it goes back to the front of its queue, in
+    /// order. The end of the peer's connection is an event; a lane's is
+    /// not.
+    pub(super) fn unbind(&mut self, ident: &Identity, lane: Lane) {
         let Some(peer) = self.peers.get_mut(ident) else {
             return;
+        };
+        let peer = match lane {
+            Lane::Control => peer,
+            Lane::Data => match peer.data.as_deref_mut() {
+                Some(data) => data,
+                None => return,
+            },
         };
         if peer.conn.take().is_none() {
             return;
@@ -191,18 +257,27 @@ impl<T: Transmit> Core<T> {
             peer.queue.push_front(e);
         }
         peer.blocked = false;
-        self.events.push_back(CoreEvent::Disconnected {
-            ident: ident.clone(),
-        });
+        if lane == Lane::Control {
+            self.events.push_back(CoreEvent::Disconnected {
+                ident: ident.clone(),
+            });
+        }
     }
 
     #[allow(
         clippy::arithmetic_side_effects,
         reason = "counters grow by one per message (u64 never wraps), and queued bytes are sums of the lengths of messages held, taken off only as each leaves"
     )]
-    pub(super) fn handle_ack(&mut self, ident: &Identity, count: u64) {
+    pub(super) fn handle_ack(&mut self, ident: &Identity, lane: Lane, count: u64) {
         let Some(peer) = self.peers.get_mut(ident) else {
             return;
+        };
+        let peer = match lane {
+            Lane::Control => peer,
+            Lane::Data => match peer.data.as_deref_mut() {
+                Some(data) => data,
+                None => return,
+            },
         };
         if !peer.acked_mode || count <= peer.acked {
             return;
@@ -270,11 +345,22 @@ impl<T: Transmit> Core<T> {
             Some(peer) => peer,
             None => self.peers.entry(to.clone()).or_default(),
         };
+        // The data lane, unless the peer's connection is up and carries
+        // no lanes: then both lanes share it.
+        let lane = if message.lane() == Lane::Data
+            && peer
+                .conn
+                .is_none_or(|c| self.conns.get(&c).is_some_and(|c| c.lanes))
+        {
+            Lane::Data
+        } else {
+            Lane::Control
+        };
         loop {
             // As for one queue, a single message larger than the bound
-            // still goes into empty queues.
-            let refused = if peer.len() >= max_n || (peer.bytes + len > max_bytes && peer.len() > 0)
-            {
+            // still goes into empty queues (of both lanes).
+            let (n, bytes) = peer.totals();
+            let refused = if n >= max_n || (bytes + len > max_bytes && n > 0) {
                 Refused::QueueFull
             } else if self.counters.queued_bytes + len > max_all && self.counters.queued_bytes > 0 {
                 self.counters.all_queues_full += 1;
@@ -292,17 +378,17 @@ impl<T: Transmit> Core<T> {
                 QueuePolicy::DropOldest => {
                     // Only this identity's messages make room for it: the
                     // bound across all of them never drops another's.
-                    let Some(old) = peer.queue.pop_front() else {
+                    let Some(old) = peer.pop_oldest(lane) else {
                         // Everything is in flight: nothing waiting can make room.
                         return Err(refused);
                     };
-                    peer.bytes -= old.message.data.len();
                     self.counters.queued_bytes -= old.message.data.len();
                     self.counters.dropped += 1;
                     settle(&mut self.events, &mut self.progress, &old.message);
                 }
             }
         }
+        let peer = peer.lane_mut(lane);
         peer.bytes += len;
         self.counters.queued_bytes += len;
         let mut entry = Entry::new(message, now);
@@ -313,6 +399,9 @@ impl<T: Transmit> Core<T> {
         let writable = peer.conn.filter(|_| !peer.blocked);
         let Some(conn_id) = writable else {
             peer.queue.push_back(entry);
+            if lane == Lane::Data {
+                self.want_lane(to);
+            }
             return Ok(());
         };
         if peer.queue.is_empty() {
@@ -342,7 +431,7 @@ impl<T: Transmit> Core<T> {
         // Behind what waits (or after a write that did not go through):
         // the queue's order, and its handling of a full or closed
         // connection, decide.
-        self.flush_at(to, now, Some(entry));
+        self.flush_at(to, lane, now, Some(entry));
         Ok(())
     }
 
@@ -357,22 +446,33 @@ impl<T: Transmit> Core<T> {
             // The first timeout runs the sweep at once.
             self.next_sweep = Some(now);
         }
-        let peer = self.peers.entry(to).or_default();
+        let peer = self
+            .peers
+            .entry(to)
+            .or_default()
+            .lane_mut(entry.message.lane());
         peer.bytes += entry.message.data.len();
         self.counters.queued_bytes += entry.message.data.len();
         peer.queue.push_back(entry);
     }
 
-    /// Writes what `ident`'s queue holds, then `last`, while its connection
-    /// takes them.
+    /// Writes what `ident`'s queue on `lane` holds, then `last`, while its
+    /// connection (the lane's) takes them.
     #[allow(
         clippy::arithmetic_side_effects,
         reason = "counters grow by one per message (u64 never wraps), and queued bytes are sums of the lengths of messages held, taken off only as each leaves"
     )]
-    pub(super) fn flush_at(&mut self, ident: &Identity, now: Instant, mut last: Option<Entry>) {
+    pub(super) fn flush_at(
+        &mut self,
+        ident: &Identity,
+        lane: Lane,
+        now: Instant,
+        mut last: Option<Entry>,
+    ) {
         let Some(peer) = self.peers.get_mut(ident) else {
             return;
         };
+        let peer = peer.lane_mut(lane);
         let writable = peer.conn.filter(|_| !peer.blocked);
         let Some((conn_id, conn)) =
             writable.and_then(|id| self.conns.get_mut(&id).map(|conn| (id, conn)))
@@ -420,9 +520,13 @@ impl<T: Transmit> Core<T> {
         );
     }
 
-    /// Peers without acks: messages whose bytes were written are delivered.
-    pub(super) fn confirm_writes(&mut self, ident: &Identity, tx: &T) {
-        if let Some(peer) = self.peers.get_mut(ident) {
+    /// Peers without acks: messages on `lane` whose bytes were written
+    /// (by `tx`, the lane's connection) are delivered.
+    pub(super) fn confirm_writes(&mut self, ident: &Identity, lane: Lane, tx: &T) {
+        if let Some(peer) = self.peers.get_mut(ident).and_then(|p| match lane {
+            Lane::Control => Some(p),
+            Lane::Data => p.data.as_deref_mut(),
+        }) {
             peer.confirm_written(tx, &mut self.counters, &mut self.events, &mut self.progress);
         }
     }
@@ -437,13 +541,22 @@ impl<T: Transmit> Core<T> {
     /// A blocked connection has room again: what waits for it leaves, in
     /// order, while it takes it.
     pub(crate) fn handle_writable(&mut self, conn_id: ConnectionId, now: Instant) {
-        let Some(ident) = self.conns.get(&conn_id).and_then(|c| c.ident.clone()) else {
+        let Some((ident, lane)) = self
+            .conns
+            .get(&conn_id)
+            .and_then(|c| Some((c.ident.clone()?, c.lane())))
+        else {
             return;
         };
-        if let Some(peer) = self.peers.get_mut(&ident) {
-            peer.blocked = false;
+        let Some(peer) = self.peers.get_mut(&ident) else {
+            return;
+        };
+        let peer = peer.lane_mut(lane);
+        if peer.conn != Some(conn_id) {
+            return;
         }
-        self.flush_at(&ident, now, None);
+        peer.blocked = false;
+        self.flush_at(&ident, lane, now, None);
     }
 
     /// Keep-alive, TTL sweeps and write confirmations.
@@ -456,9 +569,9 @@ impl<T: Transmit> Core<T> {
         let events = &mut self.events;
         let counters = &mut self.counters;
         let progress = &mut self.progress;
-        self.peers.retain(|_, peer| {
-            let bytes = &mut peer.bytes;
-            peer.queue.retain(|e| {
+        let mut expire = |lane: &mut Peer| {
+            let bytes = &mut lane.bytes;
+            lane.queue.retain(|e| {
                 let live = e.deadline.is_none_or(|d| d >= now);
                 if !live {
                     *bytes -= e.message.data.len();
@@ -468,13 +581,19 @@ impl<T: Transmit> Core<T> {
                 }
                 live
             });
-            peer.conn.is_some() || peer.len() > 0
+        };
+        self.peers.retain(|_, peer| {
+            expire(peer);
+            if let Some(data) = peer.data.as_deref_mut() {
+                expire(data);
+            }
+            peer.conn.is_some() || peer.totals().0 > 0
         });
     }
 
     /// Messages waiting for, or in flight to, `ident`.
     pub(crate) fn queue_depth(&self, ident: &Identity) -> usize {
-        self.peers.get(ident).map_or(0, Peer::len)
+        self.peers.get(ident).map_or(0, |p| p.totals().0)
     }
 
     /// Drops the messages waiting for `ident` (not those in flight on a
@@ -487,14 +606,23 @@ impl<T: Transmit> Core<T> {
         let Some(peer) = self.peers.get_mut(ident) else {
             return 0;
         };
-        let purged = peer.queue.len();
-        for e in peer.queue.drain(..) {
-            peer.bytes -= e.message.data.len();
-            self.counters.queued_bytes -= e.message.data.len();
-            self.counters.dropped += 1;
-            settle(&mut self.events, &mut self.progress, &e.message);
+        let mut purged = 0;
+        for lane in [Lane::Control, Lane::Data] {
+            let Some(peer) = (match lane {
+                Lane::Control => Some(&mut *peer),
+                Lane::Data => peer.data.as_deref_mut(),
+            }) else {
+                continue;
+            };
+            purged += peer.queue.len();
+            for e in peer.queue.drain(..) {
+                peer.bytes -= e.message.data.len();
+                self.counters.queued_bytes -= e.message.data.len();
+                self.counters.dropped += 1;
+                settle(&mut self.events, &mut self.progress, &e.message);
+            }
         }
-        if peer.conn.is_none() && peer.inflight.is_empty() {
+        if peer.conn.is_none() && peer.totals().0 == 0 {
             self.peers.remove(ident);
         }
         purged
@@ -504,12 +632,12 @@ impl<T: Transmit> Core<T> {
     pub(crate) fn queue_depths(&self) -> Vec<(Identity, usize)> {
         self.peers
             .iter()
-            .map(|(i, p)| (i.clone(), p.len()))
+            .map(|(i, p)| (i.clone(), p.totals().0))
             .collect()
     }
 
     /// Nothing waiting and nothing in flight.
     pub(crate) fn is_idle(&self) -> bool {
-        self.peers.values().all(|p| p.len() == 0)
+        self.peers.values().all(|p| p.totals().0 == 0)
     }
 }

@@ -429,4 +429,5 @@ mod binding;
 mod crossed;
 mod datagram;
 mod hardening;
+mod lanes;
 mod output;

@@ -20,6 +20,9 @@ use crate::timer::LazyTimer;
 pub(super) async fn run(inner: Arc<Inner>, packeter: &mut Packeter) {
     let mut batch = Vec::with_capacity(256);
     let mut ready_waits: JoinSet<ConnectionId> = JoinSet::new();
+    // Lanes being opened: the connection each is beside, and whether it
+    // opened.
+    let mut lane_opens: JoinSet<(ConnectionId, bool)> = JoinSet::new();
     let mut events = VecDeque::new();
     let mut closing = Vec::new();
     let mut seen = Vec::new();
@@ -51,6 +54,12 @@ pub(super) async fn run(inner: Arc<Inner>, packeter: &mut Packeter) {
             Some(Ok(conn)) = ready_waits.join_next(), if !ready_waits.is_empty() => {
                 lock(&inner.core).handle_writable(conn, now());
             }
+            Some(Ok((first, opened))) = lane_opens.join_next(), if !lane_opens.is_empty() => {
+                // An opened lane comes up with the packets, as a connection.
+                if !opened {
+                    lock(&inner.core).handle_lane_failed(first, now());
+                }
+            }
             n = packeter.recv_many(&mut batch, MAX_BATCH) => {
                 if n == 0 {
                     break;
@@ -81,6 +90,16 @@ pub(super) async fn run(inner: Arc<Inner>, packeter: &mut Packeter) {
                 });
             }
             closing.extend(std::iter::from_fn(|| core.poll_close()));
+            while let Some(first) = core.poll_open_lane() {
+                let link = inner.link.clone();
+                lane_opens.spawn(async move {
+                    let opened = link.open_lane(first).await;
+                    if let Err(error) = &opened {
+                        tracing::debug!(conn = %first, %error, "no lane");
+                    }
+                    (first, opened.is_ok())
+                });
+            }
             core.poll_events(&mut events);
             core.poll_seen(&mut seen);
             // A `flush` counts itself before it reads the core, under this

@@ -42,6 +42,11 @@ pub(super) fn facts(sender: &PacketSender) -> ConnFacts {
         },
         overhead: if info.datagram { 0 } else { HEADER_LEN as u64 },
         certificate: certificate_names(sender),
+        lanes: info.lanes,
+        lane_of: match info.origin {
+            Origin::Lane(first) => Some(first),
+            _ => None,
+        },
     }
 }
 
