@@ -33,7 +33,7 @@
 //!   `"cert":{"subject":CN,"names":[DNS names]}` when the peer presented a
 //!   verified certificate), `disconnect`, `rejected` (`ident`: the identity
 //!   a peer claimed, `reason`; with `--bind-identity`),
-//!   `message` (`from`, `uuid`, `ttl`, `flags`, `data`), and, once a line's
+//!   `message` (`from`, `uuid`, `ttl`, `flags`, `data`, `lane`), and, once a line's
 //!   message was accepted (stored first with `--persistent`), `sent` (`to`,
 //!   `uuid`).
 //! - `--rendezvous URL`: registers this identity at a `weft rendezvous`
@@ -59,6 +59,12 @@
 //!   a PING every third of it (every 10 s at most). Messaging resends what
 //!   the peer had not acknowledged, and the peer drops what it already
 //!   had. Default: 30 s.
+//! - `--data-lane-from BYTES`: a line whose text is at least BYTES long is
+//!   sent on the data lane (`Lane::Data`): over `quic://` a stream of its
+//!   own beside the connection's, so that large messages hold up neither
+//!   the small ones nor, when a packet is lost, anything but themselves.
+//!   Order holds within each lane. A `message` event names the lane it
+//!   came on (`"lane":"control"` or `"data"`).
 //! - On stdin EOF it waits until its queues are delivered, at most
 //!   `--linger` seconds. It exits 0 when everything it accepted was
 //!   delivered (or, with `--persistent` and `--store`, stored for the
@@ -78,7 +84,7 @@ use weft_link::tls::{ClientAuth, TlsClientConfig, TlsIdentity, TlsServerConfig, 
 use weft_link::{Address, ConnectOptions, LinkError, ListenOptions};
 use weft_messaging::error::ProtocolError;
 use weft_messaging::storage::SqliteStorage;
-use weft_messaging::{Identity, Message, Messaging, MessagingConfig};
+use weft_messaging::{Identity, Lane, Message, Messaging, MessagingConfig};
 use weft_traversal::{Traversal, TraversalConfig, TraversalEvent};
 
 use crate::Failure;
@@ -120,6 +126,10 @@ pub(crate) struct PeerArgs {
     /// A quic:// connection silent for this long is dead (default: 30).
     #[arg(long, value_name = "SECS")]
     quic_idle_timeout: Option<f64>,
+    /// Send lines whose text is at least this many bytes on the data lane
+    /// (over quic://, a stream of its own; default: none).
+    #[arg(long, value_name = "BYTES")]
+    data_lane_from: Option<usize>,
 }
 
 /// The TLS flags (`--cert`, `--key`, `--ca`, `--server-name`), shared by
@@ -321,6 +331,10 @@ pub(crate) async fn run(args: PeerArgs) -> Result<(), Failure> {
             "ttl": r.message.ttl.map(|t| t.as_secs()),
             "flags": r.message.flags.0,
             "data": String::from_utf8_lossy(&r.message.data),
+            "lane": match r.message.lane() {
+                Lane::Control => "control",
+                Lane::Data => "data",
+            },
         }))
     });
 
@@ -411,6 +425,9 @@ pub(crate) async fn run(args: PeerArgs) -> Result<(), Failure> {
         }
         if args.persistent {
             message = message.persistent();
+        }
+        if args.data_lane_from.is_some_and(|from| text.len() >= from) {
+            message = message.on_lane(Lane::Data);
         }
         let uuid = message.id.to_hex();
         if let Some(traversal) = &traversal {

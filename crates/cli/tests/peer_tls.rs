@@ -128,3 +128,60 @@ fn two_peers_talk_over_quic_with_certificates() {
     alice.send("bob", "and back");
     assert_eq!(bob.expect("message")["data"], "and back");
 }
+
+/// `--data-lane-from`: over quic://, long lines go on the data lane and
+/// short ones on the control lane, each in order, and the receiver's
+/// events say which lane each came on.
+#[test]
+fn long_lines_go_on_the_data_lane_over_quic() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    weft(&["cert", "ca", d]);
+    for name in ["alice", "bob"] {
+        weft(&["cert", "issue", d, name]);
+    }
+    let alice = start(
+        "alice",
+        "alice",
+        dir.path(),
+        &["--listen", "quic://127.0.0.1:0"],
+    );
+    let url = alice.expect("ready")["listen"][0]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut bob = start(
+        "bob",
+        "bob",
+        dir.path(),
+        &[
+            "--connect",
+            &url,
+            "--server-name",
+            "alice",
+            "--data-lane-from",
+            "100",
+        ],
+    );
+    assert_eq!(bob.expect("connect")["ident"], "alice");
+    let long = |n: usize| format!("{n}{}", "x".repeat(200));
+    for n in 0..5 {
+        bob.send("alice", &long(n));
+        bob.send("alice", &format!("short {n}"));
+    }
+    let (mut data, mut control) = (Vec::new(), Vec::new());
+    while data.len() + control.len() < 10 {
+        let got = alice.expect("message");
+        let text = got["data"].as_str().unwrap().to_owned();
+        match got["lane"].as_str() {
+            Some("data") => data.push(text),
+            Some("control") => control.push(text),
+            other => panic!("no lane: {other:?} in {got}"),
+        }
+    }
+    assert_eq!(data, (0..5).map(long).collect::<Vec<_>>());
+    assert_eq!(
+        control,
+        (0..5).map(|n| format!("short {n}")).collect::<Vec<_>>()
+    );
+}

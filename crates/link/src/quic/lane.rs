@@ -11,6 +11,9 @@
 //! delay the small ones of another. What one lane carries is in order;
 //! between lanes there is no order.
 //!
+//! The first stream has priority over lanes: when both have data waiting
+//! and QUIC can send only some of it, the first stream's goes first.
+//!
 //! A lane lives as long as its QUIC connection: when the first stream's
 //! link connection ends, its lanes are closed with it (aborted when it was
 //! aborted), and the QUIC connection closes once they have ended.
@@ -38,6 +41,10 @@ use crate::registry::Registry;
 /// The most lanes a QUIC connection carries beside its first stream that
 /// the peer opened, at once; opening more waits until one ends.
 pub const MAX_LANES: u32 = 8;
+
+/// A lane's send priority in QUIC, below the first stream's (0): of what
+/// waits to be sent, the first stream's goes first.
+const LANE_PRIORITY: i32 = -1;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -69,6 +76,9 @@ impl LaneHosts {
 impl LaneHost {
     /// Registers a lane of this connection, running on `stream`.
     fn start_lane(self: &Arc<Self>, registry: &Arc<Registry>, stream: QuicStream) -> Connection {
+        // The first stream's data goes before any lane's within what QUIC
+        // may send: it is the control lane of the layers above.
+        let _ = stream.send.set_priority(LANE_PRIORITY);
         let info = self.first.info();
         let ends = Ends {
             peer: info.peer.clone(),
