@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use weft_link::connection::Origin;
-use weft_link::quic::MAX_LANES;
 use weft_link::throttle::Throttle;
 use weft_link::tls::ClientAuth;
 use weft_link::{
@@ -19,14 +18,14 @@ use weft_link::{
 mod common;
 use common::{config, connected, next, pki, read_exactly};
 
-/// A quic:// connection between two links: (client's end, server's end,
-/// client link and events, server link and events).
+/// A quic:// connection between two links configured alike: (client's
+/// end, server's end, client link and events, server link and events).
 async fn pair(
-    client_config: LinkConfig,
+    link_config: LinkConfig,
 ) -> (Connection, Connection, Link, LinkEvents, Link, LinkEvents) {
     let pki = pki();
-    let (server, mut server_events) = Link::new(config());
-    let (client, mut client_events) = Link::new(client_config);
+    let (server, mut server_events) = Link::new(link_config.clone());
+    let (client, mut client_events) = Link::new(link_config);
     let bound = server
         .listen_with(
             "quic://127.0.0.1:0",
@@ -178,15 +177,18 @@ async fn a_bulk_transfer_on_a_lane_does_not_hold_up_the_first_streams_packets() 
 
 #[tokio::test]
 async fn closing_a_connection_ends_its_lanes_after_what_they_sent_arrived() {
+    const LANES: u32 = 6;
+    let mut c = config();
+    c.quic.max_lanes = LANES;
     let (to_server, to_client, client, mut client_events, _server, mut server_events) =
-        pair(config()).await;
+        pair(c).await;
     let mut lanes = Vec::new();
-    for _ in 0..MAX_LANES {
+    for _ in 0..LANES {
         lanes.push(client.open_lane(to_server.id()).await.unwrap());
         let _ = connected(&mut client_events).await;
     }
     let mut at_server = Vec::new();
-    for _ in 0..MAX_LANES {
+    for _ in 0..LANES {
         at_server.push(connected(&mut server_events).await.id());
     }
     for lane in &lanes {

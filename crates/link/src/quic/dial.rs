@@ -183,7 +183,13 @@ pub(crate) async fn run_quic(
     let acknowledged = stream.send.stopped();
     let abort = conn.shared.abort.clone();
     let lanes = super::lane::host_lanes(&registry, &connection, &conn, &events);
-    run_stream(registry.clone(), conn, stream, events).await;
+    let run = run_stream(registry.clone(), conn, stream, events);
+    tokio::pin!(run);
+    tokio::select! {
+        () = &mut run => {}
+        // The QUIC connection is gone: the stream's driver sees it too.
+        () = super::lane::accept_lanes(&registry, &lanes) => run.await,
+    }
     super::lane::end_lanes(&registry, lanes, abort.is_cancelled()).await;
     if connection.close_reason().is_none() && !abort.is_cancelled() {
         let _ = tokio::time::timeout(registry.config.close_timeout, acknowledged).await;

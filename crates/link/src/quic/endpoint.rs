@@ -10,7 +10,7 @@ use rustls::pki_types::CertificateDer;
 
 use super::garbage::CountingSocket;
 use super::stun::{Sender, StunInbox};
-use super::{ALPN, MAX_LANES, QuicOptions};
+use super::{ALPN, QuicOptions};
 use crate::config::SocketOptions;
 use crate::error::LinkError;
 use crate::socket;
@@ -34,7 +34,8 @@ const _: () = assert!(10 * MAX_UDP_PAYLOAD as u32 <= 65_507);
 
 /// Transport parameters for one side. The side that accepts streams lets
 /// its peer open one bidirectional stream, the packet stream, and either
-/// side lets its peer open [`MAX_LANES`] more at a time, the lanes.
+/// side lets its peer open [`QuicOptions::max_lanes`] more at a time, the
+/// lanes.
 /// Unidirectional streams are unused.
 ///
 /// Toward a loopback peer the path carries [`MAX_UDP_PAYLOAD`] for sure (a
@@ -46,7 +47,9 @@ fn transport(options: &QuicOptions, accepts_streams: bool, loopback: bool) -> Ar
     let mut t = TransportConfig::default();
     t.max_idle_timeout(IdleTimeout::try_from(options.idle_timeout).ok())
         .keep_alive_interval(options.keep_alive)
-        .max_concurrent_bidi_streams(VarInt::from_u32(u32::from(accepts_streams) + MAX_LANES))
+        .max_concurrent_bidi_streams(VarInt::from_u32(
+            u32::from(accepts_streams).saturating_add(options.max_lanes),
+        ))
         .max_concurrent_uni_streams(VarInt::from_u32(0));
     if loopback {
         t.initial_mtu(MAX_UDP_PAYLOAD).mtu_discovery_config(None);

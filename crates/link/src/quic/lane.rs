@@ -23,7 +23,8 @@
 //! [`STREAM_LANE`](super::STREAM_LANE) on it before anything else; the
 //! other side announces the lane once it has read that byte. A stream
 //! starting with anything else is reset. Each side lets its peer have at
-//! most [`MAX_LANES`] lanes open at once.
+//! most [`QuicOptions::max_lanes`](super::QuicOptions::max_lanes) lanes
+//! open at once.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -37,10 +38,6 @@ use crate::connection::{Connection, ConnectionId, Ends, Origin, run_stream};
 use crate::error::LinkError;
 use crate::link::{Link, LinkEvent};
 use crate::registry::Registry;
-
-/// The most lanes a QUIC connection carries beside its first stream that
-/// the peer opened, at once; opening more waits until one ends.
-pub const MAX_LANES: u32 = 8;
 
 /// A lane's send priority in QUIC, below the first stream's (0): of what
 /// waits to be sent, the first stream's goes first.
@@ -112,8 +109,8 @@ impl LaneHost {
 }
 
 /// Makes `first` (the link connection of `connection`'s first stream) a
-/// lane host: lanes can be opened beside it, and those the peer opens are
-/// accepted until it ends. Returns the host, for [`end_lanes`].
+/// lane host: lanes can be opened beside it. Returns the host, for
+/// [`accept_lanes`] and [`end_lanes`].
 pub(crate) fn host_lanes(
     registry: &Arc<Registry>,
     connection: &quinn::Connection,
@@ -128,25 +125,20 @@ pub(crate) fn host_lanes(
         tasks: TaskTracker::new(),
     });
     lock(&registry.lane_hosts.0).insert(first.id(), host.clone());
-    let accepting = host.clone();
-    let registry2 = registry.clone();
-    registry.spawn(async move {
-        let finished = accepting.first.shared.finished.clone();
-        loop {
-            let accepted = tokio::select! {
-                accepted = accepting.connection.accept_bi() => accepted,
-                _ = finished.cancelled() => break,
-            };
-            let Ok((send, recv)) = accepted else { break };
-            // Each stream's first byte is read in a task of its own, so
-            // that a peer slow to write it holds up no other lane.
-            let host = accepting.clone();
-            let registry3 = registry2.clone();
-            let accept = accept_lane(registry3, host, send, recv);
-            registry2.spawn(accepting.tasks.track_future(accept));
-        }
-    });
     host
+}
+
+/// Accepts the lanes the peer opens beside `host`'s first stream, until
+/// the QUIC connection ends. Run in the first stream's own task (beside
+/// its driver, not as a task of its own: an idle connection costs no
+/// more).
+pub(crate) async fn accept_lanes(registry: &Arc<Registry>, host: &Arc<LaneHost>) {
+    while let Ok((send, recv)) = host.connection.accept_bi().await {
+        // Each stream's first byte is read in a task of its own, so that a
+        // peer slow to write it holds up no other lane.
+        let accept = accept_lane(registry.clone(), host.clone(), send, recv);
+        registry.spawn(host.tasks.track_future(accept));
+    }
 }
 
 /// Reads the first byte of a stream the peer opened and, when it names a
@@ -195,9 +187,10 @@ impl Link {
     /// does not hold up small packets on another, nor does a lost packet.
     /// The lane is announced on both sides as [`LinkEvent::Connected`] with
     /// [`Origin::Lane`]; it ends when `of` ends, or when either side closes
-    /// it. Each side may have at most [`MAX_LANES`] lanes opened by its
-    /// peer at once: past that, opening waits for one to end (up to the
-    /// link's TLS handshake timeout).
+    /// it. Each side lets its peer have at most
+    /// [`QuicOptions::max_lanes`](crate::quic::QuicOptions::max_lanes)
+    /// lanes open at once: past that, opening waits for one to end (up to
+    /// the link's TLS handshake timeout).
     ///
     /// Fails with [`LinkError::NoLanes`] when `of` is not a `quic://`
     /// connection of this link that is up (lanes themselves carry none).

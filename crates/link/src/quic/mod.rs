@@ -59,7 +59,6 @@ mod stream;
 mod stun;
 
 pub use adopt::QuicEndpoint;
-pub use lane::MAX_LANES;
 pub use options::QuicOptions;
 pub use stun::StunChannel;
 

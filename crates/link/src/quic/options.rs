@@ -23,6 +23,12 @@ pub struct QuicOptions {
     /// [`LinkStats::stun_datagrams_dropped`](crate::LinkStats::stun_datagrams_dropped).
     /// Each holds one datagram's bytes. Default: 64.
     pub stun_queue: usize,
+    /// How many [lanes](crate::Link::open_lane) the peer may have open
+    /// beside a connection at once (QUIC's stream limit); opening more
+    /// waits for one to end. QUIC keeps some state for each stream a peer
+    /// may open, on every connection, so the default is what messaging
+    /// needs: its data lane, opened by either side. Default: 2.
+    pub max_lanes: u32,
 }
 
 impl Default for QuicOptions {
@@ -31,6 +37,7 @@ impl Default for QuicOptions {
             idle_timeout: Duration::from_secs(30),
             keep_alive: Some(Duration::from_secs(10)),
             stun_queue: 64,
+            max_lanes: 2,
         }
     }
 }
