@@ -194,6 +194,9 @@ impl Link {
     ///
     /// Fails with [`LinkError::NoLanes`] when `of` is not a `quic://`
     /// connection of this link that is up (lanes themselves carry none).
+    ///
+    /// Cancel-safe: a call dropped before it returns leaves no lane on
+    /// this side (the peer may see one open and end at once).
     pub async fn open_lane(&self, of: ConnectionId) -> Result<Connection, LinkError> {
         let registry = self.registry();
         let host = registry
