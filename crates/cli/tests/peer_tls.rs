@@ -9,7 +9,7 @@ use std::path::Path;
 use serde_json::json;
 
 mod common;
-use common::{Weft, weft};
+use common::{Weft, certificates};
 
 /// The flags that make a peer present `name`'s certificate and trust the
 /// CA in `dir`.
@@ -36,12 +36,7 @@ fn start(ident: &str, cert: &str, dir: &Path, more: &[&str]) -> Weft {
 
 #[test]
 fn identities_bound_to_certificates_from_weft_cert() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path().to_str().unwrap();
-    weft(&["cert", "ca", d]);
-    for name in ["alice", "bob", "mallory"] {
-        weft(&["cert", "issue", d, name]);
-    }
+    let dir = certificates(&["alice", "bob", "mallory"]);
 
     let mut alice = start(
         "alice",
@@ -90,12 +85,7 @@ fn identities_bound_to_certificates_from_weft_cert() {
 /// certificates from `weft cert`, a message each way.
 #[test]
 fn two_peers_talk_over_quic_with_certificates() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path().to_str().unwrap();
-    weft(&["cert", "ca", d]);
-    for name in ["alice", "bob"] {
-        weft(&["cert", "issue", d, name]);
-    }
+    let dir = certificates(&["alice", "bob"]);
     let mut alice = start(
         "alice",
         "alice",
@@ -134,12 +124,7 @@ fn two_peers_talk_over_quic_with_certificates() {
 /// events say which lane each came on.
 #[test]
 fn long_lines_go_on_the_data_lane_over_quic() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path().to_str().unwrap();
-    weft(&["cert", "ca", d]);
-    for name in ["alice", "bob"] {
-        weft(&["cert", "issue", d, name]);
-    }
+    let dir = certificates(&["alice", "bob"]);
     let alice = start(
         "alice",
         "alice",

@@ -43,8 +43,8 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::Weft;
-use common::netns::{VethPair, skip, unusable};
+use common::netns::{VethPair, peer_in, skip, unusable};
+use common::{Weft, certificates};
 
 /// Each side's loss, in percent.
 const LOSS: u32 = 5;
@@ -62,30 +62,6 @@ const DRAIN: Duration = Duration::from_secs(60);
 /// The environment variable that makes the ignored test a forwarder:
 /// `PORT,ALICE_ADDR`.
 const FORWARD: &str = "WEFT_TEST_FORWARD";
-
-fn weft(args: &[&str]) {
-    let out = Command::new(env!("CARGO_BIN_EXE_weft"))
-        .args(args)
-        .output()
-        .expect("weft runs");
-    assert!(out.status.success(), "weft {args:?}: {out:?}");
-}
-
-/// `weft peer --ident NAME` with NAME's certificate, trusting the CA in
-/// `dir`, inside namespace `ns`.
-fn peer(ns: &str, dir: &std::path::Path, name: &str, more: &[&str]) -> Weft {
-    let file = |f: String| dir.join(f).to_str().unwrap().to_owned();
-    let (cert, key, ca) = (
-        file(format!("{name}.pem")),
-        file(format!("{name}-key.pem")),
-        file("ca.pem".into()),
-    );
-    let mut args = vec![
-        "peer", "--ident", name, "--cert", &cert, "--key", &key, "--ca", &ca,
-    ];
-    args.extend_from_slice(more);
-    Weft::start_in(ns, &args)
-}
 
 /// The forwarder, started in namespace `ns`: this binary's ignored test.
 struct Forwarder(Child);
@@ -257,14 +233,9 @@ fn bulk_on_the_data_lane_keeps_the_control_lanes_p99_over_a_lossy_delayed_path()
         }
     };
     pair.set_loss(LOSS).expect("loss rules");
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path().to_str().unwrap();
-    weft(&["cert", "ca", d]);
-    for who in ["alice", "bob"] {
-        weft(&["cert", "issue", d, who]);
-    }
+    let dir = certificates(&["alice", "bob"]);
     let listen = format!("quic://{}:0", VethPair::A_IP);
-    let alice = peer(&pair.a, dir.path(), "alice", &["--listen", &listen]);
+    let alice = peer_in(&pair.a, dir.path(), "alice", &["--listen", &listen]);
     let url = alice.expect("ready")["listen"][0]
         .as_str()
         .unwrap()
@@ -274,7 +245,7 @@ fn bulk_on_the_data_lane_keeps_the_control_lanes_p99_over_a_lossy_delayed_path()
     let port = 40_000;
     let _forwarder = Forwarder::start(&pair.b, port, &alice_addr);
     let via = format!("quic://127.0.0.1:{port}");
-    let mut bob = peer(
+    let mut bob = peer_in(
         &pair.b,
         dir.path(),
         "bob",

@@ -27,13 +27,11 @@
 #![cfg(target_os = "linux")]
 
 use std::collections::HashSet;
-use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 mod common;
-use common::Weft;
-use common::netns::{VethPair, skip, unusable};
+use common::netns::{VethPair, peer_in, skip, unusable};
+use common::{Weft, certificates};
 
 const COUNT: usize = 5_000;
 /// Each side's loss, in percent.
@@ -42,30 +40,6 @@ const LOSS: u32 = 5;
 const CUT: Duration = Duration::from_secs(2);
 /// The bound on all of one run's messages arriving.
 const DELIVERY: Duration = Duration::from_secs(25);
-
-fn weft(args: &[&str]) {
-    let out = Command::new(env!("CARGO_BIN_EXE_weft"))
-        .args(args)
-        .output()
-        .expect("weft runs");
-    assert!(out.status.success(), "weft {args:?}: {out:?}");
-}
-
-/// `weft peer --ident NAME` with NAME's certificate, trusting the CA in
-/// `dir`, inside namespace `ns`.
-fn peer(ns: &str, dir: &Path, name: &str, more: &[&str]) -> Weft {
-    let file = |f: String| dir.join(f).to_str().unwrap().to_owned();
-    let (cert, key, ca) = (
-        file(format!("{name}.pem")),
-        file(format!("{name}-key.pem")),
-        file("ca.pem".into()),
-    );
-    let mut args = vec![
-        "peer", "--ident", name, "--cert", &cert, "--key", &key, "--ca", &ca,
-    ];
-    args.extend_from_slice(more);
-    Weft::start_in(ns, &args)
-}
 
 /// What alice saw of bob.
 #[derive(Default)]
@@ -135,15 +109,10 @@ fn run(tag: &str, cut: Cut) {
         }
     };
     pair.set_loss(LOSS).expect("loss rules");
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path().to_str().unwrap();
-    weft(&["cert", "ca", d]);
-    for who in ["alice", "bob"] {
-        weft(&["cert", "issue", d, who]);
-    }
+    let dir = certificates(&["alice", "bob"]);
 
     let listen = format!("quic://{}:0", VethPair::A_IP);
-    let alice = peer(&pair.a, dir.path(), "alice", &["--listen", &listen]);
+    let alice = peer_in(&pair.a, dir.path(), "alice", &["--listen", &listen]);
     let url = alice.expect("ready")["listen"][0]
         .as_str()
         .unwrap()
@@ -160,7 +129,7 @@ fn run(tag: &str, cut: Cut) {
     if cut == Cut::Reconnecting {
         bob_args.extend(["--quic-idle-timeout", "1"]);
     }
-    let mut bob = peer(&pair.b, dir.path(), "bob", &bob_args);
+    let mut bob = peer_in(&pair.b, dir.path(), "bob", &bob_args);
     assert_eq!(bob.expect("connect")["ident"], "alice");
 
     let start = Instant::now();

@@ -4,36 +4,14 @@
 
 use bytes::Bytes;
 use std::collections::HashSet;
-use weft_link::tls::{ClientAuth, SelfSignedPki};
-use weft_link::{ConnectOptions, ListenOptions};
-use weft_messaging::{Message, Messaging, MessagingConfig};
+use weft_messaging::Message;
 
 mod common;
-use common::{WAIT, config, id, until};
-
-/// `a` listens on quic://, `b` connects to it.
-async fn pair(config_a: MessagingConfig, config_b: MessagingConfig) -> (Messaging, Messaging) {
-    let pki = SelfSignedPki::generate(&["localhost", "127.0.0.1"]).unwrap();
-    let a = Messaging::new(id("a"), config_a).await.unwrap();
-    let at = a
-        .link()
-        .listen_with(
-            "quic://127.0.0.1:0",
-            ListenOptions::tls(pki.server_config(ClientAuth::None).unwrap()),
-        )
-        .await
-        .unwrap()
-        .address;
-    let b = Messaging::new(id("b"), config_b).await.unwrap();
-    b.link()
-        .connect_with(&at, ConnectOptions::tls(pki.client_config(false).unwrap()))
-        .unwrap();
-    (a, b)
-}
+use common::{WAIT, config, id, quic_pair, until};
 
 #[tokio::test]
 async fn messages_both_ways_over_quic_are_acknowledged() {
-    let (a, b) = pair(config(), config()).await;
+    let (a, b) = quic_pair(config(), config()).await;
     let n = 200u32;
     for i in 0..n {
         b.send_message(
@@ -67,7 +45,7 @@ async fn messages_both_ways_over_quic_are_acknowledged() {
 
 #[tokio::test]
 async fn a_cut_quic_connection_loses_nothing_and_duplicates_nothing() {
-    let (a, b) = pair(config(), config()).await;
+    let (a, b) = quic_pair(config(), config()).await;
     let total = 2_000u32;
     let sender = b.clone();
     let sending = tokio::spawn(async move {

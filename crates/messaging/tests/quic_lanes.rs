@@ -7,32 +7,10 @@ use std::collections::HashSet;
 
 use bytes::Bytes;
 use weft_link::connection::Origin;
-use weft_link::tls::{ClientAuth, SelfSignedPki};
-use weft_link::{ConnectOptions, ListenOptions};
-use weft_messaging::{Lane, Message, Messaging, MessagingConfig};
+use weft_messaging::{Lane, Message};
 
 mod common;
-use common::{WAIT, config, id};
-
-/// `a` listens on quic://, `b` connects to it.
-async fn pair(config_a: MessagingConfig, config_b: MessagingConfig) -> (Messaging, Messaging) {
-    let pki = SelfSignedPki::generate(&["localhost", "127.0.0.1"]).unwrap();
-    let a = Messaging::new(id("a"), config_a).await.unwrap();
-    let at = a
-        .link()
-        .listen_with(
-            "quic://127.0.0.1:0",
-            ListenOptions::tls(pki.server_config(ClientAuth::None).unwrap()),
-        )
-        .await
-        .unwrap()
-        .address;
-    let b = Messaging::new(id("b"), config_b).await.unwrap();
-    b.link()
-        .connect_with(&at, ConnectOptions::tls(pki.client_config(false).unwrap()))
-        .unwrap();
-    (a, b)
-}
+use common::{WAIT, config, id, quic_pair};
 
 /// A numbered message on `lane`, `size` bytes long.
 fn numbered(n: u32, lane: Lane, size: usize) -> Message {
@@ -47,7 +25,7 @@ fn number(m: &Message) -> u32 {
 
 #[tokio::test]
 async fn bulk_on_the_data_lane_and_small_messages_each_arrive_once_in_order() {
-    let (a, b) = pair(config(), config()).await;
+    let (a, b) = quic_pair(config(), config()).await;
     const BULK: u32 = 40;
     const SMALL: u32 = 400;
     let sender = b.clone();
@@ -98,7 +76,7 @@ async fn bulk_on_the_data_lane_and_small_messages_each_arrive_once_in_order() {
 
 #[tokio::test]
 async fn cut_connections_lose_duplicate_and_reorder_nothing_on_either_lane() {
-    let (a, b) = pair(config(), config()).await;
+    let (a, b) = quic_pair(config(), config()).await;
     let total = 1_500u32;
     let sender = b.clone();
     let sending = tokio::spawn(async move {

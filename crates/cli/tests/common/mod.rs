@@ -32,6 +32,18 @@ pub(crate) fn weft(args: &[&str]) {
     assert!(out.status.success(), "weft {args:?}: {out:?}");
 }
 
+/// A fresh directory with a certificate authority (`weft cert ca`) and a
+/// certificate it issued for each of `names` (`weft cert issue`).
+pub(crate) fn certificates(names: &[&str]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    weft(&["cert", "ca", d]);
+    for name in names {
+        weft(&["cert", "issue", d, name]);
+    }
+    dir
+}
+
 /// `weft COMMAND ARGS...` (participant, pub, sub) on loopback beacons on
 /// `port`, with its own local socket `local`.
 pub(crate) fn start_on_loopback(command: &str, args: &[&str], port: u16, local: &str) -> Weft {

@@ -11,6 +11,23 @@ use std::time::{Duration, Instant};
 /// The bound on each command (`ip`, `nft`, `id`).
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// `weft peer --ident NAME` inside namespace `ns`, with NAME's certificate
+/// from `dir` (see [`certificates`](super::certificates)) and trusting
+/// its CA, then `more`.
+pub(crate) fn peer_in(ns: &str, dir: &std::path::Path, name: &str, more: &[&str]) -> super::Weft {
+    let file = |f: String| dir.join(f).to_str().unwrap().to_owned();
+    let (cert, key, ca) = (
+        file(format!("{name}.pem")),
+        file(format!("{name}-key.pem")),
+        file("ca.pem".into()),
+    );
+    let mut args = vec![
+        "peer", "--ident", name, "--cert", &cert, "--key", &key, "--ca", &ca,
+    ];
+    args.extend_from_slice(more);
+    super::Weft::start_in(ns, &args)
+}
+
 /// Says, past the test harness's output capture, that `test` did not run.
 pub(crate) fn skip(test: &str, why: &str) {
     let _ = writeln!(

@@ -24,6 +24,36 @@ pub(crate) fn config() -> MessagingConfig {
     c
 }
 
+/// Two peers over quic:// on loopback: `a` listens (with a certificate
+/// for 127.0.0.1), `b` connects to it.
+pub(crate) async fn quic_pair(
+    config_a: MessagingConfig,
+    config_b: MessagingConfig,
+) -> (weft_messaging::Messaging, weft_messaging::Messaging) {
+    use weft_link::tls::{ClientAuth, SelfSignedPki};
+    use weft_link::{ConnectOptions, ListenOptions};
+    let pki = SelfSignedPki::generate(&["localhost", "127.0.0.1"]).unwrap();
+    let a = weft_messaging::Messaging::new(id("a"), config_a)
+        .await
+        .unwrap();
+    let at = a
+        .link()
+        .listen_with(
+            "quic://127.0.0.1:0",
+            ListenOptions::tls(pki.server_config(ClientAuth::None).unwrap()),
+        )
+        .await
+        .unwrap()
+        .address;
+    let b = weft_messaging::Messaging::new(id("b"), config_b)
+        .await
+        .unwrap();
+    b.link()
+        .connect_with(&at, ConnectOptions::tls(pki.client_config(false).unwrap()))
+        .unwrap();
+    (a, b)
+}
+
 /// Polls `check` every 5 ms until it holds, at most [`WAIT`].
 pub(crate) async fn until(what: &str, mut check: impl FnMut() -> bool) {
     timeout(WAIT, async {
