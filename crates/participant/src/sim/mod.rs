@@ -1,5 +1,5 @@
 //! A deterministic simulator of many participants, for tests: N
-//! [`ParticipantCore`]s on virtual time (std `Instant`s the simulator
+//! participant cores (`ParticipantCore`) on virtual time (std `Instant`s the simulator
 //! advances; no runtime, no sleeps), joined by simulated streams.
 //!
 //! The simulator stands where the shell (`participant.rs`) and
@@ -7,17 +7,17 @@
 //! way the shell does: after every input it polls every output until it is
 //! empty. The topology says which pairs of participants can reach each
 //! other. By default a pair with a link up has its stream, as if the
-//! lower id had dialled it; [`with_discovery`](Sim::with_discovery) makes
+//! lower id had dialled it; `Sim::with_discovery` makes
 //! the cores choose instead: each end of a link that comes up hears of the
 //! other (a discovery `Found`), and a stream exists where a core asked for
-//! one ([`Dial::Open`], kept and reconnected while its link is up, until
-//! [`Dial::Close`]), after the link's delay. What a core transmits
+//! one (`Dial::Open`, kept and reconnected while its link is up, until
+//! `Dial::Close`), after the link's delay. What a core transmits
 //! travels over the stream to its neighbour after the link's delay, in
 //! order; a neighbour's subscribers get our publications as messaging's
 //! PUBLISH would carry them (one message to every neighbour with a
 //! matching subscriber, and to our own subscribers).
 //!
-//! [`with_subscribe_frames`](Sim::with_subscribe_frames) makes PUBLISH as
+//! `Sim::with_subscribe_frames` makes PUBLISH as
 //! messaging sends it: to the neighbours whose SUBSCRIBE frames arrived,
 //! which each end sends when its messaging sees the stream up, before its
 //! core hears of it; without it a PUBLISH goes to the neighbours the core
@@ -30,7 +30,8 @@
 //! a participant; heal brings them back. A seeded RNG chooses whatever a
 //! test leaves to chance, so a run is reproduced by its seed.
 //!
-//! The simulator itself is for this crate's tests. With the `sim` feature
+//! The simulator itself is for this crate's tests (so the names above are
+//! not links: with the feature on, only what follows is public). With the `sim` feature
 //! (off by default) one measurement is public, for the bench:
 //! [`started_at_once`], a group started at once, how long it takes to
 //! converge, how many streams each participant holds, and what an idle
