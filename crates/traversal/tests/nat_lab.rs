@@ -33,7 +33,9 @@
 //! `masquerade` at router a and `masquerade fully-random` at router b,
 //! TCP cannot cross and the pair goes direct over QUIC on a socket
 //! punched by birthday probing. Without root, `ip netns` or nft, the test
-//! says loudly that it was skipped, and passes.
+//! says loudly that it was skipped, and passes. With `WEFT_NATLAB_RECORD`
+//! set, each cell also appends its times to a file before asserting (see
+//! `record`), which `cargo xtask natlab` runs the cells for and reads.
 
 #![cfg(target_os = "linux")]
 
@@ -52,6 +54,9 @@ use weft_stun::{ClientConfig, NatType, discover_nat};
 use weft_traversal::{
     Rendezvous, RendezvousOptions, Transport, Traversal, TraversalConfig, TraversalEvent, Via,
 };
+
+#[path = "nat_lab/record.rs"]
+mod record;
 
 const COUNT: usize = 2_000;
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(20);
@@ -590,7 +595,7 @@ fn cell(tag: &str, nat: &str, placement: Placement, twist: Twist) -> Option<Cell
     });
     let alice = join_within(alice, PEER_TIMEOUT + Duration::from_secs(5)).expect("alice");
     let bob = join_within(bob, PEER_TIMEOUT + Duration::from_secs(5)).expect("bob");
-    Some(Cell {
+    let cell = Cell {
         alice,
         bob,
         at,
@@ -598,7 +603,9 @@ fn cell(tag: &str, nat: &str, placement: Placement, twist: Twist) -> Option<Cell
         stop,
         rendezvous,
         lab,
-    })
+    };
+    record::record(&cell, tag);
+    Some(cell)
 }
 
 /// What every cell asserts: the first message within 1 s of both having
