@@ -1,10 +1,11 @@
-//! Just enough JSON to read `cargo metadata`: xtask has no dependencies, so
-//! it parses the document itself rather than pulling in serde.
+//! Just enough JSON to read `cargo metadata` and the NAT lab's records:
+//! xtask has no dependencies, so it parses the documents itself rather
+//! than pulling in serde.
 
 use std::fmt;
 
-/// A JSON value. Numbers keep their text: xtask only reads names, paths and
-/// kinds, so nothing needs them as numbers.
+/// A JSON value. Numbers keep their text, read as numbers only when asked
+/// ([`Value::as_f64`]).
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Value {
     Null,
@@ -29,6 +30,14 @@ impl Value {
     pub(crate) fn as_str(&self) -> Option<&str> {
         match self {
             Value::String(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// A number value as an `f64`.
+    pub(crate) fn as_f64(&self) -> Option<f64> {
+        match self {
+            Value::Number(n) => n.parse().ok(),
             _ => None,
         }
     }

@@ -5,6 +5,8 @@
 //! - `cargo xtask tidy`: the workspace's rules as code, in seconds (see
 //!   [`mod@tidy`]).
 //! - `cargo xtask bench [--quick]`: the side-by-side comparisons (see [`mod@bench`]).
+//! - `cargo xtask natlab [--runs N] [--quick]`: the NAT matrix measured,
+//!   as root (see [`mod@natlab`]).
 //! - `cargo xtask interop`: tests against real peers weft did not write.
 //! - `cargo xtask fuzz [--seconds N] [TARGET]...`: the fuzz targets under
 //!   libFuzzer (nightly; see [`mod@fuzz`]).
@@ -16,6 +18,7 @@ mod fuzz;
 mod interop;
 mod json;
 mod metadata;
+mod natlab;
 mod tidy;
 mod util;
 
@@ -31,11 +34,12 @@ fn main() -> ExitCode {
         "ci" => ci::run(rest),
         "tidy" => tidy::run(rest),
         "bench" => bench::run(rest),
+        "natlab" => natlab::run(rest),
         "interop" => interop::run(rest),
         "fuzz" => fuzz::run(rest),
         "help" | "--help" | "-h" => {
             println!(
-                "usage: cargo xtask <ci | tidy | bench [--quick] | interop | fuzz [--seconds N] [TARGET]...>"
+                "usage: cargo xtask <ci | tidy | bench [--quick] | natlab [--runs N] [--quick] | interop | fuzz [--seconds N] [TARGET]...>"
             );
             Ok(())
         }
