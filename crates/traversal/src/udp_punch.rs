@@ -79,6 +79,14 @@ pub(crate) struct PunchHandle {
 /// socket it came on (`None`: socket 0), the socket's index, the sender.
 type Received = (Option<Identity>, usize, SocketAddr, Vec<u8>);
 
+/// What learning socket 0's mapping found: the socket itself, our UDP
+/// candidates, and whether the mapping varies by destination.
+struct Learnt {
+    socket: UdpSocket,
+    ours: Vec<Candidate>,
+    varies: bool,
+}
+
 /// A socket and the task reading it.
 struct Reading {
     socket: Arc<UdpSocket>,
@@ -144,6 +152,7 @@ pub(crate) fn spawn(
     let (input, input_rx) = mpsc::channel(64);
     let candidates = Arc::new(Mutex::new(Vec::new()));
     let (received_tx, received) = mpsc::channel(256);
+    let (learnt_tx, learnt) = mpsc::channel(1);
     let shell = Shell {
         messaging,
         me,
@@ -154,6 +163,8 @@ pub(crate) fn spawn(
         signals,
         candidates: candidates.clone(),
         socket0: Some(socket),
+        learning: None,
+        learnt_tx,
         reading0: None,
         we_vary: false,
         runs: HashMap::new(),
@@ -161,7 +172,7 @@ pub(crate) fn spawn(
         received_tx,
         seed: seed(),
     };
-    tokio::spawn(shell.run(input_rx, received, closing));
+    tokio::spawn(shell.run(input_rx, received, learnt, closing));
     Ok(PunchHandle { input, candidates })
 }
 
@@ -199,6 +210,10 @@ struct Shell {
     candidates: Arc<Mutex<Vec<Candidate>>>,
     /// Socket 0 before its mapping is learnt and its reader started.
     socket0: Option<UdpSocket>,
+    /// The task learning socket 0's mapping, while it runs: STUN waits
+    /// up to 1.5 s for a silent server, and the shell goes on meanwhile.
+    learning: Option<JoinHandle<()>>,
+    learnt_tx: mpsc::Sender<Learnt>,
     reading0: Option<Reading>,
     we_vary: bool,
     runs: HashMap<Identity, Run>,
@@ -213,6 +228,7 @@ impl Shell {
         mut self,
         mut input: mpsc::Receiver<PunchInput>,
         mut received: mpsc::Receiver<Received>,
+        mut learnt: mpsc::Receiver<Learnt>,
         mut closing: watch::Receiver<bool>,
     ) {
         loop {
@@ -236,6 +252,7 @@ impl Shell {
                 Some((peer, socket, from, bytes)) = received.recv() => {
                     self.handle_datagram(peer, socket, from, &bytes);
                 }
+                Some(found) = learnt.recv() => self.handle_learnt(found),
                 _ = sleep => {}
                 _ = closing.changed() => break,
             }
@@ -249,6 +266,9 @@ impl Shell {
         if let Some(reading) = self.reading0 {
             reading.reader.abort();
         }
+        if let Some(learning) = self.learning {
+            learning.abort();
+        }
     }
 
     fn now() -> std::time::Instant {
@@ -258,7 +278,7 @@ impl Shell {
     async fn handle_input(&mut self, input: PunchInput) {
         let now = Self::now();
         match input {
-            PunchInput::Registered => self.learn_mapping().await,
+            PunchInput::Registered => self.learn_mapping(),
             PunchInput::Candidates(peer, addrs) => {
                 self.tell(&peer, now);
                 if !addrs.iter().any(|c| c.transport == CandidateTransport::Udp) {
@@ -331,41 +351,37 @@ impl Shell {
         }))
     }
 
-    /// STUN on socket 0: its mapping (a candidate of ours), and whether a
-    /// second server address sees another port (then it varies); then
-    /// socket 0's reader starts.
-    async fn learn_mapping(&mut self) {
+    /// Starts learning socket 0's mapping (unless it is learnt or being
+    /// learnt), in a task of its own: STUN on socket 0 gives its mapping
+    /// (a candidate of ours), and a second server address seeing another
+    /// port says that it varies. [`handle_learnt`](Self::handle_learnt)
+    /// takes the result.
+    fn learn_mapping(&mut self) {
         let Some(socket) = self.socket0.take() else {
             return;
         };
-        let mut ours = Vec::new();
-        if let Some(server) = self.stun {
-            if let Some((mapped, other)) = binding(&socket, server).await {
-                let varies = match other {
-                    Some(other) => binding(&socket, other)
-                        .await
-                        .is_some_and(|(again, _)| again != mapped),
-                    None => false,
-                };
-                self.we_vary = varies;
-                let kind = if varies {
-                    CandidateKind::Varies
-                } else {
-                    CandidateKind::Reflexive
-                };
-                ours.push(udp(kind, mapped));
-            }
+        let (stun, host_ips, to) = (self.stun, self.host_ips.clone(), self.learnt_tx.clone());
+        if let Some(old) = self.learning.take() {
+            old.abort();
         }
-        if let Ok(local) = socket.local_addr() {
-            let hosts = self
-                .host_ips
-                .clone()
-                .unwrap_or_else(crate::direct::host_ips);
-            for ip in hosts.into_iter().filter(|ip| ip.is_ipv4()) {
-                ours.push(udp(CandidateKind::Host, SocketAddr::new(ip, local.port())));
-            }
-        }
-        ours.truncate(crate::wire::MAX_CANDIDATES / 2);
+        self.learning = Some(tokio::spawn(async move {
+            let found = learn(socket, stun, host_ips).await;
+            let _ = to.send(found).await;
+        }));
+    }
+
+    /// Socket 0's mapping is learnt: our candidates are known, and the
+    /// socket's reader starts.
+    fn handle_learnt(
+        &mut self,
+        Learnt {
+            socket,
+            ours,
+            varies,
+        }: Learnt,
+    ) {
+        self.learning = None;
+        self.we_vary = varies;
         *self.candidates.lock().unwrap_or_else(|p| p.into_inner()) = ours;
         self.reading0 = Some(Reading::start(socket, (None, 0), self.received_tx.clone()));
     }
@@ -524,12 +540,53 @@ impl Shell {
             }
         });
         if socket == 0 {
-            // A new socket 0 for later peers, its mapping learnt at once.
+            // A new socket 0 for later peers, its mapping learnt beside
+            // the punching of others.
             if let Ok(fresh) = bind() {
                 self.socket0 = Some(fresh);
-                self.learn_mapping().await;
+                self.learn_mapping();
             }
         }
+    }
+}
+
+/// What STUN tells of `socket`'s mapping through `stun` (nothing without
+/// a server or an answer), and its host candidates on `host_ips` (this
+/// host's when `None`).
+async fn learn(
+    socket: UdpSocket,
+    stun: Option<SocketAddr>,
+    host_ips: Option<Vec<IpAddr>>,
+) -> Learnt {
+    let mut ours = Vec::new();
+    let mut varies = false;
+    if let Some(server) = stun {
+        if let Some((mapped, other)) = binding(&socket, server).await {
+            varies = match other {
+                Some(other) => binding(&socket, other)
+                    .await
+                    .is_some_and(|(again, _)| again != mapped),
+                None => false,
+            };
+            let kind = if varies {
+                CandidateKind::Varies
+            } else {
+                CandidateKind::Reflexive
+            };
+            ours.push(udp(kind, mapped));
+        }
+    }
+    if let Ok(local) = socket.local_addr() {
+        let hosts = host_ips.unwrap_or_else(crate::direct::host_ips);
+        for ip in hosts.into_iter().filter(|ip| ip.is_ipv4()) {
+            ours.push(udp(CandidateKind::Host, SocketAddr::new(ip, local.port())));
+        }
+    }
+    ours.truncate(crate::wire::MAX_CANDIDATES / 2);
+    Learnt {
+        socket,
+        ours,
+        varies,
     }
 }
 
@@ -638,6 +695,67 @@ mod tests {
         let started = Instant::now();
         assert_eq!(binding(&socket, silent.local_addr().unwrap()).await, None);
         assert_eq!(started.elapsed(), STUN_WAIT * STUN_TRIES);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_shell_goes_on_while_stun_goes_unanswered() {
+        // Registered starts learning socket 0's mapping from a server that
+        // never answers (1.5 s of retries); the shell still takes its
+        // next input at once: here the close, after which it drops its
+        // signal sender.
+        let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let messaging =
+            weft_messaging::Messaging::new(Identity::new("alice").unwrap(), Default::default())
+                .await
+                .unwrap();
+        let choice = Arc::new(Mutex::new(PathChoice::new(
+            Identity::new("alice").unwrap(),
+            8,
+        )));
+        let (signals, mut signalled) = mpsc::channel(8);
+        let (close, closing) = watch::channel(false);
+        let handle = spawn(
+            messaging.downgrade(),
+            PunchConfig::default(),
+            choice,
+            Some(vec![IpAddr::from([127, 0, 0, 1])]),
+            Some(silent.local_addr().unwrap()),
+            signals,
+            closing,
+        )
+        .unwrap();
+        let started = Instant::now();
+        handle.input.send(PunchInput::Registered).await.unwrap();
+        tokio::task::yield_now().await;
+        close.send(true).unwrap();
+        assert!(signalled.recv().await.is_none(), "the shell ended");
+        assert!(
+            started.elapsed() < STUN_WAIT,
+            "the shell waited {:?} for STUN",
+            started.elapsed()
+        );
+        assert!(handle.candidates.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_server_still_leaves_the_host_candidates() {
+        let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let socket = bind().unwrap();
+        let port = socket.local_addr().unwrap().port();
+        let learnt = learn(
+            socket,
+            Some(silent.local_addr().unwrap()),
+            Some(vec![IpAddr::from([127, 0, 0, 1])]),
+        )
+        .await;
+        assert!(!learnt.varies);
+        assert_eq!(
+            learnt.ours,
+            vec![udp(
+                CandidateKind::Host,
+                SocketAddr::from(([127, 0, 0, 1], port))
+            )]
+        );
     }
 
     #[test]
