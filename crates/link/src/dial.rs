@@ -174,7 +174,7 @@ pub(crate) async fn establish_on(
 
 /// The client side of a TLS handshake on a connected stream, bounded by the
 /// link's handshake timeout; `peer` names the other end in errors.
-async fn tls_connect<IO>(
+pub(crate) async fn tls_connect<IO>(
     cfg: &LinkConfig,
     (connector, name): (tokio_rustls::TlsConnector, ServerName<'static>),
     stream: IO,

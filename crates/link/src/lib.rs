@@ -59,6 +59,7 @@
 
 mod accept;
 pub mod address;
+mod adopt;
 mod backoff;
 pub mod config;
 pub mod connection;
@@ -77,6 +78,7 @@ mod udp;
 pub mod window;
 
 pub use address::{Address, ToAddress};
+pub use adopt::AdoptTls;
 pub use config::{LinkConfig, ReconnectPolicy};
 pub use connection::{Connection, ConnectionId, ConnectionInfo, DisconnectReason};
 pub use error::LinkError;

@@ -157,6 +157,9 @@ pub struct LinkStats {
     pub connect_failures: u64,
     /// Accepted connections whose TLS handshake failed.
     pub accept_failures: u64,
+    /// Streams given to [`adopt_tls`](Link::adopt_tls) whose TLS handshake
+    /// failed.
+    pub handshake_failures: u64,
     /// Connections re-established by a connector after the first.
     pub reconnects: u64,
     /// Informational events dropped because the event queue was full.
@@ -713,6 +716,7 @@ impl Link {
             bytes_received: get(&c.bytes_received),
             connect_failures: get(&c.connect_failures),
             accept_failures: get(&c.accept_failures),
+            handshake_failures: get(&c.handshake_failures),
             reconnects: get(&c.reconnects),
             events_dropped: get(&c.events_dropped),
             datagrams_dropped: get(&c.datagrams_dropped),

@@ -30,6 +30,7 @@ pub(crate) struct Counters {
     pub(crate) bytes_received: AtomicU64,
     pub(crate) connect_failures: AtomicU64,
     pub(crate) accept_failures: AtomicU64,
+    pub(crate) handshake_failures: AtomicU64,
     pub(crate) reconnects: AtomicU64,
     pub(crate) events_dropped: AtomicU64,
     pub(crate) datagrams_dropped: AtomicU64,
@@ -76,6 +77,10 @@ pub(crate) struct Registry {
     connectors: Mutex<HashMap<ConnectorId, ConnectorEntry>>,
     /// The parent of every listener's, connector's and connection's token.
     shutdown: CancellationToken,
+    /// Cancelled when [`close`](Self::close) begins (and with `shutdown`):
+    /// what has no connection yet (a handshake on an adopted stream)
+    /// stops.
+    closing: CancellationToken,
     tracker: TaskTracker,
     pub(crate) stats: Counters,
     /// The client endpoints the link's QUIC connectors share.
@@ -90,6 +95,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Registry {
     pub(crate) fn new(config: LinkConfig, events: mpsc::Sender<LinkEvent>) -> Registry {
+        let shutdown = CancellationToken::new();
+        let closing = shutdown.child_token();
         Registry {
             config,
             events: Mutex::new(Some(events)),
@@ -97,7 +104,8 @@ impl Registry {
             connections: Mutex::new(HashMap::new()),
             listeners: Mutex::new(HashMap::new()),
             connectors: Mutex::new(HashMap::new()),
-            shutdown: CancellationToken::new(),
+            shutdown,
+            closing,
             tracker: TaskTracker::new(),
             stats: Counters::default(),
             quic_clients: Default::default(),
@@ -125,9 +133,34 @@ impl Registry {
         &self.shutdown
     }
 
+    /// Cancelled once the link is closing or gone.
+    pub(crate) fn closing(&self) -> &CancellationToken {
+        &self.closing
+    }
+
     /// Registers a new connection; its token is a child of `parent`.
     pub(crate) fn new_connection(
         &self,
+        origin: Origin,
+        ends: Ends,
+        datagram: bool,
+        parent: &CancellationToken,
+    ) -> Connection {
+        let id = self.reserve_id();
+        self.new_connection_as(id, origin, ends, datagram, parent)
+    }
+
+    /// A connection id taken now for a connection registered later with
+    /// [`new_connection_as`](Self::new_connection_as).
+    pub(crate) fn reserve_id(&self) -> ConnectionId {
+        ConnectionId(self.next_id())
+    }
+
+    /// Registers a new connection under `id`, from
+    /// [`reserve_id`](Self::reserve_id).
+    pub(crate) fn new_connection_as(
+        &self,
+        id: ConnectionId,
         origin: Origin,
         ends: Ends,
         datagram: bool,
@@ -140,7 +173,7 @@ impl Registry {
                 .as_ref()
                 .is_some_and(|p| p.scheme() == Scheme::Quic);
         let info = ConnectionInfo {
-            id: ConnectionId(self.next_id()),
+            id,
             origin,
             lanes,
             peer: ends.peer,
@@ -267,6 +300,7 @@ impl Registry {
         // sees the link closing (an accept or a dial already under way
         // registers after the loops below looked).
         lock(&self.events).take();
+        self.closing.cancel();
         let listeners: Vec<_> = lock(&self.listeners).drain().collect();
         for (_, entry) in listeners {
             entry.stop();
