@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use weft_link::LinkConfig;
 
+use crate::path_tls::PathTls;
 use crate::punch::PunchConfig;
 use crate::race::RaceConfig;
 
@@ -116,6 +117,9 @@ pub struct TraversalConfig {
     /// paths (see [`PunchConfig`]'s defaults); it runs only while
     /// `direct` is enabled, and `enabled: false` keeps to TCP.
     pub punch: PunchConfig,
+    /// Certificates for mutual TLS on every path (see [`PathTls`]).
+    /// Default: `None`, paths without certificates.
+    pub tls: Option<PathTls>,
 }
 
 impl Default for TraversalConfig {
@@ -129,6 +133,7 @@ impl Default for TraversalConfig {
             event_capacity: 256,
             direct: RaceConfig::default(),
             punch: PunchConfig::default(),
+            tls: None,
         }
     }
 }

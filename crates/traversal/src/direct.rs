@@ -23,12 +23,15 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
+use weft_link::Address;
 use weft_messaging::{Identity, WeakMessaging};
 
 use crate::choice::PathChoice;
+use crate::config::TraversalConfig;
 use crate::path::Transport;
-use crate::punch::{PunchConfig, STRATEGY_UDP_PUNCH};
-use crate::race::{PathRace, RaceAction, RaceConfig};
+use crate::path_tls::PathTls;
+use crate::punch::STRATEGY_UDP_PUNCH;
+use crate::race::{PathRace, RaceAction};
 use crate::udp_punch::{PunchHandle, PunchInput};
 use crate::wire::{Candidate, CandidateKind, CandidateTransport, Frame};
 
@@ -105,27 +108,28 @@ fn socket_on(local: SocketAddr) -> io::Result<TcpSocket> {
     Ok(socket)
 }
 
-/// Starts the shell: binds the direct port (IPv4, and IPv6 on the same
-/// port when the host has it) and runs its task until `closing`; and,
-/// unless `punch` is off, the UDP punching shell beside it, which learns
-/// its mapping from the STUN at `stun` (the rendezvous's).
+/// Starts the shell (`traversal`'s `direct`, with its `tls`): binds the
+/// direct port (IPv4, and IPv6 on the same port when the host has it) and
+/// runs its task until `closing`; and, unless `traversal.punch` is off,
+/// the UDP punching shell beside it, which learns its mapping from the
+/// STUN at `stun` (the rendezvous's).
 pub(crate) fn spawn(
     messaging: WeakMessaging,
     me: Identity,
-    config: RaceConfig,
-    punch: PunchConfig,
+    traversal: &TraversalConfig,
     stun: Option<SocketAddr>,
     signals: mpsc::Sender<Frame>,
     closing: watch::Receiver<bool>,
 ) -> io::Result<DirectHandle> {
+    let config = traversal.direct.clone();
+    let tls = traversal.tls.clone();
     // One choice between the TCP race's paths and the punched ones.
     let choice = Arc::new(Mutex::new(PathChoice::new(me.clone(), config.max_races)));
-    let punch = if punch.enabled {
+    let punch = if traversal.punch.enabled {
         let started = crate::udp_punch::spawn(
             messaging.clone(),
-            punch,
+            traversal,
             choice.clone(),
-            config.host_ips.clone(),
             stun,
             signals.clone(),
             closing.clone(),
@@ -155,6 +159,7 @@ pub(crate) fn spawn(
         resting: None,
         punch,
         choice,
+        tls,
     };
     tokio::spawn(shell.run(v4, v6, input_rx, closing));
     Ok(DirectHandle {
@@ -183,6 +188,8 @@ struct Shell {
     /// The one direct path per peer and round, shared with the punching
     /// shell.
     choice: Arc<Mutex<PathChoice>>,
+    /// Certificates for TLS on the kept streams.
+    tls: Option<PathTls>,
 }
 
 async fn accept(listener: &Option<TcpListener>) -> io::Result<(TcpStream, SocketAddr)> {
@@ -463,10 +470,31 @@ impl Shell {
         let Some(messaging) = self.messaging.upgrade() else {
             return;
         };
-        let adopted = stream
-            .into_std()
-            .map_err(|e| e.to_string())
-            .and_then(|s| messaging.link().adopt_tcp(s).map_err(|e| e.to_string()));
+        let adopted = match &self.tls {
+            // With certificates, TLS on the stream (the connection carries
+            // the peer's certificate).
+            Some(tls) => {
+                let _ = stream.set_nodelay(true);
+                let ends = (stream.peer_addr().ok(), stream.local_addr().ok());
+                messaging
+                    .link()
+                    .adopt_tls(
+                        stream,
+                        tls.side(&self.me, &peer),
+                        ends.0.map(Address::tcp),
+                        ends.1.map(Address::tcp),
+                    )
+                    .map(drop)
+                    .map_err(|e| e.to_string())
+            }
+            None => stream.into_std().map_err(|e| e.to_string()).and_then(|s| {
+                messaging
+                    .link()
+                    .adopt_tcp(s)
+                    .map(drop)
+                    .map_err(|e| e.to_string())
+            }),
+        };
         if let Err(error) = adopted {
             tracing::debug!(%error, %peer, "traversal: a direct stream could not be adopted");
         }

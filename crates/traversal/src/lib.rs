@@ -76,6 +76,11 @@
 //!   a direct path whose [`Transport`] is QUIC. Reverse connections and
 //!   port prediction are not tried yet; `Start`'s strategy byte leaves
 //!   them room.
+//! - With certificates ([`TraversalConfig::tls`], a [`PathTls`]) every
+//!   path runs mutual TLS from end to end, the relay's channel included
+//!   ([`Link::adopt_tls`](weft_link::Link::adopt_tls)): the rendezvous
+//!   relays ciphertext, and each peer proves its identity on every path,
+//!   as messaging's `bind_identity` asks.
 //!
 //! The root holds what most users name; the frames are in [`wire`], the
 //! path types in [`path`], the limits in [`config`], the errors in
@@ -90,6 +95,7 @@ mod direct;
 pub mod error;
 mod event;
 pub mod path;
+mod path_tls;
 pub mod punch;
 mod punch_tls;
 pub mod race;
@@ -105,5 +111,6 @@ pub use crate::event::{RendezvousEvent, RendezvousStats, Transmit};
 pub use config::RendezvousConfig;
 pub use error::{RendezvousError, TraversalError};
 pub use path::{Path, Transport, TraversalEvent, Via};
+pub use path_tls::PathTls;
 pub use rendezvous::{MAX_FRAME, Rendezvous, RendezvousEvents, RendezvousOptions};
 pub use traversal::{SIGNAL_QUEUE, Traversal, TraversalConfig, TraversalEvents};

@@ -166,8 +166,7 @@ impl Traversal {
             let started = crate::direct::spawn(
                 messaging.downgrade(),
                 messaging.identity().clone(),
-                config.direct.clone(),
-                config.punch.clone(),
+                &config,
                 rendezvous.socket_addr(),
                 signals_tx.clone(),
                 closing_rx.clone(),
@@ -589,12 +588,27 @@ impl Run {
         };
         let (ours, theirs) = tokio::io::duplex(self.config.pipe_buffer.max(1));
         let peer_address = self.remote.map(|a| Address::ip(self.scheme, a));
-        let connection = match messaging.link().adopt(theirs, peer_address, None) {
+        // With certificates, TLS runs over the pipe: the rendezvous
+        // relays ciphertext, and the connection carries the peer's
+        // certificate.
+        let adopted = match &self.config.tls {
+            Some(tls) => messaging.link().adopt_tls(
+                theirs,
+                tls.side(messaging.identity(), &peer),
+                peer_address,
+                None,
+            ),
+            None => messaging
+                .link()
+                .adopt(theirs, peer_address, None)
+                .map(|c| c.id()),
+        };
+        let connection = match adopted {
             // Before any byte of the peer's can reach it (the writer task
             // does not exist yet): a relay gives way to any other path.
             Ok(connection) => {
-                messaging.mark_standby(connection.id());
-                connection.id()
+                messaging.mark_standby(connection);
+                connection
             }
             Err(error) => {
                 tracing::debug!(%error, "traversal: messaging's link refused the relay pipe");

@@ -31,7 +31,9 @@ use weft_messaging::{Identity, WeakMessaging};
 use weft_stun::StunMessage;
 
 use crate::choice::PathChoice;
+use crate::config::TraversalConfig;
 use crate::path::Transport;
+use crate::path_tls::PathTls;
 use crate::punch::{PunchConfig, PunchEvent, PunchKind, PunchSchedule, STRATEGY_UDP_PUNCH};
 use crate::punch_tls;
 use crate::wire::{Candidate, CandidateKind, CandidateTransport, Frame};
@@ -132,17 +134,19 @@ struct Run {
     birthday: HashMap<usize, Reading>,
 }
 
-/// Starts the shell for the identity `choice` chooses for; `stun` is the
-/// rendezvous's STUN address.
+/// Starts the shell (`traversal`'s `punch`, with its `tls` and the host
+/// addresses of its `direct`) for the identity `choice` chooses for;
+/// `stun` is the rendezvous's STUN address.
 pub(crate) fn spawn(
     messaging: WeakMessaging,
-    config: PunchConfig,
+    traversal: &TraversalConfig,
     choice: Arc<Mutex<PathChoice>>,
-    host_ips: Option<Vec<IpAddr>>,
     stun: Option<SocketAddr>,
     signals: mpsc::Sender<Frame>,
     closing: watch::Receiver<bool>,
 ) -> io::Result<PunchHandle> {
+    let (config, tls) = (traversal.punch.clone(), traversal.tls.clone());
+    let host_ips = traversal.direct.host_ips.clone();
     let socket = bind()?;
     let me = choice
         .lock()
@@ -157,6 +161,7 @@ pub(crate) fn spawn(
         messaging,
         me,
         config,
+        tls,
         choice,
         host_ips,
         stun,
@@ -200,6 +205,8 @@ struct Shell {
     messaging: WeakMessaging,
     me: Identity,
     config: PunchConfig,
+    /// Certificates for QUIC's TLS (a throw-away one without).
+    tls: Option<PathTls>,
     /// The one direct path per peer and round, shared with the TCP race.
     choice: Arc<Mutex<PathChoice>>,
     /// The host addresses offered (the direct race's), `None`: this
@@ -211,7 +218,8 @@ struct Shell {
     /// Socket 0 before its mapping is learnt and its reader started.
     socket0: Option<UdpSocket>,
     /// The task learning socket 0's mapping, while it runs: STUN waits
-    /// up to 1.5 s for a silent server, and the shell goes on meanwhile.
+    /// up to 1.5 s for a silent server, and the shell goes on meanwhile
+    /// (its inputs wait).
     learning: Option<JoinHandle<()>>,
     learnt_tx: mpsc::Sender<Learnt>,
     reading0: Option<Reading>,
@@ -245,7 +253,10 @@ impl Shell {
                 }
             };
             tokio::select! {
-                got = input.recv() => match got {
+                // Inputs wait while socket 0's mapping is learnt: a peer's
+                // candidates or start signal need socket 0 to punch from.
+                // Datagrams, timers and the close go on meanwhile.
+                got = input.recv(), if self.learning.is_none() => match got {
                     Some(got) => self.handle_input(got).await,
                     None => break,
                 },
@@ -500,7 +511,8 @@ impl Shell {
             }
         };
         let link = messaging.link().clone();
-        let decides = self.me.as_str() < peer.as_str();
+        let decides = PathTls::is_client(&self.me, peer);
+        let tls = self.tls.clone();
         let peer = peer.clone();
         tokio::spawn(async move {
             if decides {
@@ -512,12 +524,15 @@ impl Shell {
                     }
                 };
                 let to = Address::ip(Scheme::Quic, remote);
-                let options = ConnectOptions::tls(punch_tls::client());
+                let options = ConnectOptions::tls(match &tls {
+                    Some(tls) => tls.client_for(&peer),
+                    None => punch_tls::client(),
+                });
                 if let Err(error) = endpoint.connect_once(to, options).await {
                     tracing::debug!(%error, %peer, %remote, "traversal: QUIC over a punched hole");
                 }
             } else {
-                let server = match punch_tls::server() {
+                let server = match tls.map_or_else(punch_tls::server, |t| Ok(t.server())) {
                     Ok(server) => server,
                     Err(error) => {
                         tracing::debug!(%error, "traversal: a certificate for QUIC");
@@ -697,6 +712,13 @@ mod tests {
         assert_eq!(started.elapsed(), STUN_WAIT * STUN_TRIES);
     }
 
+    /// Defaults, offering loopback as the host address.
+    fn loopback() -> TraversalConfig {
+        let mut config = TraversalConfig::default();
+        config.direct.host_ips = Some(vec![IpAddr::from([127, 0, 0, 1])]);
+        config
+    }
+
     #[tokio::test(start_paused = true)]
     async fn the_shell_goes_on_while_stun_goes_unanswered() {
         // Registered starts learning socket 0's mapping from a server that
@@ -716,9 +738,8 @@ mod tests {
         let (close, closing) = watch::channel(false);
         let handle = spawn(
             messaging.downgrade(),
-            PunchConfig::default(),
+            &loopback(),
             choice,
-            Some(vec![IpAddr::from([127, 0, 0, 1])]),
             Some(silent.local_addr().unwrap()),
             signals,
             closing,
@@ -735,6 +756,47 @@ mod tests {
             started.elapsed()
         );
         assert!(handle.candidates.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_peers_candidates_that_come_while_stun_goes_unanswered_are_punched_to_after() {
+        // Candidates arrive while socket 0's mapping is being learnt: they
+        // wait for it, and the punches go out once it is learnt.
+        let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let bob = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let messaging =
+            weft_messaging::Messaging::new(Identity::new("alice").unwrap(), Default::default())
+                .await
+                .unwrap();
+        let alice = Identity::new("alice").unwrap();
+        let choice = Arc::new(Mutex::new(PathChoice::new(alice.clone(), 8)));
+        let (signals, _signalled) = mpsc::channel(8);
+        let (_close, closing) = watch::channel(false);
+        let handle = spawn(
+            messaging.downgrade(),
+            &loopback(),
+            choice,
+            Some(silent.local_addr().unwrap()),
+            signals,
+            closing,
+        )
+        .unwrap();
+        handle.input.send(PunchInput::Registered).await.unwrap();
+        let theirs = vec![udp(CandidateKind::Host, bob.local_addr().unwrap())];
+        handle
+            .input
+            .send(PunchInput::Candidates(
+                Identity::new("bob").unwrap(),
+                theirs,
+            ))
+            .await
+            .unwrap();
+        let mut buf = [0u8; 64];
+        let (n, _) = tokio::time::timeout(Duration::from_secs(10), bob.recv_from(&mut buf))
+            .await
+            .expect("a punch")
+            .unwrap();
+        assert_eq!(parse(&buf[..n]), Some((PunchKind::Punch, alice)));
     }
 
     #[tokio::test(start_paused = true)]

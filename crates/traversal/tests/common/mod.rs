@@ -89,3 +89,43 @@ pub(crate) async fn receive_all(at: Messaging, from: Identity) {
     // No second copy of anything.
     assert!(at.recv(Some(Duration::from_millis(300))).await.is_err());
 }
+
+/// A certificate authority, and for each of `names` a certificate naming
+/// it (a DNS name, for TLS as server and as client) with its key.
+pub(crate) fn certificates(
+    names: &[&str],
+) -> (
+    weft_link::tls::TrustAnchors,
+    Vec<weft_link::tls::TlsIdentity>,
+) {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+    };
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "test CA");
+    let ca_key = KeyPair::generate().unwrap();
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let identities = names
+        .iter()
+        .map(|name| {
+            let mut params = CertificateParams::new(vec![name.to_string()]).unwrap();
+            params.distinguished_name.push(DnType::CommonName, *name);
+            params.extended_key_usages = vec![
+                ExtendedKeyUsagePurpose::ServerAuth,
+                ExtendedKeyUsagePurpose::ClientAuth,
+            ];
+            let key = KeyPair::generate().unwrap();
+            let cert = params.signed_by(&key, &ca, &ca_key).unwrap();
+            weft_link::tls::TlsIdentity::from_pem(
+                cert.pem().as_bytes(),
+                key.serialize_pem().as_bytes(),
+            )
+            .unwrap()
+        })
+        .collect();
+    let anchors = weft_link::tls::TrustAnchors::from_pem(ca.pem().as_bytes()).unwrap();
+    (anchors, identities)
+}
