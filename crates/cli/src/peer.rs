@@ -51,8 +51,14 @@
 //!   lost. Messaging runs over the path as over any connection, so
 //!   `connect`, `disconnect` and `message` events are as without it.
 //!   A rendezvous run with `--bind-identity` registers this identity only
-//!   when `--cert` names it. A relay path carries no certificate of the
-//!   peer yet, so with `--bind-identity` here relay paths are `rejected`.
+//!   when `--cert` names it. With `--cert`, `--key` and `--ca`, every path
+//!   to a peer (the relay's and the direct ones) runs mutual TLS from end
+//!   to end: each side presents its certificate and checks the other's
+//!   against `--ca` and the other's identity, so the rendezvous relays
+//!   only ciphertext and `--bind-identity` holds on every path (the
+//!   `connect` event carries the peer's `cert`). Without them, paths
+//!   carry no certificate, and with `--bind-identity` they are
+//!   `rejected`.
 //! - `--quic-idle-timeout SECS`: a `quic://` connection that hears nothing
 //!   from its peer for this long is dead (both ends propose one and the
 //!   smaller holds), and a connector reconnects; a quiet connection sends
@@ -85,7 +91,7 @@ use weft_link::{Address, ConnectOptions, LinkError, ListenOptions};
 use weft_messaging::error::ProtocolError;
 use weft_messaging::storage::SqliteStorage;
 use weft_messaging::{Identity, Lane, Message, Messaging, MessagingConfig};
-use weft_traversal::{Traversal, TraversalConfig, TraversalEvent};
+use weft_traversal::{PathTls, Traversal, TraversalConfig, TraversalEvent};
 
 use crate::Failure;
 
@@ -374,9 +380,16 @@ pub(crate) async fn run(args: PeerArgs) -> Result<(), Failure> {
                 Some(tls) if url.scheme().is_tls() => ConnectOptions::tls(tls.clone()),
                 _ => ConnectOptions::default(),
             };
-            let (traversal, mut events) =
-                Traversal::start(&messaging, url, options, TraversalConfig::default())
-                    .map_err(|e| Failure::Usage(format!("--rendezvous {url}: {e}")))?;
+            let mut config = TraversalConfig::default();
+            // With a certificate and roots, every path runs mutual TLS.
+            if let (Some(identity), Some(anchors)) = (args.tls.identity()?, args.tls.anchors()?) {
+                config.tls = Some(
+                    PathTls::new(identity, anchors)
+                        .map_err(|e| Failure::Usage(format!("--cert: {e}")))?,
+                );
+            }
+            let (traversal, mut events) = Traversal::start(&messaging, url, options, config)
+                .map_err(|e| Failure::Usage(format!("--rendezvous {url}: {e}")))?;
             let o = out.clone();
             tokio::spawn(async move {
                 while let Some(event) = events.recv().await {

@@ -112,7 +112,8 @@ fn two_peers_behind_nothing_but_a_rendezvous_exchange_lines() {
 
 /// Over tls:// with certificates from `weft cert`: the rendezvous
 /// registers an identity only for a certificate that names it, and the
-/// relay works between two certified peers.
+/// paths between two certified peers run TLS with their certificates, so
+/// peers that bind identities to certificates talk over them.
 #[test]
 fn with_bind_identity_the_rendezvous_registers_only_certified_identities() {
     let dir = tempfile::tempdir().unwrap();
@@ -161,6 +162,7 @@ fn with_bind_identity_the_rendezvous_registers_only_certified_identities() {
             &ca,
             "--server-name",
             "rv",
+            "--bind-identity",
             "--rendezvous",
             &url,
         ])
@@ -174,14 +176,20 @@ fn with_bind_identity_the_rendezvous_registers_only_certified_identities() {
 
     let mut alice = peer("alice", "alice");
     assert_eq!(rv.expect("register")["ident"], "alice");
-    let bob = peer("bob", "bob");
+    let mut bob = peer("bob", "bob");
     let register = rv.expect("register");
     assert_eq!(register["ident"], "bob");
     alice.send("bob", "certified");
+    // bob took alice's identity on a path whose certificate names her.
+    let connect = bob.expect("connect");
+    assert_eq!(connect["ident"], "alice");
+    assert_eq!(connect["cert"]["names"][0], "alice", "{connect}");
     let got = bob.expect("message");
     assert_eq!(got["from"], "alice");
     assert_eq!(got["data"], "certified");
     assert_eq!(alice.expect("path")["transport"], "tcp");
+    bob.send("alice", "back");
+    assert_eq!(alice.expect("message")["data"], "back");
 }
 
 /// Beside the relay, the peers race direct paths (TCP, and QUIC on a
