@@ -73,9 +73,12 @@
 //!   travel with the TCP ones, both ends punch on a schedule (birthday
 //!   probing when one NAT is symmetric), and QUIC runs on the punched
 //!   socket itself ([`Link::adopt_quic`](weft_link::Link::adopt_quic)),
-//!   a direct path whose [`Transport`] is QUIC. Reverse connections and
-//!   port prediction are not tried yet; `Start`'s strategy byte leaves
-//!   them room.
+//!   a direct path whose [`Transport`] is QUIC. Probes toward a NAT that
+//!   varies begin with the ports right above the one the rendezvous saw
+//!   (port prediction, for NATs that allocate in sequence). A reverse
+//!   connection needs no signal of its own: both ends dial each other's
+//!   candidates, so the one that can be reached is dialled by the other,
+//!   whichever of the two asked for the path.
 //! - With certificates ([`TraversalConfig::tls`], a [`PathTls`]) every
 //!   path runs mutual TLS from end to end, the relay's channel included
 //!   ([`Link::adopt_tls`](weft_link::Link::adopt_tls)): the rendezvous

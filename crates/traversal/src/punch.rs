@@ -32,7 +32,12 @@
 //! passes the NAT as a reply; with `n` mappings among the 64,512 ports a
 //! fully random NAT uses, `m` probes hit with probability about
 //! `1 - exp(-n m / 64512)` (256 sockets and 2,048 probes: 99.97%).
-//! Two varying sides are not tried. Everything stops at
+//! Port prediction comes first: a NAT that hands out ports in sequence
+//! maps the varying side's birthday sockets just above the port the
+//! rendezvous saw, so the first [`PunchConfig::predicted_ports`] probes go
+//! to the ports right above it, in order, and the rest to random ports
+//! (against a NAT that picks at random, the predicted ones are as good
+//! as any). Two varying sides are not tried. Everything stops at
 //! [`PunchConfig::timeout`].
 
 use std::collections::{HashSet, VecDeque};
@@ -67,6 +72,11 @@ pub struct PunchConfig {
     pub birthday_probes: u32,
     /// Probes per second, at most. Default: 2,000.
     pub probe_rate: u32,
+    /// Of the probes toward a varying side, how many go first to the
+    /// ports right above the one the rendezvous saw (port prediction, for
+    /// NATs that allocate ports in sequence); counted in
+    /// `birthday_probes`. Default: 512 (twice the birthday sockets).
+    pub predicted_ports: u16,
     /// Candidate addresses of the peer used, at most. Default: 8.
     pub max_targets: usize,
     /// A schedule with no open path after this, from its start, gives up.
@@ -86,6 +96,7 @@ impl Default for PunchConfig {
             birthday_sockets: 256,
             birthday_probes: 2_048,
             probe_rate: 2_000,
+            predicted_ports: 512,
             max_targets: 8,
             timeout: Duration::from_secs(5),
             start_delay: Duration::from_millis(100),
@@ -164,10 +175,12 @@ enum Birthday {
         sockets: usize,
         next_socket: usize,
     },
-    /// The peer varies: probes to random ports of `to`'s IP.
+    /// The peer varies: probes to ports of `to`'s IP, the predicted ones
+    /// above `to`'s port first, then random ones.
     Probes {
         to: SocketAddr,
         sent: u32,
+        predicted: u16,
         tried: HashSet<u16>,
     },
 }
@@ -279,6 +292,7 @@ impl PunchSchedule {
             (false, Some(to), _) if self.config.birthday_probes > 0 => Birthday::Probes {
                 to,
                 sent: 0,
+                predicted: 0,
                 tried: HashSet::new(),
             },
             _ => Birthday::None,
@@ -415,11 +429,21 @@ impl PunchSchedule {
                 }
                 *next_socket <= *sockets
             }
-            Birthday::Probes { to, sent, tried } => {
+            Birthday::Probes {
+                to,
+                sent,
+                predicted,
+                tried,
+            } => {
                 let max = self.config.birthday_probes;
                 let mut batch = 0;
                 while batch < per_batch && *sent < max {
-                    let port = next_port(&mut self.rng);
+                    let port = if *predicted < self.config.predicted_ports {
+                        *predicted += 1;
+                        above(to.port(), *predicted)
+                    } else {
+                        next_port(&mut self.rng)
+                    };
                     if !tried.insert(port) {
                         continue;
                     }
@@ -465,6 +489,16 @@ fn usable(addr: SocketAddr) -> bool {
     let ip = addr.ip();
     let broadcast = matches!(ip, std::net::IpAddr::V4(v4) if v4.is_broadcast());
     addr.port() != 0 && !ip.is_unspecified() && !ip.is_multicast() && !broadcast
+}
+
+/// The port `offset` above `port` among those a NAT hands out
+/// ([`RANDOM_PORT_MIN`] to 65535, wrapping around).
+fn above(port: u16, offset: u16) -> u16 {
+    let span = u32::from(u16::MAX - RANDOM_PORT_MIN) + 1;
+    let from = u32::from(port.max(RANDOM_PORT_MIN) - RANDOM_PORT_MIN);
+    let at = (from + u32::from(offset)) % span;
+    // At most 64,511 above the minimum: within u16.
+    RANDOM_PORT_MIN + at as u16
 }
 
 /// A random port among those a randomising NAT hands out (xorshift64).

@@ -235,6 +235,7 @@ fn facing_a_varying_side_probes_distinct_random_ports_of_its_ip_bounded() {
     let config = PunchConfig {
         birthday_probes: 500,
         probe_rate: 2_000,
+        predicted_ports: 0,
         ..PunchConfig::default()
     };
     let mut p = PunchSchedule::new(config, true, false, 42, t0);
@@ -256,6 +257,27 @@ fn facing_a_varying_side_probes_distinct_random_ports_of_its_ip_bounded() {
         sent.iter().filter(|(at, _)| *at == first).count() <= 40,
         "the rate holds"
     );
+}
+
+#[test]
+fn the_ports_above_the_one_seen_are_probed_first_in_order() {
+    let t0 = Instant::now();
+    let config = PunchConfig {
+        birthday_probes: 300,
+        predicted_ports: 100,
+        ..PunchConfig::default()
+    };
+    // Near the top: prediction wraps around to the lowest NAT port.
+    let mut p = PunchSchedule::new(config, true, false, 42, t0);
+    p.handle_candidates(&[udp(CandidateKind::Varies, "198.51.100.7:65500")], t0);
+    let sent = run_until(&mut p, t0 + Duration::from_secs(10));
+    let ports: Vec<u16> = sent.iter().map(|(_, t)| t.to.port()).collect();
+    let predicted: Vec<u16> = (65501..=65535).chain(1024..1024 + 65).collect();
+    assert_eq!(ports[..100], predicted[..]);
+    // Then random ones, none probed twice, all within the budget.
+    assert_eq!(ports.len(), 300);
+    assert_eq!(ports.iter().collect::<HashSet<_>>().len(), 300);
+    assert!(ports.iter().all(|p| *p >= 1024));
 }
 
 #[test]
