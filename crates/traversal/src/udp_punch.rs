@@ -719,32 +719,52 @@ mod tests {
         config
     }
 
+    /// alice's punching shell, whose STUN server never answers.
+    struct Alice {
+        handle: PunchHandle,
+        signalled: mpsc::Receiver<Frame>,
+        close: watch::Sender<bool>,
+        _silent: std::net::UdpSocket,
+        _messaging: weft_messaging::Messaging,
+    }
+
+    impl Alice {
+        async fn start() -> Alice {
+            let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            let alice = Identity::new("alice").unwrap();
+            let messaging = weft_messaging::Messaging::new(alice.clone(), Default::default())
+                .await
+                .unwrap();
+            let choice = Arc::new(Mutex::new(PathChoice::new(alice, 8)));
+            let (signals, signalled) = mpsc::channel(8);
+            let (close, closing) = watch::channel(false);
+            let handle = spawn(
+                messaging.downgrade(),
+                &loopback(),
+                choice,
+                Some(silent.local_addr().unwrap()),
+                signals,
+                closing,
+            )
+            .unwrap();
+            Alice {
+                handle,
+                signalled,
+                close,
+                _silent: silent,
+                _messaging: messaging,
+            }
+        }
+    }
+
     #[tokio::test(start_paused = true)]
     async fn the_shell_goes_on_while_stun_goes_unanswered() {
         // Registered starts learning socket 0's mapping from a server that
         // never answers (1.5 s of retries); the shell still takes its
         // next input at once: here the close, after which it drops its
         // signal sender.
-        let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let messaging =
-            weft_messaging::Messaging::new(Identity::new("alice").unwrap(), Default::default())
-                .await
-                .unwrap();
-        let choice = Arc::new(Mutex::new(PathChoice::new(
-            Identity::new("alice").unwrap(),
-            8,
-        )));
-        let (signals, mut signalled) = mpsc::channel(8);
-        let (close, closing) = watch::channel(false);
-        let handle = spawn(
-            messaging.downgrade(),
-            &loopback(),
-            choice,
-            Some(silent.local_addr().unwrap()),
-            signals,
-            closing,
-        )
-        .unwrap();
+        let alice = Alice::start().await;
+        let (handle, mut signalled, close) = (alice.handle, alice.signalled, alice.close);
         let started = Instant::now();
         handle.input.send(PunchInput::Registered).await.unwrap();
         tokio::task::yield_now().await;
@@ -762,25 +782,9 @@ mod tests {
     async fn a_peers_candidates_that_come_while_stun_goes_unanswered_are_punched_to_after() {
         // Candidates arrive while socket 0's mapping is being learnt: they
         // wait for it, and the punches go out once it is learnt.
-        let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         let bob = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let messaging =
-            weft_messaging::Messaging::new(Identity::new("alice").unwrap(), Default::default())
-                .await
-                .unwrap();
-        let alice = Identity::new("alice").unwrap();
-        let choice = Arc::new(Mutex::new(PathChoice::new(alice.clone(), 8)));
-        let (signals, _signalled) = mpsc::channel(8);
-        let (_close, closing) = watch::channel(false);
-        let handle = spawn(
-            messaging.downgrade(),
-            &loopback(),
-            choice,
-            Some(silent.local_addr().unwrap()),
-            signals,
-            closing,
-        )
-        .unwrap();
+        let alice = Alice::start().await;
+        let handle = &alice.handle;
         handle.input.send(PunchInput::Registered).await.unwrap();
         let theirs = vec![udp(CandidateKind::Host, bob.local_addr().unwrap())];
         handle
@@ -796,7 +800,10 @@ mod tests {
             .await
             .expect("a punch")
             .unwrap();
-        assert_eq!(parse(&buf[..n]), Some((PunchKind::Punch, alice)));
+        assert_eq!(
+            parse(&buf[..n]),
+            Some((PunchKind::Punch, Identity::new("alice").unwrap()))
+        );
     }
 
     #[tokio::test(start_paused = true)]

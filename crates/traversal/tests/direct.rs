@@ -14,7 +14,7 @@ use weft_messaging::{Identity, Messaging};
 use weft_traversal::{Transport, Traversal, TraversalConfig, TraversalEvent, TraversalEvents, Via};
 
 use common::{
-    COUNT, LOOPBACK, WAIT, next_path, peer_with, receive_all, rendezvous, send_both_ways,
+    COUNT, LOOPBACK, WAIT, exchange, next_path, peer_with, receive_all, rendezvous, send_both_ways,
 };
 
 async fn peer(name: &str, at: &Address) -> (Messaging, Traversal, TraversalEvents) {
@@ -45,13 +45,7 @@ async fn a_direct_path_replaces_the_relay_and_nothing_is_lost() {
     );
 
     // From the first moment: nothing waits for a hole.
-    let senders = send_both_ways(&alice, &bob);
-    to_alice.reach(bob.identity()).unwrap();
-    to_bob.reach(alice.identity()).unwrap();
-    let receivers = [
-        tokio::spawn(receive_all(alice.clone(), bob.identity().clone())),
-        tokio::spawn(receive_all(bob.clone(), alice.identity().clone())),
-    ];
+    let exchange = exchange((&alice, &to_alice), (&bob, &to_bob));
 
     // The relay first, then the direct path, on each side.
     for (events, port) in [(&mut alice_events, bob_port), (&mut bob_events, alice_port)] {
@@ -62,12 +56,7 @@ async fn a_direct_path_replaces_the_relay_and_nothing_is_lost() {
         assert_eq!(direct.transport, Transport::Tcp);
         assert_eq!(direct.remote, Some(SocketAddr::new(LOOPBACK, port)));
     }
-    for r in receivers {
-        timeout(WAIT, r).await.unwrap().unwrap();
-    }
-    for s in senders {
-        s.await.unwrap();
-    }
+    exchange.finish().await;
     // One connection each, the direct one; its remote is the other's
     // direct port.
     let info = alice.peer_info(bob.identity()).expect("connected");
@@ -151,13 +140,7 @@ async fn crossing_direct_streams_settle_on_one() {
     let two = vec![LOOPBACK, IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2))];
     let (alice, to_alice, mut alice_events) = peer_on("alice", &at, two.clone()).await;
     let (bob, to_bob, mut bob_events) = peer_on("bob", &at, two).await;
-    to_alice.reach(bob.identity()).unwrap();
-    to_bob.reach(alice.identity()).unwrap();
-    let senders = send_both_ways(&alice, &bob);
-    let receivers = [
-        tokio::spawn(receive_all(alice.clone(), bob.identity().clone())),
-        tokio::spawn(receive_all(bob.clone(), alice.identity().clone())),
-    ];
+    let exchange = exchange((&alice, &to_alice), (&bob, &to_bob));
     let mut directs = Vec::new();
     for events in [&mut alice_events, &mut bob_events] {
         loop {
@@ -168,12 +151,7 @@ async fn crossing_direct_streams_settle_on_one() {
             }
         }
     }
-    for r in receivers {
-        timeout(WAIT, r).await.unwrap().unwrap();
-    }
-    for s in senders {
-        s.await.unwrap();
-    }
+    exchange.finish().await;
     // The same stream at both ends: each one's remote is the other's local.
     let local = |m: &Messaging, peer: &Identity| {
         let info = m.peer_info(peer).expect("connected");

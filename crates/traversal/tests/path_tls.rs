@@ -14,7 +14,7 @@ use weft_link::tls::TlsIdentity;
 use weft_messaging::{Identity, Message, Messaging, MessagingConfig};
 use weft_traversal::{PathTls, Traversal, TraversalConfig, TraversalEvents, Via};
 
-use common::{LOOPBACK, WAIT, certificates, next_path, receive_all, rendezvous, send_both_ways};
+use common::{LOOPBACK, WAIT, certificates, exchange, next_path, rendezvous};
 
 /// A peer `name` whose messaging binds identities to certificates, with
 /// paths secured by `identity` (a certificate of the CA `anchors` come
@@ -54,19 +54,11 @@ async fn the_relay_carries_tls_and_each_peer_proves_its_identity() {
     let (alice, to_alice, mut alice_events) =
         peer("alice", &at, ids[0].clone(), &anchors, false).await;
     let (bob, to_bob, mut bob_events) = peer("bob", &at, ids[1].clone(), &anchors, false).await;
-    let senders = send_both_ways(&alice, &bob);
-    to_alice.reach(bob.identity()).unwrap();
-    to_bob.reach(alice.identity()).unwrap();
+    let exchange = exchange((&alice, &to_alice), (&bob, &to_bob));
     for events in [&mut alice_events, &mut bob_events] {
         assert_eq!(next_path(events).await.via, Via::Relay);
     }
-    let receivers = [
-        tokio::spawn(receive_all(alice.clone(), bob.identity().clone())),
-        tokio::spawn(receive_all(bob.clone(), alice.identity().clone())),
-    ];
-    for task in senders.into_iter().chain(receivers) {
-        timeout(WAIT, task).await.unwrap().unwrap();
-    }
+    exchange.finish().await;
     assert_eq!(proven(&alice, bob.identity()), ["bob"]);
     assert_eq!(proven(&bob, alice.identity()), ["alice"]);
     // What the rendezvous relayed was TLS: more than the messages, and
@@ -84,13 +76,7 @@ async fn a_direct_path_carries_tls_too() {
     let (alice, to_alice, mut alice_events) =
         peer("alice", &at, ids[0].clone(), &anchors, true).await;
     let (bob, to_bob, mut bob_events) = peer("bob", &at, ids[1].clone(), &anchors, true).await;
-    let senders = send_both_ways(&alice, &bob);
-    to_alice.reach(bob.identity()).unwrap();
-    to_bob.reach(alice.identity()).unwrap();
-    let receivers = [
-        tokio::spawn(receive_all(alice.clone(), bob.identity().clone())),
-        tokio::spawn(receive_all(bob.clone(), alice.identity().clone())),
-    ];
+    let exchange = exchange((&alice, &to_alice), (&bob, &to_bob));
     // The relay, then a direct path (TCP or QUIC, whichever comes first),
     // on each side.
     for events in [&mut alice_events, &mut bob_events] {
@@ -100,9 +86,7 @@ async fn a_direct_path_carries_tls_too() {
         }
         assert_eq!(path.via, Via::Direct);
     }
-    for task in senders.into_iter().chain(receivers) {
-        timeout(WAIT, task).await.unwrap().unwrap();
-    }
+    exchange.finish().await;
     let info = alice.peer_info(bob.identity()).expect("connected");
     assert_ne!(
         info.connection.peer.as_ref().and_then(Address::socket_addr),

@@ -8,12 +8,11 @@
 
 mod common;
 
-use tokio::time::timeout;
 use weft_link::Address;
 use weft_messaging::Messaging;
 use weft_traversal::{Transport, Traversal, TraversalConfig, TraversalEvents, Via};
 
-use common::{LOOPBACK, WAIT, next_path, peer_with, receive_all, rendezvous, send_both_ways};
+use common::{LOOPBACK, exchange, next_path, peer_with, rendezvous};
 
 /// A peer that offers loopback only and dials no TCP candidate: its
 /// direct path can only be UDP's.
@@ -30,13 +29,7 @@ async fn a_punched_udp_path_carries_quic_and_replaces_the_relay() {
     let (alice, to_alice, mut alice_events) = peer("alice", &at).await;
     let (bob, to_bob, mut bob_events) = peer("bob", &at).await;
 
-    let senders = send_both_ways(&alice, &bob);
-    to_alice.reach(bob.identity()).unwrap();
-    to_bob.reach(alice.identity()).unwrap();
-    let receivers = [
-        tokio::spawn(receive_all(alice.clone(), bob.identity().clone())),
-        tokio::spawn(receive_all(bob.clone(), alice.identity().clone())),
-    ];
+    let exchange = exchange((&alice, &to_alice), (&bob, &to_bob));
 
     // The relay first, then the direct path over QUIC, on each side.
     for events in [&mut alice_events, &mut bob_events] {
@@ -47,12 +40,7 @@ async fn a_punched_udp_path_carries_quic_and_replaces_the_relay() {
         assert_eq!(direct.transport, Transport::Quic);
         assert_eq!(direct.remote.map(|a| a.ip()), Some(LOOPBACK));
     }
-    for r in receivers {
-        timeout(WAIT, r).await.unwrap().unwrap();
-    }
-    for s in senders {
-        s.await.unwrap();
-    }
+    exchange.finish().await;
     // Messaging's one connection to bob is the QUIC one.
     let info = alice.peer_info(bob.identity()).expect("connected");
     let remote = info.connection.peer.expect("a peer address");
@@ -81,13 +69,7 @@ async fn with_both_races_at_once_both_ends_keep_one_and_the_same_direct_path() {
     let (alice, to_alice, mut alice_events) = peer_with("alice", &at, both()).await;
     let (bob, to_bob, mut bob_events) = peer_with("bob", &at, both()).await;
 
-    let senders = send_both_ways(&alice, &bob);
-    to_alice.reach(bob.identity()).unwrap();
-    to_bob.reach(alice.identity()).unwrap();
-    let receivers = [
-        tokio::spawn(receive_all(alice.clone(), bob.identity().clone())),
-        tokio::spawn(receive_all(bob.clone(), alice.identity().clone())),
-    ];
+    let exchange = exchange((&alice, &to_alice), (&bob, &to_bob));
     let mut direct = Vec::new();
     for events in [&mut alice_events, &mut bob_events] {
         let relay = next_path(events).await;
@@ -97,12 +79,7 @@ async fn with_both_races_at_once_both_ends_keep_one_and_the_same_direct_path() {
         direct.push(path.transport);
     }
     assert_eq!(direct[0], direct[1], "both ends on one transport");
-    for r in receivers {
-        timeout(WAIT, r).await.unwrap().unwrap();
-    }
-    for s in senders {
-        s.await.unwrap();
-    }
+    exchange.finish().await;
     // Each end's one connection to the other is that path, and neither
     // refused a second direct connection.
     for (at, other) in [(&alice, &bob), (&bob, &alice)] {

@@ -74,6 +74,37 @@ pub(crate) fn send_both_ways(a: &Messaging, b: &Messaging) -> Vec<JoinHandle<()>
     senders
 }
 
+/// Two peers exchanging messages: see [`exchange`].
+pub(crate) struct Exchange {
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// From the first moment, before any path exists: [`COUNT`] numbered
+/// messages each way, each peer reaching the other, and a task per peer
+/// taking the other's messages ([`receive_all`]).
+pub(crate) fn exchange(a: (&Messaging, &Traversal), b: (&Messaging, &Traversal)) -> Exchange {
+    let mut tasks = send_both_ways(a.0, b.0);
+    a.1.reach(b.0.identity()).unwrap();
+    b.1.reach(a.0.identity()).unwrap();
+    for (at, from) in [(a.0, b.0), (b.0, a.0)] {
+        tasks.push(tokio::spawn(receive_all(
+            at.clone(),
+            from.identity().clone(),
+        )));
+    }
+    Exchange { tasks }
+}
+
+impl Exchange {
+    /// Waits for every message to be sent and taken, each task within
+    /// [`WAIT`].
+    pub(crate) async fn finish(self) {
+        for task in self.tasks {
+            timeout(WAIT, task).await.unwrap().unwrap();
+        }
+    }
+}
+
 /// Takes the [`COUNT`] messages `from` sent, once each and in order.
 pub(crate) async fn receive_all(at: Messaging, from: Identity) {
     for i in 0..COUNT {
