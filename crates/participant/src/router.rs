@@ -51,19 +51,20 @@ pub(crate) struct Router {
     max_hops: u8,
     neighbours: BTreeSet<String>,
     /// What each neighbour told us it reaches, and in how many hops.
-    learned: HashMap<String, HashMap<String, u8>>,
+    /// (In name order, as the neighbours: ties go the same way every time.)
+    learned: BTreeMap<String, HashMap<String, u8>>,
     /// The best route to every identity we reach: hops and next hop.
     /// Kept up to date one identity at a time: a change touches only the
     /// identities it names, and each is worked out again from the
     /// neighbours' lists ([`settle`](Self::settle)), so a change costs
     /// the neighbours, not the group.
-    best: BTreeMap<String, (u8, String)>,
+    best: HashMap<String, (u8, String)>,
     /// The identities whose best route moved since the last
     /// [`changed_advertisements`](Self::changed_advertisements): only
     /// their entries can differ from what each neighbour was told.
     moved: BTreeSet<String>,
     /// What we last told each neighbour, by identity.
-    told: HashMap<String, BTreeMap<String, u8>>,
+    told: HashMap<String, HashMap<String, u8>>,
     /// The neighbours told only what changed (their Hello said they take
     /// it).
     changes: BTreeSet<String>,
@@ -78,8 +79,8 @@ impl Router {
             me: me.into(),
             max_hops: max_hops.max(1),
             neighbours: BTreeSet::new(),
-            learned: HashMap::new(),
-            best: BTreeMap::new(),
+            learned: BTreeMap::new(),
+            best: HashMap::new(),
             moved: BTreeSet::new(),
             told: HashMap::new(),
             changes: BTreeSet::new(),
@@ -105,7 +106,7 @@ impl Router {
         self.dirty = true;
         self.settle(n);
         for dest in learned.keys() {
-            self.settle(dest);
+            self.offer_moved(n, dest, None);
         }
     }
 
@@ -129,22 +130,21 @@ impl Router {
         let mut touched = Vec::new();
         for dest in removed {
             if table.remove(&dest).is_some() {
-                touched.push(dest);
+                touched.push((dest, None));
             }
         }
         for (dest, hops) in set {
-            let changed = if hops >= 1 && hops < max && dest != *me {
-                table.insert(dest.clone(), hops) != Some(hops)
-            } else {
-                table.remove(&dest).is_some()
-            };
-            if changed {
-                touched.push(dest);
+            if hops >= 1 && hops < max && dest != *me {
+                if table.insert(dest.clone(), hops) != Some(hops) {
+                    touched.push((dest, Some(hops)));
+                }
+            } else if table.remove(&dest).is_some() {
+                touched.push((dest, None));
             }
         }
         self.dirty |= !touched.is_empty();
-        for dest in &touched {
-            self.settle(dest);
+        for (dest, hops) in &touched {
+            self.offer_moved(n, dest, *hops);
         }
     }
 
@@ -165,21 +165,40 @@ impl Router {
         }
         let empty = HashMap::new();
         let old = old.unwrap_or(&empty);
-        let touched: Vec<String> = old
+        let touched: Vec<(String, Option<u8>)> = old
             .iter()
             .filter(|(dest, hops)| table.get(*dest) != Some(hops))
-            .map(|(dest, _)| dest.clone())
+            .map(|(dest, _)| (dest.clone(), table.get(dest).copied()))
             .chain(
                 table
-                    .keys()
-                    .filter(|dest| !old.contains_key(*dest))
-                    .cloned(),
+                    .iter()
+                    .filter(|(dest, _)| !old.contains_key(*dest))
+                    .map(|(dest, hops)| (dest.clone(), Some(*hops))),
             )
             .collect();
         self.learned.insert(n.to_owned(), table);
         self.dirty = true;
-        for dest in &touched {
-            self.settle(dest);
+        for (dest, hops) in &touched {
+            self.offer_moved(n, dest, *hops);
+        }
+    }
+
+    /// Neighbour `n` now reaches `dest` in `hops` (`None`: no longer):
+    /// the best route to `dest` moves to `n` when that is better, and is
+    /// worked out again from all neighbours only when it went through `n`
+    /// and got no better.
+    fn offer_moved(&mut self, n: &str, dest: &str, hops: Option<u8>) {
+        let offer = hops
+            .map(|h| h.saturating_add(1))
+            .filter(|total| *total <= self.max_hops);
+        let best = self.best.get(dest).map(|(h, via)| (*h, via.as_str()));
+        match (offer, best) {
+            (Some(total), best) if best.is_none_or(|b| (total, n) < b) => {
+                self.best.insert(dest.to_owned(), (total, n.to_owned()));
+                self.moved.insert(dest.to_owned());
+            }
+            (_, Some((_, via))) if via == n => self.settle(dest),
+            _ => {}
         }
     }
 
@@ -211,8 +230,8 @@ impl Router {
         }
         let mut best: Option<(u8, &str)> = None;
         // Neighbours in name order, so ties go the same way every time.
-        for n in &self.neighbours {
-            let Some(hops) = self.learned.get(n).and_then(|r| r.get(dest)) else {
+        for (n, routes) in &self.learned {
+            let Some(hops) = routes.get(dest) else {
                 continue;
             };
             let total = hops.saturating_add(1);
@@ -253,14 +272,17 @@ impl Router {
 
     /// The routes, for display.
     pub(crate) fn routes(&self) -> Vec<IdentityRoute> {
-        self.best
+        let mut routes: Vec<IdentityRoute> = self
+            .best
             .iter()
             .map(|(destination, (hops, next_hop))| IdentityRoute {
                 destination: destination.clone(),
                 next_hop: next_hop.clone(),
                 hops: *hops,
             })
-            .collect()
+            .collect();
+        routes.sort_unstable_by(|a, b| a.destination.cmp(&b.destination));
+        routes
     }
 
     /// What to tell neighbour `n`: every identity we reach except `n`
@@ -314,7 +336,10 @@ impl Router {
             let advert = if self.changes.contains(n) {
                 Advert::Changes { set, removed }
             } else {
-                Advert::Full(told.iter().map(|(d, h)| (d.clone(), *h)).collect())
+                let mut list: Vec<(String, u8)> =
+                    told.iter().map(|(d, h)| (d.clone(), *h)).collect();
+                list.sort_unstable();
+                Advert::Full(list)
             };
             out.push((n.clone(), advert));
         }
@@ -370,17 +395,23 @@ impl Router {
 }
 
 /// What to tell neighbour `n`, from the best routes: every identity in
-/// `table` except `n` itself and those reached through `n` (split horizon).
-fn advertisement(table: &BTreeMap<String, (u8, String)>, n: &str) -> Vec<(String, u8)> {
-    table
-        .iter()
+/// `table` except `n` itself and those reached through `n` (split
+/// horizon), in name order.
+fn advertisement<'a>(
+    table: impl IntoIterator<Item = (&'a String, &'a (u8, String))>,
+    n: &str,
+) -> Vec<(String, u8)> {
+    let mut list: Vec<(String, u8)> = table
+        .into_iter()
         .filter(|(dest, (_, via))| *dest != n && via != n)
         .map(|(dest, (hops, _))| (dest.clone(), *hops))
-        .collect()
+        .collect();
+    list.sort_unstable();
+    list
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn env(to: &str, from: &str, hops_left: u8, path: &[&str]) -> Envelope {
@@ -559,7 +590,7 @@ mod tests {
         assert_eq!(b.route(&mut e), Decision::Drop(DropReason::NoRoute));
     }
     /// A small xorshift generator: the same sequence every run.
-    pub(crate) struct Rng(u64);
+    pub(crate) struct Rng(pub(crate) u64);
 
     impl Rng {
         pub(crate) fn below(&mut self, n: u64) -> u64 {
@@ -617,7 +648,8 @@ mod tests {
                     _ => {}
                 }
                 let scratch = r.table_from_scratch();
-                assert_eq!(r.best, scratch, "seed {seed}");
+                let kept: BTreeMap<String, (u8, String)> = r.best.clone().into_iter().collect();
+                assert_eq!(kept, scratch, "seed {seed}");
                 if rng.below(3) == 0 {
                     let mut want = Vec::new();
                     for n in &r.neighbours {
