@@ -126,10 +126,12 @@ struct Neighbour {
 }
 
 /// The best route to a subscriber: how many hops, through which neighbour.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 struct Best {
     hops: u8,
     via: String,
+    /// How many filters its entry in an Interest list carries.
+    specs: usize,
 }
 
 /// Interest and routed publications of one participant. See the
@@ -141,9 +143,25 @@ pub(crate) struct Interest {
     epoch: u64,
     next_seq: u64,
     neighbours: BTreeMap<String, Neighbour>,
-    /// The best route to every subscriber we reach, worked out again after
-    /// every change.
+    /// The best route to every subscriber we reach, kept up to date one
+    /// subscriber at a time: a change touches only the subscribers it
+    /// names, each worked out again from the neighbours
+    /// ([`touch`](Self::touch)), so a change costs the neighbours, not
+    /// the group.
     best: BTreeMap<String, Best>,
+    /// The filters of all entries of `best`: with `best`'s length, whether
+    /// an Interest list could be cut to fit one control message.
+    specs_total: usize,
+    /// The subscribers touched since the last
+    /// [`changed_advertisements`](Self::changed_advertisements): only
+    /// their entries can differ from what each neighbour was told.
+    pending: BTreeSet<String>,
+    /// Whether the next [`changed_advertisements`](Self::changed_advertisements)
+    /// compares whole lists: the last one's lists may have been cut, so
+    /// they may lack entries no change touched.
+    compare_whole: bool,
+    /// The most entries, and filters, in one Interest list.
+    max_list: usize,
     seen: RecentNames,
     deliveries: VecDeque<Delivery>,
     /// Whether what we reach may have changed since the last
@@ -180,6 +198,10 @@ impl Interest {
             next_seq: 0,
             neighbours: BTreeMap::new(),
             best: BTreeMap::new(),
+            specs_total: 0,
+            pending: BTreeSet::new(),
+            compare_whole: false,
+            max_list: MAX_LIST,
             seen: RecentNames::new(DEFAULT_RECENT),
             deliveries: VecDeque::new(),
             changed: false,
@@ -197,7 +219,7 @@ impl Interest {
     /// (default zero: at once). See the [module documentation](self).
     pub(crate) fn set_grace(&mut self, grace: Duration) {
         self.grace = grace;
-        self.refresh();
+        self.sort_out_of_sight();
     }
 
     /// The same, naming publications with another epoch.
@@ -223,13 +245,18 @@ impl Interest {
     /// Hello says it can ([`handle_hello`](Self::handle_hello)).
     pub(crate) fn neighbour_up(&mut self, n: &str) {
         self.neighbours.entry(n.to_owned()).or_default();
-        self.refresh();
+        self.touch(n);
     }
 
     /// `n`'s stream ended: what it told us goes with it.
     pub(crate) fn neighbour_down(&mut self, n: &str) {
-        self.neighbours.remove(n);
-        self.refresh();
+        let Some(gone) = self.neighbours.remove(n) else {
+            return;
+        };
+        self.touch(n);
+        for subscriber in gone.learned.keys() {
+            self.touch(subscriber);
+        }
     }
 
     /// `n`'s Hello: whether it routes interest (and is told ours), and
@@ -240,7 +267,11 @@ impl Interest {
             neighbour.takes_changes = takes_changes;
             // A new Hello starts a new conversation: tell it everything.
             neighbour.told = None;
-            self.refresh();
+            let reached: Vec<String> = neighbour.learned.keys().cloned().collect();
+            self.touch(n);
+            for subscriber in &reached {
+                self.touch(subscriber);
+            }
         }
     }
 
@@ -248,7 +279,7 @@ impl Interest {
     pub(crate) fn set_direct<'a>(&mut self, n: &str, specs: impl Iterator<Item = &'a FilterSpec>) {
         if let Some(neighbour) = self.neighbours.get_mut(n) {
             neighbour.direct = specs.cloned().collect();
-            self.refresh();
+            self.touch(n);
         }
     }
 
@@ -262,6 +293,7 @@ impl Interest {
             return;
         };
         let mut old = std::mem::take(&mut neighbour.learned);
+        let mut touched: Vec<String> = Vec::with_capacity(entries.len());
         for (subscriber, hops, specs) in entries {
             if subscriber == self.me || subscriber == n || hops == 0 || hops >= max {
                 continue;
@@ -269,11 +301,14 @@ impl Interest {
             let previous = old.remove(&subscriber);
             let learned = self.learn(previous, hops, &specs);
             if let (Some(l), Some(neighbour)) = (learned, self.neighbours.get_mut(n)) {
-                neighbour.learned.insert(subscriber, l);
+                neighbour.learned.insert(subscriber.clone(), l);
             }
+            touched.push(subscriber);
         }
         self.changed |= !old.is_empty();
-        self.refresh();
+        for subscriber in touched.iter().chain(old.keys()) {
+            self.touch(subscriber);
+        }
     }
 
     /// What changed in `n`'s list: entries new or different (one of
@@ -289,8 +324,12 @@ impl Interest {
         let Some(neighbour) = self.neighbours.get_mut(n) else {
             return;
         };
+        let mut touched: Vec<String> = Vec::with_capacity(set.len() + removed.len());
         for subscriber in removed {
-            self.changed |= neighbour.learned.remove(&subscriber).is_some();
+            if neighbour.learned.remove(&subscriber).is_some() {
+                self.changed = true;
+                touched.push(subscriber);
+            }
         }
         for (subscriber, hops, specs) in set {
             if subscriber == self.me || subscriber == n {
@@ -303,18 +342,21 @@ impl Interest {
             let had = previous.is_some();
             if hops == 0 || hops >= max {
                 self.changed |= had;
-                continue;
-            }
-            match self.learn(previous, hops, &specs) {
-                Some(l) => {
-                    if let Some(neighbour) = self.neighbours.get_mut(n) {
-                        neighbour.learned.insert(subscriber, l);
+            } else {
+                match self.learn(previous, hops, &specs) {
+                    Some(l) => {
+                        if let Some(neighbour) = self.neighbours.get_mut(n) {
+                            neighbour.learned.insert(subscriber.clone(), l);
+                        }
                     }
+                    None => self.changed |= had,
                 }
-                None => self.changed |= had,
             }
+            touched.push(subscriber);
         }
-        self.refresh();
+        for subscriber in &touched {
+            self.touch(subscriber);
+        }
     }
 
     /// A subscriber told with `hops` and `specs`, from what was learned of
@@ -360,7 +402,7 @@ impl Interest {
         if mesh != self.mesh || sight != self.sight {
             self.mesh = mesh;
             self.sight = sight;
-            self.refresh();
+            self.sort_out_of_sight();
         }
     }
 
@@ -504,8 +546,84 @@ impl Interest {
 
     /// The Interest lists that changed since each neighbour was last told,
     /// for the neighbours that route interest (whole lists, or what
-    /// changed to those that take it); records them as told.
+    /// changed to those that take it); records them as told. Only the
+    /// entries of subscribers touched since the last call are compared
+    /// with what each neighbour was told, unless a list may be cut to fit
+    /// one message (then, and once after, whole lists are compared).
     pub(crate) fn changed_advertisements(&mut self) -> Vec<(String, Advert<InterestEntry>)> {
+        let pending = take(&mut self.pending);
+        let may_cut = self.best.len() > self.max_list || self.specs_total > self.max_list;
+        if std::mem::replace(&mut self.compare_whole, may_cut) || may_cut {
+            return self.changed_whole_advertisements();
+        }
+        let mut out = Vec::new();
+        let names: Vec<String> = self
+            .neighbours
+            .iter()
+            .filter(|(_, n)| n.capable)
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in names {
+            if self.neighbours.get(&name).is_some_and(|n| n.told.is_none()) {
+                let full = self.advertisement_for(&name);
+                if let Some(neighbour) = self.neighbours.get_mut(&name) {
+                    neighbour.told = Some(full.clone());
+                }
+                out.push((name, Advert::Full(full)));
+                continue;
+            }
+            let Some(told) = self.neighbours.get(&name).and_then(|n| n.told.as_ref()) else {
+                continue;
+            };
+            // Compared in place; only the entries that differ are copied.
+            let entries: Vec<(&String, Option<InterestEntry>)> = pending
+                .iter()
+                .filter(|s| {
+                    let at = told.binary_search_by(|e| e.0.as_str().cmp(s)).ok();
+                    !self.entry_is(&name, s, at.map(|i| &told[i]))
+                })
+                .map(|s| (s, self.entry_for(&name, s)))
+                .collect();
+            let neighbour = self.neighbours.get_mut(&name).expect("listed above");
+            let Some(told) = neighbour.told.as_mut() else {
+                continue;
+            };
+            let (mut set, mut removed) = (Vec::new(), Vec::new());
+            for (s, now) in entries {
+                let at = told.binary_search_by(|e| e.0.as_str().cmp(s));
+                match (at, now) {
+                    (Ok(i), Some(e)) if told[i] != e => {
+                        told[i] = e.clone();
+                        set.push(e);
+                    }
+                    (Ok(i), None) => {
+                        told.remove(i);
+                        removed.push(s.to_string());
+                    }
+                    (Err(i), Some(e)) => {
+                        told.insert(i, e.clone());
+                        set.push(e);
+                    }
+                    _ => {}
+                }
+            }
+            if set.is_empty() && removed.is_empty() {
+                continue;
+            }
+            let advert = if neighbour.takes_changes {
+                Advert::Changes { set, removed }
+            } else {
+                Advert::Full(told.clone())
+            };
+            out.push((name, advert));
+        }
+        out
+    }
+
+    /// [`changed_advertisements`](Self::changed_advertisements) by whole
+    /// lists: each neighbour's worked out and compared with what it was
+    /// told.
+    fn changed_whole_advertisements(&mut self) -> Vec<(String, Advert<InterestEntry>)> {
         let mut out = Vec::new();
         let names: Vec<String> = self
             .neighbours
@@ -573,66 +691,152 @@ impl Interest {
 
     // ===== internals =====
 
-    /// Works out the best route to every subscriber: a capable
-    /// neighbour's own subscribers are 1 hop away, what a capable
-    /// neighbour reaches in `h` hops is `h + 1` away; the fewest hops win,
-    /// ties going to the neighbour first in name order.
-    fn refresh(&mut self) {
-        let mut best: BTreeMap<String, Best> = BTreeMap::new();
-        for (name, n) in self.neighbours.iter().filter(|(_, n)| n.capable) {
-            let direct = (!n.direct.is_empty()).then_some((name, 0u8));
-            let learned = n.learned.iter().map(|(s, l)| (s, l.hops));
-            for (subscriber, hops) in direct.into_iter().chain(learned) {
-                let hops = hops.saturating_add(1);
-                if hops > self.max_hops || *subscriber == self.me {
-                    continue;
-                }
-                match best.get(subscriber) {
-                    Some(b) if b.hops <= hops => {}
-                    _ => {
-                        best.insert(
-                            subscriber.clone(),
-                            Best {
-                                hops,
-                                via: name.clone(),
-                            },
-                        );
-                    }
-                }
+    /// A change named `subscriber`: its best route is worked out again
+    /// (see [`best_of`](Self::best_of)), it is sorted in or out of sight
+    /// again, and its entry is compared with what each neighbour was told
+    /// at the next [`changed_advertisements`](Self::changed_advertisements).
+    fn touch(&mut self, subscriber: &str) {
+        let now = self.best_of(subscriber);
+        let before = self.best.get(subscriber);
+        let moved = before.map(|b| (b.hops, b.via.as_str()))
+            != now.as_ref().map(|b| (b.hops, b.via.as_str()));
+        self.changed |= moved;
+        self.specs_total -= before.map_or(0, |b| b.specs);
+        self.specs_total += now.as_ref().map_or(0, |b| b.specs);
+        match now {
+            Some(b) => {
+                self.best.insert(subscriber.to_owned(), b);
+            }
+            None => {
+                self.best.remove(subscriber);
             }
         }
-        self.changed |= best != self.best;
-        self.best = best;
-        self.sort_out_of_sight();
+        self.sort_one(subscriber);
+        self.pending.insert(subscriber.to_owned());
     }
 
-    /// Which subscribers are out of sight (reached only through others,
-    /// not neighbours, not expected as neighbours), and of those which
-    /// are routed to and which wait out the grace.
-    fn sort_out_of_sight(&mut self) {
-        let out: BTreeSet<&String> = self
-            .best
-            .iter()
-            .filter(|(s, b)| {
-                b.hops >= 2 && !self.neighbours.contains_key(*s) && !self.sight.contains(*s)
-            })
-            .map(|(s, _)| s)
-            .collect();
-        let before = self.far.len();
-        self.far.retain(|s| out.contains(s));
-        self.hidden.retain(|s, _| out.contains(s));
-        let wait = self.mesh && !self.grace.is_zero();
-        for s in out {
-            if !self.far.contains(s) && !self.hidden.contains_key(s) {
-                if wait {
-                    self.hidden.insert(s.clone(), None);
+    /// The best route to `subscriber`: a capable neighbour's own
+    /// subscribers are 1 hop away, what a capable neighbour reaches in `h`
+    /// hops is `h + 1` away; the fewest hops win, ties going to the
+    /// neighbour first in name order.
+    fn best_of(&self, subscriber: &str) -> Option<Best> {
+        if subscriber == self.me {
+            return None;
+        }
+        let mut best: Option<(u8, &String, &Neighbour)> = None;
+        for (name, n) in self.neighbours.iter().filter(|(_, n)| n.capable) {
+            let hops = if name == subscriber {
+                (!n.direct.is_empty()).then_some(0u8)
+            } else {
+                n.learned.get(subscriber).map(|l| l.hops)
+            };
+            let Some(hops) = hops.map(|h| h.saturating_add(1)) else {
+                continue;
+            };
+            if hops <= self.max_hops && best.is_none_or(|(h, _, _)| hops < h) {
+                best = Some((hops, name, n));
+            }
+        }
+        let (hops, via, n) = best?;
+        let specs = if via == subscriber {
+            n.direct.len()
+        } else {
+            n.learned
+                .get(subscriber)
+                .map_or(0, |l| l.filters.specs().count())
+        };
+        Some(Best {
+            hops,
+            via: via.clone(),
+            specs,
+        })
+    }
+
+    /// Whether `subscriber` is out of sight: reached only through others,
+    /// not a neighbour, not expected as one.
+    fn out_of_sight(&self, subscriber: &str) -> bool {
+        self.best.get(subscriber).is_some_and(|b| b.hops >= 2)
+            && !self.neighbours.contains_key(subscriber)
+            && !self.sight.contains(subscriber)
+    }
+
+    /// Sorts `subscriber` in or out of sight: one out of sight is routed
+    /// to, or waits out the grace; one in sight is neither.
+    fn sort_one(&mut self, subscriber: &str) {
+        if self.out_of_sight(subscriber) {
+            if !self.far.contains(subscriber) && !self.hidden.contains_key(subscriber) {
+                if self.mesh && !self.grace.is_zero() {
+                    self.hidden.insert(subscriber.to_owned(), None);
                 } else {
-                    self.far.insert(s.clone());
+                    self.far.insert(subscriber.to_owned());
                     self.changed = true;
                 }
             }
+        } else {
+            self.changed |= self.far.remove(subscriber);
+            self.hidden.remove(subscriber);
         }
-        self.changed |= self.far.len() != before;
+    }
+
+    /// Sorts every subscriber in or out of sight again (what is in sight
+    /// changed).
+    fn sort_out_of_sight(&mut self) {
+        let all: Vec<String> = self
+            .best
+            .keys()
+            .chain(self.far.iter())
+            .chain(self.hidden.keys())
+            .cloned()
+            .collect();
+        for subscriber in &all {
+            self.sort_one(subscriber);
+        }
+    }
+
+    /// Whether `told` is the entry of `subscriber` in what to tell
+    /// neighbour `n` (see [`entry_for`](Self::entry_for)).
+    fn entry_is(&self, n: &str, subscriber: &str, told: Option<&InterestEntry>) -> bool {
+        let now = self
+            .best
+            .get(subscriber)
+            .filter(|b| subscriber != n && b.via != n && b.hops < self.max_hops)
+            .and_then(|b| Some((b, self.neighbours.get(&b.via)?)));
+        match (now, told) {
+            (None, None) => true,
+            (Some((b, via)), Some((_, hops, specs))) => {
+                b.hops == *hops
+                    && if subscriber == b.via {
+                        via.direct.iter().eq(specs.iter())
+                    } else {
+                        via.learned
+                            .get(subscriber)
+                            .is_some_and(|l| l.filters.specs().eq(specs.iter()))
+                    }
+            }
+            _ => false,
+        }
+    }
+
+    /// The entry of `subscriber` in what to tell neighbour `n` (see
+    /// [`advertisement_for`](Self::advertisement_for)), when no list is
+    /// cut to fit.
+    fn entry_for(&self, n: &str, subscriber: &str) -> Option<InterestEntry> {
+        let b = self.best.get(subscriber)?;
+        if subscriber == n || b.via == n || b.hops >= self.max_hops {
+            return None;
+        }
+        let via = self.neighbours.get(&b.via)?;
+        let specs: Vec<FilterSpec> = if subscriber == b.via {
+            via.direct.iter().cloned().collect()
+        } else {
+            via.learned
+                .get(subscriber)?
+                .filters
+                .specs()
+                .cloned()
+                .collect()
+        };
+        Some((subscriber.to_owned(), b.hops, specs))
     }
 
     /// What to tell neighbour `n`: every subscriber we reach but `n` and
@@ -660,7 +864,7 @@ impl Interest {
                 }
             };
             filters += specs.len();
-            if entries.len() >= MAX_LIST || filters > MAX_LIST {
+            if entries.len() >= self.max_list || filters > self.max_list {
                 break;
             }
             entries.push((s.clone(), b.hops, specs));
@@ -934,5 +1138,158 @@ mod tests {
         c.handle_publication("b", copy(0), &Bytes::from_static(b"x"), |_| true);
         assert_eq!(c.stats().duplicates, 1);
         assert_eq!(c.stats().delivered, n + 2);
+    }
+    /// The best routes worked out from scratch, as every subscriber's
+    /// (hops, next hop): what the routes kept one subscriber at a time
+    /// must equal.
+    fn best_from_scratch(i: &Interest) -> BTreeMap<String, (u8, String)> {
+        let mut best: BTreeMap<String, (u8, String)> = BTreeMap::new();
+        for (name, n) in i.neighbours.iter().filter(|(_, n)| n.capable) {
+            let direct = (!n.direct.is_empty()).then_some((name, 0u8));
+            let learned = n.learned.iter().map(|(s, l)| (s, l.hops));
+            for (subscriber, hops) in direct.into_iter().chain(learned) {
+                let hops = hops.saturating_add(1);
+                if hops > i.max_hops || *subscriber == i.me {
+                    continue;
+                }
+                match best.get(subscriber) {
+                    Some((h, _)) if *h <= hops => {}
+                    _ => {
+                        best.insert(subscriber.clone(), (hops, name.clone()));
+                    }
+                }
+            }
+        }
+        best
+    }
+
+    /// Random sequences of neighbours coming, going and greeting, their
+    /// own subscribers, whole lists and changes, what is in sight and the
+    /// time, some with lists short enough to be cut: after every step the
+    /// routes equal those worked out from scratch, every subscriber out
+    /// of sight is routed to or waits (and no other), and what is told
+    /// equals what comparing whole lists with what each neighbour was told
+    /// gives.
+    #[test]
+    fn interest_kept_one_subscriber_at_a_time_equals_that_worked_out_from_scratch() {
+        let names: Vec<String> = (0..10).map(|i| format!("s{i:02}")).collect();
+        let specs = [spec("a"), spec("b"), spec("c")];
+        let (mut full, mut changes) = (0, 0);
+        for seed in 1..=20u64 {
+            let mut rng = crate::router::tests::Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+            let mut i = interest("s00");
+            i.set_grace(Duration::from_secs(1));
+            if seed % 2 == 0 {
+                i.max_list = 4;
+            }
+            let mut told: BTreeMap<String, Vec<InterestEntry>> = BTreeMap::new();
+            let t0 = Instant::now();
+            let pick = |rng: &mut crate::router::tests::Rng| {
+                names[rng.below(names.len() as u64) as usize].clone()
+            };
+            let some_specs = |rng: &mut crate::router::tests::Rng| -> Vec<FilterSpec> {
+                specs
+                    .iter()
+                    .filter(|_| rng.below(2) == 0)
+                    .cloned()
+                    .collect()
+            };
+            let list = |rng: &mut crate::router::tests::Rng| -> Vec<InterestEntry> {
+                (0..rng.below(6))
+                    .map(|_| (pick(rng), rng.below(10) as u8, some_specs(rng)))
+                    .collect()
+            };
+            for step in 0..300u64 {
+                let n = pick(&mut rng);
+                match rng.below(10) {
+                    0 => i.neighbour_up(&n),
+                    1 => {
+                        i.neighbour_down(&n);
+                        told.remove(&n);
+                    }
+                    2 => {
+                        if i.neighbours.contains_key(&n) {
+                            told.remove(&n);
+                        }
+                        i.handle_hello(&n, rng.below(4) != 0, rng.below(2) == 0);
+                    }
+                    3 => {
+                        let direct = some_specs(&mut rng);
+                        i.set_direct(&n, direct.iter());
+                    }
+                    4 | 5 => {
+                        let l = list(&mut rng);
+                        i.handle_interest(&n, l);
+                    }
+                    6 | 7 => {
+                        let set = list(&mut rng);
+                        let removed = list(&mut rng).into_iter().map(|e| e.0).collect();
+                        i.handle_interest_changes(&n, set, removed);
+                    }
+                    8 => {
+                        let sight = (rng.below(3) != 0).then(|| {
+                            names
+                                .iter()
+                                .filter(|_| rng.below(3) == 0)
+                                .cloned()
+                                .collect()
+                        });
+                        i.set_sight(sight);
+                    }
+                    _ => i.tick(t0 + Duration::from_millis(100 * step)),
+                }
+                let scratch = best_from_scratch(&i);
+                let kept: BTreeMap<String, (u8, String)> = i
+                    .best
+                    .iter()
+                    .map(|(s, b)| (s.clone(), (b.hops, b.via.clone())))
+                    .collect();
+                assert_eq!(kept, scratch, "seed {seed}");
+                let specs_total: usize = i
+                    .best
+                    .iter()
+                    .map(|(s, b)| {
+                        let via = &i.neighbours[&b.via];
+                        match via.learned.get(s) {
+                            Some(l) => l.filters.specs().count(),
+                            None => via.direct.len(),
+                        }
+                    })
+                    .sum();
+                assert_eq!(i.specs_total, specs_total, "seed {seed}");
+                let out: BTreeSet<&String> = scratch
+                    .iter()
+                    .filter(|(s, (hops, _))| {
+                        *hops >= 2 && !i.neighbours.contains_key(*s) && !i.sight.contains(*s)
+                    })
+                    .map(|(s, _)| s)
+                    .collect();
+                let sorted: BTreeSet<&String> = i.far.iter().chain(i.hidden.keys()).collect();
+                assert_eq!(sorted, out, "seed {seed}");
+                assert!(i.far.iter().all(|s| !i.hidden.contains_key(s)));
+                if rng.below(3) == 0 {
+                    let mut want = Vec::new();
+                    for (name, n) in i.neighbours.iter().filter(|(_, n)| n.capable) {
+                        let adv = i.advertisement_for(name);
+                        let before = told.get(name);
+                        if before != Some(&adv) {
+                            let before = before.map(Vec::as_slice);
+                            let advert = Advert::between(before, &adv, n.takes_changes, |e| &e.0);
+                            match advert {
+                                Advert::Full(_) => full += 1,
+                                Advert::Changes { .. } => changes += 1,
+                            }
+                            want.push((name.clone(), advert));
+                            told.insert(name.clone(), adv);
+                        }
+                    }
+                    assert_eq!(i.changed_advertisements(), want, "seed {seed}");
+                }
+            }
+        }
+        assert!(
+            full > 100 && changes > 100,
+            "{full} lists, {changes} changes"
+        );
     }
 }
