@@ -21,6 +21,12 @@
 //!   at most 5 s, and every run direct;
 //! - every run passes the test.
 //!
+//! Then the quic:// lanes lab (`weft-cli`'s `quic_lanes_netns`: two `weft
+//! peer` processes over a path with 5% loss each way and 20 ms added each
+//! way), N times: the control lane's p99 latency beside a bulk transfer
+//! on the data lane against its p99 alone, in a second table. Target:
+//! the ratio's median over the runs at most 1.25x (issue 18).
+//!
 //! The exit status is non-zero when a target is missed. Without root, `ip
 //! netns` or nft (installed with apt-get when missing and we may), it says
 //! so and fails rather than measure nothing. `cargo xtask ci` does not run
@@ -85,6 +91,14 @@ const CELLS: &[Cell] = &[
     },
 ];
 
+/// The lanes lab: `weft-cli`'s test binary and its test.
+const LANES_TEST: &str = "quic_lanes_netns";
+const LANES_TEST_FN: &str =
+    "bulk_on_the_data_lane_keeps_the_control_lanes_p99_over_a_lossy_delayed_path";
+/// The lanes target: the control lane's p99 beside the bulk at most this
+/// many times its p99 alone (the median over the runs).
+const LANES_RATIO: f64 = 1.25;
+
 /// The targets, in milliseconds.
 const FIRST_P95_MS: f64 = 1_000.0;
 const DIRECT_P50_MS: f64 = 1_500.0;
@@ -100,7 +114,8 @@ const DIR: &str = "target/natlab";
 pub(crate) fn run(args: &[String]) -> Result<(), String> {
     let runs = parse_args(args)?;
     check_host()?;
-    let exe = build()?;
+    let exe = build("weft-traversal", "nat_lab")?;
+    let lanes_exe = build("weft-cli", LANES_TEST)?;
 
     let dir = util::root().join(DIR);
     let logs = dir.join("logs");
@@ -116,7 +131,8 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     for n in 1..=runs {
         for (cell, done) in CELLS.iter().zip(&mut results) {
             let log = logs.join(format!("{}-{n}.log", cell.tag));
-            let run = run_once(&exe, cell, &record, &log)?;
+            let (passed, recorded) = run_once(&exe, cell.test, cell.tag, &record, &log)?;
+            let run = Run::of(passed, recorded.as_ref());
             println!("    {} {n}/{runs}: {}", cell.name, run.describe(&log));
             done.push(run);
         }
@@ -131,7 +147,17 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
         .zip(&results)
         .map(|(cell, runs)| Row::of(cell, runs))
         .collect();
-    let table = render(&rows);
+    println!("\n==> the quic:// lanes lab, {runs} run(s)");
+    let mut lanes = Vec::new();
+    for n in 1..=runs {
+        let log = logs.join(format!("lanes-{n}.log"));
+        let (passed, recorded) = run_once(&lanes_exe, LANES_TEST_FN, "lanes", &record, &log)?;
+        let run = LanesRun::of(passed, recorded.as_ref());
+        println!("    lanes {n}/{runs}: {}", run.describe(&log));
+        lanes.push(run);
+    }
+    let lanes = LanesRow::of(&lanes);
+    let table = format!("{}\n{}", render(&rows), lanes.render());
     println!("\n{table}");
     let latest = dir.join("latest.md");
     fs::write(&latest, &table).map_err(|e| format!("{}: {e}", latest.display()))?;
@@ -139,7 +165,10 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     println!("records: {}", record.display());
     println!("logs:    {}", logs.display());
 
-    let missed: Vec<&str> = rows.iter().filter(|r| !r.met()).map(|r| r.name).collect();
+    let mut missed: Vec<&str> = rows.iter().filter(|r| !r.met()).map(|r| r.name).collect();
+    if !lanes.met() {
+        missed.push("quic:// lanes");
+    }
     if missed.is_empty() {
         Ok(())
     } else {
@@ -195,8 +224,8 @@ fn check_host() -> Result<(), String> {
     Ok(())
 }
 
-/// Builds the `nat_lab` test binary; its path.
-fn build() -> Result<PathBuf, String> {
+/// Builds `package`'s integration test `test`; its binary's path.
+fn build(package: &str, test: &str) -> Result<PathBuf, String> {
     let mut c = cargo();
     c.args([
         "test",
@@ -204,44 +233,51 @@ fn build() -> Result<PathBuf, String> {
         "--profile",
         "profiling",
         "-p",
-        "weft-traversal",
+        package,
         "--test",
-        "nat_lab",
+        test,
         "--no-run",
         "--message-format=json-render-diagnostics",
     ])
     .stdout(Stdio::piped())
     .stderr(Stdio::inherit());
-    println!("\n==> build the nat_lab test\n    $ {c:?}");
+    println!("\n==> build the {test} test\n    $ {c:?}");
     let start = Instant::now();
     let out = c
         .output()
         .map_err(|e| format!("cargo could not start: {e}"))?;
     println!("    (build: {:.1}s)", start.elapsed().as_secs_f64());
     if !out.status.success() {
-        return Err(format!("building the nat_lab test failed ({})", out.status));
+        return Err(format!("building the {test} test failed ({})", out.status));
     }
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|line| json::parse(line).ok())
         .find_map(|msg| {
             let artifact = msg.get("reason")?.as_str()? == "compiler-artifact"
-                && msg.get("target")?.get("name")?.as_str()? == "nat_lab";
+                && msg.get("target")?.get("name")?.as_str()? == test;
             let exe = msg.get("executable")?.as_str()?;
             artifact.then(|| PathBuf::from(exe))
         })
-        .ok_or_else(|| "cargo named no nat_lab test binary".into())
+        .ok_or_else(|| format!("cargo named no {test} test binary"))
 }
 
-/// Runs `cell`'s test once, its output to `log`; what it recorded.
-fn run_once(exe: &Path, cell: &Cell, record: &Path, log: &Path) -> Result<Run, String> {
+/// Runs the test `test` of `exe` once, its output to `log`: whether it
+/// passed, and the last line it recorded for `tag`.
+fn run_once(
+    exe: &Path,
+    test: &str,
+    tag: &str,
+    record: &Path,
+    log: &Path,
+) -> Result<(bool, Option<Value>), String> {
     let offset = fs::metadata(record).map_or(0, |m| m.len() as usize);
     let out = fs::File::create(log).map_err(|e| format!("{}: {e}", log.display()))?;
     let err = out
         .try_clone()
         .map_err(|e| format!("{}: {e}", log.display()))?;
     let mut child = Command::new(exe)
-        .args(["--exact", cell.test, "--test-threads=1", "--nocapture"])
+        .args(["--exact", test, "--test-threads=1", "--nocapture"])
         .env("WEFT_NATLAB_RECORD", record)
         .stdin(Stdio::null())
         .stdout(out)
@@ -254,15 +290,12 @@ fn run_once(exe: &Path, cell: &Cell, record: &Path, log: &Path) -> Result<Run, S
             Ok(Some(status)) => break status.success(),
             Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
             Ok(None) => {
-                println!(
-                    "    !! {} still running after {RUN_LIMIT:?}: killed",
-                    cell.name
-                );
+                println!("    !! {test} still running after {RUN_LIMIT:?}: killed");
                 let _ = child.kill();
                 let _ = child.wait();
                 break false;
             }
-            Err(e) => return Err(format!("waiting for {}: {e}", cell.test)),
+            Err(e) => return Err(format!("waiting for {test}: {e}")),
         }
     };
     // A run that was killed left its namespaces behind.
@@ -272,30 +305,30 @@ fn run_once(exe: &Path, cell: &Cell, record: &Path, log: &Path) -> Result<Run, S
     let mut recorded = None;
     for line in text.get(offset..).unwrap_or("").lines() {
         let value = json::parse(line).map_err(|e| format!("{}: {e}", record.display()))?;
-        if value.get("cell").and_then(Value::as_str) == Some(cell.tag) {
+        if value.get("cell").and_then(Value::as_str) == Some(tag) {
             recorded = Some(value);
         }
     }
     if passed && recorded.is_none() {
         return Err(format!(
-            "{} passed without measuring (skipped? see {})",
-            cell.test,
+            "{test} passed without measuring (skipped? see {})",
             log.display()
         ));
     }
-    Ok(Run::of(passed, recorded.as_ref()))
+    Ok((passed, recorded))
 }
 
 /// Deletes the namespaces of the lab run by process `pid`
-/// (`weft-trav-PID-...`), which only a killed run leaves behind.
+/// (`weft-trav-PID-...`, `weft-cli-PID-...`), which only a killed run
+/// leaves behind.
 fn remove_namespaces_of(pid: u32) {
-    let prefix = format!("weft-trav-{pid}-");
+    let prefixes = [format!("weft-trav-{pid}-"), format!("weft-cli-{pid}-")];
     let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else {
         return;
     };
     for line in String::from_utf8_lossy(&out.stdout).lines() {
         let name = line.split_whitespace().next().unwrap_or_default();
-        if name.starts_with(&prefix) {
+        if prefixes.iter().any(|p| name.starts_with(p.as_str())) {
             println!("    removing {name}, left behind");
             let _ = Command::new("ip").args(["netns", "delete", name]).status();
         }
@@ -434,6 +467,100 @@ impl Row {
     }
 }
 
+/// What one run of the lanes lab measured, in ms: the control lane's p50
+/// and p99 alone and beside the bulk.
+#[derive(Debug, Clone, PartialEq)]
+struct LanesRun {
+    passed: bool,
+    alone: Option<(f64, f64)>,
+    bulk: Option<(f64, f64)>,
+}
+
+impl LanesRun {
+    fn of(passed: bool, record: Option<&Value>) -> LanesRun {
+        let number = |key: &str| record?.get(key)?.as_f64();
+        let both = |p50: &str, p99: &str| Some((number(p50)?, number(p99)?));
+        LanesRun {
+            passed,
+            alone: both("alone_p50_ms", "alone_p99_ms"),
+            bulk: both("bulk_p50_ms", "bulk_p99_ms"),
+        }
+    }
+
+    /// The p99 beside the bulk over the p99 alone.
+    fn ratio(&self) -> Option<f64> {
+        Some(self.bulk?.1 / self.alone?.1)
+    }
+
+    fn describe(&self, log: &Path) -> String {
+        let pair = |v: Option<(f64, f64)>| {
+            v.map_or("-".into(), |(p50, p99)| {
+                format!("p50 {p50:.1} p99 {p99:.1} ms")
+            })
+        };
+        let verdict = if self.passed {
+            "passed".to_owned()
+        } else {
+            format!("FAILED (see {})", log.display())
+        };
+        format!(
+            "alone {}, beside the bulk {}, ratio {}: {verdict}",
+            pair(self.alone),
+            pair(self.bulk),
+            self.ratio().map_or("-".into(), |r| format!("{r:.2}x"))
+        )
+    }
+}
+
+/// The lanes lab's runs summed up.
+#[derive(Debug)]
+struct LanesRow {
+    runs: usize,
+    passed: usize,
+    /// Medians over the runs of the p99 alone and beside the bulk.
+    p99: Option<(f64, f64)>,
+    /// The ratio's median and largest.
+    ratio: Option<(f64, f64)>,
+}
+
+impl LanesRow {
+    fn of(runs: &[LanesRun]) -> LanesRow {
+        let median = |values: Vec<f64>| (!values.is_empty()).then(|| percentile(&values, 50.0));
+        let ratios: Vec<f64> = runs.iter().filter_map(LanesRun::ratio).collect();
+        let alone = median(runs.iter().filter_map(|r| Some(r.alone?.1)).collect());
+        let bulk = median(runs.iter().filter_map(|r| Some(r.bulk?.1)).collect());
+        LanesRow {
+            runs: runs.len(),
+            passed: runs.iter().filter(|r| r.passed).count(),
+            p99: alone.zip(bulk),
+            ratio: median(ratios.clone()).zip(ratios.iter().copied().reduce(f64::max)),
+        }
+    }
+
+    fn met(&self) -> bool {
+        self.passed == self.runs && self.ratio.is_some_and(|(median, _)| median <= LANES_RATIO)
+    }
+
+    fn render(&self) -> String {
+        let ms = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.1} ms"));
+        format!(
+            "| quic:// lanes | runs passed | control p99 alone | beside bulk | ratio median / most \
+             | target met |\n| --- | --- | --- | --- | --- | --- |\n\
+             | 5% loss and 20 ms each way | {}/{} | {} | {} | {} | {} |\n\n\
+             The control lane's p99 latency (median over the runs) while the data lane carries \
+             16 KiB messages, against its p99 alone. Target: ratio median <= {LANES_RATIO}x; \
+             every run passes the test (which asserts <= 2.5x + 50 ms).\n",
+            self.passed,
+            self.runs,
+            ms(self.p99.map(|p| p.0)),
+            ms(self.p99.map(|p| p.1)),
+            self.ratio
+                .map_or("-".into(), |(m, most)| format!("{m:.2}x / {most:.2}x")),
+            if self.met() { "yes" } else { "NO" },
+        )
+    }
+}
+
 /// The `p`th percentile (0 to 100) of `values`, by the nearest rank on a
 /// sorted copy, as weft-bench reckons it. `values` must not be empty.
 fn percentile(values: &[f64], p: f64) -> f64 {
@@ -544,6 +671,29 @@ mod tests {
             }
         );
         assert_eq!(Run::of(false, None).first_ms, None);
+    }
+
+    #[test]
+    fn the_lanes_ratio_is_the_median_of_the_runs() {
+        let run = |alone: f64, bulk: f64| LanesRun {
+            passed: true,
+            alone: Some((10.0, alone)),
+            bulk: Some((20.0, bulk)),
+        };
+        let row = LanesRow::of(&[run(100.0, 110.0), run(100.0, 200.0), run(50.0, 60.0)]);
+        assert_eq!(row.ratio, Some((1.2, 2.0)));
+        assert!(row.met());
+        let row = LanesRow::of(&[run(100.0, 130.0)]);
+        assert!(!row.met(), "1.3x");
+        let mut failed = run(100.0, 100.0);
+        failed.passed = false;
+        assert!(!LanesRow::of(&[failed]).met());
+        let line = json::parse(
+            r#"{"cell":"lanes","alone_p50_ms":22.5,"alone_p99_ms":80,"bulk_p50_ms":40,"bulk_p99_ms":120}"#,
+        )
+        .unwrap();
+        assert_eq!(LanesRun::of(true, Some(&line)).ratio(), Some(1.5));
+        assert_eq!(LanesRun::of(false, None).ratio(), None);
     }
 
     #[test]

@@ -30,8 +30,10 @@
 //! ahead of it, seconds here: the p99 with the bulk must stay within
 //! 2.5 times the p99 without it, plus 50 ms.
 //!
-//! Without root, `ip netns` or nft, the test says loudly that it was
-//! skipped, and passes.
+//! With `WEFT_NATLAB_RECORD` set, the test appends its figures to that
+//! file as one JSON line before it asserts (`cargo xtask natlab` reads
+//! them). Without root, `ip netns` or nft, the test says loudly that it
+//! was skipped, and passes.
 
 #![cfg(target_os = "linux")]
 
@@ -277,11 +279,34 @@ fn bulk_on_the_data_lane_keeps_the_control_lanes_p99_over_a_lossy_delayed_path()
         with_bulk.shown(),
         loaded.as_secs_f64() / base.as_secs_f64(),
     );
+    record(&alone, &with_bulk);
     assert!(dropped > 0, "the loss rule dropped nothing");
     assert!(
         loaded <= base.mul_f64(2.5) + Duration::from_millis(50),
         "the bulk held up the control lane: p99 {loaded:?} against {base:?}"
     );
+}
+
+/// With `WEFT_NATLAB_RECORD` set, appends the two phases' figures to that
+/// file as one JSON line.
+fn record(alone: &Phase, with_bulk: &Phase) {
+    let Some(path) = std::env::var_os("WEFT_NATLAB_RECORD") else {
+        return;
+    };
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let line = serde_json::json!({
+        "cell": "lanes",
+        "alone_p50_ms": ms(alone.percentile(50)),
+        "alone_p99_ms": ms(alone.p99()),
+        "bulk_p50_ms": ms(with_bulk.percentile(50)),
+        "bulk_p99_ms": ms(with_bulk.p99()),
+    });
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .expect("the record file opens");
+    std::io::Write::write_all(&mut file, format!("{line}\n").as_bytes()).expect("recorded");
 }
 
 /// The forwarder: run by the test above inside bob's namespace, with

@@ -32,14 +32,16 @@
 //!
 //! The simulator itself is for this crate's tests (so the names above are
 //! not links: with the feature on, only what follows is public). With the `sim` feature
-//! (off by default) one measurement is public, for the bench:
+//! (off by default) two measurements are public, for the bench:
 //! [`started_at_once`], a group started at once, how long it takes to
 //! converge, how many streams each participant holds, and what an idle
-//! participant sends ([`GroupRun`]).
+//! participant sends ([`GroupRun`]); and [`churned`], such a group with a
+//! tenth of it restarting every minute, how many publications reach the
+//! subscribers that never restart ([`ChurnRun`]).
 
-// Outside this crate's tests only the measurement of a group started
-// at once is used (the `sim` feature, for the bench): the rest of the
-// simulator is there for the tests.
+// Outside this crate's tests only the measurements of a group started
+// at once and of churn are used (the `sim` feature, for the bench): the
+// rest of the simulator is there for the tests.
 #![cfg_attr(not(test), allow(dead_code))]
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -55,9 +57,11 @@ use weft_messaging::{Identity, TopicFilter};
 use crate::control::{Decoded, FilterSpec, decode};
 use crate::core::{Dial, ParticipantCore, TransmitKind};
 
+pub use churn::{ChurnRun, churned};
 pub use group::{CONVERGENCE_LIMIT, GroupRun, started_at_once};
 
 mod beacons;
+mod churn;
 #[cfg(test)]
 mod churn_tests;
 mod group;
