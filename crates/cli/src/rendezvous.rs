@@ -9,7 +9,10 @@
 //!   `{"event":"ready","listen":[URL, ...],"stun":"ip:port"}` with the
 //!   addresses actually bound; STUN is answered over UDP on the IP and
 //!   port of the first listen URL (with `--alt-ip`, RFC 5780 on that
-//!   second IP and the next port).
+//!   second IP and the next port). Without `--alt-ip` a second STUN
+//!   server answers on another port of that IP, which the line names as
+//!   `"second_stun":"ip:port"` (peers learn it when they register, and
+//!   tell from it whether their NAT maps each destination anew).
 //! - Then one JSON line per event: `register` (`ident`, `observed`),
 //!   `refused` (`ident`, `reason`), `unregister` (`ident`), `relay`
 //!   (`channel`, `from`, `to`) when a relay starts and `relay_end`
@@ -117,7 +120,11 @@ pub(crate) async fn run(args: RendezvousArgs) -> Result<(), Failure> {
         .map(ToString::to_string)
         .collect();
     let stun = rendezvous.stun_addr().map(|a| a.to_string());
-    print(json!({"event": "ready", "listen": listen, "stun": stun}));
+    let mut ready = json!({"event": "ready", "listen": listen, "stun": stun});
+    if let Some(second) = rendezvous.second_stun_addr() {
+        ready["second_stun"] = json!(second.to_string());
+    }
+    print(ready);
     loop {
         let event = tokio::select! {
             event = events.recv() => event,

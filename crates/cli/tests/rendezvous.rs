@@ -20,19 +20,24 @@ fn rendezvous_ready_line_names_listen_urls_and_stun() {
     assert!(url.starts_with("tcp://127.0.0.1:") && port != "0", "{url}");
     assert_eq!(ready["stun"], format!("127.0.0.1:{port}"));
 
-    // STUN answers on that UDP port.
-    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    socket.set_read_timeout(Some(WAIT)).unwrap();
-    let mut request = vec![0x00, 0x01, 0x00, 0x00, 0x21, 0x12, 0xa4, 0x42];
-    request.extend_from_slice(&[7u8; 12]);
-    socket
-        .send_to(&request, format!("127.0.0.1:{port}"))
-        .unwrap();
-    let mut buf = [0u8; 512];
-    let (n, _) = socket.recv_from(&mut buf).unwrap();
-    assert!(n >= 20);
-    assert_eq!(&buf[..2], &[0x01, 0x01], "a Binding success response");
-    assert_eq!(&buf[8..20], &[7u8; 12], "our transaction id");
+    // Without --alt-ip, a second STUN server on another port of that IP.
+    let second = ready["second_stun"].as_str().expect("a second STUN server");
+    assert!(second.starts_with("127.0.0.1:"), "{second}");
+    assert_ne!(second, ready["stun"].as_str().unwrap());
+
+    // STUN answers on both UDP ports.
+    for at in [format!("127.0.0.1:{port}"), second.to_owned()] {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket.set_read_timeout(Some(WAIT)).unwrap();
+        let mut request = vec![0x00, 0x01, 0x00, 0x00, 0x21, 0x12, 0xa4, 0x42];
+        request.extend_from_slice(&[7u8; 12]);
+        socket.send_to(&request, &at).unwrap();
+        let mut buf = [0u8; 512];
+        let (n, _) = socket.recv_from(&mut buf).unwrap();
+        assert!(n >= 20);
+        assert_eq!(&buf[..2], &[0x01, 0x01], "a Binding success response");
+        assert_eq!(&buf[8..20], &[7u8; 12], "our transaction id");
+    }
 }
 
 #[test]

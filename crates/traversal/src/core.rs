@@ -81,6 +81,8 @@ pub struct RendezvousCore {
     transmits: VecDeque<Transmit>,
     events: VecDeque<RendezvousEvent>,
     stats: RendezvousStats,
+    /// The port of the second STUN server, told in `Registered`.
+    second_stun: Option<u16>,
 }
 
 fn pair_key(a: &Identity, b: &Identity) -> (Identity, Identity) {
@@ -106,7 +108,16 @@ impl RendezvousCore {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             stats: RendezvousStats::default(),
+            second_stun: None,
         }
+    }
+
+    /// Names the port of a second STUN server on the IP of the
+    /// rendezvous's STUN (one that has no RFC 5780 alternate address), told
+    /// to each peer as it registers: a peer whose mapping differs there
+    /// knows that its NAT maps each destination anew.
+    pub fn set_second_stun(&mut self, port: Option<u16>) {
+        self.second_stun = port;
     }
 
     /// The configuration.
@@ -419,7 +430,14 @@ impl RendezvousCore {
         self.unregistered_count = self.unregistered_count.saturating_sub(1);
         self.registry.insert(identity.clone(), conn);
         self.stats.registered += 1;
-        self.send(conn, Frame::Registered { observed });
+        let second_stun = self.second_stun;
+        self.send(
+            conn,
+            Frame::Registered {
+                observed,
+                second_stun,
+            },
+        );
         self.event(RendezvousEvent::Registered {
             identity: identity.clone(),
             conn,

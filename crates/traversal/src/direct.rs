@@ -48,8 +48,9 @@ const ACCEPT_REST: Duration = Duration::from_millis(100);
 /// What the traversal's task tells the direct shell.
 #[derive(Debug)]
 pub(crate) enum DirectInput {
-    /// The rendezvous sees us at this address.
-    Registered(Option<SocketAddr>),
+    /// The rendezvous sees us at this address (and has a second STUN
+    /// server on this port of its STUN IP).
+    Registered(Option<SocketAddr>, Option<u16>),
     /// A relay path to the peer opened.
     Relay(Identity),
     /// The peer's candidates.
@@ -256,7 +257,7 @@ impl Shell {
             return;
         };
         let passed = match input {
-            DirectInput::Registered(_) => PunchInput::Registered,
+            DirectInput::Registered(_, second_stun) => PunchInput::Registered(*second_stun),
             DirectInput::Candidates(peer, addrs) => {
                 PunchInput::Candidates(peer.clone(), addrs.clone())
             }
@@ -273,7 +274,7 @@ impl Shell {
         let now = Self::now();
         self.to_punch(&input);
         match input {
-            DirectInput::Registered(observed) => self.observed = observed,
+            DirectInput::Registered(observed, _) => self.observed = observed,
             DirectInput::Relay(peer) => {
                 self.choice().handle_relay(&peer, now);
                 self.core.handle_relay(&peer, now);

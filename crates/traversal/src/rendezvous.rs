@@ -43,7 +43,9 @@ pub struct RendezvousOptions {
     /// a `quic://` listener holds. Default: `true`.
     pub stun: bool,
     /// A second IP for RFC 5780 (CHANGE-REQUEST): the STUN server then
-    /// also answers on it and on the primary port + 1. Default: none.
+    /// also answers on it and on the primary port + 1. Without one, a
+    /// second plain STUN server answers on another port of the first IP
+    /// ([`Rendezvous::second_stun_addr`]). Default: none.
     pub alternate_ip: Option<IpAddr>,
     /// The protocol's limits and policies.
     pub config: RendezvousConfig,
@@ -101,6 +103,7 @@ struct Shared {
     task: Mutex<Option<JoinHandle<()>>>,
     listening: Vec<Address>,
     stun: Option<SocketAddr>,
+    second_stun: Option<SocketAddr>,
     stats: Arc<Mutex<RendezvousStats>>,
     events_dropped: Arc<AtomicU64>,
 }
@@ -197,13 +200,28 @@ impl Rendezvous {
             .as_ref()
             .map(StunServer::primary)
             .or(on_quic.as_ref().map(|(at, _)| *at));
+        // Without RFC 5780, a second plain STUN server on another port of
+        // the same IP lets peers tell whether their mapping varies.
+        let second_stun = match stun_addr {
+            Some(at) if options.alternate_ip.is_none() => Some(
+                StunServer::bind(StunServerConfig {
+                    listen: SocketAddr::new(at.ip(), 0),
+                    ..StunServerConfig::default()
+                })
+                .await?,
+            ),
+            _ => None,
+        };
+        let second_stun_addr = second_stun.as_ref().map(StunServer::primary);
+        let mut core = RendezvousCore::new(options.config);
+        core.set_second_stun(second_stun_addr.map(|a| a.port()));
         let (commands, command_rx) = mpsc::channel(16);
         let (closing, closing_rx) = watch::channel(false);
         let (events_tx, events_rx) = mpsc::channel(options.event_capacity.max(1));
         let stats = Arc::new(Mutex::new(RendezvousStats::default()));
         let events_dropped = Arc::new(AtomicU64::new(0));
         let run = Run {
-            core: RendezvousCore::new(options.config),
+            core,
             senders: HashMap::new(),
             events: events_tx,
             stats: stats.clone(),
@@ -212,7 +230,7 @@ impl Rendezvous {
         let task = tokio::spawn(async move {
             run.run(&mut packeter, command_rx, closing_rx).await;
             packeter.link().close().await;
-            drop(stun);
+            drop((stun, second_stun));
             if let Some((_, answering)) = on_quic {
                 answering.abort();
             }
@@ -223,6 +241,7 @@ impl Rendezvous {
             task: Mutex::new(Some(task)),
             listening,
             stun: stun_addr,
+            second_stun: second_stun_addr,
             stats,
             events_dropped,
         };
@@ -243,6 +262,17 @@ impl Rendezvous {
     /// Where STUN is answered over UDP, when it is.
     pub fn stun_addr(&self) -> Option<SocketAddr> {
         self.shared.stun
+    }
+
+    /// Where the second STUN server answers, when there is one: without
+    /// an [`alternate_ip`](RendezvousOptions::alternate_ip), a plain STUN
+    /// server on another port of [`stun_addr`](Self::stun_addr)'s IP,
+    /// which `Registered` names to each peer, so that a peer whose NAT
+    /// maps each destination port anew finds out (and punches by birthday
+    /// probing). A firewall in front of the rendezvous must let it through
+    /// as it lets the first.
+    pub fn second_stun_addr(&self) -> Option<SocketAddr> {
+        self.shared.second_stun
     }
 
     /// The core's counters.

@@ -486,9 +486,12 @@ impl Run {
 
     fn handle_frame(&mut self, frame: Frame) {
         match frame {
-            Frame::Registered { observed } => {
+            Frame::Registered {
+                observed,
+                second_stun,
+            } => {
                 self.registered = true;
-                self.direct(DirectInput::Registered(observed));
+                self.direct(DirectInput::Registered(observed, second_stun));
                 self.emit(TraversalEvent::Registered { observed });
                 self.reach_wanted(false);
             }

@@ -59,8 +59,10 @@ const MAX_TOLD: usize = 256;
 /// What the direct shell passes on to this one.
 #[derive(Debug)]
 pub(crate) enum PunchInput {
-    /// Registered at the rendezvous: learn socket 0's mapping if not yet.
-    Registered,
+    /// Registered at the rendezvous: learn socket 0's mapping if not yet
+    /// (the rendezvous has a second STUN server on this port of its STUN
+    /// IP, when it has no RFC 5780 alternate address).
+    Registered(Option<u16>),
     /// The peer's candidates.
     Candidates(Identity, Vec<Candidate>),
     /// The peer's start signal for UDP punching, with its delay.
@@ -165,6 +167,7 @@ pub(crate) fn spawn(
         choice,
         host_ips,
         stun,
+        second_stun: None,
         signals,
         candidates: candidates.clone(),
         socket0: Some(socket),
@@ -213,6 +216,8 @@ struct Shell {
     /// host's.
     host_ips: Option<Vec<IpAddr>>,
     stun: Option<SocketAddr>,
+    /// The rendezvous's second STUN server, when it named one.
+    second_stun: Option<SocketAddr>,
     signals: mpsc::Sender<Frame>,
     candidates: Arc<Mutex<Vec<Candidate>>>,
     /// Socket 0 before its mapping is learnt and its reader started.
@@ -289,7 +294,12 @@ impl Shell {
     async fn handle_input(&mut self, input: PunchInput) {
         let now = Self::now();
         match input {
-            PunchInput::Registered => self.learn_mapping(),
+            PunchInput::Registered(second_stun) => {
+                self.second_stun = second_stun
+                    .zip(self.stun)
+                    .map(|(port, stun)| SocketAddr::new(stun.ip(), port));
+                self.learn_mapping();
+            }
             PunchInput::Candidates(peer, addrs) => {
                 self.tell(&peer, now);
                 if !addrs.iter().any(|c| c.transport == CandidateTransport::Udp) {
@@ -371,7 +381,11 @@ impl Shell {
         let Some(socket) = self.socket0.take() else {
             return;
         };
-        let (stun, host_ips, to) = (self.stun, self.host_ips.clone(), self.learnt_tx.clone());
+        let (stun, host_ips, to) = (
+            self.stun.map(|at| (at, self.second_stun)),
+            self.host_ips.clone(),
+            self.learnt_tx.clone(),
+        );
         if let Some(old) = self.learning.take() {
             old.abort();
         }
@@ -567,17 +581,19 @@ impl Shell {
 
 /// What STUN tells of `socket`'s mapping through `stun` (nothing without
 /// a server or an answer), and its host candidates on `host_ips` (this
-/// host's when `None`).
+/// host's when `None`). `stun` is the server and, if it has one, the
+/// rendezvous's second STUN server; RFC 5780's other address, when the
+/// first answer names one, is asked instead of that second one.
 async fn learn(
     socket: UdpSocket,
-    stun: Option<SocketAddr>,
+    stun: Option<(SocketAddr, Option<SocketAddr>)>,
     host_ips: Option<Vec<IpAddr>>,
 ) -> Learnt {
     let mut ours = Vec::new();
     let mut varies = false;
-    if let Some(server) = stun {
+    if let Some((server, second)) = stun {
         if let Some((mapped, other)) = binding(&socket, server).await {
-            varies = match other {
+            varies = match other.or(second) {
                 Some(other) => binding(&socket, other)
                     .await
                     .is_some_and(|(again, _)| again != mapped),
@@ -766,7 +782,11 @@ mod tests {
         let alice = Alice::start().await;
         let (handle, mut signalled, close) = (alice.handle, alice.signalled, alice.close);
         let started = Instant::now();
-        handle.input.send(PunchInput::Registered).await.unwrap();
+        handle
+            .input
+            .send(PunchInput::Registered(None))
+            .await
+            .unwrap();
         tokio::task::yield_now().await;
         close.send(true).unwrap();
         assert!(signalled.recv().await.is_none(), "the shell ended");
@@ -785,7 +805,11 @@ mod tests {
         let bob = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let alice = Alice::start().await;
         let handle = &alice.handle;
-        handle.input.send(PunchInput::Registered).await.unwrap();
+        handle
+            .input
+            .send(PunchInput::Registered(None))
+            .await
+            .unwrap();
         let theirs = vec![udp(CandidateKind::Host, bob.local_addr().unwrap())];
         handle
             .input
@@ -806,6 +830,67 @@ mod tests {
         );
     }
 
+    /// A STUN server that answers every Binding with `port` as the mapped
+    /// port (the NAT it pretends to sit behind maps anew there).
+    async fn answering_with_port(port: u16) -> SocketAddr {
+        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let at = socket.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 512];
+            while let Ok((n, from)) = socket.recv_from(&mut buf).await {
+                let Ok(request) = StunMessage::decode(&buf[..n]) else {
+                    continue;
+                };
+                let answer = StunMessage::new(
+                    weft_stun::message::Class::SuccessResponse,
+                    request.method,
+                    request.transaction_id,
+                )
+                .with(weft_stun::attribute::Attribute::XorMappedAddress(
+                    SocketAddr::new(from.ip(), port),
+                ));
+                let _ = socket.send_to(&answer.encode().unwrap(), from).await;
+            }
+        });
+        at
+    }
+
+    #[tokio::test]
+    async fn a_second_stun_server_that_sees_another_port_means_the_mapping_varies() {
+        // No RFC 5780 here: the first server names no other address, so
+        // the rendezvous's second server is asked.
+        let first = StunServer::bind(StunServerConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            ..StunServerConfig::default()
+        })
+        .await
+        .unwrap();
+        let socket = bind().unwrap();
+        let port = socket.local_addr().unwrap().port();
+        let elsewhere = answering_with_port(port.wrapping_add(1)).await;
+        let learnt = learn(
+            socket,
+            Some((first.primary(), Some(elsewhere))),
+            Some(vec![]),
+        )
+        .await;
+        assert!(learnt.varies);
+        assert_eq!(
+            learnt.ours,
+            [udp(
+                CandidateKind::Varies,
+                SocketAddr::from(([127, 0, 0, 1], port))
+            )]
+        );
+        // The same port there: it does not vary.
+        let socket = bind().unwrap();
+        let port = socket.local_addr().unwrap().port();
+        let same = answering_with_port(port).await;
+        let learnt = learn(socket, Some((first.primary(), Some(same))), Some(vec![])).await;
+        assert!(!learnt.varies);
+        assert_eq!(learnt.ours[0].kind, CandidateKind::Reflexive);
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_silent_server_still_leaves_the_host_candidates() {
         let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -813,7 +898,7 @@ mod tests {
         let port = socket.local_addr().unwrap().port();
         let learnt = learn(
             socket,
-            Some(silent.local_addr().unwrap()),
+            Some((silent.local_addr().unwrap(), None)),
             Some(vec![IpAddr::from([127, 0, 0, 1])]),
         )
         .await;

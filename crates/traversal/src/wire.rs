@@ -151,6 +151,11 @@ pub enum Frame {
     Registered {
         /// The observed address.
         observed: Option<SocketAddr>,
+        /// The port of a second STUN server on the IP of the rendezvous's
+        /// STUN, when STUN has no RFC 5780 alternate address: a mapping
+        /// that differs there varies by destination. Sent only when there
+        /// is one (the frame ends after `observed` otherwise).
+        second_stun: Option<u16>,
     },
     /// Rendezvous to peer: the registration was refused or ended; the
     /// connection is closed after it.
@@ -491,6 +496,11 @@ impl Reader<'_> {
         rest
     }
 
+    /// Whether every byte was read.
+    fn is_done(&self) -> bool {
+        self.at >= self.bytes.len()
+    }
+
     fn end(&self) -> Result<(), WireError> {
         match self.bytes.len() - self.at {
             0 => Ok(()),
@@ -544,6 +554,11 @@ impl Frame {
             },
             kind::REGISTERED => Frame::Registered {
                 observed: r.addr(true)?,
+                second_stun: if r.is_done() {
+                    None
+                } else {
+                    Some(r.u16("second STUN port")?).filter(|p| *p != 0)
+                },
             },
             kind::REFUSED => Frame::Refused {
                 reason: RefuseReason::from_code(r.u8("reason")?),
@@ -617,9 +632,15 @@ impl Frame {
                 out.put_u8(kind::REGISTER);
                 put_identity(&mut out, identity);
             }
-            Frame::Registered { observed } => {
+            Frame::Registered {
+                observed,
+                second_stun,
+            } => {
                 out.put_u8(kind::REGISTERED);
                 put_addr(&mut out, *observed);
+                if let Some(port) = second_stun {
+                    out.put_u16(*port);
+                }
             }
             Frame::Refused { reason } => {
                 out.put_u8(kind::REFUSED);
@@ -708,9 +729,18 @@ mod tests {
         round_trip(Frame::Register {
             identity: id("alice"),
         });
-        round_trip(Frame::Registered { observed: Some(v4) });
-        round_trip(Frame::Registered { observed: Some(v6) });
-        round_trip(Frame::Registered { observed: None });
+        round_trip(Frame::Registered {
+            observed: Some(v4),
+            second_stun: None,
+        });
+        round_trip(Frame::Registered {
+            observed: Some(v6),
+            second_stun: Some(3479),
+        });
+        round_trip(Frame::Registered {
+            observed: None,
+            second_stun: None,
+        });
         round_trip(Frame::Refused {
             reason: RefuseReason::Duplicate,
         });
@@ -772,11 +802,21 @@ mod tests {
         assert_eq!(&register[..], b"\x01\x01\x03bob");
         let registered = Frame::Registered {
             observed: Some("203.0.113.7:40000".parse().unwrap()),
+            second_stun: None,
         }
         .encode();
         assert_eq!(
             &registered[..],
             &[0x01, 0x02, 0x04, 203, 0, 113, 7, 0x9c, 0x40]
+        );
+        let with_second = Frame::Registered {
+            observed: Some("203.0.113.7:40000".parse().unwrap()),
+            second_stun: Some(3479),
+        }
+        .encode();
+        assert_eq!(
+            &with_second[..],
+            &[0x01, 0x02, 0x04, 203, 0, 113, 7, 0x9c, 0x40, 0x0d, 0x97]
         );
         let open = Frame::RelayOpen {
             channel: 1,
@@ -947,7 +987,12 @@ mod tests {
         fn frame() -> impl Strategy<Value = Frame> {
             prop_oneof![
                 identity().prop_map(|identity| Frame::Register { identity }),
-                proptest::option::of(addr()).prop_map(|observed| Frame::Registered { observed }),
+                (proptest::option::of(addr()), proptest::option::of(1u16..)).prop_map(
+                    |(observed, second_stun)| Frame::Registered {
+                        observed,
+                        second_stun
+                    }
+                ),
                 any::<u8>().prop_map(|c| Frame::Refused {
                     reason: RefuseReason::from_code(c)
                 }),

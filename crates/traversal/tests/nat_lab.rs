@@ -508,6 +508,9 @@ enum Twist {
     /// Router b's NAT is `masquerade fully-random` (symmetric), router
     /// a's the cell's.
     SymmetricB,
+    /// As `SymmetricB`, with a rendezvous on one IP: no RFC 5780, its
+    /// second STUN port tells the varying mapping.
+    SymmetricBOneIp,
 }
 
 fn cell(tag: &str, nat: &str, placement: Placement, twist: Twist) -> Option<Cell> {
@@ -531,7 +534,7 @@ fn cell(tag: &str, nat: &str, placement: Placement, twist: Twist) -> Option<Cell
             return None;
         }
     };
-    let nats = if twist == Twist::SymmetricB {
+    let nats = if matches!(twist, Twist::SymmetricB | Twist::SymmetricBOneIp) {
         [nat, "masquerade fully-random"]
     } else {
         [nat, nat]
@@ -548,10 +551,13 @@ fn cell(tag: &str, nat: &str, placement: Placement, twist: Twist) -> Option<Cell
     // The rendezvous, until the test lets go of `stop`.
     let (ready, bound) = mpsc::channel();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let one_ip = twist == Twist::SymmetricBOneIp;
     let rendezvous = spawn_in(&lab.ns("inet"), PEER_TIMEOUT * 2, move || async move {
         let mut options =
             RendezvousOptions::listen(Address::tcp(SocketAddr::from((RENDEZVOUS, 0))));
-        options.alternate_ip = Some(RENDEZVOUS_ALT.into());
+        if !one_ip {
+            options.alternate_ip = Some(RENDEZVOUS_ALT.into());
+        }
         let (rv, _events) = Rendezvous::start(options)
             .await
             .map_err(|e| e.to_string())?;
@@ -803,8 +809,19 @@ fn with_udp_blocked_on_one_side_the_path_is_direct_over_tcp() {
 
 #[test]
 fn a_cone_nat_and_a_symmetric_nat_go_direct_over_quic_by_birthday_probing() {
+    cone_and_symmetric("bday", Twist::SymmetricB);
+}
+
+/// The rendezvous has one IP: no RFC 5780, so the symmetric side learns
+/// that its mapping varies from the rendezvous's second STUN port.
+#[test]
+fn with_a_rendezvous_on_one_ip_a_cone_nat_and_a_symmetric_nat_still_go_direct() {
+    cone_and_symmetric("bday1", Twist::SymmetricBOneIp);
+}
+
+fn cone_and_symmetric(tag: &str, twist: Twist) {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
-    let Some(cell) = cell("bday", "masquerade", Placement::TwoLans, Twist::SymmetricB) else {
+    let Some(cell) = cell(tag, "masquerade", Placement::TwoLans, twist) else {
         return;
     };
     let both = first_messages_in_time(&cell, "cone and symmetric");

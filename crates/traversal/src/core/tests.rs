@@ -107,6 +107,23 @@ fn credit_to(out: &[Transmit], to: ConnectionId) -> u64 {
 }
 
 #[test]
+fn registration_names_the_second_stun_server_when_there_is_one() {
+    let mut h = Harness::new(RendezvousConfig::default());
+    h.core.set_second_stun(Some(3479));
+    h.register(A, "a");
+    assert_eq!(
+        h.out(),
+        vec![frame(
+            A,
+            Frame::Registered {
+                observed: Some("198.51.100.1:40001".parse().unwrap()),
+                second_stun: Some(3479),
+            }
+        )]
+    );
+}
+
+#[test]
 fn registration_tells_the_observed_address() {
     let mut h = Harness::new(RendezvousConfig::default());
     h.register(A, "a");
@@ -115,7 +132,8 @@ fn registration_tells_the_observed_address() {
         vec![frame(
             A,
             Frame::Registered {
-                observed: Some("198.51.100.1:40001".parse().unwrap())
+                observed: Some("198.51.100.1:40001".parse().unwrap()),
+                second_stun: None,
             }
         )]
     );
@@ -269,7 +287,14 @@ fn garbage_is_a_typed_error_and_a_closed_connection() {
     assert!(matches!(err, RendezvousError::NotRegistered));
     h.register(C, "c");
     let err = h
-        .send(0, C, Frame::Registered { observed: None })
+        .send(
+            0,
+            C,
+            Frame::Registered {
+                observed: None,
+                second_stun: None,
+            },
+        )
         .unwrap_err();
     assert!(matches!(err, RendezvousError::Unexpected("Registered")));
     assert_eq!(h.core.stats().protocol_errors, 3);
@@ -781,7 +806,13 @@ fn with_bind_identity_only_a_certificate_naming_the_identity_registers() {
     assert_eq!(
         h.out(),
         vec![
-            frame(A, Frame::Registered { observed: None }),
+            frame(
+                A,
+                Frame::Registered {
+                    observed: None,
+                    second_stun: None,
+                }
+            ),
             frame(B, unbound.clone()),
             Transmit::Close { conn: B },
             frame(C, unbound),
