@@ -34,7 +34,7 @@
 //! | participants simulated 1,000: convergence | 1,000 participant cores started at once in weft-participant's simulator, virtual time to converged membership and interest | | <= 30 s |
 //! | participants simulated 1,000: streams per participant | the same run, the most neighbours (streams kept) a participant had at once | | <= 16 |
 //! | participants simulated 1,000: idle bytes/s per participant | the same run, idle: streams' control messages and discovery's beacons | | <= 2 000 B/s |
-//! | participants simulated 1,000 churn: missed by stable subscribers | the same group converged, then a virtual minute in which a tenth restart while two publish every 100 ms: publications missed by the subscribers that never restarted (full runs only) | | <= 100 ppm (99.99 % delivered) |
+//! | participants simulated 1,000 churn: missed by stable subscribers | 1,000 simulated participant cores as above (another seed) converged, then a virtual minute in which a tenth restart while two publish every 100 ms: publications missed by the subscribers that never restarted (full runs only) | | <= 100 ppm (99.99 % delivered) |
 //! | participants simulated 1,000 churn: idle bytes/s per participant after | the same run, a virtual minute after the churn | | <= 2 000 B/s |
 //!
 //! ```text

@@ -8,8 +8,8 @@
 //! in the notes.
 //!
 //! In a full run (not `--quick`, which it would take past its three
-//! minutes) a second simulation adds the churn rows: the same group,
-//! converged, then a virtual minute in which a tenth of it restarts while
+//! minutes) a second simulation adds the churn rows: a group like it
+//! (another seed), converged, then a virtual minute in which a tenth of it restarts while
 //! two participants publish ten times a second: the publications missed
 //! by the subscribers that never restarted (per million; the target is
 //! the issue's 99.99 % delivered), and what an idle participant sends
@@ -139,7 +139,7 @@ fn churn(report: &mut Report) {
         IDLE_LIMIT,
     ));
     report.note(format!(
-        "{case}: the group of the rows above (seed {CHURN_SEED}), converged, then \
+        "{case}: a group like the one above (seed {CHURN_SEED}), converged, then \
          {CHURN_MINUTES} virtual minute(s) in which a tenth of it ({} participants in all) \
          restarted at random instants in the first 5 s of each minute (half leaving, half \
          crashing), while {CHURN_PUBLISHERS} participants that never restart published every \
