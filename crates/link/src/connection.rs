@@ -356,6 +356,9 @@ const INITIAL_READ_CHUNK: usize = 4096;
 /// whether there is data at all; its bytes are copied into a new buffer.
 const PROBE_READ: usize = 1024;
 const MAX_IO_SLICES: usize = 64;
+/// The least a throttled connection writes at once (unless less is
+/// queued, or the burst is smaller).
+const THROTTLED_WRITE: usize = 16 * 1024;
 
 struct ThrottleState {
     bucket: TokenBucket,
@@ -369,6 +372,24 @@ impl ThrottleState {
             bucket: TokenBucket::new(throttle, now.into_std()),
             sleep: Box::pin(tokio::time::sleep_until(now)),
         }
+    }
+}
+
+/// How much a throttled connection may write at `now` with `front` bytes
+/// first in its queue, or how long it waits first. The wait is for a
+/// write's worth (the front chunk, at most [`THROTTLED_WRITE`], at most the
+/// burst): writing what trickled in since the last write would spin on
+/// writes of a few bytes each.
+fn allowance(
+    bucket: &mut TokenBucket,
+    now: std::time::Instant,
+    front: usize,
+) -> Result<usize, std::time::Duration> {
+    let wait = bucket.wait_for(now, front.clamp(1, THROTTLED_WRITE));
+    if wait.is_zero() {
+        Ok(bucket.available(now).max(1))
+    } else {
+        Err(wait)
     }
 }
 
@@ -449,15 +470,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> StreamDriver<S> {
             let mut limit = usize::MAX;
             if let Some(t) = &mut self.throttle {
                 let now = Instant::now();
-                let available = t.bucket.available(now.into_std());
-                if available == 0 {
-                    let front = self.batch.front().map_or(1, Bytes::len);
-                    let wait = t.bucket.wait_for(now.into_std(), front);
-                    t.sleep.as_mut().reset(now + wait);
-                    ready!(t.sleep.as_mut().poll(cx));
-                    continue;
+                let front = self.batch.front().map_or(1, Bytes::len);
+                match allowance(&mut t.bucket, now.into_std(), front) {
+                    Ok(allowed) => limit = allowed,
+                    Err(wait) => {
+                        t.sleep.as_mut().reset(now + wait);
+                        ready!(t.sleep.as_mut().poll(cx));
+                        continue;
+                    }
                 }
-                limit = available;
             }
             let mut slices = [IoSlice::new(&[]); MAX_IO_SLICES];
             let mut count = 0;
@@ -628,6 +649,28 @@ mod tests {
     fn poll_once<F: Future + Unpin>(future: &mut F) -> Poll<F::Output> {
         let mut cx = Context::from_waker(std::task::Waker::noop());
         Pin::new(future).poll(&mut cx)
+    }
+
+    #[test]
+    fn a_throttle_allows_a_chunk_not_what_trickled_in_since_the_last_write() {
+        let t0 = std::time::Instant::now();
+        let mut bucket = TokenBucket::new(Throttle::per_second(1_000_000), t0);
+        let us = std::time::Duration::from_micros;
+        // The burst (100 kB) at once.
+        assert_eq!(allowance(&mut bucket, t0, 50_000), Ok(100_000));
+        bucket.consume(100_000);
+        // 20 µs later 20 bytes have come in: not worth a write. The wait
+        // is for a chunk (16 KiB) of the 50 kB queued.
+        assert_eq!(
+            allowance(&mut bucket, t0 + us(20), 50_000),
+            Err(std::time::Duration::from_secs_f64((16_384.0 - 20.0) / 1e6))
+        );
+        // Then what came in by then goes in one write.
+        assert_eq!(allowance(&mut bucket, t0 + us(16_384), 50_000), Ok(16_384));
+        bucket.consume(16_384);
+        // Less queued than a chunk: as soon as that much came in.
+        assert!(allowance(&mut bucket, t0 + us(16_400), 100).is_err());
+        assert_eq!(allowance(&mut bucket, t0 + us(16_484), 100), Ok(100));
     }
 
     #[tokio::test]
