@@ -14,7 +14,11 @@ use tokio_util::sync::CancellationToken;
 use crate::connection::{Ends, PeerCredentials, run_stream};
 use crate::registry::Registry;
 use crate::tls::peer_certificates;
-use crate::{Address, LinkError, LinkEvent, ListenerId, Origin, Scheme, SocketOptions, socket};
+use rustls::pki_types::CertificateDer;
+
+use crate::{
+    Address, LinkConfig, LinkError, LinkEvent, ListenerId, Origin, Scheme, SocketOptions, socket,
+};
 
 /// How long an accept loop rests after a failed accept (EMFILE and
 /// friends), rather than spin on an error that persists.
@@ -219,12 +223,13 @@ fn start_accepted<S>(
             .or(ends.local.as_ref())
             .map(ToString::to_string)
             .unwrap_or_default();
-        let Some(tls) = accept_tls(&registry, id, &acceptor, stream, name, &events).await else {
+        let Some((tls, certificates)) =
+            accept_tls(&registry, id, &acceptor, stream, name, &events).await
+        else {
             return;
         };
-        let tls = tokio_rustls::TlsStream::Server(tls);
         let ends = Ends {
-            certificates: peer_certificates(&tls),
+            certificates,
             ..ends
         };
         let conn = registry.new_connection(Origin::Listener(id), ends, false, registry.shutdown());
@@ -232,8 +237,38 @@ fn start_accepted<S>(
     });
 }
 
-/// The server side of a TLS handshake, bounded by the link's handshake
-/// timeout; a failure is counted and reported as `AcceptFailed`.
+/// The server side of a TLS handshake on a stream, bounded by the link's
+/// handshake timeout (the twin of `dial::tls_connect`); `peer` names the
+/// other end in errors.
+pub(crate) async fn tls_accept<S>(
+    cfg: &LinkConfig,
+    acceptor: &tokio_rustls::TlsAcceptor,
+    stream: S,
+    peer: String,
+) -> Result<
+    (
+        tokio_rustls::TlsStream<S>,
+        Option<Arc<[CertificateDer<'static>]>>,
+    ),
+    LinkError,
+>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let timeout = cfg.tls_handshake_timeout;
+    match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+        Ok(Ok(s)) => {
+            let s = tokio_rustls::TlsStream::Server(s);
+            let certificates = peer_certificates(&s);
+            Ok((s, certificates))
+        }
+        Ok(Err(source)) => Err(LinkError::Tls { peer, source }),
+        Err(_) => Err(LinkError::HandshakeTimeout { peer, timeout }),
+    }
+}
+
+/// [`tls_accept`] for a listener: a failure is counted and reported as
+/// `AcceptFailed`.
 async fn accept_tls<S>(
     registry: &Registry,
     id: ListenerId,
@@ -241,15 +276,16 @@ async fn accept_tls<S>(
     stream: S,
     peer: String,
     events: &mpsc::Sender<LinkEvent>,
-) -> Option<tokio_rustls::server::TlsStream<S>>
+) -> Option<(
+    tokio_rustls::TlsStream<S>,
+    Option<Arc<[CertificateDer<'static>]>>,
+)>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let timeout = registry.config.tls_handshake_timeout;
-    let error = match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
-        Ok(Ok(s)) => return Some(s),
-        Ok(Err(source)) => LinkError::Tls { peer, source },
-        Err(_) => LinkError::HandshakeTimeout { peer, timeout },
+    let error = match tls_accept(&registry.config, acceptor, stream, peer).await {
+        Ok(done) => return Some(done),
+        Err(error) => error,
     };
     registry
         .stats

@@ -5,9 +5,10 @@ use std::sync::atomic::Ordering;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use crate::accept::tls_accept;
 use crate::connection::{Ends, run_stream};
 use crate::dial::tls_connect;
-use crate::tls::{TlsClientConfig, TlsServerConfig, peer_certificates};
+use crate::tls::{TlsClientConfig, TlsServerConfig};
 use crate::{Address, ConnectionId, Link, LinkError, Origin};
 
 /// The side of the TLS handshake [`Link::adopt_tls`] runs on a stream.
@@ -75,7 +76,6 @@ impl Link {
         let name = peer.as_ref().map(ToString::to_string).unwrap_or_default();
         let closing = registry.closing().clone();
         self.registry().spawn(async move {
-            let timeout = registry.config.tls_handshake_timeout;
             let handshake = async {
                 match tls {
                     AdoptTls::Client(config) => {
@@ -85,18 +85,7 @@ impl Link {
                     }
                     AdoptTls::Server(config) => {
                         let acceptor = tokio_rustls::TlsAcceptor::from(config.inner);
-                        match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
-                            Ok(Ok(s)) => {
-                                let s = tokio_rustls::TlsStream::Server(s);
-                                let certificates = peer_certificates(&s);
-                                Ok((s, certificates))
-                            }
-                            Ok(Err(source)) => Err(LinkError::Tls { peer: name, source }),
-                            Err(_) => Err(LinkError::HandshakeTimeout {
-                                peer: name,
-                                timeout,
-                            }),
-                        }
+                        tls_accept(&registry.config, &acceptor, stream, name).await
                     }
                 }
             };
