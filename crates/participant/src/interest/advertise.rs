@@ -22,13 +22,7 @@ impl Interest {
             return self.changed_whole_advertisements();
         }
         let mut out = Vec::new();
-        let names: Vec<String> = self
-            .neighbours
-            .iter()
-            .filter(|(_, n)| n.capable)
-            .map(|(name, _)| name.clone())
-            .collect();
-        for name in names {
+        for name in self.capable_neighbours() {
             if self.neighbours.get(&name).is_some_and(|n| n.told.is_none()) {
                 let full = self.advertisement_for(&name);
                 if let Some(neighbour) = self.neighbours.get_mut(&name) {
@@ -85,18 +79,21 @@ impl Interest {
         out
     }
 
+    /// The names of the neighbours that take Interest lists.
+    fn capable_neighbours(&self) -> Vec<String> {
+        self.neighbours
+            .iter()
+            .filter(|(_, n)| n.capable)
+            .map(|(name, _)| name.clone())
+            .collect()
+    }
+
     /// [`changed_advertisements`](Self::changed_advertisements) by whole
     /// lists: each neighbour's worked out and compared with what it was
     /// told.
     fn changed_whole_advertisements(&mut self) -> Vec<(String, Advert<InterestEntry>)> {
         let mut out = Vec::new();
-        let names: Vec<String> = self
-            .neighbours
-            .iter()
-            .filter(|(_, n)| n.capable)
-            .map(|(name, _)| name.clone())
-            .collect();
-        for name in names {
+        for name in self.capable_neighbours() {
             let adv = self.advertisement_for(&name);
             let neighbour = self.neighbours.get_mut(&name).expect("listed above");
             if neighbour.told.as_ref() != Some(&adv) {
