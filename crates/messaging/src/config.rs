@@ -82,7 +82,10 @@ pub struct MessagingConfig {
     /// [`ProtocolError::NoCertificate`](crate::error::ProtocolError::NoCertificate),
     /// counted in
     /// [`MessagingStats::identities_unbound`](crate::MessagingStats::identities_unbound)),
-    /// and it neither receives nor displaces anything. Connections must
+    /// and it neither receives nor displaces anything. On a connection a
+    /// listener accepted, our own handshake (and so our identity) goes out
+    /// only once the peer's is proved: a peer that cannot prove one sees no
+    /// connection at all, not even for a moment. Connections must
     /// then be TLS (`tls://`, `unix+tls://`, `quic://`) with certificates
     /// on both sides: a listener requires client certificates
     /// (weft-link's `ClientAuth::Required`).

@@ -64,6 +64,12 @@ pub(super) struct Conn<T> {
     pub(super) lanes: bool,
     /// It is a lane of this connection.
     pub(super) lane_of: Option<ConnectionId>,
+    /// Our handshake went out. With
+    /// [`bind_identity`](crate::MessagingConfig::bind_identity), a
+    /// connection a listener accepted holds it until the peer's identity
+    /// is proved: a peer that cannot prove one never learns ours, nor
+    /// sees a moment's connection.
+    pub(super) introduced: bool,
 }
 
 impl<T: Transmit> Conn<T> {
@@ -140,6 +146,7 @@ impl<T: Transmit> Core<T> {
         let ConnFacts {
             datagram,
             connector,
+            inbound,
             overhead,
             certificate,
             lanes,
@@ -177,10 +184,13 @@ impl<T: Transmit> Core<T> {
             standby,
             lanes,
             lane_of,
+            introduced: !(inbound && self.config.bind_identity),
         };
-        for frame in &self.handshake() {
-            // A fresh connection's queue has room for the handshake.
-            let _ = c.send_frame(frame);
+        if c.introduced {
+            for frame in &self.handshake() {
+                // A fresh connection's queue has room for the handshake.
+                let _ = c.send_frame(frame);
+            }
         }
         self.conns.insert(conn, c);
         // Past the cap the oldest unidentified connection goes: a flood of
@@ -238,7 +248,17 @@ impl<T: Transmit> Core<T> {
                     self.counters.identities_unbound.saturating_add(1);
                 return self.fail_claiming(conn_id, Some(ident), error);
             }
+            if !conn.introduced {
+                let handshake = self.handshake();
+                let conn = self.conns.get_mut(&conn_id).expect("caller checked");
+                conn.introduced = true;
+                for frame in &handshake {
+                    // Nothing went out on it before: there is room.
+                    let _ = conn.send_frame(frame);
+                }
+            }
         }
+        let conn = self.conns.get(&conn_id).expect("caller checked");
         if let Some(first) = conn.lane_of {
             return self.identify_lane(conn_id, first, ident, now);
         }

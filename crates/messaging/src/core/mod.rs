@@ -108,6 +108,9 @@ pub(crate) struct ConnFacts {
     pub(crate) datagram: bool,
     /// The connector that made the connection, when we dialled it.
     pub(crate) connector: Option<ConnectorId>,
+    /// One of our listeners accepted it (it was not dialled, adopted or
+    /// opened as a lane).
+    pub(crate) inbound: bool,
     /// Bytes the transport adds to each packet (a length prefix), so that
     /// the core's count of bytes queued matches the transport's count of
     /// bytes written.

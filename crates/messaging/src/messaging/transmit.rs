@@ -40,6 +40,7 @@ pub(super) fn facts(sender: &PacketSender) -> ConnFacts {
             Origin::Connector(id) => Some(id),
             _ => None,
         },
+        inbound: matches!(info.origin, Origin::Listener(_)),
         overhead: if info.datagram { 0 } else { HEADER_LEN as u64 },
         certificate: certificate_names(sender),
         lanes: info.lanes,

@@ -154,3 +154,63 @@ fn without_binding_a_certificate_changes_nothing() {
     assert!(second.closed(&mut core));
     assert_eq!(core.counters.identities_unbound, 0);
 }
+
+/// Connects `conn` as one our listener accepted, with `certificate`.
+fn accept(
+    core: &mut Core<FakeTx>,
+    conn: u64,
+    certificate: Option<Arc<CertificateNames>>,
+) -> FakeTx {
+    let tx = FakeTx::default();
+    let facts = ConnFacts {
+        certificate,
+        inbound: true,
+        ..tx.facts()
+    };
+    core.handle_connected_with(ConnectionId(conn), tx.clone(), facts, Instant::now());
+    tx
+}
+
+fn identifies(core: &mut Core<FakeTx>, conn: u64, ident: &str, now: Instant) {
+    core.handle_packet(ConnectionId(conn), packet(&WEFT), now);
+    core.handle_packet(ConnectionId(conn), packet(&Frame::Ident(id(ident))), now);
+    core.handle_batch_end(now);
+}
+
+#[test]
+fn an_accepted_connection_hears_who_we_are_only_once_its_identity_is_proved() {
+    let t0 = Instant::now();
+    let mut core = binding_core(t0);
+    let impostor = accept(&mut core, 1, names("x", &["someone-else"]));
+    assert!(impostor.take().is_empty(), "nothing before its claim");
+    identifies(&mut core, 1, "carol", t0);
+    assert!(impostor.closed(&mut core));
+    assert!(
+        impostor.take().is_empty(),
+        "an unproved claim hears nothing"
+    );
+
+    let carol = accept(&mut core, 2, names("carol", &[]));
+    assert!(carol.take().is_empty());
+    identifies(&mut core, 2, "carol", t0);
+    let frames = carol.take();
+    assert!(
+        frames.contains(&Frame::Ident(id("me"))),
+        "a proved claim is answered: {frames:?}"
+    );
+    assert!(!carol.closed(&mut core));
+    assert_eq!(core.connected(), [id("carol")]);
+}
+
+#[test]
+fn dialled_connections_and_connections_without_binding_introduce_themselves_at_once() {
+    let t0 = Instant::now();
+    let mut core = binding_core(t0);
+    let dialled = FakeTx::default();
+    core.handle_connected_with(ConnectionId(1), dialled.clone(), dialled.facts(), t0);
+    assert!(dialled.take().contains(&Frame::Ident(id("me"))));
+
+    let mut plain = Core::new(id("me"), MessagingConfig::default(), t0);
+    let accepted = accept(&mut plain, 1, None);
+    assert!(accepted.take().contains(&Frame::Ident(id("me"))));
+}
