@@ -11,7 +11,6 @@
 //! own). It proves that the other end holds the key, not that nobody
 //! relays between the two ends: for that, run the streams over TLS.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use weft_discovery::GroupKey;
@@ -19,9 +18,11 @@ use weft_discovery::auth::TAG_LEN;
 use weft_messaging::Identity;
 
 use crate::control::NONCE_LEN;
+use crate::hashing::{KeyedHashing, KeyedMap};
 
 const STREAM_DOMAIN: &[u8] = b"weft stream v1";
 const NONCE_DOMAIN: &[u8] = b"weft nonce v1";
+const HASHING_DOMAIN: &[u8] = b"weft hashing v1";
 
 /// The handshakes of one participant.
 pub(crate) struct Handshakes {
@@ -31,7 +32,8 @@ pub(crate) struct Handshakes {
     counter: u64,
     timeout: Duration,
     /// Streams whose proof we wait for: our nonce and the deadline.
-    pending: HashMap<Identity, ([u8; NONCE_LEN], Instant)>,
+    /// (Keyed from the seed: see `hashing.rs`.)
+    pending: KeyedMap<Identity, ([u8; NONCE_LEN], Instant)>,
 }
 
 /// What a proof showed.
@@ -46,15 +48,19 @@ pub(crate) enum Verdict {
 }
 
 impl Handshakes {
-    /// Handshakes with `key`; `seed` (32 random bytes) makes the nonces,
-    /// `timeout` is how long a stream has to prove itself.
+    /// Handshakes with `key`; `seed` (32 random bytes) makes the nonces
+    /// and keys the map of pending handshakes, `timeout` is how long a
+    /// stream has to prove itself.
     pub(crate) fn new(key: GroupKey, seed: [u8; 32], timeout: Duration) -> Handshakes {
+        let seed = GroupKey::new(seed).expect("32 bytes are a long enough key");
+        let tag = seed.tag(HASHING_DOMAIN, &[]);
+        let hash_key = u64::from_be_bytes(tag[..8].try_into().expect("8 bytes"));
         Handshakes {
             key,
-            seed: GroupKey::new(seed).expect("32 bytes are a long enough key"),
+            seed,
             counter: 0,
             timeout,
-            pending: HashMap::new(),
+            pending: KeyedMap::with_hasher(KeyedHashing::new(hash_key)),
         }
     }
 
@@ -98,14 +104,15 @@ impl Handshakes {
         self.pending.remove(peer);
     }
 
-    /// Streams whose deadline passed by `now`, forgotten.
+    /// Streams whose deadline passed by `now`, forgotten; in name order.
     pub(crate) fn expired(&mut self, now: Instant) -> Vec<Identity> {
-        let late: Vec<Identity> = self
+        let mut late: Vec<Identity> = self
             .pending
             .iter()
             .filter(|(_, (_, deadline))| *deadline <= now)
             .map(|(p, _)| p.clone())
             .collect();
+        late.sort_unstable();
         for p in &late {
             self.pending.remove(p);
         }

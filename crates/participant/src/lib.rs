@@ -75,6 +75,7 @@ mod error;
 mod event;
 mod filters;
 mod handshake;
+mod hashing;
 mod interest;
 pub mod local;
 mod output;

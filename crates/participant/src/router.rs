@@ -9,10 +9,11 @@
 //! participant already on the path is never chosen again, and a message
 //! whose hops ran out is dropped.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::advert::Advert;
 use crate::control::Envelope;
+use crate::hashing::{KeyedHashing, KeyedMap};
 
 /// A route to an identity.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -52,39 +53,53 @@ pub(crate) struct Router {
     neighbours: BTreeSet<String>,
     /// What each neighbour told us it reaches, and in how many hops.
     /// (In name order, as the neighbours: ties go the same way every time.)
-    learned: BTreeMap<String, HashMap<String, u8>>,
+    learned: BTreeMap<String, KeyedMap<String, u8>>,
     /// The best route to every identity we reach: hops and next hop.
     /// Kept up to date one identity at a time: a change touches only the
     /// identities it names, and each is worked out again from the
     /// neighbours' lists ([`settle`](Self::settle)), so a change costs
     /// the neighbours, not the group.
-    best: HashMap<String, (u8, String)>,
+    best: KeyedMap<String, (u8, String)>,
     /// The identities whose best route moved since the last
     /// [`changed_advertisements`](Self::changed_advertisements): only
     /// their entries can differ from what each neighbour was told.
     moved: BTreeSet<String>,
     /// What we last told each neighbour, by identity.
-    told: HashMap<String, HashMap<String, u8>>,
+    told: KeyedMap<String, KeyedMap<String, u8>>,
     /// The neighbours told only what changed (their Hello said they take
     /// it).
     changes: BTreeSet<String>,
     /// Whether neighbours or what they told changed since the last
     /// [`changed_advertisements`](Self::changed_advertisements).
     dirty: bool,
+    /// How the maps above hash the names (see `hashing.rs`).
+    hashing: KeyedHashing,
 }
 
 impl Router {
+    /// A router with maps keyed at random.
+    #[cfg(test)]
     pub(crate) fn new(me: impl Into<String>, max_hops: u8) -> Router {
+        Router::with_hashing(me, max_hops, KeyedHashing::random())
+    }
+
+    /// A router whose maps hash names with `hashing`.
+    pub(crate) fn with_hashing(
+        me: impl Into<String>,
+        max_hops: u8,
+        hashing: KeyedHashing,
+    ) -> Router {
         Router {
             me: me.into(),
             max_hops: max_hops.max(1),
             neighbours: BTreeSet::new(),
             learned: BTreeMap::new(),
-            best: HashMap::new(),
+            best: KeyedMap::with_hasher(hashing),
             moved: BTreeSet::new(),
-            told: HashMap::new(),
+            told: KeyedMap::with_hasher(hashing),
             changes: BTreeSet::new(),
             dirty: false,
+            hashing,
         }
     }
 
@@ -100,7 +115,10 @@ impl Router {
 
     pub(crate) fn neighbour_down(&mut self, n: &str) {
         self.neighbours.remove(n);
-        let learned = self.learned.remove(n).unwrap_or_default();
+        let learned = self
+            .learned
+            .remove(n)
+            .unwrap_or_else(|| KeyedMap::with_hasher(self.hashing));
         self.told.remove(n);
         self.changes.remove(n);
         self.dirty = true;
@@ -125,8 +143,11 @@ impl Router {
         if !self.neighbours.contains(n) {
             return;
         }
-        let (max, me) = (self.max_hops, &self.me);
-        let table = self.learned.entry(n.to_owned()).or_default();
+        let (max, me, hashing) = (self.max_hops, &self.me, self.hashing);
+        let table = self
+            .learned
+            .entry(n.to_owned())
+            .or_insert_with(|| KeyedMap::with_hasher(hashing));
         let mut touched = Vec::new();
         for dest in removed {
             if table.remove(&dest).is_some() {
@@ -155,15 +176,17 @@ impl Router {
             return;
         }
         let max = self.max_hops;
-        let table: HashMap<String, u8> = routes
-            .into_iter()
-            .filter(|(dest, hops)| *hops >= 1 && *hops < max && *dest != self.me)
-            .collect();
+        let mut table = KeyedMap::with_hasher(self.hashing);
+        table.extend(
+            routes
+                .into_iter()
+                .filter(|(dest, hops)| *hops >= 1 && *hops < max && *dest != self.me),
+        );
         let old = self.learned.get(n);
         if old == Some(&table) {
             return;
         }
-        let empty = HashMap::new();
+        let empty = KeyedMap::with_hasher(self.hashing);
         let old = old.unwrap_or(&empty);
         let touched: Vec<(String, Option<u8>)> = old
             .iter()
@@ -305,7 +328,9 @@ impl Router {
         for n in &self.neighbours {
             let Some(told) = self.told.get_mut(n) else {
                 let adv = advertisement(&self.best, n);
-                self.told.insert(n.clone(), adv.iter().cloned().collect());
+                let mut told = KeyedMap::with_capacity_and_hasher(adv.len(), self.hashing);
+                told.extend(adv.iter().cloned());
+                self.told.insert(n.clone(), told);
                 out.push((n.clone(), Advert::Full(adv)));
                 continue;
             };
@@ -348,7 +373,9 @@ impl Router {
 
     /// Records what neighbour `n` was told (in a hello).
     pub(crate) fn told(&mut self, n: &str, adv: Vec<(String, u8)>) {
-        self.told.insert(n.to_owned(), adv.into_iter().collect());
+        let mut told = KeyedMap::with_capacity_and_hasher(adv.len(), self.hashing);
+        told.extend(adv);
+        self.told.insert(n.to_owned(), told);
     }
 
     /// The next hop for a message to `to` that has passed through `path`.
@@ -615,7 +642,7 @@ pub(crate) mod tests {
             let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
             let mut r = Router::new("p00", 6);
             // What each neighbour was told, as whole lists.
-            let mut told: HashMap<String, Vec<(String, u8)>> = HashMap::new();
+            let mut told: BTreeMap<String, Vec<(String, u8)>> = BTreeMap::new();
             let mut pick = |rng: &mut Rng| names[rng.below(names.len() as u64) as usize].clone();
             let list = |rng: &mut Rng, pick: &mut dyn FnMut(&mut Rng) -> String| {
                 (0..rng.below(8))

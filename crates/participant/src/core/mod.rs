@@ -27,7 +27,7 @@
 //! [`handle_timeout`](ParticipantCore::handle_timeout)); leases are
 //! discovery's, TTLs messaging's.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -42,6 +42,7 @@ use crate::control::{
 use crate::event::{Direct, ParticipantEvent, ParticipantInfo};
 use crate::filters::{FilterLimits, RemoteFilters};
 use crate::handshake::{Handshakes, Verdict};
+use crate::hashing::{KeyedHashing, KeyedMap};
 use crate::interest::{Delivery, Interest};
 mod advertise;
 mod control;
@@ -76,7 +77,7 @@ struct Remote {
 pub(crate) struct ParticipantCore {
     id: ParticipantId,
     identity: Identity,
-    known: HashMap<ParticipantId, Known>,
+    known: KeyedMap<ParticipantId, Known>,
     /// Every stream messaging has up.
     streams: BTreeSet<Identity>,
     /// Neighbours: participants with a stream up (and proved, with a group
@@ -84,7 +85,7 @@ pub(crate) struct ParticipantCore {
     connected: BTreeSet<Identity>,
     /// With a group key: the handshakes of new streams.
     handshakes: Option<Handshakes>,
-    remote: HashMap<Identity, Remote>,
+    remote: KeyedMap<Identity, Remote>,
     /// What each neighbour's subscriber filters may cost.
     filter_limits: FilterLimits,
     /// Our publishers by topic, with how many of each.
@@ -119,11 +120,23 @@ pub(crate) struct ParticipantCore {
 
 impl ParticipantCore {
     /// The core of participant `id` with `identity`, routing with at most
-    /// `max_hops`.
+    /// `max_hops`; its maps are keyed at random (see `hashing.rs`).
     pub(crate) fn new(id: ParticipantId, identity: Identity, max_hops: u8) -> ParticipantCore {
+        ParticipantCore::keyed(id, identity, max_hops, KeyedHashing::random())
+    }
+
+    /// [`new`](Self::new), with maps keyed with `hashing`: the simulator's
+    /// key comes from its seed, so that the maps' order is the same in
+    /// every run of the seed.
+    pub(crate) fn keyed(
+        id: ParticipantId,
+        identity: Identity,
+        max_hops: u8,
+        hashing: KeyedHashing,
+    ) -> ParticipantCore {
         let mut core = ParticipantCore {
             id,
-            router: Router::new(identity.as_str(), max_hops),
+            router: Router::with_hashing(identity.as_str(), max_hops, hashing),
             interest: Interest::new(identity.as_str(), max_hops, FilterLimits::default(), 0),
             overlay: Overlay::new(
                 crate::config::GROUP_SIZE,
@@ -131,11 +144,11 @@ impl ParticipantCore {
                 u64::from_be_bytes(id.0[8..].try_into().unwrap_or_default()),
             ),
             identity,
-            known: HashMap::new(),
+            known: KeyedMap::with_hasher(hashing),
             streams: BTreeSet::new(),
             connected: BTreeSet::new(),
             handshakes: None,
-            remote: HashMap::new(),
+            remote: KeyedMap::with_hasher(hashing),
             filter_limits: FilterLimits::default(),
             local_publishers: BTreeMap::new(),
             local_subscribers: BTreeMap::new(),
@@ -293,12 +306,14 @@ impl ParticipantCore {
             }
             changed |= self.neighbour_gone(ident);
             self.overlay_stream_gone(ident);
-            let moved: Vec<ParticipantId> = self
+            let mut moved: Vec<ParticipantId> = self
                 .known
                 .iter()
                 .filter(|(_, k)| k.redial && k.peer.identity == ident.as_str())
                 .map(|(id, _)| *id)
                 .collect();
+            // In id order: what the shell is asked does not follow the map.
+            moved.sort_unstable();
             for id in moved {
                 self.dial(id, true);
             }
@@ -379,11 +394,13 @@ impl ParticipantCore {
             self.connected.insert(ident.clone());
             self.router.neighbour_up(ident.as_str());
             self.interest.neighbour_up(ident.as_str());
-            let ids = self
+            let mut ids: Vec<ParticipantId> = self
                 .known
                 .iter()
                 .filter(|(_, k)| k.peer.identity == ident.as_str())
-                .map(|(id, _)| *id);
+                .map(|(id, _)| *id)
+                .collect();
+            ids.sort_unstable();
             self.protects.extend(ids);
         }
         for ident in &taken {
@@ -673,7 +690,7 @@ impl ParticipantCore {
                 }
             })
             .collect();
-        out.sort_by(|a, b| a.identity.cmp(&b.identity));
+        out.sort_by(|a, b| (&a.identity, a.id).cmp(&(&b.identity, b.id)));
         out
     }
 

@@ -293,7 +293,8 @@ impl ParticipantCore {
                 self.overlay.sparse = false;
                 self.overlay.shunned.clear();
                 // Back to the full mesh: of each pair the lower id dials.
-                let ids: Vec<ParticipantId> = self.known.keys().copied().collect();
+                let mut ids: Vec<ParticipantId> = self.known.keys().copied().collect();
+                ids.sort_unstable();
                 for id in ids {
                     if id < self.id {
                         if self.overlay.dialled.contains(&id) {
@@ -356,16 +357,20 @@ impl ParticipantCore {
     }
 
     /// The participants we could dial: known, not dialled, not shunned,
-    /// with no stream to us.
+    /// with no stream to us; in id order, so that the random choice among
+    /// them follows the seed alone, not the order of a map.
     fn candidates(&self) -> Vec<ParticipantId> {
-        self.known
+        let mut candidates: Vec<ParticipantId> = self
+            .known
             .iter()
             .filter(|(id, _)| {
                 !self.overlay.dialled.contains(id) && !self.overlay.shunned.contains(id)
             })
             .filter(|(_, k)| !self.streams.iter().any(|s| s.as_str() == k.peer.identity))
             .map(|(id, _)| *id)
-            .collect()
+            .collect();
+        candidates.sort_unstable();
+        candidates
     }
 
     /// Whether the participant `id` is a neighbour.
