@@ -27,8 +27,16 @@
 //! "drop" here is a stream going down (what was in flight on it is lost,
 //! both cores are told through `handle_streams`) and coming back, never a
 //! lost frame inside a live stream. Partition takes down every stream of
-//! a participant; heal brings them back. A seeded RNG chooses whatever a
-//! test leaves to chance, so a run is reproduced by its seed.
+//! a participant; heal brings them back.
+//!
+//! A run is reproduced by its seed, whatever its size: a seeded RNG
+//! chooses whatever a test leaves to chance (and each core's epoch, which
+//! seeds its overlay's choices), the cores' hash maps are keyed from the
+//! seed too (a participant keys them at random, see `hashing.rs`), the
+//! cores put in order whatever they take from a map before it reaches
+//! what they ask of the shell, and time is virtual. What each core asks
+//! for and reports is traced (`Sim::traces`): two runs of one seed have
+//! the same traces, message for message (`replay_tests.rs`).
 //!
 //! The simulator itself is for this crate's tests (so the names above are
 //! not links: with the feature on, only what follows is public). With the `sim` feature
@@ -45,6 +53,7 @@
 #![cfg_attr(not(test), allow(dead_code))]
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::hash::{DefaultHasher, Hasher};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -56,6 +65,7 @@ use weft_messaging::{Identity, TopicFilter};
 
 use crate::control::{Decoded, FilterSpec, decode};
 use crate::core::{Dial, ParticipantCore, TransmitKind};
+use crate::hashing::KeyedHashing;
 
 pub use churn::{ChurnRun, churned};
 pub use group::{CONVERGENCE_LIMIT, GroupRun, started_at_once};
@@ -69,6 +79,8 @@ mod group;
 mod mesh_tests;
 #[cfg(test)]
 mod overlay_tests;
+#[cfg(test)]
+mod replay_tests;
 mod streams;
 #[cfg(test)]
 mod tests;
@@ -129,6 +141,9 @@ pub(crate) struct Node {
     filters: Vec<TopicFilter>,
     /// What its subscribers received, in order.
     pub(crate) got: Vec<Got>,
+    /// A digest of everything its cores asked for and reported, in
+    /// order, with the virtual time of each (see [`Sim::traces`]).
+    trace: DefaultHasher,
 }
 
 /// How a participant restarts, as the others' discovery sees it.
@@ -196,9 +211,15 @@ pub(crate) struct Sent {
 
 /// The simulated network. See the [module documentation](self).
 pub(crate) struct Sim {
+    /// When the simulation started (its virtual time zero).
+    start: Instant,
     now: Instant,
     /// Chooses what tests leave to chance.
     pub(crate) rng: Rng,
+    /// Keys each new core's maps, from the seed too (apart from `rng`, so
+    /// that what the tests draw does not depend on how many cores
+    /// started).
+    hash_keys: Rng,
     max_hops: u8,
     pub(crate) nodes: Vec<Node>,
     links: BTreeMap<(usize, usize), Link>,
@@ -252,9 +273,12 @@ impl Sim {
     /// `n` participants named `p0`, `p1`, ... with no streams yet, routing
     /// with at most `max_hops`; `seed` seeds [`rng`](Self::rng).
     pub(crate) fn new(seed: u64, n: usize, max_hops: u8) -> Sim {
+        let start = Instant::now();
         let mut sim = Sim {
-            now: Instant::now(),
+            start,
+            now: start,
             rng: Rng::new(seed),
+            hash_keys: Rng::new(seed ^ 0x6861_7368_206b_6579),
             max_hops,
             nodes: Vec::with_capacity(n),
             links: BTreeMap::new(),
@@ -288,6 +312,7 @@ impl Sim {
                 starts: 1,
                 filters: Vec::new(),
                 got: Vec::new(),
+                trace: DefaultHasher::new(),
             });
         }
         sim
@@ -296,7 +321,8 @@ impl Sim {
     fn core(&mut self, i: usize, name: &Identity, starts: u64) -> ParticipantCore {
         // A new epoch each start, as the shell draws one at random.
         let epoch = self.rng.next_u64() ^ starts;
-        ParticipantCore::new(id_of(i), name.clone(), self.max_hops)
+        let hashing = KeyedHashing::new(self.hash_keys.next_u64());
+        ParticipantCore::keyed(id_of(i), name.clone(), self.max_hops, hashing)
             .with_epoch(epoch)
             .with_sight_grace(self.grace)
             .with_advertise_batch(self.batch)
@@ -720,6 +746,15 @@ impl Sim {
     /// What was sent from `a` to `b`.
     pub(crate) fn sent(&self, a: usize, b: usize) -> Sent {
         self.sent.get(&(a, b)).copied().unwrap_or_default()
+    }
+
+    /// Each participant's trace: a digest of everything its cores asked
+    /// for (messages, streams to open and close, participants to keep)
+    /// and reported (events, messages and publications routed to it,
+    /// whether its interest changed, its next timer), in order, each with
+    /// the virtual time it came at. Two runs alike have the same traces.
+    pub(crate) fn traces(&self) -> Vec<u64> {
+        self.nodes.iter().map(|n| n.trace.finish()).collect()
     }
 
     /// Everything sent, summed over every link.

@@ -3,6 +3,10 @@
 //! as cores ask (`dial`), and frames are sent and arrive after their
 //! link's delay, in order, or are lost with a stream that went down.
 
+use std::fmt::Debug;
+use std::hash::{DefaultHasher, Hash};
+use std::time::Duration;
+
 use super::{Decoded, Dial, Frame, Got, Payload, Sim, TransmitKind, decode, index_of, key};
 use crate::control::Control;
 
@@ -29,10 +33,15 @@ impl Sim {
 
     /// Carries out what `i`'s core asks, as the shell does after each
     /// input.
+    /// Every output is noted in `i`'s trace first (see
+    /// [`Sim::traces`](super::Sim::traces)).
     pub(super) fn pump(&mut self, i: usize) {
+        let at = self.now - self.start;
         let neighbours = self.nodes[i].core.connected().count();
         self.peak_neighbours = self.peak_neighbours.max(neighbours);
         while let Some(t) = self.nodes[i].core.poll_transmit() {
+            let trace = &mut self.nodes[i].trace;
+            (at, 't', t.to.as_str(), t.kind as u8, &t.data[..]).hash(trace);
             match self.neighbour_named(i, t.to.as_str()) {
                 Some(j) => self.send(i, j, Payload::Tagged(t.kind, t.data)),
                 // Messaging has no stream to it: it would hold the message
@@ -42,16 +51,24 @@ impl Sim {
             }
         }
         while let Some(dial) = self.nodes[i].core.poll_dial() {
+            note(&mut self.nodes[i].trace, at, &dial);
             self.dial(i, dial);
         }
-        let core = &mut self.nodes[i].core;
-        // Protections keep discovery's table, which is not simulated.
-        while core.poll_protect().is_some() {}
-        while core.poll_event().is_some() {}
-        while core.poll_direct().is_some() {}
-        core.poll_interest_changed();
         let node = &mut self.nodes[i];
+        // Protections keep discovery's table, which is not simulated.
+        while let Some(id) = node.core.poll_protect() {
+            note(&mut node.trace, at, &id);
+        }
+        while let Some(event) = node.core.poll_event() {
+            note(&mut node.trace, at, &event);
+        }
+        while let Some(direct) = node.core.poll_direct() {
+            note(&mut node.trace, at, &direct);
+        }
+        let changed = node.core.poll_interest_changed();
+        (at, 'i', changed).hash(&mut node.trace);
         while let Some(d) = node.core.poll_delivery() {
+            note(&mut node.trace, at, &d);
             node.got.push(Got {
                 from: d.from,
                 topic: d.topic,
@@ -60,6 +77,7 @@ impl Sim {
             });
         }
         let next = self.nodes[i].core.poll_timeout();
+        (at, 'w', next.map(|t| t - self.start)).hash(&mut self.nodes[i].trace);
         if next != self.deadlines[i] {
             if let Some(old) = self.deadlines[i] {
                 self.timers.remove(&(old, i));
@@ -197,4 +215,9 @@ impl Sim {
             }
         }
     }
+}
+
+/// Notes `what` (as it prints) in a participant's trace, at `at`.
+fn note(trace: &mut DefaultHasher, at: Duration, what: &impl Debug) {
+    (at, format!("{what:?}")).hash(trace);
 }
