@@ -37,6 +37,13 @@ impl std::hash::Hash for Identity {
     }
 }
 
+/// Looked up by name: equality, order and hash are the name's.
+impl std::borrow::Borrow<str> for Identity {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
 /// Why a name is not a valid identity.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]

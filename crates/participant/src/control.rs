@@ -144,22 +144,38 @@ pub(crate) enum Control {
 /// it is from that neighbour, and its filters.
 pub(crate) type InterestEntry = (String, u8, Vec<FilterSpec>);
 
-/// The header of a publication routed through participants.
+/// The header of a publication routed through participants, its names
+/// as `S`: a participant passing a copy on reads them as `&str` borrowed
+/// from the copy received (see [`decode`]), without a copy of each.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct PublicationHeader {
+pub(crate) struct PublicationHeader<S = String> {
     /// The identity of the publishing participant.
-    pub(crate) origin: String,
+    pub(crate) origin: S,
     /// Chosen at random each time the publisher starts, so that its
     /// sequence numbers, which start again at 0, name new publications.
     pub(crate) epoch: u64,
     /// The publisher's count of routed publications.
     pub(crate) seq: u64,
     /// The topic.
-    pub(crate) topic: String,
+    pub(crate) topic: S,
     /// How many more times this copy may be passed on.
     pub(crate) hops_left: u8,
     /// The subscribers this copy is for.
-    pub(crate) targets: Vec<String>,
+    pub(crate) targets: Vec<S>,
+}
+
+impl PublicationHeader<String> {
+    /// The header with its names borrowed.
+    pub(crate) fn view(&self) -> PublicationHeader<&str> {
+        PublicationHeader {
+            origin: &self.origin,
+            epoch: self.epoch,
+            seq: self.seq,
+            topic: &self.topic,
+            hops_left: self.hops_left,
+            targets: self.targets.iter().map(String::as_str).collect(),
+        }
+    }
 }
 
 /// The length of a stream challenge's nonce.
@@ -180,10 +196,11 @@ pub(crate) struct Envelope {
 
 /// What a tagged message holds.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Decoded {
+pub(crate) enum Decoded<'a> {
     Control(Control),
     Routed(Envelope, Bytes),
-    Publication(PublicationHeader, Bytes),
+    /// The header's names are borrowed from the message decoded.
+    Publication(PublicationHeader<&'a str>, Bytes),
 }
 
 pub(crate) fn encode_control(c: &Control) -> Bytes {
@@ -198,7 +215,7 @@ pub(crate) fn encode_control(c: &Control) -> Bytes {
 /// A routed publication as one message (copies are made by
 /// [`PublicationCopies`], which tests hold to this).
 #[cfg(test)]
-pub(crate) fn encode_publication(h: &PublicationHeader, data: &[u8]) -> Bytes {
+pub(crate) fn encode_publication<S: Serialize>(h: &PublicationHeader<S>, data: &[u8]) -> Bytes {
     let mut out = PUBLICATION_TAG.to_vec();
     out = postcard::to_extend(h, out).expect("encoding to a Vec does not fail");
     let mut b = BytesMut::with_capacity(out.len() + data.len());
@@ -220,7 +237,7 @@ pub(crate) struct PublicationCopies<'a> {
 
 impl<'a> PublicationCopies<'a> {
     /// The copies of `h` (whose targets are left out) carrying `data`.
-    pub(crate) fn new(h: &PublicationHeader, data: &'a [u8]) -> PublicationCopies<'a> {
+    pub(crate) fn new<S: Serialize>(h: &PublicationHeader<S>, data: &'a [u8]) -> PublicationCopies<'a> {
         let fields = (&h.origin, h.epoch, h.seq, &h.topic, h.hops_left);
         let head = postcard::to_extend(&fields, PUBLICATION_TAG.to_vec())
             .expect("encoding to a Vec does not fail");
@@ -273,7 +290,7 @@ pub(crate) fn encode_routed(e: &Envelope, data: &[u8]) -> Bytes {
 }
 
 /// Parses a tagged message; `None` for anything else or anything broken.
-pub(crate) fn decode(data: &Bytes) -> Option<Decoded> {
+pub(crate) fn decode(data: &Bytes) -> Option<Decoded<'_>> {
     let tag: [u8; 4] = data.get(..4)?.try_into().ok()?;
     let body = &data[4..];
     if tag == CONTROL_TAG {
@@ -314,7 +331,7 @@ pub(crate) fn decode(data: &Bytes) -> Option<Decoded> {
         let start = data.len() - rest.len();
         Some(Decoded::Routed(e, data.slice(start..)))
     } else if tag == PUBLICATION_TAG {
-        let (h, rest) = postcard::take_from_bytes::<PublicationHeader>(body).ok()?;
+        let (h, rest) = postcard::take_from_bytes::<PublicationHeader<&str>>(body).ok()?;
         if h.targets.len() > MAX_LIST || h.topic.len() > weft_messaging::patterns::MAX_TOPIC {
             return None;
         }
@@ -437,12 +454,12 @@ mod tests {
         assert_eq!(decode(&encode_control(&too_many)), None);
 
         let h = PublicationHeader {
-            origin: "a".into(),
+            origin: "a",
             epoch: 7,
             seq: 1,
-            topic: "news".into(),
+            topic: "news",
             hops_left: 7,
-            targets: vec!["c".into()],
+            targets: vec!["c"],
         };
         let bytes = encode_publication(&h, b"hi");
         assert_eq!(

@@ -53,6 +53,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::mem::take;
+use std::ops::Range;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -460,7 +461,7 @@ impl Interest {
             targets,
         };
         self.next_seq += 1;
-        (self.split(header, None, data), count)
+        (self.split(header.view(), None, data), count)
     }
 
     /// A copy that neighbour `from` passed to us: delivered once if we are
@@ -470,25 +471,19 @@ impl Interest {
     pub(crate) fn handle_publication(
         &mut self,
         from: &str,
-        mut header: PublicationHeader,
+        mut header: PublicationHeader<&str>,
         data: &Bytes,
         local: impl Fn(&str) -> bool,
     ) -> Vec<(&str, Bytes)> {
         if let Some(at) = header.targets.iter().position(|t| *t == self.me) {
             header.targets.swap_remove(at);
-            if !local(&header.topic) {
+            if !local(header.topic) {
                 self.stats.unwanted += 1;
             } else if self.seen.check_and_record(name(&header)) {
                 self.stats.delivered += 1;
-                // The names are taken when no copy goes further.
-                let (from, topic) = if header.targets.is_empty() {
-                    (take(&mut header.origin), take(&mut header.topic))
-                } else {
-                    (header.origin.clone(), header.topic.clone())
-                };
                 self.deliveries.push_back(Delivery {
-                    from,
-                    topic,
+                    from: header.origin.to_owned(),
+                    topic: header.topic.to_owned(),
                     // A slice of the copy received: not copied again.
                     data: data.clone(),
                 });
@@ -508,26 +503,35 @@ impl Interest {
     }
 
     /// Splits `header`'s targets by next hop (never back to `from`) into
-    /// one copy each.
+    /// one copy each, in the order of the next hops' names.
     fn split(
         &mut self,
-        mut header: PublicationHeader,
+        mut header: PublicationHeader<&str>,
         from: Option<&str>,
         data: &[u8],
     ) -> Vec<(&str, Bytes)> {
-        let mut by_hop: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        // (next hop, target), sorted by next hop; a stable sort keeps each
+        // hop's targets in the order they came.
+        let mut hops: Vec<(&str, &str)> = Vec::with_capacity(header.targets.len());
         for t in take(&mut header.targets) {
-            match self.best.get(&t) {
-                Some(b) if Some(b.via.as_str()) != from => {
-                    by_hop.entry(b.via.as_str()).or_default().push(t);
-                }
+            match self.best.get(t) {
+                Some(b) if Some(b.via.as_str()) != from => hops.push((b.via.as_str(), t)),
                 _ => self.stats.no_route += 1,
             }
         }
+        hops.sort_by_key(|&(via, _)| via);
+        let targets: Vec<&str> = hops.iter().map(|&(_, t)| t).collect();
+        let mut groups: Vec<(&str, Range<usize>)> = Vec::new();
+        for (i, &(via, _)) in hops.iter().enumerate() {
+            match groups.last_mut() {
+                Some((last, range)) if *last == via => range.end = i + 1,
+                _ => groups.push((via, i..i + 1)),
+            }
+        }
         let copies = PublicationCopies::new(&header, data)
-            .copies(by_hop.values().map(Vec::as_slice))
+            .copies(groups.iter().map(|(_, r)| &targets[r.clone()]))
             .into_iter();
-        let out: Vec<_> = by_hop.into_keys().zip(copies).collect();
+        let out: Vec<_> = groups.into_iter().map(|(via, _)| via).zip(copies).collect();
         self.stats.forwarded += out.len() as u64;
         out
     }
@@ -697,7 +701,7 @@ impl Interest {
 
 /// The name a publication is known by in the window of recent ones: its
 /// publisher and epoch hashed and its sequence number.
-fn name(h: &PublicationHeader) -> (u64, u64) {
+fn name(h: &PublicationHeader<&str>) -> (u64, u64) {
     (hash_of(&(&h.origin, h.epoch)), h.seq)
 }
 
@@ -781,12 +785,12 @@ mod tests {
         // b gets a copy for c from a; a copy for a, from a, is not sent
         // back.
         let header = PublicationHeader {
-            origin: "z".into(),
+            origin: "z",
             epoch: 0,
             seq: 0,
-            topic: "news".into(),
+            topic: "news",
             hops_left: 3,
-            targets: vec!["c".into()],
+            targets: vec!["c"],
         };
         let mut b = interest("b");
         for n in ["a", "c"] {
@@ -834,7 +838,7 @@ mod tests {
             targets,
         };
         let received = Bytes::from(vec![9u8; 64]);
-        let out = b.handle_publication("a", header, &received, |_| true);
+        let out = b.handle_publication("a", header.view(), &received, |_| true);
         assert_eq!(out.len(), 10);
         // One allocation for the ten: each copy starts where the one
         // before it ends.
@@ -920,12 +924,12 @@ mod tests {
         let mut c = interest("c");
         c.neighbour_up("b");
         let header = PublicationHeader {
-            origin: "a".into(),
+            origin: "a",
             epoch: 5,
             seq: 0,
-            topic: "news".into(),
+            topic: "news",
             hops_left: 3,
-            targets: vec!["c".into()],
+            targets: vec!["c"],
         };
         c.handle_publication("b", header.clone(), &Bytes::from_static(b"x"), |_| true);
         c.handle_publication("b", header.clone(), &Bytes::from_static(b"x"), |_| true);
@@ -941,12 +945,12 @@ mod tests {
         let mut c = interest("c");
         c.neighbour_up("b");
         let copy = |seq| PublicationHeader {
-            origin: "a".into(),
+            origin: "a",
             epoch: 5,
             seq,
-            topic: "news".into(),
+            topic: "news",
             hops_left: 0,
-            targets: vec!["c".into()],
+            targets: vec!["c"],
         };
         let n = 100;
         c.set_recent(n as usize);

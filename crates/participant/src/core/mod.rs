@@ -597,7 +597,7 @@ impl ParticipantCore {
 
     /// A routed publication from `from`: delivered here if it is for us,
     /// passed on for the rest of its targets.
-    fn pass_on(&mut self, from: &Identity, header: PublicationHeader, data: &Bytes) {
+    fn pass_on(&mut self, from: &Identity, header: PublicationHeader<&str>, data: &Bytes) {
         let subscribers = &self.local_subscribers;
         let local = |topic: &str| subscribers.values().any(|(_, f)| f.matches(topic));
         let copies = self
@@ -789,7 +789,7 @@ fn publications_to(
     for (to, data) in copies {
         // Copies go to neighbours: their handles are at hand, with no
         // name to check and allocate again.
-        let known = connected.iter().find(|n| n.as_str() == to).cloned();
+        let known = connected.get(to).cloned();
         if let Some(to) = known.or_else(|| Identity::new(to).ok()) {
             let kind = TransmitKind::Publication;
             transmits.push_back(Transmit { to, kind, data });
