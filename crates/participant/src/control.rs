@@ -164,6 +164,7 @@ pub(crate) struct PublicationHeader<S = String> {
     pub(crate) targets: Vec<S>,
 }
 
+#[cfg(test)]
 impl PublicationHeader<String> {
     /// The header with its names borrowed.
     pub(crate) fn view(&self) -> PublicationHeader<&str> {

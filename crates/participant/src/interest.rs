@@ -447,21 +447,36 @@ impl Interest {
     /// message) and whose filter matches. Returns the copies as
     /// (neighbour, tagged payload) and how many subscribers they are for.
     pub(crate) fn publish(&mut self, topic: &str, data: &[u8]) -> (Vec<(&str, Bytes)>, usize) {
-        let targets: Vec<String> = self.matching(topic).map(str::to_owned).collect();
-        if targets.is_empty() {
+        // (next hop, subscriber), read from the maps as they are: no name
+        // is copied.
+        let mut hops: Vec<(&str, &str)> = Vec::new();
+        for s in &self.far {
+            let Some(b) = self.best.get(s) else { continue };
+            let wants = self
+                .neighbours
+                .get(&b.via)
+                .and_then(|n| n.learned.get(s))
+                .is_some_and(|l| l.filters.matches(topic));
+            if wants {
+                hops.push((b.via.as_str(), s.as_str()));
+            }
+        }
+        if hops.is_empty() {
             return (Vec::new(), 0);
         }
-        let count = targets.len();
+        let count = hops.len();
         let header = PublicationHeader {
-            origin: self.me.clone(),
+            origin: self.me.as_str(),
             epoch: self.epoch,
             seq: self.next_seq,
-            topic: topic.to_owned(),
+            topic,
             hops_left: self.max_hops - 1,
-            targets,
+            targets: Vec::new(),
         };
         self.next_seq += 1;
-        (self.split(header.view(), None, data), count)
+        let out = copies_by_hop(&header, hops, data);
+        self.stats.forwarded += out.len() as u64;
+        (out, count)
     }
 
     /// A copy that neighbour `from` passed to us: delivered once if we are
@@ -503,15 +518,13 @@ impl Interest {
     }
 
     /// Splits `header`'s targets by next hop (never back to `from`) into
-    /// one copy each, in the order of the next hops' names.
+    /// one copy each.
     fn split(
         &mut self,
         mut header: PublicationHeader<&str>,
         from: Option<&str>,
         data: &[u8],
     ) -> Vec<(&str, Bytes)> {
-        // (next hop, target), sorted by next hop; a stable sort keeps each
-        // hop's targets in the order they came.
         let mut hops: Vec<(&str, &str)> = Vec::with_capacity(header.targets.len());
         for t in take(&mut header.targets) {
             match self.best.get(t) {
@@ -519,19 +532,7 @@ impl Interest {
                 _ => self.stats.no_route += 1,
             }
         }
-        hops.sort_by_key(|&(via, _)| via);
-        let targets: Vec<&str> = hops.iter().map(|&(_, t)| t).collect();
-        let mut groups: Vec<(&str, Range<usize>)> = Vec::new();
-        for (i, &(via, _)) in hops.iter().enumerate() {
-            match groups.last_mut() {
-                Some((last, range)) if *last == via => range.end = i + 1,
-                _ => groups.push((via, i..i + 1)),
-            }
-        }
-        let copies = PublicationCopies::new(&header, data)
-            .copies(groups.iter().map(|(_, r)| &targets[r.clone()]))
-            .into_iter();
-        let out: Vec<_> = groups.into_iter().map(|(via, _)| via).zip(copies).collect();
+        let out = copies_by_hop(&header, hops, data);
         self.stats.forwarded += out.len() as u64;
         out
     }
@@ -564,16 +565,16 @@ impl Interest {
     /// filter matching `topic`: those a publication of ours is routed to
     /// (see the [module documentation](self)).
     pub(crate) fn matching<'a>(&'a self, topic: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.best
+        self.far
             .iter()
-            .filter(|(s, _)| self.far.contains(*s))
-            .filter(move |(s, b)| {
-                self.neighbours
-                    .get(&b.via)
+            .filter(move |s| {
+                self.best
+                    .get(*s)
+                    .and_then(|b| self.neighbours.get(&b.via))
                     .and_then(|n| n.learned.get(*s))
                     .is_some_and(|l| l.filters.matches(topic))
             })
-            .map(|(s, _)| s.as_str())
+            .map(String::as_str)
     }
 
     /// Whether we route to any subscriber (only then can a publication of
@@ -697,6 +698,30 @@ impl Interest {
             self.sort_one(subscriber);
         }
     }
+}
+
+/// The copies of `header` (whose targets are left out) for `hops`, each
+/// (next hop, target): one copy per next hop, in the order of their
+/// names, each naming its targets in the order they came.
+fn copies_by_hop<'a>(
+    header: &PublicationHeader<&str>,
+    mut hops: Vec<(&'a str, &str)>,
+    data: &[u8],
+) -> Vec<(&'a str, Bytes)> {
+    // A stable sort: each hop's targets keep their order.
+    hops.sort_by_key(|&(via, _)| via);
+    let targets: Vec<&str> = hops.iter().map(|&(_, t)| t).collect();
+    let mut groups: Vec<(&str, Range<usize>)> = Vec::new();
+    for (i, &(via, _)) in hops.iter().enumerate() {
+        match groups.last_mut() {
+            Some((last, range)) if *last == via => range.end = i + 1,
+            _ => groups.push((via, i..i + 1)),
+        }
+    }
+    let copies = PublicationCopies::new(header, data)
+        .copies(groups.iter().map(|(_, r)| &targets[r.clone()]))
+        .into_iter();
+    groups.into_iter().map(|(via, _)| via).zip(copies).collect()
 }
 
 /// The name a publication is known by in the window of recent ones: its
