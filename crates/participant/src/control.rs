@@ -238,7 +238,10 @@ pub(crate) struct PublicationCopies<'a> {
 
 impl<'a> PublicationCopies<'a> {
     /// The copies of `h` (whose targets are left out) carrying `data`.
-    pub(crate) fn new<S: Serialize>(h: &PublicationHeader<S>, data: &'a [u8]) -> PublicationCopies<'a> {
+    pub(crate) fn new<S: Serialize>(
+        h: &PublicationHeader<S>,
+        data: &'a [u8],
+    ) -> PublicationCopies<'a> {
         let fields = (&h.origin, h.epoch, h.seq, &h.topic, h.hops_left);
         let head = postcard::to_extend(&fields, PUBLICATION_TAG.to_vec())
             .expect("encoding to a Vec does not fail");
