@@ -61,6 +61,7 @@ use bytes::Bytes;
 use crate::control::{FilterSpec, InterestEntry, MAX_LIST, PublicationCopies, PublicationHeader};
 use crate::filters::{FilterLimits, RemoteFilters};
 use crate::recent::RecentNames;
+use weft_messaging::Identity;
 
 mod advertise;
 
@@ -131,7 +132,8 @@ struct Neighbour {
 #[derive(Clone, Debug)]
 struct Best {
     hops: u8,
-    via: String,
+    /// The neighbour, as the handle copies to it are sent to.
+    via: Identity,
     /// How many filters its entry in an Interest list carries.
     specs: usize,
 }
@@ -446,19 +448,19 @@ impl Interest {
     /// subscribers that are not neighbours (those get it as a PUBLISH
     /// message) and whose filter matches. Returns the copies as
     /// (neighbour, tagged payload) and how many subscribers they are for.
-    pub(crate) fn publish(&mut self, topic: &str, data: &[u8]) -> (Vec<(&str, Bytes)>, usize) {
+    pub(crate) fn publish(&mut self, topic: &str, data: &[u8]) -> (Vec<(Identity, Bytes)>, usize) {
         // (next hop, subscriber), read from the maps as they are: no name
         // is copied.
-        let mut hops: Vec<(&str, &str)> = Vec::new();
+        let mut hops: Vec<(&Identity, &str)> = Vec::new();
         for s in &self.far {
             let Some(b) = self.best.get(s) else { continue };
             let wants = self
                 .neighbours
-                .get(&b.via)
+                .get(b.via.as_str())
                 .and_then(|n| n.learned.get(s))
                 .is_some_and(|l| l.filters.matches(topic));
             if wants {
-                hops.push((b.via.as_str(), s.as_str()));
+                hops.push((&b.via, s.as_str()));
             }
         }
         if hops.is_empty() {
@@ -489,7 +491,7 @@ impl Interest {
         mut header: PublicationHeader<&str>,
         data: &Bytes,
         local: impl Fn(&str) -> bool,
-    ) -> Vec<(&str, Bytes)> {
+    ) -> Vec<(Identity, Bytes)> {
         if let Some(at) = header.targets.iter().position(|t| *t == self.me) {
             header.targets.swap_remove(at);
             if !local(header.topic) {
@@ -524,11 +526,11 @@ impl Interest {
         mut header: PublicationHeader<&str>,
         from: Option<&str>,
         data: &[u8],
-    ) -> Vec<(&str, Bytes)> {
-        let mut hops: Vec<(&str, &str)> = Vec::with_capacity(header.targets.len());
+    ) -> Vec<(Identity, Bytes)> {
+        let mut hops: Vec<(&Identity, &str)> = Vec::with_capacity(header.targets.len());
         for t in take(&mut header.targets) {
             match self.best.get(t) {
-                Some(b) if Some(b.via.as_str()) != from => hops.push((b.via.as_str(), t)),
+                Some(b) if Some(b.via.as_str()) != from => hops.push((&b.via, t)),
                 _ => self.stats.no_route += 1,
             }
         }
@@ -570,7 +572,7 @@ impl Interest {
             .filter(move |s| {
                 self.best
                     .get(*s)
-                    .and_then(|b| self.neighbours.get(&b.via))
+                    .and_then(|b| self.neighbours.get(b.via.as_str()))
                     .and_then(|n| n.learned.get(*s))
                     .is_some_and(|l| l.filters.matches(topic))
             })
@@ -653,7 +655,8 @@ impl Interest {
         };
         Some(Best {
             hops,
-            via: via.clone(),
+            // A neighbour's name is an identity: it came from messaging.
+            via: Identity::new(via.as_str()).ok()?,
             specs,
         })
     }
@@ -703,15 +706,15 @@ impl Interest {
 /// The copies of `header` (whose targets are left out) for `hops`, each
 /// (next hop, target): one copy per next hop, in the order of their
 /// names, each naming its targets in the order they came.
-fn copies_by_hop<'a>(
+fn copies_by_hop(
     header: &PublicationHeader<&str>,
-    mut hops: Vec<(&'a str, &str)>,
+    mut hops: Vec<(&Identity, &str)>,
     data: &[u8],
-) -> Vec<(&'a str, Bytes)> {
+) -> Vec<(Identity, Bytes)> {
     // A stable sort: each hop's targets keep their order.
     hops.sort_by_key(|&(via, _)| via);
     let targets: Vec<&str> = hops.iter().map(|&(_, t)| t).collect();
-    let mut groups: Vec<(&str, Range<usize>)> = Vec::new();
+    let mut groups: Vec<(&Identity, Range<usize>)> = Vec::new();
     for (i, &(via, _)) in hops.iter().enumerate() {
         match groups.last_mut() {
             Some((last, range)) if *last == via => range.end = i + 1,
@@ -721,7 +724,11 @@ fn copies_by_hop<'a>(
     let copies = PublicationCopies::new(header, data)
         .copies(groups.iter().map(|(_, r)| &targets[r.clone()]))
         .into_iter();
-    groups.into_iter().map(|(via, _)| via).zip(copies).collect()
+    groups
+        .into_iter()
+        .map(|(via, _)| via.clone())
+        .zip(copies)
+        .collect()
 }
 
 /// The name a publication is known by in the window of recent ones: its
@@ -799,7 +806,7 @@ mod tests {
         let (copies, count) = a.publish("news.today", b"x");
         assert_eq!(count, 1);
         assert_eq!(copies.len(), 1);
-        assert_eq!(copies[0].0, "b");
+        assert_eq!(copies[0].0.as_str(), "b");
         let (copies, count) = a.publish("weather", b"x");
         assert_eq!(
             (copies.len(), count),
@@ -825,7 +832,7 @@ mod tests {
         b.set_direct("c", [spec("news")].iter());
         let out = b.handle_publication("a", header.clone(), &Bytes::from_static(b"x"), |_| false);
         assert_eq!(out.len(), 1);
-        assert_eq!(out[0].0, "c");
+        assert_eq!(out[0].0.as_str(), "c");
         let back = b.handle_publication("c", header.clone(), &Bytes::from_static(b"x"), |_| false);
         assert!(back.is_empty());
         assert_eq!(b.stats().no_route, 1);
@@ -1093,14 +1100,14 @@ mod tests {
                 let kept: BTreeMap<String, (u8, String)> = i
                     .best
                     .iter()
-                    .map(|(s, b)| (s.clone(), (b.hops, b.via.clone())))
+                    .map(|(s, b)| (s.clone(), (b.hops, b.via.as_str().to_owned())))
                     .collect();
                 assert_eq!(kept, scratch, "seed {seed}");
                 let specs_total: usize = i
                     .best
                     .iter()
                     .map(|(s, b)| {
-                        let via = &i.neighbours[&b.via];
+                        let via = &i.neighbours[b.via.as_str()];
                         match via.learned.get(s) {
                             Some(l) => l.filters.specs().count(),
                             None => via.direct.len(),

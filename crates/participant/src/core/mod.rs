@@ -591,7 +591,7 @@ impl ParticipantCore {
     /// copies are for.
     pub(crate) fn publish(&mut self, topic: &str, data: &[u8]) -> usize {
         let (copies, count) = self.interest.publish(topic, data);
-        publications_to(&self.connected, &mut self.transmits, copies);
+        publications_to(&mut self.transmits, copies);
         count
     }
 
@@ -603,7 +603,7 @@ impl ParticipantCore {
         let copies = self
             .interest
             .handle_publication(from.as_str(), header, data, local);
-        publications_to(&self.connected, &mut self.transmits, copies);
+        publications_to(&mut self.transmits, copies);
     }
 
     // ===== output =====
@@ -781,20 +781,13 @@ impl ParticipantCore {
 }
 
 /// Queues routed publication copies, each for the neighbour named.
-fn publications_to(
-    connected: &BTreeSet<Identity>,
-    transmits: &mut VecDeque<Transmit>,
-    copies: Vec<(&str, Bytes)>,
-) {
-    for (to, data) in copies {
-        // Copies go to neighbours: their handles are at hand, with no
-        // name to check and allocate again.
-        let known = connected.get(to).cloned();
-        if let Some(to) = known.or_else(|| Identity::new(to).ok()) {
-            let kind = TransmitKind::Publication;
-            transmits.push_back(Transmit { to, kind, data });
-        }
-    }
+fn publications_to(transmits: &mut VecDeque<Transmit>, copies: Vec<(Identity, Bytes)>) {
+    let kind = TransmitKind::Publication;
+    transmits.extend(
+        copies
+            .into_iter()
+            .map(|(to, data)| Transmit { to, kind, data }),
+    );
 }
 
 #[cfg(test)]

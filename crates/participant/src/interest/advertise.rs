@@ -112,13 +112,13 @@ impl Interest {
         let now = self
             .best
             .get(subscriber)
-            .filter(|b| subscriber != n && b.via != n && b.hops < self.max_hops)
-            .and_then(|b| Some((b, self.neighbours.get(&b.via)?)));
+            .filter(|b| subscriber != n && b.via.as_str() != n && b.hops < self.max_hops)
+            .and_then(|b| Some((b, self.neighbours.get(b.via.as_str())?)));
         match (now, told) {
             (None, None) => true,
             (Some((b, via)), Some((_, hops, specs))) => {
                 b.hops == *hops
-                    && if subscriber == b.via {
+                    && if subscriber == b.via.as_str() {
                         via.direct.iter().eq(specs.iter())
                     } else {
                         via.learned
@@ -135,11 +135,11 @@ impl Interest {
     /// cut to fit.
     fn entry_for(&self, n: &str, subscriber: &str) -> Option<InterestEntry> {
         let b = self.best.get(subscriber)?;
-        if subscriber == n || b.via == n || b.hops >= self.max_hops {
+        if subscriber == n || b.via.as_str() == n || b.hops >= self.max_hops {
             return None;
         }
-        let via = self.neighbours.get(&b.via)?;
-        let specs: Vec<FilterSpec> = if subscriber == b.via {
+        let via = self.neighbours.get(b.via.as_str())?;
+        let specs: Vec<FilterSpec> = if subscriber == b.via.as_str() {
             via.direct.iter().cloned().collect()
         } else {
             via.learned
@@ -160,15 +160,15 @@ impl Interest {
         let mut candidates: Vec<(&String, &Best)> = self
             .best
             .iter()
-            .filter(|(s, b)| *s != n && b.via != n && b.hops < self.max_hops)
+            .filter(|(s, b)| *s != n && b.via.as_str() != n && b.hops < self.max_hops)
             .collect();
         candidates.sort_by_key(|(s, b)| (b.hops, *s));
         let mut filters = 0;
         for (s, b) in candidates {
-            let Some(via) = self.neighbours.get(&b.via) else {
+            let Some(via) = self.neighbours.get(b.via.as_str()) else {
                 continue;
             };
-            let specs: Vec<FilterSpec> = if *s == b.via {
+            let specs: Vec<FilterSpec> = if *s == b.via.as_str() {
                 via.direct.iter().cloned().collect()
             } else {
                 match via.learned.get(s) {
