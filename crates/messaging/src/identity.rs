@@ -72,6 +72,18 @@ impl Identity {
     /// Checks and wraps a name.
     pub fn new(name: impl AsRef<str>) -> Result<Identity, IdentityError> {
         let name = name.as_ref();
+        Identity::check(name)?;
+        Ok(Identity(Arc::from(name)))
+    }
+
+    /// Checks that `name` can be an identity, without making one.
+    ///
+    /// ```
+    /// use weft_messaging::Identity;
+    /// assert!(Identity::check("alice").is_ok());
+    /// assert!(Identity::check("").is_err());
+    /// ```
+    pub fn check(name: &str) -> Result<(), IdentityError> {
         if name.is_empty() {
             return Err(IdentityError::Empty);
         }
@@ -79,7 +91,7 @@ impl Identity {
         if chars > MAX_IDENTITY_CHARS {
             return Err(IdentityError::TooLong { chars });
         }
-        Ok(Identity(Arc::from(name)))
+        Ok(())
     }
 
     /// Checks bytes received from the network.

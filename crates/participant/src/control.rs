@@ -5,7 +5,7 @@ use std::fmt;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
-use weft_messaging::TopicFilter;
+use weft_messaging::{Identity, TopicFilter};
 
 use crate::filters::FilterLimits;
 
@@ -336,7 +336,10 @@ pub(crate) fn decode(data: &Bytes) -> Option<Decoded<'_>> {
         Some(Decoded::Routed(e, data.slice(start..)))
     } else if tag == PUBLICATION_TAG {
         let (h, rest) = postcard::take_from_bytes::<PublicationHeader<&str>>(body).ok()?;
-        if h.targets.len() > MAX_LIST || h.topic.len() > weft_messaging::patterns::MAX_TOPIC {
+        if h.targets.len() > MAX_LIST
+            || h.topic.len() > weft_messaging::patterns::MAX_TOPIC
+            || Identity::check(h.origin).is_err()
+        {
             return None;
         }
         let start = data.len() - rest.len();
@@ -475,8 +478,17 @@ mod tests {
         );
         assert_eq!(
             decode(&bytes),
-            Some(Decoded::Publication(h, Bytes::from_static(b"hi")))
+            Some(Decoded::Publication(h.clone(), Bytes::from_static(b"hi")))
         );
+        // A publisher whose name cannot be an identity: not a publication.
+        let long = "p".repeat(51);
+        for origin in ["", long.as_str()] {
+            let bad = PublicationHeader {
+                origin,
+                ..h.clone()
+            };
+            assert_eq!(decode(&encode_publication(&bad, b"hi")), None, "{origin:?}");
+        }
         // An index no participant knows of is not a control message.
         assert_eq!(decode(&Bytes::from_static(b"\0WPC\x63")), None);
     }

@@ -54,6 +54,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::mem::take;
 use std::ops::Range;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -73,9 +74,9 @@ const DEFAULT_RECENT: usize = 4096;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Delivery {
     /// The publishing participant.
-    pub(crate) from: String,
+    pub(crate) from: Identity,
     /// The topic.
-    pub(crate) topic: String,
+    pub(crate) topic: Arc<str>,
     /// The payload.
     pub(crate) data: Bytes,
 }
@@ -168,6 +169,10 @@ pub(crate) struct Interest {
     max_list: usize,
     seen: RecentNames,
     deliveries: VecDeque<Delivery>,
+    /// The names of the publication delivered last: a stream of
+    /// publications comes from one publisher on one topic, so its names
+    /// are checked and allocated once.
+    last_delivered: Option<(Identity, Arc<str>)>,
     /// Whether what we reach may have changed since the last
     /// [`poll_changed`](Self::poll_changed).
     changed: bool,
@@ -208,6 +213,7 @@ impl Interest {
             max_list: MAX_LIST,
             seen: RecentNames::new(DEFAULT_RECENT),
             deliveries: VecDeque::new(),
+            last_delivered: None,
             changed: false,
             sight: BTreeSet::new(),
             mesh: false,
@@ -498,12 +504,16 @@ impl Interest {
                 self.stats.unwanted += 1;
             } else if self.seen.check_and_record(name(&header)) {
                 self.stats.delivered += 1;
-                self.deliveries.push_back(Delivery {
-                    from: header.origin.to_owned(),
-                    topic: header.topic.to_owned(),
-                    // A slice of the copy received: not copied again.
-                    data: data.clone(),
-                });
+                // `decode` lets through no copy whose publisher is not an
+                // identity.
+                if let Some((from, topic)) = self.delivered_names(header.origin, header.topic) {
+                    self.deliveries.push_back(Delivery {
+                        from,
+                        topic,
+                        // A slice of the copy received: not copied again.
+                        data: data.clone(),
+                    });
+                }
             } else {
                 self.stats.duplicates += 1;
             }
@@ -517,6 +527,21 @@ impl Interest {
         }
         header.hops_left -= 1;
         self.split(header, Some(from), data)
+    }
+
+    /// The names of a publication delivered: those of the one before when
+    /// they are the same, else checked and allocated (once per run of
+    /// publications from one publisher on one topic).
+    fn delivered_names(&mut self, origin: &str, topic: &str) -> Option<(Identity, Arc<str>)> {
+        match &self.last_delivered {
+            Some((from, t)) if from.as_str() == origin && **t == *topic => {
+                Some((from.clone(), t.clone()))
+            }
+            _ => {
+                let names = (Identity::new(origin).ok()?, Arc::from(topic));
+                Some(self.last_delivered.insert(names).clone())
+            }
+        }
     }
 
     /// Splits `header`'s targets by next hop (never back to `from`) into

@@ -63,10 +63,6 @@ pub(crate) struct Inner {
     identities: Mutex<HashMap<ParticipantId, String>>,
     /// Our subscribers, for routed publications. Locked only under `core`.
     subscribers: Mutex<Vec<LocalSubscriber>>,
-    /// The publisher and topic of the last routed publication delivered
-    /// to us, whose handles the next one from there takes too. Locked
-    /// only under `core`.
-    last_delivered: Mutex<(Option<Identity>, Option<Arc<str>>)>,
     /// Whether the core reaches a subscriber that is not a neighbour, as
     /// of its last input: a publication takes the core's lock only then.
     reaches_far: AtomicBool,
@@ -236,7 +232,6 @@ impl Participant {
             streams,
             identities: Mutex::new(HashMap::new()),
             subscribers: Mutex::new(Vec::new()),
-            last_delivered: Mutex::new((None, None)),
             reaches_far: AtomicBool::new(false),
             interest: watch::channel(()).0,
             config,
@@ -619,26 +614,7 @@ impl Inner {
     /// Hands a publication routed to us to each subscriber of ours whose
     /// filter matches its topic.
     fn deliver_publication(&self, d: Delivery) {
-        let (from, topic) = {
-            // A stream of publications comes from one publisher on one
-            // topic: the names are checked and allocated once.
-            let mut last = lock(&self.last_delivered);
-            let from = match &last.0 {
-                Some(f) if f.as_str() == d.from => f.clone(),
-                _ => {
-                    let Ok(f) = Identity::new(&d.from) else {
-                        return;
-                    };
-                    last.0.insert(f).clone()
-                }
-            };
-            let topic = match &last.1 {
-                Some(t) if **t == *d.topic => t.clone(),
-                _ => last.1.insert(Arc::from(d.topic)).clone(),
-            };
-            (from, topic)
-        };
-        let publication = Publication::new(topic, from, d.data);
+        let publication = Publication::new(d.topic, d.from, d.data);
         for s in lock(&self.subscribers).iter() {
             if s.filter.matches(&publication.topic) {
                 // A full queue drops its oldest and counts it, as

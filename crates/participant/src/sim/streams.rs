@@ -70,8 +70,8 @@ impl Sim {
         while let Some(d) = node.core.poll_delivery() {
             note(&mut node.trace, at, &d);
             node.got.push(Got {
-                from: d.from,
-                topic: d.topic,
+                from: d.from.as_str().to_owned(),
+                topic: d.topic.to_string(),
                 data: d.data,
                 routed: true,
             });
