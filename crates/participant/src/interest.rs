@@ -455,20 +455,8 @@ impl Interest {
     /// message) and whose filter matches. Returns the copies as
     /// (neighbour, tagged payload) and how many subscribers they are for.
     pub(crate) fn publish(&mut self, topic: &str, data: &[u8]) -> (Vec<(Identity, Bytes)>, usize) {
-        // (next hop, subscriber), read from the maps as they are: no name
-        // is copied.
-        let mut hops: Vec<(&Identity, &str)> = Vec::new();
-        for s in &self.far {
-            let Some(b) = self.best.get(s) else { continue };
-            let wants = self
-                .neighbours
-                .get(b.via.as_str())
-                .and_then(|n| n.learned.get(s))
-                .is_some_and(|l| l.filters.matches(topic));
-            if wants {
-                hops.push((&b.via, s.as_str()));
-            }
-        }
+        // Read from the maps as they are: no name is copied.
+        let hops: Vec<(&Identity, &str)> = self.routes_matching(topic).collect();
         if hops.is_empty() {
             return (Vec::new(), 0);
         }
@@ -481,8 +469,8 @@ impl Interest {
             hops_left: self.max_hops - 1,
             targets: Vec::new(),
         };
-        self.next_seq += 1;
         let out = copies_by_hop(&header, hops, data);
+        self.next_seq += 1;
         self.stats.forwarded += out.len() as u64;
         (out, count)
     }
@@ -592,16 +580,24 @@ impl Interest {
     /// filter matching `topic`: those a publication of ours is routed to
     /// (see the [module documentation](self)).
     pub(crate) fn matching<'a>(&'a self, topic: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.far
-            .iter()
-            .filter(move |s| {
-                self.best
-                    .get(*s)
-                    .and_then(|b| self.neighbours.get(b.via.as_str()))
-                    .and_then(|n| n.learned.get(*s))
-                    .is_some_and(|l| l.filters.matches(topic))
-            })
-            .map(String::as_str)
+        self.routes_matching(topic).map(|(_, s)| s)
+    }
+
+    /// [`matching`](Self::matching)'s subscribers, each with the
+    /// neighbour its route goes through.
+    fn routes_matching<'a>(
+        &'a self,
+        topic: &'a str,
+    ) -> impl Iterator<Item = (&'a Identity, &'a str)> + 'a {
+        self.far.iter().filter_map(move |s| {
+            let b = self.best.get(s)?;
+            let wants = self
+                .neighbours
+                .get(b.via.as_str())
+                .and_then(|n| n.learned.get(s))
+                .is_some_and(|l| l.filters.matches(topic));
+            wants.then_some((&b.via, s.as_str()))
+        })
     }
 
     /// Whether we route to any subscriber (only then can a publication of
