@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::connection::{Ends, PeerCredentials, run_stream};
 use crate::registry::Registry;
-use crate::tls::peer_certificates;
+use crate::tls::{Secured, bounded_handshake};
 use rustls::pki_types::CertificateDer;
 
 use crate::{
@@ -245,26 +245,15 @@ pub(crate) async fn tls_accept<S>(
     acceptor: &tokio_rustls::TlsAcceptor,
     stream: S,
     peer: String,
-) -> Result<
-    (
-        tokio_rustls::TlsStream<S>,
-        Option<Arc<[CertificateDer<'static>]>>,
-    ),
-    LinkError,
->
+) -> Result<Secured<S>, LinkError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let timeout = cfg.tls_handshake_timeout;
-    match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
-        Ok(Ok(s)) => {
-            let s = tokio_rustls::TlsStream::Server(s);
-            let certificates = peer_certificates(&s);
-            Ok((s, certificates))
-        }
-        Ok(Err(source)) => Err(LinkError::Tls { peer, source }),
-        Err(_) => Err(LinkError::HandshakeTimeout { peer, timeout }),
-    }
+    let handshake = acceptor.accept(stream);
+    bounded_handshake(cfg, peer, async move {
+        handshake.await.map(tokio_rustls::TlsStream::Server)
+    })
+    .await
 }
 
 /// [`tls_accept`] for a listener: a failure is counted and reported as

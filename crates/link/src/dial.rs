@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use crate::backoff::Backoff;
 use crate::connection::{Ends, PeerCredentials, run_stream};
 use crate::registry::Registry;
-use crate::tls::peer_certificates;
+use crate::tls::{Secured, bounded_handshake};
 use crate::udp::run_udp_connected;
 use crate::{
     Address, ConnectOptions, Connection, ConnectorId, LinkConfig, LinkError, LinkEvent, Origin,
@@ -179,24 +179,15 @@ pub(crate) async fn tls_connect<IO>(
     (connector, name): (tokio_rustls::TlsConnector, ServerName<'static>),
     stream: IO,
     peer: String,
-) -> Result<
-    (
-        tokio_rustls::TlsStream<IO>,
-        Option<Arc<[CertificateDer<'static>]>>,
-    ),
-    LinkError,
->
+) -> Result<Secured<IO>, LinkError>
 where
     IO: AsyncRead + AsyncWrite + Unpin,
 {
-    let timeout = cfg.tls_handshake_timeout;
-    let stream = match tokio::time::timeout(timeout, connector.connect(name, stream)).await {
-        Ok(Ok(s)) => tokio_rustls::TlsStream::Client(s),
-        Ok(Err(source)) => return Err(LinkError::Tls { peer, source }),
-        Err(_) => return Err(LinkError::HandshakeTimeout { peer, timeout }),
-    };
-    let certificates = peer_certificates(&stream);
-    Ok((stream, certificates))
+    let handshake = connector.connect(name, stream);
+    bounded_handshake(cfg, peer, async move {
+        handshake.await.map(tokio_rustls::TlsStream::Client)
+    })
+    .await
 }
 
 /// A connector: connects, runs the connection until it ends, waits as the

@@ -371,6 +371,33 @@ mod self_signed {
     }
 }
 
+/// A stream after its TLS handshake, with the certificate chain the other
+/// side presented.
+pub(crate) type Secured<S> = (
+    tokio_rustls::TlsStream<S>,
+    Option<Arc<[CertificateDer<'static>]>>,
+);
+
+/// One side's TLS `handshake` (client or server), bounded by the link's
+/// handshake timeout, with its errors and the peer's certificates as every
+/// TLS stream of the link reports them; `peer` names the other end in
+/// errors.
+pub(crate) async fn bounded_handshake<S>(
+    cfg: &crate::LinkConfig,
+    peer: String,
+    handshake: impl std::future::Future<Output = std::io::Result<tokio_rustls::TlsStream<S>>>,
+) -> Result<Secured<S>, LinkError> {
+    let timeout = cfg.tls_handshake_timeout;
+    match tokio::time::timeout(timeout, handshake).await {
+        Ok(Ok(stream)) => {
+            let certificates = peer_certificates(&stream);
+            Ok((stream, certificates))
+        }
+        Ok(Err(source)) => Err(LinkError::Tls { peer, source }),
+        Err(_) => Err(LinkError::HandshakeTimeout { peer, timeout }),
+    }
+}
+
 /// The certificate chain the other side of a finished handshake presented.
 pub(crate) fn peer_certificates<IO>(
     tls: &tokio_rustls::TlsStream<IO>,
