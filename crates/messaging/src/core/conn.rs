@@ -99,6 +99,15 @@ impl<T: Transmit> Conn<T> {
         Ok(())
     }
 
+    /// Queues our `handshake`: a connection that has sent nothing yet (or
+    /// a datagram connection starting over) has room for it.
+    pub(super) fn introduce(&mut self, handshake: &[Frame]) {
+        for frame in handshake {
+            let _ = self.send_frame(frame);
+        }
+        self.introduced = true;
+    }
+
     /// Queues `frame`.
     pub(super) fn send_frame(&mut self, frame: &Frame) -> Result<(), TxError> {
         let (head, body) = frame.encode();
@@ -184,13 +193,10 @@ impl<T: Transmit> Core<T> {
             standby,
             lanes,
             lane_of,
-            introduced: !(inbound && self.config.bind_identity),
+            introduced: false,
         };
-        if c.introduced {
-            for frame in &self.handshake() {
-                // A fresh connection's queue has room for the handshake.
-                let _ = c.send_frame(frame);
-            }
+        if !(inbound && self.config.bind_identity) {
+            c.introduce(&self.handshake());
         }
         self.conns.insert(conn, c);
         // Past the cap the oldest unidentified connection goes: a flood of
@@ -250,12 +256,10 @@ impl<T: Transmit> Core<T> {
             }
             if !conn.introduced {
                 let handshake = self.handshake();
-                let conn = self.conns.get_mut(&conn_id).expect("caller checked");
-                conn.introduced = true;
-                for frame in &handshake {
-                    // Nothing went out on it before: there is room.
-                    let _ = conn.send_frame(frame);
-                }
+                self.conns
+                    .get_mut(&conn_id)
+                    .expect("caller checked")
+                    .introduce(&handshake);
             }
         }
         let conn = self.conns.get(&conn_id).expect("caller checked");

@@ -96,9 +96,7 @@ impl<T: Transmit> Core<T> {
         self.unidentified_count = self.unidentified_count.saturating_add(1);
         let handshake = self.handshake();
         if let Some(conn) = self.conns.get_mut(&conn_id) {
-            for frame in &handshake {
-                let _ = conn.send_frame(frame);
-            }
+            conn.introduce(&handshake);
         }
         self.timer_moved = true;
     }
