@@ -15,7 +15,7 @@
 
 use std::collections::HashMap;
 use std::collections::hash_map::RandomState;
-use std::hash::{BuildHasher, DefaultHasher, Hasher};
+use std::hash::{BuildHasher, DefaultHasher, Hash, Hasher};
 
 /// A [`HashMap`] hashed with a [`KeyedHashing`].
 pub(crate) type KeyedMap<K, V> = HashMap<K, V, KeyedHashing>;
@@ -36,6 +36,17 @@ impl KeyedHashing {
     /// hashing keys, which the system's random source seeds).
     pub(crate) fn random() -> KeyedHashing {
         KeyedHashing::new(RandomState::new().hash_one(0u64))
+    }
+
+    /// A map of `entries` hashed with these keys.
+    pub(crate) fn map_of<K: Hash + Eq, V>(
+        self,
+        entries: impl IntoIterator<Item = (K, V)>,
+    ) -> KeyedMap<K, V> {
+        let entries = entries.into_iter();
+        let mut map = KeyedMap::with_capacity_and_hasher(entries.size_hint().0, self);
+        map.extend(entries);
+        map
     }
 }
 

@@ -176,8 +176,7 @@ impl Router {
             return;
         }
         let max = self.max_hops;
-        let mut table = KeyedMap::with_hasher(self.hashing);
-        table.extend(
+        let table = self.hashing.map_of(
             routes
                 .into_iter()
                 .filter(|(dest, hops)| *hops >= 1 && *hops < max && *dest != self.me),
@@ -328,8 +327,7 @@ impl Router {
         for n in &self.neighbours {
             let Some(told) = self.told.get_mut(n) else {
                 let adv = advertisement(&self.best, n);
-                let mut told = KeyedMap::with_capacity_and_hasher(adv.len(), self.hashing);
-                told.extend(adv.iter().cloned());
+                let told = self.hashing.map_of(adv.iter().cloned());
                 self.told.insert(n.clone(), told);
                 out.push((n.clone(), Advert::Full(adv)));
                 continue;
@@ -373,9 +371,7 @@ impl Router {
 
     /// Records what neighbour `n` was told (in a hello).
     pub(crate) fn told(&mut self, n: &str, adv: Vec<(String, u8)>) {
-        let mut told = KeyedMap::with_capacity_and_hasher(adv.len(), self.hashing);
-        told.extend(adv);
-        self.told.insert(n.to_owned(), told);
+        self.told.insert(n.to_owned(), self.hashing.map_of(adv));
     }
 
     /// The next hop for a message to `to` that has passed through `path`.
