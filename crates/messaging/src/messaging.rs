@@ -382,6 +382,48 @@ impl Messaging {
         self.enqueue(to, message, false)
     }
 
+    /// [`try_send_message`](Self::try_send_message) of one message to
+    /// each of `targets`, under one lock: each gets a copy with the same
+    /// id, the data shared, not copied. A target that refuses its copy
+    /// (a full queue, say) does not stop the others: the refusals come
+    /// back in the order of `targets`, and none allocates when every copy
+    /// is queued.
+    ///
+    /// ```no_run
+    /// # async fn demo(messaging: weft_messaging::Messaging) {
+    /// use weft_messaging::{Identity, Message};
+    ///
+    /// let to = [Identity::new("b").unwrap(), Identity::new("c").unwrap()];
+    /// for (who, error) in messaging.try_send_each(&to, Message::new("hi")) {
+    ///     eprintln!("{who}: {error}");
+    /// }
+    /// # }
+    /// ```
+    pub fn try_send_each(
+        &self,
+        targets: &[Identity],
+        message: Message,
+    ) -> Vec<(Identity, MessagingError)> {
+        let misuse = (message.is_persistent() && self.inner.storage.is_some())
+            .then_some(Misuse::PersistentTrySend);
+        let mut refused = Vec::new();
+        self.with_core(|core| {
+            let now = send_time(core, &message);
+            for to in targets {
+                let result = match &misuse {
+                    Some(m) if *to != self.inner.me => Err((*m).into()),
+                    _ => core
+                        .send_message(to, message.clone(), now)
+                        .map_err(|r| r.into_error(to)),
+                };
+                if let Err(e) = result {
+                    refused.push((to.clone(), e));
+                }
+            }
+        });
+        refused
+    }
+
     /// Queues a copy of `message` (same id, data shared) for each of
     /// `targets` under one lock: the publish path. The message is not
     /// stored. Stops at the first full queue.

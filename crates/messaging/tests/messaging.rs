@@ -716,3 +716,40 @@ async fn a_silent_peer_is_disconnected_by_keepalive() {
         ProtocolError::KeepaliveTimeout
     ));
 }
+
+#[tokio::test]
+async fn try_send_each_queues_a_copy_for_every_target_and_returns_only_the_refusals() {
+    let mut small = config();
+    small.max_queue_messages = 1;
+    small.queue_policy = QueuePolicy::Error;
+    let b = Messaging::new(id("b"), small).await.unwrap();
+    // a's queue is full; c's and d's are empty.
+    b.try_send_message(&id("a"), Message::new("first")).unwrap();
+    let to = [id("a"), id("c"), id("d")];
+    let refused = b.try_send_each(&to, Message::new("each"));
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_eq!(refused[0].0, id("a"));
+    assert!(matches!(refused[0].1, MessagingError::QueueFull(_)));
+    let depths: Vec<usize> = to.iter().map(|t| b.queue_depth(t)).collect();
+    assert_eq!(depths, [1, 1, 1]);
+
+    // Each copy arrives whole at its target.
+    for name in ["c", "d"] {
+        let peer = Messaging::new(id(name), config()).await.unwrap();
+        let at = peer.link().listen("tcp://127.0.0.1:0").await.unwrap().address;
+        b.link().connect(&at).unwrap();
+        let got = peer.recv(Some(WAIT)).await.unwrap();
+        assert_eq!((&got.from, &got.message.data[..]), (&id("b"), &b"each"[..]));
+    }
+
+    // A message that must be stored is a misuse for every other target.
+    let stored = Messaging::with_storage(id("s"), config(), MemoryStorage::new())
+        .await
+        .unwrap();
+    let refused = stored.try_send_each(&to, Message::new("p").persistent());
+    assert_eq!(refused.len(), 3);
+    assert!(refused.iter().all(|(_, e)| matches!(
+        e,
+        MessagingError::Misuse(Misuse::PersistentTrySend)
+    )));
+}
