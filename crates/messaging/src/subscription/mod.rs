@@ -6,6 +6,7 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
 use regex::bytes::Regex;
 
 use crate::{Identity, Kind, Message};
@@ -37,7 +38,8 @@ impl Received {
 }
 
 /// Which messages a queue gets: those whose data the pattern matches
-/// (anywhere, unless anchored), and if given only from one identity, of
+/// (anywhere, unless anchored) and starts with the prefix, and if given
+/// only from one identity, of
 /// one [`Kind`], or (publications) on a matching topic.
 /// [`Subscription::all`] (P2PD's SUB_ALL) matches every message.
 #[derive(Clone, Debug, Default)]
@@ -50,6 +52,9 @@ pub struct Subscription {
     pub kind: Option<Kind>,
     /// Only publications whose topic this filter matches.
     pub topic: Option<TopicFilter>,
+    /// Only messages whose data starts with these bytes: an anchored
+    /// literal, checked without a regex.
+    pub prefix: Option<Bytes>,
 }
 
 /// Which topics a subscriber wants.
@@ -92,6 +97,29 @@ impl Subscription {
         }
     }
 
+    /// Messages whose data starts with `prefix`: what the regex
+    /// `\A` followed by the literal bytes would match, at the cost of
+    /// one comparison.
+    ///
+    /// ```
+    /// use weft_messaging::{Identity, Kind, Message, Received, Subscription};
+    ///
+    /// let tagged = Subscription::starting_with(&b"\0TAG"[..]);
+    /// let received = |data: &'static [u8]| Received {
+    ///     from: Identity::new("peer").unwrap(),
+    ///     message: Message::new(data),
+    ///     topic: None,
+    /// };
+    /// assert!(tagged.matches(&received(b"\0TAG and more")));
+    /// assert!(!tagged.matches(&received(b"no \0TAG at the start")));
+    /// ```
+    pub fn starting_with(prefix: impl Into<Bytes>) -> Subscription {
+        Subscription {
+            prefix: Some(prefix.into()),
+            ..Subscription::default()
+        }
+    }
+
     /// Only messages of `kind`.
     pub fn of_kind(mut self, kind: Kind) -> Subscription {
         self.kind = Some(kind);
@@ -120,6 +148,10 @@ impl Subscription {
                     .as_deref()
                     .is_some_and(|topic| t.matches(topic))
             })
+            && self
+                .prefix
+                .as_ref()
+                .is_none_or(|p| received.message.data.starts_with(p))
             && self
                 .pattern
                 .as_ref()
