@@ -28,6 +28,15 @@ pub(crate) const FEATURE_INTEREST: u8 = 1;
 /// first list, only what changed.
 pub(crate) const FEATURE_CHANGES: u8 = 2;
 
+/// The bit of Hello's features byte saying that its sender takes a
+/// routed publication naming no target as one for itself: a participant
+/// passing a publication on sends each neighbour that is the only target
+/// of its copy the same bytes, made once.
+pub(crate) const FEATURE_UNNAMED: u8 = 4;
+
+/// The features this participant sets in its Hello: all of them.
+pub(crate) const FEATURES: u8 = FEATURE_INTEREST | FEATURE_CHANGES | FEATURE_UNNAMED;
+
 /// The most entries one list in a control message may have.
 pub(crate) const MAX_LIST: usize = 4096;
 
@@ -271,6 +280,18 @@ impl<'a> PublicationCopies<'a> {
                 buf.split().freeze()
             })
             .collect()
+    }
+}
+
+impl PublicationCopies<'_> {
+    /// The copy naming no target, for a neighbour that is its only target
+    /// and set [`FEATURE_UNNAMED`].
+    pub(crate) fn unnamed(&self) -> Bytes {
+        let mut buf = BytesMut::with_capacity(self.head.len() + 1 + self.data.len());
+        buf.put_slice(&self.head);
+        put_varint(&mut buf, 0);
+        buf.put_slice(self.data);
+        buf.freeze()
     }
 }
 

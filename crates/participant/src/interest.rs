@@ -53,18 +53,22 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::mem::take;
-use std::ops::Range;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::control::{FilterSpec, InterestEntry, MAX_LIST, PublicationCopies, PublicationHeader};
+use crate::control::{
+    FEATURE_CHANGES, FEATURE_INTEREST, FEATURE_UNNAMED, FilterSpec, InterestEntry, MAX_LIST,
+    PublicationHeader,
+};
 use crate::filters::{FilterLimits, RemoteFilters};
 use crate::recent::RecentNames;
+use plan::{Plan, Plans};
 use weft_messaging::Identity;
 
 mod advertise;
+mod plan;
 
 /// How many publication names are remembered unless
 /// [`set_recent`](Interest::set_recent) says otherwise.
@@ -121,6 +125,9 @@ struct Neighbour {
     capable: bool,
     /// Its Hello said it takes what changed rather than whole lists.
     takes_changes: bool,
+    /// Its Hello said it takes a copy naming no target as one for itself
+    /// ([`FEATURE_UNNAMED`]).
+    takes_unnamed: bool,
     /// Its own subscribers' filters, as the core took them.
     direct: BTreeSet<FilterSpec>,
     /// The subscribers it reaches (itself excluded).
@@ -173,6 +180,9 @@ pub(crate) struct Interest {
     /// publications comes from one publisher on one topic, so its names
     /// are checked and allocated once.
     last_delivered: Option<(Identity, Arc<str>)>,
+    /// The publisher and epoch of the publication named last, and their
+    /// hash.
+    last_publisher: Option<(String, u64, u64)>,
     /// Whether what we reach may have changed since the last
     /// [`poll_changed`](Self::poll_changed).
     changed: bool,
@@ -191,6 +201,12 @@ pub(crate) struct Interest {
     /// The subscribers our publications are routed to: out of sight, and
     /// past the grace.
     far: BTreeSet<String>,
+    /// Bumped by every change to the routes, to what is in sight or far,
+    /// or to a neighbour's filters or features: the plans of earlier
+    /// generations are stale.
+    generation: u64,
+    /// The last plans of where copies go ([`plan`]).
+    plans: Plans,
     stats: InterestStats,
 }
 
@@ -214,12 +230,15 @@ impl Interest {
             seen: RecentNames::new(DEFAULT_RECENT),
             deliveries: VecDeque::new(),
             last_delivered: None,
+            last_publisher: None,
             changed: false,
             sight: BTreeSet::new(),
             mesh: false,
             grace: Duration::ZERO,
             hidden: BTreeMap::new(),
             far: BTreeSet::new(),
+            generation: 0,
+            plans: Plans::default(),
             stats: InterestStats::default(),
         }
     }
@@ -269,12 +288,14 @@ impl Interest {
         }
     }
 
-    /// `n`'s Hello: whether it routes interest (and is told ours), and
-    /// whether it takes what changed after the first list.
-    pub(crate) fn handle_hello(&mut self, n: &str, capable: bool, takes_changes: bool) {
+    /// `n`'s Hello, its features byte: whether it routes interest (and
+    /// is told ours), whether it takes what changed after the first list,
+    /// and whether it takes copies naming no target.
+    pub(crate) fn handle_hello(&mut self, n: &str, features: u8) {
         if let Some(neighbour) = self.neighbours.get_mut(n) {
-            neighbour.capable = capable;
-            neighbour.takes_changes = takes_changes;
+            neighbour.capable = features & FEATURE_INTEREST != 0;
+            neighbour.takes_changes = features & FEATURE_CHANGES != 0;
+            neighbour.takes_unnamed = features & FEATURE_UNNAMED != 0;
             // A new Hello starts a new conversation: tell it everything.
             neighbour.told = None;
             let reached: Vec<String> = neighbour.learned.keys().cloned().collect();
@@ -431,6 +452,7 @@ impl Interest {
             self.hidden.remove(&s);
             self.far.insert(s);
             self.changed = true;
+            self.generation += 1;
         }
     }
 
@@ -455,23 +477,27 @@ impl Interest {
     /// message) and whose filter matches. Returns the copies as
     /// (neighbour, tagged payload) and how many subscribers they are for.
     pub(crate) fn publish(&mut self, topic: &str, data: &[u8]) -> (Vec<(Identity, Bytes)>, usize) {
-        // Read from the maps as they are: no name is copied.
-        let hops: Vec<(&Identity, &str)> = self.routes_matching(topic).collect();
-        if hops.is_empty() {
-            return (Vec::new(), 0);
+        let mut plans = take(&mut self.plans);
+        // Far subscribers are never neighbours: every copy names its
+        // targets.
+        let make = || Plan::new(self.routes_matching(topic).collect(), 0, |_| false);
+        let plan = plans.publish(self.generation, topic, make);
+        let count = plan.len();
+        let mut out = Vec::new();
+        if count > 0 {
+            let header = PublicationHeader {
+                origin: self.me.as_str(),
+                epoch: self.epoch,
+                seq: self.next_seq,
+                topic,
+                hops_left: self.max_hops - 1,
+                targets: Vec::new(),
+            };
+            out = plan.copies(&header, data);
+            self.next_seq += 1;
+            self.stats.forwarded += out.len() as u64;
         }
-        let count = hops.len();
-        let header = PublicationHeader {
-            origin: self.me.as_str(),
-            epoch: self.epoch,
-            seq: self.next_seq,
-            topic,
-            hops_left: self.max_hops - 1,
-            targets: Vec::new(),
-        };
-        let out = copies_by_hop(&header, hops, data);
-        self.next_seq += 1;
-        self.stats.forwarded += out.len() as u64;
+        self.plans = plans;
         (out, count)
     }
 
@@ -486,11 +512,23 @@ impl Interest {
         data: &Bytes,
         local: impl Fn(&str) -> bool,
     ) -> Vec<(Identity, Bytes)> {
-        if let Some(at) = header.targets.iter().position(|t| *t == self.me) {
-            header.targets.swap_remove(at);
-            if !local(header.topic) {
-                self.stats.unwanted += 1;
-            } else if self.seen.check_and_record(name(&header)) {
+        // A copy naming no target is for us: the last hop's copy, the
+        // same bytes for each of its subscribers (FEATURE_UNNAMED).
+        let for_us = header.targets.is_empty()
+            || match header.targets.iter().position(|t| *t == self.me) {
+                Some(at) => {
+                    header.targets.swap_remove(at);
+                    true
+                }
+                None => false,
+            };
+        if for_us && !local(header.topic) {
+            self.stats.unwanted += 1;
+        } else if for_us {
+            let name = self.name_of(&header);
+            if !self.seen.check_and_record(name) {
+                self.stats.duplicates += 1;
+            } else {
                 self.stats.delivered += 1;
                 // `decode` lets through no copy whose publisher is not an
                 // identity.
@@ -502,8 +540,6 @@ impl Interest {
                         data: data.clone(),
                     });
                 }
-            } else {
-                self.stats.duplicates += 1;
             }
         }
         if header.targets.is_empty() {
@@ -514,7 +550,22 @@ impl Interest {
             return Vec::new();
         }
         header.hops_left -= 1;
-        self.split(header, Some(from), data)
+        self.split(&header, from, data)
+    }
+
+    /// The name `h` is known by in the window of recent ones: its
+    /// publisher and epoch hashed (once per run of publications from one
+    /// publisher) and its sequence number.
+    fn name_of(&mut self, h: &PublicationHeader<&str>) -> (u64, u64) {
+        let hash = match &self.last_publisher {
+            Some((origin, epoch, hash)) if origin == h.origin && *epoch == h.epoch => *hash,
+            _ => {
+                let hash = hash_of(&(&h.origin, h.epoch));
+                self.last_publisher = Some((h.origin.to_owned(), h.epoch, hash));
+                hash
+            }
+        };
+        (hash, h.seq)
     }
 
     /// The names of a publication delivered: those of the one before when
@@ -536,20 +587,36 @@ impl Interest {
     /// one copy each.
     fn split(
         &mut self,
-        mut header: PublicationHeader<&str>,
-        from: Option<&str>,
+        header: &PublicationHeader<&str>,
+        from: &str,
         data: &[u8],
     ) -> Vec<(Identity, Bytes)> {
-        let mut hops: Vec<(&Identity, &str)> = Vec::with_capacity(header.targets.len());
-        for t in take(&mut header.targets) {
+        let mut plans = take(&mut self.plans);
+        let make = || self.plan_split(&header.targets, from);
+        let plan = plans.pass_on(self.generation, from, &header.targets, make);
+        self.stats.no_route += plan.unrouted;
+        let out = plan.copies(header, data);
+        self.stats.forwarded += out.len() as u64;
+        self.plans = plans;
+        out
+    }
+
+    /// Where the copies for `targets` go, never back to `from`.
+    fn plan_split(&self, targets: &[&str], from: &str) -> Plan {
+        let mut hops: Vec<(&Identity, &str)> = Vec::with_capacity(targets.len());
+        let mut unrouted = 0;
+        for &t in targets {
             match self.best.get(t) {
-                Some(b) if Some(b.via.as_str()) != from => hops.push((&b.via, t)),
-                _ => self.stats.no_route += 1,
+                Some(b) if b.via.as_str() != from => hops.push((&b.via, t)),
+                _ => unrouted += 1,
             }
         }
-        let out = copies_by_hop(&header, hops, data);
-        self.stats.forwarded += out.len() as u64;
-        out
+        let takes_unnamed = |n: &Identity| {
+            self.neighbours
+                .get(n.as_str())
+                .is_some_and(|n| n.takes_unnamed)
+        };
+        Plan::new(hops, unrouted, takes_unnamed)
     }
 
     // ===== output =====
@@ -625,6 +692,7 @@ impl Interest {
     /// again, and its entry is compared with what each neighbour was told
     /// at the next [`changed_advertisements`](Self::changed_advertisements).
     fn touch(&mut self, subscriber: &str) {
+        self.generation += 1;
         let now = self.best_of(subscriber);
         let before = self.best.get(subscriber);
         let moved = before.map(|b| (b.hops, b.via.as_str()))
@@ -693,6 +761,7 @@ impl Interest {
     /// Sorts `subscriber` in or out of sight: one out of sight is routed
     /// to, or waits out the grace; one in sight is neither.
     fn sort_one(&mut self, subscriber: &str) {
+        self.generation += 1;
         if self.out_of_sight(subscriber) {
             if !self.far.contains(subscriber) && !self.hidden.contains_key(subscriber) {
                 if self.mesh && !self.grace.is_zero() {
@@ -724,40 +793,6 @@ impl Interest {
     }
 }
 
-/// The copies of `header` (whose targets are left out) for `hops`, each
-/// (next hop, target): one copy per next hop, in the order of their
-/// names, each naming its targets in the order they came.
-fn copies_by_hop(
-    header: &PublicationHeader<&str>,
-    mut hops: Vec<(&Identity, &str)>,
-    data: &[u8],
-) -> Vec<(Identity, Bytes)> {
-    // A stable sort: each hop's targets keep their order.
-    hops.sort_by_key(|&(via, _)| via);
-    let targets: Vec<&str> = hops.iter().map(|&(_, t)| t).collect();
-    let mut groups: Vec<(&Identity, Range<usize>)> = Vec::new();
-    for (i, &(via, _)) in hops.iter().enumerate() {
-        match groups.last_mut() {
-            Some((last, range)) if *last == via => range.end = i + 1,
-            _ => groups.push((via, i..i + 1)),
-        }
-    }
-    let copies = PublicationCopies::new(header, data)
-        .copies(groups.iter().map(|(_, r)| &targets[r.clone()]))
-        .into_iter();
-    groups
-        .into_iter()
-        .map(|(via, _)| via.clone())
-        .zip(copies)
-        .collect()
-}
-
-/// The name a publication is known by in the window of recent ones: its
-/// publisher and epoch hashed and its sequence number.
-fn name(h: &PublicationHeader<&str>) -> (u64, u64) {
-    (hash_of(&(&h.origin, h.epoch)), h.seq)
-}
-
 /// `value` hashed with fixed keys, so that every participant and every run
 /// hashes it alike.
 fn hash_of(value: &impl Hash) -> u64 {
@@ -770,6 +805,7 @@ fn hash_of(value: &impl Hash) -> u64 {
 mod tests {
     use super::*;
     use crate::advert::Advert;
+    use crate::control::{Decoded, FEATURES, decode};
 
     fn spec(text: &str) -> FilterSpec {
         FilterSpec {
@@ -788,7 +824,7 @@ mod tests {
         let mut b = interest("b");
         for n in ["a", "c"] {
             b.neighbour_up(n);
-            b.handle_hello(n, true, false);
+            b.handle_hello(n, FEATURE_INTEREST);
         }
         b.set_direct("c", [spec("news")].iter());
         let adv = b.changed_advertisements();
@@ -815,7 +851,7 @@ mod tests {
     fn a_publication_is_split_by_next_hop_and_not_sent_back() {
         let mut a = interest("a");
         a.neighbour_up("b");
-        a.handle_hello("b", true, false);
+        a.handle_hello("b", FEATURE_INTEREST);
         a.handle_interest(
             "b",
             vec![
@@ -848,7 +884,7 @@ mod tests {
         let mut b = interest("b");
         for n in ["a", "c"] {
             b.neighbour_up(n);
-            b.handle_hello(n, true, false);
+            b.handle_hello(n, FEATURE_INTEREST);
         }
         b.set_direct("c", [spec("news")].iter());
         let out = b.handle_publication("a", header.clone(), &Bytes::from_static(b"x"), |_| false);
@@ -870,12 +906,11 @@ mod tests {
 
     #[test]
     fn the_copies_of_a_publication_share_one_buffer_and_a_delivery_is_not_copied() {
-        use crate::control::{Decoded, decode};
         let names: Vec<String> = (0..10).map(|i| format!("s{i}")).collect();
         let mut b = interest("b");
         for n in std::iter::once("a").chain(names.iter().map(String::as_str)) {
             b.neighbour_up(n);
-            b.handle_hello(n, true, false);
+            b.handle_hello(n, FEATURE_INTEREST);
         }
         for n in &names {
             b.set_direct(n, [spec("news")].iter());
@@ -911,6 +946,178 @@ mod tests {
     }
 
     #[test]
+    fn the_last_hop_gets_one_shared_copy_naming_no_target_where_it_takes_one() {
+        // b passes on a's publication for c and d (which take unnamed
+        // copies), e (which does not) and x, reached through d.
+        let mut b = interest("b");
+        b.neighbour_up("a");
+        b.handle_hello("a", FEATURES);
+        for n in ["c", "d"] {
+            b.neighbour_up(n);
+            b.handle_hello(n, FEATURES);
+            b.set_direct(n, [spec("news")].iter());
+        }
+        b.neighbour_up("e");
+        b.handle_hello("e", FEATURE_INTEREST);
+        b.set_direct("e", [spec("news")].iter());
+        b.handle_interest("d", vec![("x".into(), 1, vec![spec("news")])]);
+        let header = PublicationHeader {
+            origin: "a",
+            epoch: 5,
+            seq: 9,
+            topic: "news",
+            hops_left: 3,
+            targets: vec!["c", "d", "e"],
+        };
+        let received = Bytes::from_static(b"payload");
+        let out = b.handle_publication("a", header.clone(), &received, |_| false);
+        let names: Vec<&str> = out.iter().map(|(to, _)| to.as_str()).collect();
+        assert_eq!(names, ["c", "d", "e"]);
+        assert_eq!(out[0].1.as_ptr(), out[1].1.as_ptr(), "c and d share bytes");
+        for (to, copy) in &out {
+            let Some(Decoded::Publication(h, data)) = decode(copy) else {
+                panic!("not a publication: {copy:?}");
+            };
+            let want: Vec<&str> = if to.as_str() == "e" {
+                vec!["e"]
+            } else {
+                vec![]
+            };
+            assert_eq!(
+                (h.targets, h.hops_left, &data[..]),
+                (want, 2, &b"payload"[..])
+            );
+        }
+        // d is a target and the way to x: one copy naming both.
+        let both = PublicationHeader {
+            targets: vec!["d", "x"],
+            seq: 10,
+            ..header.clone()
+        };
+        let out = b.handle_publication("a", both, &received, |_| false);
+        let Some(Decoded::Publication(h, _)) = decode(&out[0].1) else {
+            panic!("not a publication");
+        };
+        assert_eq!(
+            (out.len(), out[0].0.as_str(), h.targets),
+            (1, "d", vec!["d", "x"])
+        );
+
+        // c delivers the copy naming no target once, and passes nothing on.
+        let mut c = interest("c");
+        c.neighbour_up("b");
+        c.handle_hello("b", FEATURES);
+        let copies = b.handle_publication("a", header, &received, |_| false);
+        let Some(Decoded::Publication(h, data)) = decode(&copies[0].1) else {
+            panic!("not a publication");
+        };
+        assert!(h.targets.is_empty());
+        for _ in 0..2 {
+            let on = c.handle_publication("b", h.clone(), &data, |t| t == "news");
+            assert!(on.is_empty());
+        }
+        let got = c.poll_delivery().expect("delivered");
+        assert_eq!(
+            (got.from.as_str(), &*got.topic, &got.data[..]),
+            ("a", "news", &b"payload"[..])
+        );
+        assert!(c.poll_delivery().is_none());
+        assert_eq!((c.stats().delivered, c.stats().duplicates), (1, 1));
+    }
+
+    #[test]
+    fn a_plan_used_again_follows_every_change_of_routes_filters_and_features() {
+        let hops = |out: &[(Identity, Bytes)]| -> Vec<String> {
+            out.iter().map(|(to, _)| to.to_string()).collect()
+        };
+        let mut a = interest("a");
+        for n in ["b", "c"] {
+            a.neighbour_up(n);
+            a.handle_hello(n, FEATURES);
+        }
+        a.handle_interest("b", vec![("s".into(), 1, vec![spec("news")])]);
+        a.handle_interest("c", vec![("s".into(), 2, vec![spec("news")])]);
+        for _ in 0..2 {
+            assert_eq!(hops(&a.publish("news", b"x").0), ["b"]);
+        }
+        // The route through b is lost: c's is next.
+        a.neighbour_down("b");
+        assert_eq!(hops(&a.publish("news", b"x").0), ["c"]);
+        // s's filter stops matching.
+        a.handle_interest("c", vec![("s".into(), 2, vec![spec("sport")])]);
+        assert_eq!(a.publish("news", b"x"), (Vec::new(), 0));
+        assert_eq!(a.publish("sport", b"x").1, 1);
+
+        // Passing on: the same targets from the same neighbour.
+        let header = PublicationHeader {
+            origin: "z",
+            epoch: 0,
+            seq: 0,
+            topic: "news",
+            hops_left: 3,
+            targets: vec!["c"],
+        };
+        let mut m = interest("m");
+        for n in ["p", "c"] {
+            m.neighbour_up(n);
+            m.handle_hello(n, FEATURE_INTEREST);
+        }
+        m.set_direct("c", [spec("news")].iter());
+        let names = |out: &[(Identity, Bytes)]| -> Vec<Vec<String>> {
+            out.iter()
+                .map(|(_, copy)| match decode(copy) {
+                    Some(Decoded::Publication(h, _)) => {
+                        h.targets.iter().map(|t| (*t).to_owned()).collect()
+                    }
+                    _ => panic!("not a publication"),
+                })
+                .collect()
+        };
+        let received = Bytes::from_static(b"x");
+        let out = m.handle_publication("p", header.clone(), &received, |_| false);
+        assert_eq!(names(&out), [["c"]]);
+        // c now takes copies naming no target.
+        m.handle_hello("c", FEATURES);
+        let out = m.handle_publication("p", header.clone(), &received, |_| false);
+        assert_eq!(names(&out), [Vec::<String>::new()]);
+        // c is gone: no route.
+        m.neighbour_down("c");
+        let out = m.handle_publication("p", header, &received, |_| false);
+        assert!(out.is_empty());
+        assert_eq!(m.stats().no_route, 1);
+    }
+
+    #[test]
+    fn publications_are_told_apart_by_publisher_epoch_and_sequence() {
+        let mut c = interest("c");
+        c.neighbour_up("b");
+        c.handle_hello("b", FEATURES);
+        let copy = |origin, epoch, seq| PublicationHeader {
+            origin,
+            epoch,
+            seq,
+            topic: "news",
+            hops_left: 1,
+            targets: Vec::new(),
+        };
+        let data = Bytes::from_static(b"x");
+        for (origin, epoch, seq) in [
+            ("a", 1, 0),
+            ("z", 1, 0),
+            ("a", 1, 0),
+            ("a", 2, 0),
+            ("z", 1, 1),
+        ] {
+            c.handle_publication("b", copy(origin, epoch, seq), &data, |_| true);
+        }
+        assert_eq!((c.stats().delivered, c.stats().duplicates), (4, 1));
+        let from: Vec<String> = std::iter::from_fn(|| c.poll_delivery())
+            .map(|d| d.from.to_string())
+            .collect();
+        assert_eq!(from, ["a", "z", "a", "z"]);
+    }
+
+    #[test]
     fn a_refused_filter_told_again_is_neither_compiled_nor_counted_again() {
         let limits = FilterLimits {
             regex_size: 1 << 10,
@@ -918,7 +1125,7 @@ mod tests {
         };
         let mut a = Interest::new("a", 8, limits, 1);
         a.neighbour_up("b");
-        a.handle_hello("b", true, false);
+        a.handle_hello("b", FEATURE_INTEREST);
         let costly = FilterSpec {
             regex: true,
             text: r"\w{200}".into(),
@@ -940,7 +1147,7 @@ mod tests {
         a.set_grace(second);
         a.set_sight(Some(["c".to_owned()].into()));
         a.neighbour_up("b");
-        a.handle_hello("b", true, false);
+        a.handle_hello("b", FEATURE_INTEREST);
         let news = || vec![spec("news")];
         a.handle_interest("b", vec![("c".into(), 1, news()), ("d".into(), 1, news())]);
         assert!(a.poll_changed());
@@ -1090,7 +1297,11 @@ mod tests {
                         if i.neighbours.contains_key(&n) {
                             told.remove(&n);
                         }
-                        i.handle_hello(&n, rng.below(4) != 0, rng.below(2) == 0);
+                        let features = [FEATURE_INTEREST, FEATURE_CHANGES, FEATURE_UNNAMED]
+                            .into_iter()
+                            .filter(|_| rng.below(4) != 0)
+                            .fold(0, |all, f| all | f);
+                        i.handle_hello(&n, features);
                     }
                     3 => {
                         let direct = some_specs(&mut rng);

@@ -56,6 +56,41 @@ pub(crate) enum TransmitKind {
     Publication,
 }
 
+/// Consecutive [`TransmitKind::Publication`] copies whose bytes are one
+/// buffer (a last hop's copies naming no target), gathered so that the
+/// shell queues them under one lock.
+#[derive(Debug, Default)]
+pub(crate) struct SharedCopies {
+    data: Option<Bytes>,
+    to: Vec<Identity>,
+}
+
+impl SharedCopies {
+    /// A copy of `data` for `to`. Returns the copies gathered before when
+    /// `data` is not their buffer.
+    pub(crate) fn add(&mut self, data: Bytes, to: Identity) -> Option<(Bytes, Vec<Identity>)> {
+        let same = self
+            .data
+            .as_ref()
+            .is_some_and(|d| d.as_ptr() == data.as_ptr() && d.len() == data.len());
+        let before = if same {
+            None
+        } else {
+            let before = self.take();
+            self.data = Some(data);
+            before
+        };
+        self.to.push(to);
+        before
+    }
+
+    /// The copies gathered: their bytes and who they are for.
+    pub(crate) fn take(&mut self) -> Option<(Bytes, Vec<Identity>)> {
+        let data = self.data.take()?;
+        Some((data, std::mem::take(&mut self.to)))
+    }
+}
+
 /// Where a message we send with `send_to` goes.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Outgoing {
@@ -90,5 +125,32 @@ pub(crate) fn direct(envelope: &Envelope, data: Bytes) -> Direct {
         from: envelope.from.clone(),
         data,
         hops: u8::try_from(envelope.path.len().saturating_sub(1)).unwrap_or(u8::MAX),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(name: &str) -> Identity {
+        Identity::new(name).unwrap()
+    }
+
+    #[test]
+    fn copies_are_gathered_while_they_share_one_buffer() {
+        let shared = Bytes::from_static(b"same");
+        // Equal bytes in another buffer are another copy.
+        let other = Bytes::from(b"same".to_vec());
+        let mut copies = SharedCopies::default();
+        assert_eq!(copies.add(shared.clone(), id("a")), None);
+        assert_eq!(copies.add(shared.clone(), id("b")), None);
+        let (data, to) = copies.add(other.clone(), id("c")).expect("a and b");
+        assert_eq!(
+            (data.as_ptr(), to),
+            (shared.as_ptr(), vec![id("a"), id("b")])
+        );
+        let (data, to) = copies.take().expect("c");
+        assert_eq!((data.as_ptr(), to), (other.as_ptr(), vec![id("c")]));
+        assert_eq!(copies.take(), None);
     }
 }

@@ -17,7 +17,7 @@ use weft_messaging::{
 };
 
 use crate::control::{CONTROL_TAG, FilterSpec, PUBLICATION_TAG, ROUTED_TAG};
-use crate::core::{Dial, Outgoing, ParticipantCore, TransmitKind};
+use crate::core::{Dial, Outgoing, ParticipantCore, SharedCopies, TransmitKind};
 use crate::event::{
     Direct, ParticipantEvent, ParticipantEvents, ParticipantInfo, ParticipantStats,
 };
@@ -169,11 +169,11 @@ impl Participant {
             return Err(ParticipantError::ListenNotIp(listening.address));
         };
         let locators = vec![locator];
+        // The tags CONTROL_TAG, ROUTED_TAG and PUBLICATION_TAG share
+        // their first three bytes.
         let control = messaging.subscribe(
-            Subscription::matching(
-                regex::bytes::Regex::new(r"(?s-u)\A\x00WP[CRP]").expect("a valid regex"),
-            )
-            .of_kind(Kind::Plain),
+            Subscription::starting_with(bytes::Bytes::copy_from_slice(&CONTROL_TAG[..3]))
+                .of_kind(Kind::Plain),
         );
         let streams_changed = Arc::new(Notify::new());
         let streams_dirty = Arc::new(AtomicBool::new(true));
@@ -499,7 +499,15 @@ impl Inner {
         while let Some(id) = core.poll_protect() {
             self.discovery.protect(id);
         }
+        // Consecutive copies of one publication that share their bytes
+        // are queued under one lock.
+        let mut copies = SharedCopies::default();
         while let Some(t) = core.poll_transmit() {
+            if t.kind != TransmitKind::Publication {
+                if let Some((data, to)) = copies.take() {
+                    self.send_publication(&to, data);
+                }
+            }
             match t.kind {
                 TransmitKind::Control => {
                     let message = Message::new(t.data).with_ttl(self.config.control_ttl);
@@ -513,8 +521,8 @@ impl Inner {
                     }
                 }
                 TransmitKind::Publication => {
-                    if let Err(e) = self.messaging.try_send_message(&t.to, Message::new(t.data)) {
-                        tracing::debug!(to = %t.to, error = %e, "routed publication not queued");
+                    if let Some((data, to)) = copies.add(t.data, t.to) {
+                        self.send_publication(&to, data);
                     }
                 }
                 TransmitKind::Routed => {
@@ -530,6 +538,9 @@ impl Inner {
                 }
             }
         }
+        if let Some((data, to)) = copies.take() {
+            self.send_publication(&to, data);
+        }
         while let Some(e) = core.poll_event() {
             let _ = self.events.send(e);
         }
@@ -543,6 +554,13 @@ impl Inner {
             let far = core.interest().reaches_far();
             self.reaches_far.store(far, Ordering::Release);
             self.interest.send_replace(());
+        }
+    }
+
+    /// One routed publication's copy, the same bytes for each of `to`.
+    fn send_publication(&self, to: &[Identity], data: bytes::Bytes) {
+        for (to, e) in self.messaging.try_send_each(to, Message::new(data)) {
+            tracing::debug!(to = %to, error = %e, "routed publication not queued");
         }
     }
 
@@ -704,5 +722,11 @@ async fn sleep_until(deadline: Option<std::time::Instant>) {
     }
 }
 
-// The tags are checked by the control subscription's regex.
-const _: () = assert!(CONTROL_TAG[0] == 0 && ROUTED_TAG[0] == 0 && PUBLICATION_TAG[0] == 0);
+// The control subscription takes the tags by their first three bytes.
+const _: () = {
+    let mut i = 0;
+    while i < 3 {
+        assert!(CONTROL_TAG[i] == ROUTED_TAG[i] && CONTROL_TAG[i] == PUBLICATION_TAG[i]);
+        i += 1;
+    }
+};

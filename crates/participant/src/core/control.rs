@@ -4,7 +4,7 @@
 use weft_messaging::Identity;
 
 use super::ParticipantCore;
-use crate::control::{Control, FEATURE_CHANGES, FEATURE_INTEREST, FilterSpec, MAX_LIST};
+use crate::control::{Control, FEATURE_CHANGES, FilterSpec, MAX_LIST};
 use crate::event::ParticipantEvent;
 use crate::filters::Refused;
 
@@ -21,9 +21,8 @@ impl ParticipantCore {
                 features,
             } => {
                 self.overlay.greeted.insert(from.clone());
-                let capable = features & FEATURE_INTEREST != 0;
                 let changes = features & FEATURE_CHANGES != 0;
-                self.interest.handle_hello(from.as_str(), capable, changes);
+                self.interest.handle_hello(from.as_str(), features);
                 self.router.set_takes_changes(from.as_str(), changes);
                 let remote = self.remote.entry(from.clone()).or_default();
                 for topic in publishers {

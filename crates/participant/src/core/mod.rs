@@ -36,8 +36,8 @@ use weft_discovery::{DiscoveryEvent, ParticipantId, RemoteParticipant};
 use weft_messaging::{Identity, TopicFilter};
 
 use crate::control::{
-    Control, Decoded, Envelope, FEATURE_CHANGES, FEATURE_INTEREST, FilterSpec, PublicationHeader,
-    decode, encode_control, encode_routed,
+    Control, Decoded, Envelope, FEATURES, FilterSpec, PublicationHeader, decode, encode_control,
+    encode_routed,
 };
 use crate::event::{Direct, ParticipantEvent, ParticipantInfo};
 use crate::filters::{FilterLimits, RemoteFilters};
@@ -51,7 +51,9 @@ mod streams;
 
 pub(crate) use overlay::Overlay;
 
-pub(crate) use crate::output::{CoreStats, Dial, Outgoing, Transmit, TransmitKind, direct};
+pub(crate) use crate::output::{
+    CoreStats, Dial, Outgoing, SharedCopies, Transmit, TransmitKind, direct,
+};
 use crate::router::{Decision, DropReason, IdentityRoute, Router};
 
 /// A participant discovery told us of.
@@ -410,7 +412,7 @@ impl ParticipantCore {
                 publishers: self.local_publishers.keys().cloned().collect(),
                 subscribers: self.local_subscribers.keys().cloned().collect(),
                 routes,
-                features: FEATURE_INTEREST | FEATURE_CHANGES,
+                features: FEATURES,
             };
             self.control_to(ident.clone(), &hello);
             self.events
@@ -794,7 +796,7 @@ fn publications_to(transmits: &mut VecDeque<Transmit>, copies: Vec<(Identity, By
 mod tests {
     use std::time::Instant;
 
-    use crate::control::MAX_LIST;
+    use crate::control::{FEATURE_CHANGES, FEATURE_INTEREST, MAX_LIST};
 
     use weft_discovery::{DiscoveryConfig, DiscoveryCore, GoneReason, LocalParticipant};
 
