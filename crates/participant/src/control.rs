@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
 use weft_messaging::{Identity, TopicFilter};
 
@@ -222,8 +222,9 @@ pub(crate) fn encode_control(c: &Control) -> Bytes {
     Bytes::from(out)
 }
 
-/// A routed publication as one message (copies are made by
-/// [`PublicationCopies`], which tests hold to this).
+/// A routed publication as one message, by postcard (copies are made by
+/// [`PublicationCopies`](crate::routed::PublicationCopies), which tests
+/// hold to this).
 #[cfg(test)]
 pub(crate) fn encode_publication<S: Serialize>(h: &PublicationHeader<S>, data: &[u8]) -> Bytes {
     let mut out = PUBLICATION_TAG.to_vec();
@@ -232,77 +233,6 @@ pub(crate) fn encode_publication<S: Serialize>(h: &PublicationHeader<S>, data: &
     b.extend_from_slice(&out);
     b.extend_from_slice(data);
     b.freeze()
-}
-
-/// The copies of one routed publication, which differ only in their
-/// targets: the tag and the header up to the targets (postcard encodes a
-/// struct as its fields in order, the targets last) are encoded once, and
-/// every copy is written into one buffer that the copies share, byte for
-/// byte what [`encode_publication`] makes of each: one allocation for all
-/// of them, as a PUBLISH's copies share one body.
-pub(crate) struct PublicationCopies<'a> {
-    head: Vec<u8>,
-    data: &'a [u8],
-}
-
-impl<'a> PublicationCopies<'a> {
-    /// The copies of `h` (whose targets are left out) carrying `data`.
-    pub(crate) fn new<S: Serialize>(
-        h: &PublicationHeader<S>,
-        data: &'a [u8],
-    ) -> PublicationCopies<'a> {
-        let fields = (&h.origin, h.epoch, h.seq, &h.topic, h.hops_left);
-        let head = postcard::to_extend(&fields, PUBLICATION_TAG.to_vec())
-            .expect("encoding to a Vec does not fail");
-        PublicationCopies { head, data }
-    }
-
-    /// One copy for each list of targets, in order.
-    pub(crate) fn copies<'t, S: AsRef<str> + 't>(
-        &self,
-        targets: impl Iterator<Item = &'t [S]> + Clone,
-    ) -> Vec<Bytes> {
-        // A length takes at most 10 bytes as a varint.
-        let size = |t: &[S]| {
-            let names: usize = t.iter().map(|n| n.as_ref().len() + 10).sum();
-            self.head.len() + 10 + names + self.data.len()
-        };
-        let mut buf = BytesMut::with_capacity(targets.clone().map(size).sum());
-        targets
-            .map(|t| {
-                buf.put_slice(&self.head);
-                put_varint(&mut buf, t.len());
-                for name in t {
-                    put_varint(&mut buf, name.as_ref().len());
-                    buf.put_slice(name.as_ref().as_bytes());
-                }
-                buf.put_slice(self.data);
-                buf.split().freeze()
-            })
-            .collect()
-    }
-}
-
-impl PublicationCopies<'_> {
-    /// The copy naming no target, for a neighbour that is its only target
-    /// and set [`FEATURE_UNNAMED`].
-    pub(crate) fn unnamed(&self) -> Bytes {
-        let mut buf = BytesMut::with_capacity(self.head.len() + 1 + self.data.len());
-        buf.put_slice(&self.head);
-        put_varint(&mut buf, 0);
-        buf.put_slice(self.data);
-        buf.freeze()
-    }
-}
-
-/// `n` as postcard writes a length: seven bits a byte, lowest first, the
-/// top bit set on every byte but the last.
-fn put_varint(buf: &mut BytesMut, mut n: usize) {
-    while n >= 0x80 {
-        buf.put_u8((n as u8) | 0x80);
-        n >>= 7;
-    }
-    buf.put_u8(n as u8);
 }
 
 pub(crate) fn encode_routed(e: &Envelope, data: &[u8]) -> Bytes {
@@ -356,15 +286,14 @@ pub(crate) fn decode(data: &Bytes) -> Option<Decoded<'_>> {
         let start = data.len() - rest.len();
         Some(Decoded::Routed(e, data.slice(start..)))
     } else if tag == PUBLICATION_TAG {
-        let (h, rest) = postcard::take_from_bytes::<PublicationHeader<&str>>(body).ok()?;
+        let (h, used) = crate::routed::read_header(body)?;
         if h.targets.len() > MAX_LIST
             || h.topic.len() > weft_messaging::patterns::MAX_TOPIC
             || Identity::check(h.origin).is_err()
         {
             return None;
         }
-        let start = data.len() - rest.len();
-        Some(Decoded::Publication(h, data.slice(start..)))
+        Some(Decoded::Publication(h, data.slice(4 + used..)))
     } else {
         None
     }
@@ -525,7 +454,7 @@ mod tests {
             targets: Vec::new(),
         };
         let data = [7u8; 70];
-        let copies = PublicationCopies::new(&h, &data);
+        let copies = crate::routed::PublicationCopies::new(&h, &data);
         let many: Vec<String> = (0..140).map(|i| format!("subscriber-{i}")).collect();
         let lists = [&[][..], &many[..1], &many[..3], &many[..], &many[5..7]];
         let made = copies.copies(lists.iter().copied());

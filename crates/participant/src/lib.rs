@@ -82,6 +82,7 @@ mod output;
 mod participant;
 mod pubsub;
 mod recent;
+mod routed;
 mod router;
 #[cfg(any(test, feature = "sim"))]
 pub mod sim;

@@ -66,28 +66,27 @@ pub(crate) struct SharedCopies {
 }
 
 impl SharedCopies {
-    /// A copy of `data` for `to`. Returns the copies gathered before when
-    /// `data` is not their buffer.
-    pub(crate) fn add(&mut self, data: Bytes, to: Identity) -> Option<(Bytes, Vec<Identity>)> {
+    /// A copy of `data` for `to`. The copies gathered before go to `send`
+    /// first when `data` is not their buffer.
+    pub(crate) fn add(&mut self, data: Bytes, to: Identity, send: impl FnOnce(&[Identity], Bytes)) {
         let same = self
             .data
             .as_ref()
             .is_some_and(|d| d.as_ptr() == data.as_ptr() && d.len() == data.len());
-        let before = if same {
-            None
-        } else {
-            let before = self.take();
+        if !same {
+            self.flush(send);
             self.data = Some(data);
-            before
-        };
+        }
         self.to.push(to);
-        before
     }
 
-    /// The copies gathered: their bytes and who they are for.
-    pub(crate) fn take(&mut self) -> Option<(Bytes, Vec<Identity>)> {
-        let data = self.data.take()?;
-        Some((data, std::mem::take(&mut self.to)))
+    /// The copies gathered go to `send`: their bytes and who they are
+    /// for.
+    pub(crate) fn flush(&mut self, send: impl FnOnce(&[Identity], Bytes)) {
+        if let Some(data) = self.data.take() {
+            send(&self.to, data);
+            self.to.clear();
+        }
     }
 }
 
@@ -141,16 +140,16 @@ mod tests {
         let shared = Bytes::from_static(b"same");
         // Equal bytes in another buffer are another copy.
         let other = Bytes::from(b"same".to_vec());
+        let mut sent: Vec<(*const u8, Vec<Identity>)> = Vec::new();
         let mut copies = SharedCopies::default();
-        assert_eq!(copies.add(shared.clone(), id("a")), None);
-        assert_eq!(copies.add(shared.clone(), id("b")), None);
-        let (data, to) = copies.add(other.clone(), id("c")).expect("a and b");
-        assert_eq!(
-            (data.as_ptr(), to),
-            (shared.as_ptr(), vec![id("a"), id("b")])
-        );
-        let (data, to) = copies.take().expect("c");
-        assert_eq!((data.as_ptr(), to), (other.as_ptr(), vec![id("c")]));
-        assert_eq!(copies.take(), None);
+        for (data, to) in [(&shared, "a"), (&shared, "b"), (&other, "c")] {
+            copies.add(data.clone(), id(to), |to, d| {
+                sent.push((d.as_ptr(), to.to_vec()))
+            });
+        }
+        assert_eq!(sent, [(shared.as_ptr(), vec![id("a"), id("b")])]);
+        copies.flush(|to, d| sent.push((d.as_ptr(), to.to_vec())));
+        copies.flush(|_, _| panic!("nothing is left"));
+        assert_eq!(sent[1], (other.as_ptr(), vec![id("c")]));
     }
 }

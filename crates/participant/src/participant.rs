@@ -504,9 +504,7 @@ impl Inner {
         let mut copies = SharedCopies::default();
         while let Some(t) = core.poll_transmit() {
             if t.kind != TransmitKind::Publication {
-                if let Some((data, to)) = copies.take() {
-                    self.send_publication(&to, data);
-                }
+                copies.flush(|to, data| self.send_publication(to, data));
             }
             match t.kind {
                 TransmitKind::Control => {
@@ -521,9 +519,7 @@ impl Inner {
                     }
                 }
                 TransmitKind::Publication => {
-                    if let Some((data, to)) = copies.add(t.data, t.to) {
-                        self.send_publication(&to, data);
-                    }
+                    copies.add(t.data, t.to, |to, data| self.send_publication(to, data));
                 }
                 TransmitKind::Routed => {
                     if self
@@ -538,9 +534,7 @@ impl Inner {
                 }
             }
         }
-        if let Some((data, to)) = copies.take() {
-            self.send_publication(&to, data);
-        }
+        copies.flush(|to, data| self.send_publication(to, data));
         while let Some(e) = core.poll_event() {
             let _ = self.events.send(e);
         }

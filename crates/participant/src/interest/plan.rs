@@ -14,7 +14,8 @@ use std::ops::Range;
 use bytes::Bytes;
 use weft_messaging::Identity;
 
-use crate::control::{PublicationCopies, PublicationHeader};
+use crate::control::PublicationHeader;
+use crate::routed::PublicationCopies;
 
 /// A publication's targets grouped by next hop.
 #[derive(Debug)]
@@ -82,17 +83,19 @@ impl Plan {
             )
             .into_iter();
         let mut unnamed: Option<Bytes> = None;
-        self.groups
-            .iter()
-            .filter_map(|(via, range)| {
-                let copy = if range.is_empty() {
-                    unnamed.get_or_insert_with(|| copier.unnamed()).clone()
-                } else {
-                    named.next()?
-                };
-                Some((via.clone(), copy))
-            })
-            .collect()
+        let mut out = Vec::with_capacity(self.groups.len());
+        for (via, range) in &self.groups {
+            let copy = if range.is_empty() {
+                unnamed.get_or_insert_with(|| copier.unnamed()).clone()
+            } else {
+                match named.next() {
+                    Some(copy) => copy,
+                    None => break,
+                }
+            };
+            out.push((via.clone(), copy));
+        }
+        out
     }
 }
 
