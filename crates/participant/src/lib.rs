@@ -70,6 +70,7 @@
 mod advert;
 mod config;
 mod control;
+mod controls;
 mod core;
 mod error;
 mod event;

@@ -13,10 +13,11 @@ use weft_discovery::{Discovery, DiscoveryEvent, DiscoveryEvents, LocalParticipan
 use weft_link::ConnectorId;
 use weft_link::inbox::{DropPolicy, Inbox};
 use weft_messaging::{
-    Identity, Kind, Message, Messaging, Received, Subscription, SubscriptionQueue, TopicFilter,
+    HandlerId, Identity, Message, Messaging, Received, SubscriptionQueue, TopicFilter,
 };
 
-use crate::control::{CONTROL_TAG, FilterSpec, PUBLICATION_TAG, ROUTED_TAG};
+use crate::control::FilterSpec;
+use crate::controls::Controls;
 use crate::core::{Dial, Outgoing, ParticipantCore, SharedCopies, TransmitKind};
 use crate::event::{
     Direct, ParticipantEvent, ParticipantEvents, ParticipantInfo, ParticipantStats,
@@ -76,6 +77,12 @@ pub(crate) struct Inner {
     streams_changed: Arc<Notify>,
     streams_dirty: Arc<AtomicBool>,
     counters: Counters,
+    /// The core's next deadline may have come closer through work done
+    /// outside the task (a batch of control messages on messaging's task):
+    /// the task looks again.
+    timer_changed: Notify,
+    /// Our handlers in messaging, removed when the task ends.
+    handlers: Mutex<Vec<HandlerId>>,
     stop: watch::Sender<bool>,
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
@@ -162,19 +169,16 @@ impl Participant {
             messaging_config.bind_identity = true;
         }
         let messaging = Messaging::new(identity.clone(), messaging_config).await?;
-        // Only topic queues and our control queue: no catch-all queue.
+        // Only topic queues and our control handlers: no catch-all queue.
         messaging.unsubscribe(0);
+        // Before anyone can reach us: a neighbour's first message must
+        // find the handlers there.
+        let (controls, handlers) = Controls::take(&messaging);
         let listening = messaging.link().listen_with(listen, listen_options).await?;
         let Some(locator) = listening.address.socket_addr() else {
             return Err(ParticipantError::ListenNotIp(listening.address));
         };
         let locators = vec![locator];
-        // The tags CONTROL_TAG, ROUTED_TAG and PUBLICATION_TAG share
-        // their first three bytes.
-        let control = messaging.subscribe(
-            Subscription::starting_with(bytes::Bytes::copy_from_slice(&CONTROL_TAG[..3]))
-                .of_kind(Kind::Plain),
-        );
         let streams_changed = Arc::new(Notify::new());
         let streams_dirty = Arc::new(AtomicBool::new(true));
         for on in [true, false] {
@@ -241,10 +245,13 @@ impl Participant {
             streams_changed,
             streams_dirty,
             counters: Counters::default(),
+            timer_changed: Notify::new(),
+            handlers: Mutex::new(handlers),
             stop,
             task: Mutex::new(None),
         });
-        let task = tokio::spawn(run(inner.clone(), discovery_events, control, stop_rx));
+        controls.attach(&inner);
+        let task = tokio::spawn(run(inner.clone(), discovery_events, stop_rx));
         *lock(&inner.task) = Some(task);
         Ok(Participant {
             _stop: Arc::new(StopOnDrop(inner.clone())),
@@ -647,27 +654,27 @@ impl Inner {
     /// of the core, and carries out what they caused together: a burst of
     /// routed publications is passed on without a lock, a wakeup or a
     /// trip through the task's loop per message.
-    fn on_controls(&self, batch: &mut Vec<Received>) {
+    pub(crate) fn on_controls(&self, batch: &mut Vec<Received>) {
         // A neighbour's first message may overtake the news of its stream.
         if self.streams_dirty.load(Ordering::Acquire) {
             self.reconcile();
         }
-        self.drive(|core| {
+        let closer = self.drive(|core| {
+            let before = core.poll_timeout();
             for received in batch.drain(..) {
                 core.handle_control(&received.from, &received.message.data);
             }
+            core.poll_timeout()
+                .is_some_and(|after| before.is_none_or(|b| after < b))
         });
+        if closer {
+            self.timer_changed.notify_one();
+        }
     }
 }
 
-async fn run(
-    inner: Arc<Inner>,
-    mut discovery: DiscoveryEvents,
-    control: SubscriptionQueue,
-    mut stop: watch::Receiver<bool>,
-) {
+async fn run(inner: Arc<Inner>, mut discovery: DiscoveryEvents, mut stop: watch::Receiver<bool>) {
     let mut discovery_open = true;
-    let mut batch = Vec::with_capacity(CONTROL_BATCH);
     loop {
         let deadline = lock(&inner.core).poll_timeout();
         tokio::select! {
@@ -680,16 +687,12 @@ async fn run(
                 }
                 None => discovery_open = false,
             },
-            r = control.recv(None) => match r {
-                Ok(r) => {
-                    batch.push(r);
-                    control.try_recv_many(&mut batch, CONTROL_BATCH - 1);
-                    inner.on_controls(&mut batch);
-                }
-                Err(_) => break,
-            },
+            () = inner.timer_changed.notified() => {}
             _ = inner.streams_changed.notified() => inner.reconcile(),
         }
+    }
+    for id in lock(&inner.handlers).drain(..) {
+        inner.messaging.remove_handler(id);
     }
     // Forget every stream: its connectors end with messaging.
     let _core = lock(&inner.core);
@@ -698,10 +701,6 @@ async fn run(
     }
     tracing::debug!(identity = %inner.messaging.identity(), "participant stopped");
 }
-
-/// How many control messages the task takes from its queue at once (what
-/// one lock of the core handles).
-const CONTROL_BATCH: usize = 256;
 
 /// Now, on the runtime's clock (which tests may pause), as the core takes it.
 fn clock() -> std::time::Instant {
@@ -715,12 +714,3 @@ async fn sleep_until(deadline: Option<std::time::Instant>) {
         None => std::future::pending().await,
     }
 }
-
-// The control subscription takes the tags by their first three bytes.
-const _: () = {
-    let mut i = 0;
-    while i < 3 {
-        assert!(CONTROL_TAG[i] == ROUTED_TAG[i] && CONTROL_TAG[i] == PUBLICATION_TAG[i]);
-        i += 1;
-    }
-};
