@@ -736,7 +736,12 @@ async fn try_send_each_queues_a_copy_for_every_target_and_returns_only_the_refus
     // Each copy arrives whole at its target.
     for name in ["c", "d"] {
         let peer = Messaging::new(id(name), config()).await.unwrap();
-        let at = peer.link().listen("tcp://127.0.0.1:0").await.unwrap().address;
+        let at = peer
+            .link()
+            .listen("tcp://127.0.0.1:0")
+            .await
+            .unwrap()
+            .address;
         b.link().connect(&at).unwrap();
         let got = peer.recv(Some(WAIT)).await.unwrap();
         assert_eq!((&got.from, &got.message.data[..]), (&id("b"), &b"each"[..]));
@@ -748,8 +753,9 @@ async fn try_send_each_queues_a_copy_for_every_target_and_returns_only_the_refus
         .unwrap();
     let refused = stored.try_send_each(&to, Message::new("p").persistent());
     assert_eq!(refused.len(), 3);
-    assert!(refused.iter().all(|(_, e)| matches!(
-        e,
-        MessagingError::Misuse(Misuse::PersistentTrySend)
-    )));
+    assert!(
+        refused
+            .iter()
+            .all(|(_, e)| matches!(e, MessagingError::Misuse(Misuse::PersistentTrySend)))
+    );
 }
