@@ -668,6 +668,29 @@ mod tests {
         Interest::new(me, 8, FilterLimits::default(), 1)
     }
 
+    /// `me` between `from` and `c`, which subscribes to `news`.
+    fn between(me: &str, from: &str) -> Interest {
+        let mut i = interest(me);
+        for n in [from, "c"] {
+            i.neighbour_up(n);
+            i.handle_hello(n, FEATURE_INTEREST);
+        }
+        i.set_direct("c", [spec("news")].iter());
+        i
+    }
+
+    /// A copy of `z`'s publication on `news` for `c`.
+    fn copy_for_c() -> PublicationHeader<&'static str> {
+        PublicationHeader {
+            origin: "z",
+            epoch: 0,
+            seq: 0,
+            topic: "news",
+            hops_left: 3,
+            targets: vec!["c"],
+        }
+    }
+
     #[test]
     fn neighbours_own_subscribers_travel_on_but_never_back() {
         // b between a and c: c subscribes.
@@ -723,20 +746,8 @@ mod tests {
 
         // b gets a copy for c from a; a copy for a, from a, is not sent
         // back.
-        let header = PublicationHeader {
-            origin: "z",
-            epoch: 0,
-            seq: 0,
-            topic: "news",
-            hops_left: 3,
-            targets: vec!["c"],
-        };
-        let mut b = interest("b");
-        for n in ["a", "c"] {
-            b.neighbour_up(n);
-            b.handle_hello(n, FEATURE_INTEREST);
-        }
-        b.set_direct("c", [spec("news")].iter());
+        let header = copy_for_c();
+        let mut b = between("b", "a");
         let out = b.handle_publication("a", header.clone(), &Bytes::from_static(b"x"), |_| false);
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].0.as_str(), "c");
@@ -899,20 +910,8 @@ mod tests {
         assert_eq!(a.publish("sport", b"x").1, 1);
 
         // Passing on: the same targets from the same neighbour.
-        let header = PublicationHeader {
-            origin: "z",
-            epoch: 0,
-            seq: 0,
-            topic: "news",
-            hops_left: 3,
-            targets: vec!["c"],
-        };
-        let mut m = interest("m");
-        for n in ["p", "c"] {
-            m.neighbour_up(n);
-            m.handle_hello(n, FEATURE_INTEREST);
-        }
-        m.set_direct("c", [spec("news")].iter());
+        let header = copy_for_c();
+        let mut m = between("m", "p");
         let names = |out: &[(Identity, Bytes)]| -> Vec<Vec<String>> {
             out.iter()
                 .map(|(_, copy)| match decode(copy) {
