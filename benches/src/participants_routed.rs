@@ -20,12 +20,10 @@
 //! as in the direct row, and any drop counted by the publisher, the
 //! intermediate or a subscriber fails the round.
 
-use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use weft_discovery::BeaconTarget;
 use weft_participant::ParticipantConfig;
 
 use crate::harness::{self, LIMIT};
@@ -37,13 +35,9 @@ use crate::throughput::Load;
 
 /// A participant beaconing from `port` to the loopback ports `to` only.
 fn unicast(name: &str, port: u16, to: &[u16]) -> ParticipantConfig {
-    let mut c = ParticipantConfig::loopback(port).with_identity(name);
-    c.discovery.bind_v4 = Ipv4Addr::LOCALHOST;
-    c.discovery.targets = to
-        .iter()
-        .map(|p| BeaconTarget::Unicast(SocketAddr::from((Ipv4Addr::LOCALHOST, *p))))
-        .collect();
-    c
+    ParticipantConfig::loopback(port)
+        .with_identity(name)
+        .beaconing_to(to)
 }
 
 /// One measurement: the time from the first timed publish to the last

@@ -1,8 +1,9 @@
 //! Plain configuration with documented defaults.
 
+use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use weft_discovery::{DiscoveryConfig, GroupKey, ParticipantId};
+use weft_discovery::{BeaconTarget, DiscoveryConfig, GroupKey, ParticipantId};
 use weft_messaging::MessagingConfig;
 use weft_messaging::config::{DuplicateIdentity, QueuePolicy};
 
@@ -171,6 +172,30 @@ impl ParticipantConfig {
     /// This configuration with the identity `identity`.
     pub fn with_identity(mut self, identity: impl Into<String>) -> ParticipantConfig {
         self.identity = Some(identity.into());
+        self
+    }
+
+    /// This configuration beaconing from `127.0.0.1` to the beacon ports
+    /// `ports` of this host only, each a participant's own
+    /// ([`loopback`](Self::loopback) with a port of each one's): who hears
+    /// whom is chosen, so one host can hold a line, a star or any other
+    /// shape of participants.
+    ///
+    /// ```
+    /// use weft_participant::ParticipantConfig;
+    ///
+    /// // m between a (beacon port 7001) and c (7003).
+    /// let a = ParticipantConfig::loopback(7001).beaconing_to(&[7002]);
+    /// let m = ParticipantConfig::loopback(7002).beaconing_to(&[7001, 7003]);
+    /// let c = ParticipantConfig::loopback(7003).beaconing_to(&[7002]);
+    /// assert_eq!(m.discovery.targets.len(), 2);
+    /// ```
+    pub fn beaconing_to(mut self, ports: &[u16]) -> ParticipantConfig {
+        self.discovery.bind_v4 = Ipv4Addr::LOCALHOST;
+        self.discovery.targets = ports
+            .iter()
+            .map(|p| BeaconTarget::Unicast(SocketAddr::from((Ipv4Addr::LOCALHOST, *p))))
+            .collect();
         self
     }
 }

@@ -77,9 +77,9 @@ pub(crate) struct Inner {
     streams_changed: Arc<Notify>,
     streams_dirty: Arc<AtomicBool>,
     counters: Counters,
-    /// The core's next deadline may have come closer through work done
-    /// outside the task (a batch of control messages on messaging's task):
-    /// the task looks again.
+    /// The core's next deadline came closer through work done outside the
+    /// task (a user's call, a run of control messages on messaging's
+    /// task): the task looks again.
     timer_changed: Notify,
     /// Our handlers in messaging, removed when the task ends.
     handlers: Mutex<Vec<HandlerId>>,
@@ -494,8 +494,18 @@ impl Inner {
     /// cause leaves in the order it happened.
     fn drive<R>(&self, f: impl FnOnce(&mut ParticipantCore) -> R) -> R {
         let mut core = lock(&self.core);
+        let before = core.poll_timeout();
         let out = f(&mut core);
         self.carry_out(&mut core);
+        let closer = core
+            .poll_timeout()
+            .is_some_and(|after| before.is_none_or(|b| after < b));
+        drop(core);
+        if closer {
+            // Called from another task (a user's call, messaging's
+            // handlers): the task sleeps until the deadline it last saw.
+            self.timer_changed.notify_one();
+        }
         out
     }
 
@@ -659,17 +669,11 @@ impl Inner {
         if self.streams_dirty.load(Ordering::Acquire) {
             self.reconcile();
         }
-        let closer = self.drive(|core| {
-            let before = core.poll_timeout();
+        self.drive(|core| {
             for received in batch.drain(..) {
                 core.handle_control(&received.from, &received.message.data);
             }
-            core.poll_timeout()
-                .is_some_and(|after| before.is_none_or(|b| after < b))
         });
-        if closer {
-            self.timer_changed.notify_one();
-        }
     }
 }
 
