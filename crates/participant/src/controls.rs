@@ -3,13 +3,13 @@
 //! the run's end ([`Inner::on_controls`]), with no queue and no wake-up of
 //! another task between a neighbour's message and what it causes.
 
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use bytes::Bytes;
 use weft_messaging::{HandlerId, Kind, Messaging, Received, Subscription};
 
 use crate::control::{CONTROL_TAG, PUBLICATION_TAG, ROUTED_TAG};
-use crate::participant::Inner;
+use crate::participant::{Inner, lock};
 
 /// The length of the prefix the three tags share, which takes them.
 const PREFIX: usize = 3;
@@ -30,10 +30,6 @@ pub(crate) struct Controls {
     pending: Mutex<Vec<Received>>,
     /// Weak: messaging, which holds the handlers, is the participant's.
     inner: OnceLock<Weak<Inner>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Controls {

@@ -87,7 +87,9 @@ pub(crate) struct Inner {
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+/// `m`'s guard; a panic elsewhere while it was held does not make its
+/// data unusable.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
