@@ -376,10 +376,16 @@ impl Messaging {
     /// A persistent message while storage is configured fails with
     /// [`Misuse::PersistentTrySend`].
     pub fn try_send_message(&self, to: &Identity, message: Message) -> Result<(), MessagingError> {
-        if message.is_persistent() && self.inner.storage.is_some() && *to != self.inner.me {
+        if self.must_store(to, &message) {
             return Err(Misuse::PersistentTrySend.into());
         }
         self.enqueue(to, message, false)
+    }
+
+    /// Whether `message` to `to` is stored before it is queued: only a
+    /// `send_message` can wait for that.
+    fn must_store(&self, to: &Identity, message: &Message) -> bool {
+        message.is_persistent() && self.inner.storage.is_some() && *to != self.inner.me
     }
 
     /// [`try_send_message`](Self::try_send_message) of one message to
@@ -404,17 +410,15 @@ impl Messaging {
         targets: &[Identity],
         message: Message,
     ) -> Vec<(Identity, MessagingError)> {
-        let misuse = (message.is_persistent() && self.inner.storage.is_some())
-            .then_some(Misuse::PersistentTrySend);
         let mut refused = Vec::new();
         self.with_core(|core| {
             let now = send_time(core, &message);
             for to in targets {
-                let result = match &misuse {
-                    Some(m) if *to != self.inner.me => Err((*m).into()),
-                    _ => core
-                        .send_message(to, message.clone(), now)
-                        .map_err(|r| r.into_error(to)),
+                let result = if self.must_store(to, &message) {
+                    Err(Misuse::PersistentTrySend.into())
+                } else {
+                    core.send_message(to, message.clone(), now)
+                        .map_err(|r| r.into_error(to))
                 };
                 if let Err(e) = result {
                     refused.push((to.clone(), e));
