@@ -5,11 +5,9 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use tokio::time::{Instant, timeout};
-use weft_discovery::BeaconTarget;
 use weft_participant::{
     GoneReason, Participant, ParticipantConfig, ParticipantEvent, ParticipantEvents, TopicFilter,
 };
@@ -41,6 +39,18 @@ fn fast(port: u16, name: &str) -> ParticipantConfig {
     c.discovery.lease = Duration::from_millis(1200);
     c.discovery.interval = Duration::from_millis(300);
     c
+}
+
+/// Participants a, b and c in a line, each [`fast`]: a sees b, b sees a
+/// and c, c sees b; a never sees c (each beacons to its neighbours only).
+async fn line() -> (Participant, Participant, Participant) {
+    let (pa, pb, pc) = (free_port(), free_port(), free_port());
+    let start =
+        |name: &str, port: u16, to: &[u16]| Participant::start(fast(port, name).beaconing_to(to));
+    let a = start("a", pa, &[pb]).await.unwrap();
+    let b = start("b", pb, &[pa, pc]).await.unwrap();
+    let c = start("c", pc, &[pb]).await.unwrap();
+    (a, b, c)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -335,21 +345,7 @@ async fn a_restart_is_seen_as_a_new_incarnation() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_for_an_identity_out_of_sight_goes_through_a_broker() {
-    // A line: a sees b, b sees a and c, c sees b; a never sees c.
-    let (pa, pb, pc) = (free_port(), free_port(), free_port());
-    let make = |name: &str, port: u16, to: &[u16]| {
-        let mut c = fast(0, name);
-        c.discovery.port = port;
-        c.discovery.bind_v4 = std::net::Ipv4Addr::LOCALHOST;
-        c.discovery.targets = to
-            .iter()
-            .map(|p| BeaconTarget::Unicast(SocketAddr::from(([127, 0, 0, 1], *p))))
-            .collect();
-        c
-    };
-    let a = Participant::start(make("a", pa, &[pb])).await.unwrap();
-    let b = Participant::start(make("b", pb, &[pa, pc])).await.unwrap();
-    let c = Participant::start(make("c", pc, &[pb])).await.unwrap();
+    let (a, b, c) = line().await;
     // Routes are told in batches: each way in its own time.
     eventually(Duration::from_secs(5), "routes between a and c", || {
         let reaches = |p: &Participant, to: &str| {
@@ -387,21 +383,7 @@ async fn a_message_for_an_identity_out_of_sight_goes_through_a_broker() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publications_cross_a_participant_to_a_subscriber_out_of_sight() {
-    // A line: a sees b, b sees a and c, c sees b; a never sees c.
-    let (pa, pb, pc) = (free_port(), free_port(), free_port());
-    let make = |name: &str, port: u16, to: &[u16]| {
-        let mut c = fast(0, name);
-        c.discovery.port = port;
-        c.discovery.bind_v4 = std::net::Ipv4Addr::LOCALHOST;
-        c.discovery.targets = to
-            .iter()
-            .map(|p| BeaconTarget::Unicast(SocketAddr::from(([127, 0, 0, 1], *p))))
-            .collect();
-        c
-    };
-    let a = Participant::start(make("a", pa, &[pb])).await.unwrap();
-    let b = Participant::start(make("b", pb, &[pa, pc])).await.unwrap();
-    let c = Participant::start(make("c", pc, &[pb])).await.unwrap();
+    let (a, b, c) = line().await;
     let news = c.subscriber(TopicFilter::Prefix("news".into()));
     let publisher = a.publisher("news.today").unwrap();
     // a learns of c's subscriber through b.
